@@ -1,0 +1,137 @@
+
+/*
+ * ngx_chat: shared types of the nginx module.
+ *
+ * The module is split like nginx's own http/v2: ngx_chat_module.c holds the
+ * directives and the process hooks, ngx_chat_handshake.c the upgrade,
+ * ngx_chat_session.c the life of one WebSocket connection, ngx_chat_proto.c
+ * the JSON protocol (pure C, unit tested), ngx_chat_redis.c the Redis link,
+ * ngx_chat_kafka.c the Kafka link, ngx_chat_frame.c the RFC 6455 codec and
+ * ngx_chat_jwt.c the token check.
+ */
+
+
+#ifndef _NGX_CHAT_H_INCLUDED_
+#define _NGX_CHAT_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_chat_frame.h"
+
+
+#define NGX_CHAT_ID_MAX          64
+#define NGX_CHAT_SID_LEN         16
+#define NGX_CHAT_NODE_MAX        (NGX_CHAT_ID_MAX + 8)
+
+/* close codes of the contract beyond RFC 6455's own */
+#define NGX_CHAT_CLOSE_NORMAL    1000
+#define NGX_CHAT_CLOSE_AWAY      1001
+#define NGX_CHAT_CLOSE_PROTOCOL  1002
+#define NGX_CHAT_CLOSE_BINARY    1003
+#define NGX_CHAT_CLOSE_UTF8      1007
+#define NGX_CHAT_CLOSE_POLICY    1008
+#define NGX_CHAT_CLOSE_TOO_BIG   1009
+#define NGX_CHAT_CLOSE_INTERNAL  1011
+#define NGX_CHAT_CLOSE_REPLACED  4001
+#define NGX_CHAT_CLOSE_SLOW      4009
+
+
+typedef struct {
+    ngx_str_t                  jwt_secret;
+    ngx_str_t                  server_id;
+    ngx_str_t                  redis_host;
+    in_port_t                  redis_port;
+    ngx_str_t                  kafka_brokers;
+    ngx_str_t                  kafka_topic;
+    ngx_msec_t                 kafka_timeout;
+    ngx_flag_t                 enabled;     /* some location says "chat" */
+} ngx_chat_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                 enable;
+    size_t                     max_message;
+    size_t                     send_buffer;
+    ngx_msec_t                 heartbeat;
+} ngx_chat_loc_conf_t;
+
+
+/* one WebSocket connection after the upgrade; lives in c->pool */
+typedef struct {
+    ngx_rbtree_node_t          node;        /* key: the session id */
+    ngx_connection_t          *connection;
+    ngx_chat_loc_conf_t       *conf;
+
+    ngx_str_t                  user;
+    ngx_str_t                  device;
+    u_char                     sid[NGX_CHAT_SID_LEN];
+
+    ngx_chat_ws_parser_t       parser;
+
+    /* a data message being reassembled (allocated only while it is) */
+    u_char                    *msg;
+    size_t                     msg_len;
+    size_t                     msg_size;
+
+    /* frames waiting for the socket (allocated only while there are) */
+    u_char                    *out;
+    u_char                    *out_pos;
+    u_char                    *out_last;
+    u_char                    *out_end;
+
+    int64_t                    expires;     /* token exp, seconds */
+    ngx_uint_t                 silent_ticks;
+    unsigned                   registered:1;
+    unsigned                   in_table:1;
+    unsigned                   closing:1;     /* our close frame queued */
+    unsigned                   lingering:1;   /* draining before close */
+} ngx_chat_session_t;
+
+
+extern ngx_module_t  ngx_chat_module;
+
+
+/* process-wide state of one nginx worker process */
+typedef struct {
+    ngx_rbtree_t               sessions;
+    ngx_rbtree_node_t          sentinel;
+    ngx_str_t                  node;        /* "<server_id>:<worker>" */
+    ngx_str_t                  channel;     /* "chat:node:<node>" */
+    uint64_t                   sid_prefix;
+    uint64_t                   sid_counter;
+    ngx_log_t                 *log;
+} ngx_chat_worker_t;
+
+extern ngx_chat_worker_t  ngx_chat_worker;
+
+
+/* ngx_chat_handshake.c */
+ngx_int_t ngx_chat_handler(ngx_http_request_t *r);
+
+/* ngx_chat_session.c */
+ngx_int_t ngx_chat_session_start(ngx_http_request_t *r, ngx_str_t *user,
+    ngx_str_t *device, ngx_str_t *protocol, ngx_str_t *key, int64_t expires);
+ngx_chat_session_t *ngx_chat_session_find(u_char *sid, size_t len);
+ngx_int_t ngx_chat_session_send_text(ngx_chat_session_t *s, u_char *data,
+    size_t len);
+void ngx_chat_session_close(ngx_chat_session_t *s, ngx_uint_t code,
+    char *reason);
+void ngx_chat_sessions_close_all(ngx_uint_t code, char *reason);
+
+/* ngx_chat_redis.c */
+ngx_int_t ngx_chat_redis_init(ngx_cycle_t *cycle, ngx_chat_main_conf_t *mcf);
+void ngx_chat_redis_exit(ngx_cycle_t *cycle);
+void ngx_chat_redis_register(ngx_chat_session_t *s);
+void ngx_chat_redis_unregister(ngx_chat_session_t *s);
+
+/* ngx_chat_kafka.c */
+ngx_int_t ngx_chat_kafka_init(ngx_cycle_t *cycle, ngx_chat_main_conf_t *mcf);
+void ngx_chat_kafka_exit(ngx_cycle_t *cycle);
+ngx_int_t ngx_chat_kafka_produce(u_char *key, size_t key_len, u_char *value,
+    size_t value_len);
+
+
+#endif /* _NGX_CHAT_H_INCLUDED_ */

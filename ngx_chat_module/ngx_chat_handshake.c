@@ -1,0 +1,276 @@
+
+/*
+ * The WebSocket opening handshake (RFC 6455 section 4.2) and the token check
+ * that guards it: everything that happens while the connection is still an
+ * HTTP request. A request that fails here gets a plain HTTP answer (400, 401,
+ * 405, 426) and leaves no trace anywhere else.
+ */
+
+
+#include "ngx_chat.h"
+#include "ngx_chat_jwt.h"
+
+
+#define NGX_CHAT_UPGRADE_REQUIRED  426
+
+
+static ngx_table_elt_t *ngx_chat_find_header(ngx_http_request_t *r,
+    char *name, size_t len);
+static ngx_uint_t ngx_chat_has_token(ngx_str_t *value, char *token,
+    size_t len);
+static ngx_int_t ngx_chat_reject(ngx_http_request_t *r, ngx_uint_t status,
+    char *why);
+static ngx_int_t ngx_chat_get_token(ngx_http_request_t *r, ngx_str_t *token);
+
+
+ngx_int_t
+ngx_chat_handler(ngx_http_request_t *r)
+{
+    u_char                     decoded[32];
+    time_t                     now;
+    ngx_str_t                  token, user, device, protocol, key, src, dst;
+    const char                *why;
+    ngx_table_elt_t           *h;
+    ngx_chat_main_conf_t      *mcf;
+    ngx_chat_jwt_claims_t      claims;
+
+    if (r->method != NGX_HTTP_GET) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    if (r != r->main || r->http_version != NGX_HTTP_VERSION_11) {
+        return ngx_chat_reject(r, NGX_HTTP_BAD_REQUEST,
+                               "WebSocket needs an HTTP/1.1 request");
+    }
+
+    /* nginx keeps no pointer to the Connection header: look it up */
+    h = ngx_chat_find_header(r, "Connection", sizeof("Connection") - 1);
+
+    if (r->headers_in.upgrade == NULL
+        || !ngx_chat_has_token(&r->headers_in.upgrade->value,
+                               "websocket", sizeof("websocket") - 1)
+        || h == NULL
+        || !ngx_chat_has_token(&h->value, "upgrade", sizeof("upgrade") - 1))
+    {
+        return ngx_chat_reject(r, NGX_HTTP_BAD_REQUEST,
+                               "not a WebSocket upgrade request");
+    }
+
+    h = ngx_chat_find_header(r, "Sec-WebSocket-Version",
+                             sizeof("Sec-WebSocket-Version") - 1);
+
+    if (h == NULL || h->value.len != 2
+        || ngx_strncmp(h->value.data, "13", 2) != 0)
+    {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Sec-WebSocket-Version");
+        ngx_str_set(&h->value, "13");
+
+        return ngx_chat_reject(r, NGX_CHAT_UPGRADE_REQUIRED,
+                               "unsupported Sec-WebSocket-Version");
+    }
+
+    h = ngx_chat_find_header(r, "Sec-WebSocket-Key",
+                             sizeof("Sec-WebSocket-Key") - 1);
+
+    if (h == NULL || h->value.len != 24) {
+        return ngx_chat_reject(r, NGX_HTTP_BAD_REQUEST,
+                               "bad Sec-WebSocket-Key");
+    }
+
+    key = h->value;
+    src = h->value;
+    dst.data = decoded;
+
+    if (ngx_decode_base64(&dst, &src) != NGX_OK || dst.len != 16) {
+        return ngx_chat_reject(r, NGX_HTTP_BAD_REQUEST,
+                               "bad Sec-WebSocket-Key");
+    }
+
+    if (r->headers_in.content_length_n > 0 || r->headers_in.chunked) {
+        return ngx_chat_reject(r, NGX_HTTP_BAD_REQUEST,
+                               "WebSocket upgrade with a body");
+    }
+
+    if (ngx_chat_get_token(r, &token) != NGX_OK) {
+        return ngx_chat_reject(r, NGX_HTTP_UNAUTHORIZED, "no token");
+    }
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_chat_module);
+    now = ngx_time();
+
+    if (ngx_chat_jwt_verify(token.data, token.len, mcf->jwt_secret.data,
+                            mcf->jwt_secret.len, (int64_t) now, &claims,
+                            &why)
+        != 0)
+    {
+        return ngx_chat_reject(r, NGX_HTTP_UNAUTHORIZED, (char *) why);
+    }
+
+    user.data = (u_char *) claims.sub;
+    user.len = ngx_strlen(claims.sub);
+    device.data = (u_char *) claims.dev;
+    device.len = ngx_strlen(claims.dev);
+
+    ngx_str_null(&protocol);
+
+    h = ngx_chat_find_header(r, "Sec-WebSocket-Protocol",
+                             sizeof("Sec-WebSocket-Protocol") - 1);
+
+    if (h && ngx_chat_has_token(&h->value, "chat.v1",
+                                sizeof("chat.v1") - 1))
+    {
+        ngx_str_set(&protocol, "chat.v1");
+    }
+
+    return ngx_chat_session_start(r, &user, &device, &protocol, &key,
+                                  claims.exp);
+}
+
+
+static ngx_int_t
+ngx_chat_reject(ngx_http_request_t *r, ngx_uint_t status, char *why)
+{
+    ngx_table_elt_t  *h;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "chat: handshake refused with %ui: %s", status, why);
+
+    if (status == NGX_HTTP_UNAUTHORIZED) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "WWW-Authenticate");
+        ngx_str_set(&h->value, "Bearer");
+    }
+
+    if (status == NGX_CHAT_UPGRADE_REQUIRED) {
+        /* nginx has no page of its own for 426 */
+        r->headers_out.status = status;
+        ngx_str_set(&r->headers_out.status_line, "426 Upgrade Required");
+        r->headers_out.content_length_n = 0;
+        r->header_only = 1;
+
+        return ngx_http_send_header(r);
+    }
+
+    return status;
+}
+
+
+static ngx_int_t
+ngx_chat_get_token(ngx_http_request_t *r, ngx_str_t *token)
+{
+    ngx_str_t         value;
+    ngx_table_elt_t  *h;
+
+    h = r->headers_in.authorization;
+
+    if (h) {
+        value = h->value;
+
+        if (value.len > sizeof("Bearer ") - 1
+            && ngx_strncasecmp(value.data, (u_char *) "Bearer ",
+                               sizeof("Bearer ") - 1) == 0)
+        {
+            token->data = value.data + sizeof("Bearer ") - 1;
+            token->len = value.len - (sizeof("Bearer ") - 1);
+
+            while (token->len && *token->data == ' ') {
+                token->data++;
+                token->len--;
+            }
+
+            return token->len ? NGX_OK : NGX_DECLINED;
+        }
+
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_arg(r, (u_char *) "access_token",
+                     sizeof("access_token") - 1, token)
+        == NGX_OK && token->len)
+    {
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_table_elt_t *
+ngx_chat_find_header(ngx_http_request_t *r, char *name, size_t len)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
+/* a case-insensitive token in a comma separated header value */
+
+static ngx_uint_t
+ngx_chat_has_token(ngx_str_t *value, char *token, size_t len)
+{
+    u_char  *p, *last, *start, *end;
+
+    p = value->data;
+    last = p + value->len;
+
+    while (p < last) {
+
+        while (p < last && (*p == ' ' || *p == '\t' || *p == ',')) {
+            p++;
+        }
+
+        start = p;
+
+        while (p < last && *p != ',') {
+            p++;
+        }
+
+        end = p;
+
+        while (end > start && (end[-1] == ' ' || end[-1] == '\t')) {
+            end--;
+        }
+
+        if ((size_t) (end - start) == len
+            && ngx_strncasecmp(start, (u_char *) token, len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}

@@ -1,0 +1,439 @@
+
+/*
+ * ngx_chat_module: directives, configuration and the worker process hooks
+ * that start and stop the links to Redis and Kafka.
+ */
+
+
+#include "ngx_chat.h"
+
+
+#define NGX_CHAT_SECRET_MIN  16
+
+
+static void *ngx_chat_create_main_conf(ngx_conf_t *cf);
+static char *ngx_chat_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_chat_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_chat_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_chat(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_chat_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_chat_id_slot(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_chat_init_process(ngx_cycle_t *cycle);
+static void ngx_chat_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_conf_num_bounds_t  ngx_chat_max_message_bounds = {
+    ngx_conf_check_num_bounds, 128, 64 * 1024 * 1024
+};
+
+
+static ngx_command_t  ngx_chat_commands[] = {
+
+    { ngx_string("chat"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_chat,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("chat_jwt_secret"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_chat_main_conf_t, jwt_secret),
+      NULL },
+
+    { ngx_string("chat_server_id"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_chat_id_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_chat_main_conf_t, server_id),
+      NULL },
+
+    { ngx_string("chat_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_chat_redis,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("chat_kafka_brokers"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_chat_main_conf_t, kafka_brokers),
+      NULL },
+
+    { ngx_string("chat_kafka_topic"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_chat_main_conf_t, kafka_topic),
+      NULL },
+
+    { ngx_string("chat_kafka_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_chat_main_conf_t, kafka_timeout),
+      NULL },
+
+    { ngx_string("chat_max_message_bytes"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_chat_loc_conf_t, max_message),
+      &ngx_chat_max_message_bounds },
+
+    { ngx_string("chat_send_buffer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_chat_loc_conf_t, send_buffer),
+      NULL },
+
+    { ngx_string("chat_heartbeat"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_chat_loc_conf_t, heartbeat),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_chat_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_chat_create_main_conf,             /* create main configuration */
+    ngx_chat_init_main_conf,               /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_chat_create_loc_conf,              /* create location configuration */
+    ngx_chat_merge_loc_conf                /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_chat_module = {
+    NGX_MODULE_V1,
+    &ngx_chat_module_ctx,                  /* module context */
+    ngx_chat_commands,                     /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_chat_init_process,                 /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_chat_exit_process,                 /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+ngx_chat_worker_t  ngx_chat_worker;
+
+
+static void *
+ngx_chat_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_chat_main_conf_t  *mcf;
+
+    mcf = ngx_pcalloc(cf->pool, sizeof(ngx_chat_main_conf_t));
+    if (mcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     mcf->jwt_secret = { 0, NULL };
+     *     mcf->server_id = { 0, NULL };
+     *     mcf->redis_host = { 0, NULL };
+     *     mcf->kafka_brokers = { 0, NULL };
+     *     mcf->kafka_topic = { 0, NULL };
+     *     mcf->enabled = 0;
+     */
+
+    mcf->redis_port = 0;
+    mcf->kafka_timeout = NGX_CONF_UNSET_MSEC;
+
+    return mcf;
+}
+
+
+static char *
+ngx_chat_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_chat_main_conf_t *mcf = conf;
+
+    if (mcf->redis_host.len == 0) {
+        ngx_str_set(&mcf->redis_host, "127.0.0.1");
+        mcf->redis_port = 6379;
+    }
+
+    if (mcf->kafka_brokers.len == 0) {
+        ngx_str_set(&mcf->kafka_brokers, "127.0.0.1:9092");
+    }
+
+    if (mcf->kafka_topic.len == 0) {
+        ngx_str_set(&mcf->kafka_topic, "chat.requests");
+    }
+
+    ngx_conf_init_msec_value(mcf->kafka_timeout, 10000);
+
+    if (mcf->server_id.len == 0) {
+        mcf->server_id = cf->cycle->hostname;
+
+        if (mcf->server_id.len > NGX_CHAT_ID_MAX) {
+            mcf->server_id.len = NGX_CHAT_ID_MAX;
+        }
+    }
+
+    if (!mcf->enabled) {
+        return NGX_CONF_OK;
+    }
+
+    if (mcf->jwt_secret.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"chat_jwt_secret\" is required where "
+                           "\"chat\" is used");
+        return NGX_CONF_ERROR;
+    }
+
+    if (mcf->jwt_secret.len < NGX_CHAT_SECRET_MIN) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"chat_jwt_secret\" must be at least %d bytes",
+                           NGX_CHAT_SECRET_MIN);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_chat_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_chat_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_chat_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    conf->enable = NGX_CONF_UNSET;
+    conf->max_message = NGX_CONF_UNSET_SIZE;
+    conf->send_buffer = NGX_CONF_UNSET_SIZE;
+    conf->heartbeat = NGX_CONF_UNSET_MSEC;
+
+    return conf;
+}
+
+
+static char *
+ngx_chat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_chat_loc_conf_t *prev = parent;
+    ngx_chat_loc_conf_t *conf = child;
+
+    ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_size_value(conf->max_message, prev->max_message,
+                              16 * 1024);
+    ngx_conf_merge_size_value(conf->send_buffer, prev->send_buffer,
+                              256 * 1024);
+    ngx_conf_merge_msec_value(conf->heartbeat, prev->heartbeat, 30000);
+
+    if (conf->heartbeat < 1000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"chat_heartbeat\" must be at least 1s");
+        return NGX_CONF_ERROR;
+    }
+
+    /* a queued frame never exceeds a message plus its header */
+    if (conf->send_buffer < conf->max_message + 16) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"chat_send_buffer\" %uz is smaller than "
+                           "\"chat_max_message_bytes\" %uz",
+                           conf->send_buffer, conf->max_message);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_chat(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_chat_loc_conf_t *clcf = conf;
+
+    ngx_chat_main_conf_t      *mcf;
+    ngx_http_core_loc_conf_t  *hclcf;
+
+    if (clcf->enable != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    clcf->enable = 1;
+
+    hclcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    hclcf->handler = ngx_chat_handler;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_chat_module);
+    mcf->enabled = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_chat_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_chat_main_conf_t *mcf = conf;
+
+    ngx_str_t  *value;
+    ngx_url_t   u;
+
+    if (mcf->redis_host.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+    u.url = value[1];
+    u.default_port = 6379;
+    u.no_resolve = 1;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.host.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"chat_redis\" address \"%V\"%s%s",
+                           &value[1], u.err ? ": " : "",
+                           u.err ? u.err : "");
+        return NGX_CONF_ERROR;
+    }
+
+    /* hiredis wants a C string */
+    mcf->redis_host.data = ngx_pnalloc(cf->pool, u.host.len + 1);
+    if (mcf->redis_host.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(mcf->redis_host.data, u.host.data, u.host.len);
+    mcf->redis_host.data[u.host.len] = '\0';
+    mcf->redis_host.len = u.host.len;
+    mcf->redis_port = u.port;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_chat_id_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *rv;
+    u_char  *p, *last;
+    ngx_str_t  *id;
+
+    rv = ngx_conf_set_str_slot(cf, cmd, conf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    id = (ngx_str_t *) ((char *) conf + cmd->offset);
+
+    if (id->len == 0 || id->len > NGX_CHAT_ID_MAX) {
+        goto invalid;
+    }
+
+    for (p = id->data, last = p + id->len; p < last; p++) {
+        if (!(isalnum(*p) || *p == '_' || *p == '.' || *p == '-')) {
+            goto invalid;
+        }
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid \"%V\" \"%V\": 1-%d characters of "
+                       "[A-Za-z0-9_.-]", &cmd->name, id, NGX_CHAT_ID_MAX);
+    return NGX_CONF_ERROR;
+}
+
+
+static ngx_int_t
+ngx_chat_init_process(ngx_cycle_t *cycle)
+{
+    u_char                *p;
+    ngx_chat_worker_t     *w;
+    ngx_chat_main_conf_t  *mcf;
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_chat_module);
+
+    if (mcf == NULL || !mcf->enabled) {
+        return NGX_OK;
+    }
+
+    w = &ngx_chat_worker;
+    w->log = cycle->log;
+
+    ngx_rbtree_init(&w->sessions, &w->sentinel, ngx_rbtree_insert_value);
+
+    w->node.data = ngx_pnalloc(cycle->pool, NGX_CHAT_NODE_MAX);
+    w->channel.data = ngx_pnalloc(cycle->pool,
+                                  sizeof("chat:node:") + NGX_CHAT_NODE_MAX);
+    if (w->node.data == NULL || w->channel.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_snprintf(w->node.data, NGX_CHAT_NODE_MAX, "%V:%ui",
+                     &mcf->server_id, ngx_worker);
+    w->node.len = p - w->node.data;
+
+    p = ngx_sprintf(w->channel.data, "chat:node:%V", &w->node);
+    w->channel.len = p - w->channel.data;
+
+    /*
+     * session ids must not repeat across restarts of this node: a random
+     * upper half, a counter below
+     */
+    w->sid_prefix = ((uint64_t) ngx_random() << 32)
+                    ^ ((uint64_t) ngx_pid << 16) ^ (uint64_t) ngx_time();
+    w->sid_prefix &= 0x7fffffff00000000ULL;   /* fits ngx_hextoi() */
+    w->sid_counter = 0;
+
+    if (ngx_chat_redis_init(cycle, mcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_chat_kafka_init(cycle, mcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_chat_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_chat_main_conf_t  *mcf;
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_chat_module);
+
+    if (mcf == NULL || !mcf->enabled) {
+        return;
+    }
+
+    ngx_chat_sessions_close_all(NGX_CHAT_CLOSE_AWAY, "server going away");
+    ngx_chat_kafka_exit(cycle);
+    ngx_chat_redis_exit(cycle);
+}

@@ -1,0 +1,638 @@
+
+/*
+ * The client protocol, inbound: checks every field of a client frame
+ * against the contract and turns it into an answer (pong, error) or into a
+ * Kafka record for the workers (send, sync, history). The workers check
+ * what needs the store (membership, existence); everything else is
+ * decided here, before a byte goes to Kafka.
+ */
+
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "ngx_chat_proto.h"
+#include "ngx_chat_jwt.h"
+
+
+typedef struct {
+    const ngx_chat_proto_peer_t  *peer;
+    json_t                       *frame;
+    json_t                       *record;
+    ngx_chat_proto_result_t      *res;
+} ngx_chat_proto_ctx_t;
+
+
+typedef int (*ngx_chat_proto_handler_pt)(ngx_chat_proto_ctx_t *ctx);
+
+typedef struct {
+    const char                   *type;
+    const char                   *tag;
+    ngx_chat_proto_handler_pt     handler;
+} ngx_chat_proto_type_t;
+
+
+static int ngx_chat_proto_ping(ngx_chat_proto_ctx_t *ctx);
+static int ngx_chat_proto_send(ngx_chat_proto_ctx_t *ctx);
+static int ngx_chat_proto_sync(ngx_chat_proto_ctx_t *ctx);
+static int ngx_chat_proto_history(ngx_chat_proto_ctx_t *ctx);
+static int ngx_chat_proto_unsupported(ngx_chat_proto_ctx_t *ctx);
+static int ngx_chat_proto_fail(ngx_chat_proto_ctx_t *ctx, const char *code,
+    const char *message);
+static int ngx_chat_proto_conversation(ngx_chat_proto_ctx_t *ctx,
+    json_t *value, char *conv, size_t *conv_len);
+static int ngx_chat_proto_record(ngx_chat_proto_ctx_t *ctx, const char *op,
+    const char *key, size_t key_len);
+static int ngx_chat_proto_seq(json_t *value, int64_t *seq);
+
+
+static const ngx_chat_proto_type_t  ngx_chat_proto_types[] = {
+    { "ping", "req_id", ngx_chat_proto_ping },
+    { "send", "client_msg_id", ngx_chat_proto_send },
+    { "sync", "req_id", ngx_chat_proto_sync },
+    { "history", "req_id", ngx_chat_proto_history },
+    { "receipt", "req_id", ngx_chat_proto_unsupported },
+    { "typing", "req_id", ngx_chat_proto_unsupported },
+    { "presence_subscribe", "req_id", ngx_chat_proto_unsupported },
+    { "presence_unsubscribe", "req_id", ngx_chat_proto_unsupported },
+    { "presence_set", "req_id", ngx_chat_proto_unsupported },
+    { "create_group", "req_id", ngx_chat_proto_unsupported },
+    { "add_members", "req_id", ngx_chat_proto_unsupported },
+    { "remove_members", "req_id", ngx_chat_proto_unsupported },
+    { NULL, NULL, NULL }
+};
+
+
+void
+ngx_chat_proto_handle(const ngx_chat_proto_peer_t *peer, const char *text,
+    size_t len, ngx_chat_proto_result_t *res)
+{
+    json_t                       *type, *tag;
+    const char                   *name;
+    json_error_t                  error;
+    ngx_chat_proto_ctx_t          ctx;
+    const ngx_chat_proto_type_t  *t;
+
+    memset(res, 0, sizeof(ngx_chat_proto_result_t));
+
+    ctx.peer = peer;
+    ctx.res = res;
+    ctx.record = NULL;
+
+    ctx.frame = json_loadb(text, len, JSON_REJECT_DUPLICATES, &error);
+
+    if (ctx.frame == NULL) {
+        ngx_chat_proto_fail(&ctx, "bad_request", "frame is not valid JSON");
+        return;
+    }
+
+    if (!json_is_object(ctx.frame)) {
+        ngx_chat_proto_fail(&ctx, "bad_request",
+                            "frame is not a JSON object");
+        goto done;
+    }
+
+    type = json_object_get(ctx.frame, "type");
+    name = json_string_value(type);
+
+    for (t = ngx_chat_proto_types; t->type; t++) {
+        if (name && strcmp(name, t->type) == 0) {
+            break;
+        }
+    }
+
+    /* the tag comes first: even a bad frame's error carries it */
+
+    res->tag_name = t->tag ? t->tag : "req_id";
+    tag = json_object_get(ctx.frame, res->tag_name);
+
+    if (tag == NULL && t->tag && strcmp(t->tag, "req_id") != 0) {
+        res->tag_name = "req_id";
+        tag = json_object_get(ctx.frame, "req_id");
+    }
+
+    if (tag) {
+        if (!(json_is_string(tag) || json_is_integer(tag))) {
+            res->tag_name = NULL;
+            ngx_chat_proto_fail(&ctx, "bad_request",
+                                "req_id and client_msg_id must be a string "
+                                "or an integer");
+            goto done;
+        }
+
+        if (json_is_string(tag)
+            && json_string_length(tag) > NGX_CHAT_PROTO_REQ_ID_MAX)
+        {
+            res->tag_name = NULL;
+            ngx_chat_proto_fail(&ctx, "too_large",
+                                "req_id or client_msg_id is too long");
+            goto done;
+        }
+
+        res->tag_value = json_incref(tag);
+
+    } else {
+        res->tag_name = NULL;
+    }
+
+    if (name == NULL) {
+        ngx_chat_proto_fail(&ctx, "bad_request",
+                            type ? "\"type\" must be a string"
+                                 : "\"type\" is missing");
+        goto done;
+    }
+
+    if (t->type == NULL) {
+        ngx_chat_proto_fail(&ctx, "bad_request", "unknown type");
+        goto done;
+    }
+
+    (void) t->handler(&ctx);
+
+done:
+
+    json_decref(ctx.frame);
+    json_decref(ctx.record);
+}
+
+
+static int
+ngx_chat_proto_ping(ngx_chat_proto_ctx_t *ctx)
+{
+    json_t  *pong;
+
+    pong = json_pack("{s:s}", "type", "pong");
+    if (pong == NULL) {
+        return ngx_chat_proto_fail(ctx, "internal", "out of memory");
+    }
+
+    if (ctx->res->tag_name) {
+        json_object_set(pong, ctx->res->tag_name, ctx->res->tag_value);
+    }
+
+    ctx->res->reply = json_dumps(pong, JSON_COMPACT);
+    json_decref(pong);
+
+    if (ctx->res->reply == NULL) {
+        return ngx_chat_proto_fail(ctx, "internal", "out of memory");
+    }
+
+    ctx->res->reply_len = strlen(ctx->res->reply);
+
+    return 0;
+}
+
+
+static int
+ngx_chat_proto_send(ngx_chat_proto_ctx_t *ctx)
+{
+    char         conv[NGX_CHAT_PROTO_KEY_MAX];
+    size_t       conv_len;
+    json_t      *cmid, *body, *to, *cid;
+    const char  *a, *b;
+    size_t       a_len, b_len;
+
+    cmid = json_object_get(ctx->frame, "client_msg_id");
+    body = json_object_get(ctx->frame, "body");
+    to = json_object_get(ctx->frame, "to");
+    cid = json_object_get(ctx->frame, "conversation_id");
+
+    if (!json_is_string(cmid) || json_string_length(cmid) == 0) {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"client_msg_id\" must be a non-empty "
+                                   "string");
+    }
+
+    if (json_string_length(cmid) > NGX_CHAT_PROTO_CMID_MAX) {
+        return ngx_chat_proto_fail(ctx, "too_large",
+                                   "\"client_msg_id\" is over 64 "
+                                   "characters");
+    }
+
+    if (!json_is_string(body) || json_string_length(body) == 0) {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"body\" must be a non-empty string");
+    }
+
+    if ((to == NULL) == (cid == NULL)) {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "give exactly one of \"to\" and "
+                                   "\"conversation_id\"");
+    }
+
+    if (to) {
+        if (!json_is_string(to)
+            || !ngx_chat_valid_id((const unsigned char *)
+                                  json_string_value(to),
+                                  json_string_length(to)))
+        {
+            return ngx_chat_proto_fail(ctx, "bad_request",
+                                       "\"to\" must be a user id");
+        }
+
+        /* dm:<a>:<b> with a < b in byte order */
+
+        a = ctx->peer->user;
+        a_len = ctx->peer->user_len;
+        b = json_string_value(to);
+        b_len = json_string_length(to);
+
+        {
+            size_t  n = a_len < b_len ? a_len : b_len;
+            int     cmp = memcmp(a, b, n);
+
+            if (cmp > 0 || (cmp == 0 && a_len > b_len)) {
+                const char  *t = a;
+                size_t       t_len = a_len;
+
+                a = b; a_len = b_len;
+                b = t; b_len = t_len;
+            }
+        }
+
+        memcpy(conv, "dm:", 3);
+        memcpy(conv + 3, a, a_len);
+        conv[3 + a_len] = ':';
+        memcpy(conv + 4 + a_len, b, b_len);
+        conv_len = 4 + a_len + b_len;
+        conv[conv_len] = '\0';
+
+    } else if (ngx_chat_proto_conversation(ctx, cid, conv, &conv_len) != 0) {
+        return -1;
+    }
+
+    ctx->record = json_pack("{s:s#,s:O,s:O}",
+                            "conv", conv, conv_len,
+                            "cmid", cmid,
+                            "body", body);
+
+    return ngx_chat_proto_record(ctx, "send", conv, conv_len);
+}
+
+
+static int
+ngx_chat_proto_sync(ngx_chat_proto_ctx_t *ctx)
+{
+    json_t      *cursors, *value;
+    const char  *conv;
+    int64_t      seq;
+
+    cursors = json_object_get(ctx->frame, "cursors");
+
+    if (cursors && !json_is_null(cursors)) {
+        if (!json_is_object(cursors)) {
+            return ngx_chat_proto_fail(ctx, "bad_request",
+                                       "\"cursors\" must be an object");
+        }
+
+        if (json_object_size(cursors) > NGX_CHAT_PROTO_CURSORS_MAX) {
+            return ngx_chat_proto_fail(ctx, "too_large",
+                                       "more than 10000 cursors");
+        }
+
+        json_object_foreach(cursors, conv, value) {
+            if (strlen(conv) == 0 || strlen(conv) > NGX_CHAT_PROTO_CONV_MAX
+                || ngx_chat_proto_seq(value, &seq) != 0 || seq < 0)
+            {
+                return ngx_chat_proto_fail(ctx, "bad_request",
+                                           "\"cursors\" maps conversation "
+                                           "ids to sequence numbers");
+            }
+        }
+
+        ctx->record = json_pack("{s:O}", "cursors", cursors);
+
+    } else {
+        ctx->record = json_object();
+    }
+
+    return ngx_chat_proto_record(ctx, "sync", ctx->peer->user,
+                                 ctx->peer->user_len);
+}
+
+
+static int
+ngx_chat_proto_history(ngx_chat_proto_ctx_t *ctx)
+{
+    char     conv[NGX_CHAT_PROTO_KEY_MAX];
+    size_t   conv_len;
+    json_t  *before, *after, *limit;
+    int64_t  before_seq, after_seq, n;
+
+    if (ngx_chat_proto_conversation(ctx,
+                                    json_object_get(ctx->frame,
+                                                    "conversation_id"),
+                                    conv, &conv_len)
+        != 0)
+    {
+        return -1;
+    }
+
+    before = json_object_get(ctx->frame, "before_seq");
+    after = json_object_get(ctx->frame, "after_seq");
+    limit = json_object_get(ctx->frame, "limit");
+
+    if (before && after) {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "give at most one of \"before_seq\" and "
+                                   "\"after_seq\"");
+    }
+
+    if ((before && (ngx_chat_proto_seq(before, &before_seq) != 0
+                    || before_seq < 1))
+        || (after && (ngx_chat_proto_seq(after, &after_seq) != 0
+                      || after_seq < 0)))
+    {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"before_seq\" and \"after_seq\" must be "
+                                   "sequence numbers");
+    }
+
+    n = 50;
+
+    if (limit && (ngx_chat_proto_seq(limit, &n) != 0
+                  || n < 1 || n > NGX_CHAT_PROTO_HISTORY_MAX))
+    {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"limit\" must be an integer from 1 "
+                                   "to 100");
+    }
+
+    ctx->record = json_pack("{s:s#,s:I}", "conv", conv, conv_len,
+                            "limit", (json_int_t) n);
+
+    if (ctx->record && before) {
+        json_object_set_new(ctx->record, "before_seq",
+                            json_integer(before_seq));
+    }
+
+    if (ctx->record && after) {
+        json_object_set_new(ctx->record, "after_seq",
+                            json_integer(after_seq));
+    }
+
+    return ngx_chat_proto_record(ctx, "history", ctx->peer->user,
+                                 ctx->peer->user_len);
+}
+
+
+static int
+ngx_chat_proto_unsupported(ngx_chat_proto_ctx_t *ctx)
+{
+    return ngx_chat_proto_fail(ctx, "bad_request",
+                               "this request type is not supported yet");
+}
+
+
+/*
+ * A conversation id the user may name. A direct one that does not include
+ * the user is refused here already, as forbidden like any conversation the
+ * user is not in; the workers check the others.
+ */
+
+static int
+ngx_chat_proto_conversation(ngx_chat_proto_ctx_t *ctx, json_t *value,
+    char *conv, size_t *conv_len)
+{
+    const char  *s, *colon, *a, *b;
+    size_t       len, a_len, b_len, n;
+    int          cmp;
+
+    if (!json_is_string(value) || json_string_length(value) == 0) {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"conversation_id\" must be a non-empty "
+                                   "string");
+    }
+
+    s = json_string_value(value);
+    len = json_string_length(value);
+
+    if (len > NGX_CHAT_PROTO_CONV_MAX) {
+        return ngx_chat_proto_fail(ctx, "too_large",
+                                   "\"conversation_id\" is too long");
+    }
+
+    if (len > 3 && memcmp(s, "dm:", 3) == 0) {
+        a = s + 3;
+        colon = memchr(a, ':', len - 3);
+
+        if (colon == NULL) {
+            goto forbidden;
+        }
+
+        a_len = colon - a;
+        b = colon + 1;
+        b_len = len - 3 - a_len - 1;
+
+        if (!ngx_chat_valid_id((const unsigned char *) a, a_len)
+            || !ngx_chat_valid_id((const unsigned char *) b, b_len))
+        {
+            goto forbidden;
+        }
+
+        n = a_len < b_len ? a_len : b_len;
+        cmp = memcmp(a, b, n);
+
+        if (cmp > 0 || (cmp == 0 && a_len > b_len)) {
+            goto forbidden;
+        }
+
+        if (!((a_len == ctx->peer->user_len
+               && memcmp(a, ctx->peer->user, a_len) == 0)
+              || (b_len == ctx->peer->user_len
+                  && memcmp(b, ctx->peer->user, b_len) == 0)))
+        {
+            goto forbidden;
+        }
+    }
+
+    memcpy(conv, s, len);
+    conv[len] = '\0';
+    *conv_len = len;
+
+    return 0;
+
+forbidden:
+
+    return ngx_chat_proto_fail(ctx, "forbidden",
+                               "not a member of this conversation");
+}
+
+
+/* adds the peer's fields to ctx->record and serializes it */
+
+static int
+ngx_chat_proto_record(ngx_chat_proto_ctx_t *ctx, const char *op,
+    const char *key, size_t key_len)
+{
+    int                           rc;
+    json_t                       *r;
+    const ngx_chat_proto_peer_t  *peer;
+
+    peer = ctx->peer;
+    r = ctx->record;
+
+    if (r == NULL) {
+        return ngx_chat_proto_fail(ctx, "internal", "out of memory");
+    }
+
+    rc = json_object_set_new(r, "op", json_string(op));
+    rc |= json_object_set_new(r, "sid",
+                              json_stringn(peer->sid, 16));
+    rc |= json_object_set_new(r, "node",
+                              json_stringn(peer->node, peer->node_len));
+    rc |= json_object_set_new(r, "user",
+                              json_stringn(peer->user, peer->user_len));
+    rc |= json_object_set_new(r, "dev",
+                              json_stringn(peer->device, peer->device_len));
+    rc |= json_object_set_new(r, "ts", json_integer(peer->now_ms));
+
+    if (ctx->res->tag_name && strcmp(ctx->res->tag_name, "req_id") == 0) {
+        rc |= json_object_set(r, "req_id", ctx->res->tag_value);
+    }
+
+    if (rc != 0 || key_len >= NGX_CHAT_PROTO_KEY_MAX) {
+        return ngx_chat_proto_fail(ctx, "internal", "out of memory");
+    }
+
+    ctx->res->record = json_dumps(r, JSON_COMPACT);
+    if (ctx->res->record == NULL) {
+        return ngx_chat_proto_fail(ctx, "internal", "out of memory");
+    }
+
+    ctx->res->record_len = strlen(ctx->res->record);
+
+    memcpy(ctx->res->key, key, key_len);
+    ctx->res->key[key_len] = '\0';
+    ctx->res->key_len = key_len;
+
+    return 0;
+}
+
+
+static int
+ngx_chat_proto_fail(ngx_chat_proto_ctx_t *ctx, const char *code,
+    const char *message)
+{
+    ngx_chat_proto_set_error(ctx->res, code, message);
+    return -1;
+}
+
+
+void
+ngx_chat_proto_set_error(ngx_chat_proto_result_t *res, const char *code,
+    const char *message)
+{
+    json_t  *error;
+
+    free(res->record);
+    res->record = NULL;
+    res->record_len = 0;
+
+    free(res->reply);
+    res->reply = NULL;
+    res->reply_len = 0;
+
+    error = json_pack("{s:s,s:s,s:s}", "type", "error", "code", code,
+                      "message", message);
+    if (error == NULL) {
+        return;
+    }
+
+    if (res->tag_name) {
+        json_object_set(error, res->tag_name, res->tag_value);
+    }
+
+    res->reply = json_dumps(error, JSON_COMPACT);
+    res->reply_len = res->reply ? strlen(res->reply) : 0;
+
+    json_decref(error);
+}
+
+
+void
+ngx_chat_proto_result_free(ngx_chat_proto_result_t *res)
+{
+    free(res->reply);
+    free(res->record);
+    json_decref((json_t *) res->tag_value);
+
+    res->reply = NULL;
+    res->record = NULL;
+    res->tag_value = NULL;
+}
+
+
+int
+ngx_chat_proto_record_failed(const char *record, size_t len, char *sid,
+    size_t sid_size, char **frame, size_t *frame_len)
+{
+    json_t                   *r, *op, *s, *tag;
+    ngx_chat_proto_result_t   res;
+
+    r = json_loadb(record, len, 0, NULL);
+    if (r == NULL) {
+        return -1;
+    }
+
+    op = json_object_get(r, "op");
+    s = json_object_get(r, "sid");
+
+    if (!json_is_string(op) || !json_is_string(s)
+        || json_string_length(s) >= sid_size)
+    {
+        json_decref(r);
+        return -1;
+    }
+
+    memcpy(sid, json_string_value(s), json_string_length(s) + 1);
+
+    memset(&res, 0, sizeof(ngx_chat_proto_result_t));
+
+    if (strcmp(json_string_value(op), "send") == 0) {
+        res.tag_name = "client_msg_id";
+        tag = json_object_get(r, "cmid");
+
+    } else {
+        res.tag_name = "req_id";
+        tag = json_object_get(r, "req_id");
+    }
+
+    if (tag) {
+        res.tag_value = json_incref(tag);
+
+    } else {
+        res.tag_name = NULL;
+    }
+
+    ngx_chat_proto_set_error(&res, "unavailable",
+                             "the message store is unavailable, nothing "
+                             "was stored: retry later");
+
+    json_decref(r);
+    json_decref((json_t *) res.tag_value);
+
+    if (res.reply == NULL) {
+        return -1;
+    }
+
+    *frame = res.reply;
+    *frame_len = res.reply_len;
+
+    return 0;
+}
+
+
+static int
+ngx_chat_proto_seq(json_t *value, int64_t *seq)
+{
+    if (!json_is_integer(value)) {
+        return -1;
+    }
+
+    *seq = (int64_t) json_integer_value(value);
+
+    return 0;
+}

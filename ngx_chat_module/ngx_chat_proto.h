@@ -1,0 +1,70 @@
+
+/*
+ * The client protocol (../shared/PROTOCOL.md) as pure C: one text frame in,
+ * at most one reply frame and one Kafka record out. No nginx types, so the
+ * unit tests run it without a server.
+ */
+
+
+#ifndef _NGX_CHAT_PROTO_H_INCLUDED_
+#define _NGX_CHAT_PROTO_H_INCLUDED_
+
+
+#include <stddef.h>
+#include <stdint.h>
+
+
+#define NGX_CHAT_PROTO_KEY_MAX       192
+#define NGX_CHAT_PROTO_CONV_MAX      160
+#define NGX_CHAT_PROTO_CMID_MAX      64
+#define NGX_CHAT_PROTO_REQ_ID_MAX    128
+#define NGX_CHAT_PROTO_CURSORS_MAX   10000
+#define NGX_CHAT_PROTO_HISTORY_MAX   100
+
+
+/* who is speaking: the fields every Kafka record carries */
+typedef struct {
+    const char   *user;
+    size_t        user_len;
+    const char   *device;
+    size_t        device_len;
+    const char   *node;
+    size_t        node_len;
+    const char   *sid;            /* NGX_CHAT_SID_LEN hex digits */
+    int64_t       now_ms;
+} ngx_chat_proto_peer_t;
+
+
+typedef struct {
+    char         *reply;          /* a frame for the client, or NULL */
+    size_t        reply_len;
+    char         *record;         /* a record for Kafka, or NULL */
+    size_t        record_len;
+    char          key[NGX_CHAT_PROTO_KEY_MAX];
+    size_t        key_len;
+
+    /* what an error answer must be tagged with */
+    const char   *tag_name;       /* "req_id", "client_msg_id" or NULL */
+    void         *tag_value;      /* json_t *, owned */
+} ngx_chat_proto_result_t;
+
+
+void ngx_chat_proto_handle(const ngx_chat_proto_peer_t *peer,
+    const char *text, size_t len, ngx_chat_proto_result_t *res);
+
+/* replaces the record and any reply by an error frame with the same tag */
+void ngx_chat_proto_set_error(ngx_chat_proto_result_t *res, const char *code,
+    const char *message);
+
+void ngx_chat_proto_result_free(ngx_chat_proto_result_t *res);
+
+/*
+ * For a record Kafka could not take: the session it came from and the
+ * "unavailable" error frame that answers it (malloc()ed). -1 if the record
+ * is not one of ours.
+ */
+int ngx_chat_proto_record_failed(const char *record, size_t len,
+    char *sid, size_t sid_size, char **frame, size_t *frame_len);
+
+
+#endif /* _NGX_CHAT_PROTO_H_INCLUDED_ */

@@ -1,0 +1,614 @@
+
+/*
+ * The Redis link of one nginx worker process: a hiredis adapter that drives
+ * the async API from nginx events, two connections (commands, and the
+ * subscription to this node's delivery channel), reconnection with backoff
+ * and jitter, the session registry (chat:sess:<user>), and the dispatch of
+ * delivery payloads to local sessions.
+ *
+ * Nothing here blocks: a Redis that is down only delays registrations and
+ * deliveries; on reconnect every local session is registered again and the
+ * channel subscribed again.
+ */
+
+
+#include "ngx_chat.h"
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+
+#define NGX_CHAT_REDIS_BACKOFF_MIN   100
+#define NGX_CHAT_REDIS_BACKOFF_MAX   5000
+
+
+typedef struct {
+    redisAsyncContext         *ac;
+    ngx_connection_t          *conn;
+    ngx_event_t                reconnect;
+    ngx_msec_t                 backoff;
+    char                      *name;
+    void                     (*ready)(void);
+    unsigned                   connected:1;
+} ngx_chat_redis_link_t;
+
+
+static void ngx_chat_redis_connect(ngx_chat_redis_link_t *link);
+static void ngx_chat_redis_reconnect_handler(ngx_event_t *ev);
+static void ngx_chat_redis_schedule(ngx_chat_redis_link_t *link);
+static void ngx_chat_redis_connected(const redisAsyncContext *ac,
+    int status);
+static void ngx_chat_redis_disconnected(const redisAsyncContext *ac,
+    int status);
+static void ngx_chat_redis_cmd_ready(void);
+static void ngx_chat_redis_sub_ready(void);
+static void ngx_chat_redis_message(redisAsyncContext *ac, void *reply,
+    void *data);
+static void ngx_chat_redis_dispatch(u_char *p, u_char *last);
+static void ngx_chat_redis_set(ngx_chat_session_t *s, char *mode);
+
+static ngx_int_t ngx_chat_redis_attach(ngx_chat_redis_link_t *link);
+static void ngx_chat_redis_event_handler(ngx_event_t *ev);
+static void ngx_chat_redis_add_read(void *data);
+static void ngx_chat_redis_del_read(void *data);
+static void ngx_chat_redis_add_write(void *data);
+static void ngx_chat_redis_del_write(void *data);
+static void ngx_chat_redis_cleanup(void *data);
+
+
+/*
+ * KEYS[1] chat:sess:<user>, ARGV[1] device, ARGV[2] "<node> <sid>",
+ * ARGV[3] "replace" on connect, "restore" after a Redis restart (a newer
+ * connection of the device, registered meanwhile elsewhere, wins).
+ * The replaced connection's node is told to close it with 4001.
+ */
+static char  ngx_chat_redis_register_lua[] =
+    "local old = redis.call('HGET', KEYS[1], ARGV[1]) "
+    "if old == ARGV[2] then return 0 end "
+    "if old and ARGV[3] == 'restore' then return 0 end "
+    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) "
+    "if old then "
+    "  local sp = string.find(old, ' ', 1, true) "
+    "  if sp then "
+    "    redis.call('PUBLISH', 'chat:node:' .. string.sub(old, 1, sp - 1), "
+    "                'K ' .. string.sub(old, sp + 1) .. ' 0\\n') "
+    "  end "
+    "end "
+    "return 1";
+
+static char  ngx_chat_redis_unregister_lua[] =
+    "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then "
+    "  redis.call('HDEL', KEYS[1], ARGV[1]) "
+    "end "
+    "return 0";
+
+
+static ngx_chat_main_conf_t   *ngx_chat_redis_conf;
+static ngx_chat_redis_link_t   ngx_chat_redis_cmd = {
+    NULL, NULL, { 0 }, 0, "commands", ngx_chat_redis_cmd_ready, 0
+};
+static ngx_chat_redis_link_t   ngx_chat_redis_sub = {
+    NULL, NULL, { 0 }, 0, "subscription", ngx_chat_redis_sub_ready, 0
+};
+
+
+ngx_int_t
+ngx_chat_redis_init(ngx_cycle_t *cycle, ngx_chat_main_conf_t *mcf)
+{
+    ngx_chat_redis_link_t  *links[2];
+    ngx_uint_t              i;
+
+    ngx_chat_redis_conf = mcf;
+
+    links[0] = &ngx_chat_redis_cmd;
+    links[1] = &ngx_chat_redis_sub;
+
+    for (i = 0; i < 2; i++) {
+        links[i]->reconnect.handler = ngx_chat_redis_reconnect_handler;
+        links[i]->reconnect.data = links[i];
+        links[i]->reconnect.log = cycle->log;
+        links[i]->reconnect.cancelable = 1;
+        links[i]->backoff = NGX_CHAT_REDIS_BACKOFF_MIN;
+
+        ngx_chat_redis_connect(links[i]);
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_chat_redis_exit(ngx_cycle_t *cycle)
+{
+    ngx_chat_redis_link_t  *links[2];
+    ngx_uint_t              i;
+
+    links[0] = &ngx_chat_redis_cmd;
+    links[1] = &ngx_chat_redis_sub;
+
+    for (i = 0; i < 2; i++) {
+        if (links[i]->reconnect.timer_set) {
+            ngx_del_timer(&links[i]->reconnect);
+        }
+
+        if (links[i]->ac) {
+            /* no reconnect from the disconnect callback */
+            links[i]->reconnect.log = NULL;
+            redisAsyncFree(links[i]->ac);
+            links[i]->ac = NULL;
+        }
+    }
+}
+
+
+void
+ngx_chat_redis_register(ngx_chat_session_t *s)
+{
+    s->registered = 1;
+    ngx_chat_redis_set(s, "replace");
+}
+
+
+void
+ngx_chat_redis_unregister(ngx_chat_session_t *s)
+{
+    u_char        key[sizeof("chat:sess:") + NGX_CHAT_ID_MAX];
+    u_char        value[NGX_CHAT_NODE_MAX + 1 + NGX_CHAT_SID_LEN];
+    const char   *argv[6];
+    size_t        argvlen[6];
+
+    if (!s->registered) {
+        return;
+    }
+
+    s->registered = 0;
+
+    if (!ngx_chat_redis_cmd.connected) {
+        return;
+    }
+
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = ngx_chat_redis_unregister_lua;
+    argvlen[1] = sizeof(ngx_chat_redis_unregister_lua) - 1;
+    argv[2] = "1";
+    argvlen[2] = 1;
+    argv[3] = (char *) key;
+    argvlen[3] = ngx_sprintf(key, "chat:sess:%V", &s->user) - key;
+    argv[4] = (char *) s->device.data;
+    argvlen[4] = s->device.len;
+    argv[5] = (char *) value;
+    argvlen[5] = ngx_sprintf(value, "%V %*s", &ngx_chat_worker.node,
+                             (size_t) NGX_CHAT_SID_LEN, s->sid)
+                 - value;
+
+    (void) redisAsyncCommandArgv(ngx_chat_redis_cmd.ac, NULL, NULL, 6, argv,
+                                 argvlen);
+}
+
+
+static void
+ngx_chat_redis_set(ngx_chat_session_t *s, char *mode)
+{
+    u_char        key[sizeof("chat:sess:") + NGX_CHAT_ID_MAX];
+    u_char        value[NGX_CHAT_NODE_MAX + 1 + NGX_CHAT_SID_LEN];
+    const char   *argv[7];
+    size_t        argvlen[7];
+
+    if (!ngx_chat_redis_cmd.connected) {
+        /* registered by ngx_chat_redis_cmd_ready() when Redis is back */
+        return;
+    }
+
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = ngx_chat_redis_register_lua;
+    argvlen[1] = sizeof(ngx_chat_redis_register_lua) - 1;
+    argv[2] = "1";
+    argvlen[2] = 1;
+    argv[3] = (char *) key;
+    argvlen[3] = ngx_sprintf(key, "chat:sess:%V", &s->user) - key;
+    argv[4] = (char *) s->device.data;
+    argvlen[4] = s->device.len;
+    argv[5] = (char *) value;
+    argvlen[5] = ngx_sprintf(value, "%V %*s", &ngx_chat_worker.node,
+                             (size_t) NGX_CHAT_SID_LEN, s->sid)
+                 - value;
+    argv[6] = mode;
+    argvlen[6] = ngx_strlen(mode);
+
+    (void) redisAsyncCommandArgv(ngx_chat_redis_cmd.ac, NULL, NULL, 7, argv,
+                                 argvlen);
+}
+
+
+static void
+ngx_chat_redis_connect(ngx_chat_redis_link_t *link)
+{
+    redisAsyncContext  *ac;
+
+    ac = redisAsyncConnect((char *) ngx_chat_redis_conf->redis_host.data,
+                           ngx_chat_redis_conf->redis_port);
+
+    if (ac == NULL || ac->err) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "chat: redis %s connect to %V:%d failed: %s",
+                      link->name, &ngx_chat_redis_conf->redis_host,
+                      (int) ngx_chat_redis_conf->redis_port,
+                      ac ? ac->errstr : "out of memory");
+        if (ac) {
+            redisAsyncFree(ac);
+        }
+
+        ngx_chat_redis_schedule(link);
+        return;
+    }
+
+    ac->data = link;
+    link->ac = ac;
+
+    if (ngx_chat_redis_attach(link) != NGX_OK) {
+        redisAsyncFree(ac);
+        link->ac = NULL;
+        ngx_chat_redis_schedule(link);
+        return;
+    }
+
+    redisAsyncSetConnectCallback(ac, ngx_chat_redis_connected);
+    redisAsyncSetDisconnectCallback(ac, ngx_chat_redis_disconnected);
+
+    /* hiredis learns that the connect finished on the first write event */
+    ngx_chat_redis_add_write(link);
+}
+
+
+static void
+ngx_chat_redis_connected(const redisAsyncContext *ac, int status)
+{
+    ngx_chat_redis_link_t  *link = ac->data;
+
+    if (status != REDIS_OK) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "chat: redis %s connect failed: %s",
+                      link->name, ac->errstr);
+        /* hiredis frees the context after this callback */
+        link->ac = NULL;
+        link->connected = 0;
+        ngx_chat_redis_schedule(link);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                  "chat: redis %s connected", link->name);
+
+    link->connected = 1;
+    link->backoff = NGX_CHAT_REDIS_BACKOFF_MIN;
+    link->ready();
+}
+
+
+static void
+ngx_chat_redis_disconnected(const redisAsyncContext *ac, int status)
+{
+    ngx_chat_redis_link_t  *link = ac->data;
+
+    link->ac = NULL;
+    link->connected = 0;
+
+    if (link->reconnect.log == NULL) {
+        return;         /* exiting */
+    }
+
+    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                  "chat: redis %s connection lost: %s", link->name,
+                  status == REDIS_OK ? "closed" : ac->errstr);
+
+    ngx_chat_redis_schedule(link);
+}
+
+
+static void
+ngx_chat_redis_schedule(ngx_chat_redis_link_t *link)
+{
+    ngx_msec_t  delay;
+
+    if (link->reconnect.timer_set || ngx_exiting || ngx_terminate
+        || link->reconnect.log == NULL)
+    {
+        return;
+    }
+
+    /* jitter keeps a fleet of workers from reconnecting in lockstep */
+    delay = link->backoff / 2 + ngx_random() % (link->backoff / 2 + 1);
+
+    link->backoff = ngx_min(link->backoff * 2, NGX_CHAT_REDIS_BACKOFF_MAX);
+
+    ngx_add_timer(&link->reconnect, delay);
+}
+
+
+static void
+ngx_chat_redis_reconnect_handler(ngx_event_t *ev)
+{
+    ngx_chat_redis_link_t  *link = ev->data;
+
+    if (link->ac == NULL) {
+        ngx_chat_redis_connect(link);
+    }
+}
+
+
+static void
+ngx_chat_redis_cmd_ready(void)
+{
+    ngx_rbtree_node_t   *node, *root, *sentinel;
+    ngx_chat_session_t  *s;
+
+    root = ngx_chat_worker.sessions.root;
+    sentinel = ngx_chat_worker.sessions.sentinel;
+
+    if (root == sentinel) {
+        return;
+    }
+
+    /* Redis may have lost every key: register the local sessions again */
+
+    for (node = ngx_rbtree_min(root, sentinel);
+         node;
+         node = ngx_rbtree_next(&ngx_chat_worker.sessions, node))
+    {
+        s = (ngx_chat_session_t *) node;
+
+        if (s->registered) {
+            ngx_chat_redis_set(s, "restore");
+        }
+    }
+}
+
+
+static void
+ngx_chat_redis_sub_ready(void)
+{
+    const char  *argv[2];
+    size_t       argvlen[2];
+
+    argv[0] = "SUBSCRIBE";
+    argvlen[0] = sizeof("SUBSCRIBE") - 1;
+    argv[1] = (char *) ngx_chat_worker.channel.data;
+    argvlen[1] = ngx_chat_worker.channel.len;
+
+    (void) redisAsyncCommandArgv(ngx_chat_redis_sub.ac,
+                                 ngx_chat_redis_message, NULL, 2, argv,
+                                 argvlen);
+}
+
+
+static void
+ngx_chat_redis_message(redisAsyncContext *ac, void *reply, void *data)
+{
+    redisReply  *r = reply;
+
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 3
+        || r->element[0]->type != REDIS_REPLY_STRING
+        || r->element[2]->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    if (ngx_strcmp(r->element[0]->str, "message") != 0) {
+        return;
+    }
+
+    ngx_chat_redis_dispatch((u_char *) r->element[2]->str,
+                            (u_char *) r->element[2]->str
+                            + r->element[2]->len);
+}
+
+
+/*
+ * Records "<T> <sid>[,<sid>...] <len>\n<len bytes>": F writes the bytes as
+ * a text frame to each session, K closes each session as replaced.
+ */
+
+static void
+ngx_chat_redis_dispatch(u_char *p, u_char *last)
+{
+    u_char              *sids, *sids_end, *sid, *comma, *nl, *body;
+    u_char               type;
+    ngx_int_t            len;
+    ngx_chat_session_t  *s;
+
+    while (p < last) {
+        type = *p;
+
+        if (last - p < 6 || p[1] != ' ') {
+            goto invalid;
+        }
+
+        sids = p + 2;
+        nl = ngx_strlchr(sids, last, '\n');
+        if (nl == NULL) {
+            goto invalid;
+        }
+
+        sids_end = nl;
+        while (sids_end > sids && sids_end[-1] != ' ') {
+            sids_end--;
+        }
+
+        if (sids_end == sids) {
+            goto invalid;
+        }
+
+        len = ngx_atoi(sids_end, nl - sids_end);
+        sids_end--;
+        body = nl + 1;
+
+        if (len == NGX_ERROR || len > last - body) {
+            goto invalid;
+        }
+
+        for (sid = sids; sid < sids_end; sid = comma + 1) {
+            comma = ngx_strlchr(sid, sids_end, ',');
+            if (comma == NULL) {
+                comma = sids_end;
+            }
+
+            s = ngx_chat_session_find(sid, comma - sid);
+            if (s == NULL) {
+                continue;
+            }
+
+            if (type == 'F') {
+                (void) ngx_chat_session_send_text(s, body, len);
+
+            } else if (type == 'K') {
+                s->registered = 0;    /* the newer one owns the key now */
+                ngx_chat_session_close(s, NGX_CHAT_CLOSE_REPLACED,
+                                       "replaced by a newer connection");
+            }
+        }
+
+        p = body + len;
+    }
+
+    return;
+
+invalid:
+
+    ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                  "chat: invalid delivery payload from redis");
+}
+
+
+/* the adapter: hiredis asks for read and write interest, nginx delivers */
+
+static ngx_int_t
+ngx_chat_redis_attach(ngx_chat_redis_link_t *link)
+{
+    ngx_connection_t   *c;
+    redisAsyncContext  *ac;
+
+    ac = link->ac;
+
+    if (ac->ev.data != NULL) {
+        return NGX_ERROR;
+    }
+
+    c = ngx_get_connection(ac->c.fd, ngx_cycle->log);
+    if (c == NULL) {
+        return NGX_ERROR;
+    }
+
+    c->data = link;
+    c->read->handler = ngx_chat_redis_event_handler;
+    c->write->handler = ngx_chat_redis_event_handler;
+    c->read->log = ngx_cycle->log;
+    c->write->log = ngx_cycle->log;
+
+    link->conn = c;
+
+    ac->ev.addRead = ngx_chat_redis_add_read;
+    ac->ev.delRead = ngx_chat_redis_del_read;
+    ac->ev.addWrite = ngx_chat_redis_add_write;
+    ac->ev.delWrite = ngx_chat_redis_del_write;
+    ac->ev.cleanup = ngx_chat_redis_cleanup;
+    ac->ev.data = link;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_chat_redis_event_handler(ngx_event_t *ev)
+{
+    ngx_connection_t       *c = ev->data;
+    ngx_chat_redis_link_t  *link = c->data;
+
+    if (link->ac == NULL) {
+        return;
+    }
+
+    /* either call may free the context and this connection */
+
+    if (ev->write) {
+        redisAsyncHandleWrite(link->ac);
+
+    } else {
+        redisAsyncHandleRead(link->ac);
+    }
+}
+
+
+static void
+ngx_chat_redis_add_read(void *data)
+{
+    ngx_chat_redis_link_t  *link = data;
+
+    if (!link->conn->read->active) {
+        (void) ngx_add_event(link->conn->read, NGX_READ_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_chat_redis_del_read(void *data)
+{
+    ngx_chat_redis_link_t  *link = data;
+
+    if (link->conn->read->active) {
+        (void) ngx_del_event(link->conn->read, NGX_READ_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_chat_redis_add_write(void *data)
+{
+    ngx_chat_redis_link_t  *link = data;
+
+    if (!link->conn->write->active) {
+        (void) ngx_add_event(link->conn->write, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_chat_redis_del_write(void *data)
+{
+    ngx_chat_redis_link_t  *link = data;
+
+    if (link->conn->write->active) {
+        (void) ngx_del_event(link->conn->write, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_chat_redis_cleanup(void *data)
+{
+    ngx_chat_redis_link_t  *link = data;
+    ngx_connection_t       *c;
+
+    c = link->conn;
+    if (c == NULL) {
+        return;
+    }
+
+    ngx_chat_redis_del_read(link);
+    ngx_chat_redis_del_write(link);
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    /* hiredis closes the socket itself */
+    ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
+
+    link->conn = NULL;
+}

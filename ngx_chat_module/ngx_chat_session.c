@@ -1,0 +1,859 @@
+
+/*
+ * The life of one WebSocket connection after the handshake: taking it over
+ * from the HTTP request, reading and reassembling frames, the bounded output
+ * queue, heartbeats, the close handshake, and the table of this worker
+ * process's sessions by id (where deliveries from Redis find them).
+ *
+ * An idle session holds only its ngx_chat_session_t in c->pool: input is read
+ * into one buffer per worker process, and the reassembly and output buffers
+ * exist only while they hold bytes.
+ */
+
+
+#include "ngx_chat.h"
+#include "ngx_chat_proto.h"
+
+#include <ngx_sha1.h>
+
+
+#define NGX_CHAT_RECV_SIZE       65536
+#define NGX_CHAT_OUT_MIN         4096
+#define NGX_CHAT_READS_PER_CALL  16
+#define NGX_CHAT_CLOSE_TIMEOUT   5000
+#define NGX_CHAT_LINGER_TIMEOUT  2000
+
+#define NGX_CHAT_WS_GUID         "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+static void ngx_chat_session_detach(ngx_event_t *wev);
+static void ngx_chat_session_read_handler(ngx_event_t *rev);
+static void ngx_chat_session_write_handler(ngx_event_t *wev);
+static ngx_int_t ngx_chat_session_tick(ngx_chat_session_t *s);
+static ngx_int_t ngx_chat_session_input(ngx_chat_session_t *s, u_char *pos,
+    u_char *end);
+static ngx_int_t ngx_chat_session_control(ngx_chat_session_t *s,
+    ngx_chat_ws_event_t *ev);
+static ngx_int_t ngx_chat_session_data(ngx_chat_session_t *s,
+    ngx_chat_ws_event_t *ev);
+static void ngx_chat_session_message(ngx_chat_session_t *s, u_char *data,
+    size_t len);
+static ngx_int_t ngx_chat_session_queue(ngx_chat_session_t *s,
+    ngx_uint_t opcode, u_char *data, size_t len, ngx_uint_t force);
+static ngx_int_t ngx_chat_session_flush(ngx_chat_session_t *s);
+static void ngx_chat_session_finalize(ngx_chat_session_t *s);
+
+
+static u_char  *ngx_chat_recv_buf;
+
+
+ngx_int_t
+ngx_chat_session_start(ngx_http_request_t *r, ngx_str_t *user,
+    ngx_str_t *device, ngx_str_t *protocol, ngx_str_t *key, int64_t expires)
+{
+    u_char               *p, hash[20], accept[28];
+    ngx_str_t             src, dst;
+    ngx_sha1_t            sha1;
+    ngx_time_t           *tp;
+    ngx_connection_t     *c;
+    ngx_chat_worker_t    *w;
+    ngx_chat_session_t   *s;
+    ngx_chat_loc_conf_t  *lcf;
+    ngx_chat_main_conf_t *mcf;
+
+    c = r->connection;
+    w = &ngx_chat_worker;
+
+    if (w->log == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, c->log, 0,
+                      "chat: not initialized in this process");
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    if (ngx_chat_recv_buf == NULL) {
+        ngx_chat_recv_buf = ngx_alloc(NGX_CHAT_RECV_SIZE, ngx_cycle->log);
+        if (ngx_chat_recv_buf == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_chat_module);
+    mcf = ngx_http_get_module_main_conf(r, ngx_chat_module);
+
+    s = ngx_pcalloc(c->pool, sizeof(ngx_chat_session_t) + user->len
+                             + device->len);
+    if (s == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    s->connection = c;
+    s->conf = lcf;
+    s->expires = expires;
+
+    s->user.data = (u_char *) s + sizeof(ngx_chat_session_t);
+    s->user.len = user->len;
+    ngx_memcpy(s->user.data, user->data, user->len);
+
+    s->device.data = s->user.data + user->len;
+    s->device.len = device->len;
+    ngx_memcpy(s->device.data, device->data, device->len);
+
+    s->node.key = (ngx_rbtree_key_t)
+                  (w->sid_prefix | (++w->sid_counter & 0xffffffff));
+    ngx_sprintf(s->sid, "%016xL", (uint64_t) s->node.key);
+
+    ngx_chat_ws_parser_init(&s->parser, lcf->max_message);
+
+    /* Sec-WebSocket-Accept: base64(sha1(key + GUID)) */
+
+    ngx_sha1_init(&sha1);
+    ngx_sha1_update(&sha1, key->data, key->len);
+    ngx_sha1_update(&sha1, NGX_CHAT_WS_GUID, sizeof(NGX_CHAT_WS_GUID) - 1);
+    ngx_sha1_final(hash, &sha1);
+
+    src.data = hash;
+    src.len = 20;
+    dst.data = accept;
+    ngx_encode_base64(&dst, &src);
+
+    s->out = ngx_alloc(NGX_CHAT_OUT_MIN, c->log);
+    if (s->out == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    s->out_pos = s->out;
+    s->out_end = s->out + NGX_CHAT_OUT_MIN;
+
+    p = ngx_sprintf(s->out, "HTTP/1.1 101 Switching Protocols\r\n"
+                            "Upgrade: websocket\r\n"
+                            "Connection: Upgrade\r\n"
+                            "Sec-WebSocket-Accept: %V\r\n", &dst);
+
+    if (protocol->len) {
+        p = ngx_sprintf(p, "Sec-WebSocket-Protocol: %V\r\n", protocol);
+    }
+
+    *p++ = CR; *p++ = LF;
+    s->out_last = p;
+
+    tp = ngx_timeofday();
+
+    /* the hello frame, built in the worker's buffer, then queued */
+
+    p = ngx_snprintf(ngx_chat_recv_buf, NGX_CHAT_RECV_SIZE,
+                     "{\"type\":\"hello\",\"user_id\":\"%V\","
+                     "\"device_id\":\"%V\",\"session_id\":\"%*s\","
+                     "\"server_id\":\"%V\",\"node\":\"%V\","
+                     "\"heartbeat_s\":%M,\"max_message_bytes\":%uz,"
+                     "\"server_ts\":%M}",
+                     &s->user, &s->device, (size_t) NGX_CHAT_SID_LEN, s->sid,
+                     &mcf->server_id, &w->node, lcf->heartbeat / 1000,
+                     lcf->max_message,
+                     (ngx_msec_t) tp->sec * 1000 + tp->msec);
+
+    if (ngx_chat_session_queue(s, NGX_CHAT_WS_OP_TEXT, ngx_chat_recv_buf,
+                               p - ngx_chat_recv_buf, 1)
+        != NGX_OK)
+    {
+        ngx_free(s->out);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_set_ctx(r, s, ngx_chat_module);
+
+    /*
+     * the request is freed in ngx_chat_session_detach(), once nginx is done
+     * with it: until then it holds one more reference
+     */
+
+    r->main->count++;
+    r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
+    r->keepalive = 0;
+
+    c->write->handler = ngx_chat_session_detach;
+    ngx_post_event(c->write, &ngx_posted_events);
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_chat_session_detach(ngx_event_t *wev)
+{
+    size_t                  early;
+    ngx_buf_t              *b;
+    ngx_chain_t            *cl;
+    ngx_connection_t       *c;
+    ngx_chat_session_t     *s;
+    ngx_http_request_t     *r;
+    ngx_http_connection_t  *hc;
+
+    c = wev->data;
+    r = c->data;
+    s = ngx_http_get_module_ctx(r, ngx_chat_module);
+    hc = r->http_connection;
+
+    /* frames that came with the handshake are frames too */
+
+    b = r->header_in;
+    early = b->last - b->pos;
+
+    if (early > NGX_CHAT_RECV_SIZE) {
+        early = 0;
+        s->closing = 1;
+    }
+
+    ngx_memcpy(ngx_chat_recv_buf, b->pos, early);
+
+    ngx_http_free_request(r, 0);
+
+    c->destroyed = 0;
+    c->data = s;
+    c->log->action = "serving chat";
+
+    /* as ngx_http_set_keepalive() does: give back the header buffers */
+
+    if (c->buffer && ngx_pfree(c->pool, c->buffer->start) == NGX_OK) {
+        c->buffer = NULL;
+    }
+
+    for (cl = hc->busy; cl; cl = cl->next) {
+        ngx_pfree(c->pool, cl->buf->start);
+    }
+
+    for (cl = hc->free; cl; cl = cl->next) {
+        ngx_pfree(c->pool, cl->buf->start);
+    }
+
+    hc->busy = NULL;
+    hc->free = NULL;
+    hc->nbusy = 0;
+
+#if (NGX_HTTP_SSL)
+    if (c->ssl) {
+        ngx_ssl_free_buffer(c);
+    }
+#endif
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    /* closed on a graceful shutdown by ngx_close_idle_connections() */
+    c->idle = 1;
+
+    c->read->handler = ngx_chat_session_read_handler;
+    c->write->handler = ngx_chat_session_write_handler;
+
+    ngx_rbtree_insert(&ngx_chat_worker.sessions, &s->node);
+    s->in_table = 1;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "chat: session %*s started for \"%V\"",
+                   (size_t) NGX_CHAT_SID_LEN, s->sid, &s->user);
+
+    if (s->closing) {
+        ngx_chat_session_finalize(s);
+        return;
+    }
+
+    ngx_chat_redis_register(s);
+
+    ngx_add_timer(c->read, s->conf->heartbeat);
+
+    if (ngx_chat_session_flush(s) == NGX_ERROR) {
+        return;
+    }
+
+    if (early
+        && ngx_chat_session_input(s, ngx_chat_recv_buf,
+                                  ngx_chat_recv_buf + early)
+           != NGX_OK)
+    {
+        return;
+    }
+
+    if (c->read->ready) {
+        ngx_post_event(c->read, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_chat_session_read_handler(ngx_event_t *rev)
+{
+    ssize_t              n;
+    ngx_uint_t           i;
+    ngx_connection_t    *c;
+    ngx_chat_session_t  *s;
+
+    c = rev->data;
+    s = c->data;
+
+    if (c->close) {
+        ngx_chat_session_close(s, NGX_CHAT_CLOSE_AWAY, "server going away");
+        return;
+    }
+
+    if (rev->timedout) {
+        rev->timedout = 0;
+
+        if (s->closing) {
+            ngx_chat_session_finalize(s);
+            return;
+        }
+
+        if (ngx_chat_session_tick(s) != NGX_OK) {
+            return;
+        }
+    }
+
+    for (i = 0; i < NGX_CHAT_READS_PER_CALL && rev->ready; i++) {
+
+        n = c->recv(c, ngx_chat_recv_buf, NGX_CHAT_RECV_SIZE);
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == 0 || n == NGX_ERROR) {
+            ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                          "chat: client closed the connection");
+            ngx_chat_session_finalize(s);
+            return;
+        }
+
+        s->silent_ticks = 0;
+
+        if (s->closing) {
+            continue;     /* draining until the client closes */
+        }
+
+        if (ngx_chat_session_input(s, ngx_chat_recv_buf,
+                                   ngx_chat_recv_buf + n)
+            != NGX_OK)
+        {
+            return;
+        }
+    }
+
+    if (rev->ready) {
+        /* let other connections run before reading on */
+        ngx_post_event(rev, &ngx_posted_events);
+        return;
+    }
+
+    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+        ngx_chat_session_finalize(s);
+    }
+}
+
+
+static ngx_int_t
+ngx_chat_session_tick(ngx_chat_session_t *s)
+{
+    if (s->expires && (int64_t) ngx_time() >= s->expires) {
+        ngx_chat_session_close(s, NGX_CHAT_CLOSE_POLICY, "token expired");
+        return NGX_DONE;
+    }
+
+    if (s->silent_ticks >= 2) {
+        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                      "chat: client silent for two heartbeats");
+        ngx_chat_session_finalize(s);
+        return NGX_DONE;
+    }
+
+    s->silent_ticks++;
+
+    ngx_add_timer(s->connection->read, s->conf->heartbeat);
+
+    if (ngx_chat_session_queue(s, NGX_CHAT_WS_OP_PING, NULL, 0, 1)
+        != NGX_OK)
+    {
+        ngx_chat_session_finalize(s);
+        return NGX_DONE;
+    }
+
+    return NGX_OK;
+}
+
+
+/* NGX_OK: go on reading; anything else: the session is closing or gone */
+
+static ngx_int_t
+ngx_chat_session_input(ngx_chat_session_t *s, u_char *pos, u_char *end)
+{
+    ngx_int_t             rc;
+    ngx_chat_ws_event_t   ev;
+
+    for ( ;; ) {
+
+        switch (ngx_chat_ws_parse(&s->parser, &pos, end, &ev)) {
+
+        case NGX_CHAT_WS_AGAIN:
+            return NGX_OK;
+
+        case NGX_CHAT_WS_CONTROL:
+            rc = ngx_chat_session_control(s, &ev);
+            break;
+
+        case NGX_CHAT_WS_DATA:
+            rc = ngx_chat_session_data(s, &ev);
+            break;
+
+        default: /* NGX_CHAT_WS_ERROR */
+            ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                          "chat: client protocol error %ui: %s",
+                          (ngx_uint_t) ev.close_code, ev.reason);
+            ngx_chat_session_close(s, ev.close_code, (char *) ev.reason);
+            return NGX_DONE;
+        }
+
+        if (rc != NGX_OK || s->closing) {
+            return NGX_DONE;
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_chat_session_control(ngx_chat_session_t *s, ngx_chat_ws_event_t *ev)
+{
+    ngx_uint_t  code;
+
+    switch (ev->opcode) {
+
+    case NGX_CHAT_WS_OP_PING:
+        if (ngx_chat_session_queue(s, NGX_CHAT_WS_OP_PONG, ev->data, ev->len,
+                                   0)
+            != NGX_OK)
+        {
+            ngx_chat_session_close(s, NGX_CHAT_CLOSE_SLOW,
+                                   "send buffer overflow");
+            return NGX_DONE;
+        }
+
+        return NGX_OK;
+
+    case NGX_CHAT_WS_OP_PONG:
+        return NGX_OK;
+
+    default: /* NGX_CHAT_WS_OP_CLOSE */
+        code = ev->len >= 2 ? (ev->data[0] << 8 | ev->data[1])
+                            : NGX_CHAT_CLOSE_NORMAL;
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->connection->log, 0,
+                       "chat: client close %ui", code);
+
+        ngx_chat_session_close(s, code, "");
+        return NGX_DONE;
+    }
+}
+
+
+static ngx_int_t
+ngx_chat_session_data(ngx_chat_session_t *s, ngx_chat_ws_event_t *ev)
+{
+    u_char  *msg;
+    size_t   size;
+
+    if (ev->opcode == NGX_CHAT_WS_OP_BINARY) {
+        ngx_chat_session_close(s, NGX_CHAT_CLOSE_BINARY,
+                               "binary messages are not accepted");
+        return NGX_DONE;
+    }
+
+    if (ev->last && s->msg_len == 0) {
+        /* the whole message is in the read buffer: no copy */
+        ngx_chat_session_message(s, ev->data, ev->len);
+        return NGX_OK;
+    }
+
+    if (s->msg_len + ev->len > s->msg_size) {
+        size = ngx_max(s->msg_len + ev->len, 2 * s->msg_size);
+        size = ngx_min(size, s->conf->max_message);
+        size = ngx_max(size, s->msg_len + ev->len);
+
+        msg = ngx_alloc(size, s->connection->log);
+        if (msg == NULL) {
+            ngx_chat_session_close(s, NGX_CHAT_CLOSE_INTERNAL,
+                                   "out of memory");
+            return NGX_DONE;
+        }
+
+        if (s->msg) {
+            ngx_memcpy(msg, s->msg, s->msg_len);
+            ngx_free(s->msg);
+        }
+
+        s->msg = msg;
+        s->msg_size = size;
+    }
+
+    if (ev->len) {
+        ngx_memcpy(s->msg + s->msg_len, ev->data, ev->len);
+        s->msg_len += ev->len;
+    }
+
+    if (!ev->last) {
+        return NGX_OK;
+    }
+
+    ngx_chat_session_message(s, s->msg, s->msg_len);
+
+    ngx_free(s->msg);
+    s->msg = NULL;
+    s->msg_len = 0;
+    s->msg_size = 0;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_chat_session_message(ngx_chat_session_t *s, u_char *data, size_t len)
+{
+    ngx_time_t               *tp;
+    ngx_chat_worker_t        *w;
+    ngx_chat_proto_peer_t     peer;
+    ngx_chat_proto_result_t   res;
+
+    w = &ngx_chat_worker;
+    tp = ngx_timeofday();
+
+    peer.user = (char *) s->user.data;
+    peer.user_len = s->user.len;
+    peer.device = (char *) s->device.data;
+    peer.device_len = s->device.len;
+    peer.node = (char *) w->node.data;
+    peer.node_len = w->node.len;
+    peer.sid = (char *) s->sid;
+    peer.now_ms = (int64_t) tp->sec * 1000 + tp->msec;
+
+    ngx_chat_proto_handle(&peer, (char *) data, len, &res);
+
+    if (res.record
+        && ngx_chat_kafka_produce((u_char *) res.key, res.key_len,
+                                  (u_char *) res.record, res.record_len)
+           != NGX_OK)
+    {
+        ngx_chat_proto_set_error(&res, "unavailable",
+                                 "the message store is unavailable, "
+                                 "nothing was stored: retry later");
+    }
+
+    if (res.reply) {
+        (void) ngx_chat_session_send_text(s, (u_char *) res.reply,
+                                          res.reply_len);
+    }
+
+    ngx_chat_proto_result_free(&res);
+}
+
+
+ngx_int_t
+ngx_chat_session_send_text(ngx_chat_session_t *s, u_char *data, size_t len)
+{
+    if (s->closing) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_chat_session_queue(s, NGX_CHAT_WS_OP_TEXT, data, len, 0)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                      "chat: client too slow, %uz bytes queued",
+                      (size_t) (s->out_last - s->out_pos));
+        ngx_chat_session_close(s, NGX_CHAT_CLOSE_SLOW,
+                               "send buffer overflow");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Appends one frame. Only close and pong frames and the handshake may pass
+ * the chat_send_buffer bound ("force"): they are small and the client must
+ * see them.
+ */
+
+static ngx_int_t
+ngx_chat_session_queue(ngx_chat_session_t *s, ngx_uint_t opcode, u_char *data,
+    size_t len, ngx_uint_t force)
+{
+    u_char  *out;
+    size_t   need, used, size;
+
+    need = 10 + len;
+
+    if (s->out == NULL) {
+        size = ngx_max(need, NGX_CHAT_OUT_MIN);
+
+        s->out = ngx_alloc(size, s->connection->log);
+        if (s->out == NULL) {
+            return NGX_ERROR;
+        }
+
+        s->out_pos = s->out;
+        s->out_last = s->out;
+        s->out_end = s->out + size;
+
+    } else if ((size_t) (s->out_end - s->out_last) < need) {
+        used = s->out_last - s->out_pos;
+
+        if (used + need > s->conf->send_buffer && !force) {
+            return NGX_DECLINED;
+        }
+
+        if ((size_t) (s->out_end - s->out) >= used + need) {
+            ngx_memmove(s->out, s->out_pos, used);
+
+        } else {
+            size = ngx_max(used + need, 2 * (size_t) (s->out_end - s->out));
+
+            if (!force) {
+                size = ngx_min(size, s->conf->send_buffer);
+            }
+
+            out = ngx_alloc(size, s->connection->log);
+            if (out == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(out, s->out_pos, used);
+            ngx_free(s->out);
+
+            s->out = out;
+            s->out_end = out + size;
+        }
+
+        s->out_pos = s->out;
+        s->out_last = s->out + used;
+    }
+
+    s->out_last += ngx_chat_ws_frame_header(s->out_last, opcode, len);
+
+    if (len) {
+        s->out_last = ngx_cpymem(s->out_last, data, len);
+    }
+
+    ngx_post_event(s->connection->write, &ngx_posted_events);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_chat_session_write_handler(ngx_event_t *wev)
+{
+    ngx_connection_t    *c;
+    ngx_chat_session_t  *s;
+
+    c = wev->data;
+    s = c->data;
+
+    (void) ngx_chat_session_flush(s);
+}
+
+
+/* NGX_ERROR: the session is gone */
+
+static ngx_int_t
+ngx_chat_session_flush(ngx_chat_session_t *s)
+{
+    ssize_t            n;
+    ngx_connection_t  *c;
+
+    c = s->connection;
+
+    while (s->out && s->out_pos < s->out_last) {
+
+        n = c->send(c, s->out_pos, s->out_last - s->out_pos);
+
+        if (n == NGX_ERROR) {
+            ngx_chat_session_finalize(s);
+            return NGX_ERROR;
+        }
+
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
+                ngx_chat_session_finalize(s);
+                return NGX_ERROR;
+            }
+
+            return NGX_AGAIN;
+        }
+
+        s->out_pos += n;
+    }
+
+    if (s->out) {
+        ngx_free(s->out);
+        s->out = NULL;
+    }
+
+    if (!s->closing) {
+        return NGX_OK;
+    }
+
+    /*
+     * our close frame is out: the client answers with its own and closes;
+     * read and drop what it still sends so that the kernel does not reset
+     * the connection under the close frame
+     */
+
+    if (s->lingering) {
+        return NGX_OK;
+    }
+
+    if (c->ssl) {
+        ngx_chat_session_finalize(s);
+        return NGX_ERROR;
+    }
+
+    if (shutdown(c->fd, SHUT_WR) == -1) {
+        ngx_chat_session_finalize(s);
+        return NGX_ERROR;
+    }
+
+    s->lingering = 1;
+    ngx_add_timer(c->read, NGX_CHAT_LINGER_TIMEOUT);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_chat_session_close(ngx_chat_session_t *s, ngx_uint_t code, char *reason)
+{
+    u_char   buf[125];
+    size_t   len;
+
+    if (s->closing) {
+        return;
+    }
+
+    /*
+     * never finalizes here: callers deep in the input path go on using the
+     * session; the posted write event sends the frame and ends it
+     */
+
+    len = ngx_chat_ws_close_payload(buf, code, reason);
+
+    (void) ngx_chat_session_queue(s, NGX_CHAT_WS_OP_CLOSE, buf, len, 1);
+
+    s->closing = 1;
+
+    ngx_chat_redis_unregister(s);
+
+    ngx_add_timer(s->connection->read, NGX_CHAT_CLOSE_TIMEOUT);
+    ngx_post_event(s->connection->write, &ngx_posted_events);
+}
+
+
+static void
+ngx_chat_session_finalize(ngx_chat_session_t *s)
+{
+    ngx_connection_t  *c;
+
+    c = s->connection;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "chat: session %*s closed",
+                   (size_t) NGX_CHAT_SID_LEN, s->sid);
+
+    ngx_chat_redis_unregister(s);
+
+    if (s->in_table) {
+        ngx_rbtree_delete(&ngx_chat_worker.sessions, &s->node);
+        s->in_table = 0;
+    }
+
+    if (s->msg) {
+        ngx_free(s->msg);
+        s->msg = NULL;
+    }
+
+    if (s->out) {
+        ngx_free(s->out);
+        s->out = NULL;
+    }
+
+    ngx_http_close_connection(c);
+}
+
+
+ngx_chat_session_t *
+ngx_chat_session_find(u_char *sid, size_t len)
+{
+    ngx_int_t           key;
+    ngx_rbtree_node_t  *node, *sentinel;
+
+    if (len != NGX_CHAT_SID_LEN) {
+        return NULL;
+    }
+
+    key = ngx_hextoi(sid, len);
+
+    if (key == NGX_ERROR) {
+        return NULL;
+    }
+
+    node = ngx_chat_worker.sessions.root;
+    sentinel = ngx_chat_worker.sessions.sentinel;
+
+    while (node != sentinel) {
+
+        if ((ngx_rbtree_key_t) key < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if ((ngx_rbtree_key_t) key > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        return (ngx_chat_session_t *) node;
+    }
+
+    return NULL;
+}
+
+
+/* the process is exiting: one try to tell each client, then close */
+
+void
+ngx_chat_sessions_close_all(ngx_uint_t code, char *reason)
+{
+    ngx_connection_t    *c;
+    ngx_rbtree_node_t   *node;
+    ngx_chat_session_t  *s;
+
+    if (ngx_chat_worker.log == NULL) {
+        return;
+    }
+
+    while (ngx_chat_worker.sessions.root != ngx_chat_worker.sessions.sentinel)
+    {
+        node = ngx_rbtree_min(ngx_chat_worker.sessions.root,
+                              ngx_chat_worker.sessions.sentinel);
+        s = (ngx_chat_session_t *) node;
+        c = s->connection;
+
+        ngx_chat_session_close(s, code, reason);
+
+        if (s->out && s->out_pos < s->out_last) {
+            (void) c->send(c, s->out_pos, s->out_last - s->out_pos);
+        }
+
+        ngx_chat_session_finalize(s);
+    }
+}
