@@ -38,7 +38,13 @@ static int ngx_chat_proto_ping(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_send(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_sync(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_history(ngx_chat_proto_ctx_t *ctx);
+static int ngx_chat_proto_create_group(ngx_chat_proto_ctx_t *ctx);
+static int ngx_chat_proto_members(ngx_chat_proto_ctx_t *ctx);
+static int ngx_chat_proto_receipt(ngx_chat_proto_ctx_t *ctx);
+static int ngx_chat_proto_typing(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_unsupported(ngx_chat_proto_ctx_t *ctx);
+static json_t *ngx_chat_proto_user_ids(ngx_chat_proto_ctx_t *ctx,
+    json_t *list, const char *field, int drop_self);
 static int ngx_chat_proto_fail(ngx_chat_proto_ctx_t *ctx, const char *code,
     const char *message);
 static int ngx_chat_proto_conversation(ngx_chat_proto_ctx_t *ctx,
@@ -53,14 +59,14 @@ static const ngx_chat_proto_type_t  ngx_chat_proto_types[] = {
     { "send", "client_msg_id", ngx_chat_proto_send },
     { "sync", "req_id", ngx_chat_proto_sync },
     { "history", "req_id", ngx_chat_proto_history },
-    { "receipt", "req_id", ngx_chat_proto_unsupported },
-    { "typing", "req_id", ngx_chat_proto_unsupported },
+    { "receipt", "req_id", ngx_chat_proto_receipt },
+    { "typing", "req_id", ngx_chat_proto_typing },
     { "presence_subscribe", "req_id", ngx_chat_proto_unsupported },
     { "presence_unsubscribe", "req_id", ngx_chat_proto_unsupported },
     { "presence_set", "req_id", ngx_chat_proto_unsupported },
-    { "create_group", "req_id", ngx_chat_proto_unsupported },
-    { "add_members", "req_id", ngx_chat_proto_unsupported },
-    { "remove_members", "req_id", ngx_chat_proto_unsupported },
+    { "create_group", "req_id", ngx_chat_proto_create_group },
+    { "add_members", "req_id", ngx_chat_proto_members },
+    { "remove_members", "req_id", ngx_chat_proto_members },
     { NULL, NULL, NULL }
 };
 
@@ -375,6 +381,242 @@ ngx_chat_proto_history(ngx_chat_proto_ctx_t *ctx)
 
     return ngx_chat_proto_record(ctx, "history", ctx->peer->user,
                                  ctx->peer->user_len);
+}
+
+
+static int
+ngx_chat_proto_create_group(ngx_chat_proto_ctx_t *ctx)
+{
+    char         conv[NGX_CHAT_PROTO_KEY_MAX];
+    size_t       conv_len;
+    json_t      *name, *members;
+    const char  *p;
+    size_t       len, chars;
+
+    static uint32_t  ngx_chat_proto_groups;
+
+    name = json_object_get(ctx->frame, "name");
+
+    if (!json_is_string(name) || json_string_length(name) == 0) {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"name\" must be a non-empty string");
+    }
+
+    /* 128 characters, not bytes: count the UTF-8 lead bytes */
+
+    p = json_string_value(name);
+    len = json_string_length(name);
+
+    for (chars = 0; len; p++, len--) {
+        chars += ((unsigned char) *p & 0xc0) != 0x80;
+    }
+
+    if (chars > NGX_CHAT_PROTO_NAME_MAX) {
+        return ngx_chat_proto_fail(ctx, "too_large",
+                                   "\"name\" is over 128 characters");
+    }
+
+    members = ngx_chat_proto_user_ids(ctx,
+                                      json_object_get(ctx->frame, "members"),
+                                      "members", 1);
+    if (members == NULL) {
+        return -1;
+    }
+
+    /* unique: the session id is, and so is the counter within it */
+    conv_len = snprintf(conv, sizeof(conv), "g:%.16s%x", ctx->peer->sid,
+                        ++ngx_chat_proto_groups);
+
+    ctx->record = json_pack("{s:s#,s:O,s:o}", "conv", conv, conv_len,
+                            "name", name, "members", members);
+
+    return ngx_chat_proto_record(ctx, "create_group", conv, conv_len);
+}
+
+
+static int
+ngx_chat_proto_members(ngx_chat_proto_ctx_t *ctx)
+{
+    char         conv[NGX_CHAT_PROTO_KEY_MAX];
+    size_t       conv_len;
+    json_t      *ids;
+    const char  *op;
+
+    if (ngx_chat_proto_conversation(ctx,
+                                    json_object_get(ctx->frame,
+                                                    "conversation_id"),
+                                    conv, &conv_len)
+        != 0)
+    {
+        return -1;
+    }
+
+    ids = ngx_chat_proto_user_ids(ctx, json_object_get(ctx->frame,
+                                                       "user_ids"),
+                                  "user_ids", 0);
+    if (ids == NULL) {
+        return -1;
+    }
+
+    if (json_array_size(ids) == 0) {
+        json_decref(ids);
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"user_ids\" must not be empty");
+    }
+
+    op = json_string_value(json_object_get(ctx->frame, "type"));
+
+    ctx->record = json_pack("{s:s#,s:o}", "conv", conv, conv_len,
+                            "user_ids", ids);
+
+    return ngx_chat_proto_record(ctx, op, conv, conv_len);
+}
+
+
+static int
+ngx_chat_proto_receipt(ngx_chat_proto_ctx_t *ctx)
+{
+    char         conv[NGX_CHAT_PROTO_KEY_MAX];
+    size_t       conv_len;
+    json_t      *state;
+    int64_t      seq;
+    const char  *s;
+
+    if (ngx_chat_proto_conversation(ctx,
+                                    json_object_get(ctx->frame,
+                                                    "conversation_id"),
+                                    conv, &conv_len)
+        != 0)
+    {
+        return -1;
+    }
+
+    if (ngx_chat_proto_seq(json_object_get(ctx->frame, "seq"), &seq) != 0
+        || seq < 1)
+    {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"seq\" must be a positive integer");
+    }
+
+    state = json_object_get(ctx->frame, "state");
+    s = json_string_value(state);
+
+    if (s == NULL || (strcmp(s, "delivered") != 0 && strcmp(s, "read") != 0))
+    {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"state\" must be \"delivered\" or "
+                                   "\"read\"");
+    }
+
+    ctx->record = json_pack("{s:s#,s:I,s:s}", "conv", conv, conv_len,
+                            "seq", (json_int_t) seq, "state", s);
+
+    return ngx_chat_proto_record(ctx, "receipt", conv, conv_len);
+}
+
+
+static int
+ngx_chat_proto_typing(ngx_chat_proto_ctx_t *ctx)
+{
+    char         conv[NGX_CHAT_PROTO_KEY_MAX];
+    size_t       conv_len;
+    const char  *s;
+
+    if (ngx_chat_proto_conversation(ctx,
+                                    json_object_get(ctx->frame,
+                                                    "conversation_id"),
+                                    conv, &conv_len)
+        != 0)
+    {
+        return -1;
+    }
+
+    s = json_string_value(json_object_get(ctx->frame, "state"));
+
+    if (s == NULL || (strcmp(s, "start") != 0 && strcmp(s, "stop") != 0)) {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"state\" must be \"start\" or "
+                                   "\"stop\"");
+    }
+
+    ctx->record = json_pack("{s:s#,s:s}", "conv", conv, conv_len,
+                            "state", s);
+
+    return ngx_chat_proto_record(ctx, "typing", conv, conv_len);
+}
+
+
+/*
+ * A list of user ids, deduplicated (and without the peer, for a group's
+ * first members): a new reference, or NULL with the error set.
+ */
+
+static json_t *
+ngx_chat_proto_user_ids(ngx_chat_proto_ctx_t *ctx, json_t *list,
+    const char *field, int drop_self)
+{
+    size_t        i, j, n;
+    json_t       *ids, *id;
+    const char   *s;
+
+    if (list == NULL && drop_self) {
+        return json_array();
+    }
+
+    if (!json_is_array(list)) {
+        ngx_chat_proto_fail(ctx, "bad_request",
+                            "the user id list must be an array");
+        return NULL;
+    }
+
+    n = json_array_size(list);
+
+    if (n > NGX_CHAT_PROTO_USER_IDS_MAX) {
+        ngx_chat_proto_fail(ctx, "too_large", "more than 1000 user ids");
+        return NULL;
+    }
+
+    ids = json_array();
+    if (ids == NULL) {
+        ngx_chat_proto_fail(ctx, "internal", "out of memory");
+        return NULL;
+    }
+
+    for (i = 0; i < n; i++) {
+        id = json_array_get(list, i);
+        s = json_string_value(id);
+
+        if (s == NULL
+            || !ngx_chat_valid_id((const unsigned char *) s,
+                                  json_string_length(id)))
+        {
+            json_decref(ids);
+            ngx_chat_proto_fail(ctx, "bad_request",
+                                strcmp(field, "members") == 0
+                                ? "\"members\" must hold user ids"
+                                : "\"user_ids\" must hold user ids");
+            return NULL;
+        }
+
+        if (drop_self && json_string_length(id) == ctx->peer->user_len
+            && memcmp(s, ctx->peer->user, ctx->peer->user_len) == 0)
+        {
+            continue;
+        }
+
+        /* quadratic, but over at most 1000 short strings */
+        for (j = 0; j < json_array_size(ids); j++) {
+            if (json_equal(json_array_get(ids, j), id)) {
+                break;
+            }
+        }
+
+        if (j == json_array_size(ids)) {
+            json_array_append(ids, id);
+        }
+    }
+
+    return ids;
 }
 
 

@@ -20,6 +20,8 @@
 #define NGX_CHAT_PROTO_REQ_ID_MAX    128
 #define NGX_CHAT_PROTO_CURSORS_MAX   10000
 #define NGX_CHAT_PROTO_HISTORY_MAX   100
+#define NGX_CHAT_PROTO_NAME_MAX      128
+#define NGX_CHAT_PROTO_USER_IDS_MAX  1000
 
 
 /* who is speaking: the fields every Kafka record carries */

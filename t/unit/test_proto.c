@@ -1,0 +1,354 @@
+
+/*
+ * Unit tests of the client protocol checks (ngx_chat_module/ngx_chat_proto.c):
+ * every request either answers the client or becomes one Kafka record.
+ * Standalone: no framework, no servers.
+ */
+
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "ngx_chat_proto.h"
+
+
+static unsigned  passed, failed;
+
+#define CHECK(cond, ...)                                                      \
+    do {                                                                      \
+        if (cond) {                                                           \
+            passed++;                                                         \
+        } else {                                                              \
+            failed++;                                                         \
+            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);            \
+            printf(__VA_ARGS__);                                              \
+            printf("\n");                                                     \
+        }                                                                     \
+    } while (0)
+
+
+static const ngx_chat_proto_peer_t  alice = {
+    "alice", 5, "phone", 5, "s1:0", 4, "00000000000000ab", 1714128000123LL
+};
+
+
+static json_t *
+run(const char *text, ngx_chat_proto_result_t *res)
+{
+    ngx_chat_proto_handle(&alice, text, strlen(text), res);
+
+    if (res->reply) {
+        return json_loadb(res->reply, res->reply_len, 0, NULL);
+    }
+
+    return json_loadb(res->record, res->record_len, 0, NULL);
+}
+
+
+/* the frame answers with an error of this code, tagged as given */
+
+static void
+expect_error(const char *text, const char *code, const char *tag,
+    const char *tag_json)
+{
+    json_t                   *j, *t;
+    char                     *dumped;
+    ngx_chat_proto_result_t   res;
+
+    j = run(text, &res);
+
+    CHECK(res.record == NULL, "%s: no record expected", text);
+    CHECK(j && strcmp(json_string_value(json_object_get(j, "type")),
+                      "error") == 0, "%s: error expected", text);
+
+    if (j == NULL) {
+        ngx_chat_proto_result_free(&res);
+        return;
+    }
+
+    CHECK(strcmp(json_string_value(json_object_get(j, "code")), code) == 0,
+          "%s: code %s expected, got %s", text, code, res.reply);
+    CHECK(json_is_string(json_object_get(j, "message")),
+          "%s: message expected", text);
+
+    if (tag) {
+        t = json_object_get(j, tag);
+        dumped = t ? json_dumps(t, JSON_ENCODE_ANY) : NULL;
+        CHECK(dumped && strcmp(dumped, tag_json) == 0,
+              "%s: tag %s=%s expected, got %s", text, tag, tag_json,
+              res.reply);
+        free(dumped);
+
+    } else {
+        CHECK(json_object_get(j, "req_id") == NULL
+              && json_object_get(j, "client_msg_id") == NULL,
+              "%s: untagged error expected", text);
+    }
+
+    json_decref(j);
+    ngx_chat_proto_result_free(&res);
+}
+
+
+static void
+test_ping(void)
+{
+    json_t                   *j;
+    ngx_chat_proto_result_t   res;
+
+    j = run("{\"type\":\"ping\",\"req_id\":\"r1\"}", &res);
+    CHECK(res.reply && strcmp(res.reply,
+                              "{\"type\":\"pong\",\"req_id\":\"r1\"}") == 0,
+          "pong: %s", res.reply);
+    CHECK(res.record == NULL, "ping makes no record");
+    json_decref(j);
+    ngx_chat_proto_result_free(&res);
+
+    j = run("{\"type\":\"ping\",\"req_id\":12345678901}", &res);
+    CHECK(res.reply && strstr(res.reply, "\"req_id\":12345678901"),
+          "numeric req_id echoed: %s", res.reply);
+    json_decref(j);
+    ngx_chat_proto_result_free(&res);
+
+    j = run("{\"type\":\"ping\"}", &res);
+    CHECK(res.reply && strcmp(res.reply, "{\"type\":\"pong\"}") == 0,
+          "bare pong: %s", res.reply);
+    json_decref(j);
+    ngx_chat_proto_result_free(&res);
+}
+
+
+static void
+test_send(void)
+{
+    json_t                   *j;
+    ngx_chat_proto_result_t   res;
+
+    /* "to" builds dm:<a>:<b> with a < b, either way round */
+
+    j = run("{\"type\":\"send\",\"client_msg_id\":\"c1\",\"to\":\"bob\","
+            "\"body\":\"hi\"}", &res);
+    CHECK(res.reply == NULL, "send has no reply: %s", res.reply);
+    CHECK(j && strcmp(json_string_value(json_object_get(j, "conv")),
+                      "dm:alice:bob") == 0, "alice < bob byte order");
+    CHECK(strcmp(res.key, json_string_value(json_object_get(j, "conv")))
+          == 0, "keyed by the conversation");
+    CHECK(strcmp(json_string_value(json_object_get(j, "op")), "send") == 0,
+          "op send");
+    CHECK(strcmp(json_string_value(json_object_get(j, "cmid")), "c1") == 0,
+          "cmid");
+    CHECK(strcmp(json_string_value(json_object_get(j, "body")), "hi") == 0,
+          "body");
+    CHECK(strcmp(json_string_value(json_object_get(j, "sid")),
+                 "00000000000000ab") == 0, "sid");
+    CHECK(strcmp(json_string_value(json_object_get(j, "node")), "s1:0")
+          == 0, "node");
+    CHECK(strcmp(json_string_value(json_object_get(j, "user")), "alice")
+          == 0, "user");
+    CHECK(strcmp(json_string_value(json_object_get(j, "dev")), "phone")
+          == 0, "dev");
+    CHECK(json_integer_value(json_object_get(j, "ts")) == 1714128000123LL,
+          "ts");
+    json_decref(j);
+    ngx_chat_proto_result_free(&res);
+
+    j = run("{\"type\":\"send\",\"client_msg_id\":\"c1\",\"to\":\"aaron\","
+            "\"body\":\"hi\"}", &res);
+    CHECK(j && strcmp(json_string_value(json_object_get(j, "conv")),
+                      "dm:aaron:alice") == 0, "aaron < alice");
+    json_decref(j);
+    ngx_chat_proto_result_free(&res);
+
+    j = run("{\"type\":\"send\",\"client_msg_id\":\"c1\",\"to\":\"ali\","
+            "\"body\":\"hi\"}", &res);
+    CHECK(j && strcmp(json_string_value(json_object_get(j, "conv")),
+                      "dm:ali:alice") == 0, "a prefix sorts first");
+    json_decref(j);
+    ngx_chat_proto_result_free(&res);
+
+    j = run("{\"type\":\"send\",\"client_msg_id\":\"c2\","
+            "\"conversation_id\":\"dm:alice:bob\",\"body\":\"x\"}", &res);
+    CHECK(res.record && strcmp(res.key, "dm:alice:bob") == 0,
+          "conversation_id accepted");
+    json_decref(j);
+    ngx_chat_proto_result_free(&res);
+
+    j = run("{\"type\":\"send\",\"client_msg_id\":\"c3\","
+            "\"conversation_id\":\"g:team\",\"body\":\"x\"}", &res);
+    CHECK(res.record != NULL, "other ids go to the workers to check");
+    json_decref(j);
+    ngx_chat_proto_result_free(&res);
+
+    expect_error("{\"type\":\"send\",\"client_msg_id\":\"c1\","
+                 "\"conversation_id\":\"dm:bob:carol\",\"body\":\"x\"}",
+                 "forbidden", "client_msg_id", "\"c1\"");
+    expect_error("{\"type\":\"send\",\"client_msg_id\":\"c1\","
+                 "\"conversation_id\":\"dm:bob:alice\",\"body\":\"x\"}",
+                 "forbidden", "client_msg_id", "\"c1\"");
+    expect_error("{\"type\":\"send\",\"client_msg_id\":\"c1\","
+                 "\"conversation_id\":\"dm:alice\",\"body\":\"x\"}",
+                 "forbidden", "client_msg_id", "\"c1\"");
+    expect_error("{\"type\":\"send\",\"client_msg_id\":\"c1\","
+                 "\"to\":\"bob\"}",
+                 "bad_request", "client_msg_id", "\"c1\"");
+    expect_error("{\"type\":\"send\",\"client_msg_id\":\"c1\","
+                 "\"to\":\"bob\",\"body\":\"\"}",
+                 "bad_request", "client_msg_id", "\"c1\"");
+    expect_error("{\"type\":\"send\",\"client_msg_id\":\"c1\","
+                 "\"to\":\"bob\",\"body\":7}",
+                 "bad_request", "client_msg_id", "\"c1\"");
+    expect_error("{\"type\":\"send\",\"client_msg_id\":\"c1\","
+                 "\"body\":\"x\"}",
+                 "bad_request", "client_msg_id", "\"c1\"");
+    expect_error("{\"type\":\"send\",\"client_msg_id\":\"c1\",\"to\":\"b\","
+                 "\"conversation_id\":\"dm:alice:b\",\"body\":\"x\"}",
+                 "bad_request", "client_msg_id", "\"c1\"");
+    expect_error("{\"type\":\"send\",\"client_msg_id\":\"c1\","
+                 "\"to\":\"bad id\",\"body\":\"x\"}",
+                 "bad_request", "client_msg_id", "\"c1\"");
+    expect_error("{\"type\":\"send\",\"to\":\"bob\",\"body\":\"x\"}",
+                 "bad_request", NULL, NULL);
+    expect_error("{\"type\":\"send\",\"client_msg_id\":\"\","
+                 "\"to\":\"bob\",\"body\":\"x\"}",
+                 "bad_request", "client_msg_id", "\"\"");
+    expect_error("{\"type\":\"send\",\"client_msg_id\":"
+                 "\"0123456789012345678901234567890123456789"
+                 "01234567890123456789012345\",\"to\":\"bob\","
+                 "\"body\":\"x\"}",
+                 "too_large", "client_msg_id",
+                 "\"0123456789012345678901234567890123456789"
+                 "01234567890123456789012345\"");
+}
+
+
+static void
+test_sync_history(void)
+{
+    json_t                   *j;
+    ngx_chat_proto_result_t   res;
+
+    j = run("{\"type\":\"sync\",\"req_id\":\"s\","
+            "\"cursors\":{\"dm:alice:bob\":3}}", &res);
+    CHECK(res.record && strcmp(res.key, "alice") == 0, "sync keyed by user");
+    CHECK(j && json_integer_value(json_object_get(
+                  json_object_get(j, "cursors"), "dm:alice:bob")) == 3,
+          "cursors passed on");
+    CHECK(j && strcmp(json_string_value(json_object_get(j, "req_id")), "s")
+          == 0, "req_id in the record");
+    json_decref(j);
+    ngx_chat_proto_result_free(&res);
+
+    j = run("{\"type\":\"sync\",\"req_id\":1}", &res);
+    CHECK(res.record != NULL, "sync without cursors");
+    json_decref(j);
+    ngx_chat_proto_result_free(&res);
+
+    expect_error("{\"type\":\"sync\",\"req_id\":1,\"cursors\":[1]}",
+                 "bad_request", "req_id", "1");
+    expect_error("{\"type\":\"sync\",\"req_id\":1,"
+                 "\"cursors\":{\"dm:alice:bob\":\"3\"}}",
+                 "bad_request", "req_id", "1");
+
+    j = run("{\"type\":\"history\",\"req_id\":\"h\","
+            "\"conversation_id\":\"dm:alice:bob\",\"before_seq\":10,"
+            "\"limit\":20}", &res);
+    CHECK(res.record && strcmp(res.key, "alice") == 0,
+          "history keyed by user");
+    CHECK(j && json_integer_value(json_object_get(j, "before_seq")) == 10
+          && json_integer_value(json_object_get(j, "limit")) == 20
+          && json_object_get(j, "after_seq") == NULL, "history fields");
+    json_decref(j);
+    ngx_chat_proto_result_free(&res);
+
+    j = run("{\"type\":\"history\",\"req_id\":\"h\","
+            "\"conversation_id\":\"dm:alice:bob\"}", &res);
+    CHECK(j && json_integer_value(json_object_get(j, "limit")) == 50,
+          "default limit 50");
+    json_decref(j);
+    ngx_chat_proto_result_free(&res);
+
+    expect_error("{\"type\":\"history\",\"req_id\":\"h\","
+                 "\"conversation_id\":\"dm:alice:bob\",\"limit\":0}",
+                 "bad_request", "req_id", "\"h\"");
+    expect_error("{\"type\":\"history\",\"req_id\":\"h\","
+                 "\"conversation_id\":\"dm:alice:bob\",\"limit\":101}",
+                 "bad_request", "req_id", "\"h\"");
+    expect_error("{\"type\":\"history\",\"req_id\":\"h\","
+                 "\"conversation_id\":\"dm:alice:bob\",\"before_seq\":2,"
+                 "\"after_seq\":1}",
+                 "bad_request", "req_id", "\"h\"");
+    expect_error("{\"type\":\"history\",\"req_id\":\"h\","
+                 "\"conversation_id\":\"dm:bob:carol\"}",
+                 "forbidden", "req_id", "\"h\"");
+    expect_error("{\"type\":\"history\",\"req_id\":\"h\"}",
+                 "bad_request", "req_id", "\"h\"");
+}
+
+
+static void
+test_bad_frames(void)
+{
+    expect_error("not json", "bad_request", NULL, NULL);
+    expect_error("[1,2]", "bad_request", NULL, NULL);
+    expect_error("{\"req_id\":\"a\"}", "bad_request", "req_id", "\"a\"");
+    expect_error("{\"type\":5,\"req_id\":\"a\"}", "bad_request", "req_id",
+                 "\"a\"");
+    expect_error("{\"type\":\"nope\",\"req_id\":\"a\"}", "bad_request",
+                 "req_id", "\"a\"");
+    expect_error("{\"type\":\"ping\",\"req_id\":{\"x\":1}}", "bad_request",
+                 NULL, NULL);
+    expect_error("{\"type\":\"ping\",\"type\":\"ping\"}", "bad_request",
+                 NULL, NULL);
+}
+
+
+static void
+test_record_failed(void)
+{
+    char                     sid[17], *frame;
+    size_t                   len;
+    json_t                  *j;
+    ngx_chat_proto_result_t  res;
+
+    ngx_chat_proto_handle(&alice, "{\"type\":\"send\",\"client_msg_id\":"
+                          "\"c9\",\"to\":\"bob\",\"body\":\"x\"}",
+                          sizeof("{\"type\":\"send\",\"client_msg_id\":"
+                                 "\"c9\",\"to\":\"bob\",\"body\":\"x\"}") - 1,
+                          &res);
+
+    CHECK(ngx_chat_proto_record_failed(res.record, res.record_len, sid,
+                                       sizeof(sid), &frame, &len) == 0,
+          "a failed record is understood");
+    CHECK(strcmp(sid, "00000000000000ab") == 0, "its session");
+
+    j = json_loadb(frame, len, 0, NULL);
+    CHECK(j && strcmp(json_string_value(json_object_get(j, "code")),
+                      "unavailable") == 0
+          && strcmp(json_string_value(json_object_get(j, "client_msg_id")),
+                    "c9") == 0, "unavailable, tagged: %s", frame);
+    json_decref(j);
+    free(frame);
+    ngx_chat_proto_result_free(&res);
+
+    CHECK(ngx_chat_proto_record_failed("junk", 4, sid, sizeof(sid), &frame,
+                                       &len) == -1, "junk refused");
+}
+
+
+int
+main(void)
+{
+    test_ping();
+    test_send();
+    test_sync_history();
+    test_bad_frames();
+    test_record_failed();
+
+    printf("%u passed, %u failed\n", passed, failed);
+
+    return failed ? 1 : 0;
+}
