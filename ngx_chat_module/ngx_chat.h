@@ -48,11 +48,13 @@ typedef struct {
     ngx_str_t                  kafka_topic;
     ngx_msec_t                 kafka_timeout;
     ngx_flag_t                 enabled;     /* some location says "chat" */
+    ngx_flag_t                 echo;        /* some says "chat_echo" */
 } ngx_chat_main_conf_t;
 
 
 typedef struct {
     ngx_flag_t                 enable;
+    ngx_flag_t                 echo;
     size_t                     max_message;
     size_t                     send_buffer;
     ngx_msec_t                 heartbeat;
@@ -84,6 +86,7 @@ typedef struct {
 
     int64_t                    expires;     /* token exp, seconds */
     ngx_uint_t                 silent_ticks;
+    unsigned                   echo:1;      /* a chat_echo location */
     unsigned                   registered:1;
     unsigned                   in_table:1;
     unsigned                   closing:1;     /* our close frame queued */

@@ -31,6 +31,7 @@ ngx_chat_handler(ngx_http_request_t *r)
     ngx_str_t                  token, user, device, protocol, key, src, dst;
     const char                *why;
     ngx_table_elt_t           *h;
+    ngx_chat_loc_conf_t       *lcf;
     ngx_chat_main_conf_t      *mcf;
     ngx_chat_jwt_claims_t      claims;
 
@@ -97,6 +98,17 @@ ngx_chat_handler(ngx_http_request_t *r)
                                "WebSocket upgrade with a body");
     }
 
+    ngx_str_null(&protocol);
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_chat_module);
+
+    if (lcf->echo) {
+        ngx_str_null(&user);
+        ngx_str_null(&device);
+
+        return ngx_chat_session_start(r, &user, &device, &protocol, &key, 0);
+    }
+
     if (ngx_chat_get_token(r, &token) != NGX_OK) {
         return ngx_chat_reject(r, NGX_HTTP_UNAUTHORIZED, "no token");
     }
@@ -116,8 +128,6 @@ ngx_chat_handler(ngx_http_request_t *r)
     user.len = ngx_strlen(claims.sub);
     device.data = (u_char *) claims.dev;
     device.len = ngx_strlen(claims.dev);
-
-    ngx_str_null(&protocol);
 
     h = ngx_chat_find_header(r, "Sec-WebSocket-Protocol",
                              sizeof("Sec-WebSocket-Protocol") - 1);

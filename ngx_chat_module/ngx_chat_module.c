@@ -17,6 +17,7 @@ static void *ngx_chat_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_chat_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_chat(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_chat_echo(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_chat_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_chat_id_slot(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -34,6 +35,13 @@ static ngx_command_t  ngx_chat_commands[] = {
     { ngx_string("chat"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_chat,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("chat_echo"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_chat_echo,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -228,6 +236,7 @@ ngx_chat_create_loc_conf(ngx_conf_t *cf)
     }
 
     conf->enable = NGX_CONF_UNSET;
+    conf->echo = NGX_CONF_UNSET;
     conf->max_message = NGX_CONF_UNSET_SIZE;
     conf->send_buffer = NGX_CONF_UNSET_SIZE;
     conf->heartbeat = NGX_CONF_UNSET_MSEC;
@@ -243,6 +252,7 @@ ngx_chat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_chat_loc_conf_t *conf = child;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_value(conf->echo, prev->echo, 0);
     ngx_conf_merge_size_value(conf->max_message, prev->max_message,
                               16 * 1024);
     ngx_conf_merge_size_value(conf->send_buffer, prev->send_buffer,
@@ -255,13 +265,9 @@ ngx_chat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    /* a queued frame never exceeds a message plus its header */
-    if (conf->send_buffer < conf->max_message + 16) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"chat_send_buffer\" %uz is smaller than "
-                           "\"chat_max_message_bytes\" %uz",
-                           conf->send_buffer, conf->max_message);
-        return NGX_CONF_ERROR;
+    /* one whole message always fits, whatever the level it came from */
+    if (conf->send_buffer < conf->max_message + NGX_CHAT_WS_MAX_HEADER) {
+        conf->send_buffer = conf->max_message + NGX_CHAT_WS_MAX_HEADER;
     }
 
     return NGX_CONF_OK;
@@ -276,7 +282,7 @@ ngx_chat(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_chat_main_conf_t      *mcf;
     ngx_http_core_loc_conf_t  *hclcf;
 
-    if (clcf->enable != NGX_CONF_UNSET) {
+    if (clcf->enable != NGX_CONF_UNSET || clcf->echo != NGX_CONF_UNSET) {
         return "is duplicate";
     }
 
@@ -287,6 +293,32 @@ ngx_chat(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_chat_module);
     mcf->enabled = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+/* a WebSocket echo endpoint: the same handshake, frames and limits */
+
+static char *
+ngx_chat_echo(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_chat_loc_conf_t *clcf = conf;
+
+    ngx_chat_main_conf_t      *mcf;
+    ngx_http_core_loc_conf_t  *hclcf;
+
+    if (clcf->enable != NGX_CONF_UNSET || clcf->echo != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    clcf->echo = 1;
+
+    hclcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    hclcf->handler = ngx_chat_handler;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_chat_module);
+    mcf->echo = 1;
 
     return NGX_CONF_OK;
 }
@@ -378,7 +410,7 @@ ngx_chat_init_process(ngx_cycle_t *cycle)
 
     mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_chat_module);
 
-    if (mcf == NULL || !mcf->enabled) {
+    if (mcf == NULL || !(mcf->enabled || mcf->echo)) {
         return NGX_OK;
     }
 
@@ -409,6 +441,10 @@ ngx_chat_init_process(ngx_cycle_t *cycle)
                     ^ ((uint64_t) ngx_pid << 16) ^ (uint64_t) ngx_time();
     w->sid_prefix &= 0x7fffffff00000000ULL;   /* fits ngx_hextoi() */
     w->sid_counter = 0;
+
+    if (!mcf->enabled) {
+        return NGX_OK;      /* echo only: no backends */
+    }
 
     if (ngx_chat_redis_init(cycle, mcf) != NGX_OK) {
         return NGX_ERROR;

@@ -36,8 +36,8 @@ static ngx_int_t ngx_chat_session_control(ngx_chat_session_t *s,
     ngx_chat_ws_event_t *ev);
 static ngx_int_t ngx_chat_session_data(ngx_chat_session_t *s,
     ngx_chat_ws_event_t *ev);
-static void ngx_chat_session_message(ngx_chat_session_t *s, u_char *data,
-    size_t len);
+static void ngx_chat_session_message(ngx_chat_session_t *s,
+    ngx_uint_t opcode, u_char *data, size_t len);
 static ngx_int_t ngx_chat_session_queue(ngx_chat_session_t *s,
     ngx_uint_t opcode, u_char *data, size_t len, ngx_uint_t force);
 static ngx_int_t ngx_chat_session_flush(ngx_chat_session_t *s);
@@ -136,6 +136,12 @@ ngx_chat_session_start(ngx_http_request_t *r, ngx_str_t *user,
     *p++ = CR; *p++ = LF;
     s->out_last = p;
 
+    s->echo = lcf->echo;
+
+    if (s->echo) {
+        goto detach;
+    }
+
     tp = ngx_timeofday();
 
     /* the hello frame, built in the worker's buffer, then queued */
@@ -158,6 +164,8 @@ ngx_chat_session_start(ngx_http_request_t *r, ngx_str_t *user,
         ngx_free(s->out);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+detach:
 
     ngx_http_set_ctx(r, s, ngx_chat_module);
 
@@ -249,8 +257,10 @@ ngx_chat_session_detach(ngx_event_t *wev)
     c->read->handler = ngx_chat_session_read_handler;
     c->write->handler = ngx_chat_session_write_handler;
 
-    ngx_rbtree_insert(&ngx_chat_worker.sessions, &s->node);
-    s->in_table = 1;
+    if (!s->echo) {
+        ngx_rbtree_insert(&ngx_chat_worker.sessions, &s->node);
+        s->in_table = 1;
+    }
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, c->log, 0,
                    "chat: session %*s started for \"%V\"",
@@ -261,7 +271,9 @@ ngx_chat_session_detach(ngx_event_t *wev)
         return;
     }
 
-    ngx_chat_redis_register(s);
+    if (!s->echo) {
+        ngx_chat_redis_register(s);
+    }
 
     ngx_add_timer(c->read, s->conf->heartbeat);
 
@@ -462,7 +474,7 @@ ngx_chat_session_data(ngx_chat_session_t *s, ngx_chat_ws_event_t *ev)
     u_char  *msg;
     size_t   size;
 
-    if (ev->opcode == NGX_CHAT_WS_OP_BINARY) {
+    if (ev->opcode == NGX_CHAT_WS_OP_BINARY && !s->echo) {
         ngx_chat_session_close(s, NGX_CHAT_CLOSE_BINARY,
                                "binary messages are not accepted");
         return NGX_DONE;
@@ -470,7 +482,7 @@ ngx_chat_session_data(ngx_chat_session_t *s, ngx_chat_ws_event_t *ev)
 
     if (ev->last && s->msg_len == 0) {
         /* the whole message is in the read buffer: no copy */
-        ngx_chat_session_message(s, ev->data, ev->len);
+        ngx_chat_session_message(s, ev->opcode, ev->data, ev->len);
         return NGX_OK;
     }
 
@@ -504,7 +516,7 @@ ngx_chat_session_data(ngx_chat_session_t *s, ngx_chat_ws_event_t *ev)
         return NGX_OK;
     }
 
-    ngx_chat_session_message(s, s->msg, s->msg_len);
+    ngx_chat_session_message(s, ev->opcode, s->msg, s->msg_len);
 
     ngx_free(s->msg);
     s->msg = NULL;
@@ -516,12 +528,22 @@ ngx_chat_session_data(ngx_chat_session_t *s, ngx_chat_ws_event_t *ev)
 
 
 static void
-ngx_chat_session_message(ngx_chat_session_t *s, u_char *data, size_t len)
+ngx_chat_session_message(ngx_chat_session_t *s, ngx_uint_t opcode,
+    u_char *data, size_t len)
 {
     ngx_time_t               *tp;
     ngx_chat_worker_t        *w;
     ngx_chat_proto_peer_t     peer;
     ngx_chat_proto_result_t   res;
+
+    if (s->echo) {
+        if (ngx_chat_session_queue(s, opcode, data, len, 0) != NGX_OK) {
+            ngx_chat_session_close(s, NGX_CHAT_CLOSE_SLOW,
+                                   "send buffer overflow");
+        }
+
+        return;
+    }
 
     w = &ngx_chat_worker;
     tp = ngx_timeofday();
