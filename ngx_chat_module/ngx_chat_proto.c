@@ -120,13 +120,7 @@ ngx_chat_proto_handle(const ngx_chat_proto_peer_t *peer, const char *text,
     }
 
     if (tag) {
-        if (!(json_is_string(tag) || json_is_integer(tag))) {
-            res->tag_name = NULL;
-            ngx_chat_proto_fail(&ctx, "bad_request",
-                                "req_id and client_msg_id must be a string "
-                                "or an integer");
-            goto done;
-        }
+        /* any JSON value is echoed; the message limit bounds its size */
 
         if (json_is_string(tag)
             && json_string_length(tag) > NGX_CHAT_PROTO_REQ_ID_MAX)
@@ -326,6 +320,9 @@ ngx_chat_proto_history(ngx_chat_proto_ctx_t *ctx)
     size_t   conv_len;
     json_t  *before, *after, *limit;
     int64_t  before_seq, after_seq, n;
+
+    before_seq = 0;
+    after_seq = 0;
 
     if (ngx_chat_proto_conversation(ctx,
                                     json_object_get(ctx->frame,

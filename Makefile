@@ -1,0 +1,312 @@
+# ngx_chat: build, test and run.
+#
+#   make deps      Debian packages (apt-get only for what is missing), the
+#                  nginx source and the Kafka jars (cached in $(CHAT_CACHE))
+#   make build     nginx with the chat module (static), chat_worker, chatctl
+#   make unit      C unit tests t/unit/test_*.c
+#   make test      deps, build, unit, then the integration tests (pytest)
+#   make run       deps, build, then the whole stack in ./var (foreground)
+#   make dynamic   check that the module also builds as a dynamic module
+#   make clean
+#
+# SANITIZE=1 builds everything with ASan and UBSan into build-san/ instead
+# of build/ (make SANITIZE=1 test runs the tests against that build).
+
+SHELL := /bin/bash
+
+# Every top-level target is coarse; nginx's own make gets -j below.
+.NOTPARALLEL:
+
+CHAT_CACHE ?= $(or $(HOME),/root)/.cache/ngx_chat
+export CHAT_CACHE
+
+SANITIZE ?= 0
+ifeq ($(SANITIZE),1)
+BUILD := build-san
+SAN   := -fsanitize=address,undefined -fno-omit-frame-pointer
+else
+BUILD := build
+SAN   :=
+endif
+
+# what `make test` and `make run` hand to t/stack.sh
+export CHAT_BUILD_DIR := $(CURDIR)/$(BUILD)
+
+CC     ?= cc
+CFLAGS_CHAT := -O2 -g -Wall -Wextra -Werror -std=gnu11 \
+               -I/usr/include/postgresql $(SAN)
+NGX_JOBS ?= 2
+
+# ---------------------------------------------------------------- packages
+
+DEB_PKGS := build-essential libssl-dev libpcre2-dev zlib1g-dev \
+            libhiredis-dev librdkafka-dev libjansson-dev libpq-dev \
+            postgresql redis-server kcat maven dpkg-dev openssl
+
+# apt-get as root, through sudo otherwise
+APT := $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get
+
+# ------------------------------------------------------------ nginx source
+
+NGINX_DEB_VERSION ?= 1.22.1-9+deb12u9
+NGINX_APT_DIR := $(CHAT_CACHE)/nginx-apt
+NGINX_TARBALL := $(CHAT_CACHE)/nginx-1.22-orig.tar.gz
+DEBSRC_FILE   := /etc/apt/sources.list.d/ngx-chat-src.sources
+
+NGX_SRC    := $(BUILD)/nginx-src
+NGX_PREFIX := $(CURDIR)/$(BUILD)/nginx
+NGX_BIN    := $(NGX_PREFIX)/sbin/nginx
+NGX_OPTS   := --with-http_ssl_module --with-threads \
+              $(if $(SAN),--with-cc-opt='$(SAN)' --with-ld-opt='$(SAN)')
+NGX_CONF_ARGS := --prefix=$(NGX_PREFIX) $(NGX_OPTS) --add-module=$(CURDIR)
+
+DYN          := $(BUILD)/dyn
+DYN_SRC      := $(DYN)/nginx-src
+DYN_PREFIX   := $(CURDIR)/$(DYN)/nginx
+DYN_CONF_ARGS := --prefix=$(DYN_PREFIX) $(NGX_OPTS) \
+                 --add-dynamic-module=$(CURDIR)
+
+# ------------------------------------------------------------- Kafka jars
+
+KAFKA_POM   := t/kafka/pom.xml
+KAFKA_LIB   := $(CHAT_CACHE)/kafka-lib
+KAFKA_STAMP := $(KAFKA_LIB)/.pom.sha256
+MVN_DEP_PLUGIN := org.apache.maven.plugins:maven-dependency-plugin:3.6.1
+
+# ---------------------------------------------------------------- workers
+
+WORKER_SRCS  := $(filter-out workers/chatctl.c,$(wildcard workers/*.c))
+WORKER_OBJS  := $(patsubst workers/%.c,$(BUILD)/obj/workers/%.o,$(WORKER_SRCS))
+WORKER_LIBS  := -lrdkafka -lpq -lhiredis -ljansson -lcrypto -lpthread
+CHATCTL_SRCS ?= $(wildcard workers/chatctl.c)
+CHATCTL_LIBS := -ljansson -lcrypto
+
+WORKER_BINS := $(if $(WORKER_SRCS),$(BUILD)/bin/chat_worker) \
+               $(if $(CHATCTL_SRCS),$(BUILD)/bin/chatctl)
+
+# ------------------------------------------------------------- unit tests
+
+UNIT_SRCS := $(wildcard t/unit/test_*.c)
+UNIT_BINS := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
+# the module's pure C parts (no nginx headers), whichever exist yet
+UNIT_MOD_SRCS := $(wildcard ngx_chat_module/ngx_chat_frame.c \
+                            ngx_chat_module/ngx_chat_jwt.c \
+                            ngx_chat_module/ngx_chat_proto.c)
+UNIT_LIBS := -ljansson -lcrypto
+
+.PHONY: all deps pkgs nginx-source kafka-jars build nginx workers unit \
+        test run dynamic clean FORCE
+
+all: build
+
+# ====================================================================== deps
+
+deps: pkgs nginx-source kafka-jars
+
+# Fast when everything is there: one dpkg-query per package, no apt-get.
+pkgs:
+	@missing=""; need_java=""; \
+	for p in $(DEB_PKGS); do \
+	    dpkg-query -W -f='$${db:Status-Abbrev}' "$$p" 2>/dev/null \
+	        | grep -q '^ii' || missing="$$missing $$p"; \
+	done; \
+	command -v java >/dev/null 2>&1 || need_java=1; \
+	if ! python3 -m pytest --version >/dev/null 2>&1 \
+	   && ! /usr/bin/python3 -m pytest --version >/dev/null 2>&1; then \
+	    missing="$$missing python3-pytest"; \
+	fi; \
+	if [ -z "$$missing$$need_java" ]; then \
+	    echo "deps: Debian packages present"; exit 0; \
+	fi; \
+	set -e; \
+	$(APT) update -q; \
+	if [ -n "$$need_java" ]; then \
+	    if apt-cache show openjdk-17-jre-headless >/dev/null 2>&1; then \
+	        missing="$$missing openjdk-17-jre-headless"; \
+	    else \
+	        missing="$$missing default-jre-headless"; \
+	    fi; \
+	fi; \
+	echo "deps: installing$$missing"; \
+	$(APT) install -y -q --no-install-recommends $$missing
+
+# The nginx 1.22 orig tarball from Debian's source package (Debian's patches
+# are not applied).  deb-src is enabled by a separate deb822 file made from
+# debian.sources with Types: deb-src; the download is cached.
+nginx-source: $(NGINX_TARBALL)
+
+$(NGINX_TARBALL):
+	@mkdir -p "$(NGINX_APT_DIR)"
+	@set -e; cd "$(NGINX_APT_DIR)"; \
+	if ! ls nginx_1.22.*.orig.tar.gz >/dev/null 2>&1; then \
+	    if ! apt-cache showsrc nginx 2>/dev/null | grep -q '^Package: nginx'; then \
+	        if ! grep -rqsE '^[[:space:]]*(Types:.*deb-src|deb-src[[:space:]])' \
+	                /etc/apt/sources.list /etc/apt/sources.list.d/; then \
+	            if [ -f /etc/apt/sources.list.d/debian.sources ]; then \
+	                echo "nginx-source: adding $(DEBSRC_FILE)"; \
+	                sed -E 's/^Types:.*/Types: deb-src/' \
+	                    /etc/apt/sources.list.d/debian.sources \
+	                    > "$(DEBSRC_FILE)"; \
+	            elif [ -f /etc/apt/sources.list ]; then \
+	                echo "nginx-source: adding $(DEBSRC_FILE:.sources=.list)"; \
+	                sed -n 's/^deb[[:space:]]/deb-src /p' /etc/apt/sources.list \
+	                    > "$(DEBSRC_FILE:.sources=.list)"; \
+	            else \
+	                echo "nginx-source: no apt sources found" >&2; exit 1; \
+	            fi; \
+	        fi; \
+	        $(APT) update -q; \
+	    fi; \
+	    $(APT) source --download-only 'nginx=$(NGINX_DEB_VERSION)' \
+	    || { echo "nginx-source: $(NGINX_DEB_VERSION) unavailable, taking the current one"; \
+	         $(APT) source --download-only nginx; }; \
+	fi; \
+	f=$$(ls nginx_1.22.*.orig.tar.gz | sort -V | tail -n 1); \
+	[ -n "$$f" ] || { echo "nginx-source: no nginx 1.22 orig tarball" >&2; exit 1; }; \
+	echo "nginx-source: $(NGINX_APT_DIR)/$$f"; \
+	cp "$$f" "$@.tmp" && mv "$@.tmp" "$@"
+
+# Runtime jars of kafka_2.13 (see t/kafka/pom.xml); refetched only when the
+# pom changes (compared by content, so a fresh clone reuses the cache).
+kafka-jars:
+	@sum=$$(sha256sum $(KAFKA_POM) | cut -d' ' -f1); \
+	if [ "$$(cat "$(KAFKA_STAMP)" 2>/dev/null)" = "$$sum" ]; then \
+	    echo "kafka-jars: cached in $(KAFKA_LIB)"; exit 0; \
+	fi; \
+	set -e; mkdir -p "$(CHAT_CACHE)"; rm -rf "$(KAFKA_LIB).tmp"; \
+	echo "kafka-jars: fetching into $(KAFKA_LIB)"; \
+	mvn -B -q -Dstyle.color=never -f $(KAFKA_POM) $(MVN_DEP_PLUGIN):copy-dependencies \
+	    -DoutputDirectory="$(KAFKA_LIB).tmp" -DincludeScope=runtime; \
+	ls "$(KAFKA_LIB).tmp"/kafka_2.13-*.jar >/dev/null; \
+	echo "$$sum" > "$(KAFKA_LIB).tmp/.pom.sha256"; \
+	rm -rf "$(KAFKA_LIB)"; mv "$(KAFKA_LIB).tmp" "$(KAFKA_LIB)"; \
+	echo "kafka-jars: $$(ls "$(KAFKA_LIB)" | wc -l) jars"
+
+# ===================================================================== build
+
+build: pkgs nginx workers
+
+# A stamp whose content is the configure line: rewritten (and so newer than
+# objs/Makefile) only when the line changes.
+$(BUILD)/.nginx-args: FORCE
+	@mkdir -p $(@D)
+	@echo "$(NGX_CONF_ARGS)" | cmp -s - $@ || echo "$(NGX_CONF_ARGS)" > $@
+
+$(BUILD)/.dyn-args: FORCE
+	@mkdir -p $(@D)
+	@echo "$(DYN_CONF_ARGS)" | cmp -s - $@ || echo "$(DYN_CONF_ARGS)" > $@
+
+%/nginx-src/.unpacked: $(NGINX_TARBALL)
+	rm -rf $*/nginx-src
+	mkdir -p $*/nginx-src
+	tar -xzf $(NGINX_TARBALL) -C $*/nginx-src --strip-components=1
+	touch $@
+
+check-config = @test -f config || { \
+	echo "build: ./config (the module's nginx build script) is missing" >&2; \
+	exit 1; }
+
+$(NGX_SRC)/objs/Makefile: $(NGX_SRC)/.unpacked $(wildcard config) \
+                          $(BUILD)/.nginx-args
+	$(check-config)
+	cd $(NGX_SRC) && ./configure $(NGX_CONF_ARGS)
+
+$(DYN_SRC)/objs/Makefile: $(DYN_SRC)/.unpacked $(wildcard config) \
+                          $(BUILD)/.dyn-args
+	$(check-config)
+	cd $(DYN_SRC) && ./configure $(DYN_CONF_ARGS)
+
+# nginx's objs/Makefile knows the dependencies: always run it.
+nginx: $(NGX_SRC)/objs/Makefile
+	$(MAKE) -C $(NGX_SRC) -f objs/Makefile -j$(NGX_JOBS)
+	@if [ ! -x $(NGX_BIN) ] || [ $(NGX_SRC)/objs/nginx -nt $(NGX_BIN) ]; then \
+	    $(MAKE) -C $(NGX_SRC) -f objs/Makefile install >/dev/null && \
+	    echo "nginx: installed $(NGX_BIN)"; \
+	fi
+
+workers: $(WORKER_BINS)
+	@[ -n "$(WORKER_SRCS)" ] || echo "workers: no workers/*.c yet, chat_worker skipped"
+	@[ -n "$(CHATCTL_SRCS)" ] || echo "workers: no workers/chatctl.c yet, chatctl skipped"
+
+$(BUILD)/obj/workers/%.o: workers/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_CHAT) -MMD -MP -c $< -o $@
+
+$(BUILD)/bin/chat_worker: $(WORKER_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(SAN) -o $@ $^ $(WORKER_LIBS)
+
+$(BUILD)/bin/chatctl: $(CHATCTL_SRCS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_CHAT) -MMD -MP -MF $(BUILD)/obj/chatctl.d \
+	    -o $@ $^ $(CHATCTL_LIBS)
+
+-include $(WORKER_OBJS:.o=.d) $(BUILD)/obj/chatctl.d
+
+# ====================================================================== unit
+
+# Each t/unit/test_X.c is a program linked with the module's pure sources;
+# it prints "N passed, N failed" and exits non-zero on failure.
+$(BUILD)/unit/%: t/unit/%.c $(UNIT_MOD_SRCS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_CHAT) -Ingx_chat_module -It/unit -MMD -MP -MF $@.d \
+	    -o $@ $< $(UNIT_MOD_SRCS) $(UNIT_LIBS)
+
+-include $(UNIT_BINS:=.d)
+
+unit: $(UNIT_BINS)
+	@if [ -z "$(UNIT_BINS)" ]; then \
+	    echo "unit: no t/unit/test_*.c yet, skipped"; exit 0; \
+	fi; \
+	failed=""; \
+	for t in $(UNIT_BINS); do \
+	    echo "== $$t"; \
+	    $$t || failed="$$failed $${t##*/}"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "unit: FAILED:$$failed"; exit 1; fi; \
+	echo "unit: all $(words $(UNIT_BINS)) programs passed"
+
+# ================================================================ test, run
+
+test: deps build unit
+	@py=python3; \
+	$$py -m pytest --version >/dev/null 2>&1 || py=/usr/bin/python3; \
+	set +e; $$py -m pytest -v t/; rc=$$?; set -e; \
+	if [ $$rc -eq 5 ]; then \
+	    echo "test: pytest collected no integration tests"; rc=0; \
+	fi; \
+	exit $$rc
+
+run: deps build
+	t/stack.sh run var
+
+# ================================================================== dynamic
+
+# CI's check that `config` works for --add-dynamic-module too: build it,
+# install it, and have `nginx -t` load the module and parse its directives.
+dynamic: pkgs $(DYN_SRC)/objs/Makefile
+	$(MAKE) -C $(DYN_SRC) -f objs/Makefile -j$(NGX_JOBS)
+	$(MAKE) -C $(DYN_SRC) -f objs/Makefile install >/dev/null
+	@set -e; \
+	mods=$$(cd $(DYN_PREFIX) && ls modules/*.so 2>/dev/null || true); \
+	[ -n "$$mods" ] || { echo "dynamic: no module .so was built" >&2; exit 1; }; \
+	conf=$(DYN_PREFIX)/conf/dynamic-check.conf; \
+	{ for m in $$mods; do echo "load_module $$m;"; done; \
+	  echo "events { worker_connections 64; }"; \
+	  echo "http {"; \
+	  echo "    chat_jwt_secret 0123456789abcdef0123456789abcdef;"; \
+	  echo "    chat_server_id dyncheck;"; \
+	  echo "    server {"; \
+	  echo "        listen 127.0.0.1:8080;"; \
+	  echo "        location = /chat { chat; }"; \
+	  echo "    }"; \
+	  echo "}"; } > $$conf; \
+	$(DYN_PREFIX)/sbin/nginx -t -p $(DYN_PREFIX)/ -c $$conf -e stderr; \
+	echo "dynamic: $$mods loads and configures"
+
+# ==================================================================== clean
+
+clean:
+	rm -rf build build-san
+
+FORCE:
