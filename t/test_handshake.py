@@ -1,0 +1,358 @@
+"""Handshake, authentication, hello, session registry, replacement, ping."""
+
+import re
+import time
+
+import pytest
+
+import wsclient
+from chatlib import close_all, ping, unique, wait_for
+
+SID_RE = re.compile(r"^[0-9a-f]{16}$")
+
+
+def _expect_status(stack, status, token=None, **kw):
+    with pytest.raises(wsclient.HandshakeError) as ei:
+        c = wsclient.connect(stack.url, token=token, **kw)
+        c.abort()
+    assert ei.value.status == status, (
+        "expected HTTP %d, got %d %s (headers %r, body %r)"
+        % (status, ei.value.status, ei.value.reason, ei.value.headers,
+           ei.value.body[:200]))
+    return ei.value
+
+
+BAD_TOKENS = {
+    "bad_signature": lambda s, u: wsclient.make_token(
+        s, u, dev="d", sign_secret=s + "x"),
+    "flipped_signature": lambda s, u: wsclient.make_token(
+        s, u, dev="d", bad_signature=True),
+    "expired": lambda s, u: wsclient.make_token(s, u, dev="d",
+                                                exp_delta=-3600),
+    "alg_none": lambda s, u: wsclient.make_token(s, u, dev="d", alg="none"),
+    "alg_None_mixed_case": lambda s, u: wsclient.make_token(s, u, dev="d",
+                                                            alg="None"),
+    "alg_none_with_hs256_signature": lambda s, u: (
+        # header says none, signature is a valid HS256 one of that input
+        _resign(wsclient.make_token(s, u, dev="d", alg="none"), s)),
+    "alg_HS512": lambda s, u: wsclient.make_token(s, u, dev="d", alg="HS512"),
+    "missing_exp": lambda s, u: wsclient.make_token(s, u, dev="d",
+                                                    exp_delta=None),
+    "nbf_in_future": lambda s, u: wsclient.make_token(
+        s, u, dev="d", nbf=int(time.time()) + 3600),
+    "garbage": lambda s, u: "not.a.jwt",
+    "two_parts": lambda s, u: ".".join(
+        wsclient.make_token(s, u, dev="d").split(".")[:2]),
+}
+
+
+def _resign(token, secret):
+    import hashlib
+    import hmac
+    h, p, _ = token.split(".")
+    sig = hmac.new(secret.encode(), (h + "." + p).encode(),
+                   hashlib.sha256).digest()
+    return h + "." + p + "." + wsclient.b64url(sig)
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_TOKENS))
+def test_bad_token_is_401_and_registers_nothing(stack, kind):
+    user = unique("bad")
+    token = BAD_TOKENS[kind](stack.secret, user)
+    _expect_status(stack, 401, token=token)
+    # the same token as a query parameter
+    _expect_status(stack, 401, token=token, query_token=True)
+    time.sleep(0.3)
+    assert stack.sessions(user) == {}, (
+        "a rejected handshake (%s) registered a session: %r"
+        % (kind, stack.sessions(user)))
+
+
+def test_missing_token_is_401(stack):
+    _expect_status(stack, 401, token=None)
+    # an empty bearer and an empty query parameter are missing too
+    _expect_status(stack, 401, headers={"Authorization": "Bearer "})
+    with pytest.raises(wsclient.HandshakeError) as ei:
+        wsclient.connect(stack.url + "?access_token=").abort()
+    assert ei.value.status == 401, "empty access_token: %r" % ei.value
+
+
+@pytest.mark.parametrize("sub", ["", "a b", "x" * 65, "caf\u00e9", "a/b"])
+def test_bad_sub_is_401(stack, sub):
+    token = wsclient.make_token(stack.secret, sub, dev="d")
+    _expect_status(stack, 401, token=token)
+
+
+def test_missing_sub_is_401(stack):
+    _expect_status(stack, 401,
+                   token=wsclient.make_token(stack.secret, None, dev="d"))
+
+
+def test_bad_dev_is_401(stack):
+    _expect_status(stack, 401, token=wsclient.make_token(
+        stack.secret, unique("u"), dev="bad device"))
+
+
+def test_token_in_authorization_header(stack):
+    user = unique("hdr")
+    c = wsclient.connect(stack.url, token=stack.token(user, "laptop"))
+    try:
+        hello = c.recv_json(10)
+        assert hello.get("type") == "hello", hello
+        assert hello["user_id"] == user and hello["device_id"] == "laptop", \
+            hello
+    finally:
+        c.close()
+
+
+def test_token_in_query_parameter(stack):
+    user = unique("qry")
+    c = wsclient.connect(stack.url, token=stack.token(user, "browser"),
+                         query_token=True)
+    try:
+        hello = c.recv_json(10)
+        assert hello.get("type") == "hello", hello
+        assert hello["user_id"] == user and hello["device_id"] == "browser", \
+            hello
+        ping(c, "q")
+    finally:
+        c.close()
+
+
+def test_sub_with_full_alphabet_accepted(stack):
+    user = "A.b-c_d@e" + unique("")[1:]
+    c = stack.connect(user, "d-1.x_y@z")
+    try:
+        assert c.hello["user_id"] == user
+        assert c.hello["device_id"] == "d-1.x_y@z"
+    finally:
+        c.close()
+
+
+def test_plain_get_is_400(stack):
+    r = wsclient.http_request(stack.http_url, token=stack.token(unique("g")))
+    assert r.status == 400, "plain GET without Upgrade: expected 400, got %r" % r
+
+
+def test_wrong_websocket_version_is_426(stack):
+    e = _expect_status(stack, 426, token=stack.token(unique("v")),
+                       headers={"Sec-WebSocket-Version": "8"})
+    assert e.headers.get("Sec-WebSocket-Version") == "13", (
+        "426 must carry Sec-WebSocket-Version: 13, headers were %r"
+        % e.headers)
+
+
+def test_tls(stack):
+    user = unique("tls")
+    c = stack.connect(user, "t", url=stack.wss_url)
+    try:
+        assert c.hello["user_id"] == user
+        assert ping(c, "over-tls")["req_id"] == "over-tls"
+    finally:
+        c.close()
+
+
+def test_tls_rejects_bad_token(stack):
+    with pytest.raises(wsclient.HandshakeError) as ei:
+        wsclient.connect(stack.wss_url, token=wsclient.make_token(
+            stack.secret, unique("t"), exp_delta=-3600)).abort()
+    assert ei.value.status == 401
+
+
+@pytest.mark.parametrize("offered", [["chat.v1"], ["other.v9", "chat.v1"]])
+def test_subprotocol_selected(stack, offered):
+    c = stack.connect(unique("sp"), subprotocols=offered)
+    try:
+        assert c.subprotocol == "chat.v1", (
+            "offered %r, server selected %r" % (offered, c.subprotocol))
+    finally:
+        c.close()
+
+
+def test_no_subprotocol_when_not_offered(stack):
+    c = stack.connect(unique("sp"))
+    try:
+        assert c.subprotocol is None, (
+            "server selected %r without an offer" % c.subprotocol)
+    finally:
+        c.close()
+
+
+def test_hello_fields(stack):
+    user = unique("hello")
+    before = int(time.time() * 1000)
+    c = stack.connect(user, "phone")
+    after = int(time.time() * 1000)
+    try:
+        h = c.hello
+        for k in ("type", "user_id", "device_id", "session_id", "server_id",
+                  "heartbeat_s", "max_message_bytes", "server_ts"):
+            assert k in h, "hello lacks %r: %r" % (k, h)
+        assert h["type"] == "hello"
+        assert h["user_id"] == user
+        assert h["device_id"] == "phone"
+        assert isinstance(h["session_id"], str) and h["session_id"], h
+        assert isinstance(h["server_id"], str) and h["server_id"], h
+        assert h["heartbeat_s"] == 30 and type(h["heartbeat_s"]) is int, h
+        assert h["max_message_bytes"] == 16384 and \
+            type(h["max_message_bytes"]) is int, h
+        ts = h["server_ts"]
+        assert type(ts) is int, "server_ts must be integer ms: %r" % (ts,)
+        assert before - 5000 <= ts <= after + 5000, (
+            "server_ts %d not within the connect time [%d, %d]"
+            % (ts, before, after))
+    finally:
+        c.close()
+
+
+def test_hello_default_device(stack):
+    user = unique("nodev")
+    c = stack.connect(user, None)
+    try:
+        assert c.hello["device_id"] == "default", c.hello
+    finally:
+        c.close()
+
+
+def test_session_ids_differ(stack):
+    user = unique("sids")
+    a = stack.connect(user, "a")
+    b = stack.connect(user, "b")
+    try:
+        assert a.hello["session_id"] != b.hello["session_id"]
+    finally:
+        close_all(a, b)
+
+
+def _check_registration(stack, c, user, dev):
+    sess = wait_for(lambda: stack.sessions(user).get(dev), 5,
+                    what="chat:sess:%s field %s" % (user, dev))
+    parts = sess.split(" ")
+    assert len(parts) == 2, "session value must be '<node> <sid>': %r" % sess
+    node, sid = parts
+    assert node.startswith(c.hello["server_id"] + ":"), (
+        "node %r should be <server_id>:<worker> (server_id %r)"
+        % (node, c.hello["server_id"]))
+    assert re.match(r"^\d+$", node[len(c.hello["server_id"]) + 1:]), node
+    assert SID_RE.match(sid), "sid must be 16 lowercase hex digits: %r" % sid
+    assert sid == c.hello["session_id"], (
+        "Redis sid %r differs from hello.session_id %r"
+        % (sid, c.hello["session_id"]))
+    return node, sid
+
+
+def test_session_registered_then_removed_on_close(stack):
+    user = unique("reg")
+    c = stack.connect(user, "tablet")
+    try:
+        _check_registration(stack, c, user, "tablet")
+    finally:
+        c.close()
+    wait_for(lambda: "tablet" not in stack.sessions(user), 10,
+             what="session removed from chat:sess:%s after close" % user)
+
+
+def test_session_removed_on_tcp_drop(stack):
+    user = unique("drop")
+    c = stack.connect(user, "d")
+    _check_registration(stack, c, user, "d")
+    c.abort()
+    wait_for(lambda: "d" not in stack.sessions(user), 10,
+             what="session removed after the TCP connection dropped")
+
+
+def test_two_devices_both_registered(stack):
+    user = unique("twodev")
+    a = stack.connect(user, "a")
+    b = stack.connect(user, "b")
+    try:
+        _check_registration(stack, a, user, "a")
+        _check_registration(stack, b, user, "b")
+        ping(a, "a1")
+        ping(b, "b1")
+    finally:
+        close_all(a, b)
+
+
+def test_same_device_replaces_older_with_4001(stack):
+    user = unique("repl")
+    other = stack.connect(user, "other")
+    prev = stack.connect(user, "phone")
+    try:
+        # several rounds so that old and new land on different nginx
+        # worker processes at least sometimes
+        for i in range(4):
+            new = stack.connect(user, "phone")
+            code = prev.expect_close(10)
+            assert code == 4001, (
+                "round %d: the replaced connection closed with %r, "
+                "expected 4001" % (i, code))
+            assert ping(new, "after-%d" % i)["type"] == "pong"
+            time.sleep(0.3)
+            val = stack.sessions(user).get("phone")
+            assert val and val.split(" ")[-1] == new.hello["session_id"], (
+                "round %d: chat:sess still names %r, new session is %r "
+                "(the old one's close must not remove the new entry)"
+                % (i, val, new.hello["session_id"]))
+            prev = new
+        # the other device was not touched
+        assert ping(other, "other")["type"] == "pong"
+        assert "other" in stack.sessions(user)
+    finally:
+        close_all(prev, other)
+
+
+def test_json_ping_pong(stack):
+    c = stack.connect(unique("ping"))
+    try:
+        c.send_json({"type": "ping", "req_id": "x"})
+        f = c.recv_type("pong", 10)
+        assert f.get("req_id") == "x", "pong must echo req_id 'x': %r" % f
+        c.send_json({"type": "ping"})
+        f = c.recv_type("pong", 10)
+        assert f["type"] == "pong"
+    finally:
+        c.close()
+
+
+def test_ws_ping_gets_pong(stack):
+    c = stack.connect(unique("wsping"))
+    try:
+        c.send_frame(wsclient.OP_PING, b"hi there")
+        deadline = time.monotonic() + 10
+        while True:
+            op, payload = c.recv_frame(max(0.0, deadline - time.monotonic()))
+            if op == wsclient.OP_PONG:
+                assert payload == b"hi there", payload
+                break
+    finally:
+        c.close()
+
+
+def test_client_close_is_echoed(stack):
+    c = stack.connect(unique("close"))
+    c.send_close(1000)
+    code = c.expect_close(10)
+    assert code == 1000, "server answered our close 1000 with %r" % code
+    c.abort()
+
+
+@pytest.mark.slow
+def test_heartbeat_ping_and_silent_client_dropped(stack):
+    if not __import__("os").environ.get("CHAT_SLOW"):
+        pytest.skip("set CHAT_SLOW=1 (takes ~100 s)")
+    user = unique("hb")
+    c = stack.connect(user, "d", auto_pong=False)
+    t0 = time.monotonic()
+    try:
+        while not c.pings:
+            op, _ = c.recv_frame(max(0.1, t0 + 40 - time.monotonic()))
+        first = time.monotonic() - t0
+        assert first <= 35, "first server ping after %.1fs" % first
+        code = c.expect_close(75)
+        took = time.monotonic() - t0
+        assert 55 <= took <= 100, "silent client closed after %.1fs" % took
+        wait_for(lambda: "d" not in stack.sessions(user), 10,
+                 what="session removed after heartbeat timeout")
+    finally:
+        c.abort()

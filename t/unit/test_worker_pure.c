@@ -1,0 +1,426 @@
+/*
+ * test_worker_pure.c: unit tests of chat_worker's pure parts: identifiers
+ * and direct conversation ids, Kafka record parsing, the frames, the pub/sub
+ * record format, PostgreSQL array literals and the small containers.
+ *
+ * The worker's files are included, not linked, so that this program stands
+ * alone: cc -I/usr/include/postgresql test_worker_pure.c -ljansson
+ * Prints "N passed, N failed" and exits 1 on a failure.
+ */
+
+#include "../../workers/worker_util.c"
+#include "../../workers/worker_request.c"
+#include "../../workers/worker_frame.c"
+#include "../../workers/worker_outbox.c"
+
+
+static int  passed, failed;
+
+
+#define check(cond)                                                        \
+    do {                                                                   \
+        if (cond) {                                                        \
+            passed++;                                                      \
+        } else {                                                           \
+            failed++;                                                      \
+            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);         \
+        }                                                                  \
+    } while (0)
+
+#define check_str(got, want)                                               \
+    do {                                                                   \
+        const char  *g_ = (got), *w_ = (want);                             \
+        if (g_ && strcmp(g_, w_) == 0) {                                   \
+            passed++;                                                      \
+        } else {                                                           \
+            failed++;                                                      \
+            printf("FAIL %s:%d: got  %s\n%*s want %s\n", __FILE__,         \
+                   __LINE__, g_ ? g_ : "(null)",                           \
+                   (int) strlen(__FILE__) + 12, "", w_);                   \
+        }                                                                  \
+    } while (0)
+
+
+static void
+test_ids(void)
+{
+    char  id64[65], id65[66];
+
+    memset(id64, 'x', 64);
+    id64[64] = '\0';
+    memset(id65, 'x', 65);
+    id65[65] = '\0';
+
+    check(chat_valid_id("alice"));
+    check(chat_valid_id("A-b_c.d@e9"));
+    check(chat_valid_id(id64));
+    check(!chat_valid_id(id65));
+    check(!chat_valid_id(""));
+    check(!chat_valid_id("a b"));
+    check(!chat_valid_id("a:b"));
+    check(!chat_valid_id("\xc3\xa9"));
+
+    check(chat_valid_sid("0123456789abcdef"));
+    check(!chat_valid_sid("a,b"));
+    check(!chat_valid_sid("a b"));
+    check(!chat_valid_sid(""));
+
+    check(chat_valid_node("s1:0"));
+    check(chat_valid_node("host.example:12"));
+    check(!chat_valid_node("s1 0"));
+    check(!chat_valid_node("s1\n0"));
+    check(!chat_valid_node(""));
+}
+
+
+static void
+test_direct_ids(void)
+{
+    char  a[CHAT_ID_MAX + 1], b[CHAT_ID_MAX + 1];
+
+    check(chat_parse_dm("dm:alice:bob", a, b));
+    check_str(a, "alice");
+    check_str(b, "bob");
+
+    /* byte order: uppercase sorts before lowercase */
+    check(chat_parse_dm("dm:Zed:alice", a, b));
+    check(!chat_parse_dm("dm:bob:alice", a, b));
+    check(chat_parse_dm("dm:same:same", a, b));
+    check(!chat_parse_dm("dm::bob", a, b));
+    check(!chat_parse_dm("dm:alice:", a, b));
+    check(!chat_parse_dm("dm:alice", a, b));
+    check(!chat_parse_dm("dm:a:b:c", a, b));
+    check(!chat_parse_dm("dm:a b:c", a, b));
+    check(!chat_parse_dm("grp_1", a, b));
+
+    check(chat_direct_access("dm:alice:bob", "alice") == CHAT_ACCESS_ALLOWED);
+    check(chat_direct_access("dm:alice:bob", "bob") == CHAT_ACCESS_ALLOWED);
+    check(chat_direct_access("dm:alice:bob", "carol")
+          == CHAT_ACCESS_FORBIDDEN);
+    check(chat_direct_access("dm:bob:alice", "bob") == CHAT_ACCESS_FORBIDDEN);
+    check(chat_direct_access("dm:x", "x") == CHAT_ACCESS_FORBIDDEN);
+    check(chat_direct_access("grp_1", "alice") == CHAT_ACCESS_ASK_STORE);
+}
+
+
+static chat_parse_rc_t
+parse(chat_request_t *req, const char *json)
+{
+    char  why[160];
+
+    req->partition = 3;
+    req->offset = 42;
+
+    return chat_request_parse(req, json, strlen(json), why, sizeof(why));
+}
+
+
+#define HEAD  "\"node\":\"s1:0\",\"sid\":\"00000000000000ab\","           \
+              "\"user\":\"alice\",\"dev\":\"phone\",\"ts\":1"
+
+static void
+test_parse(void)
+{
+    chat_request_t  req;
+    char            json[1024], cmid[300];
+    int             i;
+
+    check(parse(&req, "{\"op\":\"send\"," HEAD ",\"conv\":\"dm:alice:bob\","
+                      "\"cmid\":\"c1\",\"body\":\"hi\"}") == CHAT_PARSE_OK);
+    check(req.op == CHAT_OP_SEND);
+    check(req.partition == 3 && req.offset == 42);
+    check_str(req.node, "s1:0");
+    check_str(req.sid, "00000000000000ab");
+    check_str(req.conv, "dm:alice:bob");
+    check_str(req.cmid, "c1");
+    check_str(req.body, "hi");
+    check(req.ts == 1);
+    chat_request_free(&req);
+
+    check(parse(&req, "not json") == CHAT_PARSE_DROP);
+    chat_request_free(&req);
+    check(parse(&req, "[1]") == CHAT_PARSE_DROP);
+    chat_request_free(&req);
+    check(parse(&req, "{\"op\":\"send\",\"sid\":\"ab\"}") == CHAT_PARSE_DROP);
+    chat_request_free(&req);
+    check(parse(&req, "{\"op\":\"send\",\"node\":\"a b\",\"sid\":\"ab\"}")
+          == CHAT_PARSE_DROP);
+    chat_request_free(&req);
+
+    /* routable faults are answered */
+    check(parse(&req, "{\"op\":\"send\"," HEAD ",\"conv\":\"dm:alice:bob\","
+                      "\"body\":\"hi\"}") == CHAT_PARSE_BAD);
+    check(req.cmid == NULL);
+    chat_request_free(&req);
+    check(parse(&req, "{\"op\":\"send\"," HEAD ",\"conv\":\"dm:alice:bob\","
+                      "\"cmid\":\"c1\",\"body\":\"\"}") == CHAT_PARSE_BAD);
+    check_str(req.cmid, "c1");
+    chat_request_free(&req);
+    check(parse(&req, "{\"op\":\"dance\"," HEAD ",\"req_id\":7}")
+          == CHAT_PARSE_BAD);
+    check(json_integer_value(req.req_id) == 7);
+    chat_request_free(&req);
+    check(parse(&req, "{\"op\":\"sync\",\"node\":\"s1:0\",\"sid\":\"ab\","
+                      "\"user\":\"a:b\",\"dev\":\"d\"}") == CHAT_PARSE_BAD);
+    chat_request_free(&req);
+
+    /* client_msg_id: 64 characters, not bytes */
+    strcpy(cmid, "");
+    for (i = 0; i < 64; i++) {
+        strcat(cmid, "\xc3\xa9");
+    }
+    snprintf(json, sizeof(json), "{\"op\":\"send\"," HEAD ",\"conv\":\"c\","
+             "\"cmid\":\"%s\",\"body\":\"b\"}", cmid);
+    check(parse(&req, json) == CHAT_PARSE_OK);
+    chat_request_free(&req);
+    strcat(cmid, "x");
+    snprintf(json, sizeof(json), "{\"op\":\"send\"," HEAD ",\"conv\":\"c\","
+             "\"cmid\":\"%s\",\"body\":\"b\"}", cmid);
+    check(parse(&req, json) == CHAT_PARSE_BAD);
+    chat_request_free(&req);
+
+    check(parse(&req, "{\"op\":\"history\"," HEAD ",\"req_id\":\"h\","
+                      "\"conv\":\"dm:alice:bob\"}") == CHAT_PARSE_OK);
+    check(req.op == CHAT_OP_HISTORY && req.limit == 50);
+    check(req.before_seq == -1 && req.after_seq == -1);
+    chat_request_free(&req);
+    check(parse(&req, "{\"op\":\"history\"," HEAD ",\"req_id\":\"h\","
+                      "\"conv\":\"c\",\"limit\":100,\"before_seq\":7,"
+                      "\"after_seq\":null}") == CHAT_PARSE_OK);
+    check(req.limit == 100 && req.before_seq == 7 && req.after_seq == -1);
+    chat_request_free(&req);
+    check(parse(&req, "{\"op\":\"history\"," HEAD ",\"conv\":\"c\","
+                      "\"limit\":0}") == CHAT_PARSE_BAD);
+    chat_request_free(&req);
+    check(parse(&req, "{\"op\":\"history\"," HEAD ",\"conv\":\"c\","
+                      "\"limit\":101}") == CHAT_PARSE_BAD);
+    chat_request_free(&req);
+    check(parse(&req, "{\"op\":\"history\"," HEAD ",\"conv\":\"c\","
+                      "\"before_seq\":1,\"after_seq\":2}") == CHAT_PARSE_BAD);
+    chat_request_free(&req);
+    check(parse(&req, "{\"op\":\"history\"," HEAD ",\"conv\":\"c\","
+                      "\"limit\":\"5\"}") == CHAT_PARSE_BAD);
+    chat_request_free(&req);
+
+    check(parse(&req, "{\"op\":\"sync\"," HEAD ",\"req_id\":null,"
+                      "\"cursors\":{\"dm:a:b\":3}}") == CHAT_PARSE_OK);
+    check(req.op == CHAT_OP_SYNC && json_is_object(req.cursors));
+    check(json_is_null(req.req_id));
+    chat_request_free(&req);
+    check(parse(&req, "{\"op\":\"sync\"," HEAD ",\"cursors\":[1]}")
+          == CHAT_PARSE_BAD);
+    chat_request_free(&req);
+}
+
+
+static char *
+dump(json_t *frame)
+{
+    size_t  len;
+
+    return chat_frame_dump(frame, &len);
+}
+
+
+static void
+test_frames(void)
+{
+    chat_message_t   m = { "dm:alice:bob", 7, 9007199254740993LL, "alice",
+                           "c\"1", "text", "h\u00e9\n", 1714128000123LL };
+    chat_request_t   req;
+    char            *s;
+
+    s = dump(chat_frame_ack(&m));
+    check_str(s, "{\"type\":\"ack\",\"client_msg_id\":\"c\\\"1\","
+                 "\"message_id\":\"9007199254740993\","
+                 "\"conversation_id\":\"dm:alice:bob\",\"seq\":7,"
+                 "\"server_ts\":1714128000123}");
+    free(s);
+
+    s = dump(chat_frame_message_object(&m, true));
+    check_str(s, "{\"type\":\"message\",\"message_id\":\"9007199254740993\","
+                 "\"conversation_id\":\"dm:alice:bob\",\"seq\":7,"
+                 "\"sender_id\":\"alice\",\"client_msg_id\":\"c\\\"1\","
+                 "\"kind\":\"text\",\"body\":\"h\u00e9\\n\","
+                 "\"server_ts\":1714128000123}");
+    free(s);
+
+    s = dump(chat_frame_message_object(&m, false));
+    check(strncmp(s, "{\"message_id\":", 14) == 0);
+    free(s);
+
+    /* a system message's body is an object on the wire */
+    m.kind = "system";
+    m.cmid = NULL;
+    m.body = "{\"event\":\"members_added\",\"user_ids\":[\"c\"],\"by\":\"a\"}";
+    s = dump(chat_frame_message_object(&m, true));
+    check(strstr(s, "\"client_msg_id\":null,\"kind\":\"system\",\"body\":"
+                    "{\"event\":\"members_added\",\"user_ids\":[\"c\"],"
+                    "\"by\":\"a\"},") != NULL);
+    free(s);
+
+    /* errors echo the tag exactly: any JSON value as req_id */
+    check(parse(&req, "{\"op\":\"history\"," HEAD ",\"conv\":\"c\","
+                      "\"req_id\":{\"k\":[1,\"x\",null,2.5,"
+                      "9007199254740993]},\"limit\":0}") == CHAT_PARSE_BAD);
+    s = dump(chat_frame_error_for(&req, "bad_request", "limit out of range"));
+    check_str(s, "{\"type\":\"error\",\"code\":\"bad_request\","
+                 "\"message\":\"limit out of range\","
+                 "\"req_id\":{\"k\":[1,\"x\",null,2.5,9007199254740993]}}");
+    free(s);
+    chat_request_free(&req);
+
+    check(parse(&req, "{\"op\":\"send\"," HEAD ",\"conv\":\"dm:bob:carol\","
+                      "\"cmid\":\"x1\",\"body\":\"b\"}") == CHAT_PARSE_OK);
+    s = dump(chat_frame_error_for(&req, "forbidden", "no"));
+    check_str(s, "{\"type\":\"error\",\"code\":\"forbidden\","
+                 "\"message\":\"no\",\"client_msg_id\":\"x1\"}");
+    free(s);
+    chat_request_free(&req);
+
+    check(parse(&req, "{\"op\":\"sync\"," HEAD "}") == CHAT_PARSE_OK);
+    s = dump(chat_frame_error_for(&req, "internal", "x"));
+    check_str(s, "{\"type\":\"error\",\"code\":\"internal\",\"message\":\"x\"}");
+    free(s);
+    chat_request_free(&req);
+}
+
+
+static void
+test_payload(void)
+{
+    chat_buf_t   b = { 0 };
+    const char  *sids[] = { "aa", "bb" };
+    const char  *node, *sid;
+    size_t       node_len, sid_len;
+
+    chat_payload_record(&b, sids, 2, "hello", 5);
+    chat_payload_record(&b, sids + 1, 1, "{}", 2);
+    check(b.len == strlen("F aa,bb 5\nhelloF bb 2\n{}"));
+    check(memcmp(b.data, "F aa,bb 5\nhelloF bb 2\n{}", b.len) == 0);
+    chat_buf_free(&b);
+
+    check(chat_session_parse("s1:0 00ab", 9, &node, &node_len, &sid,
+                             &sid_len));
+    check(node_len == 4 && memcmp(node, "s1:0", 4) == 0);
+    check(sid_len == 4 && memcmp(sid, "00ab", 4) == 0);
+    check(!chat_session_parse("s1:0", 4, &node, &node_len, &sid, &sid_len));
+    check(!chat_session_parse(" ab", 3, &node, &node_len, &sid, &sid_len));
+    check(!chat_session_parse("s1 ", 3, &node, &node_len, &sid, &sid_len));
+    check(!chat_session_parse("s1 a b", 6, &node, &node_len, &sid,
+                              &sid_len));
+}
+
+
+static void
+test_outbox(void)
+{
+    chat_outbox_t  out;
+    size_t         f0, f1;
+
+    memset(&out, 0, sizeof(out));
+
+    f0 = chat_outbox_frame(&out, json_pack("{s:s}", "type", "x"));
+    chat_outbox_to_session(&out, f0, "s1:0", "aa");
+    f1 = chat_outbox_frame(&out, json_pack("{s:s}", "type", "y"));
+    chat_outbox_to_user(&out, f1, "bob", "s1:0", "aa");
+
+    check(out.nframes == 2 && out.ndeliveries == 2);
+    check(out.frames[f1].len == strlen("{\"type\":\"y\"}"));
+    check(out.deliveries[1].user && strcmp(out.deliveries[1].user, "bob") == 0);
+
+    chat_outbox_truncate(&out, 1, 1);
+    check(out.nframes == 1 && out.ndeliveries == 1);
+
+    chat_outbox_reset(&out);
+    free(out.frames);
+    free(out.deliveries);
+}
+
+
+static void
+test_pg_arrays(void)
+{
+    chat_buf_t  b = { 0 };
+
+    chat_pg_array_begin(&b);
+    check_str(chat_pg_array_end(&b), "{}");
+
+    chat_pg_array_begin(&b);
+    chat_pg_array_text(&b, "a");
+    chat_pg_array_text(&b, "");
+    chat_pg_array_text(&b, "q\"b\\s,{}");
+    chat_pg_array_text(&b, NULL);
+    chat_pg_array_text(&b, "NULL");
+    check_str(chat_pg_array_end(&b),
+              "{\"a\",\"\",\"q\\\"b\\\\s,{}\",NULL,\"NULL\"}");
+
+    chat_pg_array_begin(&b);
+    chat_pg_array_int(&b, 1);
+    chat_pg_array_int(&b, -9223372036854775807LL - 1);
+    check_str(chat_pg_array_end(&b), "{1,-9223372036854775808}");
+
+    chat_buf_free(&b);
+}
+
+
+static void
+test_containers(void)
+{
+    chat_map_t    m = { 0 };
+    chat_arena_t  a = { 0 };
+    char         *keys[5000], *big;
+    size_t        i, v;
+    bool          all = true;
+
+    for (i = 0; i < 5000; i++) {
+        char  k[32];
+
+        snprintf(k, sizeof(k), "key%zu", i);
+        keys[i] = chat_arena_strdup(&a, k);
+        if (chat_map_put(&m, keys[i], i) != i) {
+            all = false;
+        }
+    }
+
+    check(all);
+    check(m.count == 5000);
+    check(chat_map_put(&m, "key17", 99) == 17);     /* first one stays */
+
+    all = true;
+    for (i = 0; i < 5000; i++) {
+        if (!chat_map_get(&m, keys[i], &v) || v != i) {
+            all = false;
+        }
+    }
+
+    check(all);
+    check(!chat_map_get(&m, "nope", &v));
+
+    big = chat_arena_alloc(&a, 200000);         /* larger than a chunk */
+    memset(big, 1, 200000);
+    check(strcmp(keys[4999], "key4999") == 0);
+
+    chat_map_free(&m);
+    chat_arena_free(&a);
+
+    check(chat_utf8_length("a\xc3\xa9\xe2\x82\xac") == 3);
+}
+
+
+int
+main(void)
+{
+    test_ids();
+    test_direct_ids();
+    test_parse();
+    test_frames();
+    test_payload();
+    test_outbox();
+    test_pg_arrays();
+    test_containers();
+
+    printf("%d passed, %d failed\n", passed, failed);
+
+    return failed ? 1 : 0;
+}
