@@ -95,7 +95,7 @@ UNIT_MOD_SRCS := $(wildcard ngx_chat_module/ngx_chat_frame.c \
 UNIT_LIBS := -ljansson -lcrypto
 
 .PHONY: all deps pkgs nginx-source kafka-jars build nginx workers unit \
-        test run dynamic clean FORCE
+        test run dynamic bench clean FORCE
 
 all: build
 
@@ -303,6 +303,24 @@ dynamic: pkgs $(DYN_SRC)/objs/Makefile
 	  echo "}"; } > $$conf; \
 	$(DYN_PREFIX)/sbin/nginx -t -p $(DYN_PREFIX)/ -c $$conf -e stderr; \
 	echo "dynamic: $$mods loads and configures"
+
+# ===================================================================== bench
+#
+# make bench [BENCH_QUICK=1] [BENCH_URL=ws://127.0.0.1:PORT/chat BENCH_SECRET=S]
+# runs t/bench/run.sh: the chat_bench scenarios (idle, dm, group, storm)
+# against the stack of `make run` if it runs, else against a stack of its
+# own on spare ports; prints a table, writes $(BUILD)/bench/bench.json.
+# BENCH_QUICK=1 is the CI size (well under a minute of load).
+
+BENCH_QUICK ?= 0
+BENCH_BIN   := $(BUILD)/bin/chat_bench
+
+$(BENCH_BIN): t/bench/chat_bench.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_CHAT) -o $@ $< -ljansson -lcrypto
+
+bench: deps build $(BENCH_BIN)
+	BENCH_BIN=$(CURDIR)/$(BENCH_BIN) BENCH_QUICK=$(BENCH_QUICK) t/bench/run.sh
 
 # ==================================================================== clean
 

@@ -100,6 +100,7 @@ typedef struct {
     int         probes;
     double      probe_duration;
     double      warmup;
+    double      max_backlog;
     int         procs;
     long        per_proc;
     int         group_size;
@@ -1391,12 +1392,17 @@ group_open_members(group_t *g, int except)
     return n;
 }
 
+/*
+ * Member 0 (the creator) sends all of a group's messages: the other members
+ * then see every seq of the conversation, each exactly once and in order
+ * (a sender never receives its own message, which would leave gaps).
+ */
 static void
 group_send_next(int64_t sched, int step)
 {
-    int      tries, k, s = -1, exp;
+    int      tries, exp;
     group_t *g = NULL;
-    conn_t  *sc;
+    conn_t  *sc = NULL;
     step_t  *st = &C.S->steps[step];
     uint64_t n;
     size_t   len;
@@ -1404,27 +1410,17 @@ group_send_next(int64_t sched, int step)
     for (tries = 0; tries < C.ng; tries++) {
         g = &C.groups[C.rr];
         C.rr = (C.rr + 1) % C.ng;
-        if (g->state != 1) {
-            continue;
-        }
-        for (k = 0; k < g->size; k++) {
-            sc = &C.c[g->first + (int) ((g->nsent + 1 + (uint64_t) k)
-                                        % (uint64_t) g->size)];
-            if (conn_live(sc) && sc->wlen - sc->woff < WBUF_LIMIT) {
-                s = (int) ((g->nsent + 1 + (uint64_t) k) % (uint64_t) g->size);
-                break;
-            }
-        }
-        if (s >= 0) {
+        sc = &C.c[g->first];
+        if (g->state == 1 && conn_live(sc) && sc->wlen - sc->woff < WBUF_LIMIT) {
             break;
         }
+        sc = NULL;
     }
-    if (s < 0 || g == NULL) {
+    if (sc == NULL) {
         INC(st->not_sent);
         return;
     }
-    sc = &C.c[g->first + s];
-    exp = group_open_members(g, s);
+    exp = group_open_members(g, 0);
     n = ++g->nsent;
     group_grow(g, n);
     g->ts[n] = sched;
@@ -1621,22 +1617,32 @@ group_message(conn_t *c, json_t *j)
     step_t     *st;
 
     if (kind != NULL && strcmp(kind, "text") != 0) {
+        /* group_created at seq 1; counted in the order check below */
+        if (seq != c->last_seq + 1) {
+            INC(C.S->steps[C.step].order_err);
+        }
         if (seq > c->last_seq) {
             c->last_seq = seq;
         }
         return;
     }
-    if (!parse_cmid(cmid, 'g', &unit, &n) || unit != g->gg || n > g->nsent) {
+    if (c->member == 0 || !parse_cmid(cmid, 'g', &unit, &n) || unit != g->gg
+        || n > g->nsent)
+    {
         INC(C.S->unknown_ids);
         return;
     }
     st = &C.S->steps[g->step[n]];
-    if (c->last_seq != 0 && seq <= c->last_seq) {
+    if (seq <= c->last_seq) {
         INC(st->dups);
         return;
     }
-    if (c->last_seq != 0 && seq != c->last_seq + 1) {
+    if (seq != c->last_seq + 1) {
         INC(st->order_err);
+        if (O.verbose) {
+            logmsg("%s: seq %" PRId64 " after %" PRId64, c->user, seq,
+                   c->last_seq);
+        }
     }
     c->last_seq = seq;
     g->got[n]++;
@@ -2086,6 +2092,7 @@ cmd_tick(void)
 {
     uint64_t due, total;
     int64_t  t, sched, lag;
+    double   f;
     step_t  *st;
     int      i;
 
@@ -2141,8 +2148,18 @@ cmd_tick(void)
             break;
         }
         st = &C.S->steps[C.step];
+        /* message k is due at t_start + k / rate, for every k with a
+         * time before t_end */
+        f = (double) (C.cmd.t_end - C.cmd.t_start) * C.rate / 1e6;
+        total = (uint64_t) f;
+        if ((double) total < f) {
+            total++;
+        }
         t = NOW < C.cmd.t_end ? NOW : C.cmd.t_end;
-        due = (uint64_t) ((double) (t - C.cmd.t_start) * C.rate / 1e6);
+        due = (uint64_t) ((double) (t - C.cmd.t_start) * C.rate / 1e6) + 1;
+        if (due > total) {
+            due = total;
+        }
         while (C.sched_k < due) {
             sched = C.cmd.t_start + (int64_t) ((double) C.sched_k * 1e6 / C.rate);
             lag = NOW - sched;
@@ -2157,12 +2174,8 @@ cmd_tick(void)
             }
             C.sched_k++;
         }
-        if (NOW >= C.cmd.t_end) {
-            total = (uint64_t) ((double) (C.cmd.t_end - C.cmd.t_start)
-                                * C.rate / 1e6);
-            if (C.sched_k >= total) {
-                cmd_done();
-            }
+        if (NOW >= C.cmd.t_end && C.sched_k >= total) {
+            cmd_done();
         }
         break;
     case CMD_DRAIN:
@@ -2300,7 +2313,9 @@ static void
 child_main(int id)
 {
     struct epoll_event ev[1024];
+    struct timespec    ts;
     int                n, i, timeout;
+    int64_t            next;
     conn_t            *c;
 
     is_child = 1;
@@ -2313,11 +2328,19 @@ child_main(int id)
     child_setup(id);
 
     for (;;) {
-        timeout = 20;
-        if (C.busy && (C.cmd.code == CMD_RATE || C.cmd.code == CMD_STORM)) {
-            timeout = 1;
+        /* wake up for the next scheduled send, to the microsecond */
+        timeout = 20000;
+        if (C.busy && C.cmd.code == CMD_RATE && C.rate > 0) {
+            next = C.cmd.t_start
+                   + (int64_t) ((double) C.sched_k * 1e6 / C.rate);
+            next -= now_us();
+            timeout = next < 0 ? 0 : next < timeout ? (int) next : timeout;
+        } else if (C.busy && C.cmd.code == CMD_STORM) {
+            timeout = 1000;
         }
-        n = epoll_wait(C.ep, ev, 1024, timeout);
+        ts.tv_sec = timeout / 1000000;
+        ts.tv_nsec = (long) (timeout % 1000000) * 1000;
+        n = epoll_pwait2(C.ep, ev, 1024, &ts, NULL);
         if (n < 0 && errno != EINTR) {
             die("epoll_wait: %s", strerror(errno));
         }
@@ -2357,6 +2380,7 @@ static pid_t kids[MAX_PROCS];
 
 typedef struct {
     int                pid, ppid, comp, nginx_worker;
+    unsigned long long ticks;
 } pinfo_t;
 
 typedef struct {
@@ -2481,7 +2505,6 @@ cpu_snap(cpu_t *out, int (*each)(int pid, int comp, int worker, void *),
     int                 n = 0, cap = 0, i, k, pid, ppid, depth, ok;
     char                comm[64], cmd[4096];
     unsigned long long  ticks;
-    unsigned long long *tk = NULL;
     pinfo_t            *a;
 
     memset(out, 0, sizeof(*out));
@@ -2501,7 +2524,6 @@ cpu_snap(cpu_t *out, int (*each)(int pid, int comp, int worker, void *),
         if (n == cap) {
             cap = cap ? cap * 2 : 512;
             v = xrealloc(v, (size_t) cap * sizeof(*v));
-            tk = xrealloc(tk, (size_t) cap * sizeof(*tk));
         }
         v[n].pid = pid;
         v[n].ppid = ppid;
@@ -2527,29 +2549,11 @@ cpu_snap(cpu_t *out, int (*each)(int pid, int comp, int worker, void *),
         {
             v[n].comp = K_PG;
         }
-        tk[n] = ticks;
+        v[n].ticks = ticks;
         n++;
     }
     closedir(d);
-    /* sort v and tk together: sort indexes by pid through a copy */
-    {
-        pinfo_t            *sv = xrealloc(NULL, (size_t) (n ? n : 1) * sizeof(*sv));
-        unsigned long long *st = xrealloc(NULL, (size_t) (n ? n : 1) * sizeof(*st));
-
-        for (i = 0; i < n; i++) {
-            sv[i] = v[i];
-            sv[i].nginx_worker |= i << 1;       /* carry the index */
-        }
-        qsort(sv, (size_t) n, sizeof(*sv), pinfo_cmp);
-        for (i = 0; i < n; i++) {
-            st[i] = tk[sv[i].nginx_worker >> 1];
-            sv[i].nginx_worker &= 1;
-        }
-        free(v);
-        free(tk);
-        v = sv;
-        tk = st;
-    }
+    qsort(v, (size_t) n, sizeof(*v), pinfo_cmp);
     for (i = 0; i < n; i++) {
         if (v[i].comp < 0) {
             continue;
@@ -2566,14 +2570,13 @@ cpu_snap(cpu_t *out, int (*each)(int pid, int comp, int worker, void *),
         if (!ok) {
             continue;
         }
-        out->ticks[v[i].comp] += tk[i];
+        out->ticks[v[i].comp] += v[i].ticks;
         out->procs[v[i].comp]++;
         if (each) {
             each(v[i].pid, v[i].comp, v[i].nginx_worker, arg);
         }
     }
     free(v);
-    free(tk);
 }
 
 typedef struct {
@@ -2644,6 +2647,52 @@ sockstat(sockstat_t *s)
     {
         s->slab_kb = strtol(p + 6, NULL, 10);
     }
+}
+
+/* TcpExt ListenOverflows and ListenDrops from /proc/net/netstat: SYNs or
+ * handshakes dropped because a listen queue was full */
+static void
+listen_drops(long *overflows, long *drops)
+{
+    static char buf[16384];
+    char       *names, *vals, *nsave = NULL, *vsave = NULL, *n, *v, *nl;
+
+    *overflows = *drops = 0;
+    if (read_file("/proc/net/netstat", buf, sizeof(buf)) <= 0
+        || (names = strstr(buf, "TcpExt:")) == NULL
+        || (nl = strchr(names, '\n')) == NULL)
+    {
+        return;
+    }
+    *nl = '\0';
+    vals = nl + 1;
+    if (strncmp(vals, "TcpExt:", 7) != 0) {
+        return;
+    }
+    if ((nl = strchr(vals, '\n')) != NULL) {
+        *nl = '\0';
+    }
+    for (n = strtok_r(names, " ", &nsave), v = strtok_r(vals, " ", &vsave);
+         n && v; n = strtok_r(NULL, " ", &nsave), v = strtok_r(NULL, " ", &vsave))
+    {
+        if (strcmp(n, "ListenOverflows") == 0) {
+            *overflows = atol(v);
+        } else if (strcmp(n, "ListenDrops") == 0) {
+            *drops = atol(v);
+        }
+    }
+}
+
+static json_t *
+listen_json(long o0, long d0)
+{
+    json_t *o = json_object();
+    long    o1, d1;
+
+    listen_drops(&o1, &d1);
+    json_object_set_new(o, "listen_overflows", json_integer(o1 - o0));
+    json_object_set_new(o, "listen_drops", json_integer(d1 - d0));
+    return o;
 }
 
 /* ======================================================== orchestration */
@@ -3030,8 +3079,8 @@ run_step(int idx, double rate, double dur, const char *kind, int *held,
     sampler_t *smp = xcalloc(1, sizeof(sampler_t));
     cpu_t      a, b;
     uint64_t   active = 0, act[MAX_PROCS];
-    int        i, third;
-    double     ratio, growth, allowed, dps, exp_per_msg, dur_real;
+    int        i, half;
+    double     ratio, slope, maxb, allowed, dps, exp_per_msg, dur_real;
     char       verdict[256];
 
     if (live_outstanding() > 0) {
@@ -3131,13 +3180,38 @@ run_step(int idx, double rate, double dur, const char *kind, int *held,
     json_object_set_new(o, "backlog_deliveries", bd);
     json_object_set_new(o, "drained", json_boolean(*drained));
 
-    /* held: the deliveries kept up and the backlog did not grow */
+    /*
+     * held: the deliveries kept up, and over the second half of the window
+     * the delivery backlog neither grew (least-squares slope at most 1% of
+     * the offered deliveries per second) nor exceeded --max-backlog seconds
+     * of traffic
+     */
     ratio = AGG.expected > 0 && AGG.sent > 0
             ? (double) AGG.deliv_in_win / ((double) AGG.sent * exp_per_msg) : 0;
-    third = smp->n / 3;
-    growth = smp->n >= 2 ? smp->del[smp->n - 1] - smp->del[third] : 0;
-    allowed = 0.05 * rate * exp_per_msg
-              * (double) (smp->n - 1 - third) + 50 * exp_per_msg;
+    half = smp->n / 2;
+    slope = 0;
+    maxb = 0;
+    if (smp->n - half >= 3) {
+        double sx = 0, sy = 0, sxx = 0, sxy = 0, m = smp->n - half, x;
+
+        for (i = half; i < smp->n; i++) {
+            x = i;
+            sx += x;
+            sy += smp->del[i];
+            sxx += x * x;
+            sxy += x * smp->del[i];
+        }
+        slope = (m * sxy - sx * sy) / (m * sxx - sx * sx);
+    }
+    for (i = half; i < smp->n; i++) {
+        if (smp->del[i] > maxb) {
+            maxb = smp->del[i];
+        }
+    }
+    allowed = 0.01 * rate * exp_per_msg;
+    json_object_set_new(o, "backlog_slope_per_s", json_real(slope));
+    json_object_set_new(o, "backlog_max_s",
+                        json_real(rate > 0 ? maxb / (rate * exp_per_msg) : 0));
     *held = 1;
     verdict[0] = '\0';
     if (AGG.sent == 0) {
@@ -3156,10 +3230,15 @@ run_step(int idx, double rate, double dur, const char *kind, int *held,
         snprintf(verdict, sizeof(verdict),
                  "deliveries kept up with %.0f%% of the offered load",
                  ratio * 100);
-    } else if (growth > allowed) {
+    } else if (maxb > O.max_backlog * rate * exp_per_msg) {
         *held = 0;
-        snprintf(verdict, sizeof(verdict), "delivery backlog grew by %.0f",
-                 growth);
+        snprintf(verdict, sizeof(verdict),
+                 "delivery backlog reached %.1f s of traffic",
+                 maxb / (rate * exp_per_msg));
+    } else if (slope > allowed) {
+        *held = 0;
+        snprintf(verdict, sizeof(verdict),
+                 "delivery backlog grew by %.0f per second", slope);
     } else if (AGG.not_sent > 0) {
         snprintf(verdict, sizeof(verdict), "held (%" PRIu64
                  " not sent: no live sender)", AGG.not_sent);
@@ -3239,11 +3318,14 @@ scen_idle(json_t *res)
     json_t    *conn, *o;
     uint64_t   ok;
     int64_t    t;
+    long       lo0, ld0;
 
     nginx_mem(&m0);
     sockstat(&s0);
+    listen_drops(&lo0, &ld0);
     cpu_snap(&a, NULL, NULL);
     conn = do_connect(O.window, O.max_fail);
+    json_object_set_new(conn, "kernel", listen_json(lo0, ld0));
     json_object_set_new(res, "connections", conn);
     ok = SUMF(conn_ok);
     if (ok == 0) {
@@ -3492,6 +3574,7 @@ scen_storm(json_t *res)
     cpu_t    a, b;
     uint64_t f0[NFAIL], clients, back, synced, v;
     int64_t  t0, lh = 0, ls = 0;
+    long     lo0, ld0;
     int      i, k;
 
     json_object_set_new(res, "connections", do_connect(O.window, O.max_fail));
@@ -3510,6 +3593,7 @@ scen_storm(json_t *res)
             f0[k] += SHM->slot[i].fail[k];
         }
     }
+    listen_drops(&lo0, &ld0);
     cpu_snap(&a, NULL, NULL);
     t0 = now_us() + 200000;
     SHM->cmd.t_start = t0;
@@ -3559,6 +3643,7 @@ scen_storm(json_t *res)
     json_object_set_new(o, "sync_messages", json_integer((json_int_t) SUMF(st_sync_msgs)));
     json_object_set_new(o, "sync_conversations", json_integer((json_int_t) SUMF(st_convs)));
     json_object_set_new(o, "timeout_s", json_real(O.storm_timeout));
+    json_object_set_new(o, "kernel", listen_json(lo0, ld0));
     json_object_set_new(res, "storm", o);
     json_object_set_new(res, "cpu", cpu_json(&a, &b, (double) clients, "client"));
     free(hh);
@@ -3697,6 +3782,9 @@ print_conn(json_t *j)
             printf(" %s %lld", k, (long long) json_integer_value(v));
         }
     }
+    if (jd(c, "kernel.listen_overflows") > 0) {
+        printf("; %.0f listen queue overflows", jd(c, "kernel.listen_overflows"));
+    }
     if (jd(c, "not_attempted") > 0) {
         printf("; stopped after that many failures, %.0f not attempted",
                jd(c, "not_attempted"));
@@ -3785,13 +3873,20 @@ print_steps(json_t *j, int group)
         print_lat(s, group ? "first_member_ms" : "ack_ms");
         printf(" |");
         print_lat(s, group ? "last_member_ms" : "deliver_ms");
-        printf(" | %7.1f %9.0f  %s\n", jd(s, "max_generator_lag_ms"),
+        printf(" | %7.1f %9.0f  %s", jd(s, "max_generator_lag_ms"),
                json_array_size(json_object_get(s, "backlog_deliveries"))
                ? json_number_value(json_array_get(
                      json_object_get(s, "backlog_deliveries"),
                      json_array_size(json_object_get(s, "backlog_deliveries")) - 1))
                : 0,
                js(s, "verdict"));
+        if (jd(s, "duplicates") > 0 || jd(s, "out_of_order") > 0
+            || jd(s, "errors") > 0)
+        {
+            printf(" [duplicates %.0f, out of order %.0f, errors %.0f]",
+                   jd(s, "duplicates"), jd(s, "out_of_order"), jd(s, "errors"));
+        }
+        printf("\n");
     }
     if (group) {
         printf("  %-6s %9s %8s | %-33s\n", "", "", "",
@@ -3892,9 +3987,11 @@ print_scenario(json_t *j)
                    jd(m, "last_synced_s"), jd(m, "synced_ms.p50"),
                    jd(m, "synced_ms.p99"));
             printf("  retries %.0f, given up %.0f; sync returned %.0f"
-                   " conversations, %.0f messages\n", jd(m, "retries"),
+                   " conversations, %.0f messages; kernel: %.0f listen queue"
+                   " overflows, %.0f drops\n", jd(m, "retries"),
                    jd(m, "given_up"), jd(m, "sync_conversations"),
-                   jd(m, "sync_messages"));
+                   jd(m, "sync_messages"), jd(m, "kernel.listen_overflows"),
+                   jd(m, "kernel.listen_drops"));
             printf("  CPU seconds (us per client):\n");
             print_cpu_header("");
             print_cpu_row("reconnect+sync", json_object_get(j, "cpu"));
@@ -3921,6 +4018,7 @@ host_json(void)
                       * (double) sysconf(_SC_PAGESIZE) / 1048576)));
     if (read_file("/proc/sys/net/ipv4/ip_local_port_range", buf, sizeof(buf)) > 0) {
         buf[strcspn(buf, "\n")] = '\0';
+        buf[strcspn(buf, "\t ")] = '-';
         json_object_set_new(h, "ip_local_port_range", json_string(buf));
     }
     if (read_file("/proc/sys/net/core/somaxconn", buf, sizeof(buf)) > 0) {
@@ -4004,6 +4102,8 @@ usage(FILE *f)
 "  --duration S        seconds per step (15)\n"
 "  --hold S            dm: hold the highest sustainable rate S s (60; 0: no search)\n"
 "  --probes N          dm: bisection probes before the hold (3)\n"
+"  --max-backlog S     a rate is held if the delivery backlog stays under S s\n"
+"                      of traffic and does not grow (1)\n"
 "  --probe-duration S  (10)\n"
 "  --warmup S          dm: a first step at min(first rate, 1000)/s (10; quick 0)\n"
 "  --procs P           load processes (default: enough for the fd limit)\n"
@@ -4143,6 +4243,7 @@ main(int argc, char **argv)
         { "prefix", 1, 0, 16 }, { "label", 1, 0, 17 },
         { "json", 1, 0, 'j' }, { "verbose", 0, 0, 'v' },
         { "report", 0, 0, 18 }, { "warmup", 1, 0, 19 },
+        { "max-backlog", 1, 0, 20 },
         { "help", 0, 0, 'h' },
         { 0, 0, 0, 0 }
     };
@@ -4162,6 +4263,7 @@ main(int argc, char **argv)
     O.probes = 3;
     O.probe_duration = -1;
     O.warmup = -1;
+    O.max_backlog = 1;
     O.per_proc = 15000;
     O.group_size = 256;
     O.body_bytes = 100;
@@ -4224,6 +4326,7 @@ main(int argc, char **argv)
         case 'v': O.verbose = 1; break;
         case 18: report = 1; break;
         case 19: O.warmup = atof(optarg); break;
+        case 20: O.max_backlog = atof(optarg); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;
         }
@@ -4394,6 +4497,7 @@ main(int argc, char **argv)
     if (scen == SC_DM) {
         json_object_set_new(params, "hold_s", json_real(O.hold));
         json_object_set_new(params, "warmup_s", json_real(O.warmup));
+        json_object_set_new(params, "max_backlog_s", json_real(O.max_backlog));
     }
     if (scen == SC_GROUP) {
         json_object_set_new(params, "group_size", json_integer(O.group_size));

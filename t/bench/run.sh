@@ -207,6 +207,8 @@ for sc in $SCENARIOS; do
             "$sc" "$rc" > "$f"
     fi
     files+=("$f")
+    # let the kernel and nginx finish closing the last scenario's sockets
+    [ "$QUICK" = 1 ] || sleep 3
 done
 
 echo
