@@ -1,0 +1,375 @@
+/*
+ * worker.h: what the parts of chat_worker share.
+ *
+ * chat_worker takes batches of client requests from Kafka, stores and reads
+ * them in PostgreSQL and answers through Redis pub/sub. The parts:
+ *
+ *   chat_worker.c     command line, signals, the batch loop
+ *   worker_kafka.c    the consumer: topic creation, batches, rebalances,
+ *                     offset commits
+ *   worker_batch.c    one batch: records to requests, authorization, frames
+ *                     in the outbox
+ *   worker_store.c    PostgreSQL: the write transaction of a batch's sends,
+ *                     the reads (history, sync)
+ *   worker_publish.c  Redis: session lookup and the per-node PUBLISH
+ *   worker_outbox.c   the outbox and the pub/sub record format (pure)
+ *   worker_request.c  parsing and checking one Kafka record (pure)
+ *   worker_frame.c    the protocol frames the worker produces (pure)
+ *   worker_util.c     logging, clock, buffers, arena, string map (pure)
+ *
+ * The only mutable global is the stop flag in chat_worker.c; everything else
+ * hangs off the objects below. Allocation failures abort: a worker without
+ * memory cannot do anything useful, and at-least-once processing with
+ * idempotent writes makes a restart safe.
+ */
+
+#ifndef CHAT_WORKER_H
+#define CHAT_WORKER_H
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+
+#define CHAT_ID_MAX               64      /* user, device, client_msg_id */
+#define CHAT_BATCH_MAX            1000    /* records per batch */
+#define CHAT_BATCH_WINDOW_MS      2       /* wait for more after the first */
+#define CHAT_SYNC_CAP             100     /* messages per conversation in sync */
+#define CHAT_HISTORY_LIMIT        50      /* history page without a limit */
+#define CHAT_HISTORY_LIMIT_MAX    100
+#define CHAT_PAYLOAD_SPLIT        (1024 * 1024)  /* see worker_publish.c */
+
+
+/* the SIGTERM/SIGINT flag, set by the handler and only read elsewhere */
+typedef const volatile sig_atomic_t  chat_stop_t;
+
+
+/* ---- worker_util.c ---- */
+
+void chat_log(const char *level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#define log_error(...)  chat_log("error", __VA_ARGS__)
+#define log_warn(...)   chat_log("warn", __VA_ARGS__)
+#define log_info(...)   chat_log("info", __VA_ARGS__)
+
+void *chat_alloc(size_t size);
+void *chat_realloc(void *p, size_t size);
+char *chat_strdup(const char *s);
+
+int64_t chat_now_ms(void);
+
+/* sleeps, waking early on stop; false when stop was requested */
+bool chat_sleep_ms(long ms, chat_stop_t *stop);
+
+/* exponential backoff with jitter for reconnects: 100 ms doubling to 2 s */
+typedef struct {
+    long      next_ms;
+    unsigned  seed;
+} chat_backoff_t;
+
+void chat_backoff_reset(chat_backoff_t *b);
+bool chat_backoff_wait(chat_backoff_t *b, chat_stop_t *stop);
+
+
+typedef struct {
+    char    *data;
+    size_t   len;
+    size_t   cap;
+} chat_buf_t;
+
+void chat_buf_reserve(chat_buf_t *b, size_t extra);
+void chat_buf_add(chat_buf_t *b, const void *p, size_t n);
+void chat_buf_adds(chat_buf_t *b, const char *s);
+void chat_buf_addc(chat_buf_t *b, char c);
+void chat_buf_printf(chat_buf_t *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+const char *chat_buf_cstr(chat_buf_t *b);   /* NUL-terminated view */
+void chat_buf_free(chat_buf_t *b);
+
+/* PostgreSQL array literals for unnest($n::text[]) and friends: values
+ * travel as parameters, never inside SQL text */
+void chat_pg_array_begin(chat_buf_t *b);
+void chat_pg_array_text(chat_buf_t *b, const char *s);   /* NULL -> NULL */
+void chat_pg_array_int(chat_buf_t *b, int64_t v);
+const char *chat_pg_array_end(chat_buf_t *b);
+
+
+/* bump allocator for strings that live as long as one batch */
+typedef struct chat_arena_chunk_s  chat_arena_chunk_t;
+
+typedef struct {
+    chat_arena_chunk_t  *chunks;
+} chat_arena_t;
+
+void *chat_arena_alloc(chat_arena_t *a, size_t size);
+char *chat_arena_strdup(chat_arena_t *a, const char *s);
+char *chat_arena_strndup(chat_arena_t *a, const char *s, size_t n);
+void chat_arena_free(chat_arena_t *a);
+
+
+/* string -> size_t map with borrowed keys (open addressing, FNV-1a) */
+typedef struct {
+    const char  **keys;
+    size_t       *values;
+    size_t        cap;
+    size_t        count;
+} chat_map_t;
+
+/* stores key -> value unless present; returns the value now stored */
+size_t chat_map_put(chat_map_t *m, const char *key, size_t value);
+bool chat_map_get(const chat_map_t *m, const char *key, size_t *value);
+void chat_map_free(chat_map_t *m);
+
+
+/* ---- worker_request.c ---- */
+
+bool chat_valid_id(const char *s);          /* [A-Za-z0-9_.@-]{1,64} */
+bool chat_valid_sid(const char *s);
+bool chat_valid_node(const char *s);
+
+/* "dm:<a>:<b>" with valid ids and a <= b (byte order); a and b are copied
+ * into the caller's buffers */
+bool chat_parse_dm(const char *conv, char a[CHAT_ID_MAX + 1],
+    char b[CHAT_ID_MAX + 1]);
+bool chat_is_dm_id(const char *conv);       /* starts with "dm:" */
+
+/* may user read and write conv without asking the store? */
+typedef enum {
+    CHAT_ACCESS_ALLOWED,        /* a direct conversation with the user in it */
+    CHAT_ACCESS_FORBIDDEN,      /* a direct id without the user, or malformed */
+    CHAT_ACCESS_ASK_STORE       /* not a direct id: ask members */
+} chat_access_t;
+
+chat_access_t chat_direct_access(const char *conv, const char *user);
+
+typedef enum {
+    CHAT_OP_SEND,
+    CHAT_OP_SYNC,
+    CHAT_OP_HISTORY
+} chat_op_t;
+
+/* one Kafka record; strings point into root, which the request owns */
+typedef struct {
+    json_t       *root;
+    int32_t       partition;
+    int64_t       offset;
+
+    chat_op_t     op;
+    const char   *node;
+    const char   *sid;
+    const char   *user;
+    const char   *dev;
+    int64_t       ts;
+
+    /* send */
+    const char   *conv;             /* also history */
+    const char   *cmid;
+    const char   *body;
+
+    /* sync, history */
+    json_t       *req_id;           /* borrowed from root, may be NULL */
+    json_t       *cursors;          /* sync: object or NULL */
+    int64_t       limit;            /* history: 0 when absent */
+    int64_t       before_seq;       /* history: -1 when absent */
+    int64_t       after_seq;
+} chat_request_t;
+
+typedef enum {
+    CHAT_PARSE_OK,
+    CHAT_PARSE_BAD,            /* malformed but answerable: node, sid known */
+    CHAT_PARSE_DROP            /* malformed and nobody to answer */
+} chat_parse_rc_t;
+
+/* parses payload into req; on failure why says what was wrong */
+chat_parse_rc_t chat_request_parse(chat_request_t *req, const char *payload,
+    size_t len, char *why, size_t why_size);
+void chat_request_free(chat_request_t *req);
+
+
+/* ---- worker_frame.c ---- */
+
+/* a stored message, as the frames and the store see it */
+typedef struct {
+    const char  *conv;
+    int64_t      seq;
+    int64_t      message_id;
+    const char  *sender;
+    const char  *cmid;          /* NULL for system messages */
+    const char  *kind;          /* "text" or "system" */
+    const char  *body;          /* system: a JSON object as text */
+    int64_t      server_ts;
+} chat_message_t;
+
+/* the frames answer objects; the callers serialize them with
+ * chat_frame_dump, which takes the reference */
+json_t *chat_frame_message_object(const chat_message_t *m, bool with_type);
+json_t *chat_frame_ack(const chat_message_t *m);
+json_t *chat_frame_error(const char *code, const char *message,
+    const char *tag_name, json_t *tag);
+json_t *chat_frame_error_for(const chat_request_t *req, const char *code,
+    const char *message);
+char *chat_frame_dump(json_t *frame, size_t *len);
+
+
+/* ---- worker_outbox.c ---- */
+
+typedef struct {
+    char    *bytes;
+    size_t   len;
+} chat_frame_t;
+
+/* one frame to one session, or to every session of a user but one */
+typedef struct {
+    size_t       frame;
+    const char  *user;          /* NULL: to node/sid only */
+    const char  *node;          /* the target, or the session to skip */
+    const char  *sid;
+} chat_delivery_t;
+
+typedef struct {
+    chat_frame_t     *frames;
+    size_t            nframes;
+    size_t            frames_cap;
+    chat_delivery_t  *deliveries;
+    size_t            ndeliveries;
+    size_t            deliveries_cap;
+} chat_outbox_t;
+
+/* takes the frame reference; returns the frame's index */
+size_t chat_outbox_frame(chat_outbox_t *out, json_t *frame);
+void chat_outbox_to_session(chat_outbox_t *out, size_t frame,
+    const char *node, const char *sid);
+void chat_outbox_to_user(chat_outbox_t *out, size_t frame, const char *user,
+    const char *skip_node, const char *skip_sid);
+void chat_outbox_reset(chat_outbox_t *out);
+/* forgets what was added after the outbox held nframes and ndeliveries */
+void chat_outbox_truncate(chat_outbox_t *out, size_t nframes,
+    size_t ndeliveries);
+
+/* appends "F <sid>[,<sid>...] <len>\n<bytes>" to a node payload */
+void chat_payload_record(chat_buf_t *b, const char *const *sids, size_t nsids,
+    const char *bytes, size_t len);
+/* splits a chat:sess:<user> value "<node> <sid>" */
+bool chat_session_parse(const char *value, size_t len, const char **node,
+    size_t *node_len, const char **sid, size_t *sid_len);
+
+
+/* ---- worker_publish.c ---- */
+
+typedef struct chat_redis_s  chat_redis_t;
+
+/* the last offset of a partition that a batch answered */
+typedef struct {
+    int32_t  partition;
+    int64_t  offset;
+} chat_position_t;
+
+chat_redis_t *chat_redis_open(const char *addr, const char *delivered_key,
+    chat_stop_t *stop);
+/* delivers everything in the outbox and records the batch's positions, in
+ * one transaction; retries until it worked (true) or stop was requested
+ * (false) */
+bool chat_redis_deliver(chat_redis_t *r, chat_outbox_t *out,
+    chat_arena_t *arena, const chat_position_t *done, size_t ndone);
+/* the recorded positions of the partitions (-1: none); false on stop */
+bool chat_redis_delivered(chat_redis_t *r, const int32_t *partitions,
+    size_t n, int64_t *offsets);
+void chat_redis_close(chat_redis_t *r);
+
+
+/* ---- worker_store.c ---- */
+
+typedef enum {
+    CHAT_SEND_PENDING,
+    CHAT_SEND_FORBIDDEN,        /* not the user's conversation */
+    CHAT_SEND_NEW,              /* stored now: ack and deliver */
+    CHAT_SEND_REPLAY,           /* stored by this very record before a crash:
+                                 * ack and deliver again */
+    CHAT_SEND_RETRY,            /* stored before (or earlier in the batch):
+                                 * ack only */
+    CHAT_SEND_ANSWERED,         /* a REPLAY whose answers went out before
+                                 * the crash: nothing to send */
+    CHAT_SEND_FAILED            /* the store refused it: internal error */
+} chat_send_state_t;
+
+typedef struct {
+    chat_request_t     *req;
+    bool                direct_forbidden;  /* decided before the store */
+    chat_send_state_t   state;
+    size_t              same_as;           /* RETRY of an earlier item */
+    bool                same_as_set;
+    chat_message_t      msg;               /* NEW, REPLAY, RETRY */
+} chat_send_t;
+
+/* the current members of the group conversations a batch delivered to */
+typedef struct {
+    const char   *conv;
+    const char  **users;
+    size_t        nusers;
+} chat_members_t;
+
+typedef struct chat_store_s  chat_store_t;
+
+chat_store_t *chat_store_open(const char *conninfo, chat_stop_t *stop);
+void chat_store_close(chat_store_t *st);
+
+typedef enum {
+    CHAT_STORE_OK,
+    CHAT_STORE_STOPPED,         /* stop requested while waiting for the db */
+    CHAT_STORE_REFUSED          /* failed repeatedly for a non-transient
+                                 * reason: split the batch */
+} chat_store_rc_t;
+
+/* stores the sends of a batch in one transaction; retries transient
+ * failures and waits out a missing database */
+chat_store_rc_t chat_store_sends(chat_store_t *st, chat_send_t *sends,
+    size_t n, chat_arena_t *arena, chat_members_t **groups,
+    size_t *ngroups);
+
+/* answers the sync and history requests into the outbox */
+chat_store_rc_t chat_store_reads(chat_store_t *st, chat_request_t **reads,
+    size_t n, chat_outbox_t *out);
+
+
+/* ---- worker_batch.c ---- */
+
+typedef struct {
+    chat_store_t   *store;
+    chat_redis_t   *redis;
+    chat_stop_t    *stop;
+} chat_batch_ctx_t;
+
+typedef struct {
+    const char  *payload;
+    size_t       len;
+    int32_t      partition;
+    int64_t      offset;
+} chat_record_t;
+
+/* processes one batch to the end: stored, answered, delivered; false when
+ * stop interrupted it before delivery (then commit nothing) */
+bool chat_batch_process(chat_batch_ctx_t *ctx, const chat_record_t *records,
+    size_t n);
+
+
+/* ---- worker_kafka.c ---- */
+
+typedef struct chat_kafka_s  chat_kafka_t;
+
+chat_kafka_t *chat_kafka_open(const char *brokers, const char *topic,
+    const char *group, int partitions, chat_stop_t *stop);
+/* collects up to max records (waiting CHAT_BATCH_WINDOW_MS after the
+ * first); the records stay valid until chat_kafka_release */
+size_t chat_kafka_collect(chat_kafka_t *k, chat_record_t *records,
+    size_t max);
+/* commits the offsets after the collected records, then releases them */
+void chat_kafka_commit(chat_kafka_t *k);
+void chat_kafka_release(chat_kafka_t *k);
+void chat_kafka_close(chat_kafka_t *k);
+
+#endif /* CHAT_WORKER_H */

@@ -1,0 +1,450 @@
+/*
+ * worker_batch.c: one batch of Kafka records, from bytes to delivered
+ * answers: parse and check each record, store the sends in one transaction,
+ * run the reads, put every answer in the outbox and deliver it.
+ *
+ * Answers follow the order of the records, so a conversation's messages
+ * reach each node in seq order. A send the store recognises as stored by
+ * this very record (a predecessor died before committing the offset) is
+ * answered again only if the predecessor's answers did not go out. A record that cannot be parsed is logged and
+ * skipped (answered with bad_request when it says where to); it never stops
+ * the partition. When the store refuses a whole batch for a reason that is
+ * not transient, the batch is split into single records so that only the
+ * offending record fails (with internal) and the rest goes through.
+ */
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker.h"
+
+
+typedef struct {
+    chat_request_t     *requests;
+    size_t              nrequests;
+    chat_send_t        *sends;
+    size_t              nsends;
+    chat_request_t    **reads;
+    size_t              nreads;
+
+    chat_members_t     *groups;       /* members of the groups written to */
+    size_t              ngroups;
+    size_t              groups_cap;
+
+    chat_position_t    *positions;    /* last offset per partition */
+    size_t              npositions;
+
+    chat_outbox_t       out;
+    chat_arena_t        arena;
+} chat_batch_t;
+
+
+static void
+chat_batch_free(chat_batch_t *b)
+{
+    size_t  i;
+
+    for (i = 0; i < b->nrequests; i++) {
+        chat_request_free(&b->requests[i]);
+    }
+
+    chat_outbox_reset(&b->out);
+    free(b->out.frames);
+    free(b->out.deliveries);
+    chat_arena_free(&b->arena);
+    free(b->requests);
+    free(b->sends);
+    free(b->reads);
+    free(b->groups);
+    free(b->positions);
+}
+
+
+static void
+chat_batch_add_groups(chat_batch_t *b, chat_members_t *groups, size_t n)
+{
+    if (n == 0) {
+        return;
+    }
+
+    if (b->ngroups + n > b->groups_cap) {
+        b->groups_cap = (b->ngroups + n) * 2;
+        b->groups = chat_realloc(b->groups,
+                                 b->groups_cap * sizeof(chat_members_t));
+    }
+
+    memcpy(b->groups + b->ngroups, groups, n * sizeof(chat_members_t));
+    b->ngroups += n;
+}
+
+
+/* every record counts, answered or skipped: the positions say how far the
+ * batch got in each partition */
+static void
+chat_batch_positions(chat_batch_t *b, const chat_record_t *records, size_t n)
+{
+    size_t  i, k;
+
+    for (i = 0; i < n; i++) {
+        for (k = 0; k < b->npositions; k++) {
+            if (b->positions[k].partition == records[i].partition) {
+                break;
+            }
+        }
+
+        if (k == b->npositions) {
+            b->positions[b->npositions].partition = records[i].partition;
+            b->positions[b->npositions].offset = records[i].offset;
+            b->npositions++;
+
+        } else if (records[i].offset > b->positions[k].offset) {
+            b->positions[k].offset = records[i].offset;
+        }
+    }
+}
+
+
+static void
+chat_batch_parse(chat_batch_t *b, const chat_record_t *records, size_t n)
+{
+    chat_request_t   *req;
+    chat_parse_rc_t   rc;
+    size_t            i;
+    char              why[160];
+
+    for (i = 0; i < n; i++) {
+        req = &b->requests[b->nrequests];
+        req->partition = records[i].partition;
+        req->offset = records[i].offset;
+
+        rc = chat_request_parse(req, records[i].payload, records[i].len,
+                                why, sizeof(why));
+
+        if (rc != CHAT_PARSE_OK) {
+            log_warn("partition %d offset %" PRId64 ": skipped: %s",
+                     records[i].partition, records[i].offset, why);
+
+            if (rc == CHAT_PARSE_BAD) {
+                chat_outbox_to_session(&b->out,
+                    chat_outbox_frame(&b->out,
+                        chat_frame_error_for(req, "bad_request", why)),
+                    req->node, req->sid);
+
+                b->nrequests++;     /* its strings are in the outbox */
+
+            } else {
+                chat_request_free(req);
+            }
+
+            continue;
+        }
+
+        b->nrequests++;
+
+        if (req->op == CHAT_OP_SEND) {
+            chat_send_t  *s = &b->sends[b->nsends++];
+
+            memset(s, 0, sizeof(*s));
+            s->req = req;
+            s->direct_forbidden = chat_direct_access(req->conv, req->user)
+                                  == CHAT_ACCESS_FORBIDDEN;
+
+        } else {
+            b->reads[b->nreads++] = req;
+        }
+    }
+}
+
+
+/* false: stopped while waiting for the store */
+static bool
+chat_batch_store_sends(chat_batch_ctx_t *ctx, chat_batch_t *b)
+{
+    chat_members_t   *groups;
+    chat_store_rc_t   rc;
+    size_t            ngroups, i;
+
+    if (b->nsends == 0) {
+        return true;
+    }
+
+    rc = chat_store_sends(ctx->store, b->sends, b->nsends, &b->arena,
+                          &groups, &ngroups);
+
+    if (rc == CHAT_STORE_OK) {
+        chat_batch_add_groups(b, groups, ngroups);
+        return true;
+    }
+
+    if (rc == CHAT_STORE_STOPPED) {
+        return false;
+    }
+
+    log_warn("the store refused a batch of %zu sends: storing them one by"
+             " one", b->nsends);
+
+    for (i = 0; i < b->nsends; i++) {
+        rc = chat_store_sends(ctx->store, &b->sends[i], 1, &b->arena,
+                              &groups, &ngroups);
+
+        if (rc == CHAT_STORE_STOPPED) {
+            return false;
+        }
+
+        if (rc == CHAT_STORE_OK) {
+            chat_batch_add_groups(b, groups, ngroups);
+            continue;
+        }
+
+        log_error("partition %d offset %" PRId64 ": conversation %s: the"
+                  " store refused the send", b->sends[i].req->partition,
+                  b->sends[i].req->offset, b->sends[i].req->conv);
+        b->sends[i].state = CHAT_SEND_FAILED;
+    }
+
+    return true;
+}
+
+
+/*
+ * A REPLAY is a send stored by this very record before: the worker that
+ * stored it died before committing the offset. If that worker also got its
+ * answers out (the delivered positions in Redis reach the record), they
+ * are not sent again; otherwise they are sent now.
+ */
+static bool
+chat_batch_check_replays(chat_batch_ctx_t *ctx, chat_batch_t *b)
+{
+    int32_t  partitions[64];
+    int64_t  delivered[64];
+    size_t   i, k, n = 0;
+
+    for (i = 0; i < b->nsends; i++) {
+        chat_send_t  *s = &b->sends[i];
+
+        if (s->state != CHAT_SEND_REPLAY) {
+            continue;
+        }
+
+        for (k = 0; k < n && partitions[k] != s->req->partition; k++) {
+            /* void */
+        }
+
+        if (k == n) {
+            if (n == sizeof(partitions) / sizeof(partitions[0])) {
+                continue;       /* more partitions than that: deliver */
+            }
+
+            partitions[n++] = s->req->partition;
+        }
+    }
+
+    if (n == 0) {
+        return true;
+    }
+
+    if (!chat_redis_delivered(ctx->redis, partitions, n, delivered)) {
+        return false;
+    }
+
+    for (i = 0; i < b->nsends; i++) {
+        chat_send_t  *s = &b->sends[i];
+
+        if (s->state != CHAT_SEND_REPLAY) {
+            continue;
+        }
+
+        for (k = 0; k < n; k++) {
+            if (partitions[k] == s->req->partition
+                && s->req->offset <= delivered[k])
+            {
+                s->state = CHAT_SEND_ANSWERED;
+            }
+        }
+    }
+
+    return true;
+}
+
+
+static const chat_members_t *
+chat_batch_group(chat_batch_t *b, const char *conv)
+{
+    size_t  i;
+
+    /* few group conversations per batch: a scan is enough */
+    for (i = 0; i < b->ngroups; i++) {
+        if (strcmp(b->groups[i].conv, conv) == 0) {
+            return &b->groups[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* the message to every device of every member but the sending one */
+static void
+chat_batch_fan_out(chat_batch_t *b, const chat_send_t *s)
+{
+    const chat_members_t  *g;
+    size_t                 frame, i;
+    char                   a[CHAT_ID_MAX + 1], c[CHAT_ID_MAX + 1];
+
+    frame = chat_outbox_frame(&b->out,
+                              chat_frame_message_object(&s->msg, true));
+
+    if (chat_parse_dm(s->msg.conv, a, c)) {
+        chat_outbox_to_user(&b->out, frame, chat_arena_strdup(&b->arena, a),
+                            s->req->node, s->req->sid);
+
+        if (strcmp(a, c) != 0) {
+            chat_outbox_to_user(&b->out, frame,
+                                chat_arena_strdup(&b->arena, c),
+                                s->req->node, s->req->sid);
+        }
+
+        return;
+    }
+
+    g = chat_batch_group(b, s->msg.conv);
+    if (g == NULL) {
+        return;
+    }
+
+    for (i = 0; i < g->nusers; i++) {
+        chat_outbox_to_user(&b->out, frame, g->users[i], s->req->node,
+                            s->req->sid);
+    }
+}
+
+
+static void
+chat_batch_answer_sends(chat_batch_t *b)
+{
+    size_t        i;
+    chat_send_t  *s;
+    json_t       *frame;
+
+    for (i = 0; i < b->nsends; i++) {
+        s = &b->sends[i];
+
+        switch (s->state) {
+
+        case CHAT_SEND_FORBIDDEN:
+            frame = chat_frame_error_for(s->req, "forbidden",
+                                         "not a member of this conversation");
+            break;
+
+        case CHAT_SEND_NEW:
+        case CHAT_SEND_REPLAY:
+        case CHAT_SEND_RETRY:
+            frame = chat_frame_ack(&s->msg);
+            break;
+
+        case CHAT_SEND_ANSWERED:
+            continue;
+
+        default:
+            frame = chat_frame_error_for(s->req, "internal",
+                                         "the message could not be stored");
+            break;
+        }
+
+        chat_outbox_to_session(&b->out, chat_outbox_frame(&b->out, frame),
+                               s->req->node, s->req->sid);
+
+        if (s->state == CHAT_SEND_NEW || s->state == CHAT_SEND_REPLAY) {
+            chat_batch_fan_out(b, s);
+        }
+    }
+}
+
+
+/* false: stopped while waiting for the store */
+static bool
+chat_batch_reads(chat_batch_ctx_t *ctx, chat_batch_t *b)
+{
+    chat_store_rc_t  rc;
+    size_t           i;
+
+    if (b->nreads == 0) {
+        return true;
+    }
+
+    rc = chat_store_reads(ctx->store, b->reads, b->nreads, &b->out);
+
+    if (rc != CHAT_STORE_REFUSED) {
+        return rc == CHAT_STORE_OK;
+    }
+
+    log_warn("the store refused a batch of %zu reads: reading them one by"
+             " one", b->nreads);
+
+    for (i = 0; i < b->nreads; i++) {
+        rc = chat_store_reads(ctx->store, &b->reads[i], 1, &b->out);
+
+        if (rc == CHAT_STORE_STOPPED) {
+            return false;
+        }
+
+        if (rc == CHAT_STORE_REFUSED) {
+            log_error("partition %d offset %" PRId64 ": the store refused"
+                      " the read", b->reads[i]->partition,
+                      b->reads[i]->offset);
+            chat_outbox_to_session(&b->out,
+                chat_outbox_frame(&b->out,
+                    chat_frame_error_for(b->reads[i], "internal",
+                                         "the request failed")),
+                b->reads[i]->node, b->reads[i]->sid);
+        }
+    }
+
+    return true;
+}
+
+
+bool
+chat_batch_process(chat_batch_ctx_t *ctx, const chat_record_t *records,
+    size_t n)
+{
+    chat_batch_t  b;
+    bool          done = false;
+
+    memset(&b, 0, sizeof(b));
+    b.requests = chat_alloc(n * sizeof(chat_request_t));
+    b.sends = chat_alloc(n * sizeof(chat_send_t));
+    b.reads = chat_alloc(n * sizeof(chat_request_t *));
+    b.positions = chat_alloc(n * sizeof(chat_position_t));
+
+    chat_batch_positions(&b, records, n);
+    chat_batch_parse(&b, records, n);
+
+    /* sends first: reads of the same batch then see them */
+    if (!chat_batch_store_sends(ctx, &b)
+        || !chat_batch_check_replays(ctx, &b))
+    {
+        goto stopped;
+    }
+
+    chat_batch_answer_sends(&b);
+
+    if (!chat_batch_reads(ctx, &b)) {
+        goto stopped;
+    }
+
+    if (!chat_redis_deliver(ctx->redis, &b.out, &b.arena, b.positions,
+                            b.npositions))
+    {
+        goto stopped;
+    }
+
+    done = true;
+
+stopped:
+
+    chat_batch_free(&b);
+
+    return done;
+}

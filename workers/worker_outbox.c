@@ -1,0 +1,128 @@
+/*
+ * worker_outbox.c: the outbox of a batch (which frame goes to which
+ * session or user) and the pub/sub record format shared with the nginx
+ * module (README.md, "Redis pub/sub payload"):
+ *
+ *     F <sid>[,<sid>...] <len>\n<len bytes>
+ *
+ * and the session value of chat:sess:<user>, "<node> <sid>". Pure code:
+ * the unit tests include this file; worker_publish.c does the Redis side.
+ */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker.h"
+
+
+size_t
+chat_outbox_frame(chat_outbox_t *out, json_t *frame)
+{
+    chat_frame_t  *f;
+
+    if (out->nframes == out->frames_cap) {
+        out->frames_cap = out->frames_cap ? out->frames_cap * 2 : 256;
+        out->frames = chat_realloc(out->frames,
+                                   out->frames_cap * sizeof(chat_frame_t));
+    }
+
+    f = &out->frames[out->nframes];
+    f->bytes = chat_frame_dump(frame, &f->len);
+
+    return out->nframes++;
+}
+
+
+static void
+chat_outbox_add(chat_outbox_t *out, size_t frame, const char *user,
+    const char *node, const char *sid)
+{
+    chat_delivery_t  *d;
+
+    if (out->ndeliveries == out->deliveries_cap) {
+        out->deliveries_cap = out->deliveries_cap
+                              ? out->deliveries_cap * 2 : 256;
+        out->deliveries = chat_realloc(out->deliveries,
+                              out->deliveries_cap * sizeof(chat_delivery_t));
+    }
+
+    d = &out->deliveries[out->ndeliveries++];
+    d->frame = frame;
+    d->user = user;
+    d->node = node;
+    d->sid = sid;
+}
+
+
+void
+chat_outbox_to_session(chat_outbox_t *out, size_t frame, const char *node,
+    const char *sid)
+{
+    chat_outbox_add(out, frame, NULL, node, sid);
+}
+
+
+void
+chat_outbox_to_user(chat_outbox_t *out, size_t frame, const char *user,
+    const char *skip_node, const char *skip_sid)
+{
+    chat_outbox_add(out, frame, user, skip_node, skip_sid);
+}
+
+
+void
+chat_outbox_truncate(chat_outbox_t *out, size_t nframes, size_t ndeliveries)
+{
+    size_t  i;
+
+    for (i = nframes; i < out->nframes; i++) {
+        free(out->frames[i].bytes);
+    }
+
+    out->nframes = nframes;
+    out->ndeliveries = ndeliveries;
+}
+
+
+void
+chat_outbox_reset(chat_outbox_t *out)
+{
+    chat_outbox_truncate(out, 0, 0);
+}
+
+
+void
+chat_payload_record(chat_buf_t *b, const char *const *sids, size_t nsids,
+    const char *bytes, size_t len)
+{
+    size_t  i;
+
+    chat_buf_addc(b, 'F');
+
+    for (i = 0; i < nsids; i++) {
+        chat_buf_addc(b, i ? ',' : ' ');
+        chat_buf_adds(b, sids[i]);
+    }
+
+    chat_buf_printf(b, " %zu\n", len);
+    chat_buf_add(b, bytes, len);
+}
+
+
+bool
+chat_session_parse(const char *value, size_t len, const char **node,
+    size_t *node_len, const char **sid, size_t *sid_len)
+{
+    const char  *space = memchr(value, ' ', len);
+
+    if (space == NULL || space == value || space + 1 == value + len) {
+        return false;
+    }
+
+    *node = value;
+    *node_len = space - value;
+    *sid = space + 1;
+    *sid_len = value + len - (space + 1);
+
+    return memchr(*sid, ' ', *sid_len) == NULL;
+}

@@ -1,0 +1,633 @@
+/*
+ * worker_publish.c: delivery of a batch's outbox through Redis.
+ *
+ * Frames go to one session (the requester's) or to every session of a user
+ * except one (a message goes to all devices of the members but not the
+ * sending one). Delivery looks the users' sessions up in chat:sess:<user>
+ * (one pipelined HGETALL per user), groups the frames per nginx node and
+ * publishes one payload per node on chat:node:<node> in the record format
+ * of worker_outbox.c. A frame for several sessions of one node travels once
+ * with all their sids. Payloads beyond CHAT_PAYLOAD_SPLIT are cut between
+ * records into several PUBLISHes on the same connection, which Redis keeps
+ * in order, so that a large sync answer is not one huge allocation in Redis
+ * and in the module.
+ *
+ * The PUBLISHes of a batch go in one MULTI/EXEC together with the batch's
+ * positions, raised in the hash chat:delivered:<topic>:<group> (field: the
+ * partition, value: the last offset answered). A
+ * worker that dies after EXEC but before its Kafka offsets are committed
+ * leaves records that the next owner consumes again; the store recognises
+ * their messages (same partition and offset) and this hash tells whether
+ * their answers already went out, so that recipients do not see them twice.
+ *
+ * When Redis is down the delivery waits and retries until it works or the
+ * worker is stopped: the Kafka offsets are committed only after it, so
+ * nothing stored goes unanswered.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "worker.h"
+
+
+struct chat_redis_s {
+    redisContext    *ctx;
+    char            *host;          /* or a unix socket path */
+    int              port;          /* 0: unix socket */
+    char            *delivered_key;
+    chat_stop_t     *stop;
+    chat_backoff_t   backoff;
+};
+
+
+/* one session found in chat:sess:<user> */
+typedef struct {
+    const char  *node;
+    const char  *sid;
+} chat_session_t;
+
+typedef struct {
+    chat_session_t  *sessions;
+    size_t           n;
+} chat_user_sessions_t;
+
+/* a node's payload, possibly in several PUBLISHes */
+typedef struct {
+    size_t       node;             /* index into nodes */
+    chat_buf_t   buf;
+} chat_chunk_t;
+
+typedef struct {
+    const char  *name;
+    size_t       open_chunk;       /* the chunk records are appended to */
+    bool         has_open_chunk;
+} chat_node_t;
+
+
+static bool
+chat_redis_connect(chat_redis_t *r)
+{
+    struct timeval  connect_timeout = { 2, 0 };
+    struct timeval  command_timeout = { 10, 0 };
+
+    if (r->port) {
+        r->ctx = redisConnectWithTimeout(r->host, r->port, connect_timeout);
+    } else {
+        r->ctx = redisConnectUnixWithTimeout(r->host, connect_timeout);
+    }
+
+    if (r->ctx == NULL || r->ctx->err) {
+        log_error("redis %s:%d: cannot connect: %s", r->host, r->port,
+                  r->ctx ? r->ctx->errstr : "out of memory");
+        if (r->ctx) {
+            redisFree(r->ctx);
+            r->ctx = NULL;
+        }
+        return false;
+    }
+
+    /* a Redis that hangs must not hang the worker for good */
+    redisSetTimeout(r->ctx, command_timeout);
+
+    if (r->port) {
+        redisEnableKeepAlive(r->ctx);
+    }
+
+    return true;
+}
+
+
+/* drops a broken connection and waits for a new one; false on stop */
+static bool
+chat_redis_reconnect(chat_redis_t *r)
+{
+    if (r->ctx) {
+        redisFree(r->ctx);
+        r->ctx = NULL;
+    }
+
+    for ( ;; ) {
+        if (!chat_backoff_wait(&r->backoff, r->stop)) {
+            return false;
+        }
+
+        if (chat_redis_connect(r)) {
+            log_info("redis %s:%d: connected again", r->host, r->port);
+            chat_backoff_reset(&r->backoff);
+            return true;
+        }
+    }
+}
+
+
+chat_redis_t *
+chat_redis_open(const char *addr, const char *delivered_key,
+    chat_stop_t *stop)
+{
+    chat_redis_t  *r;
+    const char    *colon;
+    char          *end;
+    long           port = 6379;
+
+    r = chat_alloc(sizeof(chat_redis_t));
+    memset(r, 0, sizeof(*r));
+    r->delivered_key = chat_strdup(delivered_key);
+    r->stop = stop;
+    chat_backoff_reset(&r->backoff);
+
+    colon = strrchr(addr, ':');
+
+    if (addr[0] == '/') {
+        r->host = chat_strdup(addr);
+        port = 0;
+
+    } else if (colon) {
+        port = strtol(colon + 1, &end, 10);
+        if (*end || port < 1 || port > 65535) {
+            log_error("--redis %s: bad port", addr);
+            free(r->delivered_key);
+            free(r);
+            return NULL;
+        }
+
+        r->host = chat_strdup(addr);
+        r->host[colon - addr] = '\0';
+
+    } else {
+        r->host = chat_strdup(addr);
+    }
+
+    r->port = (int) port;
+
+    if (!chat_redis_connect(r) && !chat_redis_reconnect(r)) {
+        chat_redis_close(r);
+        return NULL;
+    }
+
+    return r;
+}
+
+
+void
+chat_redis_close(chat_redis_t *r)
+{
+    if (r == NULL) {
+        return;
+    }
+
+    if (r->ctx) {
+        redisFree(r->ctx);
+    }
+
+    free(r->host);
+    free(r->delivered_key);
+    free(r);
+}
+
+
+/*
+ * HGETALL chat:sess:<user> for every user, pipelined. false means the
+ * connection broke (the caller reconnects and asks again).
+ */
+static bool
+chat_redis_lookup(chat_redis_t *r, const char **users, size_t nusers,
+    chat_user_sessions_t *found, chat_arena_t *arena)
+{
+    redisReply  *reply;
+    size_t       i, j, n, node_len, sid_len;
+    const char  *node, *sid;
+    char        *node_copy, *sid_copy;
+
+    for (i = 0; i < nusers; i++) {
+        if (redisAppendCommand(r->ctx, "HGETALL chat:sess:%s", users[i])
+            != REDIS_OK)
+        {
+            log_error("redis: cannot queue HGETALL: %s", r->ctx->errstr);
+            return false;
+        }
+    }
+
+    for (i = 0; i < nusers; i++) {
+        if (redisGetReply(r->ctx, (void **) &reply) != REDIS_OK) {
+            log_error("redis: HGETALL failed: %s", r->ctx->errstr);
+            return false;
+        }
+
+        found[i].sessions = NULL;
+        found[i].n = 0;
+
+        if (reply->type != REDIS_REPLY_ARRAY) {
+            /* e.g. WRONGTYPE: nobody can be reached through that key */
+            log_warn("redis: HGETALL chat:sess:%s: unexpected reply %s",
+                     users[i],
+                     reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+            freeReplyObject(reply);
+            continue;
+        }
+
+        found[i].sessions = chat_arena_alloc(arena,
+                                (reply->elements / 2) * sizeof(chat_session_t));
+
+        for (j = 0; j + 1 < reply->elements; j += 2) {
+            redisReply  *value = reply->element[j + 1];
+
+            if (value->type != REDIS_REPLY_STRING
+                || !chat_session_parse(value->str, value->len, &node,
+                                       &node_len, &sid, &sid_len))
+            {
+                log_warn("redis: chat:sess:%s: malformed session value",
+                         users[i]);
+                continue;
+            }
+
+            node_copy = chat_arena_strndup(arena, node, node_len);
+            sid_copy = chat_arena_strndup(arena, sid, sid_len);
+
+            if (!chat_valid_node(node_copy) || !chat_valid_sid(sid_copy)) {
+                log_warn("redis: chat:sess:%s: malformed session value",
+                         users[i]);
+                continue;
+            }
+
+            n = found[i].n++;
+            found[i].sessions[n].node = node_copy;
+            found[i].sessions[n].sid = sid_copy;
+        }
+
+        freeReplyObject(reply);
+    }
+
+    return true;
+}
+
+
+static int
+chat_session_cmp(const void *a, const void *b)
+{
+    const chat_session_t  *x = a, *y = b;
+    int                    rc = strcmp(x->node, y->node);
+
+    return rc ? rc : strcmp(x->sid, y->sid);
+}
+
+
+typedef struct {
+    chat_node_t   *nodes;
+    size_t         nnodes;
+    chat_map_t     node_index;
+    chat_chunk_t  *chunks;
+    size_t         nchunks;
+} chat_payloads_t;
+
+
+static chat_buf_t *
+chat_payload_for(chat_payloads_t *p, const char *node)
+{
+    size_t         i;
+    chat_node_t   *nd;
+    chat_chunk_t  *c;
+
+    i = chat_map_put(&p->node_index, node, p->nnodes);
+
+    if (i == p->nnodes) {
+        p->nodes = chat_realloc(p->nodes, (p->nnodes + 1) * sizeof(chat_node_t));
+        p->nodes[i].name = node;
+        p->nodes[i].has_open_chunk = false;
+        p->nnodes++;
+    }
+
+    nd = &p->nodes[i];
+
+    if (nd->has_open_chunk
+        && p->chunks[nd->open_chunk].buf.len >= CHAT_PAYLOAD_SPLIT)
+    {
+        nd->has_open_chunk = false;
+    }
+
+    if (!nd->has_open_chunk) {
+        p->chunks = chat_realloc(p->chunks,
+                                 (p->nchunks + 1) * sizeof(chat_chunk_t));
+        c = &p->chunks[p->nchunks];
+        c->node = i;
+        memset(&c->buf, 0, sizeof(c->buf));
+        nd->open_chunk = p->nchunks++;
+        nd->has_open_chunk = true;
+    }
+
+    return &p->chunks[nd->open_chunk].buf;
+}
+
+
+/*
+ * Turns the deliveries into per-node payloads. Consecutive deliveries of one
+ * frame (a message to every member) are gathered, so each node gets the
+ * frame once with all its sessions; the order of frames per node is the
+ * order of the outbox, which keeps a conversation's messages in seq order.
+ */
+static void
+chat_build_payloads(chat_outbox_t *out, chat_map_t *user_index,
+    chat_user_sessions_t *found, chat_payloads_t *p)
+{
+    chat_session_t   *targets = NULL;
+    const char      **sids = NULL;
+    size_t            ntargets, cap = 0, i, j, k, u, first;
+    chat_delivery_t  *d;
+    chat_frame_t     *f;
+
+    for (i = 0; i < out->ndeliveries; i = j) {
+        f = &out->frames[out->deliveries[i].frame];
+        ntargets = 0;
+
+        for (j = i;
+             j < out->ndeliveries
+             && out->deliveries[j].frame == out->deliveries[i].frame;
+             j++)
+        {
+            d = &out->deliveries[j];
+
+            if (d->user == NULL) {
+                if (ntargets == cap) {
+                    cap = cap ? cap * 2 : 64;
+                    targets = chat_realloc(targets, cap * sizeof(*targets));
+                }
+
+                targets[ntargets].node = d->node;
+                targets[ntargets].sid = d->sid;
+                ntargets++;
+                continue;
+            }
+
+            if (!chat_map_get(user_index, d->user, &u)) {
+                continue;
+            }
+
+            for (k = 0; k < found[u].n; k++) {
+                chat_session_t  *s = &found[u].sessions[k];
+
+                if (d->sid && strcmp(s->sid, d->sid) == 0
+                    && strcmp(s->node, d->node) == 0)
+                {
+                    continue;   /* the sending session has its ack */
+                }
+
+                if (ntargets == cap) {
+                    cap = cap ? cap * 2 : 64;
+                    targets = chat_realloc(targets, cap * sizeof(*targets));
+                }
+
+                targets[ntargets++] = *s;
+            }
+        }
+
+        if (ntargets == 0) {
+            continue;
+        }
+
+        qsort(targets, ntargets, sizeof(chat_session_t), chat_session_cmp);
+        sids = chat_realloc(sids, ntargets * sizeof(const char *));
+
+        for (first = 0; first < ntargets; first = k) {
+            size_t  nsids = 0;
+
+            for (k = first;
+                 k < ntargets && strcmp(targets[k].node,
+                                        targets[first].node) == 0;
+                 k++)
+            {
+                /* the same session twice gets the frame once */
+                if (nsids && strcmp(sids[nsids - 1], targets[k].sid) == 0) {
+                    continue;
+                }
+
+                sids[nsids++] = targets[k].sid;
+            }
+
+            chat_payload_record(chat_payload_for(p, targets[first].node),
+                                sids, nsids, f->bytes, f->len);
+        }
+    }
+
+    free(targets);
+    free(sids);
+}
+
+
+/*
+ * Raises each partition's delivered position, never lowers it: a worker
+ * that takes over partitions replays from the committed offset, below what
+ * its predecessor delivered, and must not forget how far that went.
+ */
+static const char  chat_delivered_script[] =
+    "for i = 1, #ARGV, 2 do"
+    " local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[i]))"
+    " if cur == nil or cur < tonumber(ARGV[i + 1]) then"
+    " redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])"
+    " end "
+    "end "
+    "return 0";
+
+
+/*
+ * The batch's PUBLISHes and its positions (raised in the delivered hash) in
+ * one MULTI/EXEC: either everything went out and is recorded, or nothing
+ * did. false means the connection broke or Redis refused; then all of it is
+ * sent again (if only the EXEC reply was lost, nodes see it twice: the
+ * at-least-once side of a Redis failure).
+ */
+static bool
+chat_redis_publish(chat_redis_t *r, chat_payloads_t *p,
+    const chat_position_t *done, size_t ndone)
+{
+    redisReply  *reply;
+    size_t       i, expect;
+    bool         ok = true;
+    char         channel[300];
+
+    redisAppendCommand(r->ctx, "MULTI");
+
+    for (i = 0; i < p->nchunks; i++) {
+        snprintf(channel, sizeof(channel), "chat:node:%s",
+                 p->nodes[p->chunks[i].node].name);
+        redisAppendCommand(r->ctx, "PUBLISH %s %b", channel,
+                           p->chunks[i].buf.data, p->chunks[i].buf.len);
+    }
+
+    if (ndone) {
+        const char  **argv;
+        size_t       *argvlen;
+        char        (*numbers)[2][24];
+        size_t        argc = 4 + 2 * ndone;
+
+        argv = chat_alloc(argc * sizeof(char *));
+        argvlen = chat_alloc(argc * sizeof(size_t));
+        numbers = chat_alloc(ndone * sizeof(*numbers));
+
+        argv[0] = "EVAL";
+        argv[1] = chat_delivered_script;
+        argv[2] = "1";
+        argv[3] = r->delivered_key;
+
+        for (i = 0; i < ndone; i++) {
+            snprintf(numbers[i][0], 24, "%d", (int) done[i].partition);
+            snprintf(numbers[i][1], 24, "%lld", (long long) done[i].offset);
+            argv[4 + 2 * i] = numbers[i][0];
+            argv[5 + 2 * i] = numbers[i][1];
+        }
+
+        for (i = 0; i < argc; i++) {
+            argvlen[i] = strlen(argv[i]);
+        }
+
+        redisAppendCommandArgv(r->ctx, (int) argc, argv, argvlen);
+
+        free(numbers);
+        free(argvlen);
+        free(argv);
+    }
+
+    redisAppendCommand(r->ctx, "EXEC");
+
+    /* +OK for MULTI, +QUEUED per command, then EXEC's array */
+    expect = 1 + p->nchunks + (ndone ? 1 : 0);
+
+    for (i = 0; i < expect; i++) {
+        if (redisGetReply(r->ctx, (void **) &reply) != REDIS_OK) {
+            log_error("redis: MULTI failed: %s", r->ctx->errstr);
+            return false;
+        }
+
+        if (reply->type == REDIS_REPLY_ERROR) {
+            log_error("redis: MULTI: %s", reply->str);
+            ok = false;
+        }
+
+        freeReplyObject(reply);
+    }
+
+    if (redisGetReply(r->ctx, (void **) &reply) != REDIS_OK) {
+        log_error("redis: EXEC failed: %s", r->ctx->errstr);
+        return false;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        log_error("redis: EXEC: %s",
+                  reply->type == REDIS_REPLY_ERROR ? reply->str : "aborted");
+        ok = false;
+    }
+
+    freeReplyObject(reply);
+
+    return ok;
+}
+
+
+bool
+chat_redis_deliver(chat_redis_t *r, chat_outbox_t *out, chat_arena_t *arena,
+    const chat_position_t *done, size_t ndone)
+{
+    chat_map_t             user_index = { 0 };
+    const char           **users;
+    chat_user_sessions_t  *found;
+    chat_payloads_t        payloads = { 0 };
+    size_t                 nusers = 0, i;
+    bool                   ok = false;
+
+    users = chat_alloc((out->ndeliveries + 1) * sizeof(const char *));
+
+    for (i = 0; i < out->ndeliveries; i++) {
+        const char  *user = out->deliveries[i].user;
+
+        if (user && chat_map_put(&user_index, user, nusers) == nusers) {
+            users[nusers++] = user;
+        }
+    }
+
+    found = chat_alloc((nusers ? nusers : 1) * sizeof(chat_user_sessions_t));
+
+    for ( ;; ) {
+        if (r->ctx == NULL && !chat_redis_reconnect(r)) {
+            goto done;
+        }
+
+        if (nusers == 0 || chat_redis_lookup(r, users, nusers, found, arena)) {
+            break;
+        }
+
+        redisFree(r->ctx);
+        r->ctx = NULL;
+    }
+
+    chat_build_payloads(out, &user_index, found, &payloads);
+
+    for ( ;; ) {
+        if (r->ctx == NULL && !chat_redis_reconnect(r)) {
+            goto done;
+        }
+
+        if (chat_redis_publish(r, &payloads, done, ndone)) {
+            break;
+        }
+
+        redisFree(r->ctx);
+        r->ctx = NULL;
+    }
+
+    ok = true;
+
+done:
+
+    for (i = 0; i < payloads.nchunks; i++) {
+        chat_buf_free(&payloads.chunks[i].buf);
+    }
+
+    free(payloads.chunks);
+    free(payloads.nodes);
+    chat_map_free(&payloads.node_index);
+    chat_map_free(&user_index);
+    free(found);
+    free(users);
+
+    return ok;
+}
+
+
+bool
+chat_redis_delivered(chat_redis_t *r, const int32_t *partitions, size_t n,
+    int64_t *offsets)
+{
+    redisReply  *reply;
+    size_t       i;
+
+    for ( ;; ) {
+        if (r->ctx == NULL && !chat_redis_reconnect(r)) {
+            return false;
+        }
+
+        for (i = 0; i < n; i++) {
+            redisAppendCommand(r->ctx, "HGET %s %d", r->delivered_key,
+                               (int) partitions[i]);
+        }
+
+        for (i = 0; i < n; i++) {
+            if (redisGetReply(r->ctx, (void **) &reply) != REDIS_OK) {
+                log_error("redis: HGET failed: %s", r->ctx->errstr);
+                break;
+            }
+
+            offsets[i] = reply->type == REDIS_REPLY_STRING
+                         ? strtoll(reply->str, NULL, 10) : -1;
+            freeReplyObject(reply);
+        }
+
+        if (i == n) {
+            return true;
+        }
+
+        redisFree(r->ctx);
+        r->ctx = NULL;
+    }
+}
