@@ -38,7 +38,7 @@
 #define CHAT_ID_MAX               64      /* user, device, client_msg_id */
 #define CHAT_BATCH_MAX            1000    /* records per batch */
 #define CHAT_BATCH_WINDOW_MS      2       /* wait for more after the first */
-#define CHAT_SYNC_CAP             100     /* messages per conversation in sync */
+#define CHAT_SYNC_CAP             100     /* per conversation in sync */
 #define CHAT_HISTORY_LIMIT        50      /* history page without a limit */
 #define CHAT_HISTORY_LIMIT_MAX    100
 #define CHAT_PAYLOAD_SPLIT        (1024 * 1024)  /* see worker_publish.c */

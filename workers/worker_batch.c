@@ -4,13 +4,14 @@
  * run the reads, put every answer in the outbox and deliver it.
  *
  * Answers follow the order of the records, so a conversation's messages
- * reach each node in seq order. A send the store recognises as stored by
- * this very record (a predecessor died before committing the offset) is
- * answered again only if the predecessor's answers did not go out. A record that cannot be parsed is logged and
- * skipped (answered with bad_request when it says where to); it never stops
- * the partition. When the store refuses a whole batch for a reason that is
- * not transient, the batch is split into single records so that only the
- * offending record fails (with internal) and the rest goes through.
+ * reach each node in seq order. A record that cannot be parsed is logged
+ * and skipped (answered with bad_request when it says where to); it never
+ * stops the partition. When the store refuses a whole batch for a reason
+ * that is not transient, the batch is split into single records so that
+ * only the offending record fails (with internal) and the rest goes
+ * through. A send the store recognises as stored by this very record (a
+ * predecessor died before committing the offset) is answered again only if
+ * the predecessor's answers did not go out.
  */
 
 #include <inttypes.h>

@@ -332,6 +332,7 @@ chat_kafka_topic_once(chat_kafka_t *k, int partitions)
     const rd_kafka_topic_result_t       **topics;
     rd_kafka_resp_err_t                   err;
     size_t                                ntopics;
+    int                                   waited;
     char                                  errstr[512];
     bool                                  ok = false;
 
@@ -355,10 +356,19 @@ chat_kafka_topic_once(chat_kafka_t *k, int partitions)
     queue = rd_kafka_queue_new(k->rk);
     rd_kafka_CreateTopics(k->rk, &topic, 1, options, queue);
 
-    event = rd_kafka_queue_poll(queue, CHAT_ADMIN_TIMEOUT_MS + 5000);
+    /* in slices, so that SIGTERM does not wait for the admin timeout */
+    event = NULL;
+
+    for (waited = 0;
+         event == NULL && waited < CHAT_ADMIN_TIMEOUT_MS + 5000 && !*k->stop;
+         waited += 200)
+    {
+        event = rd_kafka_queue_poll(queue, 200);
+    }
 
     if (event == NULL) {
-        log_error("kafka: creating topic %s: no answer", k->topic);
+        log_error("kafka: creating topic %s: %s", k->topic,
+                  *k->stop ? "stopped" : "no answer");
 
     } else if (rd_kafka_event_error(event)) {
         log_error("kafka: creating topic %s: %s", k->topic,

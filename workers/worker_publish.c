@@ -14,11 +14,11 @@
  *
  * The PUBLISHes of a batch go in one MULTI/EXEC together with the batch's
  * positions, raised in the hash chat:delivered:<topic>:<group> (field: the
- * partition, value: the last offset answered). A
- * worker that dies after EXEC but before its Kafka offsets are committed
- * leaves records that the next owner consumes again; the store recognises
- * their messages (same partition and offset) and this hash tells whether
- * their answers already went out, so that recipients do not see them twice.
+ * partition, value: the last offset answered). A worker that dies after
+ * EXEC but before its Kafka offsets are committed leaves records that the
+ * next owner consumes again; the store recognises their messages (same
+ * partition and offset) and this hash tells whether their answers already
+ * went out, so that recipients do not see them twice.
  *
  * When Redis is down the delivery waits and retries until it works or the
  * worker is stopped: the Kafka offsets are committed only after it, so
@@ -294,7 +294,8 @@ chat_payload_for(chat_payloads_t *p, const char *node)
     i = chat_map_put(&p->node_index, node, p->nnodes);
 
     if (i == p->nnodes) {
-        p->nodes = chat_realloc(p->nodes, (p->nnodes + 1) * sizeof(chat_node_t));
+        p->nodes = chat_realloc(p->nodes,
+                                (p->nnodes + 1) * sizeof(chat_node_t));
         p->nodes[i].name = node;
         p->nodes[i].has_open_chunk = false;
         p->nnodes++;
@@ -517,6 +518,14 @@ chat_redis_publish(chat_redis_t *r, chat_payloads_t *p,
         log_error("redis: EXEC: %s",
                   reply->type == REDIS_REPLY_ERROR ? reply->str : "aborted");
         ok = false;
+
+    } else {
+        /* the commands ran: a failed one is reported, not repeated */
+        for (i = 0; i < reply->elements; i++) {
+            if (reply->element[i]->type == REDIS_REPLY_ERROR) {
+                log_error("redis: in EXEC: %s", reply->element[i]->str);
+            }
+        }
     }
 
     freeReplyObject(reply);

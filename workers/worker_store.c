@@ -189,10 +189,15 @@ chat_store_disconnect(chat_store_t *st)
 static bool
 chat_store_connect(chat_store_t *st)
 {
-    /* our defaults come first: what --pg says overrides them */
+    /* our defaults come first: what --pg says overrides them; a server
+     * that vanishes from the network is noticed within about 30 s instead
+     * of the kernel's two hours */
     const char  *keys[] = { "connect_timeout", "application_name",
+                            "keepalives_idle", "keepalives_interval",
+                            "keepalives_count", "tcp_user_timeout",
                             "dbname", NULL };
-    const char  *values[] = { "5", "chat_worker", st->conninfo, NULL };
+    const char  *values[] = { "5", "chat_worker", "10", "5", "3", "30000",
+                              st->conninfo, NULL };
     PGresult    *res = NULL;
     size_t       i;
 
@@ -880,6 +885,7 @@ chat_sends_load_groups(chat_store_t *st, chat_send_t *sends, size_t n,
     chat_buf_t      *convs = &st->arrays[0];
     const char      *params[1];
     chat_map_t       asked = { 0 };
+    size_t           nasked = 0;
     chat_members_t  *g;
     PGresult        *res = NULL;
     chat_q_rc_t      rc;
@@ -893,17 +899,18 @@ chat_sends_load_groups(chat_store_t *st, chat_send_t *sends, size_t n,
 
         if ((s->state == CHAT_SEND_NEW || s->state == CHAT_SEND_REPLAY)
             && !chat_is_dm_id(s->msg.conv)
-            && chat_map_put(&asked, s->msg.conv, asked.count) == asked.count)
+            && chat_map_put(&asked, s->msg.conv, nasked) == nasked)
         {
             chat_pg_array_text(convs, s->msg.conv);
+            nasked++;
         }
     }
 
-    if (asked.count == 0) {
+    chat_map_free(&asked);
+
+    if (nasked == 0) {
         return CHAT_Q_OK;
     }
-
-    chat_map_free(&asked);
 
     params[0] = chat_pg_array_end(convs);
 

@@ -280,7 +280,8 @@ test_frames(void)
 
     check(parse(&req, "{\"op\":\"sync\"," HEAD "}") == CHAT_PARSE_OK);
     s = dump(chat_frame_error_for(&req, "internal", "x"));
-    check_str(s, "{\"type\":\"error\",\"code\":\"internal\",\"message\":\"x\"}");
+    check_str(s, "{\"type\":\"error\",\"code\":\"internal\","
+                 "\"message\":\"x\"}");
     free(s);
     chat_request_free(&req);
 }
