@@ -36,6 +36,7 @@
 #define NGX_CHAT_CLOSE_TOO_BIG   1009
 #define NGX_CHAT_CLOSE_INTERNAL  1011
 #define NGX_CHAT_CLOSE_REPLACED  4001
+#define NGX_CHAT_CLOSE_RATE      4008
 #define NGX_CHAT_CLOSE_SLOW      4009
 
 
@@ -47,6 +48,7 @@ typedef struct {
     ngx_str_t                  kafka_brokers;
     ngx_str_t                  kafka_topic;
     ngx_msec_t                 kafka_timeout;
+    ngx_msec_t                 kafka_linger;
     ngx_flag_t                 enabled;     /* some location says "chat" */
     ngx_flag_t                 echo;        /* some says "chat_echo" */
 } ngx_chat_main_conf_t;
@@ -58,6 +60,9 @@ typedef struct {
     size_t                     max_message;
     size_t                     send_buffer;
     ngx_msec_t                 heartbeat;
+    ngx_uint_t                 rate;        /* client frames per second */
+    ngx_uint_t                 burst;
+    ngx_uint_t                 rate_strikes;
 } ngx_chat_loc_conf_t;
 
 
@@ -85,7 +90,13 @@ typedef struct {
     u_char                    *out_end;
 
     int64_t                    expires;     /* token exp, seconds */
-    ngx_uint_t                 silent_ticks;
+
+    /* the token bucket of client frames, in thousandths of a frame */
+    ngx_msec_t                 rate_last;
+    uint32_t                   rate_tokens;
+    uint16_t                   rate_strikes;
+
+    uint16_t                   silent_ticks;
     unsigned                   echo:1;      /* a chat_echo location */
     unsigned                   registered:1;
     unsigned                   in_table:1;

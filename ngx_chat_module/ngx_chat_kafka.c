@@ -44,6 +44,7 @@ ngx_int_t
 ngx_chat_kafka_init(ngx_cycle_t *cycle, ngx_chat_main_conf_t *mcf)
 {
     char              errstr[512], *brokers, *topic, timeout[32];
+    char              linger[32];
     rd_kafka_t       *rk;
     rd_kafka_conf_t  *conf;
 
@@ -58,6 +59,7 @@ ngx_chat_kafka_init(ngx_cycle_t *cycle, ngx_chat_main_conf_t *mcf)
     (void) ngx_cpystrn((u_char *) topic, mcf->kafka_topic.data,
                        mcf->kafka_topic.len + 1);
     *ngx_sprintf((u_char *) timeout, "%M", mcf->kafka_timeout) = '\0';
+    *ngx_sprintf((u_char *) linger, "%M", mcf->kafka_linger) = '\0';
 
     conf = rd_kafka_conf_new();
 
@@ -66,7 +68,16 @@ ngx_chat_kafka_init(ngx_cycle_t *cycle, ngx_chat_main_conf_t *mcf)
         || ngx_chat_kafka_set(conf, cycle->log, "acks", "all") != NGX_OK
         || ngx_chat_kafka_set(conf, cycle->log, "enable.idempotence", "true")
            != NGX_OK
-        || ngx_chat_kafka_set(conf, cycle->log, "linger.ms", "1") != NGX_OK
+        /*
+         * Kafka's cost is per record batch: a few milliseconds of linger
+         * make the batches, and the broker's CPU, several times cheaper
+         */
+        || ngx_chat_kafka_set(conf, cycle->log, "linger.ms", linger)
+           != NGX_OK
+        /* only failures need an answer: no event per record delivered */
+        || ngx_chat_kafka_set(conf, cycle->log,
+                              "delivery.report.only.error", "true")
+           != NGX_OK
         || ngx_chat_kafka_set(conf, cycle->log, "socket.nagle.disable",
                               "true") != NGX_OK
         || ngx_chat_kafka_set(conf, cycle->log, "message.timeout.ms",

@@ -30,6 +30,12 @@ static ngx_conf_num_bounds_t  ngx_chat_max_message_bounds = {
 };
 
 
+/* up to a million: the bucket counts thousandths in 32 bits */
+static ngx_conf_num_bounds_t  ngx_chat_rate_bounds = {
+    ngx_conf_check_num_bounds, 1, 1000000
+};
+
+
 static ngx_command_t  ngx_chat_commands[] = {
 
     { ngx_string("chat"),
@@ -88,6 +94,13 @@ static ngx_command_t  ngx_chat_commands[] = {
       offsetof(ngx_chat_main_conf_t, kafka_timeout),
       NULL },
 
+    { ngx_string("chat_kafka_linger"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_chat_main_conf_t, kafka_linger),
+      NULL },
+
     { ngx_string("chat_max_message_bytes"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
@@ -108,6 +121,27 @@ static ngx_command_t  ngx_chat_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_chat_loc_conf_t, heartbeat),
       NULL },
+
+    { ngx_string("chat_rate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_chat_loc_conf_t, rate),
+      &ngx_chat_rate_bounds },
+
+    { ngx_string("chat_burst"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_chat_loc_conf_t, burst),
+      &ngx_chat_rate_bounds },
+
+    { ngx_string("chat_rate_strikes"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_chat_loc_conf_t, rate_strikes),
+      &ngx_chat_rate_bounds },
 
       ngx_null_command
 };
@@ -170,6 +204,7 @@ ngx_chat_create_main_conf(ngx_conf_t *cf)
 
     mcf->redis_port = 0;
     mcf->kafka_timeout = NGX_CONF_UNSET_MSEC;
+    mcf->kafka_linger = NGX_CONF_UNSET_MSEC;
 
     return mcf;
 }
@@ -194,6 +229,13 @@ ngx_chat_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     ngx_conf_init_msec_value(mcf->kafka_timeout, 10000);
+    ngx_conf_init_msec_value(mcf->kafka_linger, 5);
+
+    if (mcf->kafka_linger > 1000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"chat_kafka_linger\" must be at most 1s");
+        return NGX_CONF_ERROR;
+    }
 
     if (mcf->server_id.len == 0) {
         mcf->server_id = cf->cycle->hostname;
@@ -240,6 +282,9 @@ ngx_chat_create_loc_conf(ngx_conf_t *cf)
     conf->max_message = NGX_CONF_UNSET_SIZE;
     conf->send_buffer = NGX_CONF_UNSET_SIZE;
     conf->heartbeat = NGX_CONF_UNSET_MSEC;
+    conf->rate = NGX_CONF_UNSET_UINT;
+    conf->burst = NGX_CONF_UNSET_UINT;
+    conf->rate_strikes = NGX_CONF_UNSET_UINT;
 
     return conf;
 }
@@ -258,6 +303,15 @@ ngx_chat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->send_buffer, prev->send_buffer,
                               256 * 1024);
     ngx_conf_merge_msec_value(conf->heartbeat, prev->heartbeat, 30000);
+
+    /*
+     * a person types a few frames a second: these leave room for a bot,
+     * a catch-up burst after a reconnect and a retry storm, and still stop
+     * one connection from flooding Kafka
+     */
+    ngx_conf_merge_uint_value(conf->rate, prev->rate, 200);
+    ngx_conf_merge_uint_value(conf->burst, prev->burst, 1000);
+    ngx_conf_merge_uint_value(conf->rate_strikes, prev->rate_strikes, 20);
 
     if (conf->heartbeat < 1000) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

@@ -764,6 +764,14 @@ void
 ngx_chat_proto_set_error(ngx_chat_proto_result_t *res, const char *code,
     const char *message)
 {
+    ngx_chat_proto_set_retry_error(res, code, message, -1);
+}
+
+
+void
+ngx_chat_proto_set_retry_error(ngx_chat_proto_result_t *res,
+    const char *code, const char *message, int64_t retry_after_ms)
+{
     json_t  *error;
 
     free(res->record);
@@ -782,6 +790,11 @@ ngx_chat_proto_set_error(ngx_chat_proto_result_t *res, const char *code,
 
     if (res->tag_name) {
         json_object_set(error, res->tag_name, res->tag_value);
+    }
+
+    if (retry_after_ms >= 0) {
+        json_object_set_new(error, "retry_after_ms",
+                            json_integer(retry_after_ms));
     }
 
     res->reply = json_dumps(error, JSON_COMPACT);

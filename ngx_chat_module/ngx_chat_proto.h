@@ -58,6 +58,10 @@ void ngx_chat_proto_handle(const ngx_chat_proto_peer_t *peer,
 void ngx_chat_proto_set_error(ngx_chat_proto_result_t *res, const char *code,
     const char *message);
 
+/* the same, with "retry_after_ms" when retry_after_ms >= 0 */
+void ngx_chat_proto_set_retry_error(ngx_chat_proto_result_t *res,
+    const char *code, const char *message, int64_t retry_after_ms);
+
 void ngx_chat_proto_result_free(ngx_chat_proto_result_t *res);
 
 /*

@@ -38,6 +38,7 @@ static ngx_int_t ngx_chat_session_data(ngx_chat_session_t *s,
     ngx_chat_ws_event_t *ev);
 static void ngx_chat_session_message(ngx_chat_session_t *s,
     ngx_uint_t opcode, u_char *data, size_t len);
+static ngx_msec_t ngx_chat_session_rate(ngx_chat_session_t *s);
 static ngx_int_t ngx_chat_session_queue(ngx_chat_session_t *s,
     ngx_uint_t opcode, u_char *data, size_t len, ngx_uint_t force);
 static ngx_int_t ngx_chat_session_flush(ngx_chat_session_t *s);
@@ -89,6 +90,8 @@ ngx_chat_session_start(ngx_http_request_t *r, ngx_str_t *user,
     s->connection = c;
     s->conf = lcf;
     s->expires = expires;
+    s->rate_last = ngx_current_msec;
+    s->rate_tokens = lcf->burst * 1000;
 
     s->user.data = (u_char *) s + sizeof(ngx_chat_session_t);
     s->user.len = user->len;
@@ -533,6 +536,7 @@ ngx_chat_session_message(ngx_chat_session_t *s, ngx_uint_t opcode,
 {
     ngx_time_t               *tp;
     ngx_chat_worker_t        *w;
+    ngx_msec_t                retry;
     ngx_chat_proto_peer_t     peer;
     ngx_chat_proto_result_t   res;
 
@@ -559,6 +563,26 @@ ngx_chat_session_message(ngx_chat_session_t *s, ngx_uint_t opcode,
 
     ngx_chat_proto_handle(&peer, (char *) data, len, &res);
 
+    retry = ngx_chat_session_rate(s);
+
+    if (retry) {
+        if (++s->rate_strikes > s->conf->rate_strikes) {
+            ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                          "chat: client ignores rate limiting");
+            ngx_chat_proto_result_free(&res);
+            ngx_chat_session_close(s, NGX_CHAT_CLOSE_RATE,
+                                   "rate limit abuse");
+            return;
+        }
+
+        ngx_chat_proto_set_retry_error(&res, "rate_limited",
+                                       "too many frames: retry later",
+                                       (int64_t) retry);
+
+    } else {
+        s->rate_strikes = 0;
+    }
+
     if (res.record
         && ngx_chat_kafka_produce((u_char *) res.key, res.key_len,
                                   (u_char *) res.record, res.record_len)
@@ -575,6 +599,34 @@ ngx_chat_session_message(ngx_chat_session_t *s, ngx_uint_t opcode,
     }
 
     ngx_chat_proto_result_free(&res);
+}
+
+
+/* the token bucket: 0 if the frame may pass, else ms until one may */
+
+static ngx_msec_t
+ngx_chat_session_rate(ngx_chat_session_t *s)
+{
+    uint64_t              tokens;
+    ngx_msec_t            elapsed;
+    ngx_chat_loc_conf_t  *lcf;
+
+    lcf = s->conf;
+
+    elapsed = ngx_current_msec - s->rate_last;
+    s->rate_last = ngx_current_msec;
+
+    tokens = s->rate_tokens + (uint64_t) elapsed * lcf->rate;
+    tokens = ngx_min(tokens, (uint64_t) lcf->burst * 1000);
+
+    if (tokens < 1000) {
+        s->rate_tokens = (uint32_t) tokens;
+        return (1000 - tokens + lcf->rate - 1) / lcf->rate;
+    }
+
+    s->rate_tokens = (uint32_t) (tokens - 1000);
+
+    return 0;
 }
 
 
