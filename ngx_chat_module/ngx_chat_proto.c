@@ -52,6 +52,7 @@ static int ngx_chat_proto_conversation(ngx_chat_proto_ctx_t *ctx,
 static int ngx_chat_proto_record(ngx_chat_proto_ctx_t *ctx, const char *op,
     const char *key, size_t key_len);
 static int ngx_chat_proto_seq(json_t *value, int64_t *seq);
+static int ngx_chat_proto_too_deep(const char *text, size_t len);
 
 
 static const ngx_chat_proto_type_t  ngx_chat_proto_types[] = {
@@ -86,6 +87,12 @@ ngx_chat_proto_handle(const ngx_chat_proto_peer_t *peer, const char *text,
     ctx.peer = peer;
     ctx.res = res;
     ctx.record = NULL;
+
+    if (ngx_chat_proto_too_deep(text, len)) {
+        ngx_chat_proto_fail(&ctx, "too_large",
+                            "JSON nested deeper than 16 levels");
+        return;
+    }
 
     ctx.frame = json_loadb(text, len, JSON_REJECT_DUPLICATES, &error);
 
@@ -885,6 +892,58 @@ ngx_chat_proto_seq(json_t *value, int64_t *seq)
     }
 
     *seq = (int64_t) json_integer_value(value);
+
+    return 0;
+}
+
+
+/*
+ * No request needs more than a few levels; jansson would recurse 2048 deep
+ * before it says no, on the nginx worker's stack
+ */
+
+static int
+ngx_chat_proto_too_deep(const char *text, size_t len)
+{
+    size_t  i, depth;
+    int     in_string;
+
+    depth = 0;
+    in_string = 0;
+
+    for (i = 0; i < len; i++) {
+
+        if (in_string) {
+            if (text[i] == '\\') {
+                i++;
+
+            } else if (text[i] == '"') {
+                in_string = 0;
+            }
+
+            continue;
+        }
+
+        switch (text[i]) {
+        case '"':
+            in_string = 1;
+            break;
+
+        case '{':
+        case '[':
+            if (++depth > NGX_CHAT_PROTO_DEPTH_MAX) {
+                return 1;
+            }
+            break;
+
+        case '}':
+        case ']':
+            if (depth) {
+                depth--;
+            }
+            break;
+        }
+    }
 
     return 0;
 }

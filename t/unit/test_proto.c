@@ -114,6 +114,12 @@ test_ping(void)
     json_decref(j);
     ngx_chat_proto_result_free(&res);
 
+    j = run("{\"type\":\"ping\",\"req_id\":\"[[[[[[[[[[[[[[[[[[[[\\\"\"}", &res);
+    CHECK(res.reply && strstr(res.reply, "pong"),
+          "brackets inside strings do not count as nesting: %s", res.reply);
+    json_decref(j);
+    ngx_chat_proto_result_free(&res);
+
     j = run("{\"type\":\"ping\"}", &res);
     CHECK(res.reply && strcmp(res.reply, "{\"type\":\"pong\"}") == 0,
           "bare pong: %s", res.reply);
@@ -301,6 +307,11 @@ test_bad_frames(void)
                  "req_id", "\"a\"");
     expect_error("{\"type\":\"ping\",\"type\":\"ping\"}", "bad_request",
                  NULL, NULL);
+    expect_error("{\"type\":\"ping\",\"req_id\":[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]}",
+                 "too_large", NULL, NULL);
+    expect_error("{\"type\":\"ping\",\"req_id\":\"[[[[[[[[[[[[[[[[[[[[\","
+                 "\"x\":[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]}",
+                 "too_large", NULL, NULL);
 }
 
 
