@@ -97,6 +97,10 @@ typedef struct {
     uint16_t                   rate_strikes;
 
     uint16_t                   silent_ticks;
+
+    /* the last typing "start" forwarded: its conversation and time */
+    uint32_t                   typing_hash;
+    ngx_msec_t                 typing_last;
     unsigned                   echo:1;      /* a chat_echo location */
     unsigned                   registered:1;
     unsigned                   in_table:1;

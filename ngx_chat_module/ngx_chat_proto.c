@@ -546,6 +546,9 @@ ngx_chat_proto_typing(ngx_chat_proto_ctx_t *ctx)
     ctx->record = json_pack("{s:s#,s:s}", "conv", conv, conv_len,
                             "state", s);
 
+    ctx->res->typing_start = (s[1] == 't' && s[2] == 'a');
+    ctx->res->typing_stop = !ctx->res->typing_start;
+
     return ngx_chat_proto_record(ctx, "typing", conv, conv_len);
 }
 

@@ -45,6 +45,8 @@ typedef struct {
     size_t        record_len;
     char          key[NGX_CHAT_PROTO_KEY_MAX];
     size_t        key_len;
+    unsigned      typing_start:1;   /* the record is a typing "start" */
+    unsigned      typing_stop:1;    /* ... or a "stop" */
 
     /* what an error answer must be tagged with */
     const char   *tag_name;       /* "req_id", "client_msg_id" or NULL */

@@ -22,6 +22,7 @@
 #define NGX_CHAT_READS_PER_CALL  16
 #define NGX_CHAT_CLOSE_TIMEOUT   5000
 #define NGX_CHAT_LINGER_TIMEOUT  2000
+#define NGX_CHAT_TYPING_EVERY    2000
 
 #define NGX_CHAT_WS_GUID         "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -39,6 +40,8 @@ static ngx_int_t ngx_chat_session_data(ngx_chat_session_t *s,
 static void ngx_chat_session_message(ngx_chat_session_t *s,
     ngx_uint_t opcode, u_char *data, size_t len);
 static ngx_msec_t ngx_chat_session_rate(ngx_chat_session_t *s);
+static ngx_uint_t ngx_chat_session_typing_throttled(ngx_chat_session_t *s,
+    ngx_chat_proto_result_t *res);
 static ngx_int_t ngx_chat_session_queue(ngx_chat_session_t *s,
     ngx_uint_t opcode, u_char *data, size_t len, ngx_uint_t force);
 static ngx_int_t ngx_chat_session_flush(ngx_chat_session_t *s);
@@ -583,6 +586,15 @@ ngx_chat_session_message(ngx_chat_session_t *s, ngx_uint_t opcode,
         s->rate_strikes = 0;
     }
 
+    if (res.typing_start && ngx_chat_session_typing_throttled(s, &res)) {
+        ngx_chat_proto_result_free(&res);
+        return;
+    }
+
+    if (res.typing_stop) {
+        s->typing_hash = 0;     /* the next start goes out at once */
+    }
+
     if (res.record
         && ngx_chat_kafka_produce((u_char *) res.key, res.key_len,
                                   (u_char *) res.record, res.record_len)
@@ -625,6 +637,33 @@ ngx_chat_session_rate(ngx_chat_session_t *s)
     }
 
     s->rate_tokens = (uint32_t) (tokens - 1000);
+
+    return 0;
+}
+
+
+/*
+ * Typing is ephemeral and frequent: a "start" holds for 6 s on the other
+ * side, so one every NGX_CHAT_TYPING_EVERY per conversation is enough and
+ * the rest never reach Kafka. A "stop" always goes through.
+ */
+
+static ngx_uint_t
+ngx_chat_session_typing_throttled(ngx_chat_session_t *s,
+    ngx_chat_proto_result_t *res)
+{
+    uint32_t  hash;
+
+    hash = ngx_crc32_short((u_char *) res->key, res->key_len);
+
+    if (hash == s->typing_hash
+        && ngx_current_msec - s->typing_last < NGX_CHAT_TYPING_EVERY)
+    {
+        return 1;
+    }
+
+    s->typing_hash = hash;
+    s->typing_last = ngx_current_msec;
 
     return 0;
 }
