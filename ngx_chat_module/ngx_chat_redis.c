@@ -46,6 +46,8 @@ static void ngx_chat_redis_message(redisAsyncContext *ac, void *reply,
     void *data);
 static void ngx_chat_redis_dispatch(u_char *p, u_char *last);
 static void ngx_chat_redis_set(ngx_chat_session_t *s, char *mode);
+static void ngx_chat_redis_session_eval(ngx_chat_session_t *s, char *script,
+    size_t len, char *mode);
 
 static ngx_int_t ngx_chat_redis_attach(ngx_chat_redis_link_t *link);
 static void ngx_chat_redis_event_handler(ngx_event_t *ev);
@@ -152,43 +154,34 @@ ngx_chat_redis_register(ngx_chat_session_t *s)
 void
 ngx_chat_redis_unregister(ngx_chat_session_t *s)
 {
-    u_char        key[sizeof("chat:sess:") + NGX_CHAT_ID_MAX];
-    u_char        value[NGX_CHAT_NODE_MAX + 1 + NGX_CHAT_SID_LEN];
-    const char   *argv[6];
-    size_t        argvlen[6];
-
     if (!s->registered) {
         return;
     }
 
     s->registered = 0;
 
-    if (!ngx_chat_redis_cmd.connected) {
-        return;
-    }
-
-    argv[0] = "EVAL";
-    argvlen[0] = 4;
-    argv[1] = ngx_chat_redis_unregister_lua;
-    argvlen[1] = sizeof(ngx_chat_redis_unregister_lua) - 1;
-    argv[2] = "1";
-    argvlen[2] = 1;
-    argv[3] = (char *) key;
-    argvlen[3] = ngx_sprintf(key, "chat:sess:%V", &s->user) - key;
-    argv[4] = (char *) s->device.data;
-    argvlen[4] = s->device.len;
-    argv[5] = (char *) value;
-    argvlen[5] = ngx_sprintf(value, "%V %*s", &ngx_chat_worker.node,
-                             (size_t) NGX_CHAT_SID_LEN, s->sid)
-                 - value;
-
-    (void) redisAsyncCommandArgv(ngx_chat_redis_cmd.ac, NULL, NULL, 6, argv,
-                                 argvlen);
+    ngx_chat_redis_session_eval(s, ngx_chat_redis_unregister_lua,
+                                sizeof(ngx_chat_redis_unregister_lua) - 1,
+                                NULL);
 }
 
 
 static void
 ngx_chat_redis_set(ngx_chat_session_t *s, char *mode)
+{
+    /* registered by ngx_chat_redis_cmd_ready() when Redis is back */
+
+    ngx_chat_redis_session_eval(s, ngx_chat_redis_register_lua,
+                                sizeof(ngx_chat_redis_register_lua) - 1,
+                                mode);
+}
+
+
+/* EVAL script 1 chat:sess:<user> <device> "<node> <sid>" [mode] */
+
+static void
+ngx_chat_redis_session_eval(ngx_chat_session_t *s, char *script, size_t len,
+    char *mode)
 {
     u_char        key[sizeof("chat:sess:") + NGX_CHAT_ID_MAX];
     u_char        value[NGX_CHAT_NODE_MAX + 1 + NGX_CHAT_SID_LEN];
@@ -196,14 +189,13 @@ ngx_chat_redis_set(ngx_chat_session_t *s, char *mode)
     size_t        argvlen[7];
 
     if (!ngx_chat_redis_cmd.connected) {
-        /* registered by ngx_chat_redis_cmd_ready() when Redis is back */
         return;
     }
 
     argv[0] = "EVAL";
     argvlen[0] = 4;
-    argv[1] = ngx_chat_redis_register_lua;
-    argvlen[1] = sizeof(ngx_chat_redis_register_lua) - 1;
+    argv[1] = script;
+    argvlen[1] = len;
     argv[2] = "1";
     argvlen[2] = 1;
     argv[3] = (char *) key;
@@ -215,10 +207,10 @@ ngx_chat_redis_set(ngx_chat_session_t *s, char *mode)
                              (size_t) NGX_CHAT_SID_LEN, s->sid)
                  - value;
     argv[6] = mode;
-    argvlen[6] = ngx_strlen(mode);
+    argvlen[6] = mode ? ngx_strlen(mode) : 0;
 
-    (void) redisAsyncCommandArgv(ngx_chat_redis_cmd.ac, NULL, NULL, 7, argv,
-                                 argvlen);
+    (void) redisAsyncCommandArgv(ngx_chat_redis_cmd.ac, NULL, NULL,
+                                 mode ? 7 : 6, argv, argvlen);
 }
 
 
