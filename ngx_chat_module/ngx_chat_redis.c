@@ -20,6 +20,7 @@
 
 #define NGX_CHAT_REDIS_BACKOFF_MIN   100
 #define NGX_CHAT_REDIS_BACKOFF_MAX   5000
+#define NGX_CHAT_REDIS_PING_INTERVAL 5000
 
 
 typedef struct {
@@ -35,6 +36,9 @@ typedef struct {
 
 static void ngx_chat_redis_connect(ngx_chat_redis_link_t *link);
 static void ngx_chat_redis_reconnect_handler(ngx_event_t *ev);
+static void ngx_chat_redis_ping_handler(ngx_event_t *ev);
+static void ngx_chat_redis_pong(redisAsyncContext *ac, void *reply,
+    void *data);
 static void ngx_chat_redis_schedule(ngx_chat_redis_link_t *link);
 static void ngx_chat_redis_connected(const redisAsyncContext *ac,
     int status);
@@ -86,6 +90,8 @@ static char  ngx_chat_redis_unregister_lua[] =
 
 
 static ngx_chat_main_conf_t   *ngx_chat_redis_conf;
+static ngx_event_t             ngx_chat_redis_ping;
+static ngx_uint_t              ngx_chat_redis_ping_pending;
 static ngx_chat_redis_link_t   ngx_chat_redis_cmd = {
     NULL, NULL, { 0 }, 0, "commands", ngx_chat_redis_cmd_ready, 0
 };
@@ -115,7 +121,58 @@ ngx_chat_redis_init(ngx_cycle_t *cycle, ngx_chat_main_conf_t *mcf)
         ngx_chat_redis_connect(links[i]);
     }
 
+    ngx_chat_redis_ping.handler = ngx_chat_redis_ping_handler;
+    ngx_chat_redis_ping.log = cycle->log;
+    ngx_chat_redis_ping.cancelable = 1;
+    ngx_add_timer(&ngx_chat_redis_ping, NGX_CHAT_REDIS_PING_INTERVAL);
+
     return NGX_OK;
+}
+
+
+/*
+ * hiredis has no timeouts: a Redis that hangs without closing its sockets
+ * would stall deliveries for good. A PING unanswered for a whole interval
+ * drops both links, and the usual reconnect takes over.
+ */
+
+static void
+ngx_chat_redis_ping_handler(ngx_event_t *ev)
+{
+    if (ngx_chat_redis_ping_pending && ngx_chat_redis_cmd.ac) {
+        ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                      "chat: redis did not answer a ping in %d ms, "
+                      "reconnecting", NGX_CHAT_REDIS_PING_INTERVAL);
+
+        ngx_chat_redis_ping_pending = 0;
+
+        /* not redisAsyncDisconnect(): it would wait for the replies */
+
+        redisAsyncFree(ngx_chat_redis_cmd.ac);
+
+        if (ngx_chat_redis_sub.ac) {
+            redisAsyncFree(ngx_chat_redis_sub.ac);
+        }
+
+    } else if (ngx_chat_redis_cmd.connected) {
+        if (redisAsyncCommand(ngx_chat_redis_cmd.ac, ngx_chat_redis_pong,
+                              NULL, "PING")
+            == REDIS_OK)
+        {
+            ngx_chat_redis_ping_pending = 1;
+        }
+    }
+
+    if (!ngx_exiting) {
+        ngx_add_timer(ev, NGX_CHAT_REDIS_PING_INTERVAL);
+    }
+}
+
+
+static void
+ngx_chat_redis_pong(redisAsyncContext *ac, void *reply, void *data)
+{
+    ngx_chat_redis_ping_pending = 0;
 }
 
 
@@ -127,6 +184,10 @@ ngx_chat_redis_exit(ngx_cycle_t *cycle)
 
     links[0] = &ngx_chat_redis_cmd;
     links[1] = &ngx_chat_redis_sub;
+
+    if (ngx_chat_redis_ping.timer_set) {
+        ngx_del_timer(&ngx_chat_redis_ping);
+    }
 
     for (i = 0; i < 2; i++) {
         if (links[i]->reconnect.timer_set) {

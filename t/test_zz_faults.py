@@ -640,3 +640,41 @@ def test_kafka_stopped_then_started(stack):
     s.verify(strict_order=False, extra_report=extra,
              extra_stored=stored_probes, extra_problems=outage_problems)
     assert _stack_healthy(stack), "stack not usable after Kafka restarted"
+
+
+def test_redis_hang_detected_and_recovered(stack):
+    """A Redis that stops answering without closing its sockets (SIGSTOP):
+    hiredis has no timeouts, so the module's own ping must notice, drop the
+    links and reconnect; deliveries then flow again with no client action."""
+    import os
+    import signal
+
+    from chatlib import dm_id, expect_ack, expect_message, send_msg, unique
+
+    a_id, b_id = unique("hang"), unique("hang")
+    a = stack.connect(a_id, "p")
+    b = stack.connect(b_id, "p")
+    try:
+        with open(os.path.join(stack.dir, "run", "redis.pid")) as f:
+            pid = int(f.read().strip())
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(12)      # two ping intervals of the module
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+        with open(os.path.join(stack.dir, "nginx", "logs", "error.log")) as f:
+            log = f.read()
+        assert "did not answer a ping" in log, "the hang went unnoticed"
+
+        # registered again and delivered live again, without reconnecting
+        wait_for(lambda: stack.sessions(b_id).get("p"), 20,
+                 what="chat:sess:%s registered again" % b_id)
+        send_msg(a, "after-hang", "hello again", to=b_id)
+        ack = expect_ack(a, "after-hang", 30)
+        msg = expect_message(b, "after-hang", 30)
+        assert msg["seq"] == ack["seq"]
+        assert msg["conversation_id"] == dm_id(a_id, b_id)
+    finally:
+        a.close()
+        b.close()
