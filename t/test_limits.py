@@ -57,3 +57,38 @@ def test_rate_limited_client_that_waits_is_served(stack, clients):
     time.sleep(retry / 1000.0 + 0.05)
     c.send_json({"type": "ping", "req_id": "after"})
     assert c.recv_json(5) == {"type": "pong", "req_id": "after"}
+
+
+def _raw(stack):
+    import socket
+    s = socket.create_connection(("127.0.0.1", int(stack.env["CHAT_PORT"])),
+                                 timeout=20)
+    return s
+
+
+def test_handshake_timeout(stack):
+    """A client that never completes its upgrade request is dropped
+    (client_header_timeout 10s in conf/nginx.conf.in)."""
+    s = _raw(stack)
+    try:
+        s.sendall(b"GET /chat HTTP/1.1\r\nHost: x\r\n")
+        t0 = time.monotonic()
+        data = s.recv(4096)
+        waited = time.monotonic() - t0
+    finally:
+        s.close()
+    assert waited < 15, "still open after %.1f s" % waited
+    assert data == b"" or data.startswith(b"HTTP/1.1 408"), data[:80]
+
+
+def test_oversized_headers_refused(stack):
+    """Request headers beyond large_client_header_buffers get 400, and no
+    session is made."""
+    s = _raw(stack)
+    try:
+        s.sendall(b"GET /chat HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000
+                  + b"\r\n\r\n")
+        data = s.recv(4096)
+    finally:
+        s.close()
+    assert data.startswith(b"HTTP/1.1 400"), data[:80]
