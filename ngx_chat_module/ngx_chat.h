@@ -98,6 +98,11 @@ typedef struct {
 
     uint16_t                   silent_ticks;
 
+    /* presence subscriptions (ngx_chat_presence.c), allocated when used */
+    void                     **watching;
+    uint16_t                   nwatching;
+    uint16_t                   nwatching_alloc;
+
     /* the last typing "start" forwarded: its conversation and time */
     uint32_t                   typing_hash;
     ngx_msec_t                 typing_last;
@@ -133,6 +138,7 @@ ngx_int_t ngx_chat_handler(ngx_http_request_t *r);
 ngx_int_t ngx_chat_session_start(ngx_http_request_t *r, ngx_str_t *user,
     ngx_str_t *device, ngx_str_t *protocol, ngx_str_t *key, int64_t expires);
 ngx_chat_session_t *ngx_chat_session_find(u_char *sid, size_t len);
+ngx_chat_session_t *ngx_chat_session_find_key(ngx_rbtree_key_t key);
 ngx_int_t ngx_chat_session_send_text(ngx_chat_session_t *s, u_char *data,
     size_t len);
 void ngx_chat_session_close(ngx_chat_session_t *s, ngx_uint_t code,
@@ -144,6 +150,17 @@ ngx_int_t ngx_chat_redis_init(ngx_cycle_t *cycle, ngx_chat_main_conf_t *mcf);
 void ngx_chat_redis_exit(ngx_cycle_t *cycle);
 void ngx_chat_redis_register(ngx_chat_session_t *s);
 void ngx_chat_redis_unregister(ngx_chat_session_t *s);
+
+ngx_int_t ngx_chat_redis_command(void *callback, void *data, int argc,
+    const char **argv, const size_t *argvlen);
+
+/* ngx_chat_presence.c */
+struct ngx_chat_proto_result_s;
+void ngx_chat_presence_init(void);
+void ngx_chat_presence_request(ngx_chat_session_t *s,
+    struct ngx_chat_proto_result_s *res);
+void ngx_chat_presence_event(u_char *p, size_t len);
+void ngx_chat_presence_drop(ngx_chat_session_t *s);
 
 /* ngx_chat_kafka.c */
 ngx_int_t ngx_chat_kafka_init(ngx_cycle_t *cycle, ngx_chat_main_conf_t *mcf);

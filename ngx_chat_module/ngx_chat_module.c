@@ -472,6 +472,7 @@ ngx_chat_init_process(ngx_cycle_t *cycle)
     w->log = cycle->log;
 
     ngx_rbtree_init(&w->sessions, &w->sentinel, ngx_rbtree_insert_value);
+    ngx_chat_presence_init();
 
     w->node.data = ngx_pnalloc(cycle->pool, NGX_CHAT_NODE_MAX);
     w->channel.data = ngx_pnalloc(cycle->pool,

@@ -42,7 +42,8 @@ static int ngx_chat_proto_create_group(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_members(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_receipt(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_typing(ngx_chat_proto_ctx_t *ctx);
-static int ngx_chat_proto_unsupported(ngx_chat_proto_ctx_t *ctx);
+static int ngx_chat_proto_presence(ngx_chat_proto_ctx_t *ctx);
+static int ngx_chat_proto_presence_set(ngx_chat_proto_ctx_t *ctx);
 static json_t *ngx_chat_proto_user_ids(ngx_chat_proto_ctx_t *ctx,
     json_t *list, const char *field, int drop_self);
 static int ngx_chat_proto_fail(ngx_chat_proto_ctx_t *ctx, const char *code,
@@ -62,9 +63,9 @@ static const ngx_chat_proto_type_t  ngx_chat_proto_types[] = {
     { "history", "req_id", ngx_chat_proto_history },
     { "receipt", "req_id", ngx_chat_proto_receipt },
     { "typing", "req_id", ngx_chat_proto_typing },
-    { "presence_subscribe", "req_id", ngx_chat_proto_unsupported },
-    { "presence_unsubscribe", "req_id", ngx_chat_proto_unsupported },
-    { "presence_set", "req_id", ngx_chat_proto_unsupported },
+    { "presence_subscribe", "req_id", ngx_chat_proto_presence },
+    { "presence_unsubscribe", "req_id", ngx_chat_proto_presence },
+    { "presence_set", "req_id", ngx_chat_proto_presence_set },
     { "create_group", "req_id", ngx_chat_proto_create_group },
     { "add_members", "req_id", ngx_chat_proto_members },
     { "remove_members", "req_id", ngx_chat_proto_members },
@@ -628,10 +629,50 @@ ngx_chat_proto_user_ids(ngx_chat_proto_ctx_t *ctx, json_t *list,
 
 
 static int
-ngx_chat_proto_unsupported(ngx_chat_proto_ctx_t *ctx)
+ngx_chat_proto_presence(ngx_chat_proto_ctx_t *ctx)
 {
-    return ngx_chat_proto_fail(ctx, "bad_request",
-                               "this request type is not supported yet");
+    json_t  *ids;
+
+    ids = ngx_chat_proto_user_ids(ctx, json_object_get(ctx->frame,
+                                                       "user_ids"),
+                                  "user_ids", 0);
+    if (ids == NULL) {
+        return -1;
+    }
+
+    ctx->res->presence_ids = ids;
+    ctx->res->presence =
+        strcmp(json_string_value(json_object_get(ctx->frame, "type")),
+               "presence_subscribe") == 0
+        ? NGX_CHAT_PROTO_PRESENCE_SUBSCRIBE
+        : NGX_CHAT_PROTO_PRESENCE_UNSUBSCRIBE;
+
+    return 0;
+}
+
+
+static int
+ngx_chat_proto_presence_set(ngx_chat_proto_ctx_t *ctx)
+{
+    const char  *s;
+
+    s = json_string_value(json_object_get(ctx->frame, "status"));
+
+    if (s && strcmp(s, "online") == 0) {
+        ctx->res->presence_status = "online";
+
+    } else if (s && strcmp(s, "away") == 0) {
+        ctx->res->presence_status = "away";
+
+    } else {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"status\" must be \"online\" or "
+                                   "\"away\"");
+    }
+
+    ctx->res->presence = NGX_CHAT_PROTO_PRESENCE_SET;
+
+    return 0;
 }
 
 
@@ -792,6 +833,8 @@ ngx_chat_proto_set_retry_error(ngx_chat_proto_result_t *res,
     res->reply = NULL;
     res->reply_len = 0;
 
+    res->presence = 0;
+
     error = json_pack("{s:s,s:s,s:s}", "type", "error", "code", code,
                       "message", message);
     if (error == NULL) {
@@ -820,6 +863,8 @@ ngx_chat_proto_result_free(ngx_chat_proto_result_t *res)
     free(res->reply);
     free(res->record);
     json_decref((json_t *) res->tag_value);
+    json_decref((json_t *) res->presence_ids);
+    res->presence_ids = NULL;
 
     res->reply = NULL;
     res->record = NULL;

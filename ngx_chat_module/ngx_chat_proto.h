@@ -25,6 +25,11 @@
 #define NGX_CHAT_PROTO_USER_IDS_MAX  1000
 
 
+#define NGX_CHAT_PROTO_PRESENCE_SUBSCRIBE    1
+#define NGX_CHAT_PROTO_PRESENCE_UNSUBSCRIBE  2
+#define NGX_CHAT_PROTO_PRESENCE_SET          3
+
+
 /* who is speaking: the fields every Kafka record carries */
 typedef struct {
     const char   *user;
@@ -38,7 +43,7 @@ typedef struct {
 } ngx_chat_proto_peer_t;
 
 
-typedef struct {
+typedef struct ngx_chat_proto_result_s {
     char         *reply;          /* a frame for the client, or NULL */
     size_t        reply_len;
     char         *record;         /* a record for Kafka, or NULL */
@@ -47,6 +52,11 @@ typedef struct {
     size_t        key_len;
     unsigned      typing_start:1;   /* the record is a typing "start" */
     unsigned      typing_stop:1;    /* ... or a "stop" */
+
+    /* presence requests are served by nginx and Redis, not by Kafka */
+    int           presence;         /* NGX_CHAT_PROTO_PRESENCE_* or 0 */
+    void         *presence_ids;     /* json_t * array of user ids, owned */
+    const char   *presence_status;  /* "online" or "away", static */
 
     /* what an error answer must be tagged with */
     const char   *tag_name;       /* "req_id", "client_msg_id" or NULL */

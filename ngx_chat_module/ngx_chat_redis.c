@@ -63,10 +63,11 @@ static void ngx_chat_redis_cleanup(void *data);
 
 
 /*
- * KEYS[1] chat:sess:<user>, ARGV[1] device, ARGV[2] "<node> <sid>",
- * ARGV[3] "replace" on connect, "restore" after a Redis restart (a newer
- * connection of the device, registered meanwhile elsewhere, wins).
- * The replaced connection's node is told to close it with 4001.
+ * KEYS[1] chat:sess:<user>, KEYS[2] chat:pres:<user>, ARGV[1] device,
+ * ARGV[2] "<node> <sid>", ARGV[3] "replace" on connect, "restore" after a
+ * Redis restart (a newer connection of the device, registered meanwhile
+ * elsewhere, wins). The replaced connection's node is told to close it
+ * with 4001; a user's first device makes it online (ngx_chat_presence.c).
  */
 static char  ngx_chat_redis_register_lua[] =
     "local old = redis.call('HGET', KEYS[1], ARGV[1]) "
@@ -79,12 +80,24 @@ static char  ngx_chat_redis_register_lua[] =
     "    redis.call('PUBLISH', 'chat:node:' .. string.sub(old, 1, sp - 1), "
     "                'K ' .. string.sub(old, sp + 1) .. ' 0\\n') "
     "  end "
+    "elseif redis.call('HLEN', KEYS[1]) == 1 then "
+    "  redis.call('HDEL', KEYS[2], 'away') "
+    "  redis.call('PUBLISH', 'chat:presence', "
+    "              string.sub(KEYS[1], 11) .. ' online -') "
     "end "
     "return 1";
 
+/* the last device gone: offline, seen now */
 static char  ngx_chat_redis_unregister_lua[] =
     "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then "
     "  redis.call('HDEL', KEYS[1], ARGV[1]) "
+    "  if redis.call('HLEN', KEYS[1]) == 0 then "
+    "    local t = redis.call('TIME') "
+    "    local ms = t[1] * 1000 + math.floor(t[2] / 1000) "
+    "    redis.call('HSET', KEYS[2], 'last_seen', ms) "
+    "    redis.call('PUBLISH', 'chat:presence', "
+    "                string.sub(KEYS[1], 11) .. ' offline ' .. ms) "
+    "  end "
     "end "
     "return 0";
 
@@ -238,40 +251,63 @@ ngx_chat_redis_set(ngx_chat_session_t *s, char *mode)
 }
 
 
-/* EVAL script 1 chat:sess:<user> <device> "<node> <sid>" [mode] */
+/*
+ * EVAL script 2 chat:sess:<user> chat:pres:<user> <device> "<node> <sid>"
+ * [mode]
+ */
 
 static void
 ngx_chat_redis_session_eval(ngx_chat_session_t *s, char *script, size_t len,
     char *mode)
 {
     u_char        key[sizeof("chat:sess:") + NGX_CHAT_ID_MAX];
+    u_char        pres[sizeof("chat:pres:") + NGX_CHAT_ID_MAX];
     u_char        value[NGX_CHAT_NODE_MAX + 1 + NGX_CHAT_SID_LEN];
-    const char   *argv[7];
-    size_t        argvlen[7];
-
-    if (!ngx_chat_redis_cmd.connected) {
-        return;
-    }
+    const char   *argv[8];
+    size_t        argvlen[8];
 
     argv[0] = "EVAL";
     argvlen[0] = 4;
     argv[1] = script;
     argvlen[1] = len;
-    argv[2] = "1";
+    argv[2] = "2";
     argvlen[2] = 1;
     argv[3] = (char *) key;
     argvlen[3] = ngx_sprintf(key, "chat:sess:%V", &s->user) - key;
-    argv[4] = (char *) s->device.data;
-    argvlen[4] = s->device.len;
-    argv[5] = (char *) value;
-    argvlen[5] = ngx_sprintf(value, "%V %*s", &ngx_chat_worker.node,
+    argv[4] = (char *) pres;
+    argvlen[4] = ngx_sprintf(pres, "chat:pres:%V", &s->user) - pres;
+    argv[5] = (char *) s->device.data;
+    argvlen[5] = s->device.len;
+    argv[6] = (char *) value;
+    argvlen[6] = ngx_sprintf(value, "%V %*s", &ngx_chat_worker.node,
                              (size_t) NGX_CHAT_SID_LEN, s->sid)
                  - value;
-    argv[6] = mode;
-    argvlen[6] = mode ? ngx_strlen(mode) : 0;
+    argv[7] = mode;
+    argvlen[7] = mode ? ngx_strlen(mode) : 0;
 
-    (void) redisAsyncCommandArgv(ngx_chat_redis_cmd.ac, NULL, NULL,
-                                 mode ? 7 : 6, argv, argvlen);
+    (void) ngx_chat_redis_command(NULL, NULL, mode ? 8 : 7, argv, argvlen);
+}
+
+
+/* a command on the commands link: NGX_ERROR while Redis is away */
+
+ngx_int_t
+ngx_chat_redis_command(void *callback, void *data, int argc,
+    const char **argv, const size_t *argvlen)
+{
+    if (!ngx_chat_redis_cmd.connected) {
+        return NGX_ERROR;
+    }
+
+    if (redisAsyncCommandArgv(ngx_chat_redis_cmd.ac,
+                              (redisCallbackFn *) callback, data, argc,
+                              argv, argvlen)
+        != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -422,16 +458,18 @@ ngx_chat_redis_cmd_ready(void)
 static void
 ngx_chat_redis_sub_ready(void)
 {
-    const char  *argv[2];
-    size_t       argvlen[2];
+    const char  *argv[3];
+    size_t       argvlen[3];
 
     argv[0] = "SUBSCRIBE";
     argvlen[0] = sizeof("SUBSCRIBE") - 1;
     argv[1] = (char *) ngx_chat_worker.channel.data;
     argvlen[1] = ngx_chat_worker.channel.len;
+    argv[2] = "chat:presence";
+    argvlen[2] = sizeof("chat:presence") - 1;
 
     (void) redisAsyncCommandArgv(ngx_chat_redis_sub.ac,
-                                 ngx_chat_redis_message, NULL, 2, argv,
+                                 ngx_chat_redis_message, NULL, 3, argv,
                                  argvlen);
 }
 
@@ -449,6 +487,16 @@ ngx_chat_redis_message(redisAsyncContext *ac, void *reply, void *data)
     }
 
     if (ngx_strcmp(r->element[0]->str, "message") != 0) {
+        return;
+    }
+
+    if (r->element[1]->type == REDIS_REPLY_STRING
+        && r->element[1]->len == sizeof("chat:presence") - 1
+        && ngx_strncmp(r->element[1]->str, "chat:presence",
+                       sizeof("chat:presence") - 1) == 0)
+    {
+        ngx_chat_presence_event((u_char *) r->element[2]->str,
+                                r->element[2]->len);
         return;
     }
 

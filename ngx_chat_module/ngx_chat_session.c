@@ -586,6 +586,10 @@ ngx_chat_session_message(ngx_chat_session_t *s, ngx_uint_t opcode,
         s->rate_strikes = 0;
     }
 
+    if (res.presence) {
+        ngx_chat_presence_request(s, &res);
+    }
+
     if (res.typing_start && ngx_chat_session_typing_throttled(s, &res)) {
         ngx_chat_proto_result_free(&res);
         return;
@@ -883,6 +887,7 @@ ngx_chat_session_finalize(ngx_chat_session_t *s)
                    (size_t) NGX_CHAT_SID_LEN, s->sid);
 
     ngx_chat_redis_unregister(s);
+    ngx_chat_presence_drop(s);
 
     if (s->in_table) {
         ngx_rbtree_delete(&ngx_chat_worker.sessions, &s->node);
@@ -906,8 +911,7 @@ ngx_chat_session_finalize(ngx_chat_session_t *s)
 ngx_chat_session_t *
 ngx_chat_session_find(u_char *sid, size_t len)
 {
-    ngx_int_t           key;
-    ngx_rbtree_node_t  *node, *sentinel;
+    ngx_int_t  key;
 
     if (len != NGX_CHAT_SID_LEN) {
         return NULL;
@@ -919,17 +923,26 @@ ngx_chat_session_find(u_char *sid, size_t len)
         return NULL;
     }
 
+    return ngx_chat_session_find_key((ngx_rbtree_key_t) key);
+}
+
+
+ngx_chat_session_t *
+ngx_chat_session_find_key(ngx_rbtree_key_t key)
+{
+    ngx_rbtree_node_t  *node, *sentinel;
+
     node = ngx_chat_worker.sessions.root;
     sentinel = ngx_chat_worker.sessions.sentinel;
 
     while (node != sentinel) {
 
-        if ((ngx_rbtree_key_t) key < node->key) {
+        if (key < node->key) {
             node = node->left;
             continue;
         }
 
-        if ((ngx_rbtree_key_t) key > node->key) {
+        if (key > node->key) {
             node = node->right;
             continue;
         }
