@@ -1,0 +1,94 @@
+"""Scale-out: a second nginx server (its own chat_server_id) on the same
+Redis and Kafka just works: deliveries cross servers, one device's newer
+connection on one server replaces its older one on the other (4001), and
+presence crosses servers too."""
+
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+from chatlib import dm_id, expect_ack, expect_message, send_msg, unique
+from conftest import free_ports
+
+
+@pytest.fixture(scope="module")
+def second_server(stack):
+    prefix = os.path.join(stack.dir, "nginx2")
+    os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
+    with open(os.path.join(stack.dir, "nginx", "nginx.conf")) as f:
+        conf = f.read()
+    port, tls_port = free_ports(2)
+    first = os.path.join(stack.dir, "nginx")
+    conf = conf.replace(first + "/logs", prefix + "/logs")
+    conf = re.sub(r"chat_server_id\s+\S+;", "chat_server_id s2;", conf)
+    conf = conf.replace(":%s " % stack.env["CHAT_PORT"], ":%d " % port)
+    conf = conf.replace(":%s;" % stack.env["CHAT_PORT"], ":%d;" % port)
+    conf = conf.replace(":%s " % stack.env["CHAT_TLS_PORT"], ":%d " % tls_port)
+    conf = conf.replace(":%s;" % stack.env["CHAT_TLS_PORT"], ":%d;" % tls_port)
+    path = os.path.join(prefix, "nginx.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    nginx = stack.env["NGINX_BIN"]
+    proc = subprocess.Popen([nginx, "-p", prefix + "/", "-c", path,
+                             "-g", "daemon off;"],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = "ws://127.0.0.1:%d/chat" % port
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            c = stack.connect(unique("probe"), url=url)
+            c.close()
+            break
+        except Exception:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_delivery_across_servers(stack, clients, second_server):
+    a_id, b_id = unique("x1"), unique("x2")
+    a = clients.add(stack.connect(a_id, "p"))
+    b = clients.add(stack.connect(b_id, "p", url=second_server))
+    b2 = clients.add(stack.connect(b_id, "t"))
+    assert a.hello["server_id"] != b.hello["server_id"]
+
+    send_msg(a, "c1", "from s1", to=b_id)
+    ack = expect_ack(a, "c1")
+    for dev in (b, b2):
+        m = expect_message(dev, "c1")
+        assert m["seq"] == ack["seq"]
+        assert m["conversation_id"] == dm_id(a_id, b_id)
+
+    send_msg(b, "c2", "from s2", to=a_id)
+    expect_ack(b, "c2")
+    expect_message(a, "c2")
+    expect_message(b2, "c2")
+
+
+def test_replaced_across_servers(stack, clients, second_server):
+    u = unique("x3")
+    old = clients.add(stack.connect(u, "phone"))
+    clients.add(stack.connect(u, "phone", url=second_server))
+    assert old.expect_close(10) == 4001
+
+
+def test_presence_across_servers(stack, clients, second_server):
+    u = unique("x4")
+    w = clients.add(stack.connect(unique("x5"), url=second_server))
+    w.send_json({"type": "presence_subscribe", "req_id": 1,
+                 "user_ids": [u]})
+    f = w.recv_until(lambda f: f.get("type") == "presence", 10,
+                     what="presence")
+    assert f["status"] == "offline"
+    clients.add(stack.connect(u))
+    f = w.recv_until(lambda f: f.get("type") == "presence", 10,
+                     what="presence")
+    assert f["status"] == "online"
