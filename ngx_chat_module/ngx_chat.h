@@ -90,6 +90,7 @@ typedef struct {
     u_char                    *out_end;
 
     int64_t                    expires;     /* token exp, seconds */
+    int64_t                    since;       /* connected, us */
 
     /* the token bucket of client frames, in thousandths of a frame */
     ngx_msec_t                 rate_last;

@@ -54,6 +54,7 @@ static int ngx_chat_proto_record(ngx_chat_proto_ctx_t *ctx, const char *op,
     const char *key, size_t key_len);
 static int ngx_chat_proto_seq(json_t *value, int64_t *seq);
 static int ngx_chat_proto_too_deep(const char *text, size_t len);
+static size_t ngx_chat_proto_chars(const char *p, size_t len);
 
 
 static const ngx_chat_proto_type_t  ngx_chat_proto_types[] = {
@@ -129,16 +130,6 @@ ngx_chat_proto_handle(const ngx_chat_proto_peer_t *peer, const char *text,
 
     if (tag) {
         /* any JSON value is echoed; the message limit bounds its size */
-
-        if (json_is_string(tag)
-            && json_string_length(tag) > NGX_CHAT_PROTO_REQ_ID_MAX)
-        {
-            res->tag_name = NULL;
-            ngx_chat_proto_fail(&ctx, "too_large",
-                                "req_id or client_msg_id is too long");
-            goto done;
-        }
-
         res->tag_value = json_incref(tag);
 
     } else {
@@ -213,7 +204,10 @@ ngx_chat_proto_send(ngx_chat_proto_ctx_t *ctx)
                                    "string");
     }
 
-    if (json_string_length(cmid) > NGX_CHAT_PROTO_CMID_MAX) {
+    if (ngx_chat_proto_chars(json_string_value(cmid),
+                             json_string_length(cmid))
+        > NGX_CHAT_PROTO_CMID_MAX)
+    {
         return ngx_chat_proto_fail(ctx, "too_large",
                                    "\"client_msg_id\" is over 64 "
                                    "characters");
@@ -395,8 +389,6 @@ ngx_chat_proto_create_group(ngx_chat_proto_ctx_t *ctx)
     char         conv[NGX_CHAT_PROTO_KEY_MAX];
     size_t       conv_len;
     json_t      *name, *members;
-    const char  *p;
-    size_t       len, chars;
 
     static uint32_t  ngx_chat_proto_groups;
 
@@ -407,16 +399,10 @@ ngx_chat_proto_create_group(ngx_chat_proto_ctx_t *ctx)
                                    "\"name\" must be a non-empty string");
     }
 
-    /* 128 characters, not bytes: count the UTF-8 lead bytes */
-
-    p = json_string_value(name);
-    len = json_string_length(name);
-
-    for (chars = 0; len; p++, len--) {
-        chars += ((unsigned char) *p & 0xc0) != 0x80;
-    }
-
-    if (chars > NGX_CHAT_PROTO_NAME_MAX) {
+    if (ngx_chat_proto_chars(json_string_value(name),
+                             json_string_length(name))
+        > NGX_CHAT_PROTO_NAME_MAX)
+    {
         return ngx_chat_proto_fail(ctx, "too_large",
                                    "\"name\" is over 128 characters");
     }
@@ -994,4 +980,19 @@ ngx_chat_proto_too_deep(const char *text, size_t len)
     }
 
     return 0;
+}
+
+
+/* limits count characters, not bytes: count the UTF-8 lead bytes */
+
+static size_t
+ngx_chat_proto_chars(const char *p, size_t len)
+{
+    size_t  chars;
+
+    for (chars = 0; len; p++, len--) {
+        chars += ((unsigned char) *p & 0xc0) != 0x80;
+    }
+
+    return chars;
 }

@@ -63,22 +63,32 @@ static void ngx_chat_redis_cleanup(void *data);
 
 
 /*
- * KEYS[1] chat:sess:<user>, KEYS[2] chat:pres:<user>, ARGV[1] device,
- * ARGV[2] "<node> <sid>", ARGV[3] "replace" on connect, "restore" after a
- * Redis restart (a newer connection of the device, registered meanwhile
- * elsewhere, wins). The replaced connection's node is told to close it
- * with 4001; a user's first device makes it online (ngx_chat_presence.c).
+ * KEYS[1] chat:sess:<user>, KEYS[2] chat:pres:<user>, KEYS[3]
+ * chat:since:<user>, ARGV[1] device, ARGV[2] "<node> <sid>", ARGV[3]
+ * "replace" on connect, "restore" after a Redis restart (a connection of
+ * the device registered meanwhile wins), ARGV[4] when the connection was
+ * made (us). The older of two connections of a device is closed with 4001,
+ * whichever registration reaches Redis first: the two may come from
+ * different nginx workers, each on its own Redis link. A user's first
+ * device makes it online (ngx_chat_presence.c).
  */
 static char  ngx_chat_redis_register_lua[] =
     "local old = redis.call('HGET', KEYS[1], ARGV[1]) "
     "if old == ARGV[2] then return 0 end "
     "if old and ARGV[3] == 'restore' then return 0 end "
-    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) "
-    "if old then "
-    "  local sp = string.find(old, ' ', 1, true) "
+    "local kick = old "
+    "if old and tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0') "
+    "           > tonumber(ARGV[4]) then "
+    "  kick = ARGV[2] "
+    "else "
+    "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) "
+    "  redis.call('HSET', KEYS[3], ARGV[1], ARGV[4]) "
+    "end "
+    "if kick then "
+    "  local sp = string.find(kick, ' ', 1, true) "
     "  if sp then "
-    "    redis.call('PUBLISH', 'chat:node:' .. string.sub(old, 1, sp - 1), "
-    "                'K ' .. string.sub(old, sp + 1) .. ' 0\\n') "
+    "    redis.call('PUBLISH', 'chat:node:' .. string.sub(kick, 1, sp - 1), "
+    "                'K ' .. string.sub(kick, sp + 1) .. ' 0\\n') "
     "  end "
     "elseif redis.call('HLEN', KEYS[1]) == 1 then "
     "  redis.call('HDEL', KEYS[2], 'away') "
@@ -91,6 +101,7 @@ static char  ngx_chat_redis_register_lua[] =
 static char  ngx_chat_redis_unregister_lua[] =
     "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then "
     "  redis.call('HDEL', KEYS[1], ARGV[1]) "
+    "  redis.call('HDEL', KEYS[3], ARGV[1]) "
     "  if redis.call('HLEN', KEYS[1]) == 0 then "
     "    local t = redis.call('TIME') "
     "    local ms = t[1] * 1000 + math.floor(t[2] / 1000) "
@@ -252,8 +263,8 @@ ngx_chat_redis_set(ngx_chat_session_t *s, char *mode)
 
 
 /*
- * EVAL script 2 chat:sess:<user> chat:pres:<user> <device> "<node> <sid>"
- * [mode]
+ * EVAL script 3 chat:sess:<user> chat:pres:<user> chat:since:<user>
+ * <device> "<node> <sid>" [mode since]
  */
 
 static void
@@ -262,30 +273,37 @@ ngx_chat_redis_session_eval(ngx_chat_session_t *s, char *script, size_t len,
 {
     u_char        key[sizeof("chat:sess:") + NGX_CHAT_ID_MAX];
     u_char        pres[sizeof("chat:pres:") + NGX_CHAT_ID_MAX];
+    u_char        since_key[sizeof("chat:since:") + NGX_CHAT_ID_MAX];
     u_char        value[NGX_CHAT_NODE_MAX + 1 + NGX_CHAT_SID_LEN];
-    const char   *argv[8];
-    size_t        argvlen[8];
+    u_char        since[NGX_INT64_LEN];
+    const char   *argv[10];
+    size_t        argvlen[10];
 
     argv[0] = "EVAL";
     argvlen[0] = 4;
     argv[1] = script;
     argvlen[1] = len;
-    argv[2] = "2";
+    argv[2] = "3";
     argvlen[2] = 1;
     argv[3] = (char *) key;
     argvlen[3] = ngx_sprintf(key, "chat:sess:%V", &s->user) - key;
     argv[4] = (char *) pres;
     argvlen[4] = ngx_sprintf(pres, "chat:pres:%V", &s->user) - pres;
-    argv[5] = (char *) s->device.data;
-    argvlen[5] = s->device.len;
-    argv[6] = (char *) value;
-    argvlen[6] = ngx_sprintf(value, "%V %*s", &ngx_chat_worker.node,
+    argv[5] = (char *) since_key;
+    argvlen[5] = ngx_sprintf(since_key, "chat:since:%V", &s->user)
+                 - since_key;
+    argv[6] = (char *) s->device.data;
+    argvlen[6] = s->device.len;
+    argv[7] = (char *) value;
+    argvlen[7] = ngx_sprintf(value, "%V %*s", &ngx_chat_worker.node,
                              (size_t) NGX_CHAT_SID_LEN, s->sid)
                  - value;
-    argv[7] = mode;
-    argvlen[7] = mode ? ngx_strlen(mode) : 0;
+    argv[8] = mode;
+    argvlen[8] = mode ? ngx_strlen(mode) : 0;
+    argv[9] = (char *) since;
+    argvlen[9] = ngx_sprintf(since, "%L", s->since) - since;
 
-    (void) ngx_chat_redis_command(NULL, NULL, mode ? 8 : 7, argv, argvlen);
+    (void) ngx_chat_redis_command(NULL, NULL, mode ? 10 : 8, argv, argvlen);
 }
 
 

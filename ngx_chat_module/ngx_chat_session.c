@@ -56,6 +56,7 @@ ngx_chat_session_start(ngx_http_request_t *r, ngx_str_t *user,
     ngx_str_t *device, ngx_str_t *protocol, ngx_str_t *key, int64_t expires)
 {
     u_char               *p, hash[20], accept[28];
+    struct timeval        tv;
     ngx_str_t             src, dst;
     ngx_sha1_t            sha1;
     ngx_time_t           *tp;
@@ -147,6 +148,10 @@ ngx_chat_session_start(ngx_http_request_t *r, ngx_str_t *user,
     if (s->echo) {
         goto detach;
     }
+
+    /* microseconds: two connections of a device may come within a ms */
+    ngx_gettimeofday(&tv);
+    s->since = (int64_t) tv.tv_sec * 1000000 + tv.tv_usec;
 
     tp = ngx_timeofday();
 

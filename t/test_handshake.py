@@ -356,3 +356,42 @@ def test_heartbeat_ping_and_silent_client_dropped(stack):
                  what="session removed after heartbeat timeout")
     finally:
         c.abort()
+
+
+def test_rapid_reconnects_newest_connection_wins(stack):
+    """Each new connection of a device replaces the one before (4001), even
+    when the older one's registration reaches Redis after the newer one's
+    (two nginx workers, each on its own Redis link): the newest must never
+    be the one kicked, and it must stay registered."""
+    user = "rapid_%d" % int(time.time() * 1000)
+    prev = None
+    for i in range(1500):
+        c = stack.connect(user, "d")
+        if prev is not None:
+            prev.abort()
+        c.send_json({"type": "ping", "req_id": i})
+        try:
+            f = c.recv_json(5)
+        except wsclient.ConnectionClosed as e:
+            raise AssertionError("connection %d, the newest, was closed "
+                                 "with %r" % (i, e.code))
+        assert f == {"type": "pong", "req_id": i}, f
+        prev = c
+    c = prev
+    c.send_json({"type": "ping", "req_id": "last"})
+    f = c.recv_json(5)
+    assert f == {"type": "pong", "req_id": "last"}, f
+    sid = c.hello["session_id"]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if (stack.sessions(user).get("d") or "").endswith(" " + sid):
+            break
+        time.sleep(0.1)
+    assert (stack.sessions(user).get("d") or "").endswith(" " + sid), \
+        "the newest connection is not the registered one: %r" % (
+            stack.sessions(user),)
+    c.send_json({"type": "ping", "req_id": "still"})
+    f = c.recv_json(5)
+    assert f == {"type": "pong", "req_id": "still"}, \
+        "the newest connection was closed: %r" % (f,)
+    c.close()
