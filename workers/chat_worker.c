@@ -43,6 +43,7 @@ typedef struct {
     const char  *pg;
     const char  *redis;
     int          partitions;
+    long         max_group_members;
 } chat_options_t;
 
 
@@ -60,6 +61,8 @@ chat_usage(FILE *f)
         "  --redis HOST:PORT|PATH     Redis (127.0.0.1:6379)\n"
         "  --partitions N             partitions when creating the topic"
         " (16)\n"
+        "  --max-group-members N      group size limit, creator included"
+        " (256, at most 1024)\n"
         "  --help\n");
 }
 
@@ -74,6 +77,7 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
         { "pg",         required_argument, NULL, 'p' },
         { "redis",      required_argument, NULL, 'r' },
         { "partitions", required_argument, NULL, 'n' },
+        { "max-group-members", required_argument, NULL, 'm' },
         { "help",       no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -88,6 +92,7 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
     o->pg = "dbname=chat";
     o->redis = "127.0.0.1:6379";
     o->partitions = 16;
+    o->max_group_members = CHAT_GROUP_MEMBERS;
 
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
@@ -119,6 +124,16 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
                 return false;
             }
             o->partitions = (int) n;
+            break;
+
+        case 'm':
+            n = strtol(optarg, &end, 10);
+            if (*end || n < 1 || n > CHAT_GROUP_MEMBERS_MAX) {
+                fprintf(stderr, "chat_worker: --max-group-members: 1 to %d\n",
+                        CHAT_GROUP_MEMBERS_MAX);
+                return false;
+            }
+            o->max_group_members = n;
             break;
 
         case 'h':
@@ -165,6 +180,8 @@ main(int argc, char **argv)
     chat_options_t    o;
     chat_batch_ctx_t  ctx;
     chat_kafka_t     *kafka = NULL;
+    chat_members_cache_t  members;
+    unsigned          rebalances = 0;
     chat_record_t    *records;
     size_t            n;
     uint64_t          processed = 0, batches = 0;
@@ -179,7 +196,10 @@ main(int argc, char **argv)
     chat_signals();
 
     memset(&ctx, 0, sizeof(ctx));
+    memset(&members, 0, sizeof(members));
     ctx.stop = &stop_requested;
+    ctx.members = &members;
+    ctx.max_group_members = (size_t) o.max_group_members;
     records = chat_alloc(CHAT_BATCH_MAX * sizeof(chat_record_t));
 
     log_info("starting: brokers %s topic %s group %s redis %s", o.brokers,
@@ -208,6 +228,14 @@ main(int argc, char **argv)
 
     while (!stop_requested) {
         n = chat_kafka_collect(kafka, records, CHAT_BATCH_MAX);
+
+        if (chat_kafka_rebalances(kafka) != rebalances) {
+            /* partitions moved: another worker may have changed groups
+             * this one has cached */
+            rebalances = chat_kafka_rebalances(kafka);
+            chat_members_clear(&members);
+            chat_members_release(&members);
+        }
 
         if (n > 0) {
             if (!chat_batch_process(&ctx, records, n)) {
@@ -249,6 +277,9 @@ done:
     chat_kafka_close(kafka);
     chat_redis_close(ctx.redis);
     chat_store_close(ctx.store);
+    chat_members_clear(&members);
+    chat_members_release(&members);
+    free(members.retired);
     free(records);
 
     return rc;

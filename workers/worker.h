@@ -8,9 +8,12 @@
  *   worker_kafka.c    the consumer: topic creation, batches, rebalances,
  *                     offset commits
  *   worker_batch.c    one batch: records to requests, authorization, frames
- *                     in the outbox
- *   worker_store.c    PostgreSQL: the write transaction of a batch's sends,
- *                     the reads (history, sync)
+ *                     in the outbox, in record order per conversation
+ *   worker_events.c   the batch's group changes, receipts and typing
+ *   worker_members.c  the membership cache: conversation -> members (pure)
+ *   worker_store.c    PostgreSQL: connection, statements, retries
+ *                     (worker_store.h lists the other PostgreSQL files:
+ *                     sends, reads, groups, receipts and cache loads)
  *   worker_publish.c  Redis: session lookup and the per-node PUBLISH
  *   worker_outbox.c   the outbox and the pub/sub record format (pure)
  *   worker_request.c  parsing and checking one Kafka record (pure)
@@ -42,6 +45,9 @@
 #define CHAT_HISTORY_LIMIT        50      /* history page without a limit */
 #define CHAT_HISTORY_LIMIT_MAX    100
 #define CHAT_PAYLOAD_SPLIT        (1024 * 1024)  /* see worker_publish.c */
+#define CHAT_GROUP_MEMBERS        256     /* default, creator included */
+#define CHAT_GROUP_MEMBERS_MAX    1024    /* what --max-group-members allows */
+#define CHAT_MEMBERS_CACHE_MAX    100000  /* conversations; then start over */
 
 
 /* the SIGTERM/SIGINT flag, set by the handler and only read elsewhere */
@@ -150,8 +156,18 @@ chat_access_t chat_direct_access(const char *conv, const char *user);
 typedef enum {
     CHAT_OP_SEND,
     CHAT_OP_SYNC,
-    CHAT_OP_HISTORY
+    CHAT_OP_HISTORY,
+    CHAT_OP_CREATE_GROUP,
+    CHAT_OP_ADD_MEMBERS,
+    CHAT_OP_REMOVE_MEMBERS,
+    CHAT_OP_RECEIPT,
+    CHAT_OP_TYPING
 } chat_op_t;
+
+/* the ops that change membership: they order a batch (worker_batch.c) */
+#define chat_op_changes_members(op)                                        \
+    ((op) == CHAT_OP_CREATE_GROUP || (op) == CHAT_OP_ADD_MEMBERS           \
+     || (op) == CHAT_OP_REMOVE_MEMBERS)
 
 /* one Kafka record; strings point into root, which the request owns */
 typedef struct {
@@ -167,7 +183,7 @@ typedef struct {
     int64_t       ts;
 
     /* send */
-    const char   *conv;             /* also history */
+    const char   *conv;             /* all but sync */
     const char   *cmid;
     const char   *body;
 
@@ -177,6 +193,13 @@ typedef struct {
     int64_t       limit;            /* history: 0 when absent */
     int64_t       before_seq;       /* history: -1 when absent */
     int64_t       after_seq;
+
+    /* groups, receipts, typing */
+    const char   *name;             /* create_group */
+    json_t       *user_ids;         /* create_group members, add/remove:
+                                     * an array of valid user ids */
+    int64_t       seq;              /* receipt */
+    const char   *state;            /* receipt, typing */
 } chat_request_t;
 
 typedef enum {
@@ -213,6 +236,13 @@ json_t *chat_frame_error(const char *code, const char *message,
     const char *tag_name, json_t *tag);
 json_t *chat_frame_error_for(const chat_request_t *req, const char *code,
     const char *message);
+json_t *chat_frame_receipt(const char *conv, const char *user,
+    const char *state, int64_t seq, int64_t server_ts);
+json_t *chat_frame_typing(const char *conv, const char *user,
+    const char *state);
+struct chat_member_s;
+json_t *chat_frame_group(json_t *req_id, const char *conv, const char *name,
+    const struct chat_member_s *members, size_t n);
 char *chat_frame_dump(json_t *frame, size_t *len);
 
 
@@ -257,6 +287,47 @@ void chat_payload_record(chat_buf_t *b, const char *const *sids, size_t nsids,
 /* splits a chat:sess:<user> value "<node> <sid>" */
 bool chat_session_parse(const char *value, size_t len, const char **node,
     size_t *node_len, const char **sid, size_t *sid_len);
+
+
+/* ---- worker_members.c ---- */
+
+typedef struct chat_member_s {
+    char     *user;
+    bool      admin;
+    int64_t   joined_seq;       /* the event that added it */
+    int64_t   removed_seq;      /* the event that removed it; -1: current */
+} chat_member_t;
+
+/* a conversation's members, current and past; none: no such group */
+typedef struct {
+    char           *conv;
+    chat_member_t  *members;
+    size_t          n;
+} chat_group_t;
+
+typedef struct {
+    chat_group_t   **groups;
+    size_t           n;
+    size_t           cap;
+    chat_map_t       index;     /* conv -> groups[]; keys are groups' convs */
+    void           **retired;   /* member lists replaced during a batch */
+    size_t           nretired;
+    size_t           retired_cap;
+} chat_members_cache_t;
+
+chat_group_t *chat_members_find(chat_members_cache_t *c, const char *conv);
+/* replaces conv's entry with a copy of members; what the old entry held
+ * stays valid until chat_members_release (the outbox borrows it) */
+chat_group_t *chat_members_set(chat_members_cache_t *c, const char *conv,
+    const chat_member_t *members, size_t n);
+void chat_members_release(chat_members_cache_t *c);
+void chat_members_clear(chat_members_cache_t *c);
+
+/* the member's entry, current or past, or NULL */
+const chat_member_t *chat_group_member(const chat_group_t *g,
+    const char *user);
+bool chat_group_is_member(const chat_group_t *g, const char *user);
+size_t chat_group_count(const chat_group_t *g);
 
 
 /* ---- worker_publish.c ---- */
@@ -306,13 +377,6 @@ typedef struct {
     chat_message_t      msg;               /* NEW, REPLAY, RETRY */
 } chat_send_t;
 
-/* the current members of the group conversations a batch delivered to */
-typedef struct {
-    const char   *conv;
-    const char  **users;
-    size_t        nusers;
-} chat_members_t;
-
 typedef struct chat_store_s  chat_store_t;
 
 chat_store_t *chat_store_open(const char *conninfo, chat_stop_t *stop);
@@ -328,20 +392,62 @@ typedef enum {
 /* stores the sends of a batch in one transaction; retries transient
  * failures and waits out a missing database */
 chat_store_rc_t chat_store_sends(chat_store_t *st, chat_send_t *sends,
-    size_t n, chat_arena_t *arena, chat_members_t **groups,
-    size_t *ngroups);
+    size_t n, chat_arena_t *arena);
 
 /* answers the sync and history requests into the outbox */
 chat_store_rc_t chat_store_reads(chat_store_t *st, chat_request_t **reads,
     size_t n, chat_outbox_t *out);
 
+/* loads the members of the (non-direct) conversations not yet cached */
+chat_store_rc_t chat_store_load_members(chat_store_t *st,
+    chat_members_cache_t *c, const char *const *convs, size_t n);
+
+/* one create_group, add_members or remove_members, in one transaction */
+typedef enum {
+    CHAT_GROUP_DONE,            /* answer group; system message if changed */
+    CHAT_GROUP_FORBIDDEN,       /* not a member, not an admin, no group */
+    CHAT_GROUP_TOO_LARGE        /* over the group size limit */
+} chat_group_rc_t;
+
+typedef struct {
+    chat_request_t   *req;
+    size_t            max_members;
+    chat_group_rc_t   rc;
+    bool              changed;      /* msg was stored now */
+    chat_message_t    msg;          /* the system message */
+    const char       *name;
+    chat_member_t    *members;      /* every row after the change */
+    size_t            nmembers;
+} chat_group_op_t;
+
+chat_store_rc_t chat_store_group_op(chat_store_t *st, chat_group_op_t *op,
+    chat_arena_t *arena);
+
+typedef enum {
+    CHAT_RECEIPT_FORBIDDEN,     /* not a current member */
+    CHAT_RECEIPT_BEYOND,        /* seq past the conversation's last */
+    CHAT_RECEIPT_IGNORED,       /* behind the pointer: nothing to say */
+    CHAT_RECEIPT_MOVED          /* stored: tell the members */
+} chat_receipt_rc_t;
+
+typedef struct {
+    chat_request_t     *req;
+    chat_receipt_rc_t   rc;
+} chat_receipt_t;
+
+/* a batch's receipts in one transaction, in record order */
+chat_store_rc_t chat_store_receipts(chat_store_t *st, chat_receipt_t *r,
+    size_t n, chat_arena_t *arena);
+
 
 /* ---- worker_batch.c ---- */
 
 typedef struct {
-    chat_store_t   *store;
-    chat_redis_t   *redis;
-    chat_stop_t    *stop;
+    chat_store_t          *store;
+    chat_redis_t          *redis;
+    chat_stop_t           *stop;
+    chat_members_cache_t  *members;
+    size_t                 max_group_members;
 } chat_batch_ctx_t;
 
 typedef struct {
@@ -355,6 +461,17 @@ typedef struct {
  * stop interrupted it before delivery (then commit nothing) */
 bool chat_batch_process(chat_batch_ctx_t *ctx, const chat_record_t *records,
     size_t n);
+
+
+/* ---- worker_events.c ---- */
+
+/* each false when stop interrupted a wait for the store */
+bool chat_events_group_op(chat_batch_ctx_t *ctx, chat_request_t *req,
+    chat_outbox_t *out, chat_arena_t *arena);
+bool chat_events_receipts(chat_batch_ctx_t *ctx, chat_request_t **reqs,
+    size_t n, chat_outbox_t *out, chat_arena_t *arena);
+bool chat_events_typing(chat_batch_ctx_t *ctx, chat_request_t **reqs,
+    size_t n, chat_outbox_t *out, chat_arena_t *arena);
 
 
 /* ---- worker_kafka.c ---- */
@@ -371,5 +488,7 @@ size_t chat_kafka_collect(chat_kafka_t *k, chat_record_t *records,
 void chat_kafka_commit(chat_kafka_t *k);
 void chat_kafka_release(chat_kafka_t *k);
 void chat_kafka_close(chat_kafka_t *k);
+/* counts the rebalances: partitions this worker cached may have moved */
+unsigned chat_kafka_rebalances(chat_kafka_t *k);
 
 #endif /* CHAT_WORKER_H */

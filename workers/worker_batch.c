@@ -4,7 +4,12 @@
  * run the reads, put every answer in the outbox and deliver it.
  *
  * Answers follow the order of the records, so a conversation's messages
- * reach each node in seq order. A record that cannot be parsed is logged
+ * reach each node in seq order. Membership changes (create_group,
+ * add_members, remove_members) cut the batch into segments: the sends,
+ * receipts and typing before a change are stored and answered before it,
+ * those after it see it (a send after a removal is refused). Within a
+ * segment, sends go first, then receipts (which may name their seqs), then
+ * typing; reads come last, after every segment. A record that cannot be parsed is logged
  * and skipped (answered with bad_request when it says where to); it never
  * stops the partition. When the store refuses a whole batch for a reason
  * that is not transient, the batch is split into single records so that
@@ -28,10 +33,9 @@ typedef struct {
     size_t              nsends;
     chat_request_t    **reads;
     size_t              nreads;
-
-    chat_members_t     *groups;       /* members of the groups written to */
-    size_t              ngroups;
-    size_t              groups_cap;
+    chat_request_t    **events;       /* groups, receipts, typing */
+    size_t             *events_at;    /* the sends before each event */
+    size_t              nevents;
 
     chat_position_t    *positions;    /* last offset per partition */
     size_t              npositions;
@@ -57,26 +61,9 @@ chat_batch_free(chat_batch_t *b)
     free(b->requests);
     free(b->sends);
     free(b->reads);
-    free(b->groups);
+    free(b->events);
+    free(b->events_at);
     free(b->positions);
-}
-
-
-static void
-chat_batch_add_groups(chat_batch_t *b, chat_members_t *groups, size_t n)
-{
-    if (n == 0) {
-        return;
-    }
-
-    if (b->ngroups + n > b->groups_cap) {
-        b->groups_cap = (b->ngroups + n) * 2;
-        b->groups = chat_realloc(b->groups,
-                                 b->groups_cap * sizeof(chat_members_t));
-    }
-
-    memcpy(b->groups + b->ngroups, groups, n * sizeof(chat_members_t));
-    b->ngroups += n;
 }
 
 
@@ -151,8 +138,12 @@ chat_batch_parse(chat_batch_t *b, const chat_record_t *records, size_t n)
             s->direct_forbidden = chat_direct_access(req->conv, req->user)
                                   == CHAT_ACCESS_FORBIDDEN;
 
-        } else {
+        } else if (req->op == CHAT_OP_SYNC || req->op == CHAT_OP_HISTORY) {
             b->reads[b->nreads++] = req;
+
+        } else {
+            b->events_at[b->nevents] = b->nsends;
+            b->events[b->nevents++] = req;
         }
     }
 }
@@ -160,21 +151,19 @@ chat_batch_parse(chat_batch_t *b, const chat_record_t *records, size_t n)
 
 /* false: stopped while waiting for the store */
 static bool
-chat_batch_store_sends(chat_batch_ctx_t *ctx, chat_batch_t *b)
+chat_batch_store_sends(chat_batch_ctx_t *ctx, chat_batch_t *b,
+    chat_send_t *sends, size_t n)
 {
-    chat_members_t   *groups;
     chat_store_rc_t   rc;
-    size_t            ngroups, i;
+    size_t            i;
 
-    if (b->nsends == 0) {
+    if (n == 0) {
         return true;
     }
 
-    rc = chat_store_sends(ctx->store, b->sends, b->nsends, &b->arena,
-                          &groups, &ngroups);
+    rc = chat_store_sends(ctx->store, sends, n, &b->arena);
 
     if (rc == CHAT_STORE_OK) {
-        chat_batch_add_groups(b, groups, ngroups);
         return true;
     }
 
@@ -183,25 +172,23 @@ chat_batch_store_sends(chat_batch_ctx_t *ctx, chat_batch_t *b)
     }
 
     log_warn("the store refused a batch of %zu sends: storing them one by"
-             " one", b->nsends);
+             " one", n);
 
-    for (i = 0; i < b->nsends; i++) {
-        rc = chat_store_sends(ctx->store, &b->sends[i], 1, &b->arena,
-                              &groups, &ngroups);
+    for (i = 0; i < n; i++) {
+        rc = chat_store_sends(ctx->store, &sends[i], 1, &b->arena);
 
         if (rc == CHAT_STORE_STOPPED) {
             return false;
         }
 
         if (rc == CHAT_STORE_OK) {
-            chat_batch_add_groups(b, groups, ngroups);
             continue;
         }
 
         log_error("partition %d offset %" PRId64 ": conversation %s: the"
-                  " store refused the send", b->sends[i].req->partition,
-                  b->sends[i].req->offset, b->sends[i].req->conv);
-        b->sends[i].state = CHAT_SEND_FAILED;
+                  " store refused the send", sends[i].req->partition,
+                  sends[i].req->offset, sends[i].req->conv);
+        sends[i].state = CHAT_SEND_FAILED;
     }
 
     return true;
@@ -215,14 +202,15 @@ chat_batch_store_sends(chat_batch_ctx_t *ctx, chat_batch_t *b)
  * are not sent again; otherwise they are sent now.
  */
 static bool
-chat_batch_check_replays(chat_batch_ctx_t *ctx, chat_batch_t *b)
+chat_batch_check_replays(chat_batch_ctx_t *ctx, chat_send_t *sends,
+    size_t nsends)
 {
     int32_t  partitions[64];
     int64_t  delivered[64];
     size_t   i, k, n = 0;
 
-    for (i = 0; i < b->nsends; i++) {
-        chat_send_t  *s = &b->sends[i];
+    for (i = 0; i < nsends; i++) {
+        chat_send_t  *s = &sends[i];
 
         if (s->state != CHAT_SEND_REPLAY) {
             continue;
@@ -249,8 +237,8 @@ chat_batch_check_replays(chat_batch_ctx_t *ctx, chat_batch_t *b)
         return false;
     }
 
-    for (i = 0; i < b->nsends; i++) {
-        chat_send_t  *s = &b->sends[i];
+    for (i = 0; i < nsends; i++) {
+        chat_send_t  *s = &sends[i];
 
         if (s->state != CHAT_SEND_REPLAY) {
             continue;
@@ -269,29 +257,14 @@ chat_batch_check_replays(chat_batch_ctx_t *ctx, chat_batch_t *b)
 }
 
 
-static const chat_members_t *
-chat_batch_group(chat_batch_t *b, const char *conv)
-{
-    size_t  i;
-
-    /* few group conversations per batch: a scan is enough */
-    for (i = 0; i < b->ngroups; i++) {
-        if (strcmp(b->groups[i].conv, conv) == 0) {
-            return &b->groups[i];
-        }
-    }
-
-    return NULL;
-}
-
-
 /* the message to every device of every member but the sending one */
 static void
-chat_batch_fan_out(chat_batch_t *b, const chat_send_t *s)
+chat_batch_fan_out(chat_batch_ctx_t *ctx, chat_batch_t *b,
+    const chat_send_t *s)
 {
-    const chat_members_t  *g;
-    size_t                 frame, i;
-    char                   a[CHAT_ID_MAX + 1], c[CHAT_ID_MAX + 1];
+    const chat_group_t  *g;
+    size_t               frame, i;
+    char                 a[CHAT_ID_MAX + 1], c[CHAT_ID_MAX + 1];
 
     frame = chat_outbox_frame(&b->out,
                               chat_frame_message_object(&s->msg, true));
@@ -309,27 +282,49 @@ chat_batch_fan_out(chat_batch_t *b, const chat_send_t *s)
         return;
     }
 
-    g = chat_batch_group(b, s->msg.conv);
+    /* the cache holds the members as of this segment of the batch */
+    g = chat_members_find(ctx->members, s->msg.conv);
     if (g == NULL) {
         return;
     }
 
-    for (i = 0; i < g->nusers; i++) {
-        chat_outbox_to_user(&b->out, frame, g->users[i], s->req->node,
-                            s->req->sid);
+    for (i = 0; i < g->n; i++) {
+        if (g->members[i].removed_seq < 0) {
+            chat_outbox_to_user(&b->out, frame, g->members[i].user,
+                                s->req->node, s->req->sid);
+        }
     }
 }
 
 
-static void
-chat_batch_answer_sends(chat_batch_t *b)
+/* false: stopped while loading the members of the groups written to */
+static bool
+chat_batch_answer_sends(chat_batch_ctx_t *ctx, chat_batch_t *b,
+    chat_send_t *sends, size_t n)
 {
-    size_t        i;
+    size_t        i, nconvs = 0;
+    const char  **convs;
     chat_send_t  *s;
     json_t       *frame;
 
-    for (i = 0; i < b->nsends; i++) {
-        s = &b->sends[i];
+    convs = chat_arena_alloc(&b->arena, (n + 1) * sizeof(char *));
+
+    for (i = 0; i < n; i++) {
+        if (sends[i].state == CHAT_SEND_NEW
+            || sends[i].state == CHAT_SEND_REPLAY)
+        {
+            convs[nconvs++] = sends[i].msg.conv;
+        }
+    }
+
+    if (chat_store_load_members(ctx->store, ctx->members, convs, nconvs)
+        == CHAT_STORE_STOPPED)
+    {
+        return false;
+    }
+
+    for (i = 0; i < n; i++) {
+        s = &sends[i];
 
         switch (s->state) {
 
@@ -357,9 +352,47 @@ chat_batch_answer_sends(chat_batch_t *b)
                                s->req->node, s->req->sid);
 
         if (s->state == CHAT_SEND_NEW || s->state == CHAT_SEND_REPLAY) {
-            chat_batch_fan_out(b, s);
+            chat_batch_fan_out(ctx, b, s);
         }
     }
+
+    return true;
+}
+
+
+/* one segment: its sends, then its receipts and typing; false on stop */
+static bool
+chat_batch_segment(chat_batch_ctx_t *ctx, chat_batch_t *b, size_t s0,
+    size_t s1, size_t e0, size_t e1)
+{
+    chat_request_t  **receipts, **typing;
+    size_t            i, nreceipts = 0, ntyping = 0;
+
+    if (!chat_batch_store_sends(ctx, b, b->sends + s0, s1 - s0)
+        || !chat_batch_check_replays(ctx, b->sends + s0, s1 - s0)
+        || !chat_batch_answer_sends(ctx, b, b->sends + s0, s1 - s0))
+    {
+        return false;
+    }
+
+    if (e1 == e0) {
+        return true;
+    }
+
+    receipts = chat_arena_alloc(&b->arena, (e1 - e0) * sizeof(void *));
+    typing = chat_arena_alloc(&b->arena, (e1 - e0) * sizeof(void *));
+
+    for (i = e0; i < e1; i++) {
+        if (b->events[i]->op == CHAT_OP_RECEIPT) {
+            receipts[nreceipts++] = b->events[i];
+
+        } else {
+            typing[ntyping++] = b->events[i];
+        }
+    }
+
+    return chat_events_receipts(ctx, receipts, nreceipts, &b->out, &b->arena)
+           && chat_events_typing(ctx, typing, ntyping, &b->out, &b->arena);
 }
 
 
@@ -411,26 +444,46 @@ chat_batch_process(chat_batch_ctx_t *ctx, const chat_record_t *records,
     size_t n)
 {
     chat_batch_t  b;
+    size_t        k, s0, s1, e0;
     bool          done = false;
 
     memset(&b, 0, sizeof(b));
     b.requests = chat_alloc(n * sizeof(chat_request_t));
     b.sends = chat_alloc(n * sizeof(chat_send_t));
     b.reads = chat_alloc(n * sizeof(chat_request_t *));
+    b.events = chat_alloc(n * sizeof(chat_request_t *));
+    b.events_at = chat_alloc(n * sizeof(size_t));
     b.positions = chat_alloc(n * sizeof(chat_position_t));
 
     chat_batch_positions(&b, records, n);
     chat_batch_parse(&b, records, n);
 
-    /* sends first: reads of the same batch then see them */
-    if (!chat_batch_store_sends(ctx, &b)
-        || !chat_batch_check_replays(ctx, &b))
-    {
-        goto stopped;
+    /* segments end at each membership change, which runs after them */
+    s0 = 0;
+    e0 = 0;
+
+    for (k = 0; k <= b.nevents; k++) {
+        if (k < b.nevents && !chat_op_changes_members(b.events[k]->op)) {
+            continue;
+        }
+
+        s1 = k < b.nevents ? b.events_at[k] : b.nsends;
+
+        if (!chat_batch_segment(ctx, &b, s0, s1, e0, k)) {
+            goto stopped;
+        }
+
+        if (k < b.nevents
+            && !chat_events_group_op(ctx, b.events[k], &b.out, &b.arena))
+        {
+            goto stopped;
+        }
+
+        s0 = s1;
+        e0 = k + 1;
     }
 
-    chat_batch_answer_sends(&b);
-
+    /* reads last: they see the whole batch */
     if (!chat_batch_reads(ctx, &b)) {
         goto stopped;
     }
@@ -446,6 +499,7 @@ chat_batch_process(chat_batch_ctx_t *ctx, const chat_record_t *records,
 stopped:
 
     chat_batch_free(&b);
+    chat_members_release(ctx->members);
 
     return done;
 }

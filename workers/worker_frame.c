@@ -1,7 +1,8 @@
 /*
  * worker_frame.c: the protocol frames chat_worker answers with (ack,
- * message, error; the read answers are assembled from these objects in
- * worker_store.c), exactly as ../shared/PROTOCOL.md spells them.
+ * message, error, receipt, typing, group; the read answers are assembled
+ * from these objects in worker_reads.c), exactly as ../shared/PROTOCOL.md
+ * spells them.
  *
  * Frames are built as jansson objects, which keep insertion order, and
  * serialized compactly once; the bytes then go to every session unchanged.
@@ -117,6 +118,70 @@ chat_frame_error_for(const chat_request_t *req, const char *code,
     }
 
     return chat_frame_error(code, message, "req_id", req->req_id);
+}
+
+
+json_t *
+chat_frame_receipt(const char *conv, const char *user, const char *state,
+    int64_t seq, int64_t server_ts)
+{
+    json_t  *o = json_object();
+
+    json_object_set_new(o, "type", json_string("receipt"));
+    json_object_set_new(o, "conversation_id", json_string(conv));
+    json_object_set_new(o, "user_id", json_string(user));
+    json_object_set_new(o, "state", json_string(state));
+    json_object_set_new(o, "seq", json_integer(seq));
+    json_object_set_new(o, "server_ts", json_integer(server_ts));
+
+    return o;
+}
+
+
+json_t *
+chat_frame_typing(const char *conv, const char *user, const char *state)
+{
+    json_t  *o = json_object();
+
+    json_object_set_new(o, "type", json_string("typing"));
+    json_object_set_new(o, "conversation_id", json_string(conv));
+    json_object_set_new(o, "user_id", json_string(user));
+    json_object_set_new(o, "state", json_string(state));
+
+    return o;
+}
+
+
+/* the current members (past ones are not listed), admins first */
+json_t *
+chat_frame_group(json_t *req_id, const char *conv, const char *name,
+    const chat_member_t *members, size_t n)
+{
+    json_t  *o = json_object(), *list = json_array();
+    size_t   i;
+    int      pass;
+
+    for (pass = 1; pass >= 0; pass--) {
+        for (i = 0; i < n; i++) {
+            if (members[i].removed_seq >= 0 || members[i].admin != pass) {
+                continue;
+            }
+
+            json_array_append_new(list,
+                json_pack("{s:s,s:s}", "user_id", members[i].user, "role",
+                          members[i].admin ? "admin" : "member"));
+        }
+    }
+
+    json_object_set_new(o, "type", json_string("group"));
+    if (req_id) {
+        json_object_set(o, "req_id", req_id);
+    }
+    json_object_set_new(o, "conversation_id", json_string(conv));
+    json_object_set_new(o, "name", json_string(name));
+    json_object_set_new(o, "members", list);
+
+    return o;
 }
 
 

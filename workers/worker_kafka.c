@@ -54,6 +54,10 @@ struct chat_kafka_s {
     rd_kafka_topic_partition_list_t   *pending;
     bool                               in_flight;
     int64_t                            in_flight_since;
+
+    /* every assignment and revocation: the membership cache is only
+     * right for partitions held all along (worker_members.c) */
+    unsigned                           rebalances;
 };
 
 
@@ -238,6 +242,7 @@ chat_kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     int                  i;
 
     cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    k->rebalances++;
 
     switch (err) {
 
@@ -695,6 +700,13 @@ chat_kafka_commit(chat_kafka_t *k)
     chat_kafka_pend(k, offsets);
     rd_kafka_topic_partition_list_destroy(offsets);
     chat_kafka_send_commit(k);
+}
+
+
+unsigned
+chat_kafka_rebalances(chat_kafka_t *k)
+{
+    return k->rebalances;
 }
 
 

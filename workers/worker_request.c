@@ -138,6 +138,27 @@ chat_direct_access(const char *conv, const char *user)
 }
 
 
+/* an array of user ids, as the module sends a group's members */
+static bool
+chat_valid_ids(json_t *list)
+{
+    size_t   i;
+    json_t  *v;
+
+    if (!json_is_array(list)) {
+        return false;
+    }
+
+    json_array_foreach(list, i, v) {
+        if (!json_is_string(v) || !chat_valid_id(json_string_value(v))) {
+            return false;
+        }
+    }
+
+    return true;
+}
+
+
 /* characters, not bytes: jansson has already checked the UTF-8 */
 static size_t
 chat_utf8_length(const char *s)
@@ -260,6 +281,21 @@ chat_request_parse(chat_request_t *req, const char *payload, size_t len,
     } else if (strcmp(op, "history") == 0) {
         req->op = CHAT_OP_HISTORY;
 
+    } else if (strcmp(op, "create_group") == 0) {
+        req->op = CHAT_OP_CREATE_GROUP;
+
+    } else if (strcmp(op, "add_members") == 0) {
+        req->op = CHAT_OP_ADD_MEMBERS;
+
+    } else if (strcmp(op, "remove_members") == 0) {
+        req->op = CHAT_OP_REMOVE_MEMBERS;
+
+    } else if (strcmp(op, "receipt") == 0) {
+        req->op = CHAT_OP_RECEIPT;
+
+    } else if (strcmp(op, "typing") == 0) {
+        req->op = CHAT_OP_TYPING;
+
     } else {
         chat_bad("unsupported op \"%.32s\"", op);
     }
@@ -338,6 +374,66 @@ chat_request_parse(chat_request_t *req, const char *payload, size_t len,
 
         if (req->before_seq < -1 || req->after_seq < -1) {
             chat_bad("negative before_seq or after_seq");
+        }
+
+        break;
+
+    case CHAT_OP_CREATE_GROUP:
+    case CHAT_OP_ADD_MEMBERS:
+    case CHAT_OP_REMOVE_MEMBERS:
+        req->conv = chat_get_string(root, "conv");
+        req->name = chat_get_string(root, "name");
+        req->user_ids = json_object_get(root,
+                                        req->op == CHAT_OP_CREATE_GROUP
+                                        ? "members" : "user_ids");
+
+        if (req->conv == NULL || req->conv[0] == '\0'
+            || chat_is_dm_id(req->conv))
+        {
+            chat_bad("missing conv or not a group");
+        }
+
+        if (req->op == CHAT_OP_CREATE_GROUP
+            && (req->name == NULL || req->name[0] == '\0'))
+        {
+            chat_bad("missing name");
+        }
+
+        if (!chat_valid_ids(req->user_ids)) {
+            chat_bad("user ids missing or invalid");
+        }
+
+        if (req->op != CHAT_OP_CREATE_GROUP
+            && json_array_size(req->user_ids) == 0)
+        {
+            chat_bad("no user ids");
+        }
+
+        break;
+
+    case CHAT_OP_RECEIPT:
+    case CHAT_OP_TYPING:
+        req->conv = chat_get_string(root, "conv");
+        req->state = chat_get_string(root, "state");
+
+        if (req->conv == NULL || req->conv[0] == '\0') {
+            chat_bad("missing conv");
+        }
+
+        if (req->state == NULL
+            || (req->op == CHAT_OP_RECEIPT
+                ? strcmp(req->state, "delivered") != 0
+                  && strcmp(req->state, "read") != 0
+                : strcmp(req->state, "start") != 0
+                  && strcmp(req->state, "stop") != 0))
+        {
+            chat_bad("missing or invalid state");
+        }
+
+        if (req->op == CHAT_OP_RECEIPT
+            && (!chat_get_int(root, "seq", 0, &req->seq) || req->seq < 1))
+        {
+            chat_bad("seq is not a positive integer");
         }
 
         break;

@@ -1,0 +1,691 @@
+/*
+ * worker_sends.c: the write transaction of a batch's sends.
+ *
+ * A batch's sends are one transaction: membership checks, the lookup of
+ * already stored (sender, client_msg_id) pairs, seq allocation under the
+ * conversation's row lock, one multi-row INSERT of the messages and the
+ * sender's receipt pointers. Values always travel as parameters of prepared
+ * statements; many rows travel as array parameters expanded by unnest(),
+ * so a batch of 1000 sends is a handful of round trips. A conflict with
+ * another worker (unique violation or deadlock while partitions move
+ * between workers) retries the batch, whose retry then finds the other
+ * worker's rows and acks them.
+ */
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker.h"
+#include "worker_store.h"
+
+
+const chat_statement_t  chat_send_statements[] = {
+
+    /* the senders into non-direct conversations that are members now; the
+     * share lock keeps a concurrent removal from slipping in before COMMIT */
+    { "members_check",
+      "SELECT m.conversation_id, m.user_id FROM members m"
+      " JOIN unnest($1::text[], $2::text[]) AS t(c, u)"
+      " ON m.conversation_id = t.c AND m.user_id = t.u"
+      " WHERE m.removed_seq IS NULL"
+      " FOR SHARE OF m" },
+
+    /* sends stored before: retries, or this batch's own rows when a worker
+     * died between COMMIT and the offset commit */
+    { "stored_sends",
+      "SELECT m.sender_id, m.client_msg_id, " CHAT_MESSAGE_COLUMNS ","
+      " m.kafka_partition, m.kafka_offset"
+      " FROM messages m JOIN unnest($1::text[], $2::text[]) AS t(s, c)"
+      " ON m.sender_id = t.s AND m.client_msg_id = t.c" },
+
+    /* seq allocation: a direct conversation comes into being with its first
+     * message; the row lock serializes writers of one conversation, and the
+     * ORDER BY makes two workers lock rows in the same order */
+    { "alloc_direct",
+      "INSERT INTO conversations AS c"
+      " (id, kind, last_seq, last_activity, created_at)"
+      " SELECT t.id, 'direct', t.n, $3, $3"
+      " FROM unnest($1::text[], $2::bigint[]) AS t(id, n) ORDER BY t.id"
+      " ON CONFLICT (id) DO UPDATE"
+      " SET last_seq = c.last_seq + excluded.last_seq,"
+      " last_activity = GREATEST(c.last_activity, excluded.last_activity)"
+      " WHERE c.kind = 'direct'"
+      " RETURNING c.id, c.last_seq" },
+
+    { "alloc_group",
+      "UPDATE conversations AS c"
+      " SET last_seq = c.last_seq + t.n,"
+      " last_activity = GREATEST(c.last_activity, $3)"
+      " FROM unnest($1::text[], $2::bigint[]) AS t(id, n)"
+      " WHERE c.id = t.id AND c.kind = 'group'"
+      " RETURNING c.id, c.last_seq" },
+
+    { "message_ids",
+      "SELECT nextval('message_ids') FROM generate_series(1, $1::int)" },
+
+    { "insert_messages",
+      "INSERT INTO messages (conversation_id, seq, message_id, sender_id,"
+      " device_id, client_msg_id, kind, body, server_ts, kafka_partition,"
+      " kafka_offset)"
+      " SELECT t.c, t.s, t.id, t.u, t.d, t.cm, 'text', t.b, $8, t.p, t.o"
+      " FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[],"
+      " $5::text[], $6::text[], $7::text[], $9::int[], $10::bigint[])"
+      " AS t(c, s, id, u, d, cm, b, p, o)" },
+
+    /* direct members come into being with the conversation; a sender's own
+     * pointers move to its message (rows given seq 0 are only created,
+     * and moving nothing leaves an existing row unwritten) */
+    { "move_pointers",
+      "INSERT INTO members AS m"
+      " (conversation_id, user_id, delivered_seq, read_seq)"
+      " SELECT t.c, t.u, t.s, t.s"
+      " FROM unnest($1::text[], $2::text[], $3::bigint[]) AS t(c, u, s)"
+      " ORDER BY t.c, t.u"
+      " ON CONFLICT (conversation_id, user_id) DO UPDATE"
+      " SET delivered_seq = GREATEST(m.delivered_seq, excluded.delivered_seq),"
+      " read_seq = GREATEST(m.read_seq, excluded.read_seq)"
+      " WHERE excluded.read_seq > m.read_seq"
+      " OR excluded.delivered_seq > m.delivered_seq" },
+};
+
+const size_t  chat_send_nstatements =
+    sizeof(chat_send_statements) / sizeof(chat_send_statements[0]);
+
+
+/* one conversation written to by the batch */
+typedef struct {
+    const char  *conv;
+    bool         direct;
+    bool         allocated;     /* its row was locked and advanced */
+    bool         created;       /* its first messages are in this batch */
+    int64_t      nnew;
+    int64_t      next_seq;
+    char         a[CHAT_ID_MAX + 1];     /* direct: the two members */
+    char         b[CHAT_ID_MAX + 1];
+} chat_conv_slot_t;
+
+/* receipt pointers to create or move */
+typedef struct {
+    const char  *conv;
+    const char  *user;
+    int64_t      seq;
+} chat_pointer_t;
+
+typedef struct {
+    chat_conv_slot_t  *slots;
+    size_t             nslots;
+    chat_map_t         slot_index;
+    chat_pointer_t    *pointers;
+    size_t             npointers;
+    chat_map_t         pointer_index;
+    chat_map_t         keys;
+    int64_t           *ids;
+} chat_send_work_t;
+
+
+static void
+chat_send_work_free(chat_send_work_t *w)
+{
+    free(w->slots);
+    free(w->pointers);
+    free(w->ids);
+    chat_map_free(&w->slot_index);
+    chat_map_free(&w->pointer_index);
+    chat_map_free(&w->keys);
+    memset(w, 0, sizeof(*w));
+}
+
+
+static chat_conv_slot_t *
+chat_conv_slot(chat_send_work_t *w, const char *conv, size_t max)
+{
+    size_t             i;
+    chat_conv_slot_t  *slot;
+
+    i = chat_map_put(&w->slot_index, conv, w->nslots);
+
+    if (i < w->nslots) {
+        return &w->slots[i];
+    }
+
+    if (w->slots == NULL) {
+        w->slots = chat_alloc(max * sizeof(chat_conv_slot_t));
+    }
+
+    slot = &w->slots[w->nslots++];
+    memset(slot, 0, sizeof(*slot));
+    slot->conv = conv;
+    slot->direct = chat_parse_dm(conv, slot->a, slot->b);
+
+    return slot;
+}
+
+
+static void
+chat_pointer_move(chat_send_work_t *w, chat_arena_t *arena, size_t max,
+    const char *conv, const char *user, int64_t seq)
+{
+    size_t  i;
+
+    i = chat_map_put(&w->pointer_index, chat_pair_key(arena, conv, user),
+                     w->npointers);
+
+    if (i == w->npointers) {
+        if (w->pointers == NULL) {
+            w->pointers = chat_alloc(max * sizeof(chat_pointer_t));
+        }
+
+        w->pointers[i].conv = conv;
+        w->pointers[i].user = user;
+        w->pointers[i].seq = seq;
+        w->npointers++;
+
+    } else if (seq > w->pointers[i].seq) {
+        w->pointers[i].seq = seq;
+    }
+}
+
+
+/* non-direct conversations: the sender must be a member now */
+static chat_q_rc_t
+chat_sends_check_members(chat_store_t *st, chat_send_t *sends, size_t n,
+    chat_arena_t *arena)
+{
+    chat_buf_t  *convs = &st->arrays[0], *users = &st->arrays[1];
+    const char  *params[2];
+    chat_map_t   allowed = { 0 };
+    PGresult    *res = NULL;
+    chat_q_rc_t  rc;
+    size_t       i, asked = 0, dummy;
+    int          row;
+
+    chat_pg_array_begin(convs);
+    chat_pg_array_begin(users);
+
+    for (i = 0; i < n; i++) {
+        if (sends[i].state == CHAT_SEND_PENDING
+            && !chat_is_dm_id(sends[i].req->conv))
+        {
+            chat_pg_array_text(convs, sends[i].req->conv);
+            chat_pg_array_text(users, sends[i].req->user);
+            asked++;
+        }
+    }
+
+    if (asked == 0) {
+        return CHAT_Q_OK;
+    }
+
+    params[0] = chat_pg_array_end(convs);
+    params[1] = chat_pg_array_end(users);
+
+    rc = chat_store_run(st, "members_check", 2, params, &res);
+    if (rc != CHAT_Q_OK) {
+        return rc;
+    }
+
+    for (row = 0; row < PQntuples(res); row++) {
+        chat_map_put(&allowed, chat_pair_key(arena, PQgetvalue(res, row, 0),
+                                              PQgetvalue(res, row, 1)), 1);
+    }
+
+    PQclear(res);
+
+    for (i = 0; i < n; i++) {
+        chat_send_t  *s = &sends[i];
+
+        if (s->state == CHAT_SEND_PENDING && !chat_is_dm_id(s->req->conv)
+            && !chat_map_get(&allowed,
+                             chat_pair_key(arena, s->req->conv, s->req->user),
+                             &dummy))
+        {
+            s->state = CHAT_SEND_FORBIDDEN;
+        }
+    }
+
+    chat_map_free(&allowed);
+
+    return CHAT_Q_OK;
+}
+
+
+/* sends stored before: RETRY gets the stored ack; REPLAY, the same Kafka
+ * record stored by a worker that died before committing its offset, gets
+ * its ack and deliveries again */
+static chat_q_rc_t
+chat_sends_find_stored(chat_store_t *st, chat_send_t *sends, size_t n,
+    chat_arena_t *arena)
+{
+    chat_buf_t      *senders = &st->arrays[0], *cmids = &st->arrays[1];
+    const char      *params[2];
+    chat_map_t       stored = { 0 };
+    chat_message_t  *rows;
+    int32_t         *partitions;
+    int64_t         *offsets;
+    PGresult        *res = NULL;
+    chat_q_rc_t      rc;
+    size_t           i, asked = 0, row;
+    int              nrows, r;
+
+    chat_pg_array_begin(senders);
+    chat_pg_array_begin(cmids);
+
+    for (i = 0; i < n; i++) {
+        if (sends[i].state == CHAT_SEND_PENDING) {
+            chat_pg_array_text(senders, sends[i].req->user);
+            chat_pg_array_text(cmids, sends[i].req->cmid);
+            asked++;
+        }
+    }
+
+    if (asked == 0) {
+        return CHAT_Q_OK;
+    }
+
+    params[0] = chat_pg_array_end(senders);
+    params[1] = chat_pg_array_end(cmids);
+
+    rc = chat_store_run(st, "stored_sends", 2, params, &res);
+    if (rc != CHAT_Q_OK) {
+        return rc;
+    }
+
+    nrows = PQntuples(res);
+    if (nrows == 0) {
+        PQclear(res);
+        return CHAT_Q_OK;
+    }
+
+    rows = chat_arena_alloc(arena, nrows * sizeof(chat_message_t));
+    partitions = chat_arena_alloc(arena, nrows * sizeof(int32_t));
+    offsets = chat_arena_alloc(arena, nrows * sizeof(int64_t));
+
+    for (r = 0; r < nrows; r++) {
+        chat_row_message(res, r, 2, &rows[r]);
+
+        if (rows[r].cmid == NULL) {
+            continue;       /* cannot happen: the join compares it */
+        }
+
+        chat_message_to_arena(&rows[r], arena);
+        partitions[r] = PQgetisnull(res, r, 10)
+                        ? -1 : (int32_t) chat_int(res, r, 10);
+        offsets[r] = PQgetisnull(res, r, 11) ? -1 : chat_int(res, r, 11);
+        chat_map_put(&stored, chat_pair_key(arena, rows[r].sender,
+                                            rows[r].cmid), r);
+    }
+
+    PQclear(res);
+
+    for (i = 0; i < n; i++) {
+        chat_send_t  *s = &sends[i];
+
+        if (s->state != CHAT_SEND_PENDING
+            || !chat_map_get(&stored,
+                             chat_pair_key(arena, s->req->user, s->req->cmid),
+                             &row))
+        {
+            continue;
+        }
+
+        s->msg = rows[row];
+        s->state = partitions[row] == s->req->partition
+                   && offsets[row] == s->req->offset
+                   ? CHAT_SEND_REPLAY : CHAT_SEND_RETRY;
+    }
+
+    chat_map_free(&stored);
+
+    return CHAT_Q_OK;
+}
+
+
+/* a send repeated inside the batch is a retry of its first occurrence */
+static void
+chat_sends_fold(chat_send_work_t *w, chat_send_t *sends, size_t n,
+    chat_arena_t *arena)
+{
+    size_t  i, first;
+
+    for (i = 0; i < n; i++) {
+        chat_send_t  *s = &sends[i];
+
+        if (s->state != CHAT_SEND_PENDING) {
+            continue;
+        }
+
+        first = chat_map_put(&w->keys,
+                             chat_pair_key(arena, s->req->user, s->req->cmid),
+                             i);
+
+        if (first != i) {
+            s->state = CHAT_SEND_RETRY;
+            s->same_as = first;
+            s->same_as_set = true;
+        }
+    }
+}
+
+
+/* advances last_seq of every conversation by its new messages */
+static chat_q_rc_t
+chat_sends_allocate(chat_store_t *st, chat_send_work_t *w, bool direct,
+    int64_t now)
+{
+    chat_buf_t  *convs = &st->arrays[0], *counts = &st->arrays[1];
+    const char  *params[3];
+    char         now_text[24];
+    PGresult    *res = NULL;
+    chat_q_rc_t  rc;
+    size_t       i, asked = 0;
+    int          row;
+
+    chat_pg_array_begin(convs);
+    chat_pg_array_begin(counts);
+
+    for (i = 0; i < w->nslots; i++) {
+        if (w->slots[i].direct == direct && w->slots[i].nnew > 0) {
+            chat_pg_array_text(convs, w->slots[i].conv);
+            chat_pg_array_int(counts, w->slots[i].nnew);
+            asked++;
+        }
+    }
+
+    if (asked == 0) {
+        return CHAT_Q_OK;
+    }
+
+    snprintf(now_text, sizeof(now_text), "%" PRId64, now);
+    params[0] = chat_pg_array_end(convs);
+    params[1] = chat_pg_array_end(counts);
+    params[2] = now_text;
+
+    rc = chat_store_run(st, direct ? "alloc_direct" : "alloc_group", 3,
+                        params, &res);
+    if (rc != CHAT_Q_OK) {
+        return rc;
+    }
+
+    for (row = 0; row < PQntuples(res); row++) {
+        if (chat_map_get(&w->slot_index, PQgetvalue(res, row, 0), &i)) {
+            w->slots[i].allocated = true;
+            w->slots[i].next_seq = chat_int(res, row, 1)
+                                   - w->slots[i].nnew + 1;
+
+            /* a conversation's seqs start at 1 with its first message */
+            w->slots[i].created = w->slots[i].next_seq == 1;
+        }
+    }
+
+    PQclear(res);
+
+    return CHAT_Q_OK;
+}
+
+
+static chat_q_rc_t
+chat_sends_insert(chat_store_t *st, chat_send_t *sends, size_t n,
+    int64_t now)
+{
+    chat_buf_t  *a = st->arrays;
+    const char  *params[10];
+    char         now_text[24];
+    size_t       i, k;
+
+    for (k = 0; k < 9; k++) {
+        chat_pg_array_begin(&a[k]);
+    }
+
+    for (i = 0; i < n; i++) {
+        chat_send_t  *s = &sends[i];
+
+        if (s->state != CHAT_SEND_NEW) {
+            continue;
+        }
+
+        chat_pg_array_text(&a[0], s->msg.conv);
+        chat_pg_array_int(&a[1], s->msg.seq);
+        chat_pg_array_int(&a[2], s->msg.message_id);
+        chat_pg_array_text(&a[3], s->req->user);
+        chat_pg_array_text(&a[4], s->req->dev);
+        chat_pg_array_text(&a[5], s->req->cmid);
+        chat_pg_array_text(&a[6], s->req->body);
+        chat_pg_array_int(&a[7], s->req->partition);
+        chat_pg_array_int(&a[8], s->req->offset);
+    }
+
+    snprintf(now_text, sizeof(now_text), "%" PRId64, now);
+
+    for (k = 0; k < 7; k++) {
+        params[k] = chat_pg_array_end(&a[k]);
+    }
+
+    params[7] = now_text;
+    params[8] = chat_pg_array_end(&a[7]);
+    params[9] = chat_pg_array_end(&a[8]);
+
+    return chat_store_run(st, "insert_messages", 10, params, NULL);
+}
+
+
+static chat_q_rc_t
+chat_sends_move_pointers(chat_store_t *st, chat_send_work_t *w,
+    chat_send_t *sends, size_t n, chat_arena_t *arena)
+{
+    chat_buf_t        *convs = &st->arrays[0], *users = &st->arrays[1];
+    chat_buf_t        *seqs = &st->arrays[2];
+    const char        *params[3];
+    chat_conv_slot_t  *slot;
+    size_t             i, k;
+
+    for (i = 0; i < n; i++) {
+        chat_send_t  *s = &sends[i];
+
+        if (s->state != CHAT_SEND_NEW) {
+            continue;
+        }
+
+        chat_map_get(&w->slot_index, s->msg.conv, &k);
+        slot = &w->slots[k];
+
+        if (slot->direct && slot->created) {
+            /* both members exist from the first message on */
+            chat_pointer_move(w, arena, 2 * n + n, slot->conv, slot->a, 0);
+            chat_pointer_move(w, arena, 2 * n + n, slot->conv, slot->b, 0);
+        }
+
+        chat_pointer_move(w, arena, 2 * n + n, slot->conv, s->req->user,
+                          s->msg.seq);
+    }
+
+    if (w->npointers == 0) {
+        return CHAT_Q_OK;
+    }
+
+    chat_pg_array_begin(convs);
+    chat_pg_array_begin(users);
+    chat_pg_array_begin(seqs);
+
+    for (i = 0; i < w->npointers; i++) {
+        chat_pg_array_text(convs, w->pointers[i].conv);
+        chat_pg_array_text(users, w->pointers[i].user);
+        chat_pg_array_int(seqs, w->pointers[i].seq);
+    }
+
+    params[0] = chat_pg_array_end(convs);
+    params[1] = chat_pg_array_end(users);
+    params[2] = chat_pg_array_end(seqs);
+
+    return chat_store_run(st, "move_pointers", 3, params, NULL);
+}
+
+
+static chat_q_rc_t
+chat_sends_once(chat_store_t *st, chat_send_t *sends, size_t n,
+    chat_arena_t *arena)
+{
+    chat_send_work_t   w;
+    chat_conv_slot_t  *slot;
+    chat_q_rc_t        rc;
+    const char        *params[1];
+    char               count_text[24];
+    PGresult          *res = NULL;
+    int64_t            now = chat_now_ms();
+    size_t             i, k, nnew;
+
+    memset(&w, 0, sizeof(w));
+
+    for (i = 0; i < n; i++) {
+        sends[i].state = sends[i].direct_forbidden ? CHAT_SEND_FORBIDDEN
+                                                   : CHAT_SEND_PENDING;
+        sends[i].same_as_set = false;
+        memset(&sends[i].msg, 0, sizeof(chat_message_t));
+    }
+
+    rc = chat_store_command(st, "BEGIN");
+    if (rc != CHAT_Q_OK) {
+        goto done;
+    }
+
+    rc = chat_sends_check_members(st, sends, n, arena);
+    if (rc != CHAT_Q_OK) {
+        goto done;
+    }
+
+    rc = chat_sends_find_stored(st, sends, n, arena);
+    if (rc != CHAT_Q_OK) {
+        goto done;
+    }
+
+    chat_sends_fold(&w, sends, n, arena);
+
+    for (i = 0; i < n; i++) {
+        if (sends[i].state == CHAT_SEND_PENDING) {
+            chat_conv_slot(&w, sends[i].req->conv, n)->nnew++;
+        }
+    }
+
+    rc = chat_sends_allocate(st, &w, true, now);
+    if (rc == CHAT_Q_OK) {
+        rc = chat_sends_allocate(st, &w, false, now);
+    }
+
+    if (rc != CHAT_Q_OK) {
+        goto done;
+    }
+
+    /* seqs in record order; a conversation that could not be advanced
+     * (a group that does not exist) got no seqs at all */
+    nnew = 0;
+
+    for (i = 0; i < n; i++) {
+        chat_send_t  *s = &sends[i];
+
+        if (s->state != CHAT_SEND_PENDING) {
+            continue;
+        }
+
+        chat_map_get(&w.slot_index, s->req->conv, &k);
+        slot = &w.slots[k];
+
+        if (!slot->allocated) {
+            log_warn("partition %d offset %" PRId64 ": conversation %s"
+                     " cannot take messages", s->req->partition,
+                     s->req->offset, s->req->conv);
+            s->state = CHAT_SEND_FORBIDDEN;
+            continue;
+        }
+
+        s->state = CHAT_SEND_NEW;
+        s->msg.conv = s->req->conv;
+        s->msg.seq = slot->next_seq++;
+        s->msg.sender = s->req->user;
+        s->msg.cmid = s->req->cmid;
+        s->msg.kind = "text";
+        s->msg.body = s->req->body;
+        s->msg.server_ts = now;
+        nnew++;
+    }
+
+    if (nnew > 0) {
+        snprintf(count_text, sizeof(count_text), "%zu", nnew);
+        params[0] = count_text;
+
+        rc = chat_store_run(st, "message_ids", 1, params, &res);
+        if (rc != CHAT_Q_OK) {
+            goto done;
+        }
+
+        k = 0;
+        for (i = 0; i < n && k < (size_t) PQntuples(res); i++) {
+            if (sends[i].state == CHAT_SEND_NEW) {
+                sends[i].msg.message_id = chat_int(res, (int) k++, 0);
+            }
+        }
+
+        PQclear(res);
+
+        rc = chat_sends_insert(st, sends, n, now);
+        if (rc != CHAT_Q_OK) {
+            goto done;
+        }
+
+        rc = chat_sends_move_pointers(st, &w, sends, n, arena);
+        if (rc != CHAT_Q_OK) {
+            goto done;
+        }
+    }
+
+    rc = chat_store_command(st, "COMMIT");
+    if (rc != CHAT_Q_OK) {
+        goto done;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (sends[i].same_as_set) {
+            sends[i].msg = sends[sends[i].same_as].msg;
+        }
+    }
+
+done:
+
+    chat_send_work_free(&w);
+
+    return rc;
+}
+
+
+typedef struct {
+    chat_send_t      *sends;
+    size_t            n;
+    chat_arena_t     *arena;
+} chat_sends_args_t;
+
+
+static chat_q_rc_t
+chat_sends_attempt(chat_store_t *st, void *data)
+{
+    chat_sends_args_t  *a = data;
+
+    return chat_sends_once(st, a->sends, a->n, a->arena);
+}
+
+
+static void
+chat_sends_undo(void *data)
+{
+    (void) data;    /* each attempt starts from the requests again */
+}
+
+
+chat_store_rc_t
+chat_store_sends(chat_store_t *st, chat_send_t *sends, size_t n,
+    chat_arena_t *arena)
+{
+    chat_sends_args_t  args = { sends, n, arena };
+
+    return chat_store_retry(st, chat_sends_attempt, chat_sends_undo, &args);
+}
+
