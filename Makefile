@@ -7,6 +7,7 @@
 #   make test      deps, build, unit, then the integration tests (pytest)
 #   make run       deps, build, then the whole stack in ./var (foreground)
 #   make dynamic   check that the module also builds as a dynamic module
+#   make fuzz      libFuzzer targets t/fuzz/fuzz_*.c, FUZZ_SECONDS (30) each
 #   make clean
 #
 # SANITIZE=1 builds everything with ASan and UBSan into build-san/ instead
@@ -56,8 +57,11 @@ DEBSRC_FILE   := /etc/apt/sources.list.d/ngx-chat-src.sources
 NGX_SRC    := $(BUILD)/nginx-src
 NGX_PREFIX := $(CURDIR)/$(BUILD)/nginx
 NGX_BIN    := $(NGX_PREFIX)/sbin/nginx
+# NGX_DEBUG_PALLOC: every pool allocation is a malloc() of its own, so
+# that ASan sees overflows and uses after free inside pools
 NGX_OPTS   := --with-http_ssl_module --with-threads \
-              $(if $(SAN),--with-cc-opt='$(SAN)' --with-ld-opt='$(SAN)')
+              $(if $(SAN),--with-cc-opt='$(SAN) -DNGX_DEBUG_PALLOC=1' \
+                          --with-ld-opt='$(SAN)')
 NGX_CONF_ARGS := --prefix=$(NGX_PREFIX) $(NGX_OPTS) --add-module=$(CURDIR)
 
 DYN          := $(BUILD)/dyn
@@ -95,7 +99,7 @@ UNIT_MOD_SRCS := $(wildcard ngx_chat_module/ngx_chat_frame.c \
 UNIT_LIBS := -ljansson -lcrypto
 
 .PHONY: all deps pkgs nginx-source kafka-jars build nginx workers unit \
-        test run dynamic bench clean FORCE
+        test run dynamic bench leak clean FORCE
 
 all: build
 
@@ -321,6 +325,95 @@ $(BENCH_BIN): t/bench/chat_bench.c
 
 bench: deps build $(BENCH_BIN)
 	BENCH_BIN=$(CURDIR)/$(BENCH_BIN) BENCH_QUICK=$(BENCH_QUICK) t/bench/run.sh
+
+# ====================================================================== fuzz
+#
+# make fuzz [FUZZ_SECONDS=30] [FUZZ_TARGETS="fuzz_frame ..."]
+# builds the libFuzzer targets t/fuzz/fuzz_*.c with clang (installed when
+# missing) against the module's pure C parts, then runs each for
+# FUZZ_SECONDS on a scratch copy of t/fuzz/corpus/<target>/ (the repo is
+# not modified), with t/fuzz/<target>.dict when there is one.  Prints
+# executions and coverage per target; fails on a crash, leaving the input
+# in $(FUZZ_DIR)/artifacts/ (replay it with `$(FUZZ_DIR)/<target> <file>`).
+# Always in build/fuzz: libFuzzer's instrumentation has nothing to do with
+# SANITIZE.  See t/fuzz/README.md.
+
+FUZZ_SECONDS ?= 30
+FUZZ_CC      ?= clang
+FUZZ_DIR     := build/fuzz
+FUZZ_SRCS    := $(wildcard t/fuzz/fuzz_*.c)
+FUZZ_TARGETS ?= $(patsubst t/fuzz/%.c,%,$(FUZZ_SRCS))
+FUZZ_BINS    := $(addprefix $(FUZZ_DIR)/,$(FUZZ_TARGETS))
+FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=all -std=gnu11 -Wall -Wextra \
+                -Ingx_chat_module
+FUZZ_LIBS    := -ljansson -lcrypto
+
+.PHONY: fuzz fuzz-build fuzz-pkgs
+
+# clang (its libclang-common-N-dev brings the libFuzzer runtime); the
+# rest (jansson, OpenSSL) comes with `pkgs`
+fuzz-pkgs: pkgs
+	@if command -v $(FUZZ_CC) >/dev/null 2>&1; then exit 0; fi; \
+	set -e; echo "fuzz: installing clang"; \
+	$(APT) update -q; \
+	$(APT) install -y -q --no-install-recommends clang
+
+$(FUZZ_DIR)/%: t/fuzz/%.c $(UNIT_MOD_SRCS)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -MF $@.d -o $@ $< \
+	    $(UNIT_MOD_SRCS) $(FUZZ_LIBS)
+
+-include $(FUZZ_BINS:=.d)
+
+# (.NOTPARALLEL: clang is there before the first target is built)
+fuzz-build: fuzz-pkgs $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	@set -u; failed=""; summary=""; \
+	work=$$(mktemp -d "$${TMPDIR:-/tmp}/ngx-chat-fuzz.XXXXXX"); \
+	trap 'rm -rf "$$work"' EXIT; \
+	mkdir -p $(FUZZ_DIR)/artifacts; \
+	for t in $(FUZZ_TARGETS); do \
+	    mkdir -p "$$work/$$t"; \
+	    if [ -d t/fuzz/corpus/$$t ]; then \
+	        cp -R t/fuzz/corpus/$$t/. "$$work/$$t/"; \
+	    fi; \
+	    echo "== $$t: $(FUZZ_SECONDS) s"; \
+	    $(FUZZ_DIR)/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	        -rss_limit_mb=2048 -print_final_stats=1 \
+	        $$([ -f t/fuzz/$$t.dict ] && echo -dict=t/fuzz/$$t.dict) \
+	        -artifact_prefix=$(FUZZ_DIR)/artifacts/$$t- \
+	        "$$work/$$t" > "$$work/$$t.log" 2>&1; \
+	    rc=$$?; \
+	    done_line=$$(grep -E '^#[0-9]+[[:space:]]+DONE ' "$$work/$$t.log" \
+	                 | tail -n 1); \
+	    if [ $$rc -ne 0 ]; then \
+	        tail -n 60 "$$work/$$t.log"; \
+	        failed="$$failed $$t"; \
+	        summary="$$summary$$t: FAILED (exit $$rc)\n"; \
+	    else \
+	        execs=$$(sed -n 's/^stat::number_of_executed_units:[[:space:]]*//p' \
+	                 "$$work/$$t.log"); \
+	        echo "$$done_line"; \
+	        summary="$$summary$$t: $$execs execs; $$done_line\n"; \
+	    fi; \
+	done; \
+	echo "== fuzz summary ($(FUZZ_SECONDS) s each)"; \
+	printf '%b' "$$summary"; \
+	if [ -n "$$failed" ]; then \
+	    echo "fuzz: FAILED:$$failed (inputs in $(FUZZ_DIR)/artifacts/)"; \
+	    exit 1; \
+	fi
+
+# ====================================================================== leak
+#
+# make leak [LEAK_STACK=DIR] [LEAK_ARGS="--cycles 20000 --ping-only"]
+# t/bench/leak_check.py: nginx worker VmRSS/Pss over 100,000 connect / send /
+# close cycles, against DIR/stack.env or a stack of its own on spare ports.
+
+leak: deps build
+	python3 t/bench/leak_check.py $(LEAK_STACK) $(LEAK_ARGS)
 
 # ==================================================================== clean
 

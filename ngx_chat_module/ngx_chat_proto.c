@@ -549,8 +549,8 @@ static json_t *
 ngx_chat_proto_user_ids(ngx_chat_proto_ctx_t *ctx, json_t *list,
     const char *field, int drop_self)
 {
-    size_t        i, j, n;
-    json_t       *ids, *id;
+    size_t        i, n;
+    json_t       *ids, *id, *seen;
     const char   *s;
 
     if (list == NULL && drop_self) {
@@ -571,7 +571,11 @@ ngx_chat_proto_user_ids(ngx_chat_proto_ctx_t *ctx, json_t *list,
     }
 
     ids = json_array();
-    if (ids == NULL) {
+    seen = json_object();
+
+    if (ids == NULL || seen == NULL) {
+        json_decref(ids);
+        json_decref(seen);
         ngx_chat_proto_fail(ctx, "internal", "out of memory");
         return NULL;
     }
@@ -585,6 +589,7 @@ ngx_chat_proto_user_ids(ngx_chat_proto_ctx_t *ctx, json_t *list,
                                   json_string_length(id)))
         {
             json_decref(ids);
+            json_decref(seen);
             ngx_chat_proto_fail(ctx, "bad_request",
                                 strcmp(field, "members") == 0
                                 ? "\"members\" must hold user ids"
@@ -598,17 +603,14 @@ ngx_chat_proto_user_ids(ngx_chat_proto_ctx_t *ctx, json_t *list,
             continue;
         }
 
-        /* quadratic, but over at most 1000 short strings */
-        for (j = 0; j < json_array_size(ids); j++) {
-            if (json_equal(json_array_get(ids, j), id)) {
-                break;
-            }
-        }
-
-        if (j == json_array_size(ids)) {
+        /* a hash set: a linear scan per id would be quadratic */
+        if (json_object_get(seen, s) == NULL) {
+            json_object_set_new(seen, s, json_true());
             json_array_append(ids, id);
         }
     }
+
+    json_decref(seen);
 
     return ids;
 }

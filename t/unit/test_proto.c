@@ -296,6 +296,32 @@ test_sync_history(void)
 
 
 static void
+test_groups(void)
+{
+    json_t                   *j, *m;
+    ngx_chat_proto_result_t   res;
+
+    j = run("{\"type\":\"create_group\",\"req_id\":1,\"name\":\"g\","
+            "\"members\":[\"bob\",\"alice\",\"carol\",\"bob\"]}", &res);
+    m = j ? json_object_get(j, "members") : NULL;
+    CHECK(m && json_array_size(m) == 2
+          && strcmp(json_string_value(json_array_get(m, 0)), "bob") == 0
+          && strcmp(json_string_value(json_array_get(m, 1)), "carol") == 0,
+          "duplicates and the creator folded, order kept: %s", res.record);
+    CHECK(strncmp(res.key, "g:", 2) == 0, "a fresh group id: %s", res.key);
+    json_decref(j);
+    ngx_chat_proto_result_free(&res);
+
+    expect_error("{\"type\":\"add_members\",\"req_id\":2,"
+                 "\"conversation_id\":\"g:x\",\"user_ids\":[]}",
+                 "bad_request", "req_id", "2");
+    expect_error("{\"type\":\"add_members\",\"req_id\":2,"
+                 "\"conversation_id\":\"g:x\",\"user_ids\":[\"a b\"]}",
+                 "bad_request", "req_id", "2");
+}
+
+
+static void
 test_bad_frames(void)
 {
     expect_error("not json", "bad_request", NULL, NULL);
@@ -354,6 +380,7 @@ main(void)
     test_ping();
     test_send();
     test_sync_history();
+    test_groups();
     test_bad_frames();
     test_record_failed();
 
