@@ -14,31 +14,7 @@
 #include "../../workers/worker_outbox.c"
 
 
-static int  passed, failed;
-
-
-#define check(cond)                                                        \
-    do {                                                                   \
-        if (cond) {                                                        \
-            passed++;                                                      \
-        } else {                                                           \
-            failed++;                                                      \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);         \
-        }                                                                  \
-    } while (0)
-
-#define check_str(got, want)                                               \
-    do {                                                                   \
-        const char  *g_ = (got), *w_ = (want);                             \
-        if (g_ && strcmp(g_, w_) == 0) {                                   \
-            passed++;                                                      \
-        } else {                                                           \
-            failed++;                                                      \
-            printf("FAIL %s:%d: got  %s\n%*s want %s\n", __FILE__,         \
-                   __LINE__, g_ ? g_ : "(null)",                           \
-                   (int) strlen(__FILE__) + 12, "", w_);                   \
-        }                                                                  \
-    } while (0)
+#include "worker_unit.h"
 
 
 static void
