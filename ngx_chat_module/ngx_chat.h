@@ -58,6 +58,7 @@ typedef struct {
     ngx_flag_t                 enable;
     ngx_flag_t                 echo;
     size_t                     max_message;
+    ngx_uint_t                 max_frames;
     size_t                     send_buffer;
     ngx_msec_t                 heartbeat;
     ngx_uint_t                 rate;        /* client frames per second */

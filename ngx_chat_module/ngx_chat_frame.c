@@ -524,6 +524,14 @@ ngx_chat_ws_header_done(ngx_chat_ws_parser_t *p, ngx_chat_ws_event_t *ev)
             p->msg_opcode = p->opcode;
             p->message_len = 0;
             p->utf8_state = NGX_CHAT_UTF8_ACCEPT;
+            p->frames = 0;
+        }
+
+        /* empty fragments cost no memory, but each costs a pass here */
+
+        if (p->max_frames && ++p->frames > p->max_frames) {
+            return ngx_chat_ws_fail(p, ev, NGX_CHAT_WS_CLOSE_TOO_BIG,
+                                    "too many fragments in a message");
         }
 
         /* the limit is checked before a byte of the payload is read */

@@ -94,6 +94,9 @@ typedef struct {
     uint64_t                   max_message;    /* set by init; the caller
                                                   may change it between
                                                   messages */
+    uint32_t                   max_frames;     /* frames per data message,
+                                                  0: no limit (init) */
+    uint32_t                   frames;         /* private: so far */
 
     /* private */
     uint64_t                   remaining;      /* of the current frame */

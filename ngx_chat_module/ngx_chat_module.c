@@ -108,6 +108,13 @@ static ngx_command_t  ngx_chat_commands[] = {
       offsetof(ngx_chat_loc_conf_t, max_message),
       &ngx_chat_max_message_bounds },
 
+    { ngx_string("chat_max_frames"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_chat_loc_conf_t, max_frames),
+      &ngx_chat_rate_bounds },
+
     { ngx_string("chat_send_buffer"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
@@ -280,6 +287,7 @@ ngx_chat_create_loc_conf(ngx_conf_t *cf)
     conf->enable = NGX_CONF_UNSET;
     conf->echo = NGX_CONF_UNSET;
     conf->max_message = NGX_CONF_UNSET_SIZE;
+    conf->max_frames = NGX_CONF_UNSET_UINT;
     conf->send_buffer = NGX_CONF_UNSET_SIZE;
     conf->heartbeat = NGX_CONF_UNSET_MSEC;
     conf->rate = NGX_CONF_UNSET_UINT;
@@ -302,6 +310,10 @@ ngx_chat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               16 * 1024);
     ngx_conf_merge_size_value(conf->send_buffer, prev->send_buffer,
                               256 * 1024);
+
+    /* fragments of 16 bytes on average: no real client comes near */
+    ngx_conf_merge_uint_value(conf->max_frames, prev->max_frames,
+                              ngx_max(64, conf->max_message / 16));
     ngx_conf_merge_msec_value(conf->heartbeat, prev->heartbeat, 30000);
 
     /*

@@ -110,6 +110,7 @@ ngx_chat_session_start(ngx_http_request_t *r, ngx_str_t *user,
     ngx_sprintf(s->sid, "%016xL", (uint64_t) s->node.key);
 
     ngx_chat_ws_parser_init(&s->parser, lcf->max_message);
+    s->parser.max_frames = (uint32_t) ngx_min(lcf->max_frames, 0xffffffff);
 
     /* Sec-WebSocket-Accept: base64(sha1(key + GUID)) */
 

@@ -92,3 +92,22 @@ def test_oversized_headers_refused(stack):
     finally:
         s.close()
     assert data.startswith(b"HTTP/1.1 400"), data[:80]
+
+
+def test_too_many_fragments_closes_1009(stack, clients):
+    """chat_max_frames (message limit / 16 = 1024 for /chat): a message in
+    more fragments than that is refused even when they are empty."""
+    c = stack.connect(unique("frag"))
+    c.send_frame(1, b"{", fin=False)
+    for _ in range(1100):
+        c.send_frame(0, b"", fin=False)
+    assert c.expect_close(10) == 1009
+
+
+def test_fragments_under_the_limit_pass(stack, clients):
+    c = clients.add(stack.connect(unique("frag")))
+    text = b'{"type":"ping","req_id":"f"}'
+    for i, byte in enumerate(text):
+        c.send_frame(1 if i == 0 else 0, bytes([byte]),
+                     fin=(i == len(text) - 1))
+    assert c.recv_json(5) == {"type": "pong", "req_id": "f"}

@@ -1460,6 +1460,64 @@ test_random(void)
 }
 
 
+/* the last event of a stream, fed whole, with a fragment limit */
+
+static unsigned
+frames_limited(const buf_t *s, uint32_t max_frames, unsigned *data_events)
+{
+    unsigned char         *copy, *pos;
+    ngx_chat_ws_rc_e       rc;
+    ngx_chat_ws_event_t    ev;
+    ngx_chat_ws_parser_t   p;
+
+    copy = malloc(s->len);
+    memcpy(copy, s->p, s->len);
+    pos = copy;
+
+    ngx_chat_ws_parser_init(&p, 1000);
+    p.max_frames = max_frames;
+    *data_events = 0;
+
+    do {
+        rc = ngx_chat_ws_parse(&p, &pos, copy + s->len, &ev);
+        *data_events += (rc == NGX_CHAT_WS_DATA && ev.last);
+    } while (rc != NGX_CHAT_WS_AGAIN && rc != NGX_CHAT_WS_ERROR);
+
+    free(copy);
+
+    return rc == NGX_CHAT_WS_ERROR ? ev.close_code : 0;
+}
+
+
+static void
+test_max_frames(void)
+{
+    buf_t     s;
+    unsigned  messages;
+
+    memset(&s, 0, sizeof(buf_t));
+    add_str(&s, TEXT, "a");
+    add_str(&s, CONT, "");
+    add_str(&s, FIN | CONT, "b");
+    add_str(&s, FIN | TEXT, "c");
+    CHECK(frames_limited(&s, 3, &messages) == 0 && messages == 2,
+          "3 fragments pass a limit of 3, and the count starts again");
+    buf_free(&s);
+
+    memset(&s, 0, sizeof(buf_t));
+    add_str(&s, TEXT, "a");
+    add_str(&s, CONT, "");
+    add_str(&s, FIN | PING, "p");
+    add_str(&s, CONT, "");
+    add_str(&s, FIN | CONT, "b");
+    CHECK(frames_limited(&s, 3, &messages) == 1009 && messages == 0,
+          "a 4th fragment (empty ones count, pings do not) closes 1009");
+    CHECK(frames_limited(&s, 0, &messages) == 0 && messages == 1,
+          "0 is no limit");
+    buf_free(&s);
+}
+
+
 int
 main(void)
 {
@@ -1473,6 +1531,7 @@ main(void)
     test_close_frames();
     test_events();
     test_utf8();
+    test_max_frames();
     test_encoder();
     test_random();
 
