@@ -80,6 +80,7 @@ ngx_chat_proto_handle(const ngx_chat_proto_peer_t *peer, const char *text,
 {
     json_t                       *type, *tag;
     const char                   *name;
+    int                           overflow;
     json_error_t                  error;
     ngx_chat_proto_ctx_t          ctx;
     const ngx_chat_proto_type_t  *t;
@@ -96,7 +97,18 @@ ngx_chat_proto_handle(const ngx_chat_proto_peer_t *peer, const char *text,
         return;
     }
 
+    overflow = 0;
     ctx.frame = json_loadb(text, len, JSON_REJECT_DUPLICATES, &error);
+
+    if (ctx.frame == NULL
+        && json_error_code(&error) == json_error_numeric_overflow)
+    {
+        /* read it once more, only to tag the error with its req_id */
+        overflow = 1;
+        ctx.frame = json_loadb(text, len,
+                               JSON_REJECT_DUPLICATES
+                               | JSON_DECODE_INT_AS_REAL, NULL);
+    }
 
     if (ctx.frame == NULL) {
         ngx_chat_proto_fail(&ctx, "bad_request", "frame is not valid JSON");
@@ -128,12 +140,27 @@ ngx_chat_proto_handle(const ngx_chat_proto_peer_t *peer, const char *text,
         tag = json_object_get(ctx.frame, "req_id");
     }
 
-    if (tag) {
+    if (tag && overflow && json_is_real(tag)
+        && json_real_value(tag) == (double) (int64_t) json_real_value(tag)
+        && json_real_value(tag) < 9007199254740992.0
+        && json_real_value(tag) > -9007199254740992.0)
+    {
+        /* read as a real above: an integer tag is an integer again */
+        tag = json_integer((json_int_t) json_real_value(tag));
+        res->tag_value = tag;
+
+    } else if (tag) {
         /* any JSON value is echoed; the message limit bounds its size */
         res->tag_value = json_incref(tag);
 
     } else {
         res->tag_name = NULL;
+    }
+
+    if (overflow) {
+        ngx_chat_proto_fail(&ctx, "bad_request",
+                            "a number is beyond 64-bit integers");
+        goto done;
     }
 
     if (name == NULL) {

@@ -312,6 +312,11 @@ test_groups(void)
 static void
 test_bad_frames(void)
 {
+    expect_error("{\"type\":\"receipt\",\"req_id\":\"r\",\"seq\":"
+                 "9223372036854775808}", "bad_request", "req_id", "\"r\"");
+    expect_error("{\"type\":\"history\",\"req_id\":7,\"after_seq\":"
+                 "99999999999999999999}", "bad_request", "req_id", "7");
+
     expect_error("not json", "bad_request", NULL, NULL);
     expect_error("[1,2]", "bad_request", NULL, NULL);
     expect_error("{\"req_id\":\"a\"}", "bad_request", "req_id", "\"a\"");
