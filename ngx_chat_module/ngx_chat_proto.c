@@ -21,6 +21,7 @@ typedef struct {
     const ngx_chat_proto_peer_t  *peer;
     json_t                       *frame;
     json_t                       *record;
+    json_t                       *conversation_id;   /* of the frame */
     ngx_chat_proto_result_t      *res;
 } ngx_chat_proto_ctx_t;
 
@@ -174,6 +175,8 @@ ngx_chat_proto_handle(const ngx_chat_proto_peer_t *peer, const char *text,
         ngx_chat_proto_fail(&ctx, "bad_request", "unknown type");
         goto done;
     }
+
+    ctx.conversation_id = json_object_get(ctx.frame, "conversation_id");
 
     (void) t->handler(&ctx);
 
@@ -353,10 +356,8 @@ ngx_chat_proto_history(ngx_chat_proto_ctx_t *ctx)
     before_seq = 0;
     after_seq = 0;
 
-    if (ngx_chat_proto_conversation(ctx,
-                                    json_object_get(ctx->frame,
-                                                    "conversation_id"),
-                                    conv, &conv_len)
+    if (ngx_chat_proto_conversation(ctx, ctx->conversation_id, conv,
+                                    &conv_len)
         != 0)
     {
         return -1;
@@ -460,10 +461,8 @@ ngx_chat_proto_members(ngx_chat_proto_ctx_t *ctx)
     json_t      *ids;
     const char  *op;
 
-    if (ngx_chat_proto_conversation(ctx,
-                                    json_object_get(ctx->frame,
-                                                    "conversation_id"),
-                                    conv, &conv_len)
+    if (ngx_chat_proto_conversation(ctx, ctx->conversation_id, conv,
+                                    &conv_len)
         != 0)
     {
         return -1;
@@ -500,10 +499,8 @@ ngx_chat_proto_receipt(ngx_chat_proto_ctx_t *ctx)
     int64_t      seq;
     const char  *s;
 
-    if (ngx_chat_proto_conversation(ctx,
-                                    json_object_get(ctx->frame,
-                                                    "conversation_id"),
-                                    conv, &conv_len)
+    if (ngx_chat_proto_conversation(ctx, ctx->conversation_id, conv,
+                                    &conv_len)
         != 0)
     {
         return -1;
@@ -540,10 +537,8 @@ ngx_chat_proto_typing(ngx_chat_proto_ctx_t *ctx)
     size_t       conv_len;
     const char  *s;
 
-    if (ngx_chat_proto_conversation(ctx,
-                                    json_object_get(ctx->frame,
-                                                    "conversation_id"),
-                                    conv, &conv_len)
+    if (ngx_chat_proto_conversation(ctx, ctx->conversation_id, conv,
+                                    &conv_len)
         != 0)
     {
         return -1;
