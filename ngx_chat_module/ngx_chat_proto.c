@@ -141,10 +141,11 @@ ngx_chat_proto_handle(const ngx_chat_proto_peer_t *peer, const char *text,
         tag = json_object_get(ctx.frame, "req_id");
     }
 
+    /* range first: casting a double beyond int64 is undefined behaviour */
     if (tag && overflow && json_is_real(tag)
-        && json_real_value(tag) == (double) (int64_t) json_real_value(tag)
         && json_real_value(tag) < 9007199254740992.0
-        && json_real_value(tag) > -9007199254740992.0)
+        && json_real_value(tag) > -9007199254740992.0
+        && json_real_value(tag) == (double) (int64_t) json_real_value(tag))
     {
         /* read as a real above: an integer tag is an integer again */
         tag = json_integer((json_int_t) json_real_value(tag));

@@ -316,6 +316,9 @@ test_bad_frames(void)
                  "9223372036854775808}", "bad_request", "req_id", "\"r\"");
     expect_error("{\"type\":\"history\",\"req_id\":7,\"after_seq\":"
                  "99999999999999999999}", "bad_request", "req_id", "7");
+    /* a tag beyond int64 is echoed as read, never cast (fuzz_proto found it) */
+    expect_error("{\"type\":\"p-ng\",\"req_id\":19223372036854775807}",
+                 "bad_request", "req_id", "1.9223372036854776e19");
 
     expect_error("not json", "bad_request", NULL, NULL);
     expect_error("[1,2]", "bad_request", NULL, NULL);
