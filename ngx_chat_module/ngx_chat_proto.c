@@ -31,6 +31,8 @@ typedef int (*ngx_chat_proto_handler_pt)(ngx_chat_proto_ctx_t *ctx);
 typedef struct {
     const char                   *type;
     const char                   *tag;
+    /* requests whose answer is matched by req_id cannot go without one */
+    int                           tag_required;
     ngx_chat_proto_handler_pt     handler;
 } ngx_chat_proto_type_t;
 
@@ -59,19 +61,19 @@ static size_t ngx_chat_proto_chars(const char *p, size_t len);
 
 
 static const ngx_chat_proto_type_t  ngx_chat_proto_types[] = {
-    { "ping", "req_id", ngx_chat_proto_ping },
-    { "send", "client_msg_id", ngx_chat_proto_send },
-    { "sync", "req_id", ngx_chat_proto_sync },
-    { "history", "req_id", ngx_chat_proto_history },
-    { "receipt", "req_id", ngx_chat_proto_receipt },
-    { "typing", "req_id", ngx_chat_proto_typing },
-    { "presence_subscribe", "req_id", ngx_chat_proto_presence },
-    { "presence_unsubscribe", "req_id", ngx_chat_proto_presence },
-    { "presence_set", "req_id", ngx_chat_proto_presence_set },
-    { "create_group", "req_id", ngx_chat_proto_create_group },
-    { "add_members", "req_id", ngx_chat_proto_members },
-    { "remove_members", "req_id", ngx_chat_proto_members },
-    { NULL, NULL, NULL }
+    { "ping", "req_id", 0, ngx_chat_proto_ping },
+    { "send", "client_msg_id", 0, ngx_chat_proto_send },
+    { "sync", "req_id", 1, ngx_chat_proto_sync },
+    { "history", "req_id", 1, ngx_chat_proto_history },
+    { "receipt", "req_id", 0, ngx_chat_proto_receipt },
+    { "typing", "req_id", 0, ngx_chat_proto_typing },
+    { "presence_subscribe", "req_id", 0, ngx_chat_proto_presence },
+    { "presence_unsubscribe", "req_id", 0, ngx_chat_proto_presence },
+    { "presence_set", "req_id", 0, ngx_chat_proto_presence_set },
+    { "create_group", "req_id", 1, ngx_chat_proto_create_group },
+    { "add_members", "req_id", 1, ngx_chat_proto_members },
+    { "remove_members", "req_id", 1, ngx_chat_proto_members },
+    { NULL, NULL, 0, NULL }
 };
 
 
@@ -174,6 +176,11 @@ ngx_chat_proto_handle(const ngx_chat_proto_peer_t *peer, const char *text,
 
     if (t->type == NULL) {
         ngx_chat_proto_fail(&ctx, "bad_request", "unknown type");
+        goto done;
+    }
+
+    if (t->tag_required && tag == NULL) {
+        ngx_chat_proto_fail(&ctx, "bad_request", "\"req_id\" is missing");
         goto done;
     }
 

@@ -431,17 +431,9 @@ CASES += [
 
 
 # -- server gaps found by these cases (xfail, not strict, so that the suite
-#    stays green and turns XPASS when they are fixed) ------------------------
-
-GAP_REQ_ID = ("server gap (or contract ambiguity): a request without req_id "
-              "(listed for every type, optional only for ping) is served, "
-              "untagged, instead of answered bad_request")
+#    stays green and turns XPASS when they are fixed): none open -------------
 
 GAPS = {}
-for _t in ("sync", "history", "create_group", "add_members",
-           "remove_members", "ping"):
-    if _t != "ping":
-        GAPS["%s-req_id-missing" % _t] = GAP_REQ_ID
 
 
 def _params():

@@ -320,6 +320,17 @@ test_bad_frames(void)
     expect_error("{\"type\":\"p-ng\",\"req_id\":19223372036854775807}",
                  "bad_request", "req_id", "1.9223372036854776e19");
 
+    /* answers matched by req_id: without one a request is refused */
+    expect_error("{\"type\":\"sync\"}", "bad_request", NULL, NULL);
+    expect_error("{\"type\":\"history\",\"conversation_id\":\"dm:a:b\"}",
+                 "bad_request", NULL, NULL);
+    expect_error("{\"type\":\"create_group\",\"name\":\"g\","
+                 "\"members\":[]}", "bad_request", NULL, NULL);
+    expect_error("{\"type\":\"add_members\",\"conversation_id\":\"g:x\","
+                 "\"user_ids\":[\"b\"]}", "bad_request", NULL, NULL);
+    expect_error("{\"type\":\"remove_members\",\"conversation_id\":\"g:x\","
+                 "\"user_ids\":[\"b\"]}", "bad_request", NULL, NULL);
+
     expect_error("not json", "bad_request", NULL, NULL);
     expect_error("[1,2]", "bad_request", NULL, NULL);
     expect_error("{\"req_id\":\"a\"}", "bad_request", "req_id", "\"a\"");
