@@ -174,6 +174,52 @@ chat_signals(void)
 }
 
 
+
+/* where a batch's time went, summed over one stats interval */
+typedef struct {
+    int64_t   queued_sum;
+    int64_t   queued_max;
+    uint64_t  queued_n;
+    int64_t   batch_sum;
+    int64_t   batch_max;
+} chat_batch_stats_t;
+
+
+static int64_t
+chat_oldest_record(const chat_record_t *records, size_t n)
+{
+    int64_t  oldest = -1;
+    size_t   i;
+
+    for (i = 0; i < n; i++) {
+        if (records[i].timestamp >= 0
+            && (oldest < 0 || records[i].timestamp < oldest))
+        {
+            oldest = records[i].timestamp;
+        }
+    }
+
+    return oldest;
+}
+
+
+static void
+chat_stats_add(chat_batch_stats_t *stats, int64_t queued, int64_t batch)
+{
+    if (queued >= 0) {
+        stats->queued_sum += queued;
+        stats->queued_n++;
+        if (queued > stats->queued_max) {
+            stats->queued_max = queued;
+        }
+    }
+
+    stats->batch_sum += batch;
+    if (batch > stats->batch_max) {
+        stats->batch_max = batch;
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -185,7 +231,8 @@ main(int argc, char **argv)
     chat_record_t    *records;
     size_t            n;
     uint64_t          processed = 0, batches = 0;
-    int64_t           since, now;
+    int64_t           since, now, started, oldest;
+    chat_batch_stats_t  stats;
     int               rc = 1;
     char              delivered_key[512];
 
@@ -225,6 +272,7 @@ main(int argc, char **argv)
     }
 
     since = chat_now_ms();
+    memset(&stats, 0, sizeof(stats));
 
     while (!stop_requested) {
         n = chat_kafka_collect(kafka, records, CHAT_BATCH_MAX);
@@ -238,6 +286,9 @@ main(int argc, char **argv)
         }
 
         if (n > 0) {
+            started = chat_now_ms();
+            oldest = chat_oldest_record(records, n);
+
             if (!chat_batch_process(&ctx, records, n)) {
                 /* stopped while PostgreSQL or Redis was away: nothing of
                  * this batch is committed */
@@ -248,19 +299,31 @@ main(int argc, char **argv)
             chat_kafka_commit(kafka);
             processed += n;
             batches++;
+            chat_stats_add(&stats, oldest >= 0 ? started - oldest : -1,
+                           chat_now_ms() - started);
         }
 
         now = chat_now_ms();
 
         if (now - since >= CHAT_STATS_INTERVAL_MS) {
             if (processed) {
+                /* "queued": produced until picked up (nginx, Kafka and
+                 * this worker's previous batches); "batch": stored,
+                 * answered and delivered */
                 log_info("%" PRIu64 " records in %" PRIu64 " batches,"
-                         " %.0f records/s", processed, batches,
-                         (double) processed * 1000.0 / (double) (now - since));
+                         " %.0f records/s; ms queued avg %.1f max %" PRId64
+                         ", batch avg %.1f max %" PRId64, processed, batches,
+                         (double) processed * 1000.0 / (double) (now - since),
+                         stats.queued_n ? (double) stats.queued_sum
+                                          / (double) stats.queued_n : 0.0,
+                         stats.queued_max,
+                         (double) stats.batch_sum / (double) batches,
+                         stats.batch_max);
             }
 
             processed = 0;
             batches = 0;
+            memset(&stats, 0, sizeof(stats));
             since = now;
         }
     }

@@ -244,6 +244,10 @@ struct chat_member_s;
 json_t *chat_frame_group(json_t *req_id, const char *conv, const char *name,
     const struct chat_member_s *members, size_t n);
 char *chat_frame_dump(json_t *frame, size_t *len);
+/* the two frames of every message, written straight to bytes (the same
+ * bytes chat_frame_dump makes of the objects above, without building them) */
+char *chat_frame_ack_text(const chat_message_t *m, size_t *len);
+char *chat_frame_message_text(const chat_message_t *m, size_t *len);
 
 
 /* ---- worker_outbox.c ---- */
@@ -272,6 +276,8 @@ typedef struct {
 
 /* takes the frame reference; returns the frame's index */
 size_t chat_outbox_frame(chat_outbox_t *out, json_t *frame);
+/* a frame already serialized; the outbox takes the malloc'ed bytes */
+size_t chat_outbox_bytes(chat_outbox_t *out, char *bytes, size_t len);
 void chat_outbox_to_session(chat_outbox_t *out, size_t frame,
     const char *node, const char *sid);
 void chat_outbox_to_user(chat_outbox_t *out, size_t frame, const char *user,
@@ -455,6 +461,7 @@ typedef struct {
     size_t       len;
     int32_t      partition;
     int64_t      offset;
+    int64_t      timestamp;     /* ms, when produced; -1: unknown */
 } chat_record_t;
 
 /* processes one batch to the end: stored, answered, delivered; false when

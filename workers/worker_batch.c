@@ -263,11 +263,12 @@ chat_batch_fan_out(chat_batch_ctx_t *ctx, chat_batch_t *b,
     const chat_send_t *s)
 {
     const chat_group_t  *g;
-    size_t               frame, i;
+    size_t               frame, i, len;
+    char                *bytes;
     char                 a[CHAT_ID_MAX + 1], c[CHAT_ID_MAX + 1];
 
-    frame = chat_outbox_frame(&b->out,
-                              chat_frame_message_object(&s->msg, true));
+    bytes = chat_frame_message_text(&s->msg, &len);
+    frame = chat_outbox_bytes(&b->out, bytes, len);
 
     if (chat_parse_dm(s->msg.conv, a, c)) {
         chat_outbox_to_user(&b->out, frame, chat_arena_strdup(&b->arena, a),
@@ -305,7 +306,8 @@ chat_batch_answer_sends(chat_batch_ctx_t *ctx, chat_batch_t *b,
     size_t        i, nconvs = 0;
     const char  **convs;
     chat_send_t  *s;
-    json_t       *frame;
+    char         *bytes;
+    size_t        frame, len;
 
     convs = chat_arena_alloc(&b->arena, (n + 1) * sizeof(char *));
 
@@ -329,27 +331,29 @@ chat_batch_answer_sends(chat_batch_ctx_t *ctx, chat_batch_t *b,
         switch (s->state) {
 
         case CHAT_SEND_FORBIDDEN:
-            frame = chat_frame_error_for(s->req, "forbidden",
-                                         "not a member of this conversation");
+            frame = chat_outbox_frame(&b->out,
+                        chat_frame_error_for(s->req, "forbidden",
+                                        "not a member of this conversation"));
             break;
 
         case CHAT_SEND_NEW:
         case CHAT_SEND_REPLAY:
         case CHAT_SEND_RETRY:
-            frame = chat_frame_ack(&s->msg);
+            bytes = chat_frame_ack_text(&s->msg, &len);
+            frame = chat_outbox_bytes(&b->out, bytes, len);
             break;
 
         case CHAT_SEND_ANSWERED:
             continue;
 
         default:
-            frame = chat_frame_error_for(s->req, "internal",
-                                         "the message could not be stored");
+            frame = chat_outbox_frame(&b->out,
+                        chat_frame_error_for(s->req, "internal",
+                                        "the message could not be stored"));
             break;
         }
 
-        chat_outbox_to_session(&b->out, chat_outbox_frame(&b->out, frame),
-                               s->req->node, s->req->sid);
+        chat_outbox_to_session(&b->out, frame, s->req->node, s->req->sid);
 
         if (s->state == CHAT_SEND_NEW || s->state == CHAT_SEND_REPLAY) {
             chat_batch_fan_out(ctx, b, s);

@@ -35,6 +35,12 @@
 
 
 #define CHAT_POLL_IDLE_MS      100     /* how soon an idle loop sees stop */
+/* an OffsetCommit costs the broker a write to __consumer_offsets and a group
+ * coordinator event: once per batch it was most of the broker's CPU at low
+ * rates. Positions wait this long at most; after a crash the records of that
+ * window are consumed again, and the store and the delivered marks
+ * recognise them. */
+#define CHAT_COMMIT_EVERY_MS   200
 #define CHAT_ADMIN_TIMEOUT_MS  15000
 
 
@@ -54,6 +60,7 @@ struct chat_kafka_s {
     rd_kafka_topic_partition_list_t   *pending;
     bool                               in_flight;
     int64_t                            in_flight_since;
+    int64_t                            last_commit;
 
     /* every assignment and revocation: the membership cache is only
      * right for partitions held all along (worker_members.c) */
@@ -158,7 +165,9 @@ chat_kafka_send_commit(chat_kafka_t *k)
 {
     rd_kafka_resp_err_t  err;
 
-    if (k->pending == NULL) {
+    if (k->pending == NULL
+        || chat_monotonic_ms() - k->last_commit < CHAT_COMMIT_EVERY_MS)
+    {
         return;
     }
 
@@ -183,6 +192,7 @@ chat_kafka_send_commit(chat_kafka_t *k)
     k->pending = NULL;
     k->in_flight = true;
     k->in_flight_since = chat_monotonic_ms();
+    k->last_commit = k->in_flight_since;
 }
 
 
@@ -502,8 +512,9 @@ chat_kafka_open(const char *brokers, const char *topic, const char *group,
         || !chat_kafka_set(conf, "enable.auto.commit", "false")
         || !chat_kafka_set(conf, "enable.auto.offset.store", "false")
         || !chat_kafka_set(conf, "auto.offset.reset", "earliest")
-        /* latency: a fetch returns 5 ms after the first byte at the latest */
-        || !chat_kafka_set(conf, "fetch.wait.max.ms", "5")
+        /* a fetch returns as soon as there is a byte (fetch.min.bytes 1);
+         * the wait only bounds how often an idle consumer asks */
+        || !chat_kafka_set(conf, "fetch.wait.max.ms", "100")
         || !chat_kafka_set(conf, "socket.nagle.disable", "true")
         /* a worker killed outright hands its partitions on after 10 s, not
          * the default 45 */
@@ -620,7 +631,13 @@ chat_kafka_collect(chat_kafka_t *k, chat_record_t *records, size_t max)
         }
 
         if (m == NULL) {
-            if (k->nheld == 0 || chat_monotonic_ms() >= deadline) {
+            if (k->nheld == 0) {
+                /* idle: positions held back by the interval go now */
+                chat_kafka_send_commit(k);
+                break;
+            }
+
+            if (chat_monotonic_ms() >= deadline) {
                 break;
             }
             continue;
@@ -648,6 +665,7 @@ chat_kafka_collect(chat_kafka_t *k, chat_record_t *records, size_t max)
         records[i].len = m->len;
         records[i].partition = m->partition;
         records[i].offset = m->offset;
+        records[i].timestamp = rd_kafka_message_timestamp(m, NULL);
     }
 
     return k->nheld;

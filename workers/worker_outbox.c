@@ -18,6 +18,18 @@
 size_t
 chat_outbox_frame(chat_outbox_t *out, json_t *frame)
 {
+    char    *bytes;
+    size_t   len;
+
+    bytes = chat_frame_dump(frame, &len);
+
+    return chat_outbox_bytes(out, bytes, len);
+}
+
+
+size_t
+chat_outbox_bytes(chat_outbox_t *out, char *bytes, size_t len)
+{
     chat_frame_t  *f;
 
     if (out->nframes == out->frames_cap) {
@@ -27,7 +39,8 @@ chat_outbox_frame(chat_outbox_t *out, json_t *frame)
     }
 
     f = &out->frames[out->nframes];
-    f->bytes = chat_frame_dump(frame, &f->len);
+    f->bytes = bytes;
+    f->len = len;
 
     return out->nframes++;
 }

@@ -198,6 +198,57 @@ dump(json_t *frame)
 }
 
 
+/* the direct writers give exactly jansson's bytes, whatever the strings */
+static void
+test_frame_text(void)
+{
+    static const char  *strings[] = {
+        "", "plain", "quote\" back\\slash", "\b\f\n\r\t",
+        "\x01\x02\x1f\x7f end", "slash / stays", "h\u00e9 \u20ac \U0001F600",
+        "\u2028\u2029", "{\"looks\":\"like json\"}", "\x1b[31m",
+    };
+    size_t           i, j, n = sizeof(strings) / sizeof(strings[0]);
+    size_t           len, want_len;
+    char            *got, *want;
+    chat_message_t   m = { "dm:a:b", 1, 42, "a", "c1", "text", "x", 5 };
+
+    for (i = 0; i < n; i++) {
+        for (j = 0; j < n; j++) {
+            m.body = strings[i];
+            m.cmid = (j == 0) ? NULL : strings[j];
+            m.seq = (int64_t) (i * 1000003 + j);
+            m.message_id = INT64_MAX - (int64_t) i;
+            m.server_ts = -(int64_t) j;
+
+            want = chat_frame_dump(chat_frame_message_object(&m, true),
+                                   &want_len);
+            got = chat_frame_message_text(&m, &len);
+            check_str(got, want);
+            check(len == want_len);
+            free(got);
+            free(want);
+
+            want = chat_frame_dump(chat_frame_ack(&m), &want_len);
+            got = chat_frame_ack_text(&m, &len);
+            check_str(got, want);
+            check(len == want_len);
+            free(got);
+            free(want);
+        }
+    }
+
+    /* a system message takes the general path: its body is an object */
+    m.kind = "system";
+    m.cmid = NULL;
+    m.body = "{\"event\":\"members_added\",\"user_ids\":[\"c\"],\"by\":\"a\"}";
+    want = chat_frame_dump(chat_frame_message_object(&m, true), &want_len);
+    got = chat_frame_message_text(&m, &len);
+    check_str(got, want);
+    free(got);
+    free(want);
+}
+
+
 static void
 test_frames(void)
 {
@@ -392,6 +443,7 @@ main(void)
     test_direct_ids();
     test_parse();
     test_frames();
+    test_frame_text();
     test_payload();
     test_outbox();
     test_pg_arrays();
