@@ -97,7 +97,8 @@ UNIT_BINS := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
 # the module's pure C parts (no nginx headers), whichever exist yet
 UNIT_MOD_SRCS := $(wildcard ngx_chat_module/ngx_chat_frame.c \
                             ngx_chat_module/ngx_chat_jwt.c \
-                            ngx_chat_module/ngx_chat_proto.c)
+                            ngx_chat_module/ngx_chat_proto.c \
+                            ngx_chat_module/ngx_chat_send.c)
 UNIT_LIBS := -ljansson -lcrypto
 
 .PHONY: all deps pkgs nginx-source kafka-jars build nginx workers unit \

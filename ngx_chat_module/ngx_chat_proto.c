@@ -57,7 +57,6 @@ static int ngx_chat_proto_record(ngx_chat_proto_ctx_t *ctx, const char *op,
     const char *key, size_t key_len);
 static int ngx_chat_proto_seq(json_t *value, int64_t *seq);
 static int ngx_chat_proto_too_deep(const char *text, size_t len);
-static size_t ngx_chat_proto_chars(const char *p, size_t len);
 
 
 static const ngx_chat_proto_type_t  ngx_chat_proto_types[] = {
@@ -79,6 +78,20 @@ static const ngx_chat_proto_type_t  ngx_chat_proto_types[] = {
 
 void
 ngx_chat_proto_handle(const ngx_chat_proto_peer_t *peer, const char *text,
+    size_t len, ngx_chat_proto_result_t *res)
+{
+    memset(res, 0, sizeof(ngx_chat_proto_result_t));
+
+    if (ngx_chat_proto_send_fast(peer, text, len, res)) {
+        return;
+    }
+
+    ngx_chat_proto_handle_dom(peer, text, len, res);
+}
+
+
+void
+ngx_chat_proto_handle_dom(const ngx_chat_proto_peer_t *peer, const char *text,
     size_t len, ngx_chat_proto_result_t *res)
 {
     json_t                       *type, *tag;
@@ -228,8 +241,6 @@ ngx_chat_proto_send(ngx_chat_proto_ctx_t *ctx)
     char         conv[NGX_CHAT_PROTO_KEY_MAX];
     size_t       conv_len;
     json_t      *cmid, *body, *to, *cid;
-    const char  *a, *b;
-    size_t       a_len, b_len;
 
     cmid = json_object_get(ctx->frame, "client_msg_id");
     body = json_object_get(ctx->frame, "body");
@@ -272,32 +283,8 @@ ngx_chat_proto_send(ngx_chat_proto_ctx_t *ctx)
                                        "\"to\" must be a user id");
         }
 
-        /* dm:<a>:<b> with a < b in byte order */
-
-        a = ctx->peer->user;
-        a_len = ctx->peer->user_len;
-        b = json_string_value(to);
-        b_len = json_string_length(to);
-
-        {
-            size_t  n = a_len < b_len ? a_len : b_len;
-            int     cmp = memcmp(a, b, n);
-
-            if (cmp > 0 || (cmp == 0 && a_len > b_len)) {
-                const char  *t = a;
-                size_t       t_len = a_len;
-
-                a = b; a_len = b_len;
-                b = t; b_len = t_len;
-            }
-        }
-
-        memcpy(conv, "dm:", 3);
-        memcpy(conv + 3, a, a_len);
-        conv[3 + a_len] = ':';
-        memcpy(conv + 4 + a_len, b, b_len);
-        conv_len = 4 + a_len + b_len;
-        conv[conv_len] = '\0';
+        conv_len = ngx_chat_proto_direct_id(ctx->peer, json_string_value(to),
+                                            json_string_length(to), conv);
 
     } else if (ngx_chat_proto_conversation(ctx, cid, conv, &conv_len) != 0) {
         return -1;
@@ -704,9 +691,8 @@ static int
 ngx_chat_proto_conversation(ngx_chat_proto_ctx_t *ctx, json_t *value,
     char *conv, size_t *conv_len)
 {
-    const char  *s, *colon, *a, *b;
-    size_t       len, a_len, b_len, n;
-    int          cmp;
+    const char  *s;
+    size_t       len;
 
     if (!json_is_string(value) || json_string_length(value) == 0) {
         return ngx_chat_proto_fail(ctx, "bad_request",
@@ -722,38 +708,8 @@ ngx_chat_proto_conversation(ngx_chat_proto_ctx_t *ctx, json_t *value,
                                    "\"conversation_id\" is too long");
     }
 
-    if (len > 3 && memcmp(s, "dm:", 3) == 0) {
-        a = s + 3;
-        colon = memchr(a, ':', len - 3);
-
-        if (colon == NULL) {
-            goto forbidden;
-        }
-
-        a_len = colon - a;
-        b = colon + 1;
-        b_len = len - 3 - a_len - 1;
-
-        if (!ngx_chat_valid_id((const unsigned char *) a, a_len)
-            || !ngx_chat_valid_id((const unsigned char *) b, b_len))
-        {
-            goto forbidden;
-        }
-
-        n = a_len < b_len ? a_len : b_len;
-        cmp = memcmp(a, b, n);
-
-        if (cmp > 0 || (cmp == 0 && a_len > b_len)) {
-            goto forbidden;
-        }
-
-        if (!((a_len == ctx->peer->user_len
-               && memcmp(a, ctx->peer->user, a_len) == 0)
-              || (b_len == ctx->peer->user_len
-                  && memcmp(b, ctx->peer->user, b_len) == 0)))
-        {
-            goto forbidden;
-        }
+    if (!ngx_chat_proto_conv_allowed(ctx->peer, s, len)) {
+        goto forbidden;
     }
 
     memcpy(conv, s, len);
@@ -1017,7 +973,84 @@ ngx_chat_proto_too_deep(const char *text, size_t len)
 
 /* limits count characters, not bytes: count the UTF-8 lead bytes */
 
-static size_t
+/* dm:<a>:<b> with a < b in byte order; conv holds KEY_MAX bytes, and both
+ * ids are valid (at most NGX_CHAT_ID_MAX bytes) */
+size_t
+ngx_chat_proto_direct_id(const ngx_chat_proto_peer_t *peer, const char *to,
+    size_t to_len, char *conv)
+{
+    const char  *a, *b, *t;
+    size_t       a_len, b_len, t_len, n;
+    int          cmp;
+
+    a = peer->user;
+    a_len = peer->user_len;
+    b = to;
+    b_len = to_len;
+
+    n = a_len < b_len ? a_len : b_len;
+    cmp = memcmp(a, b, n);
+
+    if (cmp > 0 || (cmp == 0 && a_len > b_len)) {
+        t = a; t_len = a_len;
+        a = b; a_len = b_len;
+        b = t; b_len = t_len;
+    }
+
+    memcpy(conv, "dm:", 3);
+    memcpy(conv + 3, a, a_len);
+    conv[3 + a_len] = ':';
+    memcpy(conv + 4 + a_len, b, b_len);
+    conv[4 + a_len + b_len] = '\0';
+
+    return 4 + a_len + b_len;
+}
+
+
+/* a direct conversation id names the peer and is well formed (a < b);
+ * any other id is the worker's to judge */
+int
+ngx_chat_proto_conv_allowed(const ngx_chat_proto_peer_t *peer, const char *s,
+    size_t len)
+{
+    const char  *colon, *a, *b;
+    size_t       a_len, b_len, n;
+    int          cmp;
+
+    if (!(len > 3 && memcmp(s, "dm:", 3) == 0)) {
+        return 1;
+    }
+
+    a = s + 3;
+    colon = memchr(a, ':', len - 3);
+
+    if (colon == NULL) {
+        return 0;
+    }
+
+    a_len = colon - a;
+    b = colon + 1;
+    b_len = len - 3 - a_len - 1;
+
+    if (!ngx_chat_valid_id((const unsigned char *) a, a_len)
+        || !ngx_chat_valid_id((const unsigned char *) b, b_len))
+    {
+        return 0;
+    }
+
+    n = a_len < b_len ? a_len : b_len;
+    cmp = memcmp(a, b, n);
+
+    if (cmp > 0 || (cmp == 0 && a_len > b_len)) {
+        return 0;
+    }
+
+    return (a_len == peer->user_len && memcmp(a, peer->user, a_len) == 0)
+           || (b_len == peer->user_len && memcmp(b, peer->user, b_len) == 0);
+}
+
+
+size_t
 ngx_chat_proto_chars(const char *p, size_t len)
 {
     size_t  chars;

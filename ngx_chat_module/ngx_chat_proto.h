@@ -76,6 +76,24 @@ void ngx_chat_proto_set_retry_error(ngx_chat_proto_result_t *res,
 
 void ngx_chat_proto_result_free(ngx_chat_proto_result_t *res);
 
+/* the general path alone, through a jansson DOM (the tests compare it
+ * with the fast path) */
+void ngx_chat_proto_handle_dom(const ngx_chat_proto_peer_t *peer,
+    const char *text, size_t len, ngx_chat_proto_result_t *res);
+
+/* the common send frame without a DOM (ngx_chat_send.c): 1 when it was
+ * handled, with the very result the general path gives; 0 when the
+ * general path must run (anything unusual, every error included) */
+int ngx_chat_proto_send_fast(const ngx_chat_proto_peer_t *peer,
+    const char *text, size_t len, ngx_chat_proto_result_t *res);
+
+/* shared by both paths */
+size_t ngx_chat_proto_direct_id(const ngx_chat_proto_peer_t *peer,
+    const char *to, size_t to_len, char *conv);
+int ngx_chat_proto_conv_allowed(const ngx_chat_proto_peer_t *peer,
+    const char *s, size_t len);
+size_t ngx_chat_proto_chars(const char *p, size_t len);
+
 /*
  * For a record Kafka could not take: the session it came from and the
  * "unavailable" error frame that answers it (malloc()ed). -1 if the record

@@ -19,7 +19,9 @@
  *   - ngx_chat_proto_set_retry_error() (rate limiting) replaces both by
  *     an error frame;
  *   - ngx_chat_proto_result_free() frees all (LeakSanitizer checks).
- * The frame is also given to ngx_chat_proto_record_failed() as a record.
+ * The frame is also given to ngx_chat_proto_record_failed() as a record,
+ * and a frame the send fast path takes must come out of the general path
+ * (jansson) the same: record, Kafka key and tag.
  */
 
 
@@ -262,6 +264,39 @@ check_presence(ngx_chat_proto_result_t *res)
 }
 
 
+/* the send fast path gives what the general path gives, or declines */
+
+static void
+check_fast_path(const ngx_chat_proto_peer_t *peer, const char *text,
+    size_t size)
+{
+    json_t                   *a, *b;
+    ngx_chat_proto_result_t   rf, rd;
+
+    memset(&rf, 0, sizeof(rf));
+
+    if (!ngx_chat_proto_send_fast(peer, text, size, &rf)) {
+        return;
+    }
+
+    ngx_chat_proto_handle_dom(peer, text, size, &rd);
+
+    FUZZ_ASSERT(rd.record != NULL && rd.reply == NULL);
+    a = json_loadb(rf.record, rf.record_len, 0, NULL);
+    b = json_loadb(rd.record, rd.record_len, 0, NULL);
+    FUZZ_ASSERT(a != NULL && b != NULL && json_equal(a, b));
+    FUZZ_ASSERT(rf.key_len == rd.key_len
+                && memcmp(rf.key, rd.key, rf.key_len) == 0);
+    FUZZ_ASSERT(rd.tag_name != NULL && strcmp(rf.tag_name, rd.tag_name) == 0
+                && json_equal(rf.tag_value, rd.tag_value));
+
+    json_decref(a);
+    json_decref(b);
+    ngx_chat_proto_result_free(&rf);
+    ngx_chat_proto_result_free(&rd);
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -287,6 +322,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     text = dup_exact((const char *) data, size);
 
     ngx_chat_proto_handle(&peer, text, size, &res);
+
+    check_fast_path(&peer, text, size);
 
     FUZZ_ASSERT((res.reply != NULL) + (res.record != NULL)
                 + (res.presence != 0) == 1);

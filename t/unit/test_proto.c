@@ -381,6 +381,165 @@ test_record_failed(void)
 }
 
 
+
+/*
+ * The send fast path against the general path: whatever the fast path
+ * takes must come out as the general path has it (same record once
+ * parsed, same key, same tag); what it leaves must still be answered.
+ */
+static int
+same_result(const char *text, int expect_fast)
+{
+    json_t                   *a, *b;
+    int                       fast, same = 1;
+    ngx_chat_proto_result_t   rf, rd;
+
+    memset(&rf, 0, sizeof(rf));
+    fast = ngx_chat_proto_send_fast(&alice, text, strlen(text), &rf);
+    ngx_chat_proto_handle_dom(&alice, text, strlen(text), &rd);
+
+    if (expect_fast >= 0) {
+        CHECK(fast == expect_fast, "%s: fast path %s expected", text,
+              expect_fast ? "taken" : "declined");
+    }
+
+    if (fast) {
+        a = json_loadb(rf.record, rf.record_len, 0, NULL);
+        b = rd.record ? json_loadb(rd.record, rd.record_len, 0, NULL) : NULL;
+        same = a && b && json_equal(a, b) && rd.reply == NULL
+               && rf.key_len == rd.key_len
+               && memcmp(rf.key, rd.key, rf.key_len) == 0
+               && rd.tag_name && strcmp(rf.tag_name, rd.tag_name) == 0
+               && json_equal(rf.tag_value, rd.tag_value)
+               && strlen(rf.record) == rf.record_len;
+        CHECK(same, "%s: fast %s, general %s", text, rf.record,
+              rd.record ? rd.record : rd.reply);
+        json_decref(a);
+        json_decref(b);
+        ngx_chat_proto_result_free(&rf);
+    }
+
+    ngx_chat_proto_result_free(&rd);
+
+    return fast;
+}
+
+
+static void
+test_send_fast(void)
+{
+    static const char  *taken[] = {
+        "{\"type\":\"send\",\"client_msg_id\":\"c1\",\"to\":\"bob\",\"body\":\"hi\"}",
+        "{\"type\":\"send\",\"client_msg_id\":\"c1\",\"to\":\"aaa\",\"body\":\"hi\"}",
+        "{\"type\":\"send\",\"client_msg_id\":\"c1\",\"to\":\"alice\",\"body\":\"me\"}",
+        " \t\r\n{ \"body\" : \"x\" , \"to\":\"bob\",\"client_msg_id\":\"c\","
+            "\"type\":\"send\" } \n",
+        "{\"type\":\"send\",\"client_msg_id\":\"c1\",\"conversation_id\":"
+            "\"dm:alice:bob\",\"body\":\"hi\"}",
+        "{\"type\":\"send\",\"client_msg_id\":\"c1\",\"conversation_id\":"
+            "\"g:0123abcd\",\"body\":\"hi\"}",
+        "{\"type\":\"send\",\"client_msg_id\":\"c1\",\"to\":\"bob\",\"body\":"
+            "\"a\\\"b\\\\c\\/d\\be\\ff\\ng\\rh\\ti\"}",
+        "{\"type\":\"send\",\"client_msg_id\":\"\xc3\xa9\xe2\x82\xac\","
+            "\"to\":\"bob\",\"body\":\"\xf0\x9f\x98\x80 \xe2\x80\xa8\"}",
+        /* 64 characters, 128 bytes */
+        "{\"type\":\"send\",\"to\":\"bob\",\"body\":\"b\",\"client_msg_id\":\""
+            "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+            "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+            "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+            "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+            "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+            "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+            "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+            "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\"}",
+    };
+    static const char  *declined[] = {
+        "{\"type\":\"send\",\"client_msg_id\":\"c1\",\"to\":\"bob\",\"body\":\"\"}",
+        "{\"type\":\"send\",\"client_msg_id\":\"\",\"to\":\"bob\",\"body\":\"x\"}",
+        "{\"type\":\"send\",\"client_msg_id\":\"c1\",\"body\":\"x\"}",
+        "{\"type\":\"send\",\"client_msg_id\":\"c1\",\"to\":\"bob\","
+            "\"conversation_id\":\"dm:alice:bob\",\"body\":\"x\"}",
+        "{\"type\":\"send\",\"client_msg_id\":\"c1\",\"to\":\"b b\",\"body\":\"x\"}",
+        "{\"type\":\"send\",\"client_msg_id\":\"c1\",\"conversation_id\":"
+            "\"dm:bob:carol\",\"body\":\"x\"}",
+        "{\"type\":\"send\",\"client_msg_id\":\"c1\",\"conversation_id\":"
+            "\"dm:bob:alice\",\"body\":\"x\"}",
+        "{\"type\":\"send\",\"client_msg_id\":\"c1\",\"conversation_id\":"
+            "\"\",\"body\":\"x\"}",
+        "{\"type\":\"send\",\"client_msg_id\":\"c1\",\"to\":\"bob\",\"body\":"
+            "\"\\u00e9\"}",
+        "{\"type\":\"send\",\"client_msg_id\":\"c1\",\"to\":\"bob\",\"body\":"
+            "\"\\u0000\"}",
+        "{\"type\":\"send\",\"client_msg_id\":\"c1\",\"to\":\"bob\",\"body\":"
+            "\"\\x\"}",
+        "{\"type\":\"send\",\"client_msg_id\":\"c1\",\"to\":\"bob\",\"body\":"
+            "\"tab\there\"}",
+        "{\"type\":\"send\",\"client_msg_id\":\"c1\",\"to\":\"bob\",\"body\":\"x\","
+            "\"body\":\"y\"}",
+        "{\"type\":\"send\",\"client_msg_id\":\"c1\",\"to\":\"bob\",\"body\":\"x\","
+            "\"req_id\":1}",
+        "{\"type\":\"send\",\"client_msg_id\":\"c1\",\"to\":\"bob\",\"body\":\"x\","
+            "\"extra\":\"e\"}",
+        "{\"type\":\"send\",\"client_msg_id\":\"c1\",\"to\":\"bob\",\"body\":\"x\"}x",
+        "{\"type\":\"send\",\"client_msg_id\":\"c1\",\"to\":\"bob\",\"body\":\"x\"",
+        "{\"type\":\"send\",\"client_msg_id\":\"c1\",\"to\":\"bob\",\"body\":\"x\",}",
+        "{\"type\":\"send\",\"client_msg_id\":\"c1\",\"to\":\"bob\",\"body\":[\"x\"]}",
+        "{\"type\":\"send\",\"client_msg_id\":1,\"to\":\"bob\",\"body\":\"x\"}",
+        "{\"type\":\"Send\",\"client_msg_id\":\"c1\",\"to\":\"bob\",\"body\":\"x\"}",
+        "{\"type\":\"s\\u0065nd\",\"client_msg_id\":\"c1\",\"to\":\"bob\",\"body\":\"x\"}",
+        "{\"typ\\u0065\":\"send\",\"client_msg_id\":\"c1\",\"to\":\"bob\",\"body\":\"x\"}",
+        "{\"type\":\"send\",\"client_msg_id\":\"c\\\"1\",\"to\":\"bob\",\"body\":\"x\"}",
+        "{\"type\":\"send\",\"client_msg_id\":\"c1\",\"conversation_id\":"
+            "\"g:a\\\"b\",\"body\":\"x\"}",
+        "{}", "", "{", "[]", "\"send\"", "{\"type\":\"send\"}",
+        /* 65 characters */
+        "{\"type\":\"send\",\"to\":\"bob\",\"body\":\"b\",\"client_msg_id\":\""
+            "12345678901234567890123456789012345678901234567890123456789012345\"}",
+    };
+    char    conv[200], frame[400];
+    size_t  i;
+
+    for (i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
+        same_result(taken[i], 1);
+    }
+
+    for (i = 0; i < sizeof(declined) / sizeof(declined[0]); i++) {
+        same_result(declined[i], 0);
+    }
+
+    /* the conversation id limit, at and over it */
+    for (i = 158; i <= 162; i++) {
+        memset(conv, 'g', i);
+        conv[i] = '\0';
+        snprintf(frame, sizeof(frame), "{\"type\":\"send\",\"client_msg_id\":"
+                 "\"c\",\"conversation_id\":\"%s\",\"body\":\"x\"}", conv);
+        same_result(frame, i <= NGX_CHAT_PROTO_CONV_MAX);
+    }
+
+    /* every prefix of a good frame, and every single-byte change of it:
+     * taken or not, never different */
+    {
+        const char  *good = taken[6];
+        size_t       n = strlen(good), k;
+        char         buf[256];
+        const char   alphabet[] = "\"\\{}[],: \tx0u/";
+
+        for (k = 0; k <= n; k++) {
+            memcpy(buf, good, k);
+            buf[k] = '\0';
+            same_result(buf, k == n ? 1 : -1);
+        }
+
+        for (k = 0; k < n; k++) {
+            for (i = 0; i < sizeof(alphabet) - 1; i++) {
+                memcpy(buf, good, n + 1);
+                buf[k] = alphabet[i];
+                same_result(buf, -1);
+            }
+        }
+    }
+}
+
 int
 main(void)
 {
@@ -389,6 +548,7 @@ main(void)
     test_sync_history();
     test_groups();
     test_bad_frames();
+    test_send_fast();
     test_record_failed();
 
     printf("%u passed, %u failed\n", passed, failed);

@@ -1,0 +1,333 @@
+/*
+ * ngx_chat_send.c: the fast path of the protocol layer for the frame that
+ * carries the load, a well-formed "send". It scans the flat object once,
+ * checks exactly what ngx_chat_proto_send checks, and writes the Kafka
+ * record directly, the body's JSON string copied as it came.
+ *
+ * It only ever says yes: a key it does not know, a repeated key, a \u
+ * escape, a nested value, a value of the wrong type, a field over its
+ * limit, anything else, and it hands the frame to the general path
+ * (jansson), which gives the answer, errors included. So the two paths
+ * cannot disagree about what is accepted (the unit tests and fuzz_proto
+ * compare them).
+ *
+ * Parsing and building a DOM for every send, and serializing another for
+ * its record, was most of nginx's own CPU per message.
+ *
+ * The frame layer has checked the UTF-8 of every text frame; the strings
+ * are checked once more here all the same, so that this path accepts
+ * exactly what jansson accepts whoever calls it.
+ *
+ * Pure C: the unit tests and the fuzzers link this file.
+ */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "ngx_chat_frame.h"
+#include "ngx_chat_jwt.h"
+#include "ngx_chat_proto.h"
+
+
+enum {
+    NGX_CHAT_SEND_TYPE = 0,
+    NGX_CHAT_SEND_CMID,
+    NGX_CHAT_SEND_BODY,
+    NGX_CHAT_SEND_TO,
+    NGX_CHAT_SEND_CONV,
+    NGX_CHAT_SEND_FIELDS
+};
+
+
+typedef struct {
+    const char  *start;     /* inside the quotes */
+    size_t       len;
+    int          escaped;   /* has a backslash escape */
+} ngx_chat_send_string_t;
+
+
+static const char  *ngx_chat_send_keys[NGX_CHAT_SEND_FIELDS] = {
+    "type", "client_msg_id", "body", "to", "conversation_id"
+};
+
+
+static const char *
+ngx_chat_send_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) {
+        p++;
+    }
+
+    return p;
+}
+
+
+/*
+ * A JSON string from p (at its opening quote) to after its closing quote;
+ * NULL for what the fast path leaves alone: a control character (invalid
+ * JSON) or a \u escape (jansson decides about NULs and surrogates).
+ */
+static const char *
+ngx_chat_send_string(const char *p, const char *end,
+    ngx_chat_send_string_t *str)
+{
+    if (p == end || *p != '"') {
+        return NULL;
+    }
+
+    str->start = ++p;
+    str->escaped = 0;
+
+    while (p < end) {
+        unsigned char  c = (unsigned char) *p;
+
+        if (c == '"') {
+            str->len = p - str->start;
+            return p + 1;
+        }
+
+        if (c < 0x20) {
+            return NULL;
+        }
+
+        if (c == '\\') {
+            if (p + 1 == end) {
+                return NULL;
+            }
+
+            switch (p[1]) {
+            case '"': case '\\': case '/': case 'b': case 'f': case 'n':
+            case 'r': case 't':
+                str->escaped = 1;
+                p += 2;
+                continue;
+            default:
+                return NULL;
+            }
+        }
+
+        p++;
+    }
+
+    return NULL;
+}
+
+
+/* bytes that would need escaping in a record */
+static int
+ngx_chat_send_plain(const char *s, size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < len; i++) {
+        unsigned char  c = (unsigned char) s[i];
+
+        if (c < 0x20 || c == '"' || c == '\\') {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+static char *
+ngx_chat_send_put(char *p, const char *s, size_t len)
+{
+    memcpy(p, s, len);
+    return p + len;
+}
+
+
+int
+ngx_chat_proto_send_fast(const ngx_chat_proto_peer_t *peer, const char *text,
+    size_t len, ngx_chat_proto_result_t *res)
+{
+    char                    conv[NGX_CHAT_PROTO_KEY_MAX], ts[24];
+    char                   *record, *p;
+    size_t                  conv_len, ts_len, size, i;
+    const char             *end, *q;
+    ngx_chat_send_string_t  key, f[NGX_CHAT_SEND_FIELDS];
+    int                     seen[NGX_CHAT_SEND_FIELDS];
+    json_t                 *tag;
+
+    end = text + len;
+    memset(seen, 0, sizeof(seen));
+
+    q = ngx_chat_send_ws(text, end);
+    if (q == end || *q != '{') {
+        return 0;
+    }
+
+    q = ngx_chat_send_ws(q + 1, end);
+
+    for ( ;; ) {
+        q = ngx_chat_send_string(q, end, &key);
+        if (q == NULL || key.escaped) {
+            return 0;
+        }
+
+        for (i = 0; i < NGX_CHAT_SEND_FIELDS; i++) {
+            if (strlen(ngx_chat_send_keys[i]) == key.len
+                && memcmp(ngx_chat_send_keys[i], key.start, key.len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (i == NGX_CHAT_SEND_FIELDS || seen[i]) {
+            return 0;
+        }
+
+        seen[i] = 1;
+
+        q = ngx_chat_send_ws(q, end);
+        if (q == end || *q != ':') {
+            return 0;
+        }
+
+        q = ngx_chat_send_string(ngx_chat_send_ws(q + 1, end), end, &f[i]);
+        if (q == NULL) {
+            return 0;
+        }
+
+        q = ngx_chat_send_ws(q, end);
+        if (q == end) {
+            return 0;
+        }
+
+        if (*q == '}') {
+            break;
+        }
+
+        if (*q != ',') {
+            return 0;
+        }
+
+        q = ngx_chat_send_ws(q + 1, end);
+    }
+
+    if (ngx_chat_send_ws(q + 1, end) != end
+        || !ngx_chat_utf8_valid((const unsigned char *) text, len))
+    {
+        return 0;
+    }
+
+    /* what ngx_chat_proto_send accepts, and nothing it would refuse */
+
+    if (!seen[NGX_CHAT_SEND_TYPE] || f[NGX_CHAT_SEND_TYPE].escaped
+        || f[NGX_CHAT_SEND_TYPE].len != 4
+        || memcmp(f[NGX_CHAT_SEND_TYPE].start, "send", 4) != 0)
+    {
+        return 0;
+    }
+
+    if (!seen[NGX_CHAT_SEND_CMID] || f[NGX_CHAT_SEND_CMID].escaped
+        || f[NGX_CHAT_SEND_CMID].len == 0
+        || ngx_chat_proto_chars(f[NGX_CHAT_SEND_CMID].start,
+                                f[NGX_CHAT_SEND_CMID].len)
+           > NGX_CHAT_PROTO_CMID_MAX)
+    {
+        return 0;
+    }
+
+    if (!seen[NGX_CHAT_SEND_BODY] || f[NGX_CHAT_SEND_BODY].len == 0) {
+        return 0;
+    }
+
+    if (seen[NGX_CHAT_SEND_TO] == seen[NGX_CHAT_SEND_CONV]) {
+        return 0;
+    }
+
+    if (seen[NGX_CHAT_SEND_TO]) {
+        if (f[NGX_CHAT_SEND_TO].escaped
+            || !ngx_chat_valid_id((const unsigned char *)
+                                  f[NGX_CHAT_SEND_TO].start,
+                                  f[NGX_CHAT_SEND_TO].len))
+        {
+            return 0;
+        }
+
+        conv_len = ngx_chat_proto_direct_id(peer, f[NGX_CHAT_SEND_TO].start,
+                                            f[NGX_CHAT_SEND_TO].len, conv);
+
+    } else {
+        conv_len = f[NGX_CHAT_SEND_CONV].len;
+
+        if (f[NGX_CHAT_SEND_CONV].escaped || conv_len == 0
+            || conv_len > NGX_CHAT_PROTO_CONV_MAX
+            || !ngx_chat_send_plain(f[NGX_CHAT_SEND_CONV].start, conv_len)
+            || !ngx_chat_proto_conv_allowed(peer, f[NGX_CHAT_SEND_CONV].start,
+                                            conv_len))
+        {
+            return 0;
+        }
+
+        memcpy(conv, f[NGX_CHAT_SEND_CONV].start, conv_len);
+        conv[conv_len] = '\0';
+    }
+
+    /* the identity goes into the record unescaped: ids are plain by
+     * construction, the node is checked all the same */
+    if (!ngx_chat_send_plain(f[NGX_CHAT_SEND_CMID].start,
+                             f[NGX_CHAT_SEND_CMID].len)
+        || !ngx_chat_send_plain(peer->node, peer->node_len)
+        || !ngx_chat_send_plain(peer->user, peer->user_len)
+        || !ngx_chat_send_plain(peer->device, peer->device_len))
+    {
+        return 0;
+    }
+
+    tag = json_stringn(f[NGX_CHAT_SEND_CMID].start, f[NGX_CHAT_SEND_CMID].len);
+    if (tag == NULL) {
+        return 0;
+    }
+
+    ts_len = (size_t) snprintf(ts, sizeof(ts), "%lld",
+                               (long long) peer->now_ms);
+
+    size = sizeof("{\"conv\":\"\",\"cmid\":\"\",\"body\":\"\",\"op\":\"send\","
+                  "\"sid\":\"\",\"node\":\"\",\"user\":\"\",\"dev\":\"\","
+                  "\"ts\":}")
+           + conv_len + f[NGX_CHAT_SEND_CMID].len + f[NGX_CHAT_SEND_BODY].len
+           + 16 + peer->node_len + peer->user_len + peer->device_len + ts_len;
+
+    record = malloc(size);
+    if (record == NULL) {
+        json_decref(tag);
+        return 0;
+    }
+
+    /* the keys in the order the general path writes them */
+    p = ngx_chat_send_put(record, "{\"conv\":\"", 9);
+    p = ngx_chat_send_put(p, conv, conv_len);
+    p = ngx_chat_send_put(p, "\",\"cmid\":\"", 10);
+    p = ngx_chat_send_put(p, f[NGX_CHAT_SEND_CMID].start,
+                          f[NGX_CHAT_SEND_CMID].len);
+    p = ngx_chat_send_put(p, "\",\"body\":\"", 10);
+    p = ngx_chat_send_put(p, f[NGX_CHAT_SEND_BODY].start,
+                          f[NGX_CHAT_SEND_BODY].len);
+    p = ngx_chat_send_put(p, "\",\"op\":\"send\",\"sid\":\"", 21);
+    p = ngx_chat_send_put(p, peer->sid, 16);
+    p = ngx_chat_send_put(p, "\",\"node\":\"", 10);
+    p = ngx_chat_send_put(p, peer->node, peer->node_len);
+    p = ngx_chat_send_put(p, "\",\"user\":\"", 10);
+    p = ngx_chat_send_put(p, peer->user, peer->user_len);
+    p = ngx_chat_send_put(p, "\",\"dev\":\"", 9);
+    p = ngx_chat_send_put(p, peer->device, peer->device_len);
+    p = ngx_chat_send_put(p, "\",\"ts\":", 7);
+    p = ngx_chat_send_put(p, ts, ts_len);
+    *p++ = '}';
+    *p = '\0';
+
+    res->record = record;
+    res->record_len = p - record;
+    memcpy(res->key, conv, conv_len + 1);
+    res->key_len = conv_len;
+    res->tag_name = "client_msg_id";
+    res->tag_value = tag;
+
+    return 1;
+}
