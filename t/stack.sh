@@ -40,7 +40,7 @@ usage: $PROG ACTION DIR [ARG]
 
 start reads (defaults in brackets): CHAT_PORT [8080], CHAT_TLS_PORT [8443],
 REDIS_PORT [6379], PG_PORT [5432], KAFKA_PORT [9092], KAFKA_CTRL_PORT [9093],
-CHAT_JWT_SECRET [generated once into DIR/jwt_secret], CHAT_WORKERS [1],
+CHAT_JWT_SECRET [generated once into DIR/jwt_secret], CHAT_WORKERS [2],
 CHAT_SERVER_ID [s1], CHAT_BUILD_DIR [\$ROOT/build], CHAT_CACHE
 [~/.cache/ngx_chat], NGINX_BIN, CHAT_WORKER_BIN, CHATCTL_BIN, KAFKA_LIB,
 STACK_SKIP (components not to start, e.g. "nginx worker").
@@ -204,10 +204,10 @@ config_from_env() {
     PG_PORT=${PG_PORT:-5432}
     KAFKA_PORT=${KAFKA_PORT:-9092}
     KAFKA_CTRL_PORT=${KAFKA_CTRL_PORT:-9093}
-    CHAT_WORKERS=${CHAT_WORKERS:-1}
+    CHAT_WORKERS=${CHAT_WORKERS:-2}
     CHAT_SERVER_ID=${CHAT_SERVER_ID:-s1}
     CHAT_TOPIC=${CHAT_TOPIC:-chat.requests}
-    CHAT_PARTITIONS=${CHAT_PARTITIONS:-16}
+    CHAT_PARTITIONS=${CHAT_PARTITIONS:-4}
     STACK_SKIP=${STACK_SKIP:-}
     CHAT_BUILD_DIR=${CHAT_BUILD_DIR:-$ROOT/build}
     CHAT_CACHE=${CHAT_CACHE:-${HOME:-/root}/.cache/ngx_chat}
@@ -384,6 +384,12 @@ max_connections = 200
 fsync = on
 synchronous_commit = on
 full_page_writes = on
+# the write load is steady inserts: room for the hot indexes, and WAL
+# enough that checkpoints come on time, not every few seconds (each is a
+# burst of full-page writes); neither trades durability
+shared_buffers = 1GB
+max_wal_size = 8GB
+checkpoint_timeout = 15min
 log_line_prefix = '%m [%p] %q%u@%d '
 log_min_messages = warning
 EOF

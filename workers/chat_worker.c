@@ -60,7 +60,7 @@ chat_usage(FILE *f)
         " (dbname=chat)\n"
         "  --redis HOST:PORT|PATH     Redis (127.0.0.1:6379)\n"
         "  --partitions N             partitions when creating the topic"
-        " (16)\n"
+        " (4)\n"
         "  --max-group-members N      group size limit, creator included"
         " (256, at most 1024)\n"
         "  --help\n");
@@ -91,7 +91,7 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
     o->group = "chat-workers";
     o->pg = "dbname=chat";
     o->redis = "127.0.0.1:6379";
-    o->partitions = 16;
+    o->partitions = 4;
     o->max_group_members = CHAT_GROUP_MEMBERS;
 
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
