@@ -67,20 +67,12 @@ chat_store_connect(chat_store_t *st)
 {
     /* our defaults come first: what --pg says overrides them; a server
      * that vanishes from the network is noticed within about 30 s instead
-     * of the kernel's two hours.
-     *
-     * Custom plans: the statements join arrays of keys against tables that
-     * start empty and grow by millions of rows. A generic plan made while
-     * a table was small (a hash join over a sequential scan) stayed cached
-     * until autovacuum's first ANALYZE and made every batch scan the whole
-     * table; planning each execution with the real array sizes costs tens
-     * of microseconds per statement and always finds the indexes. */
+     * of the kernel's two hours */
     const char  *keys[] = { "connect_timeout", "application_name",
                             "keepalives_idle", "keepalives_interval",
                             "keepalives_count", "tcp_user_timeout",
-                            "options", "dbname", NULL };
+                            "dbname", NULL };
     const char  *values[] = { "5", "chat_worker", "10", "5", "3", "30000",
-                              "-c plan_cache_mode=force_custom_plan",
                               st->conninfo, NULL };
 
     st->conn = PQconnectdbParams(keys, values, 1);
