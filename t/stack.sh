@@ -390,6 +390,10 @@ full_page_writes = on
 shared_buffers = 1GB
 max_wal_size = 8GB
 checkpoint_timeout = 15min
+# statistics soon after a fresh start: until a table's first ANALYZE, the
+# worker's prepared statements keep plans made for an empty table (a hash
+# join over a sequential scan of messages on every batch)
+autovacuum_naptime = 10s
 log_line_prefix = '%m [%p] %q%u@%d '
 log_min_messages = warning
 EOF
@@ -566,7 +570,10 @@ EOF
             -c "$kdir/server.properties" --ignore-formatted >>"$LOG/kafka.log" 2>&1 \
             || { log_tail "$LOG/kafka.log"; die "kafka: storage format failed"; }
     fi
-    start_bg kafka "$LOG/kafka.log" java -Xms256m -Xmx512m -XX:+UseG1GC \
+    # Kafka allocates fast and keeps little: a fixed heap with a large young
+    # generation collected by one thread pauses a few ms every few seconds;
+    # G1's collections stalled the broker for up to 100 ms on 2 busy cores
+    start_bg kafka "$LOG/kafka.log" java -Xms1g -Xmx1g -Xmn512m -XX:+UseSerialGC \
         -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
         -Dlog4j2.configurationFile="$kdir/log4j2.properties" \
         -cp "$KAFKA_LIB/*" kafka.Kafka "$kdir/server.properties"

@@ -4105,7 +4105,9 @@ usage(FILE *f)
 "  --max-backlog S     a rate is held if the delivery backlog stays under S s\n"
 "                      of traffic and does not grow (1)\n"
 "  --probe-duration S  (10)\n"
-"  --warmup S          dm: a first step at min(first rate, 1000)/s (10; quick 0)\n"
+"  --warmup S          dm: a first step at min(first rate, 1000)/s, not\n"
+"                      measured: a fresh Kafka compiles its hot paths first\n"
+"                      (45; quick 0)\n"
 "  --procs P           load processes (default: enough for the fd limit)\n"
 "  --per-proc N        connections per process at most (15000)\n"
 "  --group-size N      (256)\n"
@@ -4377,7 +4379,7 @@ main(int argc, char **argv)
         O.probe_duration = O.quick ? 3 : 10;
     }
     if (O.warmup < 0) {
-        O.warmup = O.quick ? 0 : 10;
+        O.warmup = O.quick ? 0 : 45;
     }
     if (O.drain < 0) {
         O.drain = O.quick ? 15 : 30;
