@@ -8,12 +8,13 @@
  * between leaves the records to be consumed again, and the store recognises
  * them (at-least-once, deduplicated).
  *
- * Commits are asynchronous and coalesced: one OffsetCommit is in flight at
- * a time, and the positions of the batches processed meanwhile go out in
- * the next one, when the answer to the previous one comes back through the
- * offset commit callback (served by consumer_poll). Committing every small
- * batch would queue requests faster than a broker with an append linger
- * answers them, and the committed offsets would fall seconds behind.
+ * Commits are asynchronous and coalesced: at most one OffsetCommit is in
+ * flight, at most one goes out every CHAT_COMMIT_EVERY_MS, and the positions
+ * of the batches processed meanwhile go out in the next one (sent after a
+ * batch, from the offset commit callback served by consumer_poll, or when
+ * the consumer is idle). Committing every small batch cost the broker more
+ * than the records themselves, and would queue requests faster than a
+ * broker with an append linger answers them.
  *
  * Rebalances: the rebalance callback also runs inside consumer_poll, so
  * everything processed is committed, in flight or pending then; revoking
