@@ -18,22 +18,6 @@
 #include "worker_unit.h"
 
 
-static chat_parse_rc_t
-parse(chat_request_t *req, const char *json)
-{
-    char  why[160];
-
-    req->partition = 1;
-    req->offset = 7;
-
-    return chat_request_parse(req, json, strlen(json), why, sizeof(why));
-}
-
-
-#define HEAD  "\"node\":\"s1:0\",\"sid\":\"00000000000000ab\","           \
-              "\"user\":\"alice\",\"dev\":\"phone\",\"ts\":1"
-
-
 static void
 test_parse(void)
 {

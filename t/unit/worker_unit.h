@@ -2,7 +2,8 @@
 /*
  * The assertions of chat_worker's unit tests: check() for a condition,
  * check_str() for a string with both sides printed on a failure; main()
- * ends with "N passed, N failed".
+ * ends with "N passed, N failed". And parse(), a record through
+ * chat_request_parse (include the worker's sources first).
  */
 
 
@@ -39,6 +40,23 @@ static int  passed, failed;
                    (int) strlen(__FILE__) + 12, "", w_);                   \
         }                                                                  \
     } while (0)
+
+
+/* a record as Kafka would hand it over (partition 3, offset 42); HEAD is
+ * the fields every record carries */
+#define HEAD  "\"node\":\"s1:0\",\"sid\":\"00000000000000ab\","           \
+              "\"user\":\"alice\",\"dev\":\"phone\",\"ts\":1"
+
+static chat_parse_rc_t
+parse(chat_request_t *req, const char *json)
+{
+    char  why[160];
+
+    req->partition = 3;
+    req->offset = 42;
+
+    return chat_request_parse(req, json, strlen(json), why, sizeof(why));
+}
 
 
 #endif /* CHAT_WORKER_UNIT_H */
