@@ -167,6 +167,7 @@ void ngx_chat_presence_drop(ngx_chat_session_t *s);
 /* ngx_chat_kafka.c */
 ngx_int_t ngx_chat_kafka_init(ngx_cycle_t *cycle, ngx_chat_main_conf_t *mcf);
 void ngx_chat_kafka_exit(ngx_cycle_t *cycle);
+/* on NGX_OK the value (malloc'ed) belongs to Kafka, which frees it */
 ngx_int_t ngx_chat_kafka_produce(u_char *key, size_t key_len, u_char *value,
     size_t value_len);
 

@@ -63,6 +63,7 @@ typedef struct ngx_chat_proto_result_s {
 } ngx_chat_proto_result_t;
 
 
+/* text: a text frame's payload, valid UTF-8 (the frame layer checked it) */
 void ngx_chat_proto_handle(const ngx_chat_proto_peer_t *peer,
     const char *text, size_t len, ngx_chat_proto_result_t *res);
 

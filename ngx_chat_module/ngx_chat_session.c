@@ -605,14 +605,18 @@ ngx_chat_session_message(ngx_chat_session_t *s, ngx_uint_t opcode,
         s->typing_hash = 0;     /* the next start goes out at once */
     }
 
-    if (res.record
-        && ngx_chat_kafka_produce((u_char *) res.key, res.key_len,
-                                  (u_char *) res.record, res.record_len)
-           != NGX_OK)
-    {
-        ngx_chat_proto_set_error(&res, "unavailable",
-                                 "the message store is unavailable, "
-                                 "nothing was stored: retry later");
+    if (res.record) {
+        if (ngx_chat_kafka_produce((u_char *) res.key, res.key_len,
+                                   (u_char *) res.record, res.record_len)
+            == NGX_OK)
+        {
+            res.record = NULL;      /* Kafka's now */
+
+        } else {
+            ngx_chat_proto_set_error(&res, "unavailable",
+                                     "the message store is unavailable, "
+                                     "nothing was stored: retry later");
+        }
     }
 
     if (res.reply) {

@@ -3,7 +3,9 @@
  * libFuzzer target: the client protocol (ngx_chat_proto_handle), as the
  * session code drives it.
  *
- * The input is one client text frame.  The peer is fixed (its user id is
+ * The input is one client text frame (bytes that are not UTF-8, which the
+ * frame layer would have refused with 1007, go to the general path
+ * alone).  The peer is fixed (its user id is
  * picked by the input length, from a short to a 64-character one); its
  * strings lie in exact-size heap buffers without a terminating NUL, so
  * ASan sees any read past their lengths.  Checked for every frame:
@@ -32,6 +34,7 @@
 
 #include <jansson.h>
 
+#include "ngx_chat_frame.h"
 #include "ngx_chat_jwt.h"
 #include "ngx_chat_proto.h"
 
@@ -321,9 +324,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     text = dup_exact((const char *) data, size);
 
-    ngx_chat_proto_handle(&peer, text, size, &res);
+    /* as the session drives it: text frames, whose UTF-8 the frame layer
+     * checked; other bytes still go through the general path, which must
+     * refuse them cleanly */
+    if (ngx_chat_utf8_valid((const unsigned char *) text, size)) {
+        ngx_chat_proto_handle(&peer, text, size, &res);
+        check_fast_path(&peer, text, size);
 
-    check_fast_path(&peer, text, size);
+    } else {
+        ngx_chat_proto_handle_dom(&peer, text, size, &res);
+    }
 
     FUZZ_ASSERT((res.reply != NULL) + (res.record != NULL)
                 + (res.presence != 0) == 1);
