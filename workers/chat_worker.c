@@ -174,9 +174,10 @@ chat_signals(void)
 }
 
 
-
-/* where a batch's time went, summed over one stats interval */
+/* what the batches of one stats interval did, and where their time went */
 typedef struct {
+    uint64_t  records;
+    uint64_t  batches;
     int64_t   queued_sum;
     int64_t   queued_max;
     uint64_t  queued_n;
@@ -204,8 +205,12 @@ chat_oldest_record(const chat_record_t *records, size_t n)
 
 
 static void
-chat_stats_add(chat_batch_stats_t *stats, int64_t queued, int64_t batch)
+chat_stats_add(chat_batch_stats_t *stats, size_t records, int64_t queued,
+    int64_t batch)
 {
+    stats->records += records;
+    stats->batches++;
+
     if (queued >= 0) {
         stats->queued_sum += queued;
         stats->queued_n++;
@@ -230,7 +235,6 @@ main(int argc, char **argv)
     unsigned          rebalances = 0;
     chat_record_t    *records;
     size_t            n;
-    uint64_t          processed = 0, batches = 0;
     int64_t           since, now, started, oldest;
     chat_batch_stats_t  stats;
     int               rc = 1;
@@ -297,32 +301,30 @@ main(int argc, char **argv)
             }
 
             chat_kafka_commit(kafka);
-            processed += n;
-            batches++;
-            chat_stats_add(&stats, oldest >= 0 ? started - oldest : -1,
+            chat_stats_add(&stats, n, oldest >= 0 ? started - oldest : -1,
                            chat_now_ms() - started);
         }
 
         now = chat_now_ms();
 
         if (now - since >= CHAT_STATS_INTERVAL_MS) {
-            if (processed) {
+            if (stats.batches) {
                 /* "queued": produced until picked up (nginx, Kafka and
                  * this worker's previous batches); "batch": stored,
                  * answered and delivered */
                 log_info("%" PRIu64 " records in %" PRIu64 " batches,"
                          " %.0f records/s; ms queued avg %.1f max %" PRId64
-                         ", batch avg %.1f max %" PRId64, processed, batches,
-                         (double) processed * 1000.0 / (double) (now - since),
+                         ", batch avg %.1f max %" PRId64, stats.records,
+                         stats.batches,
+                         (double) stats.records * 1000.0
+                         / (double) (now - since),
                          stats.queued_n ? (double) stats.queued_sum
                                           / (double) stats.queued_n : 0.0,
                          stats.queued_max,
-                         (double) stats.batch_sum / (double) batches,
+                         (double) stats.batch_sum / (double) stats.batches,
                          stats.batch_max);
             }
 
-            processed = 0;
-            batches = 0;
             memset(&stats, 0, sizeof(stats));
             since = now;
         }
