@@ -25,6 +25,7 @@ sys.path.insert(0, HERE)
 
 import wsclient  # noqa: E402
 from chatlib import unique  # noqa: E402
+from stackenv import read_env_file  # noqa: E402
 
 STACK_SH = os.path.join(HERE, "stack.sh")
 START_TIMEOUT = float(os.environ.get("CHAT_STACK_START_TIMEOUT", "180"))
@@ -67,24 +68,6 @@ def tail_logs(d, lines=60):
                                                    len(data)))
         out.extend(data[-n:])
     return "\n".join(out) if out else "(no logs under %s/log)" % d
-
-
-def read_env_file(path):
-    env = {}
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith("#") or "=" not in line:
-                continue
-            k, v = line.split("=", 1)
-            k = k.strip()
-            if k.startswith("export "):
-                k = k[7:].strip()
-            v = v.strip()
-            if len(v) >= 2 and v[0] == v[-1] and v[0] in "'\"":
-                v = v[1:-1]
-            env[k] = v
-    return env
 
 
 class Stack:

@@ -37,7 +37,8 @@ Each thread reconnects the same (user, device) right after closing it, as
 a phone on a flaky network would; a new connection closed 4001 ("replaced")
 by its own previous, already closed one counts as a failed cycle.
 
-Only the Python standard library is used (and t/wsclient.py).
+Only the Python standard library is used (and t/wsclient.py,
+t/stackenv.py).
 """
 
 import argparse
@@ -56,29 +57,10 @@ sys.path.insert(0, os.path.dirname(HERE))          # t/
 STACK_SH = os.path.join(os.path.dirname(HERE), "stack.sh")
 
 import wsclient  # noqa: E402
+from stackenv import read_env_file  # noqa: E402
 
 
 # -- the stack ----------------------------------------------------------------
-
-def read_env(path):
-    if os.path.isdir(path):
-        path = os.path.join(path, "stack.env")
-    env = {}
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith("#") or "=" not in line:
-                continue
-            k, v = line.split("=", 1)
-            k = k.strip()
-            if k.startswith("export "):
-                k = k[len("export "):].strip()
-            v = v.strip()
-            if len(v) >= 2 and v[0] == v[-1] and v[0] in "'\"":
-                v = v[1:-1]
-            env[k] = v
-    return env
-
 
 def _read(path):
     try:
@@ -329,7 +311,7 @@ def run(argv):
     a = ap.parse_args(argv)
 
     try:
-        env = read_env(a.stack)
+        env = read_env_file(a.stack)
     except OSError as e:
         print("leak_check: cannot read the stack env: %s" % e, file=sys.stderr)
         return 3
