@@ -37,7 +37,7 @@ export CHAT_BUILD_DIR := $(CURDIR)/$(BUILD)
 
 CC     ?= cc
 CFLAGS_CHAT := -O2 -g -Wall -Wextra -Werror -std=gnu11 \
-               -I/usr/include/postgresql $(SAN)
+               -I/usr/include/postgresql -Ingx_chat_module $(SAN)
 NGX_JOBS ?= 2
 
 # ---------------------------------------------------------------- packages
@@ -81,8 +81,11 @@ MVN_DEP_PLUGIN := org.apache.maven.plugins:maven-dependency-plugin:3.6.1
 
 # ---------------------------------------------------------------- workers
 
+# the wire contract is the module's and the workers' alike
+WIRE_SRC     := ngx_chat_module/ngx_chat_wire.c
 WORKER_SRCS  := $(filter-out workers/chatctl.c,$(wildcard workers/*.c))
-WORKER_OBJS  := $(patsubst workers/%.c,$(BUILD)/obj/workers/%.o,$(WORKER_SRCS))
+WORKER_OBJS  := $(patsubst workers/%.c,$(BUILD)/obj/workers/%.o,$(WORKER_SRCS)) \
+                $(BUILD)/obj/workers/ngx_chat_wire.o
 WORKER_LIBS  := -lrdkafka -lpq -lhiredis -ljansson -lcrypto -lpthread
 CHATCTL_SRCS ?= $(wildcard workers/chatctl.c)
 CHATCTL_LIBS := -ljansson -lcrypto
@@ -96,6 +99,7 @@ UNIT_SRCS := $(wildcard t/unit/test_*.c)
 UNIT_BINS := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
 # the module's pure C parts (no nginx headers), whichever exist yet
 UNIT_MOD_SRCS := $(wildcard ngx_chat_module/ngx_chat_frame.c \
+                            ngx_chat_module/ngx_chat_wire.c \
                             ngx_chat_module/ngx_chat_jwt.c \
                             ngx_chat_module/ngx_chat_proto.c \
                             ngx_chat_module/ngx_chat_send.c)
@@ -239,6 +243,10 @@ $(BUILD)/obj/workers/%.o: workers/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_CHAT) -MMD -MP -c $< -o $@
 
+$(BUILD)/obj/workers/ngx_chat_wire.o: $(WIRE_SRC)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_CHAT) -MMD -MP -c $< -o $@
+
 $(BUILD)/bin/chat_worker: $(WORKER_OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(SAN) -o $@ $^ $(WORKER_LIBS)
@@ -354,13 +362,19 @@ FUZZ_LIBS    := -ljansson -lcrypto
 
 .PHONY: fuzz fuzz-build fuzz-pkgs
 
-# clang (its libclang-common-N-dev brings the libFuzzer runtime); the
+# clang and its runtime libraries (libFuzzer, the sanitizers: Debian puts
+# them in libclang-rt-N-dev, which --no-install-recommends leaves out); the
 # rest (jansson, OpenSSL) comes with `pkgs`
+FUZZ_RT_PKG  := libclang-rt-14-dev
 fuzz-pkgs: pkgs
-	@if command -v $(FUZZ_CC) >/dev/null 2>&1; then exit 0; fi; \
-	set -e; echo "fuzz: installing clang"; \
+	@if command -v $(FUZZ_CC) >/dev/null 2>&1 \
+	   && dpkg-query -W -f='$${db:Status-Abbrev}' $(FUZZ_RT_PKG) 2>/dev/null \
+	      | grep -q '^ii'; then \
+	    exit 0; \
+	fi; \
+	set -e; echo "fuzz: installing clang and $(FUZZ_RT_PKG)"; \
 	$(APT) update -q; \
-	$(APT) install -y -q --no-install-recommends clang
+	$(APT) install -y -q --no-install-recommends clang $(FUZZ_RT_PKG)
 
 $(FUZZ_DIR)/%: t/fuzz/%.c $(UNIT_MOD_SRCS)
 	@mkdir -p $(@D)

@@ -20,24 +20,7 @@
 #include <ngx_http.h>
 
 #include "ngx_chat_frame.h"
-
-
-#define NGX_CHAT_ID_MAX          64
-#define NGX_CHAT_SID_LEN         16
-#define NGX_CHAT_NODE_MAX        (NGX_CHAT_ID_MAX + 8)
-
-/* close codes of the contract beyond RFC 6455's own */
-#define NGX_CHAT_CLOSE_NORMAL    1000
-#define NGX_CHAT_CLOSE_AWAY      1001
-#define NGX_CHAT_CLOSE_PROTOCOL  1002
-#define NGX_CHAT_CLOSE_BINARY    1003
-#define NGX_CHAT_CLOSE_UTF8      1007
-#define NGX_CHAT_CLOSE_POLICY    1008
-#define NGX_CHAT_CLOSE_TOO_BIG   1009
-#define NGX_CHAT_CLOSE_INTERNAL  1011
-#define NGX_CHAT_CLOSE_REPLACED  4001
-#define NGX_CHAT_CLOSE_RATE      4008
-#define NGX_CHAT_CLOSE_SLOW      4009
+#include "ngx_chat_wire.h"
 
 
 typedef struct {
@@ -75,7 +58,7 @@ typedef struct {
 
     ngx_str_t                  user;
     ngx_str_t                  device;
-    u_char                     sid[NGX_CHAT_SID_LEN];
+    u_char                     sid[NGX_CHAT_WIRE_SID_LEN];
 
     ngx_chat_ws_parser_t       parser;
 

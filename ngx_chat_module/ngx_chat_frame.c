@@ -327,7 +327,7 @@ ngx_chat_ws_parse(ngx_chat_ws_parser_t *p, unsigned char **pos,
                 if (p->msg_opcode == NGX_CHAT_WS_OP_TEXT
                     && ngx_chat_utf8_validate(&p->utf8_state, b, n) != 0)
                 {
-                    rc = ngx_chat_ws_fail(p, ev, NGX_CHAT_WS_CLOSE_BAD_UTF8,
+                    rc = ngx_chat_ws_fail(p, ev, NGX_CHAT_WIRE_CLOSE_UTF8,
                                           "invalid UTF-8 in a text message");
                     goto done;
                 }
@@ -350,7 +350,7 @@ ngx_chat_ws_parse(ngx_chat_ws_parser_t *p, unsigned char **pos,
                     ev->data = NULL;
                     ev->len = 0;
                     ev->opcode = 0;
-                    rc = ngx_chat_ws_fail(p, ev, NGX_CHAT_WS_CLOSE_BAD_UTF8,
+                    rc = ngx_chat_ws_fail(p, ev, NGX_CHAT_WIRE_CLOSE_UTF8,
                                           "text message ends inside "
                                           "a UTF-8 character");
                     goto done;
@@ -434,12 +434,12 @@ ngx_chat_ws_header_start(ngx_chat_ws_parser_t *p, ngx_chat_ws_event_t *ev)
     len7 = p->hdr[1] & 0x7f;
 
     if (p->hdr[0] & 0x70) {
-        return ngx_chat_ws_fail(p, ev, NGX_CHAT_WS_CLOSE_PROTOCOL,
+        return ngx_chat_ws_fail(p, ev, NGX_CHAT_WIRE_CLOSE_PROTOCOL,
                                 "reserved bits set");
     }
 
     if (!(p->hdr[1] & 0x80)) {
-        return ngx_chat_ws_fail(p, ev, NGX_CHAT_WS_CLOSE_PROTOCOL,
+        return ngx_chat_ws_fail(p, ev, NGX_CHAT_WIRE_CLOSE_PROTOCOL,
                                 "unmasked client frame");
     }
 
@@ -447,7 +447,7 @@ ngx_chat_ws_header_start(ngx_chat_ws_parser_t *p, ngx_chat_ws_event_t *ev)
 
     case NGX_CHAT_WS_OP_CONT:
         if (p->msg_opcode == 0) {
-            return ngx_chat_ws_fail(p, ev, NGX_CHAT_WS_CLOSE_PROTOCOL,
+            return ngx_chat_ws_fail(p, ev, NGX_CHAT_WIRE_CLOSE_PROTOCOL,
                                     "continuation frame without a message");
         }
         break;
@@ -455,7 +455,7 @@ ngx_chat_ws_header_start(ngx_chat_ws_parser_t *p, ngx_chat_ws_event_t *ev)
     case NGX_CHAT_WS_OP_TEXT:
     case NGX_CHAT_WS_OP_BINARY:
         if (p->msg_opcode != 0) {
-            return ngx_chat_ws_fail(p, ev, NGX_CHAT_WS_CLOSE_PROTOCOL,
+            return ngx_chat_ws_fail(p, ev, NGX_CHAT_WIRE_CLOSE_PROTOCOL,
                                     "new message inside a fragmented one");
         }
         break;
@@ -464,18 +464,18 @@ ngx_chat_ws_header_start(ngx_chat_ws_parser_t *p, ngx_chat_ws_event_t *ev)
     case NGX_CHAT_WS_OP_PING:
     case NGX_CHAT_WS_OP_PONG:
         if (!(p->hdr[0] & 0x80)) {
-            return ngx_chat_ws_fail(p, ev, NGX_CHAT_WS_CLOSE_PROTOCOL,
+            return ngx_chat_ws_fail(p, ev, NGX_CHAT_WIRE_CLOSE_PROTOCOL,
                                     "fragmented control frame");
         }
 
         if (len7 > NGX_CHAT_WS_MAX_CONTROL) {
-            return ngx_chat_ws_fail(p, ev, NGX_CHAT_WS_CLOSE_PROTOCOL,
+            return ngx_chat_ws_fail(p, ev, NGX_CHAT_WIRE_CLOSE_PROTOCOL,
                                     "control frame over 125 bytes");
         }
         break;
 
     default:
-        return ngx_chat_ws_fail(p, ev, NGX_CHAT_WS_CLOSE_PROTOCOL,
+        return ngx_chat_ws_fail(p, ev, NGX_CHAT_WIRE_CLOSE_PROTOCOL,
                                 "unknown opcode");
     }
 
@@ -511,7 +511,7 @@ ngx_chat_ws_header_done(ngx_chat_ws_parser_t *p, ngx_chat_ws_event_t *ev)
         }
 
         if (len >> 63) {
-            return ngx_chat_ws_fail(p, ev, NGX_CHAT_WS_CLOSE_PROTOCOL,
+            return ngx_chat_ws_fail(p, ev, NGX_CHAT_WIRE_CLOSE_PROTOCOL,
                                     "64-bit length with the top bit set");
         }
 
@@ -530,7 +530,7 @@ ngx_chat_ws_header_done(ngx_chat_ws_parser_t *p, ngx_chat_ws_event_t *ev)
         /* empty fragments cost no memory, but each costs a pass here */
 
         if (p->max_frames && ++p->frames > p->max_frames) {
-            return ngx_chat_ws_fail(p, ev, NGX_CHAT_WS_CLOSE_TOO_BIG,
+            return ngx_chat_ws_fail(p, ev, NGX_CHAT_WIRE_CLOSE_TOO_BIG,
                                     "too many fragments in a message");
         }
 
@@ -539,7 +539,7 @@ ngx_chat_ws_header_done(ngx_chat_ws_parser_t *p, ngx_chat_ws_event_t *ev)
         if (p->message_len > p->max_message
             || len > p->max_message - p->message_len)
         {
-            return ngx_chat_ws_fail(p, ev, NGX_CHAT_WS_CLOSE_TOO_BIG,
+            return ngx_chat_ws_fail(p, ev, NGX_CHAT_WIRE_CLOSE_TOO_BIG,
                                     "message too big");
         }
 
@@ -574,7 +574,7 @@ ngx_chat_ws_control_done(ngx_chat_ws_parser_t *p, ngx_chat_ws_event_t *ev)
     if (p->opcode == NGX_CHAT_WS_OP_CLOSE) {
 
         if (p->ctrl_len == 1) {
-            return ngx_chat_ws_fail(p, ev, NGX_CHAT_WS_CLOSE_PROTOCOL,
+            return ngx_chat_ws_fail(p, ev, NGX_CHAT_WIRE_CLOSE_PROTOCOL,
                                     "close frame with a 1-byte payload");
         }
 
@@ -585,12 +585,12 @@ ngx_chat_ws_control_done(ngx_chat_ws_parser_t *p, ngx_chat_ws_event_t *ev)
             code = ((unsigned) p->ctrl[0] << 8) | p->ctrl[1];
 
             if (!ngx_chat_ws_close_code_valid(code)) {
-                return ngx_chat_ws_fail(p, ev, NGX_CHAT_WS_CLOSE_PROTOCOL,
+                return ngx_chat_ws_fail(p, ev, NGX_CHAT_WIRE_CLOSE_PROTOCOL,
                                         "invalid close code");
             }
 
             if (!ngx_chat_utf8_valid(p->ctrl + 2, p->ctrl_len - 2)) {
-                return ngx_chat_ws_fail(p, ev, NGX_CHAT_WS_CLOSE_BAD_UTF8,
+                return ngx_chat_ws_fail(p, ev, NGX_CHAT_WIRE_CLOSE_UTF8,
                                         "close reason is not UTF-8");
             }
         }

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ngx_chat_wire.h"
+
 
 #define NGX_CHAT_WS_OP_CONT          0x0
 #define NGX_CHAT_WS_OP_TEXT          0x1
@@ -21,18 +23,8 @@
 #define NGX_CHAT_WS_OP_PING          0x9
 #define NGX_CHAT_WS_OP_PONG          0xa
 
-#define NGX_CHAT_WS_CLOSE_NORMAL     1000
-#define NGX_CHAT_WS_CLOSE_GOING_AWAY 1001
-#define NGX_CHAT_WS_CLOSE_PROTOCOL   1002
-#define NGX_CHAT_WS_CLOSE_BINARY     1003
-#define NGX_CHAT_WS_CLOSE_NO_STATUS  1005  /* never sent: "no code given" */
-#define NGX_CHAT_WS_CLOSE_BAD_UTF8   1007
-#define NGX_CHAT_WS_CLOSE_POLICY     1008
-#define NGX_CHAT_WS_CLOSE_TOO_BIG    1009
-#define NGX_CHAT_WS_CLOSE_INTERNAL   1011
-#define NGX_CHAT_WS_CLOSE_REPLACED   4001
-#define NGX_CHAT_WS_CLOSE_RATE_LIMIT 4008
-#define NGX_CHAT_WS_CLOSE_TOO_SLOW   4009
+/* the close codes are the wire's (ngx_chat_wire.h); this one is never sent */
+#define NGX_CHAT_WS_CLOSE_NO_STATUS  1005  /* "no code given" */
 
 #define NGX_CHAT_WS_MAX_CONTROL      125   /* control frame payload limit */
 #define NGX_CHAT_WS_MAX_HEADER       10    /* server frame header, unmasked */

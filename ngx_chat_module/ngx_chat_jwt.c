@@ -169,7 +169,7 @@ ngx_chat_jwt_verify(const unsigned char *token, size_t len,
     sub = json_string_value(v);
     sub_len = json_string_length(v);
 
-    if (!ngx_chat_valid_id((const unsigned char *) sub, sub_len)) {
+    if (!ngx_chat_wire_valid_id(sub, sub_len)) {
         w = "sub is not a valid user id";
         goto done;
     }
@@ -177,8 +177,8 @@ ngx_chat_jwt_verify(const unsigned char *token, size_t len,
     v = json_object_get(root, "dev");
 
     if (v == NULL) {
-        dev = "default";
-        dev_len = sizeof("default") - 1;
+        dev = NGX_CHAT_WIRE_DEFAULT_DEVICE;
+        dev_len = sizeof(NGX_CHAT_WIRE_DEFAULT_DEVICE) - 1;
 
     } else {
         if (!json_is_string(v)) {
@@ -189,7 +189,7 @@ ngx_chat_jwt_verify(const unsigned char *token, size_t len,
         dev = json_string_value(v);
         dev_len = json_string_length(v);
 
-        if (!ngx_chat_valid_id((const unsigned char *) dev, dev_len)) {
+        if (!ngx_chat_wire_valid_id(dev, dev_len)) {
             w = "dev is not a valid device id";
             goto done;
         }
@@ -269,32 +269,6 @@ done:
     return rc;
 }
 
-
-int
-ngx_chat_valid_id(const unsigned char *s, size_t len)
-{
-    size_t    i;
-    unsigned  c;
-
-    if (s == NULL || len == 0 || len > NGX_CHAT_ID_MAX) {
-        return 0;
-    }
-
-    for (i = 0; i < len; i++) {
-        c = s[i];
-
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-            || (c >= '0' && c <= '9')
-            || c == '_' || c == '.' || c == '@' || c == '-')
-        {
-            continue;
-        }
-
-        return 0;
-    }
-
-    return 1;
-}
 
 
 static int

@@ -12,15 +12,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ngx_chat_wire.h"
+
 
 #define NGX_CHAT_JWT_MAX_LEN   4096   /* longer tokens are rejected */
 #define NGX_CHAT_JWT_SKEW      60     /* seconds allowed for nbf and iat */
-#define NGX_CHAT_ID_MAX        64     /* user and device ids */
 
 
 typedef struct {
-    char                       sub[NGX_CHAT_ID_MAX + 1];  /* user id */
-    char                       dev[NGX_CHAT_ID_MAX + 1];  /* or "default" */
+    char                       sub[NGX_CHAT_WIRE_ID_MAX + 1];  /* user */
+    char                       dev[NGX_CHAT_WIRE_ID_MAX + 1];  /* device */
     int64_t                    exp;   /* seconds; a fraction is rounded up */
 } ngx_chat_jwt_claims_t;
 
@@ -38,9 +39,6 @@ typedef struct {
 int ngx_chat_jwt_verify(const unsigned char *token, size_t len,
     const unsigned char *secret, size_t secret_len, int64_t now_sec,
     ngx_chat_jwt_claims_t *out, const char **why);
-
-/* 1 if s is 1-64 characters of [A-Za-z0-9_.@-], else 0 */
-int ngx_chat_valid_id(const unsigned char *s, size_t len);
 
 
 #endif /* _NGX_CHAT_JWT_H_INCLUDED_ */

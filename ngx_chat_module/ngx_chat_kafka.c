@@ -246,7 +246,7 @@ static void
 ngx_chat_kafka_delivered(rd_kafka_t *rk, const rd_kafka_message_t *msg,
     void *opaque)
 {
-    char                 sid[NGX_CHAT_SID_LEN + 1], *frame;
+    char                 sid[NGX_CHAT_WIRE_SID_LEN + 1], *frame;
     size_t               frame_len;
     ngx_chat_session_t  *s;
 

@@ -247,8 +247,8 @@ ngx_chat_init_main_conf(ngx_conf_t *cf, void *conf)
     if (mcf->server_id.len == 0) {
         mcf->server_id = cf->cycle->hostname;
 
-        if (mcf->server_id.len > NGX_CHAT_ID_MAX) {
-            mcf->server_id.len = NGX_CHAT_ID_MAX;
+        if (mcf->server_id.len > NGX_CHAT_WIRE_ID_MAX) {
+            mcf->server_id.len = NGX_CHAT_WIRE_ID_MAX;
         }
     }
 
@@ -446,7 +446,7 @@ ngx_chat_id_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     id = (ngx_str_t *) ((char *) conf + cmd->offset);
 
-    if (id->len == 0 || id->len > NGX_CHAT_ID_MAX) {
+    if (id->len == 0 || id->len > NGX_CHAT_WIRE_ID_MAX) {
         goto invalid;
     }
 
@@ -462,7 +462,7 @@ invalid:
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "invalid \"%V\" \"%V\": 1-%d characters of "
-                       "[A-Za-z0-9_.-]", &cmd->name, id, NGX_CHAT_ID_MAX);
+                       "[A-Za-z0-9_.-]", &cmd->name, id, NGX_CHAT_WIRE_ID_MAX);
     return NGX_CONF_ERROR;
 }
 
@@ -486,14 +486,14 @@ ngx_chat_init_process(ngx_cycle_t *cycle)
     ngx_rbtree_init(&w->sessions, &w->sentinel, ngx_rbtree_insert_value);
     ngx_chat_presence_init();
 
-    w->node.data = ngx_pnalloc(cycle->pool, NGX_CHAT_NODE_MAX);
+    w->node.data = ngx_pnalloc(cycle->pool, NGX_CHAT_WIRE_NODE_MAX);
     w->channel.data = ngx_pnalloc(cycle->pool,
-                                  sizeof("chat:node:") + NGX_CHAT_NODE_MAX);
+                                  sizeof("chat:node:") + NGX_CHAT_WIRE_NODE_MAX);
     if (w->node.data == NULL || w->channel.data == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_snprintf(w->node.data, NGX_CHAT_NODE_MAX, "%V:%ui",
+    p = ngx_snprintf(w->node.data, NGX_CHAT_WIRE_NODE_MAX, "%V:%ui",
                      &mcf->server_id, ngx_worker);
     w->node.len = p - w->node.data;
 
@@ -536,7 +536,7 @@ ngx_chat_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
-    ngx_chat_sessions_close_all(NGX_CHAT_CLOSE_AWAY, "server going away");
+    ngx_chat_sessions_close_all(NGX_CHAT_WIRE_CLOSE_AWAY, "server going away");
     ngx_chat_kafka_exit(cycle);
     ngx_chat_redis_exit(cycle);
 }

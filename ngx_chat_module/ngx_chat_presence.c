@@ -97,8 +97,8 @@ ngx_chat_presence_request(ngx_chat_session_t *s,
     json_t                     *id;
     const char                 *argv[6];
     size_t                      argvlen[6];
-    u_char                      sess[sizeof("chat:sess:") + NGX_CHAT_ID_MAX];
-    u_char                      pres[sizeof("chat:pres:") + NGX_CHAT_ID_MAX];
+    u_char                      sess[sizeof("chat:sess:") + NGX_CHAT_WIRE_ID_MAX];
+    u_char                      pres[sizeof("chat:pres:") + NGX_CHAT_WIRE_ID_MAX];
     ngx_chat_presence_watch_t  *w;
 
     n = json_array_size(res->presence_ids);
@@ -373,7 +373,7 @@ ngx_chat_presence_query(ngx_chat_session_t *s, json_t *ids)
 
     argv = ngx_alloc(argc * (sizeof(char *) + sizeof(size_t))
                      + NGX_INT_T_LEN
-                     + n * 2 * (sizeof("chat:sess:") + NGX_CHAT_ID_MAX),
+                     + n * 2 * (sizeof("chat:sess:") + NGX_CHAT_WIRE_ID_MAX),
                      ngx_cycle->log);
     q = ngx_alloc(sizeof(ngx_chat_presence_query_t), ngx_cycle->log);
 
@@ -476,10 +476,10 @@ ngx_chat_presence_send(ngx_chat_session_t *s, u_char *user, size_t user_len,
 {
     u_char  buf[sizeof("{\"type\":\"presence\",\"user_id\":\"\","
                        "\"status\":\"offline\",\"last_seen\":}")
-                + NGX_CHAT_ID_MAX + NGX_INT64_LEN];
+                + NGX_CHAT_WIRE_ID_MAX + NGX_INT64_LEN];
     u_char  *p;
 
-    if (user_len > NGX_CHAT_ID_MAX || status_len > sizeof("offline") - 1
+    if (user_len > NGX_CHAT_WIRE_ID_MAX || status_len > sizeof("offline") - 1
         || last_seen_len > NGX_INT64_LEN)
     {
         return;

@@ -53,8 +53,8 @@ static int ngx_chat_proto_fail(ngx_chat_proto_ctx_t *ctx, const char *code,
     const char *message);
 static int ngx_chat_proto_conversation(ngx_chat_proto_ctx_t *ctx,
     json_t *value, char *conv, size_t *conv_len);
-static int ngx_chat_proto_record(ngx_chat_proto_ctx_t *ctx, const char *op,
-    const char *key, size_t key_len);
+static int ngx_chat_proto_record(ngx_chat_proto_ctx_t *ctx,
+    ngx_chat_wire_op_t op, const char *key, size_t key_len);
 static int ngx_chat_proto_seq(json_t *value, int64_t *seq);
 static int ngx_chat_proto_too_deep(const char *text, size_t len);
 
@@ -253,9 +253,9 @@ ngx_chat_proto_send(ngx_chat_proto_ctx_t *ctx)
                                    "string");
     }
 
-    if (ngx_chat_proto_chars(json_string_value(cmid),
+    if (ngx_chat_wire_chars(json_string_value(cmid),
                              json_string_length(cmid))
-        > NGX_CHAT_PROTO_CMID_MAX)
+        > NGX_CHAT_WIRE_CMID_MAX)
     {
         return ngx_chat_proto_fail(ctx, "too_large",
                                    "\"client_msg_id\" is over 64 "
@@ -275,27 +275,28 @@ ngx_chat_proto_send(ngx_chat_proto_ctx_t *ctx)
 
     if (to) {
         if (!json_is_string(to)
-            || !ngx_chat_valid_id((const unsigned char *)
-                                  json_string_value(to),
+            || !ngx_chat_wire_valid_id((const char *) json_string_value(to),
                                   json_string_length(to)))
         {
             return ngx_chat_proto_fail(ctx, "bad_request",
                                        "\"to\" must be a user id");
         }
 
-        conv_len = ngx_chat_proto_direct_id(ctx->peer, json_string_value(to),
-                                            json_string_length(to), conv);
+        conv_len = ngx_chat_wire_direct_id(conv, ctx->peer->user,
+                                           ctx->peer->user_len,
+                                           json_string_value(to),
+                                           json_string_length(to));
 
     } else if (ngx_chat_proto_conversation(ctx, cid, conv, &conv_len) != 0) {
         return -1;
     }
 
     ctx->record = json_pack("{s:s#,s:O,s:O}",
-                            "conv", conv, conv_len,
-                            "cmid", cmid,
-                            "body", body);
+                            NGX_CHAT_WIRE_F_CONV, conv, conv_len,
+                            NGX_CHAT_WIRE_F_CMID, cmid,
+                            NGX_CHAT_WIRE_F_BODY, body);
 
-    return ngx_chat_proto_record(ctx, "send", conv, conv_len);
+    return ngx_chat_proto_record(ctx, NGX_CHAT_WIRE_OP_SEND, conv, conv_len);
 }
 
 
@@ -314,13 +315,13 @@ ngx_chat_proto_sync(ngx_chat_proto_ctx_t *ctx)
                                        "\"cursors\" must be an object");
         }
 
-        if (json_object_size(cursors) > NGX_CHAT_PROTO_CURSORS_MAX) {
+        if (json_object_size(cursors) > NGX_CHAT_WIRE_CURSORS_MAX) {
             return ngx_chat_proto_fail(ctx, "too_large",
                                        "more than 10000 cursors");
         }
 
         json_object_foreach(cursors, conv, value) {
-            if (strlen(conv) == 0 || strlen(conv) > NGX_CHAT_PROTO_CONV_MAX
+            if (strlen(conv) == 0 || strlen(conv) > NGX_CHAT_WIRE_CONV_MAX
                 || ngx_chat_proto_seq(value, &seq) != 0 || seq < 0)
             {
                 return ngx_chat_proto_fail(ctx, "bad_request",
@@ -329,13 +330,13 @@ ngx_chat_proto_sync(ngx_chat_proto_ctx_t *ctx)
             }
         }
 
-        ctx->record = json_pack("{s:O}", "cursors", cursors);
+        ctx->record = json_pack("{s:O}", NGX_CHAT_WIRE_F_CURSORS, cursors);
 
     } else {
         ctx->record = json_object();
     }
 
-    return ngx_chat_proto_record(ctx, "sync", ctx->peer->user,
+    return ngx_chat_proto_record(ctx, NGX_CHAT_WIRE_OP_SYNC, ctx->peer->user,
                                  ctx->peer->user_len);
 }
 
@@ -381,27 +382,28 @@ ngx_chat_proto_history(ngx_chat_proto_ctx_t *ctx)
     n = 50;
 
     if (limit && (ngx_chat_proto_seq(limit, &n) != 0
-                  || n < 1 || n > NGX_CHAT_PROTO_HISTORY_MAX))
+                  || n < 1 || n > NGX_CHAT_WIRE_HISTORY_MAX))
     {
         return ngx_chat_proto_fail(ctx, "bad_request",
                                    "\"limit\" must be an integer from 1 "
                                    "to 100");
     }
 
-    ctx->record = json_pack("{s:s#,s:I}", "conv", conv, conv_len,
-                            "limit", (json_int_t) n);
+    ctx->record = json_pack("{s:s#,s:I}", NGX_CHAT_WIRE_F_CONV, conv, conv_len,
+                            NGX_CHAT_WIRE_F_LIMIT, (json_int_t) n);
 
     if (ctx->record && before) {
-        json_object_set_new(ctx->record, "before_seq",
+        json_object_set_new(ctx->record, NGX_CHAT_WIRE_F_BEFORE_SEQ,
                             json_integer(before_seq));
     }
 
     if (ctx->record && after) {
-        json_object_set_new(ctx->record, "after_seq",
+        json_object_set_new(ctx->record, NGX_CHAT_WIRE_F_AFTER_SEQ,
                             json_integer(after_seq));
     }
 
-    return ngx_chat_proto_record(ctx, "history", ctx->peer->user,
+    return ngx_chat_proto_record(ctx, NGX_CHAT_WIRE_OP_HISTORY,
+                                 ctx->peer->user,
                                  ctx->peer->user_len);
 }
 
@@ -422,9 +424,9 @@ ngx_chat_proto_create_group(ngx_chat_proto_ctx_t *ctx)
                                    "\"name\" must be a non-empty string");
     }
 
-    if (ngx_chat_proto_chars(json_string_value(name),
+    if (ngx_chat_wire_chars(json_string_value(name),
                              json_string_length(name))
-        > NGX_CHAT_PROTO_NAME_MAX)
+        > NGX_CHAT_WIRE_NAME_MAX)
     {
         return ngx_chat_proto_fail(ctx, "too_large",
                                    "\"name\" is over 128 characters");
@@ -441,10 +443,13 @@ ngx_chat_proto_create_group(ngx_chat_proto_ctx_t *ctx)
     conv_len = snprintf(conv, sizeof(conv), "g:%.16s%x", ctx->peer->sid,
                         ++ngx_chat_proto_groups);
 
-    ctx->record = json_pack("{s:s#,s:O,s:o}", "conv", conv, conv_len,
-                            "name", name, "members", members);
+    ctx->record = json_pack("{s:s#,s:O,s:o}",
+                            NGX_CHAT_WIRE_F_CONV, conv, conv_len,
+                            NGX_CHAT_WIRE_F_NAME, name,
+                            NGX_CHAT_WIRE_F_MEMBERS, members);
 
-    return ngx_chat_proto_record(ctx, "create_group", conv, conv_len);
+    return ngx_chat_proto_record(ctx, NGX_CHAT_WIRE_OP_CREATE_GROUP, conv,
+                                 conv_len);
 }
 
 
@@ -453,8 +458,9 @@ ngx_chat_proto_members(ngx_chat_proto_ctx_t *ctx)
 {
     char         conv[NGX_CHAT_PROTO_KEY_MAX];
     size_t       conv_len;
+    int          op;
     json_t      *ids;
-    const char  *op;
+    const char  *type;
 
     if (ngx_chat_proto_conversation(ctx, ctx->conversation_id, conv,
                                     &conv_len)
@@ -476,12 +482,14 @@ ngx_chat_proto_members(ngx_chat_proto_ctx_t *ctx)
                                    "\"user_ids\" must not be empty");
     }
 
-    op = json_string_value(json_object_get(ctx->frame, "type"));
+    type = json_string_value(json_object_get(ctx->frame, "type"));
+    op = ngx_chat_wire_op_find(type, strlen(type));
 
-    ctx->record = json_pack("{s:s#,s:o}", "conv", conv, conv_len,
-                            "user_ids", ids);
+    ctx->record = json_pack("{s:s#,s:o}", NGX_CHAT_WIRE_F_CONV, conv,
+                            conv_len, NGX_CHAT_WIRE_F_USER_IDS, ids);
 
-    return ngx_chat_proto_record(ctx, op, conv, conv_len);
+    return ngx_chat_proto_record(ctx, (ngx_chat_wire_op_t) op, conv,
+                                 conv_len);
 }
 
 
@@ -518,10 +526,13 @@ ngx_chat_proto_receipt(ngx_chat_proto_ctx_t *ctx)
                                    "\"read\"");
     }
 
-    ctx->record = json_pack("{s:s#,s:I,s:s}", "conv", conv, conv_len,
-                            "seq", (json_int_t) seq, "state", s);
+    ctx->record = json_pack("{s:s#,s:I,s:s}",
+                            NGX_CHAT_WIRE_F_CONV, conv, conv_len,
+                            NGX_CHAT_WIRE_F_SEQ, (json_int_t) seq,
+                            NGX_CHAT_WIRE_F_STATE, s);
 
-    return ngx_chat_proto_record(ctx, "receipt", conv, conv_len);
+    return ngx_chat_proto_record(ctx, NGX_CHAT_WIRE_OP_RECEIPT, conv,
+                                 conv_len);
 }
 
 
@@ -547,13 +558,14 @@ ngx_chat_proto_typing(ngx_chat_proto_ctx_t *ctx)
                                    "\"stop\"");
     }
 
-    ctx->record = json_pack("{s:s#,s:s}", "conv", conv, conv_len,
-                            "state", s);
+    ctx->record = json_pack("{s:s#,s:s}", NGX_CHAT_WIRE_F_CONV, conv, conv_len,
+                            NGX_CHAT_WIRE_F_STATE, s);
 
     ctx->res->typing_start = (s[1] == 't' && s[2] == 'a');
     ctx->res->typing_stop = !ctx->res->typing_start;
 
-    return ngx_chat_proto_record(ctx, "typing", conv, conv_len);
+    return ngx_chat_proto_record(ctx, NGX_CHAT_WIRE_OP_TYPING, conv,
+                                 conv_len);
 }
 
 
@@ -582,7 +594,7 @@ ngx_chat_proto_user_ids(ngx_chat_proto_ctx_t *ctx, json_t *list,
 
     n = json_array_size(list);
 
-    if (n > NGX_CHAT_PROTO_USER_IDS_MAX) {
+    if (n > NGX_CHAT_WIRE_USER_IDS_MAX) {
         ngx_chat_proto_fail(ctx, "too_large", "more than 1000 user ids");
         return NULL;
     }
@@ -602,7 +614,7 @@ ngx_chat_proto_user_ids(ngx_chat_proto_ctx_t *ctx, json_t *list,
         s = json_string_value(id);
 
         if (s == NULL
-            || !ngx_chat_valid_id((const unsigned char *) s,
+            || !ngx_chat_wire_valid_id((const char *) s,
                                   json_string_length(id)))
         {
             json_decref(ids);
@@ -703,12 +715,15 @@ ngx_chat_proto_conversation(ngx_chat_proto_ctx_t *ctx, json_t *value,
     s = json_string_value(value);
     len = json_string_length(value);
 
-    if (len > NGX_CHAT_PROTO_CONV_MAX) {
+    if (len > NGX_CHAT_WIRE_CONV_MAX) {
         return ngx_chat_proto_fail(ctx, "too_large",
                                    "\"conversation_id\" is too long");
     }
 
-    if (!ngx_chat_proto_conv_allowed(ctx->peer, s, len)) {
+    if (ngx_chat_wire_direct_access(s, len, ctx->peer->user,
+                                     ctx->peer->user_len)
+        == NGX_CHAT_WIRE_FORBIDDEN)
+    {
         goto forbidden;
     }
 
@@ -728,45 +743,58 @@ forbidden:
 /* adds the peer's fields to ctx->record and serializes it */
 
 static int
-ngx_chat_proto_record(ngx_chat_proto_ctx_t *ctx, const char *op,
+ngx_chat_proto_record(ngx_chat_proto_ctx_t *ctx, ngx_chat_wire_op_t op,
     const char *key, size_t key_len)
 {
-    int                           rc;
-    json_t                       *r;
-    const ngx_chat_proto_peer_t  *peer;
+    char    *fields, *record, *p;
+    size_t   len;
+    json_t  *r;
 
-    peer = ctx->peer;
     r = ctx->record;
 
-    if (r == NULL) {
+    if (r == NULL || key_len >= NGX_CHAT_PROTO_KEY_MAX) {
         return ngx_chat_proto_fail(ctx, "internal", "out of memory");
     }
 
-    rc = json_object_set_new(r, "op", json_string(op));
-    rc |= json_object_set_new(r, "sid",
-                              json_stringn(peer->sid, 16));
-    rc |= json_object_set_new(r, "node",
-                              json_stringn(peer->node, peer->node_len));
-    rc |= json_object_set_new(r, "user",
-                              json_stringn(peer->user, peer->user_len));
-    rc |= json_object_set_new(r, "dev",
-                              json_stringn(peer->device, peer->device_len));
-    rc |= json_object_set_new(r, "ts", json_integer(peer->now_ms));
-
-    if (ctx->res->tag_name && strcmp(ctx->res->tag_name, "req_id") == 0) {
-        rc |= json_object_set(r, "req_id", ctx->res->tag_value);
-    }
-
-    if (rc != 0 || key_len >= NGX_CHAT_PROTO_KEY_MAX) {
+    if (ctx->res->tag_name && strcmp(ctx->res->tag_name, "req_id") == 0
+        && json_object_set(r, NGX_CHAT_WIRE_F_REQ_ID, ctx->res->tag_value)
+           != 0)
+    {
         return ngx_chat_proto_fail(ctx, "internal", "out of memory");
     }
 
-    ctx->res->record = json_dumps(r, JSON_COMPACT);
-    if (ctx->res->record == NULL) {
+    /* the op's own fields from jansson, then the common ones */
+
+    fields = json_dumps(r, JSON_COMPACT);
+    if (fields == NULL) {
         return ngx_chat_proto_fail(ctx, "internal", "out of memory");
     }
 
-    ctx->res->record_len = strlen(ctx->res->record);
+    len = strlen(fields);
+
+    record = malloc(len + 1
+                    + ngx_chat_wire_record_common_size(ctx->peer, op) + 1);
+    if (record == NULL) {
+        free(fields);
+        return ngx_chat_proto_fail(ctx, "internal", "out of memory");
+    }
+
+    /* "{...}" less its closing brace, a comma unless it was empty */
+    p = memcpy(record, fields, len - 1);
+    p += len - 1;
+
+    if (len > 2) {
+        *p++ = ',';
+    }
+
+    p = ngx_chat_wire_record_common(p, ctx->peer, op);
+    *p++ = '}';
+    *p = '\0';
+
+    free(fields);
+
+    ctx->res->record = record;
+    ctx->res->record_len = p - record;
 
     memcpy(ctx->res->key, key, key_len);
     ctx->res->key[key_len] = '\0';
@@ -953,7 +981,7 @@ ngx_chat_proto_too_deep(const char *text, size_t len)
 
         case '{':
         case '[':
-            if (++depth > NGX_CHAT_PROTO_DEPTH_MAX) {
+            if (++depth > NGX_CHAT_WIRE_JSON_DEPTH_MAX) {
                 return 1;
             }
             break;
@@ -968,96 +996,4 @@ ngx_chat_proto_too_deep(const char *text, size_t len)
     }
 
     return 0;
-}
-
-
-/* limits count characters, not bytes: count the UTF-8 lead bytes */
-
-/* dm:<a>:<b> with a < b in byte order; conv holds KEY_MAX bytes, and both
- * ids are valid (at most NGX_CHAT_ID_MAX bytes) */
-size_t
-ngx_chat_proto_direct_id(const ngx_chat_proto_peer_t *peer, const char *to,
-    size_t to_len, char *conv)
-{
-    const char  *a, *b, *t;
-    size_t       a_len, b_len, t_len, n;
-    int          cmp;
-
-    a = peer->user;
-    a_len = peer->user_len;
-    b = to;
-    b_len = to_len;
-
-    n = a_len < b_len ? a_len : b_len;
-    cmp = memcmp(a, b, n);
-
-    if (cmp > 0 || (cmp == 0 && a_len > b_len)) {
-        t = a; t_len = a_len;
-        a = b; a_len = b_len;
-        b = t; b_len = t_len;
-    }
-
-    memcpy(conv, "dm:", 3);
-    memcpy(conv + 3, a, a_len);
-    conv[3 + a_len] = ':';
-    memcpy(conv + 4 + a_len, b, b_len);
-    conv[4 + a_len + b_len] = '\0';
-
-    return 4 + a_len + b_len;
-}
-
-
-/* a direct conversation id names the peer and is well formed (a < b);
- * any other id is the worker's to judge */
-int
-ngx_chat_proto_conv_allowed(const ngx_chat_proto_peer_t *peer, const char *s,
-    size_t len)
-{
-    const char  *colon, *a, *b;
-    size_t       a_len, b_len, n;
-    int          cmp;
-
-    if (!(len > 3 && memcmp(s, "dm:", 3) == 0)) {
-        return 1;
-    }
-
-    a = s + 3;
-    colon = memchr(a, ':', len - 3);
-
-    if (colon == NULL) {
-        return 0;
-    }
-
-    a_len = colon - a;
-    b = colon + 1;
-    b_len = len - 3 - a_len - 1;
-
-    if (!ngx_chat_valid_id((const unsigned char *) a, a_len)
-        || !ngx_chat_valid_id((const unsigned char *) b, b_len))
-    {
-        return 0;
-    }
-
-    n = a_len < b_len ? a_len : b_len;
-    cmp = memcmp(a, b, n);
-
-    if (cmp > 0 || (cmp == 0 && a_len > b_len)) {
-        return 0;
-    }
-
-    return (a_len == peer->user_len && memcmp(a, peer->user, a_len) == 0)
-           || (b_len == peer->user_len && memcmp(b, peer->user, b_len) == 0);
-}
-
-
-size_t
-ngx_chat_proto_chars(const char *p, size_t len)
-{
-    size_t  chars;
-
-    for (chars = 0; len; p++, len--) {
-        chars += ((unsigned char) *p & 0xc0) != 0x80;
-    }
-
-    return chars;
 }

@@ -13,15 +13,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ngx_chat_wire.h"
 
-#define NGX_CHAT_PROTO_KEY_MAX       192
-#define NGX_CHAT_PROTO_CONV_MAX      160
-#define NGX_CHAT_PROTO_CMID_MAX      64
-#define NGX_CHAT_PROTO_CURSORS_MAX   10000
-#define NGX_CHAT_PROTO_HISTORY_MAX   100
-#define NGX_CHAT_PROTO_NAME_MAX      128
-#define NGX_CHAT_PROTO_DEPTH_MAX     16
-#define NGX_CHAT_PROTO_USER_IDS_MAX  1000
+
+/* a Kafka key: a conversation id or a user id, NUL-terminated */
+#define NGX_CHAT_PROTO_KEY_MAX       (NGX_CHAT_WIRE_CONV_MAX + 1)
 
 
 #define NGX_CHAT_PROTO_PRESENCE_SUBSCRIBE    1
@@ -30,16 +26,7 @@
 
 
 /* who is speaking: the fields every Kafka record carries */
-typedef struct {
-    const char   *user;
-    size_t        user_len;
-    const char   *device;
-    size_t        device_len;
-    const char   *node;
-    size_t        node_len;
-    const char   *sid;            /* NGX_CHAT_SID_LEN hex digits */
-    int64_t       now_ms;
-} ngx_chat_proto_peer_t;
+typedef ngx_chat_wire_peer_t  ngx_chat_proto_peer_t;
 
 
 typedef struct ngx_chat_proto_result_s {
@@ -88,12 +75,6 @@ void ngx_chat_proto_handle_dom(const ngx_chat_proto_peer_t *peer,
 int ngx_chat_proto_send_fast(const ngx_chat_proto_peer_t *peer,
     const char *text, size_t len, ngx_chat_proto_result_t *res);
 
-/* shared by both paths */
-size_t ngx_chat_proto_direct_id(const ngx_chat_proto_peer_t *peer,
-    const char *to, size_t to_len, char *conv);
-int ngx_chat_proto_conv_allowed(const ngx_chat_proto_peer_t *peer,
-    const char *s, size_t len);
-size_t ngx_chat_proto_chars(const char *p, size_t len);
 
 /*
  * For a record Kafka could not take: the session it came from and the

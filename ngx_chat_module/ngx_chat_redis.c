@@ -271,10 +271,10 @@ static void
 ngx_chat_redis_session_eval(ngx_chat_session_t *s, char *script, size_t len,
     char *mode)
 {
-    u_char        key[sizeof("chat:sess:") + NGX_CHAT_ID_MAX];
-    u_char        pres[sizeof("chat:pres:") + NGX_CHAT_ID_MAX];
-    u_char        since_key[sizeof("chat:since:") + NGX_CHAT_ID_MAX];
-    u_char        value[NGX_CHAT_NODE_MAX + 1 + NGX_CHAT_SID_LEN];
+    u_char        key[sizeof("chat:sess:") + NGX_CHAT_WIRE_ID_MAX];
+    u_char        pres[sizeof("chat:pres:") + NGX_CHAT_WIRE_ID_MAX];
+    u_char        since_key[sizeof("chat:since:") + NGX_CHAT_WIRE_ID_MAX];
+    u_char        value[NGX_CHAT_WIRE_NODE_MAX + 1 + NGX_CHAT_WIRE_SID_LEN];
     u_char        since[NGX_INT64_LEN];
     const char   *argv[10];
     size_t        argvlen[10];
@@ -296,7 +296,7 @@ ngx_chat_redis_session_eval(ngx_chat_session_t *s, char *script, size_t len,
     argvlen[6] = s->device.len;
     argv[7] = (char *) value;
     argvlen[7] = ngx_sprintf(value, "%V %*s", &ngx_chat_worker.node,
-                             (size_t) NGX_CHAT_SID_LEN, s->sid)
+                             (size_t) NGX_CHAT_WIRE_SID_LEN, s->sid)
                  - value;
     argv[8] = mode;
     argvlen[8] = mode ? ngx_strlen(mode) : 0;
@@ -532,71 +532,46 @@ ngx_chat_redis_message(redisAsyncContext *ac, void *reply, void *data)
 static void
 ngx_chat_redis_dispatch(u_char *p, u_char *last)
 {
-    u_char              *sids, *sids_end, *sid, *comma, *nl, *body;
-    u_char               type;
-    ngx_int_t            len;
-    ngx_chat_session_t  *s;
+    int                      rc;
+    const char              *pos, *sids, *sids_end, *sid;
+    ngx_chat_session_t      *s;
+    ngx_chat_wire_record_t   rec;
 
-    while (p < last) {
-        type = *p;
+    pos = (const char *) p;
 
-        if (last - p < 6 || p[1] != ' ') {
-            goto invalid;
-        }
+    while ((rc = ngx_chat_wire_record_next(&pos, (const char *) last, &rec))
+           == 1)
+    {
+        sids = rec.args;
+        sids_end = rec.args + rec.args_len;
 
-        sids = p + 2;
-        nl = ngx_strlchr(sids, last, '\n');
-        if (nl == NULL) {
-            goto invalid;
-        }
+        while ((rc = ngx_chat_wire_sids_next(&sids, sids_end, &sid)) == 1) {
 
-        sids_end = nl;
-        while (sids_end > sids && sids_end[-1] != ' ') {
-            sids_end--;
-        }
-
-        if (sids_end == sids) {
-            goto invalid;
-        }
-
-        len = ngx_atoi(sids_end, nl - sids_end);
-        sids_end--;
-        body = nl + 1;
-
-        if (len == NGX_ERROR || len > last - body) {
-            goto invalid;
-        }
-
-        for (sid = sids; sid < sids_end; sid = comma + 1) {
-            comma = ngx_strlchr(sid, sids_end, ',');
-            if (comma == NULL) {
-                comma = sids_end;
-            }
-
-            s = ngx_chat_session_find(sid, comma - sid);
+            s = ngx_chat_session_find((u_char *) sid, NGX_CHAT_WIRE_SID_LEN);
             if (s == NULL) {
                 continue;
             }
 
-            if (type == 'F') {
-                (void) ngx_chat_session_send_text(s, body, len);
+            if (rec.type == NGX_CHAT_WIRE_RECORD_FRAME) {
+                (void) ngx_chat_session_send_text(s, (u_char *) rec.body,
+                                                  rec.body_len);
 
-            } else if (type == 'K') {
+            } else if (rec.type == NGX_CHAT_WIRE_RECORD_KICK) {
                 s->registered = 0;    /* the newer one owns the key now */
-                ngx_chat_session_close(s, NGX_CHAT_CLOSE_REPLACED,
+                ngx_chat_session_close(s, NGX_CHAT_WIRE_CLOSE_REPLACED,
                                        "replaced by a newer connection");
             }
         }
 
-        p = body + len;
+        if (rc == -1) {
+            break;
+        }
     }
 
-    return;
-
-invalid:
-
-    ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
-                  "chat: invalid delivery payload from redis");
+    if (rc == -1) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "chat: invalid delivery payload from redis");
+    }
 }
 
 

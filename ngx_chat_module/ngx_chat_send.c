@@ -25,7 +25,6 @@
 
 #include <jansson.h>
 
-#include "ngx_chat_jwt.h"
 #include "ngx_chat_proto.h"
 
 
@@ -53,6 +52,7 @@ typedef struct {
 
 
 #define ngx_chat_send_key(s)  { s, sizeof(s) - 1 }
+#define ngx_chat_send_lit(p, s)  ngx_chat_send_put(p, s, sizeof(s) - 1)
 
 static const ngx_chat_send_key_t  ngx_chat_send_keys[NGX_CHAT_SEND_FIELDS] = {
     ngx_chat_send_key("type"),
@@ -155,9 +155,9 @@ int
 ngx_chat_proto_send_fast(const ngx_chat_proto_peer_t *peer, const char *text,
     size_t len, ngx_chat_proto_result_t *res)
 {
-    char                    conv[NGX_CHAT_PROTO_KEY_MAX], ts[24];
+    char                    conv[NGX_CHAT_PROTO_KEY_MAX];
     char                   *record, *p;
-    size_t                  conv_len, ts_len, size, i;
+    size_t                  conv_len, size, i;
     const char             *end, *q;
     ngx_chat_send_string_t  key, f[NGX_CHAT_SEND_FIELDS];
     int                     seen[NGX_CHAT_SEND_FIELDS];
@@ -235,9 +235,9 @@ ngx_chat_proto_send_fast(const ngx_chat_proto_peer_t *peer, const char *text,
 
     if (!seen[NGX_CHAT_SEND_CMID] || f[NGX_CHAT_SEND_CMID].escaped
         || f[NGX_CHAT_SEND_CMID].len == 0
-        || ngx_chat_proto_chars(f[NGX_CHAT_SEND_CMID].start,
+        || ngx_chat_wire_chars(f[NGX_CHAT_SEND_CMID].start,
                                 f[NGX_CHAT_SEND_CMID].len)
-           > NGX_CHAT_PROTO_CMID_MAX)
+           > NGX_CHAT_WIRE_CMID_MAX)
     {
         return 0;
     }
@@ -252,24 +252,26 @@ ngx_chat_proto_send_fast(const ngx_chat_proto_peer_t *peer, const char *text,
 
     if (seen[NGX_CHAT_SEND_TO]) {
         if (f[NGX_CHAT_SEND_TO].escaped
-            || !ngx_chat_valid_id((const unsigned char *)
-                                  f[NGX_CHAT_SEND_TO].start,
-                                  f[NGX_CHAT_SEND_TO].len))
+            || !ngx_chat_wire_valid_id(f[NGX_CHAT_SEND_TO].start,
+                                       f[NGX_CHAT_SEND_TO].len))
         {
             return 0;
         }
 
-        conv_len = ngx_chat_proto_direct_id(peer, f[NGX_CHAT_SEND_TO].start,
-                                            f[NGX_CHAT_SEND_TO].len, conv);
+        conv_len = ngx_chat_wire_direct_id(conv, peer->user, peer->user_len,
+                                           f[NGX_CHAT_SEND_TO].start,
+                                           f[NGX_CHAT_SEND_TO].len);
 
     } else {
         conv_len = f[NGX_CHAT_SEND_CONV].len;
 
         if (f[NGX_CHAT_SEND_CONV].escaped || conv_len == 0
-            || conv_len > NGX_CHAT_PROTO_CONV_MAX
+            || conv_len > NGX_CHAT_WIRE_CONV_MAX
             || !ngx_chat_send_plain(f[NGX_CHAT_SEND_CONV].start, conv_len)
-            || !ngx_chat_proto_conv_allowed(peer, f[NGX_CHAT_SEND_CONV].start,
-                                            conv_len))
+            || ngx_chat_wire_direct_access(f[NGX_CHAT_SEND_CONV].start,
+                                           conv_len, peer->user,
+                                           peer->user_len)
+               == NGX_CHAT_WIRE_FORBIDDEN)
         {
             return 0;
         }
@@ -294,14 +296,10 @@ ngx_chat_proto_send_fast(const ngx_chat_proto_peer_t *peer, const char *text,
         return 0;
     }
 
-    ts_len = (size_t) snprintf(ts, sizeof(ts), "%lld",
-                               (long long) peer->now_ms);
-
-    size = sizeof("{\"conv\":\"\",\"cmid\":\"\",\"body\":\"\",\"op\":\"send\","
-                  "\"sid\":\"\",\"node\":\"\",\"user\":\"\",\"dev\":\"\","
-                  "\"ts\":}")
+    size = sizeof("{\"" NGX_CHAT_WIRE_F_CONV "\":\"\",\"" NGX_CHAT_WIRE_F_CMID
+                  "\":\"\",\"" NGX_CHAT_WIRE_F_BODY "\":\"\",}")
            + conv_len + f[NGX_CHAT_SEND_CMID].len + f[NGX_CHAT_SEND_BODY].len
-           + 16 + peer->node_len + peer->user_len + peer->device_len + ts_len;
+           + ngx_chat_wire_record_common_size(peer, NGX_CHAT_WIRE_OP_SEND);
 
     record = malloc(size);
     if (record == NULL) {
@@ -310,24 +308,16 @@ ngx_chat_proto_send_fast(const ngx_chat_proto_peer_t *peer, const char *text,
     }
 
     /* the keys in the order the general path writes them */
-    p = ngx_chat_send_put(record, "{\"conv\":\"", 9);
+    p = ngx_chat_send_lit(record, "{\"" NGX_CHAT_WIRE_F_CONV "\":\"");
     p = ngx_chat_send_put(p, conv, conv_len);
-    p = ngx_chat_send_put(p, "\",\"cmid\":\"", 10);
+    p = ngx_chat_send_lit(p, "\",\"" NGX_CHAT_WIRE_F_CMID "\":\"");
     p = ngx_chat_send_put(p, f[NGX_CHAT_SEND_CMID].start,
                           f[NGX_CHAT_SEND_CMID].len);
-    p = ngx_chat_send_put(p, "\",\"body\":\"", 10);
+    p = ngx_chat_send_lit(p, "\",\"" NGX_CHAT_WIRE_F_BODY "\":\"");
     p = ngx_chat_send_put(p, f[NGX_CHAT_SEND_BODY].start,
                           f[NGX_CHAT_SEND_BODY].len);
-    p = ngx_chat_send_put(p, "\",\"op\":\"send\",\"sid\":\"", 21);
-    p = ngx_chat_send_put(p, peer->sid, 16);
-    p = ngx_chat_send_put(p, "\",\"node\":\"", 10);
-    p = ngx_chat_send_put(p, peer->node, peer->node_len);
-    p = ngx_chat_send_put(p, "\",\"user\":\"", 10);
-    p = ngx_chat_send_put(p, peer->user, peer->user_len);
-    p = ngx_chat_send_put(p, "\",\"dev\":\"", 9);
-    p = ngx_chat_send_put(p, peer->device, peer->device_len);
-    p = ngx_chat_send_put(p, "\",\"ts\":", 7);
-    p = ngx_chat_send_put(p, ts, ts_len);
+    p = ngx_chat_send_lit(p, "\",");
+    p = ngx_chat_wire_record_common(p, peer, NGX_CHAT_WIRE_OP_SEND);
     *p++ = '}';
     *p = '\0';
 

@@ -20,7 +20,7 @@
 #define NGX_CHAT_RECV_SIZE       65536
 #define NGX_CHAT_OUT_MIN         4096
 #define NGX_CHAT_READS_PER_CALL  16
-#define NGX_CHAT_CLOSE_TIMEOUT   5000
+#define NGX_CHAT_WIRE_CLOSE_TIMEOUT   5000
 #define NGX_CHAT_LINGER_TIMEOUT  2000
 #define NGX_CHAT_TYPING_EVERY    2000
 
@@ -164,7 +164,7 @@ ngx_chat_session_start(ngx_http_request_t *r, ngx_str_t *user,
                      "\"server_id\":\"%V\",\"node\":\"%V\","
                      "\"heartbeat_s\":%M,\"max_message_bytes\":%uz,"
                      "\"server_ts\":%M}",
-                     &s->user, &s->device, (size_t) NGX_CHAT_SID_LEN, s->sid,
+                     &s->user, &s->device, (size_t) NGX_CHAT_WIRE_SID_LEN, s->sid,
                      &mcf->server_id, &w->node, lcf->heartbeat / 1000,
                      lcf->max_message,
                      (ngx_msec_t) tp->sec * 1000 + tp->msec);
@@ -276,7 +276,7 @@ ngx_chat_session_detach(ngx_event_t *wev)
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, c->log, 0,
                    "chat: session %*s started for \"%V\"",
-                   (size_t) NGX_CHAT_SID_LEN, s->sid, &s->user);
+                   (size_t) NGX_CHAT_WIRE_SID_LEN, s->sid, &s->user);
 
     if (s->closing) {
         ngx_chat_session_finalize(s);
@@ -319,7 +319,7 @@ ngx_chat_session_read_handler(ngx_event_t *rev)
     s = c->data;
 
     if (c->close) {
-        ngx_chat_session_close(s, NGX_CHAT_CLOSE_AWAY, "server going away");
+        ngx_chat_session_close(s, NGX_CHAT_WIRE_CLOSE_AWAY, "server going away");
         return;
     }
 
@@ -381,7 +381,7 @@ static ngx_int_t
 ngx_chat_session_tick(ngx_chat_session_t *s)
 {
     if (s->expires && (int64_t) ngx_time() >= s->expires) {
-        ngx_chat_session_close(s, NGX_CHAT_CLOSE_POLICY, "token expired");
+        ngx_chat_session_close(s, NGX_CHAT_WIRE_CLOSE_POLICY, "token expired");
         return NGX_DONE;
     }
 
@@ -457,7 +457,7 @@ ngx_chat_session_control(ngx_chat_session_t *s, ngx_chat_ws_event_t *ev)
                                    0)
             != NGX_OK)
         {
-            ngx_chat_session_close(s, NGX_CHAT_CLOSE_SLOW,
+            ngx_chat_session_close(s, NGX_CHAT_WIRE_CLOSE_SLOW,
                                    "send buffer overflow");
             return NGX_DONE;
         }
@@ -469,7 +469,7 @@ ngx_chat_session_control(ngx_chat_session_t *s, ngx_chat_ws_event_t *ev)
 
     default: /* NGX_CHAT_WS_OP_CLOSE */
         code = ev->len >= 2 ? (ev->data[0] << 8 | ev->data[1])
-                            : NGX_CHAT_CLOSE_NORMAL;
+                            : NGX_CHAT_WIRE_CLOSE_NORMAL;
 
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->connection->log, 0,
                        "chat: client close %ui", code);
@@ -487,7 +487,7 @@ ngx_chat_session_data(ngx_chat_session_t *s, ngx_chat_ws_event_t *ev)
     size_t   size;
 
     if (ev->opcode == NGX_CHAT_WS_OP_BINARY && !s->echo) {
-        ngx_chat_session_close(s, NGX_CHAT_CLOSE_BINARY,
+        ngx_chat_session_close(s, NGX_CHAT_WIRE_CLOSE_BINARY,
                                "binary messages are not accepted");
         return NGX_DONE;
     }
@@ -505,7 +505,7 @@ ngx_chat_session_data(ngx_chat_session_t *s, ngx_chat_ws_event_t *ev)
 
         msg = ngx_alloc(size, s->connection->log);
         if (msg == NULL) {
-            ngx_chat_session_close(s, NGX_CHAT_CLOSE_INTERNAL,
+            ngx_chat_session_close(s, NGX_CHAT_WIRE_CLOSE_INTERNAL,
                                    "out of memory");
             return NGX_DONE;
         }
@@ -551,7 +551,7 @@ ngx_chat_session_message(ngx_chat_session_t *s, ngx_uint_t opcode,
 
     if (s->echo) {
         if (ngx_chat_session_queue(s, opcode, data, len, 0) != NGX_OK) {
-            ngx_chat_session_close(s, NGX_CHAT_CLOSE_SLOW,
+            ngx_chat_session_close(s, NGX_CHAT_WIRE_CLOSE_SLOW,
                                    "send buffer overflow");
         }
 
@@ -579,7 +579,7 @@ ngx_chat_session_message(ngx_chat_session_t *s, ngx_uint_t opcode,
             ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
                           "chat: client ignores rate limiting");
             ngx_chat_proto_result_free(&res);
-            ngx_chat_session_close(s, NGX_CHAT_CLOSE_RATE,
+            ngx_chat_session_close(s, NGX_CHAT_WIRE_CLOSE_RATE,
                                    "rate limit abuse");
             return;
         }
@@ -696,7 +696,7 @@ ngx_chat_session_send_text(ngx_chat_session_t *s, u_char *data, size_t len)
         ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
                       "chat: client too slow, %uz bytes queued",
                       (size_t) (s->out_last - s->out_pos));
-        ngx_chat_session_close(s, NGX_CHAT_CLOSE_SLOW,
+        ngx_chat_session_close(s, NGX_CHAT_WIRE_CLOSE_SLOW,
                                "send buffer overflow");
         return NGX_ERROR;
     }
@@ -880,7 +880,7 @@ ngx_chat_session_close(ngx_chat_session_t *s, ngx_uint_t code, char *reason)
 
     ngx_chat_redis_unregister(s);
 
-    ngx_add_timer(s->connection->read, NGX_CHAT_CLOSE_TIMEOUT);
+    ngx_add_timer(s->connection->read, NGX_CHAT_WIRE_CLOSE_TIMEOUT);
     ngx_post_event(s->connection->write, &ngx_posted_events);
 }
 
@@ -894,7 +894,7 @@ ngx_chat_session_finalize(ngx_chat_session_t *s)
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, c->log, 0,
                    "chat: session %*s closed",
-                   (size_t) NGX_CHAT_SID_LEN, s->sid);
+                   (size_t) NGX_CHAT_WIRE_SID_LEN, s->sid);
 
     ngx_chat_redis_unregister(s);
     ngx_chat_presence_drop(s);
@@ -923,7 +923,7 @@ ngx_chat_session_find(u_char *sid, size_t len)
 {
     ngx_int_t  key;
 
-    if (len != NGX_CHAT_SID_LEN) {
+    if (len != NGX_CHAT_WIRE_SID_LEN) {
         return NULL;
     }
 

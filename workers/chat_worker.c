@@ -92,7 +92,7 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
     o->pg = "dbname=chat";
     o->redis = "127.0.0.1:6379";
     o->partitions = 4;
-    o->max_group_members = CHAT_GROUP_MEMBERS;
+    o->max_group_members = NGX_CHAT_WIRE_GROUP_MEMBERS;
 
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
@@ -128,9 +128,9 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
 
         case 'm':
             n = strtol(optarg, &end, 10);
-            if (*end || n < 1 || n > CHAT_GROUP_MEMBERS_MAX) {
+            if (*end || n < 1 || n > NGX_CHAT_WIRE_GROUP_MEMBERS_MAX) {
                 fprintf(stderr, "chat_worker: --max-group-members: 1 to %d\n",
-                        CHAT_GROUP_MEMBERS_MAX);
+                        NGX_CHAT_WIRE_GROUP_MEMBERS_MAX);
                 return false;
             }
             o->max_group_members = n;
@@ -261,7 +261,8 @@ main(int argc, char **argv)
         goto done;
     }
 
-    snprintf(delivered_key, sizeof(delivered_key), "chat:delivered:%s:%s",
+    snprintf(delivered_key, sizeof(delivered_key),
+             NGX_CHAT_WIRE_KEY_DELIVERED "%s:%s",
              o.topic, o.group);
 
     ctx.redis = chat_redis_open(o.redis, delivered_key, ctx.stop);

@@ -34,19 +34,17 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <jansson.h>
 
+#include "ngx_chat_wire.h"
 
-#define CHAT_ID_MAX               64      /* user, device, client_msg_id */
+
+#define CHAT_ID_MAX               NGX_CHAT_WIRE_ID_MAX
 #define CHAT_BATCH_MAX            1000    /* records per batch */
 #define CHAT_BATCH_WINDOW_MS      2       /* wait for more after the first */
-#define CHAT_SYNC_CAP             100     /* per conversation in sync */
-#define CHAT_HISTORY_LIMIT        50      /* history page without a limit */
-#define CHAT_HISTORY_LIMIT_MAX    100
 #define CHAT_PAYLOAD_SPLIT        (1024 * 1024)  /* see worker_publish.c */
-#define CHAT_GROUP_MEMBERS        256     /* default, creator included */
-#define CHAT_GROUP_MEMBERS_MAX    1024    /* what --max-group-members allows */
 #define CHAT_MEMBERS_CACHE_MAX    100000  /* conversations; then start over */
 
 
@@ -134,40 +132,38 @@ void chat_map_free(chat_map_t *m);
 
 /* ---- worker_request.c ---- */
 
-bool chat_valid_id(const char *s);          /* [A-Za-z0-9_.@-]{1,64} */
-bool chat_valid_sid(const char *s);
-bool chat_valid_node(const char *s);
+/* the wire's checks (ngx_chat_wire.h) on NUL-terminated strings */
+
+static inline bool
+chat_valid_id(const char *s)
+{
+    return s != NULL && ngx_chat_wire_valid_id(s, strlen(s));
+}
+
+static inline bool
+chat_is_dm_id(const char *conv)
+{
+    return ngx_chat_wire_is_direct(conv, strlen(conv));
+}
+
+static inline ngx_chat_wire_access_t
+chat_direct_access(const char *conv, const char *user)
+{
+    return ngx_chat_wire_direct_access(conv, strlen(conv), user,
+                                       strlen(user));
+}
 
 /* "dm:<a>:<b>" with valid ids and a <= b (byte order); a and b are copied
  * into the caller's buffers */
 bool chat_parse_dm(const char *conv, char a[CHAT_ID_MAX + 1],
     char b[CHAT_ID_MAX + 1]);
-bool chat_is_dm_id(const char *conv);       /* starts with "dm:" */
 
-/* may user read and write conv without asking the store? */
-typedef enum {
-    CHAT_ACCESS_ALLOWED,        /* a direct conversation with the user in it */
-    CHAT_ACCESS_FORBIDDEN,      /* a direct id without the user, or malformed */
-    CHAT_ACCESS_ASK_STORE       /* not a direct id: ask members */
-} chat_access_t;
-
-chat_access_t chat_direct_access(const char *conv, const char *user);
-
-typedef enum {
-    CHAT_OP_SEND,
-    CHAT_OP_SYNC,
-    CHAT_OP_HISTORY,
-    CHAT_OP_CREATE_GROUP,
-    CHAT_OP_ADD_MEMBERS,
-    CHAT_OP_REMOVE_MEMBERS,
-    CHAT_OP_RECEIPT,
-    CHAT_OP_TYPING
-} chat_op_t;
+typedef ngx_chat_wire_op_t  chat_op_t;
 
 /* the ops that change membership: they order a batch (worker_batch.c) */
 #define chat_op_changes_members(op)                                        \
-    ((op) == CHAT_OP_CREATE_GROUP || (op) == CHAT_OP_ADD_MEMBERS           \
-     || (op) == CHAT_OP_REMOVE_MEMBERS)
+    ((op) == NGX_CHAT_WIRE_OP_CREATE_GROUP || (op) == NGX_CHAT_WIRE_OP_ADD_MEMBERS           \
+     || (op) == NGX_CHAT_WIRE_OP_REMOVE_MEMBERS)
 
 /* one Kafka record; strings point into root, which the request owns */
 typedef struct {
@@ -287,12 +283,9 @@ void chat_outbox_reset(chat_outbox_t *out);
 void chat_outbox_truncate(chat_outbox_t *out, size_t nframes,
     size_t ndeliveries);
 
-/* appends "F <sid>[,<sid>...] <len>\n<bytes>" to a node payload */
+/* appends a frame record for these sessions to a node payload */
 void chat_payload_record(chat_buf_t *b, const char *const *sids, size_t nsids,
     const char *bytes, size_t len);
-/* splits a chat:sess:<user> value "<node> <sid>" */
-bool chat_session_parse(const char *value, size_t len, const char **node,
-    size_t *node_len, const char **sid, size_t *sid_len);
 
 
 /* ---- worker_members.c ---- */

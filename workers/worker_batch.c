@@ -130,15 +130,15 @@ chat_batch_parse(chat_batch_t *b, const chat_record_t *records, size_t n)
 
         b->nrequests++;
 
-        if (req->op == CHAT_OP_SEND) {
+        if (req->op == NGX_CHAT_WIRE_OP_SEND) {
             chat_send_t  *s = &b->sends[b->nsends++];
 
             memset(s, 0, sizeof(*s));
             s->req = req;
             s->direct_forbidden = chat_direct_access(req->conv, req->user)
-                                  == CHAT_ACCESS_FORBIDDEN;
+                                  == NGX_CHAT_WIRE_FORBIDDEN;
 
-        } else if (req->op == CHAT_OP_SYNC || req->op == CHAT_OP_HISTORY) {
+        } else if (req->op == NGX_CHAT_WIRE_OP_SYNC || req->op == NGX_CHAT_WIRE_OP_HISTORY) {
             b->reads[b->nreads++] = req;
 
         } else {
@@ -387,7 +387,7 @@ chat_batch_segment(chat_batch_ctx_t *ctx, chat_batch_t *b, size_t s0,
     typing = chat_arena_alloc(&b->arena, (e1 - e0) * sizeof(void *));
 
     for (i = e0; i < e1; i++) {
-        if (b->events[i]->op == CHAT_OP_RECEIPT) {
+        if (b->events[i]->op == NGX_CHAT_WIRE_OP_RECEIPT) {
             receipts[nreceipts++] = b->events[i];
 
         } else {

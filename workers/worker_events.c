@@ -245,12 +245,12 @@ chat_events_typing(chat_batch_ctx_t *ctx, chat_request_t **reqs, size_t n,
 
         switch (chat_direct_access(req->conv, req->user)) {
 
-        case CHAT_ACCESS_FORBIDDEN:
+        case NGX_CHAT_WIRE_FORBIDDEN:
             chat_events_error(out, req, "forbidden",
                               "not a member of this conversation");
             continue;
 
-        case CHAT_ACCESS_ASK_STORE:
+        case NGX_CHAT_WIRE_ASK_STORE:
             g = chat_members_find(ctx->members, req->conv);
 
             if (g == NULL || !chat_group_is_member(g, req->user)) {
@@ -261,7 +261,7 @@ chat_events_typing(chat_batch_ctx_t *ctx, chat_request_t **reqs, size_t n,
 
             break;
 
-        case CHAT_ACCESS_ALLOWED:
+        case NGX_CHAT_WIRE_ALLOWED:
             break;
         }
 

@@ -384,7 +384,7 @@ chat_group_change(chat_store_t *st, chat_group_op_t *op, int64_t now,
     chat_arena_t *arena)
 {
     chat_request_t  *req = op->req;
-    bool             add = req->op == CHAT_OP_ADD_MEMBERS;
+    bool             add = req->op == NGX_CHAT_WIRE_OP_ADD_MEMBERS;
     const char      *params[3];
     const char     **changed;
     char             seq_text[24];
@@ -563,7 +563,7 @@ chat_group_attempt(chat_store_t *st, void *data)
         return rc;
     }
 
-    rc = op->req->op == CHAT_OP_CREATE_GROUP
+    rc = op->req->op == NGX_CHAT_WIRE_OP_CREATE_GROUP
          ? chat_group_create(st, op, now, a->arena)
          : chat_group_change(st, op, now, a->arena);
 

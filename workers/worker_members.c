@@ -150,7 +150,7 @@ chat_group_member(const chat_group_t *g, const char *user)
 {
     size_t  i;
 
-    /* a linear scan: at most CHAT_GROUP_MEMBERS_MAX current members, and
+    /* a linear scan: at most NGX_CHAT_WIRE_GROUP_MEMBERS_MAX current members, and
      * the callers ask once per record */
     for (i = 0; i < g->n; i++) {
         if (strcmp(g->members[i].user, user) == 0) {

@@ -1,12 +1,8 @@
 /*
  * worker_outbox.c: the outbox of a batch (which frame goes to which
- * session or user) and the pub/sub record format shared with the nginx
- * module (README.md, "Redis pub/sub payload"):
- *
- *     F <sid>[,<sid>...] <len>\n<len bytes>
- *
- * and the session value of chat:sess:<user>, "<node> <sid>". Pure code:
- * the unit tests include this file; worker_publish.c does the Redis side.
+ * session or user) and the frame records of a node payload, in the format
+ * of ngx_chat_wire.h. Pure code: the unit tests include this file;
+ * worker_publish.c does the Redis side.
  */
 
 #include <stdlib.h>
@@ -108,34 +104,14 @@ void
 chat_payload_record(chat_buf_t *b, const char *const *sids, size_t nsids,
     const char *bytes, size_t len)
 {
-    size_t  i;
+    char  *end;
 
-    chat_buf_addc(b, 'F');
+    chat_buf_reserve(b, ngx_chat_wire_record_header_size(nsids, len) + len);
 
-    for (i = 0; i < nsids; i++) {
-        chat_buf_addc(b, i ? ',' : ' ');
-        chat_buf_adds(b, sids[i]);
-    }
+    end = ngx_chat_wire_record_header(b->data + b->len,
+                                      NGX_CHAT_WIRE_RECORD_FRAME, sids, nsids,
+                                      len);
+    b->len = end - b->data;
 
-    chat_buf_printf(b, " %zu\n", len);
     chat_buf_add(b, bytes, len);
-}
-
-
-bool
-chat_session_parse(const char *value, size_t len, const char **node,
-    size_t *node_len, const char **sid, size_t *sid_len)
-{
-    const char  *space = memchr(value, ' ', len);
-
-    if (space == NULL || space == value || space + 1 == value + len) {
-        return false;
-    }
-
-    *node = value;
-    *node_len = space - value;
-    *sid = space + 1;
-    *sid_len = value + len - (space + 1);
-
-    return memchr(*sid, ' ', *sid_len) == NULL;
 }

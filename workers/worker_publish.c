@@ -198,12 +198,13 @@ chat_redis_lookup(chat_redis_t *r, const char **users, size_t nusers,
     chat_user_sessions_t *found, chat_arena_t *arena)
 {
     redisReply  *reply;
-    size_t       i, j, n, node_len, sid_len;
+    size_t       i, j, n, node_len;
     const char  *node, *sid;
     char        *node_copy, *sid_copy;
 
     for (i = 0; i < nusers; i++) {
-        if (redisAppendCommand(r->ctx, "HGETALL chat:sess:%s", users[i])
+        if (redisAppendCommand(r->ctx, "HGETALL " NGX_CHAT_WIRE_KEY_SESS "%s",
+                               users[i])
             != REDIS_OK)
         {
             log_error("redis: cannot queue HGETALL: %s", r->ctx->errstr);
@@ -236,8 +237,8 @@ chat_redis_lookup(chat_redis_t *r, const char **users, size_t nusers,
             redisReply  *value = reply->element[j + 1];
 
             if (value->type != REDIS_REPLY_STRING
-                || !chat_session_parse(value->str, value->len, &node,
-                                       &node_len, &sid, &sid_len))
+                || !ngx_chat_wire_session_parse(value->str, value->len,
+                                                &node, &node_len, &sid))
             {
                 log_warn("redis: chat:sess:%s: malformed session value",
                          users[i]);
@@ -245,13 +246,7 @@ chat_redis_lookup(chat_redis_t *r, const char **users, size_t nusers,
             }
 
             node_copy = chat_arena_strndup(arena, node, node_len);
-            sid_copy = chat_arena_strndup(arena, sid, sid_len);
-
-            if (!chat_valid_node(node_copy) || !chat_valid_sid(sid_copy)) {
-                log_warn("redis: chat:sess:%s: malformed session value",
-                         users[i]);
-                continue;
-            }
+            sid_copy = chat_arena_strndup(arena, sid, NGX_CHAT_WIRE_SID_LEN);
 
             n = found[i].n++;
             found[i].sessions[n].node = node_copy;
@@ -451,7 +446,7 @@ chat_redis_publish(chat_redis_t *r, chat_payloads_t *p,
     redisAppendCommand(r->ctx, "MULTI");
 
     for (i = 0; i < p->nchunks; i++) {
-        snprintf(channel, sizeof(channel), "chat:node:%s",
+        snprintf(channel, sizeof(channel), NGX_CHAT_WIRE_CHANNEL_NODE "%s",
                  p->nodes[p->chunks[i].node].name);
         redisAppendCommand(r->ctx, "PUBLISH %s %b", channel,
                            p->chunks[i].buf.data, p->chunks[i].buf.len);

@@ -108,11 +108,11 @@ chat_read_history(chat_store_t *st, chat_request_t *req, chat_outbox_t *out)
 
     switch (chat_direct_access(req->conv, req->user)) {
 
-    case CHAT_ACCESS_FORBIDDEN:
+    case NGX_CHAT_WIRE_FORBIDDEN:
         chat_answer_forbidden(out, req);
         return CHAT_Q_OK;
 
-    case CHAT_ACCESS_ASK_STORE:
+    case NGX_CHAT_WIRE_ASK_STORE:
         params[0] = req->conv;
         params[1] = req->user;
 
@@ -138,7 +138,7 @@ chat_read_history(chat_store_t *st, chat_request_t *req, chat_outbox_t *out)
 
         break;
 
-    case CHAT_ACCESS_ALLOWED:
+    case NGX_CHAT_WIRE_ALLOWED:
         /* a direct conversation not begun yet reads as empty */
         break;
     }
@@ -268,7 +268,7 @@ chat_read_sync(chat_store_t *st, chat_request_t *req, chat_outbox_t *out)
 
     if (asked > 0) {
         /* one more than the cap tells which ones are truncated */
-        snprintf(cap, sizeof(cap), "%d", CHAT_SYNC_CAP + 1);
+        snprintf(cap, sizeof(cap), "%d", NGX_CHAT_WIRE_SYNC_CAP + 1);
         params[0] = chat_pg_array_end(convs);
         params[1] = chat_pg_array_end(cursors);
         params[2] = chat_pg_array_end(uppers);
@@ -325,9 +325,9 @@ chat_read_sync(chat_store_t *st, chat_request_t *req, chat_outbox_t *out)
         }
         end = i;
 
-        if (end - start > CHAT_SYNC_CAP) {
+        if (end - start > NGX_CHAT_WIRE_SYNC_CAP) {
             /* ascending: the oldest one is the one over the cap */
-            start = end - CHAT_SYNC_CAP;
+            start = end - NGX_CHAT_WIRE_SYNC_CAP;
             json_object_set_new(item, "truncated", json_true());
         }
 
@@ -395,7 +395,7 @@ chat_reads_attempt(chat_store_t *st, void *data)
     }
 
     for (i = 0; i < a->n; i++) {
-        rc = a->reads[i]->op == CHAT_OP_SYNC
+        rc = a->reads[i]->op == NGX_CHAT_WIRE_OP_SYNC
              ? chat_read_sync(st, a->reads[i], a->out)
              : chat_read_history(st, a->reads[i], a->out);
 

@@ -16,125 +16,24 @@
 
 
 bool
-chat_valid_id(const char *s)
-{
-    size_t  n;
-
-    for (n = 0; s[n]; n++) {
-        unsigned char  c = s[n];
-
-        if (n == CHAT_ID_MAX) {
-            return false;
-        }
-
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-              || (c >= '0' && c <= '9')
-              || c == '_' || c == '.' || c == '@' || c == '-'))
-        {
-            return false;
-        }
-    }
-
-    return n > 0;
-}
-
-
-/* session ids travel in the pub/sub record header, separated by ',' and
- * ended by ' ': a narrow alphabet keeps that header unambiguous */
-bool
-chat_valid_sid(const char *s)
-{
-    size_t  n;
-
-    for (n = 0; s[n]; n++) {
-        unsigned char  c = s[n];
-
-        if (n == 64) {
-            return false;
-        }
-
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-              || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.'))
-        {
-            return false;
-        }
-    }
-
-    return n > 0;
-}
-
-
-/* a node names a Redis channel and ends a session value at its ' ' */
-bool
-chat_valid_node(const char *s)
-{
-    size_t  n;
-
-    for (n = 0; s[n]; n++) {
-        unsigned char  c = s[n];
-
-        if (n == 256 || c <= ' ' || c >= 0x7f) {
-            return false;
-        }
-    }
-
-    return n > 0;
-}
-
-
-bool
-chat_is_dm_id(const char *conv)
-{
-    return strncmp(conv, "dm:", 3) == 0;
-}
-
-
-bool
 chat_parse_dm(const char *conv, char a[CHAT_ID_MAX + 1],
     char b[CHAT_ID_MAX + 1])
 {
-    const char  *first, *colon;
-    size_t       alen;
+    const char  *pa, *pb;
+    size_t       alen, blen;
 
-    if (!chat_is_dm_id(conv)) {
+    if (!ngx_chat_wire_parse_direct(conv, strlen(conv), &pa, &alen, &pb,
+                                    &blen))
+    {
         return false;
     }
 
-    /* ':' is outside the id alphabet, so the split is unambiguous */
-    first = conv + 3;
-    colon = strchr(first, ':');
-    if (colon == NULL) {
-        return false;
-    }
-
-    alen = colon - first;
-    if (alen == 0 || alen > CHAT_ID_MAX || strlen(colon + 1) > CHAT_ID_MAX) {
-        return false;
-    }
-
-    memcpy(a, first, alen);
+    memcpy(a, pa, alen);
     a[alen] = '\0';
-    strcpy(b, colon + 1);
+    memcpy(b, pb, blen);
+    b[blen] = '\0';
 
-    return chat_valid_id(a) && chat_valid_id(b) && strcmp(a, b) <= 0;
-}
-
-
-chat_access_t
-chat_direct_access(const char *conv, const char *user)
-{
-    char  a[CHAT_ID_MAX + 1], b[CHAT_ID_MAX + 1];
-
-    if (!chat_is_dm_id(conv)) {
-        return CHAT_ACCESS_ASK_STORE;
-    }
-
-    if (!chat_parse_dm(conv, a, b)) {
-        return CHAT_ACCESS_FORBIDDEN;
-    }
-
-    return strcmp(user, a) == 0 || strcmp(user, b) == 0
-           ? CHAT_ACCESS_ALLOWED : CHAT_ACCESS_FORBIDDEN;
+    return true;
 }
 
 
@@ -156,22 +55,6 @@ chat_valid_ids(json_t *list)
     }
 
     return true;
-}
-
-
-/* characters, not bytes: jansson has already checked the UTF-8 */
-static size_t
-chat_utf8_length(const char *s)
-{
-    size_t  n = 0;
-
-    for ( /* void */ ; *s; s++) {
-        if (((unsigned char) *s & 0xc0) != 0x80) {
-            n++;
-        }
-    }
-
-    return n;
 }
 
 
@@ -217,6 +100,7 @@ chat_parse_rc_t
 chat_request_parse(chat_request_t *req, const char *payload, size_t len,
     char *why, size_t why_size)
 {
+    int            n;
     json_error_t   err;
     const char    *op;
     json_t        *root;
@@ -250,11 +134,13 @@ chat_request_parse(chat_request_t *req, const char *payload, size_t len,
 
     /* where to answer comes first: with it, every later fault can be
      * answered with bad_request instead of leaving the client waiting */
-    req->node = chat_get_string(root, "node");
-    req->sid = chat_get_string(root, "sid");
+    req->node = chat_get_string(root, NGX_CHAT_WIRE_F_NODE);
+    req->sid = chat_get_string(root, NGX_CHAT_WIRE_F_SID);
 
-    if (req->node == NULL || !chat_valid_node(req->node)
-        || req->sid == NULL || !chat_valid_sid(req->sid))
+    if (req->node == NULL
+        || !ngx_chat_wire_valid_node(req->node, strlen(req->node))
+        || req->sid == NULL
+        || !ngx_chat_wire_valid_sid(req->sid, strlen(req->sid)))
     {
         req->node = NULL;
         req->sid = NULL;
@@ -262,42 +148,25 @@ chat_request_parse(chat_request_t *req, const char *payload, size_t len,
         return CHAT_PARSE_DROP;
     }
 
-    op = chat_get_string(root, "op");
-    req->user = chat_get_string(root, "user");
-    req->dev = chat_get_string(root, "dev");
-    req->req_id = json_object_get(root, "req_id");
+    op = chat_get_string(root, NGX_CHAT_WIRE_F_OP);
+    req->user = chat_get_string(root, NGX_CHAT_WIRE_F_USER);
+    req->dev = chat_get_string(root, NGX_CHAT_WIRE_F_DEV);
+    req->req_id = json_object_get(root, NGX_CHAT_WIRE_F_REQ_ID);
 
     if (op == NULL) {
         chat_bad("missing op");
     }
 
-    if (strcmp(op, "send") == 0) {
-        req->op = CHAT_OP_SEND;
-        req->cmid = chat_get_string(root, "cmid");
+    n = ngx_chat_wire_op_find(op, strlen(op));
 
-    } else if (strcmp(op, "sync") == 0) {
-        req->op = CHAT_OP_SYNC;
-
-    } else if (strcmp(op, "history") == 0) {
-        req->op = CHAT_OP_HISTORY;
-
-    } else if (strcmp(op, "create_group") == 0) {
-        req->op = CHAT_OP_CREATE_GROUP;
-
-    } else if (strcmp(op, "add_members") == 0) {
-        req->op = CHAT_OP_ADD_MEMBERS;
-
-    } else if (strcmp(op, "remove_members") == 0) {
-        req->op = CHAT_OP_REMOVE_MEMBERS;
-
-    } else if (strcmp(op, "receipt") == 0) {
-        req->op = CHAT_OP_RECEIPT;
-
-    } else if (strcmp(op, "typing") == 0) {
-        req->op = CHAT_OP_TYPING;
-
-    } else {
+    if (n < 0) {
         chat_bad("unsupported op \"%.32s\"", op);
+    }
+
+    req->op = (chat_op_t) n;
+
+    if (req->op == NGX_CHAT_WIRE_OP_SEND) {
+        req->cmid = chat_get_string(root, NGX_CHAT_WIRE_F_CMID);
     }
 
     if (req->user == NULL || !chat_valid_id(req->user)) {
@@ -308,18 +177,19 @@ chat_request_parse(chat_request_t *req, const char *payload, size_t len,
         chat_bad("missing or invalid dev");
     }
 
-    if (!chat_get_int(root, "ts", 0, &req->ts)) {
+    if (!chat_get_int(root, NGX_CHAT_WIRE_F_TS, 0, &req->ts)) {
         chat_bad("ts is not an integer");
     }
 
     switch (req->op) {
 
-    case CHAT_OP_SEND:
-        req->conv = chat_get_string(root, "conv");
-        req->body = chat_get_string(root, "body");
+    case NGX_CHAT_WIRE_OP_SEND:
+        req->conv = chat_get_string(root, NGX_CHAT_WIRE_F_CONV);
+        req->body = chat_get_string(root, NGX_CHAT_WIRE_F_BODY);
 
         if (req->cmid == NULL || req->cmid[0] == '\0'
-            || chat_utf8_length(req->cmid) > CHAT_ID_MAX)
+            || ngx_chat_wire_chars(req->cmid, strlen(req->cmid))
+               > NGX_CHAT_WIRE_CMID_MAX)
         {
             /* no usable client_msg_id to tag the answer with */
             req->cmid = NULL;
@@ -336,8 +206,8 @@ chat_request_parse(chat_request_t *req, const char *payload, size_t len,
 
         break;
 
-    case CHAT_OP_SYNC:
-        req->cursors = json_object_get(root, "cursors");
+    case NGX_CHAT_WIRE_OP_SYNC:
+        req->cursors = json_object_get(root, NGX_CHAT_WIRE_F_CURSORS);
 
         if (json_is_null(req->cursors)) {
             req->cursors = NULL;
@@ -349,21 +219,21 @@ chat_request_parse(chat_request_t *req, const char *payload, size_t len,
 
         break;
 
-    case CHAT_OP_HISTORY:
-        req->conv = chat_get_string(root, "conv");
+    case NGX_CHAT_WIRE_OP_HISTORY:
+        req->conv = chat_get_string(root, NGX_CHAT_WIRE_F_CONV);
 
         if (req->conv == NULL || req->conv[0] == '\0') {
             chat_bad("missing conv");
         }
 
-        if (!chat_get_int(root, "limit", CHAT_HISTORY_LIMIT, &req->limit)
-            || req->limit < 1 || req->limit > CHAT_HISTORY_LIMIT_MAX)
+        if (!chat_get_int(root, NGX_CHAT_WIRE_F_LIMIT, NGX_CHAT_WIRE_HISTORY_LIMIT, &req->limit)
+            || req->limit < 1 || req->limit > NGX_CHAT_WIRE_HISTORY_MAX)
         {
             chat_bad("limit out of range");
         }
 
-        if (!chat_get_int(root, "before_seq", -1, &req->before_seq)
-            || !chat_get_int(root, "after_seq", -1, &req->after_seq))
+        if (!chat_get_int(root, NGX_CHAT_WIRE_F_BEFORE_SEQ, -1, &req->before_seq)
+            || !chat_get_int(root, NGX_CHAT_WIRE_F_AFTER_SEQ, -1, &req->after_seq))
         {
             chat_bad("before_seq or after_seq is not an integer");
         }
@@ -378,14 +248,15 @@ chat_request_parse(chat_request_t *req, const char *payload, size_t len,
 
         break;
 
-    case CHAT_OP_CREATE_GROUP:
-    case CHAT_OP_ADD_MEMBERS:
-    case CHAT_OP_REMOVE_MEMBERS:
-        req->conv = chat_get_string(root, "conv");
-        req->name = chat_get_string(root, "name");
+    case NGX_CHAT_WIRE_OP_CREATE_GROUP:
+    case NGX_CHAT_WIRE_OP_ADD_MEMBERS:
+    case NGX_CHAT_WIRE_OP_REMOVE_MEMBERS:
+        req->conv = chat_get_string(root, NGX_CHAT_WIRE_F_CONV);
+        req->name = chat_get_string(root, NGX_CHAT_WIRE_F_NAME);
         req->user_ids = json_object_get(root,
-                                        req->op == CHAT_OP_CREATE_GROUP
-                                        ? "members" : "user_ids");
+                                        req->op == NGX_CHAT_WIRE_OP_CREATE_GROUP
+                                        ? NGX_CHAT_WIRE_F_MEMBERS
+                                        : NGX_CHAT_WIRE_F_USER_IDS);
 
         if (req->conv == NULL || req->conv[0] == '\0'
             || chat_is_dm_id(req->conv))
@@ -393,7 +264,7 @@ chat_request_parse(chat_request_t *req, const char *payload, size_t len,
             chat_bad("missing conv or not a group");
         }
 
-        if (req->op == CHAT_OP_CREATE_GROUP
+        if (req->op == NGX_CHAT_WIRE_OP_CREATE_GROUP
             && (req->name == NULL || req->name[0] == '\0'))
         {
             chat_bad("missing name");
@@ -403,7 +274,7 @@ chat_request_parse(chat_request_t *req, const char *payload, size_t len,
             chat_bad("user ids missing or invalid");
         }
 
-        if (req->op != CHAT_OP_CREATE_GROUP
+        if (req->op != NGX_CHAT_WIRE_OP_CREATE_GROUP
             && json_array_size(req->user_ids) == 0)
         {
             chat_bad("no user ids");
@@ -411,17 +282,17 @@ chat_request_parse(chat_request_t *req, const char *payload, size_t len,
 
         break;
 
-    case CHAT_OP_RECEIPT:
-    case CHAT_OP_TYPING:
-        req->conv = chat_get_string(root, "conv");
-        req->state = chat_get_string(root, "state");
+    case NGX_CHAT_WIRE_OP_RECEIPT:
+    case NGX_CHAT_WIRE_OP_TYPING:
+        req->conv = chat_get_string(root, NGX_CHAT_WIRE_F_CONV);
+        req->state = chat_get_string(root, NGX_CHAT_WIRE_F_STATE);
 
         if (req->conv == NULL || req->conv[0] == '\0') {
             chat_bad("missing conv");
         }
 
         if (req->state == NULL
-            || (req->op == CHAT_OP_RECEIPT
+            || (req->op == NGX_CHAT_WIRE_OP_RECEIPT
                 ? strcmp(req->state, "delivered") != 0
                   && strcmp(req->state, "read") != 0
                 : strcmp(req->state, "start") != 0
@@ -430,13 +301,17 @@ chat_request_parse(chat_request_t *req, const char *payload, size_t len,
             chat_bad("missing or invalid state");
         }
 
-        if (req->op == CHAT_OP_RECEIPT
-            && (!chat_get_int(root, "seq", 0, &req->seq) || req->seq < 1))
+        if (req->op == NGX_CHAT_WIRE_OP_RECEIPT
+            && (!chat_get_int(root, NGX_CHAT_WIRE_F_SEQ, 0, &req->seq)
+                || req->seq < 1))
         {
             chat_bad("seq is not a positive integer");
         }
 
         break;
+
+    default: /* NGX_CHAT_WIRE_OP_COUNT: ngx_chat_wire_op_find() never */
+        chat_bad("unsupported op");
     }
 
     return CHAT_PARSE_OK;

@@ -223,9 +223,9 @@ record_event(trace_t *t, ngx_chat_ws_parser_t *p, ngx_chat_ws_rc_e rc,
         break;
 
     case NGX_CHAT_WS_ERROR:
-        FUZZ_ASSERT(ev->close_code == NGX_CHAT_WS_CLOSE_PROTOCOL
-                    || ev->close_code == NGX_CHAT_WS_CLOSE_BAD_UTF8
-                    || ev->close_code == NGX_CHAT_WS_CLOSE_TOO_BIG);
+        FUZZ_ASSERT(ev->close_code == NGX_CHAT_WIRE_CLOSE_PROTOCOL
+                    || ev->close_code == NGX_CHAT_WIRE_CLOSE_UTF8
+                    || ev->close_code == NGX_CHAT_WIRE_CLOSE_TOO_BIG);
         FUZZ_ASSERT(ev->reason != NULL && ev->reason[0] != '\0');
 
         t->error = (int) ev->close_code;

@@ -113,9 +113,9 @@ verify(const unsigned char *tok, size_t len, const unsigned char *key,
     if (rc == 0) {
         FUZZ_ASSERT(memchr(out->sub, '\0', sizeof(out->sub)) != NULL);
         FUZZ_ASSERT(memchr(out->dev, '\0', sizeof(out->dev)) != NULL);
-        FUZZ_ASSERT(ngx_chat_valid_id((unsigned char *) out->sub,
+        FUZZ_ASSERT(ngx_chat_wire_valid_id((const char *) out->sub,
                                       strlen(out->sub)));
-        FUZZ_ASSERT(ngx_chat_valid_id((unsigned char *) out->dev,
+        FUZZ_ASSERT(ngx_chat_wire_valid_id((const char *) out->dev,
                                       strlen(out->dev)));
         FUZZ_ASSERT(out->exp > NOW);
     }
@@ -173,7 +173,7 @@ plainly_good(const unsigned char *claims, size_t n,
     exp = json_object_get(root, "exp");
 
     if (!json_is_string(sub)
-        || !ngx_chat_valid_id((const unsigned char *) json_string_value(sub),
+        || !ngx_chat_wire_valid_id((const char *) json_string_value(sub),
                               json_string_length(sub)))
     {
         goto done;
@@ -181,8 +181,7 @@ plainly_good(const unsigned char *claims, size_t n,
 
     if (dev != NULL
         && (!json_is_string(dev)
-            || !ngx_chat_valid_id((const unsigned char *)
-                                  json_string_value(dev),
+            || !ngx_chat_wire_valid_id((const char *) json_string_value(dev),
                                   json_string_length(dev))))
     {
         goto done;

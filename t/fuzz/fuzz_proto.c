@@ -239,13 +239,12 @@ check_presence(ngx_chat_proto_result_t *res)
         ids = res->presence_ids;
         FUZZ_ASSERT(json_is_array(ids));
         n = json_array_size(ids);
-        FUZZ_ASSERT(n <= NGX_CHAT_PROTO_USER_IDS_MAX);
+        FUZZ_ASSERT(n <= NGX_CHAT_WIRE_USER_IDS_MAX);
 
         for (i = 0; i < n; i++) {
             id = json_array_get(ids, i);
             FUZZ_ASSERT(json_is_string(id));
-            FUZZ_ASSERT(ngx_chat_valid_id((const unsigned char *)
-                                          json_string_value(id),
+            FUZZ_ASSERT(ngx_chat_wire_valid_id((const char *) json_string_value(id),
                                           json_string_length(id)));
 
             for (j = 0; j < i; j++) {

@@ -552,18 +552,16 @@ test_ids(void)
     t = mk(HS256, "{\"sub\":\"a\",\"exp\":9999999999}", SECRET);
     CHECK(verify(t, NULL, NULL) == 0, "sanity");
 
-    CHECK(ngx_chat_valid_id((const unsigned char *) "a", 1), "id a");
-    CHECK(!ngx_chat_valid_id((const unsigned char *) "", 0), "id empty");
-    CHECK(!ngx_chat_valid_id(NULL, 3), "id NULL");
-    CHECK(ngx_chat_valid_id((const unsigned char *)
-                            "0123456789012345678901234567890123456789"
+    CHECK(ngx_chat_wire_valid_id((const char *) "a", 1), "id a");
+    CHECK(!ngx_chat_wire_valid_id((const char *) "", 0), "id empty");
+    CHECK(!ngx_chat_wire_valid_id(NULL, 3), "id NULL");
+    CHECK(ngx_chat_wire_valid_id((const char *) "0123456789012345678901234567890123456789"
                             "012345678901234567890123", 64), "id 64");
-    CHECK(!ngx_chat_valid_id((const unsigned char *)
-                             "0123456789012345678901234567890123456789"
+    CHECK(!ngx_chat_wire_valid_id((const char *) "0123456789012345678901234567890123456789"
                              "0123456789012345678901234", 65), "id 65");
-    CHECK(!ngx_chat_valid_id((const unsigned char *) "a\0b", 3), "id NUL");
-    CHECK(!ngx_chat_valid_id((const unsigned char *) "a+b", 3), "id +");
-    CHECK(ngx_chat_valid_id((const unsigned char *) "a+b", 1),
+    CHECK(!ngx_chat_wire_valid_id((const char *) "a\0b", 3), "id NUL");
+    CHECK(!ngx_chat_wire_valid_id((const char *) "a+b", 3), "id +");
+    CHECK(ngx_chat_wire_valid_id((const char *) "a+b", 1),
           "id: only len bytes are read");
 }
 

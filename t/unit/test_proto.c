@@ -513,7 +513,7 @@ test_send_fast(void)
         conv[i] = '\0';
         snprintf(frame, sizeof(frame), "{\"type\":\"send\",\"client_msg_id\":"
                  "\"c\",\"conversation_id\":\"%s\",\"body\":\"x\"}", conv);
-        same_result(frame, i <= NGX_CHAT_PROTO_CONV_MAX);
+        same_result(frame, i <= NGX_CHAT_WIRE_CONV_MAX);
     }
 
     /* every prefix of a good frame, and every single-byte change of it:

@@ -26,7 +26,7 @@ test_parse(void)
     check(parse(&req, "{\"op\":\"create_group\"," HEAD ",\"req_id\":\"r1\","
                       "\"conv\":\"g:ab1\",\"name\":\"Team\","
                       "\"members\":[\"bob\",\"carol\"]}") == CHAT_PARSE_OK);
-    check(req.op == CHAT_OP_CREATE_GROUP);
+    check(req.op == NGX_CHAT_WIRE_OP_CREATE_GROUP);
     check(chat_op_changes_members(req.op));
     check_str(req.conv, "g:ab1");
     check_str(req.name, "Team");
@@ -55,7 +55,7 @@ test_parse(void)
     check(parse(&req, "{\"op\":\"remove_members\"," HEAD ",\"conv\":\"g:1\","
                       "\"req_id\":5,\"user_ids\":[\"alice\"]}")
           == CHAT_PARSE_OK);
-    check(req.op == CHAT_OP_REMOVE_MEMBERS);
+    check(req.op == NGX_CHAT_WIRE_OP_REMOVE_MEMBERS);
     check(json_array_size(req.user_ids) == 1);
     chat_request_free(&req);
 
@@ -65,7 +65,7 @@ test_parse(void)
 
     check(parse(&req, "{\"op\":\"receipt\"," HEAD ",\"conv\":\"g:1\","
                       "\"seq\":4,\"state\":\"read\"}") == CHAT_PARSE_OK);
-    check(req.op == CHAT_OP_RECEIPT && req.seq == 4);
+    check(req.op == NGX_CHAT_WIRE_OP_RECEIPT && req.seq == 4);
     check_str(req.state, "read");
     check(!chat_op_changes_members(req.op));
     chat_request_free(&req);
@@ -79,7 +79,7 @@ test_parse(void)
 
     check(parse(&req, "{\"op\":\"typing\"," HEAD ",\"conv\":\"g:1\","
                       "\"state\":\"stop\"}") == CHAT_PARSE_OK);
-    check(req.op == CHAT_OP_TYPING);
+    check(req.op == NGX_CHAT_WIRE_OP_TYPING);
     check_str(req.state, "stop");
     chat_request_free(&req);
 

@@ -1,7 +1,8 @@
 /*
  * test_worker_pure.c: unit tests of chat_worker's pure parts: identifiers
- * and direct conversation ids, Kafka record parsing, the frames, the pub/sub
- * record format, PostgreSQL array literals and the small containers.
+ * and direct conversation ids as the worker sees them, Kafka record
+ * parsing, the frames, the outbox, PostgreSQL array literals and the small
+ * containers (the wire itself: test_wire.c).
  *
  * The worker's files are included, not linked, so that this program stands
  * alone: cc -I/usr/include/postgresql test_worker_pure.c -ljansson
@@ -36,16 +37,6 @@ test_ids(void)
     check(!chat_valid_id("a:b"));
     check(!chat_valid_id("\xc3\xa9"));
 
-    check(chat_valid_sid("0123456789abcdef"));
-    check(!chat_valid_sid("a,b"));
-    check(!chat_valid_sid("a b"));
-    check(!chat_valid_sid(""));
-
-    check(chat_valid_node("s1:0"));
-    check(chat_valid_node("host.example:12"));
-    check(!chat_valid_node("s1 0"));
-    check(!chat_valid_node("s1\n0"));
-    check(!chat_valid_node(""));
 }
 
 
@@ -69,13 +60,13 @@ test_direct_ids(void)
     check(!chat_parse_dm("dm:a b:c", a, b));
     check(!chat_parse_dm("grp_1", a, b));
 
-    check(chat_direct_access("dm:alice:bob", "alice") == CHAT_ACCESS_ALLOWED);
-    check(chat_direct_access("dm:alice:bob", "bob") == CHAT_ACCESS_ALLOWED);
+    check(chat_direct_access("dm:alice:bob", "alice") == NGX_CHAT_WIRE_ALLOWED);
+    check(chat_direct_access("dm:alice:bob", "bob") == NGX_CHAT_WIRE_ALLOWED);
     check(chat_direct_access("dm:alice:bob", "carol")
-          == CHAT_ACCESS_FORBIDDEN);
-    check(chat_direct_access("dm:bob:alice", "bob") == CHAT_ACCESS_FORBIDDEN);
-    check(chat_direct_access("dm:x", "x") == CHAT_ACCESS_FORBIDDEN);
-    check(chat_direct_access("grp_1", "alice") == CHAT_ACCESS_ASK_STORE);
+          == NGX_CHAT_WIRE_FORBIDDEN);
+    check(chat_direct_access("dm:bob:alice", "bob") == NGX_CHAT_WIRE_FORBIDDEN);
+    check(chat_direct_access("dm:x", "x") == NGX_CHAT_WIRE_FORBIDDEN);
+    check(chat_direct_access("grp_1", "alice") == NGX_CHAT_WIRE_ASK_STORE);
 }
 
 
@@ -88,7 +79,7 @@ test_parse(void)
 
     check(parse(&req, "{\"op\":\"send\"," HEAD ",\"conv\":\"dm:alice:bob\","
                       "\"cmid\":\"c1\",\"body\":\"hi\"}") == CHAT_PARSE_OK);
-    check(req.op == CHAT_OP_SEND);
+    check(req.op == NGX_CHAT_WIRE_OP_SEND);
     check(req.partition == 3 && req.offset == 42);
     check_str(req.node, "s1:0");
     check_str(req.sid, "00000000000000ab");
@@ -121,7 +112,8 @@ test_parse(void)
           == CHAT_PARSE_BAD);
     check(json_integer_value(req.req_id) == 7);
     chat_request_free(&req);
-    check(parse(&req, "{\"op\":\"sync\",\"node\":\"s1:0\",\"sid\":\"ab\","
+    check(parse(&req, "{\"op\":\"sync\",\"node\":\"s1:0\","
+                      "\"sid\":\"00000000000000ab\","
                       "\"user\":\"a:b\",\"dev\":\"d\"}") == CHAT_PARSE_BAD);
     chat_request_free(&req);
 
@@ -142,7 +134,7 @@ test_parse(void)
 
     check(parse(&req, "{\"op\":\"history\"," HEAD ",\"req_id\":\"h\","
                       "\"conv\":\"dm:alice:bob\"}") == CHAT_PARSE_OK);
-    check(req.op == CHAT_OP_HISTORY && req.limit == 50);
+    check(req.op == NGX_CHAT_WIRE_OP_HISTORY && req.limit == 50);
     check(req.before_seq == -1 && req.after_seq == -1);
     chat_request_free(&req);
     check(parse(&req, "{\"op\":\"history\"," HEAD ",\"req_id\":\"h\","
@@ -165,7 +157,7 @@ test_parse(void)
 
     check(parse(&req, "{\"op\":\"sync\"," HEAD ",\"req_id\":null,"
                       "\"cursors\":{\"dm:a:b\":3}}") == CHAT_PARSE_OK);
-    check(req.op == CHAT_OP_SYNC && json_is_object(req.cursors));
+    check(req.op == NGX_CHAT_WIRE_OP_SYNC && json_is_object(req.cursors));
     check(json_is_null(req.req_id));
     chat_request_free(&req);
     check(parse(&req, "{\"op\":\"sync\"," HEAD ",\"cursors\":[1]}")
@@ -303,25 +295,13 @@ static void
 test_payload(void)
 {
     chat_buf_t   b = { 0 };
-    const char  *sids[] = { "aa", "bb" };
-    const char  *node, *sid;
-    size_t       node_len, sid_len;
+    const char  *sids[] = { "00000000000000aa", "00000000000000bb" };
 
     chat_payload_record(&b, sids, 2, "hello", 5);
     chat_payload_record(&b, sids + 1, 1, "{}", 2);
-    check(b.len == strlen("F aa,bb 5\nhelloF bb 2\n{}"));
-    check(memcmp(b.data, "F aa,bb 5\nhelloF bb 2\n{}", b.len) == 0);
+    check_str(chat_buf_cstr(&b), "F 00000000000000aa,00000000000000bb 5\n"
+                                 "helloF 00000000000000bb 2\n{}");
     chat_buf_free(&b);
-
-    check(chat_session_parse("s1:0 00ab", 9, &node, &node_len, &sid,
-                             &sid_len));
-    check(node_len == 4 && memcmp(node, "s1:0", 4) == 0);
-    check(sid_len == 4 && memcmp(sid, "00ab", 4) == 0);
-    check(!chat_session_parse("s1:0", 4, &node, &node_len, &sid, &sid_len));
-    check(!chat_session_parse(" ab", 3, &node, &node_len, &sid, &sid_len));
-    check(!chat_session_parse("s1 ", 3, &node, &node_len, &sid, &sid_len));
-    check(!chat_session_parse("s1 a b", 6, &node, &node_len, &sid,
-                              &sid_len));
 }
 
 
@@ -417,7 +397,6 @@ test_containers(void)
     chat_map_free(&m);
     chat_arena_free(&a);
 
-    check(chat_utf8_length("a\xc3\xa9\xe2\x82\xac") == 3);
 }
 
 

@@ -1,0 +1,316 @@
+
+/*
+ * The wire between the nginx module and the workers, in one place: the id
+ * alphabets, the limits both sides check, the close codes, the Kafka record
+ * (topic, ops, field names, the fields every record carries), the Redis keys
+ * and channels, the session registry's value and the pub/sub payload that
+ * carries frames from the workers to the nginx worker processes.
+ *
+ * Plain C, no nginx or jansson headers: the module, the workers, chatctl,
+ * the unit tests and the fuzzers all compile this file, so a detail written
+ * here is written nowhere else. The client protocol itself (what a frame
+ * means) is ../shared/PROTOCOL.md; this is what travels behind it.
+ */
+
+
+#ifndef _NGX_CHAT_WIRE_H_INCLUDED_
+#define _NGX_CHAT_WIRE_H_INCLUDED_
+
+
+#include <stddef.h>
+#include <stdint.h>
+
+
+/* ------------------------------------------------------------------ ids */
+
+/* user, device and server ids: 1-64 characters of [A-Za-z0-9_.@-] */
+#define NGX_CHAT_WIRE_ID_MAX         64
+
+/* a session id: 16 lowercase hex digits, unique per server across restarts */
+#define NGX_CHAT_WIRE_SID_LEN        16
+
+/*
+ * a node is one nginx worker process, "<server_id>:<process>" where
+ * <process> tells this process apart from every other one the server ever
+ * ran (a reload starts new processes while the old ones drain)
+ */
+#define NGX_CHAT_WIRE_NODE_MAX       (NGX_CHAT_WIRE_ID_MAX + 1 + 24)
+
+/* "dm:<a>:<b>" or a group's "g:<hex>"; longer ids are never made */
+#define NGX_CHAT_WIRE_CONV_MAX       160
+
+#define NGX_CHAT_WIRE_DEFAULT_DEVICE "default"
+
+int ngx_chat_wire_valid_id(const char *p, size_t len);
+int ngx_chat_wire_valid_sid(const char *p, size_t len);
+int ngx_chat_wire_valid_node(const char *p, size_t len);
+
+/*
+ * The direct conversation of a and b: "dm:<a>:<b>" with a < b in byte order
+ * (either argument order). conv holds NGX_CHAT_WIRE_CONV_MAX + 1 bytes; a
+ * and b are valid ids. Returns the length; conv is NUL-terminated.
+ */
+size_t ngx_chat_wire_direct_id(char *conv, const char *a, size_t a_len,
+    const char *b, size_t b_len);
+
+/*
+ * Splits a direct conversation id into its two members. 1 when conv is a
+ * well formed "dm:<a>:<b>" (valid ids, a <= b), else 0.
+ */
+int ngx_chat_wire_parse_direct(const char *conv, size_t len,
+    const char **a, size_t *a_len, const char **b, size_t *b_len);
+
+/* 1 if conv starts with "dm:" (well formed or not) */
+int ngx_chat_wire_is_direct(const char *conv, size_t len);
+
+/* may user name conv without asking the store? */
+typedef enum {
+    NGX_CHAT_WIRE_ALLOWED,      /* a direct conversation with the user in it */
+    NGX_CHAT_WIRE_FORBIDDEN,    /* a direct id without the user, or malformed */
+    NGX_CHAT_WIRE_ASK_STORE     /* not a direct id: its members decide */
+} ngx_chat_wire_access_t;
+
+ngx_chat_wire_access_t ngx_chat_wire_direct_access(const char *conv,
+    size_t len, const char *user, size_t user_len);
+
+/* characters, not bytes, of valid UTF-8: the limits count characters */
+size_t ngx_chat_wire_chars(const char *p, size_t len);
+
+
+/* --------------------------------------------------------------- limits */
+
+#define NGX_CHAT_WIRE_CMID_MAX           64      /* characters */
+#define NGX_CHAT_WIRE_NAME_MAX           128     /* characters */
+#define NGX_CHAT_WIRE_USER_IDS_MAX       1000
+#define NGX_CHAT_WIRE_CURSORS_MAX        10000
+#define NGX_CHAT_WIRE_HISTORY_LIMIT      50
+#define NGX_CHAT_WIRE_HISTORY_MAX        100
+#define NGX_CHAT_WIRE_SYNC_CAP           100     /* messages per conversation */
+#define NGX_CHAT_WIRE_JSON_DEPTH_MAX     16
+#define NGX_CHAT_WIRE_GROUP_MEMBERS      256     /* default, creator included */
+#define NGX_CHAT_WIRE_GROUP_MEMBERS_MAX  1024
+
+/* a typing "start" holds this long on the other side unless renewed */
+#define NGX_CHAT_WIRE_TYPING_VALID_MS    6000
+
+
+/* ---------------------------------------------------------- close codes */
+
+#define NGX_CHAT_WIRE_CLOSE_NORMAL       1000
+#define NGX_CHAT_WIRE_CLOSE_AWAY         1001
+#define NGX_CHAT_WIRE_CLOSE_PROTOCOL     1002
+#define NGX_CHAT_WIRE_CLOSE_BINARY       1003
+#define NGX_CHAT_WIRE_CLOSE_UTF8         1007
+#define NGX_CHAT_WIRE_CLOSE_POLICY       1008
+#define NGX_CHAT_WIRE_CLOSE_TOO_BIG      1009
+#define NGX_CHAT_WIRE_CLOSE_INTERNAL     1011
+#define NGX_CHAT_WIRE_CLOSE_RESTART      1012
+#define NGX_CHAT_WIRE_CLOSE_REPLACED     4001
+#define NGX_CHAT_WIRE_CLOSE_REVOKED      4003
+#define NGX_CHAT_WIRE_CLOSE_RATE         4008
+#define NGX_CHAT_WIRE_CLOSE_SLOW         4009
+
+
+/* --------------------------------------------------------- Kafka record */
+
+/*
+ * One JSON object per record on the requests topic, keyed by the
+ * conversation id (so that one conversation stays in one partition, in
+ * order) or, for reads, by the user id.
+ */
+#define NGX_CHAT_WIRE_TOPIC              "chat.requests"
+
+typedef enum {
+    NGX_CHAT_WIRE_OP_SEND = 0,
+    NGX_CHAT_WIRE_OP_SYNC,
+    NGX_CHAT_WIRE_OP_HISTORY,
+    NGX_CHAT_WIRE_OP_CREATE_GROUP,
+    NGX_CHAT_WIRE_OP_ADD_MEMBERS,
+    NGX_CHAT_WIRE_OP_REMOVE_MEMBERS,
+    NGX_CHAT_WIRE_OP_RECEIPT,
+    NGX_CHAT_WIRE_OP_TYPING,
+    NGX_CHAT_WIRE_OP_COUNT
+} ngx_chat_wire_op_t;
+
+/* the op's name in records, "send" and so on */
+const char *ngx_chat_wire_op_name(ngx_chat_wire_op_t op);
+
+/* the op of a name, or -1 */
+int ngx_chat_wire_op_find(const char *name, size_t len);
+
+/* the fields every record carries */
+#define NGX_CHAT_WIRE_F_OP               "op"
+#define NGX_CHAT_WIRE_F_NODE             "node"    /* where to answer */
+#define NGX_CHAT_WIRE_F_SID              "sid"
+#define NGX_CHAT_WIRE_F_USER             "user"
+#define NGX_CHAT_WIRE_F_DEV              "dev"
+#define NGX_CHAT_WIRE_F_TS               "ts"      /* ms, received by nginx */
+
+/* the fields of the ops (which op has which: README.md) */
+#define NGX_CHAT_WIRE_F_REQ_ID           "req_id"  /* any JSON, echoed */
+#define NGX_CHAT_WIRE_F_CONV             "conv"
+#define NGX_CHAT_WIRE_F_CMID             "cmid"
+#define NGX_CHAT_WIRE_F_BODY             "body"
+#define NGX_CHAT_WIRE_F_CURSORS          "cursors"
+#define NGX_CHAT_WIRE_F_LIMIT            "limit"
+#define NGX_CHAT_WIRE_F_BEFORE_SEQ       "before_seq"
+#define NGX_CHAT_WIRE_F_AFTER_SEQ        "after_seq"
+#define NGX_CHAT_WIRE_F_NAME             "name"
+#define NGX_CHAT_WIRE_F_MEMBERS          "members"
+#define NGX_CHAT_WIRE_F_USER_IDS         "user_ids"
+#define NGX_CHAT_WIRE_F_SEQ              "seq"
+#define NGX_CHAT_WIRE_F_STATE            "state"
+
+/* who sent a record: every id valid, sid NGX_CHAT_WIRE_SID_LEN bytes */
+typedef struct {
+    const char   *user;
+    size_t        user_len;
+    const char   *device;
+    size_t        device_len;
+    const char   *node;
+    size_t        node_len;
+    const char   *sid;
+    int64_t       now_ms;
+} ngx_chat_wire_peer_t;
+
+/* the room the common fields take, for a buffer of known size */
+size_t ngx_chat_wire_record_common_size(const ngx_chat_wire_peer_t *peer,
+    ngx_chat_wire_op_t op);
+
+/*
+ * Writes the fields every record carries as JSON members, without braces
+ * and without a leading comma: "op":"send","sid":"...",...,"ts":N. The ids
+ * need no escaping (their alphabets have no quote or backslash). Returns
+ * the end of what was written.
+ */
+char *ngx_chat_wire_record_common(char *p, const ngx_chat_wire_peer_t *peer,
+    ngx_chat_wire_op_t op);
+
+
+/* --------------------------------------------------- Redis keys, channels */
+
+/* hash, field <device>, value "<node> <sid>": the user's live sessions */
+#define NGX_CHAT_WIRE_KEY_SESS           "chat:sess:"
+/* hash, field <device>, value us when that connection was made */
+#define NGX_CHAT_WIRE_KEY_SINCE          "chat:since:"
+/* hash: "away" ("1" while the user said so), "last_seen" (ms) */
+#define NGX_CHAT_WIRE_KEY_PRES           "chat:pres:"
+/* "<topic>:<group>" follows; hash, field <partition>, value the last
+ * offset whose answers went out */
+#define NGX_CHAT_WIRE_KEY_DELIVERED      "chat:delivered:"
+
+/* channel of one node: payloads of records (below) */
+#define NGX_CHAT_WIRE_CHANNEL_NODE       "chat:node:"
+/* channel of presence events (below) */
+#define NGX_CHAT_WIRE_CHANNEL_PRESENCE   "chat:presence"
+
+/* room for a prefix and an id, a node, or a Kafka topic and group name */
+#define NGX_CHAT_WIRE_KEY_MAX            512
+
+/*
+ * prefix followed by id into buf of NGX_CHAT_WIRE_KEY_MAX bytes, NUL
+ * terminated; returns the length (0 if it does not fit)
+ */
+size_t ngx_chat_wire_key(char *buf, const char *prefix, const char *id,
+    size_t id_len);
+
+
+/* ------------------------------------------------- session registry value */
+
+/* "<node> <sid>": NODE_MAX + 1 + SID_LEN bytes at most */
+#define NGX_CHAT_WIRE_SESSION_MAX   (NGX_CHAT_WIRE_NODE_MAX + 1               \
+                                     + NGX_CHAT_WIRE_SID_LEN)
+
+size_t ngx_chat_wire_session_value(char *buf, const char *node,
+    size_t node_len, const char *sid);
+
+/* 1 when value is a valid node, one space and a valid sid */
+int ngx_chat_wire_session_parse(const char *value, size_t len,
+    const char **node, size_t *node_len, const char **sid);
+
+
+/* ------------------------------------------------------ presence events */
+
+/*
+ * "<user> <status> <last_seen>": status "online", "away" or "offline",
+ * last_seen the ms when the user's last device went, or "-" (online, away,
+ * or never seen)
+ */
+#define NGX_CHAT_WIRE_PRESENCE_MAX   (NGX_CHAT_WIRE_ID_MAX                    \
+                                      + sizeof(" offline ") + 20)
+
+typedef struct {
+    const char   *user;
+    size_t        user_len;
+    const char   *status;
+    size_t        status_len;
+    int64_t       last_seen;      /* -1: none */
+} ngx_chat_wire_presence_t;
+
+/* into buf of NGX_CHAT_WIRE_PRESENCE_MAX bytes; last_seen -1 for none */
+size_t ngx_chat_wire_presence_event(char *buf, const char *user,
+    size_t user_len, const char *status, int64_t last_seen);
+
+/* 1 when p is a well formed event (valid user, known status), else 0 */
+int ngx_chat_wire_presence_parse(const char *p, size_t len,
+    ngx_chat_wire_presence_t *ev);
+
+
+/* --------------------------------------------------------- node payloads */
+
+/*
+ * A payload on a node's channel is one or more records, back to back:
+ *
+ *     <type> <args> <len>\n<len bytes>
+ *
+ * <type> is one character, <args> what the type needs (never a newline),
+ * <len> the decimal length of the bytes that follow. The types:
+ *
+ *     F <sid>[,<sid>...] <len>   write the bytes as one text frame to each
+ *                                of these local sessions (a session that is
+ *                                gone is skipped)
+ *     K <sid>[,<sid>...] 0       close these sessions with 4001: a newer
+ *                                connection of their device took over
+ *
+ * The frame bytes are complete protocol frames: nginx never parses them.
+ */
+#define NGX_CHAT_WIRE_RECORD_FRAME   'F'
+#define NGX_CHAT_WIRE_RECORD_KICK    'K'
+
+typedef struct {
+    int           type;
+    const char   *args;
+    size_t        args_len;
+    const char   *body;
+    size_t        body_len;
+} ngx_chat_wire_record_t;
+
+/*
+ * The next record of a payload at *pos (up to end): 1 and *pos past it, 0
+ * at the end of the payload, -1 when what follows is not a record (nothing
+ * after it can be trusted either).
+ */
+int ngx_chat_wire_record_next(const char **pos, const char *end,
+    ngx_chat_wire_record_t *rec);
+
+/*
+ * The next session id of a record's sid list at *pos (up to end): 1 with
+ * the sid (NGX_CHAT_WIRE_SID_LEN bytes), 0 at the end, -1 when the list is
+ * malformed.
+ */
+int ngx_chat_wire_sids_next(const char **pos, const char *end,
+    const char **sid);
+
+/* the room a record header takes: type, sids, length, newline */
+size_t ngx_chat_wire_record_header_size(size_t nsids, size_t body_len);
+
+/*
+ * Writes the header of a record for nsids sessions (each
+ * NGX_CHAT_WIRE_SID_LEN bytes) and a body of body_len bytes, which the
+ * caller appends. Returns the end of what was written.
+ */
+char *ngx_chat_wire_record_header(char *p, int type,
+    const char *const *sids, size_t nsids, size_t body_len);
+
+
+#endif /* _NGX_CHAT_WIRE_H_INCLUDED_ */
