@@ -4,6 +4,7 @@
 #                  nginx source and the Kafka jars (cached in $(CHAT_CACHE))
 #   make build     nginx with the chat module (static), chat_worker, chatctl
 #   make unit      C unit tests t/unit/test_*.c
+#   make calls     the calls between the module's files (no circles)
 #   make test      deps, build, unit, then the integration tests (pytest)
 #   make run       deps, build, then the whole stack in ./var (foreground)
 #   make dynamic   check that the module also builds as a dynamic module
@@ -106,7 +107,7 @@ UNIT_MOD_SRCS := $(wildcard ngx_chat_module/ngx_chat_frame.c \
 UNIT_LIBS := -ljansson -lcrypto
 
 .PHONY: all deps pkgs nginx-source kafka-jars build nginx workers unit \
-        test run dynamic bench leak clean FORCE
+        calls test run dynamic bench leak clean FORCE
 
 all: build
 
@@ -217,13 +218,16 @@ check-config = @test -f config || { \
 	echo "build: ./config (the module's nginx build script) is missing" >&2; \
 	exit 1; }
 
+# configure also turns the module's Lua scripts into C
+NGX_LUA := $(wildcard ngx_chat_module/lua/*.lua ngx_chat_module/lua/embed.sh)
+
 $(NGX_SRC)/objs/Makefile: $(NGX_SRC)/.unpacked $(wildcard config) \
-                          $(BUILD)/.nginx-args
+                          $(BUILD)/.nginx-args $(NGX_LUA)
 	$(check-config)
 	cd $(NGX_SRC) && ./configure $(NGX_CONF_ARGS)
 
 $(DYN_SRC)/objs/Makefile: $(DYN_SRC)/.unpacked $(wildcard config) \
-                          $(BUILD)/.dyn-args
+                          $(BUILD)/.dyn-args $(NGX_LUA)
 	$(check-config)
 	cd $(DYN_SRC) && ./configure $(DYN_CONF_ARGS)
 
@@ -283,7 +287,13 @@ unit: $(UNIT_BINS)
 
 # ================================================================ test, run
 
-test: deps build unit
+# the calls between the module's files, from its objects (globbed when
+# the recipe runs, after the build): no circles
+calls: build
+	@python3 t/calls.py module $(NGX_SRC)/objs/addon/ngx_chat_module/*.o \
+	    $(NGX_SRC)/objs/addon/objs/ngx_chat_lua.o
+
+test: deps build unit calls
 	@py=python3; \
 	$$py -m pytest --version >/dev/null 2>&1 || py=/usr/bin/python3; \
 	set +e; $$py -m pytest -v t/; rc=$$?; set -e; \

@@ -1,13 +1,29 @@
 
 /*
- * ngx_chat: shared types of the nginx module.
+ * ngx_chat: the nginx module's types and the interfaces between its files.
  *
- * The module is split like nginx's own http/v2: ngx_chat_module.c holds the
- * directives and the process hooks, ngx_chat_handshake.c the upgrade,
- * ngx_chat_session.c the life of one WebSocket connection, ngx_chat_proto.c
- * the JSON protocol (pure C, unit tested), ngx_chat_redis.c the Redis link,
- * ngx_chat_kafka.c the Kafka link, ngx_chat_frame.c the RFC 6455 codec and
- * ngx_chat_jwt.c the token check.
+ * The files, from the edge inwards (each calls only files below it; what
+ * comes back up is handed over through the handlers given at init):
+ *
+ *   ngx_chat_module.c        directives, configuration, process hooks: the
+ *                            one place that wires the others together
+ *   ngx_chat_handshake.c     the HTTP upgrade request, its token, the 101
+ *   ngx_chat_dispatch.c      what a client frame does: protocol, rate,
+ *                            replies, Kafka records, presence requests
+ *   ngx_chat_deliver.c       what arrives from Redis: payloads to sessions,
+ *                            presence events to their watchers
+ *   ngx_chat_registry.c      the session registry in Redis
+ *   ngx_chat_presence.c      presence: who watches whom, queries, events
+ *   ngx_chat_session.c       one WebSocket connection's I/O, and the table
+ *                            of this process's sessions
+ *   ngx_chat_kafka.c         the Kafka producer
+ *   ngx_chat_redis.c         the two Redis links and their scripts
+ *   ngx_chat_redis_adapter.c hiredis driven by nginx events
+ *
+ * and the pure C below them all, without nginx types (the unit tests and
+ * fuzzers link these): ngx_chat_proto.c with ngx_chat_send.c (the client
+ * protocol), ngx_chat_frame.c (RFC 6455), ngx_chat_jwt.c (tokens) and
+ * ngx_chat_wire.c (what the module and the workers share).
  */
 
 
@@ -23,6 +39,22 @@
 #include "ngx_chat_wire.h"
 
 
+typedef struct ngx_chat_session_s  ngx_chat_session_t;
+
+
+/* what a location's sessions do with their connection's events */
+typedef struct {
+    /* the connection is a session now; NGX_ERROR closes it */
+    ngx_int_t                (*start)(ngx_chat_session_t *s);
+    /* one whole data message: text (valid UTF-8) or binary */
+    void                     (*message)(ngx_chat_session_t *s,
+                                        ngx_uint_t opcode, u_char *data,
+                                        size_t len);
+    /* once, when the session begins to close or is gone */
+    void                     (*closed)(ngx_chat_session_t *s);
+} ngx_chat_session_handlers_t;
+
+
 typedef struct {
     ngx_str_t                  jwt_secret;
     ngx_str_t                  server_id;
@@ -34,6 +66,9 @@ typedef struct {
     ngx_msec_t                 kafka_linger;
     ngx_flag_t                 enabled;     /* some location says "chat" */
     ngx_flag_t                 echo;        /* some says "chat_echo" */
+
+    /* this process, set in init_process: "<server_id>:<process>" */
+    ngx_str_t                  node;
 } ngx_chat_main_conf_t;
 
 
@@ -47,11 +82,17 @@ typedef struct {
     ngx_uint_t                 rate;        /* client frames per second */
     ngx_uint_t                 burst;
     ngx_uint_t                 rate_strikes;
+
+    const ngx_chat_session_handlers_t  *handlers;
 } ngx_chat_loc_conf_t;
 
 
-/* one WebSocket connection after the upgrade; lives in c->pool */
-typedef struct {
+/*
+ * One WebSocket connection after the upgrade; lives in c->pool. Each file
+ * owns the fields under its name.
+ */
+struct ngx_chat_session_s {
+    /* ngx_chat_session.c */
     ngx_rbtree_node_t          node;        /* key: the session id */
     ngx_connection_t          *connection;
     ngx_chat_loc_conf_t       *conf;
@@ -59,6 +100,7 @@ typedef struct {
     ngx_str_t                  user;
     ngx_str_t                  device;
     u_char                     sid[NGX_CHAT_WIRE_SID_LEN];
+    int64_t                    expires;     /* token exp, seconds; 0 none */
 
     ngx_chat_ws_parser_t       parser;
 
@@ -73,86 +115,164 @@ typedef struct {
     u_char                    *out_last;
     u_char                    *out_end;
 
-    int64_t                    expires;     /* token exp, seconds */
-    int64_t                    since;       /* connected, us */
-
-    /* the token bucket of client frames, in thousandths of a frame */
-    ngx_msec_t                 rate_last;
-    uint32_t                   rate_tokens;
-    uint16_t                   rate_strikes;
-
     uint16_t                   silent_ticks;
-
-    /* presence subscriptions (ngx_chat_presence.c), allocated when used */
-    void                     **watching;
-    uint16_t                   nwatching;
-    uint16_t                   nwatching_alloc;
-
-    /* the last typing "start" forwarded: its conversation and time */
-    uint32_t                   typing_hash;
-    ngx_msec_t                 typing_last;
-    unsigned                   echo:1;      /* a chat_echo location */
-    unsigned                   registered:1;
     unsigned                   in_table:1;
     unsigned                   closing:1;     /* our close frame queued */
     unsigned                   lingering:1;   /* draining before close */
-} ngx_chat_session_t;
+    unsigned                   gone:1;        /* handlers->closed ran */
+
+    /* ngx_chat_dispatch.c: the token bucket of client frames (thousandths
+     * of a frame), and the last typing "start" forwarded */
+    ngx_msec_t                 rate_last;
+    uint32_t                   rate_tokens;
+    uint16_t                   rate_strikes;
+    uint32_t                   typing_hash;
+    ngx_msec_t                 typing_last;
+
+    /* ngx_chat_registry.c */
+    int64_t                    since;       /* connected, us */
+    unsigned                   registered:1;
+
+    /* ngx_chat_presence.c: whom it watches, allocated when it does */
+    void                     **watching;
+    uint16_t                   nwatching;
+    uint16_t                   nwatching_alloc;
+};
 
 
 extern ngx_module_t  ngx_chat_module;
 
 
-/* process-wide state of one nginx worker process */
-typedef struct {
-    ngx_rbtree_t               sessions;
-    ngx_rbtree_node_t          sentinel;
-    ngx_str_t                  node;        /* "<server_id>:<worker>" */
-    ngx_str_t                  channel;     /* "chat:node:<node>" */
-    uint64_t                   sid_prefix;
-    uint64_t                   sid_counter;
-    ngx_log_t                 *log;
-} ngx_chat_worker_t;
+/* ---- ngx_chat_handshake.c ---- */
 
-extern ngx_chat_worker_t  ngx_chat_worker;
+ngx_int_t ngx_chat_handshake(ngx_http_request_t *r);
 
 
-/* ngx_chat_handshake.c */
-ngx_int_t ngx_chat_handler(ngx_http_request_t *r);
+/* ---- ngx_chat_dispatch.c ---- */
 
-/* ngx_chat_session.c */
+extern const ngx_chat_session_handlers_t  ngx_chat_dispatch_chat;
+extern const ngx_chat_session_handlers_t  ngx_chat_dispatch_echo;
+
+/* a record Kafka did not take: answer the session it came from */
+void ngx_chat_dispatch_undelivered(const u_char *record, size_t len);
+
+
+/* ---- ngx_chat_deliver.c ---- */
+
+/* a message on one of the channels this process subscribes to */
+void ngx_chat_deliver(const u_char *channel, size_t channel_len,
+    const u_char *data, size_t len);
+
+
+/* ---- ngx_chat_registry.c ---- */
+
+ngx_int_t ngx_chat_registry_init(ngx_cycle_t *cycle,
+    ngx_chat_main_conf_t *mcf);
+void ngx_chat_registry_add(ngx_chat_session_t *s);
+void ngx_chat_registry_remove(ngx_chat_session_t *s);
+/* Redis may have lost every key: register the local sessions again */
+void ngx_chat_registry_restore(void);
+/* a newer connection owns the device's entry now: leave it alone */
+void ngx_chat_registry_forget(ngx_chat_session_t *s);
+
+
+/* ---- ngx_chat_presence.c ---- */
+
+struct ngx_chat_proto_result_s;
+
+ngx_int_t ngx_chat_presence_init(ngx_cycle_t *cycle);
+void ngx_chat_presence_request(ngx_chat_session_t *s,
+    struct ngx_chat_proto_result_s *res);
+void ngx_chat_presence_event(const u_char *p, size_t len);
+void ngx_chat_presence_drop(ngx_chat_session_t *s);
+
+
+/* ---- ngx_chat_session.c ---- */
+
+/*
+ * Takes the connection over from the upgrade request r: response is the
+ * 101 answer to send first (copied), handlers what the session's events
+ * go to. NGX_DONE, or an HTTP status to answer instead.
+ */
 ngx_int_t ngx_chat_session_start(ngx_http_request_t *r, ngx_str_t *user,
-    ngx_str_t *device, ngx_str_t *protocol, ngx_str_t *key, int64_t expires);
-ngx_chat_session_t *ngx_chat_session_find(u_char *sid, size_t len);
+    ngx_str_t *device, int64_t expires, u_char *response, size_t len);
+
+ngx_int_t ngx_chat_session_init(ngx_cycle_t *cycle);
+
+ngx_chat_session_t *ngx_chat_session_find(const u_char *sid);
 ngx_chat_session_t *ngx_chat_session_find_key(ngx_rbtree_key_t key);
+/* the sessions of this process in sid order; NULL after the last */
+ngx_chat_session_t *ngx_chat_session_first(void);
+ngx_chat_session_t *ngx_chat_session_next(ngx_chat_session_t *s);
+
+/* queues one frame; a text frame beyond the send buffer closes with 4009 */
+ngx_int_t ngx_chat_session_send(ngx_chat_session_t *s, ngx_uint_t opcode,
+    u_char *data, size_t len);
 ngx_int_t ngx_chat_session_send_text(ngx_chat_session_t *s, u_char *data,
     size_t len);
 void ngx_chat_session_close(ngx_chat_session_t *s, ngx_uint_t code,
     char *reason);
-void ngx_chat_sessions_close_all(ngx_uint_t code, char *reason);
+void ngx_chat_session_close_all(ngx_uint_t code, char *reason);
 
-/* ngx_chat_redis.c */
-ngx_int_t ngx_chat_redis_init(ngx_cycle_t *cycle, ngx_chat_main_conf_t *mcf);
-void ngx_chat_redis_exit(ngx_cycle_t *cycle);
-void ngx_chat_redis_register(ngx_chat_session_t *s);
-void ngx_chat_redis_unregister(ngx_chat_session_t *s);
 
-ngx_int_t ngx_chat_redis_command(void *callback, void *data, int argc,
-    const char **argv, const size_t *argvlen);
+/* ---- ngx_chat_kafka.c ---- */
 
-/* ngx_chat_presence.c */
-struct ngx_chat_proto_result_s;
-void ngx_chat_presence_init(void);
-void ngx_chat_presence_request(ngx_chat_session_t *s,
-    struct ngx_chat_proto_result_s *res);
-void ngx_chat_presence_event(u_char *p, size_t len);
-void ngx_chat_presence_drop(ngx_chat_session_t *s);
+typedef void (*ngx_chat_kafka_failed_pt)(const u_char *record, size_t len);
 
-/* ngx_chat_kafka.c */
-ngx_int_t ngx_chat_kafka_init(ngx_cycle_t *cycle, ngx_chat_main_conf_t *mcf);
+ngx_int_t ngx_chat_kafka_init(ngx_cycle_t *cycle, ngx_chat_main_conf_t *mcf,
+    ngx_chat_kafka_failed_pt failed);
 void ngx_chat_kafka_exit(ngx_cycle_t *cycle);
 /* on NGX_OK the value (malloc'ed) belongs to Kafka, which frees it */
 ngx_int_t ngx_chat_kafka_produce(u_char *key, size_t key_len, u_char *value,
     size_t value_len);
+
+
+/* ---- ngx_chat_redis.c ---- */
+
+typedef void (*ngx_chat_redis_reply_pt)(void *reply, void *data);
+
+typedef struct {
+    /* the command link is (again) connected */
+    void                     (*commands_ready)(void);
+    /* a message on a subscribed channel */
+    void                     (*message)(const u_char *channel,
+                                        size_t channel_len,
+                                        const u_char *data, size_t len);
+} ngx_chat_redis_handlers_t;
+
+/* a Lua script called by its SHA1, loaded again when Redis lost it */
+typedef struct {
+    const char                *text;
+    size_t                     len;
+    char                       sha1[40];
+} ngx_chat_redis_script_t;
+
+ngx_int_t ngx_chat_redis_init(ngx_cycle_t *cycle, ngx_chat_main_conf_t *mcf,
+    ngx_str_t *channels, ngx_uint_t nchannels,
+    const ngx_chat_redis_handlers_t *handlers);
+void ngx_chat_redis_exit(ngx_cycle_t *cycle);
+
+void ngx_chat_redis_script_init(ngx_chat_redis_script_t *script,
+    const char *text);
+
+/*
+ * A command, or a script with its keys and arguments, on the command link;
+ * callback (may be NULL) gets the hiredis reply, NULL if the link broke.
+ * NGX_ERROR while Redis is away.
+ */
+ngx_int_t ngx_chat_redis_command(ngx_chat_redis_reply_pt callback,
+    void *data, int argc, const char **argv, const size_t *argvlen);
+ngx_int_t ngx_chat_redis_eval(ngx_chat_redis_script_t *script,
+    ngx_chat_redis_reply_pt callback, void *data, int nkeys, int argc,
+    const char **argv, const size_t *argvlen);
+
+
+/* ---- ngx_chat_redis_adapter.c ---- */
+
+struct redisAsyncContext;
+
+/* drives the context from nginx events; NGX_ERROR if already attached */
+ngx_int_t ngx_chat_redis_attach(struct redisAsyncContext *ac, ngx_log_t *log);
 
 
 #endif /* _NGX_CHAT_H_INCLUDED_ */

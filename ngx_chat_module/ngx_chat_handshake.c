@@ -2,16 +2,21 @@
 /*
  * The WebSocket opening handshake (RFC 6455 section 4.2) and the token check
  * that guards it: everything that happens while the connection is still an
- * HTTP request. A request that fails here gets a plain HTTP answer (400, 401,
- * 405, 426) and leaves no trace anywhere else.
+ * HTTP request, up to the 101 answer that ngx_chat_session.c sends first. A
+ * request that fails here gets a plain HTTP answer (400, 401, 405, 426) and
+ * leaves no trace anywhere else.
  */
 
 
 #include "ngx_chat.h"
 #include "ngx_chat_jwt.h"
 
+#include <ngx_sha1.h>
+
 
 #define NGX_CHAT_UPGRADE_REQUIRED  426
+
+#define NGX_CHAT_WS_GUID           "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 static ngx_table_elt_t *ngx_chat_find_header(ngx_http_request_t *r,
@@ -21,10 +26,12 @@ static ngx_uint_t ngx_chat_has_token(ngx_str_t *value, char *token,
 static ngx_int_t ngx_chat_reject(ngx_http_request_t *r, ngx_uint_t status,
     char *why);
 static ngx_int_t ngx_chat_get_token(ngx_http_request_t *r, ngx_str_t *token);
+static ngx_int_t ngx_chat_upgrade(ngx_http_request_t *r, ngx_str_t *user,
+    ngx_str_t *device, ngx_str_t *protocol, ngx_str_t *key, int64_t expires);
 
 
 ngx_int_t
-ngx_chat_handler(ngx_http_request_t *r)
+ngx_chat_handshake(ngx_http_request_t *r)
 {
     u_char                     decoded[32];
     time_t                     now;
@@ -106,7 +113,7 @@ ngx_chat_handler(ngx_http_request_t *r)
         ngx_str_null(&user);
         ngx_str_null(&device);
 
-        return ngx_chat_session_start(r, &user, &device, &protocol, &key, 0);
+        return ngx_chat_upgrade(r, &user, &device, &protocol, &key, 0);
     }
 
     if (ngx_chat_get_token(r, &token) != NGX_OK) {
@@ -138,8 +145,43 @@ ngx_chat_handler(ngx_http_request_t *r)
         ngx_str_set(&protocol, "chat.v1");
     }
 
-    return ngx_chat_session_start(r, &user, &device, &protocol, &key,
-                                  claims.exp);
+    return ngx_chat_upgrade(r, &user, &device, &protocol, &key, claims.exp);
+}
+
+
+/* the 101 answer, Sec-WebSocket-Accept: base64(sha1(key + GUID)) */
+
+static ngx_int_t
+ngx_chat_upgrade(ngx_http_request_t *r, ngx_str_t *user, ngx_str_t *device,
+    ngx_str_t *protocol, ngx_str_t *key, int64_t expires)
+{
+    u_char      hash[20], accept[28], response[256], *p;
+    ngx_str_t   src, dst;
+    ngx_sha1_t  sha1;
+
+    ngx_sha1_init(&sha1);
+    ngx_sha1_update(&sha1, key->data, key->len);
+    ngx_sha1_update(&sha1, NGX_CHAT_WS_GUID, sizeof(NGX_CHAT_WS_GUID) - 1);
+    ngx_sha1_final(hash, &sha1);
+
+    src.data = hash;
+    src.len = 20;
+    dst.data = accept;
+    ngx_encode_base64(&dst, &src);
+
+    p = ngx_sprintf(response, "HTTP/1.1 101 Switching Protocols\r\n"
+                              "Upgrade: websocket\r\n"
+                              "Connection: Upgrade\r\n"
+                              "Sec-WebSocket-Accept: %V\r\n", &dst);
+
+    if (protocol->len) {
+        p = ngx_sprintf(p, "Sec-WebSocket-Protocol: %V\r\n", protocol);
+    }
+
+    *p++ = CR; *p++ = LF;
+
+    return ngx_chat_session_start(r, user, device, expires, response,
+                                  p - response);
 }
 
 

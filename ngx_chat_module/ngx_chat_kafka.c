@@ -3,15 +3,14 @@
  * The Kafka link of one nginx worker process: an idempotent acks=all
  * producer created after fork (librdkafka's threads do not survive it),
  * whose main queue wakes the nginx event loop through a pipe, with a timer
- * as a fallback. A record Kafka could not take in chat_kafka_timeout is
- * answered "unavailable" to the session it came from, found by the session
- * id inside the record: the record owns all its memory, nothing points at a
- * connection that may be gone.
+ * as a fallback. A record Kafka could not take in chat_kafka_timeout goes
+ * back to the handler given at init, which answers the session it came
+ * from (found by the session id inside the record): the record owns all
+ * its memory, nothing points at a connection that may be gone.
  */
 
 
 #include "ngx_chat.h"
-#include "ngx_chat_proto.h"
 
 #include <librdkafka/rdkafka.h>
 
@@ -38,10 +37,12 @@ static rd_kafka_queue_t  *ngx_chat_kafka_main_queue;
 static ngx_connection_t  *ngx_chat_kafka_wake;
 static ngx_socket_t       ngx_chat_kafka_pipe[2] = { -1, -1 };
 static ngx_event_t        ngx_chat_kafka_timer;
+static ngx_chat_kafka_failed_pt  ngx_chat_kafka_failed;
 
 
 ngx_int_t
-ngx_chat_kafka_init(ngx_cycle_t *cycle, ngx_chat_main_conf_t *mcf)
+ngx_chat_kafka_init(ngx_cycle_t *cycle, ngx_chat_main_conf_t *mcf,
+    ngx_chat_kafka_failed_pt failed)
 {
     char              errstr[512], *brokers, *topic, timeout[32];
     char              linger[32];
@@ -60,6 +61,8 @@ ngx_chat_kafka_init(ngx_cycle_t *cycle, ngx_chat_main_conf_t *mcf)
                        mcf->kafka_topic.len + 1);
     *ngx_sprintf((u_char *) timeout, "%M", mcf->kafka_timeout) = '\0';
     *ngx_sprintf((u_char *) linger, "%M", mcf->kafka_linger) = '\0';
+
+    ngx_chat_kafka_failed = failed;
 
     conf = rd_kafka_conf_new();
 
@@ -246,10 +249,6 @@ static void
 ngx_chat_kafka_delivered(rd_kafka_t *rk, const rd_kafka_message_t *msg,
     void *opaque)
 {
-    char                 sid[NGX_CHAT_WIRE_SID_LEN + 1], *frame;
-    size_t               frame_len;
-    ngx_chat_session_t  *s;
-
     if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         return;
     }
@@ -258,20 +257,7 @@ ngx_chat_kafka_delivered(rd_kafka_t *rk, const rd_kafka_message_t *msg,
                   "chat: kafka did not take a record: %s",
                   rd_kafka_err2str(msg->err));
 
-    if (ngx_chat_proto_record_failed(msg->payload, msg->len, sid,
-                                     sizeof(sid), &frame, &frame_len)
-        != 0)
-    {
-        return;
-    }
-
-    s = ngx_chat_session_find((u_char *) sid, ngx_strlen(sid));
-
-    if (s) {
-        (void) ngx_chat_session_send_text(s, (u_char *) frame, frame_len);
-    }
-
-    free(frame);
+    ngx_chat_kafka_failed(msg->payload, msg->len);
 }
 
 

@@ -1,7 +1,8 @@
 
 /*
- * ngx_chat_module: directives, configuration and the worker process hooks
- * that start and stop the links to Redis and Kafka.
+ * ngx_chat_module: directives, configuration, and the worker process hooks
+ * that start the module's parts, wire them together (who gets what comes
+ * back from Redis and Kafka) and stop them.
  */
 
 
@@ -185,9 +186,6 @@ ngx_module_t  ngx_chat_module = {
 };
 
 
-ngx_chat_worker_t  ngx_chat_worker;
-
-
 static void *
 ngx_chat_create_main_conf(ngx_conf_t *cf)
 {
@@ -232,7 +230,7 @@ ngx_chat_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     if (mcf->kafka_topic.len == 0) {
-        ngx_str_set(&mcf->kafka_topic, "chat.requests");
+        ngx_str_set(&mcf->kafka_topic, NGX_CHAT_WIRE_TOPIC);
     }
 
     ngx_conf_init_msec_value(mcf->kafka_timeout, 10000);
@@ -355,7 +353,8 @@ ngx_chat(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     clcf->enable = 1;
 
     hclcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    hclcf->handler = ngx_chat_handler;
+    hclcf->handler = ngx_chat_handshake;
+    clcf->handlers = &ngx_chat_dispatch_chat;
 
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_chat_module);
     mcf->enabled = 1;
@@ -381,7 +380,8 @@ ngx_chat_echo(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     clcf->echo = 1;
 
     hclcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    hclcf->handler = ngx_chat_handler;
+    hclcf->handler = ngx_chat_handshake;
+    clcf->handlers = &ngx_chat_dispatch_echo;
 
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_chat_module);
     mcf->echo = 1;
@@ -435,8 +435,7 @@ ngx_chat_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static char *
 ngx_chat_id_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    char  *rv;
-    u_char  *p, *last;
+    char       *rv;
     ngx_str_t  *id;
 
     rv = ngx_conf_set_str_slot(cf, cmd, conf);
@@ -446,24 +445,15 @@ ngx_chat_id_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     id = (ngx_str_t *) ((char *) conf + cmd->offset);
 
-    if (id->len == 0 || id->len > NGX_CHAT_WIRE_ID_MAX) {
-        goto invalid;
-    }
-
-    for (p = id->data, last = p + id->len; p < last; p++) {
-        if (!(isalnum(*p) || *p == '_' || *p == '.' || *p == '-')) {
-            goto invalid;
-        }
+    if (!ngx_chat_wire_valid_id((char *) id->data, id->len)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"%V\" \"%V\": 1-%d characters of "
+                           "[A-Za-z0-9_.@-]", &cmd->name, id,
+                           NGX_CHAT_WIRE_ID_MAX);
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid \"%V\" \"%V\": 1-%d characters of "
-                       "[A-Za-z0-9_.-]", &cmd->name, id, NGX_CHAT_WIRE_ID_MAX);
-    return NGX_CONF_ERROR;
 }
 
 
@@ -471,8 +461,13 @@ static ngx_int_t
 ngx_chat_init_process(ngx_cycle_t *cycle)
 {
     u_char                *p;
-    ngx_chat_worker_t     *w;
+    ngx_str_t             *channels;
     ngx_chat_main_conf_t  *mcf;
+
+    static const ngx_chat_redis_handlers_t  handlers = {
+        ngx_chat_registry_restore,
+        ngx_chat_deliver
+    };
 
     mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_chat_module);
 
@@ -480,44 +475,41 @@ ngx_chat_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    w = &ngx_chat_worker;
-    w->log = cycle->log;
-
-    ngx_rbtree_init(&w->sessions, &w->sentinel, ngx_rbtree_insert_value);
-    ngx_chat_presence_init();
-
-    w->node.data = ngx_pnalloc(cycle->pool, NGX_CHAT_WIRE_NODE_MAX);
-    w->channel.data = ngx_pnalloc(cycle->pool,
-                                  sizeof("chat:node:") + NGX_CHAT_WIRE_NODE_MAX);
-    if (w->node.data == NULL || w->channel.data == NULL) {
+    if (ngx_chat_session_init(cycle) != NGX_OK) {
         return NGX_ERROR;
     }
-
-    p = ngx_snprintf(w->node.data, NGX_CHAT_WIRE_NODE_MAX, "%V:%ui",
-                     &mcf->server_id, ngx_worker);
-    w->node.len = p - w->node.data;
-
-    p = ngx_sprintf(w->channel.data, "chat:node:%V", &w->node);
-    w->channel.len = p - w->channel.data;
-
-    /*
-     * session ids must not repeat across restarts of this node: a random
-     * upper half, a counter below
-     */
-    w->sid_prefix = ((uint64_t) ngx_random() << 32)
-                    ^ ((uint64_t) ngx_pid << 16) ^ (uint64_t) ngx_time();
-    w->sid_prefix &= 0x7fffffff00000000ULL;   /* fits ngx_hextoi() */
-    w->sid_counter = 0;
 
     if (!mcf->enabled) {
         return NGX_OK;      /* echo only: no backends */
     }
 
-    if (ngx_chat_redis_init(cycle, mcf) != NGX_OK) {
+    mcf->node.data = ngx_pnalloc(cycle->pool, NGX_CHAT_WIRE_NODE_MAX);
+    channels = ngx_palloc(cycle->pool, 2 * sizeof(ngx_str_t));
+    if (mcf->node.data == NULL || channels == NULL) {
         return NGX_ERROR;
     }
 
-    if (ngx_chat_kafka_init(cycle, mcf) != NGX_OK) {
+    p = ngx_snprintf(mcf->node.data, NGX_CHAT_WIRE_NODE_MAX, "%V:%ui",
+                     &mcf->server_id, ngx_worker);
+    mcf->node.len = p - mcf->node.data;
+
+    channels[0].data = ngx_pnalloc(cycle->pool, NGX_CHAT_WIRE_KEY_MAX);
+    if (channels[0].data == NULL) {
+        return NGX_ERROR;
+    }
+
+    channels[0].len = ngx_chat_wire_key((char *) channels[0].data,
+                                        NGX_CHAT_WIRE_CHANNEL_NODE,
+                                        (char *) mcf->node.data,
+                                        mcf->node.len);
+    ngx_str_set(&channels[1], NGX_CHAT_WIRE_CHANNEL_PRESENCE);
+
+    if (ngx_chat_registry_init(cycle, mcf) != NGX_OK
+        || ngx_chat_presence_init(cycle) != NGX_OK
+        || ngx_chat_redis_init(cycle, mcf, channels, 2, &handlers) != NGX_OK
+        || ngx_chat_kafka_init(cycle, mcf, ngx_chat_dispatch_undelivered)
+           != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -536,7 +528,7 @@ ngx_chat_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
-    ngx_chat_sessions_close_all(NGX_CHAT_WIRE_CLOSE_AWAY, "server going away");
+    ngx_chat_session_close_all(NGX_CHAT_WIRE_CLOSE_AWAY, "server going away");
     ngx_chat_kafka_exit(cycle);
     ngx_chat_redis_exit(cycle);
 }

@@ -3,21 +3,21 @@
  * Presence: online / away / offline with last seen, served by nginx and
  * Redis alone (no store of record is involved: presence is ephemeral).
  *
- * Redis holds the truth: a user is online while chat:sess:<user> has a
- * device (the session scripts in ngx_chat_redis.c publish the edges on the
- * channel chat:presence), away when chat:pres:<user> says so, and offline
- * otherwise with chat:pres:<user> last_seen. Each nginx worker keeps the
- * table of its own sessions' subscriptions, user -> sessions, and hands
- * every event on the channel to the local subscribers of that user only.
+ * Redis holds the truth: a user is online while its sessions key has a
+ * device (the registry's scripts publish the edges on the presence
+ * channel), away when its presence key says so, and offline otherwise with
+ * the presence key's last_seen. Each nginx worker keeps the table of its
+ * own sessions' subscriptions, user -> sessions, and hands every event on
+ * the channel to the local subscribers of that user only.
  */
 
 
 #include "ngx_chat.h"
+#include "ngx_chat_lua.h"
 #include "ngx_chat_proto.h"
 
 #include <jansson.h>
 #include <hiredis/hiredis.h>
-#include <hiredis/async.h>
 
 
 #define NGX_CHAT_PRESENCE_MAX_WATCH  1000
@@ -47,45 +47,30 @@ static void ngx_chat_presence_unwatch(ngx_chat_session_t *s,
     ngx_chat_presence_watch_t *w);
 static ngx_int_t ngx_chat_presence_query(ngx_chat_session_t *s,
     json_t *ids);
-static void ngx_chat_presence_answer(redisAsyncContext *ac, void *reply,
-    void *data);
+static void ngx_chat_presence_answer(void *reply, void *data);
 static void ngx_chat_presence_send(ngx_chat_session_t *s, u_char *user,
     size_t user_len, u_char *status, size_t status_len, u_char *last_seen,
     size_t last_seen_len);
 
 
-static char  ngx_chat_presence_query_lua[] =
-    "local r = {} "
-    "for i = 1, #KEYS, 2 do "
-    "  local p = redis.call('HMGET', KEYS[i + 1], 'away', 'last_seen') "
-    "  if redis.call('HLEN', KEYS[i]) > 0 then "
-    "    r[#r + 1] = (p[1] == '1') and 'away -' or 'online -' "
-    "  else "
-    "    r[#r + 1] = 'offline ' .. (p[2] or '-') "
-    "  end "
-    "end "
-    "return r";
-
-static char  ngx_chat_presence_set_lua[] =
-    "local away = (ARGV[1] == 'away') and '1' or '0' "
-    "local old = redis.call('HGET', KEYS[2], 'away') or '0' "
-    "redis.call('HSET', KEYS[2], 'away', away) "
-    "if old ~= away and redis.call('HLEN', KEYS[1]) > 0 then "
-    "  redis.call('PUBLISH', 'chat:presence', "
-    "              string.sub(KEYS[1], 11) .. ' ' .. ARGV[1] .. ' -') "
-    "end "
-    "return 0";
+static ngx_rbtree_t             ngx_chat_presence_tree;
+static ngx_rbtree_node_t        ngx_chat_presence_sentinel;
+static ngx_chat_redis_script_t  ngx_chat_presence_query_script;
+static ngx_chat_redis_script_t  ngx_chat_presence_set_script;
 
 
-static ngx_rbtree_t       ngx_chat_presence_tree;
-static ngx_rbtree_node_t  ngx_chat_presence_sentinel;
-
-
-void
-ngx_chat_presence_init(void)
+ngx_int_t
+ngx_chat_presence_init(ngx_cycle_t *cycle)
 {
     ngx_rbtree_init(&ngx_chat_presence_tree, &ngx_chat_presence_sentinel,
                     ngx_rbtree_insert_value);
+
+    ngx_chat_redis_script_init(&ngx_chat_presence_query_script,
+                               ngx_chat_lua_presence_query);
+    ngx_chat_redis_script_init(&ngx_chat_presence_set_script,
+                               ngx_chat_lua_presence_set);
+
+    return NGX_OK;
 }
 
 
@@ -95,10 +80,11 @@ ngx_chat_presence_request(ngx_chat_session_t *s,
 {
     size_t                      i, n;
     json_t                     *id;
-    const char                 *argv[6];
-    size_t                      argvlen[6];
-    u_char                      sess[sizeof("chat:sess:") + NGX_CHAT_WIRE_ID_MAX];
-    u_char                      pres[sizeof("chat:pres:") + NGX_CHAT_WIRE_ID_MAX];
+    char                        sess[NGX_CHAT_WIRE_KEY_MAX];
+    char                        pres[NGX_CHAT_WIRE_KEY_MAX];
+    char                        event[NGX_CHAT_WIRE_PRESENCE_MAX];
+    const char                 *argv[5];
+    size_t                      argvlen[5];
     ngx_chat_presence_watch_t  *w;
 
     n = json_array_size(res->presence_ids);
@@ -147,20 +133,26 @@ ngx_chat_presence_request(ngx_chat_session_t *s,
 
     default: /* NGX_CHAT_PROTO_PRESENCE_SET */
 
-        argv[0] = "EVAL";
-        argvlen[0] = 4;
-        argv[1] = ngx_chat_presence_set_lua;
-        argvlen[1] = sizeof(ngx_chat_presence_set_lua) - 1;
-        argv[2] = "2";
-        argvlen[2] = 1;
-        argv[3] = (char *) sess;
-        argvlen[3] = ngx_sprintf(sess, "chat:sess:%V", &s->user) - sess;
-        argv[4] = (char *) pres;
-        argvlen[4] = ngx_sprintf(pres, "chat:pres:%V", &s->user) - pres;
-        argv[5] = res->presence_status;
-        argvlen[5] = ngx_strlen(res->presence_status);
+        argv[0] = sess;
+        argvlen[0] = ngx_chat_wire_key(sess, NGX_CHAT_WIRE_KEY_SESS,
+                                       (char *) s->user.data, s->user.len);
+        argv[1] = pres;
+        argvlen[1] = ngx_chat_wire_key(pres, NGX_CHAT_WIRE_KEY_PRES,
+                                       (char *) s->user.data, s->user.len);
+        argv[2] = NGX_CHAT_WIRE_CHANNEL_PRESENCE;
+        argvlen[2] = sizeof(NGX_CHAT_WIRE_CHANNEL_PRESENCE) - 1;
+        argv[3] = res->presence_status;
+        argvlen[3] = ngx_strlen(res->presence_status);
+        argv[4] = event;
+        argvlen[4] = ngx_chat_wire_presence_event(event,
+                                                  (char *) s->user.data,
+                                                  s->user.len,
+                                                  res->presence_status, -1);
 
-        if (ngx_chat_redis_command(NULL, NULL, 6, argv, argvlen) != NGX_OK) {
+        if (ngx_chat_redis_eval(&ngx_chat_presence_set_script, NULL, NULL, 3,
+                                5, argv, argvlen)
+            != NGX_OK)
+        {
             ngx_chat_proto_set_error(res, "unavailable",
                                      "presence is unavailable: retry later");
         }
@@ -170,37 +162,41 @@ ngx_chat_presence_request(ngx_chat_session_t *s,
 }
 
 
-/* "<user> <status> <last_seen or ->" from the chat:presence channel */
+/* an event of the presence channel (ngx_chat_wire.h) */
 
 void
-ngx_chat_presence_event(u_char *p, size_t len)
+ngx_chat_presence_event(const u_char *p, size_t len)
 {
-    u_char                     *last, *user_end, *status, *status_end;
+    u_char                      last_seen[NGX_INT64_LEN];
+    size_t                      last_seen_len;
     ngx_uint_t                  i;
+    ngx_chat_wire_presence_t    ev;
     ngx_chat_presence_watch_t  *w;
 
-    last = p + len;
-
-    user_end = ngx_strlchr(p, last, ' ');
-    if (user_end == NULL) {
+    if (!ngx_chat_wire_presence_parse((const char *) p, len, &ev)) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "chat: invalid presence event from redis");
         return;
     }
 
-    status = user_end + 1;
-    status_end = ngx_strlchr(status, last, ' ');
-    if (status_end == NULL) {
-        return;
-    }
-
-    w = ngx_chat_presence_find(p, user_end - p, 0);
+    w = ngx_chat_presence_find((u_char *) ev.user, ev.user_len, 0);
     if (w == NULL) {
         return;
     }
 
+    if (ev.last_seen < 0) {
+        last_seen[0] = '-';
+        last_seen_len = 1;
+
+    } else {
+        last_seen_len = ngx_sprintf(last_seen, "%L", ev.last_seen)
+                        - last_seen;
+    }
+
     for (i = 0; i < w->nsubs; i++) {
-        ngx_chat_presence_send(w->subs[i], p, user_end - p, status,
-                               status_end - status, status_end + 1,
-                               last - status_end - 1);
+        ngx_chat_presence_send(w->subs[i], (u_char *) ev.user, ev.user_len,
+                               (u_char *) ev.status, ev.status_len,
+                               last_seen, last_seen_len);
     }
 }
 
@@ -355,7 +351,7 @@ ngx_chat_presence_unwatch(ngx_chat_session_t *s, ngx_chat_presence_watch_t *w)
 static ngx_int_t
 ngx_chat_presence_query(ngx_chat_session_t *s, json_t *ids)
 {
-    u_char                     *keys, *p;
+    char                       *keys;
     size_t                      i, n, argc;
     json_t                     *id;
     ngx_int_t                   rc;
@@ -369,11 +365,12 @@ ngx_chat_presence_query(ngx_chat_session_t *s, json_t *ids)
         return NGX_OK;
     }
 
-    argc = 3 + 2 * n;
+    /* each user's sessions and presence keys, in pairs */
 
-    argv = ngx_alloc(argc * (sizeof(char *) + sizeof(size_t))
-                     + NGX_INT_T_LEN
-                     + n * 2 * (sizeof("chat:sess:") + NGX_CHAT_WIRE_ID_MAX),
+    argc = 2 * n;
+
+    argv = ngx_alloc(argc * (sizeof(char *) + sizeof(size_t)
+                             + NGX_CHAT_WIRE_KEY_MAX),
                      ngx_cycle->log);
     q = ngx_alloc(sizeof(ngx_chat_presence_query_t), ngx_cycle->log);
 
@@ -384,38 +381,30 @@ ngx_chat_presence_query(ngx_chat_session_t *s, json_t *ids)
     }
 
     argvlen = (size_t *) (argv + argc);
-    keys = (u_char *) (argvlen + argc);
-
-    argv[0] = "EVAL";
-    argvlen[0] = 4;
-    argv[1] = ngx_chat_presence_query_lua;
-    argvlen[1] = sizeof(ngx_chat_presence_query_lua) - 1;
-    argv[2] = (char *) keys;
-    argvlen[2] = ngx_sprintf(keys, "%uz", 2 * n) - keys;
-
-    p = keys + NGX_INT_T_LEN;
+    keys = (char *) (argvlen + argc);
 
     for (i = 0; i < n; i++) {
         id = json_array_get(ids, i);
 
-        argv[3 + 2 * i] = (char *) p;
-        argvlen[3 + 2 * i] = ngx_sprintf(p, "chat:sess:%*s",
-                                         json_string_length(id),
-                                         json_string_value(id)) - p;
-        p += argvlen[3 + 2 * i];
+        argv[2 * i] = keys + 2 * i * NGX_CHAT_WIRE_KEY_MAX;
+        argvlen[2 * i] = ngx_chat_wire_key((char *) argv[2 * i],
+                                           NGX_CHAT_WIRE_KEY_SESS,
+                                           json_string_value(id),
+                                           json_string_length(id));
 
-        argv[4 + 2 * i] = (char *) p;
-        argvlen[4 + 2 * i] = ngx_sprintf(p, "chat:pres:%*s",
-                                         json_string_length(id),
-                                         json_string_value(id)) - p;
-        p += argvlen[4 + 2 * i];
+        argv[2 * i + 1] = keys + (2 * i + 1) * NGX_CHAT_WIRE_KEY_MAX;
+        argvlen[2 * i + 1] = ngx_chat_wire_key((char *) argv[2 * i + 1],
+                                               NGX_CHAT_WIRE_KEY_PRES,
+                                               json_string_value(id),
+                                               json_string_length(id));
     }
 
     q->sid = s->node.key;
     q->ids = json_incref(ids);
 
-    rc = ngx_chat_redis_command((void *) ngx_chat_presence_answer, q,
-                                (int) argc, argv, argvlen);
+    rc = ngx_chat_redis_eval(&ngx_chat_presence_query_script,
+                             ngx_chat_presence_answer, q, (int) argc,
+                             (int) argc, argv, argvlen);
 
     ngx_free(argv);
 
@@ -429,7 +418,7 @@ ngx_chat_presence_query(ngx_chat_session_t *s, json_t *ids)
 
 
 static void
-ngx_chat_presence_answer(redisAsyncContext *ac, void *reply, void *data)
+ngx_chat_presence_answer(void *reply, void *data)
 {
     ngx_chat_presence_query_t  *q = data;
 

@@ -1,19 +1,19 @@
 
 /*
- * The Redis link of one nginx worker process: a hiredis adapter that drives
- * the async API from nginx events, two connections (commands, and the
- * subscription to this node's delivery channel), reconnection with backoff
- * and jitter, the session registry (chat:sess:<user>), and the dispatch of
- * delivery payloads to local sessions.
+ * The Redis links of one nginx worker process: a command link and a
+ * subscription link, each reconnected with backoff and jitter, a ping that
+ * drops both when Redis hangs without closing them, and Lua scripts called
+ * by SHA1 (loaded again when Redis answers NOSCRIPT, as after a restart).
  *
- * Nothing here blocks: a Redis that is down only delays registrations and
- * deliveries; on reconnect every local session is registered again and the
- * channel subscribed again.
+ * Nothing here knows what the messages mean: subscribed messages and the
+ * command link coming back go to the handlers given at init. Nothing here
+ * blocks: a Redis that is down only delays what goes through it.
  */
 
 
 #include "ngx_chat.h"
 
+#include <ngx_sha1.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
 
@@ -25,7 +25,6 @@
 
 typedef struct {
     redisAsyncContext         *ac;
-    ngx_connection_t          *conn;
     ngx_event_t                reconnect;
     ngx_msec_t                 backoff;
     char                      *name;
@@ -34,103 +33,73 @@ typedef struct {
 } ngx_chat_redis_link_t;
 
 
+/* a command in flight whose reply someone waits for */
+typedef struct {
+    ngx_chat_redis_reply_pt    callback;
+    void                      *data;
+} ngx_chat_redis_pending_t;
+
+
+/* an EVALSHA in flight: its arguments, kept for an EVAL after NOSCRIPT */
+typedef struct {
+    ngx_chat_redis_script_t   *script;
+    ngx_chat_redis_reply_pt    callback;
+    void                      *data;
+    int                        argc;       /* with the command and script */
+    const char               **argv;
+    size_t                    *argvlen;
+    unsigned                   evaluated:1;
+} ngx_chat_redis_call_t;
+
+
 static void ngx_chat_redis_connect(ngx_chat_redis_link_t *link);
 static void ngx_chat_redis_reconnect_handler(ngx_event_t *ev);
-static void ngx_chat_redis_ping_handler(ngx_event_t *ev);
-static void ngx_chat_redis_pong(redisAsyncContext *ac, void *reply,
-    void *data);
 static void ngx_chat_redis_schedule(ngx_chat_redis_link_t *link);
 static void ngx_chat_redis_connected(const redisAsyncContext *ac,
     int status);
 static void ngx_chat_redis_disconnected(const redisAsyncContext *ac,
     int status);
+static void ngx_chat_redis_ping_handler(ngx_event_t *ev);
+static void ngx_chat_redis_pong(redisAsyncContext *ac, void *reply,
+    void *data);
 static void ngx_chat_redis_cmd_ready(void);
 static void ngx_chat_redis_sub_ready(void);
 static void ngx_chat_redis_message(redisAsyncContext *ac, void *reply,
     void *data);
-static void ngx_chat_redis_dispatch(u_char *p, u_char *last);
-static void ngx_chat_redis_set(ngx_chat_session_t *s, char *mode);
-static void ngx_chat_redis_session_eval(ngx_chat_session_t *s, char *script,
-    size_t len, char *mode);
-
-static ngx_int_t ngx_chat_redis_attach(ngx_chat_redis_link_t *link);
-static void ngx_chat_redis_event_handler(ngx_event_t *ev);
-static void ngx_chat_redis_add_read(void *data);
-static void ngx_chat_redis_del_read(void *data);
-static void ngx_chat_redis_add_write(void *data);
-static void ngx_chat_redis_del_write(void *data);
-static void ngx_chat_redis_cleanup(void *data);
+static void ngx_chat_redis_reply(redisAsyncContext *ac, void *reply,
+    void *data);
+static void ngx_chat_redis_evaluated(redisAsyncContext *ac, void *reply,
+    void *data);
 
 
-/*
- * KEYS[1] chat:sess:<user>, KEYS[2] chat:pres:<user>, KEYS[3]
- * chat:since:<user>, ARGV[1] device, ARGV[2] "<node> <sid>", ARGV[3]
- * "replace" on connect, "restore" after a Redis restart (a connection of
- * the device registered meanwhile wins), ARGV[4] when the connection was
- * made (us). The older of two connections of a device is closed with 4001,
- * whichever registration reaches Redis first: the two may come from
- * different nginx workers, each on its own Redis link. A user's first
- * device makes it online (ngx_chat_presence.c).
- */
-static char  ngx_chat_redis_register_lua[] =
-    "local old = redis.call('HGET', KEYS[1], ARGV[1]) "
-    "if old == ARGV[2] then return 0 end "
-    "if old and ARGV[3] == 'restore' then return 0 end "
-    "local kick = old "
-    "if old and tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0') "
-    "           > tonumber(ARGV[4]) then "
-    "  kick = ARGV[2] "
-    "else "
-    "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) "
-    "  redis.call('HSET', KEYS[3], ARGV[1], ARGV[4]) "
-    "end "
-    "if kick then "
-    "  local sp = string.find(kick, ' ', 1, true) "
-    "  if sp then "
-    "    redis.call('PUBLISH', 'chat:node:' .. string.sub(kick, 1, sp - 1), "
-    "                'K ' .. string.sub(kick, sp + 1) .. ' 0\\n') "
-    "  end "
-    "elseif redis.call('HLEN', KEYS[1]) == 1 then "
-    "  redis.call('HDEL', KEYS[2], 'away') "
-    "  redis.call('PUBLISH', 'chat:presence', "
-    "              string.sub(KEYS[1], 11) .. ' online -') "
-    "end "
-    "return 1";
+static ngx_chat_main_conf_t             *ngx_chat_redis_conf;
+static const ngx_chat_redis_handlers_t  *ngx_chat_redis_handlers;
+static ngx_str_t                        *ngx_chat_redis_channels;
+static ngx_uint_t                        ngx_chat_redis_nchannels;
+static ngx_event_t                       ngx_chat_redis_ping;
+static ngx_uint_t                        ngx_chat_redis_ping_pending;
 
-/* the last device gone: offline, seen now */
-static char  ngx_chat_redis_unregister_lua[] =
-    "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then "
-    "  redis.call('HDEL', KEYS[1], ARGV[1]) "
-    "  redis.call('HDEL', KEYS[3], ARGV[1]) "
-    "  if redis.call('HLEN', KEYS[1]) == 0 then "
-    "    local t = redis.call('TIME') "
-    "    local ms = t[1] * 1000 + math.floor(t[2] / 1000) "
-    "    redis.call('HSET', KEYS[2], 'last_seen', ms) "
-    "    redis.call('PUBLISH', 'chat:presence', "
-    "                string.sub(KEYS[1], 11) .. ' offline ' .. ms) "
-    "  end "
-    "end "
-    "return 0";
-
-
-static ngx_chat_main_conf_t   *ngx_chat_redis_conf;
-static ngx_event_t             ngx_chat_redis_ping;
-static ngx_uint_t              ngx_chat_redis_ping_pending;
-static ngx_chat_redis_link_t   ngx_chat_redis_cmd = {
-    NULL, NULL, { 0 }, 0, "commands", ngx_chat_redis_cmd_ready, 0
+static ngx_chat_redis_link_t  ngx_chat_redis_cmd = {
+    NULL, { 0 }, 0, "commands", ngx_chat_redis_cmd_ready, 0
 };
-static ngx_chat_redis_link_t   ngx_chat_redis_sub = {
-    NULL, NULL, { 0 }, 0, "subscription", ngx_chat_redis_sub_ready, 0
+
+static ngx_chat_redis_link_t  ngx_chat_redis_sub = {
+    NULL, { 0 }, 0, "subscription", ngx_chat_redis_sub_ready, 0
 };
 
 
 ngx_int_t
-ngx_chat_redis_init(ngx_cycle_t *cycle, ngx_chat_main_conf_t *mcf)
+ngx_chat_redis_init(ngx_cycle_t *cycle, ngx_chat_main_conf_t *mcf,
+    ngx_str_t *channels, ngx_uint_t nchannels,
+    const ngx_chat_redis_handlers_t *handlers)
 {
-    ngx_chat_redis_link_t  *links[2];
     ngx_uint_t              i;
+    ngx_chat_redis_link_t  *links[2];
 
     ngx_chat_redis_conf = mcf;
+    ngx_chat_redis_handlers = handlers;
+    ngx_chat_redis_channels = channels;
+    ngx_chat_redis_nchannels = nchannels;
 
     links[0] = &ngx_chat_redis_cmd;
     links[1] = &ngx_chat_redis_sub;
@@ -151,6 +120,34 @@ ngx_chat_redis_init(ngx_cycle_t *cycle, ngx_chat_main_conf_t *mcf)
     ngx_add_timer(&ngx_chat_redis_ping, NGX_CHAT_REDIS_PING_INTERVAL);
 
     return NGX_OK;
+}
+
+
+void
+ngx_chat_redis_exit(ngx_cycle_t *cycle)
+{
+    ngx_uint_t              i;
+    ngx_chat_redis_link_t  *links[2];
+
+    links[0] = &ngx_chat_redis_cmd;
+    links[1] = &ngx_chat_redis_sub;
+
+    if (ngx_chat_redis_ping.timer_set) {
+        ngx_del_timer(&ngx_chat_redis_ping);
+    }
+
+    for (i = 0; i < 2; i++) {
+        if (links[i]->reconnect.timer_set) {
+            ngx_del_timer(&links[i]->reconnect);
+        }
+
+        if (links[i]->ac) {
+            /* no reconnect from the disconnect callback */
+            links[i]->reconnect.log = NULL;
+            redisAsyncFree(links[i]->ac);
+            links[i]->ac = NULL;
+        }
+    }
 }
 
 
@@ -200,135 +197,6 @@ ngx_chat_redis_pong(redisAsyncContext *ac, void *reply, void *data)
 }
 
 
-void
-ngx_chat_redis_exit(ngx_cycle_t *cycle)
-{
-    ngx_chat_redis_link_t  *links[2];
-    ngx_uint_t              i;
-
-    links[0] = &ngx_chat_redis_cmd;
-    links[1] = &ngx_chat_redis_sub;
-
-    if (ngx_chat_redis_ping.timer_set) {
-        ngx_del_timer(&ngx_chat_redis_ping);
-    }
-
-    for (i = 0; i < 2; i++) {
-        if (links[i]->reconnect.timer_set) {
-            ngx_del_timer(&links[i]->reconnect);
-        }
-
-        if (links[i]->ac) {
-            /* no reconnect from the disconnect callback */
-            links[i]->reconnect.log = NULL;
-            redisAsyncFree(links[i]->ac);
-            links[i]->ac = NULL;
-        }
-    }
-}
-
-
-void
-ngx_chat_redis_register(ngx_chat_session_t *s)
-{
-    s->registered = 1;
-    ngx_chat_redis_set(s, "replace");
-}
-
-
-void
-ngx_chat_redis_unregister(ngx_chat_session_t *s)
-{
-    if (!s->registered) {
-        return;
-    }
-
-    s->registered = 0;
-
-    ngx_chat_redis_session_eval(s, ngx_chat_redis_unregister_lua,
-                                sizeof(ngx_chat_redis_unregister_lua) - 1,
-                                NULL);
-}
-
-
-static void
-ngx_chat_redis_set(ngx_chat_session_t *s, char *mode)
-{
-    /* registered by ngx_chat_redis_cmd_ready() when Redis is back */
-
-    ngx_chat_redis_session_eval(s, ngx_chat_redis_register_lua,
-                                sizeof(ngx_chat_redis_register_lua) - 1,
-                                mode);
-}
-
-
-/*
- * EVAL script 3 chat:sess:<user> chat:pres:<user> chat:since:<user>
- * <device> "<node> <sid>" [mode since]
- */
-
-static void
-ngx_chat_redis_session_eval(ngx_chat_session_t *s, char *script, size_t len,
-    char *mode)
-{
-    u_char        key[sizeof("chat:sess:") + NGX_CHAT_WIRE_ID_MAX];
-    u_char        pres[sizeof("chat:pres:") + NGX_CHAT_WIRE_ID_MAX];
-    u_char        since_key[sizeof("chat:since:") + NGX_CHAT_WIRE_ID_MAX];
-    u_char        value[NGX_CHAT_WIRE_NODE_MAX + 1 + NGX_CHAT_WIRE_SID_LEN];
-    u_char        since[NGX_INT64_LEN];
-    const char   *argv[10];
-    size_t        argvlen[10];
-
-    argv[0] = "EVAL";
-    argvlen[0] = 4;
-    argv[1] = script;
-    argvlen[1] = len;
-    argv[2] = "3";
-    argvlen[2] = 1;
-    argv[3] = (char *) key;
-    argvlen[3] = ngx_sprintf(key, "chat:sess:%V", &s->user) - key;
-    argv[4] = (char *) pres;
-    argvlen[4] = ngx_sprintf(pres, "chat:pres:%V", &s->user) - pres;
-    argv[5] = (char *) since_key;
-    argvlen[5] = ngx_sprintf(since_key, "chat:since:%V", &s->user)
-                 - since_key;
-    argv[6] = (char *) s->device.data;
-    argvlen[6] = s->device.len;
-    argv[7] = (char *) value;
-    argvlen[7] = ngx_sprintf(value, "%V %*s", &ngx_chat_worker.node,
-                             (size_t) NGX_CHAT_WIRE_SID_LEN, s->sid)
-                 - value;
-    argv[8] = mode;
-    argvlen[8] = mode ? ngx_strlen(mode) : 0;
-    argv[9] = (char *) since;
-    argvlen[9] = ngx_sprintf(since, "%L", s->since) - since;
-
-    (void) ngx_chat_redis_command(NULL, NULL, mode ? 10 : 8, argv, argvlen);
-}
-
-
-/* a command on the commands link: NGX_ERROR while Redis is away */
-
-ngx_int_t
-ngx_chat_redis_command(void *callback, void *data, int argc,
-    const char **argv, const size_t *argvlen)
-{
-    if (!ngx_chat_redis_cmd.connected) {
-        return NGX_ERROR;
-    }
-
-    if (redisAsyncCommandArgv(ngx_chat_redis_cmd.ac,
-                              (redisCallbackFn *) callback, data, argc,
-                              argv, argvlen)
-        != REDIS_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
 static void
 ngx_chat_redis_connect(ngx_chat_redis_link_t *link)
 {
@@ -351,21 +219,20 @@ ngx_chat_redis_connect(ngx_chat_redis_link_t *link)
         return;
     }
 
-    ac->data = link;
-    link->ac = ac;
-
-    if (ngx_chat_redis_attach(link) != NGX_OK) {
+    if (ngx_chat_redis_attach(ac, ngx_cycle->log) != NGX_OK) {
         redisAsyncFree(ac);
-        link->ac = NULL;
         ngx_chat_redis_schedule(link);
         return;
     }
+
+    ac->data = link;
+    link->ac = ac;
 
     redisAsyncSetConnectCallback(ac, ngx_chat_redis_connected);
     redisAsyncSetDisconnectCallback(ac, ngx_chat_redis_disconnected);
 
     /* hiredis learns that the connect finished on the first write event */
-    ngx_chat_redis_add_write(link);
+    ac->ev.addWrite(ac->ev.data);
 }
 
 
@@ -448,47 +315,40 @@ ngx_chat_redis_reconnect_handler(ngx_event_t *ev)
 static void
 ngx_chat_redis_cmd_ready(void)
 {
-    ngx_rbtree_node_t   *node, *root, *sentinel;
-    ngx_chat_session_t  *s;
-
-    root = ngx_chat_worker.sessions.root;
-    sentinel = ngx_chat_worker.sessions.sentinel;
-
-    if (root == sentinel) {
-        return;
-    }
-
-    /* Redis may have lost every key: register the local sessions again */
-
-    for (node = ngx_rbtree_min(root, sentinel);
-         node;
-         node = ngx_rbtree_next(&ngx_chat_worker.sessions, node))
-    {
-        s = (ngx_chat_session_t *) node;
-
-        if (s->registered) {
-            ngx_chat_redis_set(s, "restore");
-        }
-    }
+    ngx_chat_redis_handlers->commands_ready();
 }
 
 
 static void
 ngx_chat_redis_sub_ready(void)
 {
-    const char  *argv[3];
-    size_t       argvlen[3];
+    ngx_uint_t    i;
+    const char  **argv;
+    size_t       *argvlen;
+
+    argv = ngx_alloc((ngx_chat_redis_nchannels + 1)
+                     * (sizeof(char *) + sizeof(size_t)), ngx_cycle->log);
+    if (argv == NULL) {
+        redisAsyncDisconnect(ngx_chat_redis_sub.ac);
+        return;
+    }
+
+    argvlen = (size_t *) (argv + ngx_chat_redis_nchannels + 1);
 
     argv[0] = "SUBSCRIBE";
     argvlen[0] = sizeof("SUBSCRIBE") - 1;
-    argv[1] = (char *) ngx_chat_worker.channel.data;
-    argvlen[1] = ngx_chat_worker.channel.len;
-    argv[2] = "chat:presence";
-    argvlen[2] = sizeof("chat:presence") - 1;
+
+    for (i = 0; i < ngx_chat_redis_nchannels; i++) {
+        argv[i + 1] = (char *) ngx_chat_redis_channels[i].data;
+        argvlen[i + 1] = ngx_chat_redis_channels[i].len;
+    }
 
     (void) redisAsyncCommandArgv(ngx_chat_redis_sub.ac,
-                                 ngx_chat_redis_message, NULL, 3, argv,
+                                 ngx_chat_redis_message, NULL,
+                                 (int) ngx_chat_redis_nchannels + 1, argv,
                                  argvlen);
+
+    ngx_free(argv);
 }
 
 
@@ -499,210 +359,185 @@ ngx_chat_redis_message(redisAsyncContext *ac, void *reply, void *data)
 
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 3
         || r->element[0]->type != REDIS_REPLY_STRING
+        || r->element[1]->type != REDIS_REPLY_STRING
         || r->element[2]->type != REDIS_REPLY_STRING)
     {
         return;
     }
 
-    if (ngx_strcmp(r->element[0]->str, "message") != 0) {
+    if (r->element[0]->len != sizeof("message") - 1
+        || ngx_strncmp(r->element[0]->str, "message", sizeof("message") - 1)
+           != 0)
+    {
         return;
     }
 
-    if (r->element[1]->type == REDIS_REPLY_STRING
-        && r->element[1]->len == sizeof("chat:presence") - 1
-        && ngx_strncmp(r->element[1]->str, "chat:presence",
-                       sizeof("chat:presence") - 1) == 0)
-    {
-        ngx_chat_presence_event((u_char *) r->element[2]->str,
-                                r->element[2]->len);
-        return;
-    }
-
-    ngx_chat_redis_dispatch((u_char *) r->element[2]->str,
-                            (u_char *) r->element[2]->str
-                            + r->element[2]->len);
+    ngx_chat_redis_handlers->message((u_char *) r->element[1]->str,
+                                     r->element[1]->len,
+                                     (u_char *) r->element[2]->str,
+                                     r->element[2]->len);
 }
 
 
-/*
- * Records "<T> <sid>[,<sid>...] <len>\n<len bytes>": F writes the bytes as
- * a text frame to each session, K closes each session as replaced.
- */
-
-static void
-ngx_chat_redis_dispatch(u_char *p, u_char *last)
+ngx_int_t
+ngx_chat_redis_command(ngx_chat_redis_reply_pt callback, void *data,
+    int argc, const char **argv, const size_t *argvlen)
 {
-    int                      rc;
-    const char              *pos, *sids, *sids_end, *sid;
-    ngx_chat_session_t      *s;
-    ngx_chat_wire_record_t   rec;
+    ngx_chat_redis_pending_t  *pending;
 
-    pos = (const char *) p;
+    if (!ngx_chat_redis_cmd.connected) {
+        return NGX_ERROR;
+    }
 
-    while ((rc = ngx_chat_wire_record_next(&pos, (const char *) last, &rec))
-           == 1)
+    pending = NULL;
+
+    if (callback) {
+        pending = ngx_alloc(sizeof(ngx_chat_redis_pending_t), ngx_cycle->log);
+        if (pending == NULL) {
+            return NGX_ERROR;
+        }
+
+        pending->callback = callback;
+        pending->data = data;
+    }
+
+    if (redisAsyncCommandArgv(ngx_chat_redis_cmd.ac,
+                              pending ? ngx_chat_redis_reply : NULL,
+                              pending, argc, argv, argvlen)
+        != REDIS_OK)
     {
-        sids = rec.args;
-        sids_end = rec.args + rec.args_len;
-
-        while ((rc = ngx_chat_wire_sids_next(&sids, sids_end, &sid)) == 1) {
-
-            s = ngx_chat_session_find((u_char *) sid, NGX_CHAT_WIRE_SID_LEN);
-            if (s == NULL) {
-                continue;
-            }
-
-            if (rec.type == NGX_CHAT_WIRE_RECORD_FRAME) {
-                (void) ngx_chat_session_send_text(s, (u_char *) rec.body,
-                                                  rec.body_len);
-
-            } else if (rec.type == NGX_CHAT_WIRE_RECORD_KICK) {
-                s->registered = 0;    /* the newer one owns the key now */
-                ngx_chat_session_close(s, NGX_CHAT_WIRE_CLOSE_REPLACED,
-                                       "replaced by a newer connection");
-            }
-        }
-
-        if (rc == -1) {
-            break;
-        }
-    }
-
-    if (rc == -1) {
-        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
-                      "chat: invalid delivery payload from redis");
-    }
-}
-
-
-/* the adapter: hiredis asks for read and write interest, nginx delivers */
-
-static ngx_int_t
-ngx_chat_redis_attach(ngx_chat_redis_link_t *link)
-{
-    ngx_connection_t   *c;
-    redisAsyncContext  *ac;
-
-    ac = link->ac;
-
-    if (ac->ev.data != NULL) {
+        ngx_free(pending);
         return NGX_ERROR;
     }
-
-    c = ngx_get_connection(ac->c.fd, ngx_cycle->log);
-    if (c == NULL) {
-        return NGX_ERROR;
-    }
-
-    c->data = link;
-    c->read->handler = ngx_chat_redis_event_handler;
-    c->write->handler = ngx_chat_redis_event_handler;
-    c->read->log = ngx_cycle->log;
-    c->write->log = ngx_cycle->log;
-
-    link->conn = c;
-
-    ac->ev.addRead = ngx_chat_redis_add_read;
-    ac->ev.delRead = ngx_chat_redis_del_read;
-    ac->ev.addWrite = ngx_chat_redis_add_write;
-    ac->ev.delWrite = ngx_chat_redis_del_write;
-    ac->ev.cleanup = ngx_chat_redis_cleanup;
-    ac->ev.data = link;
 
     return NGX_OK;
 }
 
 
 static void
-ngx_chat_redis_event_handler(ngx_event_t *ev)
+ngx_chat_redis_reply(redisAsyncContext *ac, void *reply, void *data)
 {
-    ngx_connection_t       *c = ev->data;
-    ngx_chat_redis_link_t  *link = c->data;
+    ngx_chat_redis_pending_t  *pending = data;
 
-    if (link->ac == NULL) {
-        return;
+    pending->callback(reply, pending->data);
+    ngx_free(pending);
+}
+
+
+void
+ngx_chat_redis_script_init(ngx_chat_redis_script_t *script, const char *text)
+{
+    u_char      hash[20];
+    ngx_sha1_t  sha1;
+
+    script->text = text;
+    script->len = ngx_strlen(text);
+
+    ngx_sha1_init(&sha1);
+    ngx_sha1_update(&sha1, text, script->len);
+    ngx_sha1_final(hash, &sha1);
+
+    ngx_hex_dump((u_char *) script->sha1, hash, 20);
+}
+
+
+ngx_int_t
+ngx_chat_redis_eval(ngx_chat_redis_script_t *script,
+    ngx_chat_redis_reply_pt callback, void *data, int nkeys, int argc,
+    const char **argv, const size_t *argvlen)
+{
+    u_char                 *p;
+    size_t                  size;
+    ngx_int_t               i, n;
+    ngx_chat_redis_call_t  *call;
+
+    if (!ngx_chat_redis_cmd.connected) {
+        return NGX_ERROR;
     }
 
-    /* either call may free the context and this connection */
+    /* one block: the call, the argument vectors, the argument bytes */
 
-    if (ev->write) {
-        redisAsyncHandleWrite(link->ac);
+    n = argc + 3;
+    size = sizeof(ngx_chat_redis_call_t) + n * (sizeof(char *) + sizeof(size_t))
+           + NGX_INT_T_LEN;
 
-    } else {
-        redisAsyncHandleRead(link->ac);
+    for (i = 0; i < argc; i++) {
+        size += argvlen[i];
     }
+
+    call = ngx_alloc(size, ngx_cycle->log);
+    if (call == NULL) {
+        return NGX_ERROR;
+    }
+
+    call->script = script;
+    call->callback = callback;
+    call->data = data;
+    call->argc = (int) n;
+    call->argv = (const char **) (call + 1);
+    call->argvlen = (size_t *) (call->argv + n);
+    call->evaluated = 0;
+
+    p = (u_char *) (call->argvlen + n);
+
+    call->argv[0] = "EVALSHA";
+    call->argvlen[0] = sizeof("EVALSHA") - 1;
+    call->argv[1] = script->sha1;
+    call->argvlen[1] = 40;
+    call->argv[2] = (char *) p;
+    call->argvlen[2] = ngx_sprintf(p, "%d", nkeys) - p;
+    p += call->argvlen[2];
+
+    for (i = 0; i < argc; i++) {
+        call->argv[i + 3] = (char *) p;
+        call->argvlen[i + 3] = argvlen[i];
+        p = ngx_cpymem(p, argv[i], argvlen[i]);
+    }
+
+    if (redisAsyncCommandArgv(ngx_chat_redis_cmd.ac, ngx_chat_redis_evaluated,
+                              call, call->argc, call->argv, call->argvlen)
+        != REDIS_OK)
+    {
+        ngx_free(call);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
 static void
-ngx_chat_redis_add_read(void *data)
+ngx_chat_redis_evaluated(redisAsyncContext *ac, void *reply, void *data)
 {
-    ngx_chat_redis_link_t  *link = data;
+    ngx_chat_redis_call_t  *call = data;
 
-    if (!link->conn->read->active) {
-        (void) ngx_add_event(link->conn->read, NGX_READ_EVENT, 0);
-    }
-}
+    redisReply  *r = reply;
 
+    if (r && r->type == REDIS_REPLY_ERROR && !call->evaluated
+        && r->len >= sizeof("NOSCRIPT") - 1
+        && ngx_strncmp(r->str, "NOSCRIPT", sizeof("NOSCRIPT") - 1) == 0)
+    {
+        /* Redis lost its scripts: EVAL loads it again for the next calls */
 
-static void
-ngx_chat_redis_del_read(void *data)
-{
-    ngx_chat_redis_link_t  *link = data;
+        call->evaluated = 1;
+        call->argv[0] = "EVAL";
+        call->argvlen[0] = sizeof("EVAL") - 1;
+        call->argv[1] = call->script->text;
+        call->argvlen[1] = call->script->len;
 
-    if (link->conn->read->active) {
-        (void) ngx_del_event(link->conn->read, NGX_READ_EVENT, 0);
-    }
-}
+        if (redisAsyncCommandArgv(ac, ngx_chat_redis_evaluated, call,
+                                  call->argc, call->argv, call->argvlen)
+            == REDIS_OK)
+        {
+            return;
+        }
 
-
-static void
-ngx_chat_redis_add_write(void *data)
-{
-    ngx_chat_redis_link_t  *link = data;
-
-    if (!link->conn->write->active) {
-        (void) ngx_add_event(link->conn->write, NGX_WRITE_EVENT, 0);
-    }
-}
-
-
-static void
-ngx_chat_redis_del_write(void *data)
-{
-    ngx_chat_redis_link_t  *link = data;
-
-    if (link->conn->write->active) {
-        (void) ngx_del_event(link->conn->write, NGX_WRITE_EVENT, 0);
-    }
-}
-
-
-static void
-ngx_chat_redis_cleanup(void *data)
-{
-    ngx_chat_redis_link_t  *link = data;
-    ngx_connection_t       *c;
-
-    c = link->conn;
-    if (c == NULL) {
-        return;
+        r = NULL;
     }
 
-    ngx_chat_redis_del_read(link);
-    ngx_chat_redis_del_write(link);
-
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
+    if (call->callback) {
+        call->callback(r, call->data);
     }
 
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    /* hiredis closes the socket itself */
-    ngx_free_connection(c);
-    c->fd = (ngx_socket_t) -1;
-
-    link->conn = NULL;
+    ngx_free(call);
 }

@@ -1,30 +1,28 @@
 
 /*
- * The life of one WebSocket connection after the handshake: taking it over
- * from the HTTP request, reading and reassembling frames, the bounded output
- * queue, heartbeats, the close handshake, and the table of this worker
- * process's sessions by id (where deliveries from Redis find them).
+ * One WebSocket connection after the upgrade: taking it over from the HTTP
+ * request, reading and reassembling frames, the bounded output queue,
+ * heartbeats, the close handshake, and the table of this process's sessions
+ * by id (where deliveries from Redis find them).
  *
- * An idle session holds only its ngx_chat_session_t in c->pool: input is read
- * into one buffer per worker process, and the reassembly and output buffers
+ * What a message means is not decided here: whole messages go to the
+ * location's handlers (ngx_chat_dispatch.c), which answer through
+ * ngx_chat_session_send() and ngx_chat_session_close().
+ *
+ * An idle session holds only its ngx_chat_session_t in c->pool: input is
+ * read into one buffer per process, and the reassembly and output buffers
  * exist only while they hold bytes.
  */
 
 
 #include "ngx_chat.h"
-#include "ngx_chat_proto.h"
-
-#include <ngx_sha1.h>
 
 
 #define NGX_CHAT_RECV_SIZE       65536
 #define NGX_CHAT_OUT_MIN         4096
 #define NGX_CHAT_READS_PER_CALL  16
-#define NGX_CHAT_WIRE_CLOSE_TIMEOUT   5000
+#define NGX_CHAT_CLOSE_TIMEOUT   5000
 #define NGX_CHAT_LINGER_TIMEOUT  2000
-#define NGX_CHAT_TYPING_EVERY    2000
-
-#define NGX_CHAT_WS_GUID         "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 static void ngx_chat_session_detach(ngx_event_t *wev);
@@ -37,53 +35,62 @@ static ngx_int_t ngx_chat_session_control(ngx_chat_session_t *s,
     ngx_chat_ws_event_t *ev);
 static ngx_int_t ngx_chat_session_data(ngx_chat_session_t *s,
     ngx_chat_ws_event_t *ev);
-static void ngx_chat_session_message(ngx_chat_session_t *s,
-    ngx_uint_t opcode, u_char *data, size_t len);
-static ngx_msec_t ngx_chat_session_rate(ngx_chat_session_t *s);
-static ngx_uint_t ngx_chat_session_typing_throttled(ngx_chat_session_t *s,
-    ngx_chat_proto_result_t *res);
 static ngx_int_t ngx_chat_session_queue(ngx_chat_session_t *s,
     ngx_uint_t opcode, u_char *data, size_t len, ngx_uint_t force);
 static ngx_int_t ngx_chat_session_flush(ngx_chat_session_t *s);
+static void ngx_chat_session_gone(ngx_chat_session_t *s);
 static void ngx_chat_session_finalize(ngx_chat_session_t *s);
 
 
-static u_char  *ngx_chat_recv_buf;
+/* the process's sessions by id, the read buffer, the ids handed out */
+static ngx_rbtree_t       ngx_chat_sessions;
+static ngx_rbtree_node_t  ngx_chat_sessions_sentinel;
+static u_char            *ngx_chat_recv_buf;
+static uint64_t           ngx_chat_sid_prefix;
+static uint64_t           ngx_chat_sid_counter;
+
+
+ngx_int_t
+ngx_chat_session_init(ngx_cycle_t *cycle)
+{
+    ngx_rbtree_init(&ngx_chat_sessions, &ngx_chat_sessions_sentinel,
+                    ngx_rbtree_insert_value);
+
+    ngx_chat_recv_buf = ngx_alloc(NGX_CHAT_RECV_SIZE, cycle->log);
+    if (ngx_chat_recv_buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    /*
+     * session ids must not repeat across restarts of this server: a random
+     * upper half, a counter below
+     */
+    ngx_chat_sid_prefix = ((uint64_t) ngx_random() << 32)
+                          ^ ((uint64_t) ngx_pid << 16) ^ (uint64_t) ngx_time();
+    ngx_chat_sid_prefix &= 0x7fffffff00000000ULL;   /* fits ngx_hextoi() */
+    ngx_chat_sid_counter = 0;
+
+    return NGX_OK;
+}
 
 
 ngx_int_t
 ngx_chat_session_start(ngx_http_request_t *r, ngx_str_t *user,
-    ngx_str_t *device, ngx_str_t *protocol, ngx_str_t *key, int64_t expires)
+    ngx_str_t *device, int64_t expires, u_char *response, size_t len)
 {
-    u_char               *p, hash[20], accept[28];
-    struct timeval        tv;
-    ngx_str_t             src, dst;
-    ngx_sha1_t            sha1;
-    ngx_time_t           *tp;
     ngx_connection_t     *c;
-    ngx_chat_worker_t    *w;
     ngx_chat_session_t   *s;
     ngx_chat_loc_conf_t  *lcf;
-    ngx_chat_main_conf_t *mcf;
 
     c = r->connection;
-    w = &ngx_chat_worker;
 
-    if (w->log == NULL) {
+    if (ngx_chat_recv_buf == NULL) {
         ngx_log_error(NGX_LOG_ALERT, c->log, 0,
                       "chat: not initialized in this process");
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
-    if (ngx_chat_recv_buf == NULL) {
-        ngx_chat_recv_buf = ngx_alloc(NGX_CHAT_RECV_SIZE, ngx_cycle->log);
-        if (ngx_chat_recv_buf == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-    }
-
     lcf = ngx_http_get_module_loc_conf(r, ngx_chat_module);
-    mcf = ngx_http_get_module_main_conf(r, ngx_chat_module);
 
     s = ngx_pcalloc(c->pool, sizeof(ngx_chat_session_t) + user->len
                              + device->len);
@@ -94,8 +101,6 @@ ngx_chat_session_start(ngx_http_request_t *r, ngx_str_t *user,
     s->connection = c;
     s->conf = lcf;
     s->expires = expires;
-    s->rate_last = ngx_current_msec;
-    s->rate_tokens = lcf->burst * 1000;
 
     s->user.data = (u_char *) s + sizeof(ngx_chat_session_t);
     s->user.len = user->len;
@@ -106,78 +111,20 @@ ngx_chat_session_start(ngx_http_request_t *r, ngx_str_t *user,
     ngx_memcpy(s->device.data, device->data, device->len);
 
     s->node.key = (ngx_rbtree_key_t)
-                  (w->sid_prefix | (++w->sid_counter & 0xffffffff));
+                  (ngx_chat_sid_prefix | (++ngx_chat_sid_counter & 0xffffffff));
     ngx_sprintf(s->sid, "%016xL", (uint64_t) s->node.key);
 
     ngx_chat_ws_parser_init(&s->parser, lcf->max_message);
     s->parser.max_frames = (uint32_t) ngx_min(lcf->max_frames, 0xffffffff);
 
-    /* Sec-WebSocket-Accept: base64(sha1(key + GUID)) */
-
-    ngx_sha1_init(&sha1);
-    ngx_sha1_update(&sha1, key->data, key->len);
-    ngx_sha1_update(&sha1, NGX_CHAT_WS_GUID, sizeof(NGX_CHAT_WS_GUID) - 1);
-    ngx_sha1_final(hash, &sha1);
-
-    src.data = hash;
-    src.len = 20;
-    dst.data = accept;
-    ngx_encode_base64(&dst, &src);
-
-    s->out = ngx_alloc(NGX_CHAT_OUT_MIN, c->log);
+    s->out = ngx_alloc(ngx_max(len, NGX_CHAT_OUT_MIN), c->log);
     if (s->out == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     s->out_pos = s->out;
-    s->out_end = s->out + NGX_CHAT_OUT_MIN;
-
-    p = ngx_sprintf(s->out, "HTTP/1.1 101 Switching Protocols\r\n"
-                            "Upgrade: websocket\r\n"
-                            "Connection: Upgrade\r\n"
-                            "Sec-WebSocket-Accept: %V\r\n", &dst);
-
-    if (protocol->len) {
-        p = ngx_sprintf(p, "Sec-WebSocket-Protocol: %V\r\n", protocol);
-    }
-
-    *p++ = CR; *p++ = LF;
-    s->out_last = p;
-
-    s->echo = lcf->echo;
-
-    if (s->echo) {
-        goto detach;
-    }
-
-    /* microseconds: two connections of a device may come within a ms */
-    ngx_gettimeofday(&tv);
-    s->since = (int64_t) tv.tv_sec * 1000000 + tv.tv_usec;
-
-    tp = ngx_timeofday();
-
-    /* the hello frame, built in the worker's buffer, then queued */
-
-    p = ngx_snprintf(ngx_chat_recv_buf, NGX_CHAT_RECV_SIZE,
-                     "{\"type\":\"hello\",\"user_id\":\"%V\","
-                     "\"device_id\":\"%V\",\"session_id\":\"%*s\","
-                     "\"server_id\":\"%V\",\"node\":\"%V\","
-                     "\"heartbeat_s\":%M,\"max_message_bytes\":%uz,"
-                     "\"server_ts\":%M}",
-                     &s->user, &s->device, (size_t) NGX_CHAT_WIRE_SID_LEN, s->sid,
-                     &mcf->server_id, &w->node, lcf->heartbeat / 1000,
-                     lcf->max_message,
-                     (ngx_msec_t) tp->sec * 1000 + tp->msec);
-
-    if (ngx_chat_session_queue(s, NGX_CHAT_WS_OP_TEXT, ngx_chat_recv_buf,
-                               p - ngx_chat_recv_buf, 1)
-        != NGX_OK)
-    {
-        ngx_free(s->out);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-detach:
+    s->out_last = ngx_cpymem(s->out, response, len);
+    s->out_end = s->out + ngx_max(len, NGX_CHAT_OUT_MIN);
 
     ngx_http_set_ctx(r, s, ngx_chat_module);
 
@@ -269,8 +216,8 @@ ngx_chat_session_detach(ngx_event_t *wev)
     c->read->handler = ngx_chat_session_read_handler;
     c->write->handler = ngx_chat_session_write_handler;
 
-    if (!s->echo) {
-        ngx_rbtree_insert(&ngx_chat_worker.sessions, &s->node);
+    if (!s->conf->echo) {
+        ngx_rbtree_insert(&ngx_chat_sessions, &s->node);
         s->in_table = 1;
     }
 
@@ -278,13 +225,9 @@ ngx_chat_session_detach(ngx_event_t *wev)
                    "chat: session %*s started for \"%V\"",
                    (size_t) NGX_CHAT_WIRE_SID_LEN, s->sid, &s->user);
 
-    if (s->closing) {
+    if (s->closing || s->conf->handlers->start(s) != NGX_OK) {
         ngx_chat_session_finalize(s);
         return;
-    }
-
-    if (!s->echo) {
-        ngx_chat_redis_register(s);
     }
 
     ngx_add_timer(c->read, s->conf->heartbeat);
@@ -319,7 +262,8 @@ ngx_chat_session_read_handler(ngx_event_t *rev)
     s = c->data;
 
     if (c->close) {
-        ngx_chat_session_close(s, NGX_CHAT_WIRE_CLOSE_AWAY, "server going away");
+        ngx_chat_session_close(s, NGX_CHAT_WIRE_CLOSE_AWAY,
+                               "server going away");
         return;
     }
 
@@ -381,7 +325,8 @@ static ngx_int_t
 ngx_chat_session_tick(ngx_chat_session_t *s)
 {
     if (s->expires && (int64_t) ngx_time() >= s->expires) {
-        ngx_chat_session_close(s, NGX_CHAT_WIRE_CLOSE_POLICY, "token expired");
+        ngx_chat_session_close(s, NGX_CHAT_WIRE_CLOSE_POLICY,
+                               "token expired");
         return NGX_DONE;
     }
 
@@ -486,15 +431,9 @@ ngx_chat_session_data(ngx_chat_session_t *s, ngx_chat_ws_event_t *ev)
     u_char  *msg;
     size_t   size;
 
-    if (ev->opcode == NGX_CHAT_WS_OP_BINARY && !s->echo) {
-        ngx_chat_session_close(s, NGX_CHAT_WIRE_CLOSE_BINARY,
-                               "binary messages are not accepted");
-        return NGX_DONE;
-    }
-
     if (ev->last && s->msg_len == 0) {
         /* the whole message is in the read buffer: no copy */
-        ngx_chat_session_message(s, ev->opcode, ev->data, ev->len);
+        s->conf->handlers->message(s, ev->opcode, ev->data, ev->len);
         return NGX_OK;
     }
 
@@ -528,7 +467,7 @@ ngx_chat_session_data(ngx_chat_session_t *s, ngx_chat_ws_event_t *ev)
         return NGX_OK;
     }
 
-    ngx_chat_session_message(s, ev->opcode, s->msg, s->msg_len);
+    s->conf->handlers->message(s, ev->opcode, s->msg, s->msg_len);
 
     ngx_free(s->msg);
     s->msg = NULL;
@@ -539,160 +478,22 @@ ngx_chat_session_data(ngx_chat_session_t *s, ngx_chat_ws_event_t *ev)
 }
 
 
-static void
-ngx_chat_session_message(ngx_chat_session_t *s, ngx_uint_t opcode,
-    u_char *data, size_t len)
+ngx_int_t
+ngx_chat_session_send_text(ngx_chat_session_t *s, u_char *data, size_t len)
 {
-    ngx_time_t               *tp;
-    ngx_chat_worker_t        *w;
-    ngx_msec_t                retry;
-    ngx_chat_proto_peer_t     peer;
-    ngx_chat_proto_result_t   res;
-
-    if (s->echo) {
-        if (ngx_chat_session_queue(s, opcode, data, len, 0) != NGX_OK) {
-            ngx_chat_session_close(s, NGX_CHAT_WIRE_CLOSE_SLOW,
-                                   "send buffer overflow");
-        }
-
-        return;
-    }
-
-    w = &ngx_chat_worker;
-    tp = ngx_timeofday();
-
-    peer.user = (char *) s->user.data;
-    peer.user_len = s->user.len;
-    peer.device = (char *) s->device.data;
-    peer.device_len = s->device.len;
-    peer.node = (char *) w->node.data;
-    peer.node_len = w->node.len;
-    peer.sid = (char *) s->sid;
-    peer.now_ms = (int64_t) tp->sec * 1000 + tp->msec;
-
-    ngx_chat_proto_handle(&peer, (char *) data, len, &res);
-
-    retry = ngx_chat_session_rate(s);
-
-    if (retry) {
-        if (++s->rate_strikes > s->conf->rate_strikes) {
-            ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
-                          "chat: client ignores rate limiting");
-            ngx_chat_proto_result_free(&res);
-            ngx_chat_session_close(s, NGX_CHAT_WIRE_CLOSE_RATE,
-                                   "rate limit abuse");
-            return;
-        }
-
-        ngx_chat_proto_set_retry_error(&res, "rate_limited",
-                                       "too many frames: retry later",
-                                       (int64_t) retry);
-
-    } else {
-        s->rate_strikes = 0;
-    }
-
-    if (res.presence) {
-        ngx_chat_presence_request(s, &res);
-    }
-
-    if (res.typing_start && ngx_chat_session_typing_throttled(s, &res)) {
-        ngx_chat_proto_result_free(&res);
-        return;
-    }
-
-    if (res.typing_stop) {
-        s->typing_hash = 0;     /* the next start goes out at once */
-    }
-
-    if (res.record) {
-        if (ngx_chat_kafka_produce((u_char *) res.key, res.key_len,
-                                   (u_char *) res.record, res.record_len)
-            == NGX_OK)
-        {
-            res.record = NULL;      /* Kafka's now */
-
-        } else {
-            ngx_chat_proto_set_error(&res, "unavailable",
-                                     "the message store is unavailable, "
-                                     "nothing was stored: retry later");
-        }
-    }
-
-    if (res.reply) {
-        (void) ngx_chat_session_send_text(s, (u_char *) res.reply,
-                                          res.reply_len);
-    }
-
-    ngx_chat_proto_result_free(&res);
-}
-
-
-/* the token bucket: 0 if the frame may pass, else ms until one may */
-
-static ngx_msec_t
-ngx_chat_session_rate(ngx_chat_session_t *s)
-{
-    uint64_t              tokens;
-    ngx_msec_t            elapsed;
-    ngx_chat_loc_conf_t  *lcf;
-
-    lcf = s->conf;
-
-    elapsed = ngx_current_msec - s->rate_last;
-    s->rate_last = ngx_current_msec;
-
-    tokens = s->rate_tokens + (uint64_t) elapsed * lcf->rate;
-    tokens = ngx_min(tokens, (uint64_t) lcf->burst * 1000);
-
-    if (tokens < 1000) {
-        s->rate_tokens = (uint32_t) tokens;
-        return (1000 - tokens + lcf->rate - 1) / lcf->rate;
-    }
-
-    s->rate_tokens = (uint32_t) (tokens - 1000);
-
-    return 0;
-}
-
-
-/*
- * Typing is ephemeral and frequent: a "start" holds for 6 s on the other
- * side, so one every NGX_CHAT_TYPING_EVERY per conversation is enough and
- * the rest never reach Kafka. A "stop" always goes through.
- */
-
-static ngx_uint_t
-ngx_chat_session_typing_throttled(ngx_chat_session_t *s,
-    ngx_chat_proto_result_t *res)
-{
-    uint32_t  hash;
-
-    hash = ngx_crc32_short((u_char *) res->key, res->key_len);
-
-    if (hash == s->typing_hash
-        && ngx_current_msec - s->typing_last < NGX_CHAT_TYPING_EVERY)
-    {
-        return 1;
-    }
-
-    s->typing_hash = hash;
-    s->typing_last = ngx_current_msec;
-
-    return 0;
+    return ngx_chat_session_send(s, NGX_CHAT_WS_OP_TEXT, data, len);
 }
 
 
 ngx_int_t
-ngx_chat_session_send_text(ngx_chat_session_t *s, u_char *data, size_t len)
+ngx_chat_session_send(ngx_chat_session_t *s, ngx_uint_t opcode, u_char *data,
+    size_t len)
 {
     if (s->closing) {
         return NGX_DECLINED;
     }
 
-    if (ngx_chat_session_queue(s, NGX_CHAT_WS_OP_TEXT, data, len, 0)
-        != NGX_OK)
-    {
+    if (ngx_chat_session_queue(s, opcode, data, len, 0) != NGX_OK) {
         ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
                       "chat: client too slow, %uz bytes queued",
                       (size_t) (s->out_last - s->out_pos));
@@ -706,9 +507,9 @@ ngx_chat_session_send_text(ngx_chat_session_t *s, u_char *data, size_t len)
 
 
 /*
- * Appends one frame. Only close and pong frames and the handshake may pass
- * the chat_send_buffer bound ("force"): they are small and the client must
- * see them.
+ * Appends one frame. Only close and ping frames may pass the
+ * chat_send_buffer bound ("force"): they are small and the client must see
+ * them.
  */
 
 static ngx_int_t
@@ -718,7 +519,7 @@ ngx_chat_session_queue(ngx_chat_session_t *s, ngx_uint_t opcode, u_char *data,
     u_char  *out;
     size_t   need, used, size;
 
-    need = 10 + len;
+    need = NGX_CHAT_WS_MAX_HEADER + len;
 
     if (s->out == NULL) {
         size = ngx_max(need, NGX_CHAT_OUT_MIN);
@@ -771,6 +572,7 @@ ngx_chat_session_queue(ngx_chat_session_t *s, ngx_uint_t opcode, u_char *data,
         s->out_last = ngx_cpymem(s->out_last, data, len);
     }
 
+    /* one write for everything queued before the posted events run */
     ngx_post_event(s->connection->write, &ngx_posted_events);
 
     return NGX_OK;
@@ -860,7 +662,7 @@ ngx_chat_session_flush(ngx_chat_session_t *s)
 void
 ngx_chat_session_close(ngx_chat_session_t *s, ngx_uint_t code, char *reason)
 {
-    u_char   buf[125];
+    u_char   buf[NGX_CHAT_WS_MAX_CONTROL];
     size_t   len;
 
     if (s->closing) {
@@ -878,10 +680,20 @@ ngx_chat_session_close(ngx_chat_session_t *s, ngx_uint_t code, char *reason)
 
     s->closing = 1;
 
-    ngx_chat_redis_unregister(s);
+    ngx_chat_session_gone(s);
 
-    ngx_add_timer(s->connection->read, NGX_CHAT_WIRE_CLOSE_TIMEOUT);
+    ngx_add_timer(s->connection->read, NGX_CHAT_CLOSE_TIMEOUT);
     ngx_post_event(s->connection->write, &ngx_posted_events);
+}
+
+
+static void
+ngx_chat_session_gone(ngx_chat_session_t *s)
+{
+    if (!s->gone) {
+        s->gone = 1;
+        s->conf->handlers->closed(s);
+    }
 }
 
 
@@ -896,11 +708,10 @@ ngx_chat_session_finalize(ngx_chat_session_t *s)
                    "chat: session %*s closed",
                    (size_t) NGX_CHAT_WIRE_SID_LEN, s->sid);
 
-    ngx_chat_redis_unregister(s);
-    ngx_chat_presence_drop(s);
+    ngx_chat_session_gone(s);
 
     if (s->in_table) {
-        ngx_rbtree_delete(&ngx_chat_worker.sessions, &s->node);
+        ngx_rbtree_delete(&ngx_chat_sessions, &s->node);
         s->in_table = 0;
     }
 
@@ -919,15 +730,11 @@ ngx_chat_session_finalize(ngx_chat_session_t *s)
 
 
 ngx_chat_session_t *
-ngx_chat_session_find(u_char *sid, size_t len)
+ngx_chat_session_find(const u_char *sid)
 {
     ngx_int_t  key;
 
-    if (len != NGX_CHAT_WIRE_SID_LEN) {
-        return NULL;
-    }
-
-    key = ngx_hextoi(sid, len);
+    key = ngx_hextoi((u_char *) sid, NGX_CHAT_WIRE_SID_LEN);
 
     if (key == NGX_ERROR) {
         return NULL;
@@ -942,8 +749,8 @@ ngx_chat_session_find_key(ngx_rbtree_key_t key)
 {
     ngx_rbtree_node_t  *node, *sentinel;
 
-    node = ngx_chat_worker.sessions.root;
-    sentinel = ngx_chat_worker.sessions.sentinel;
+    node = ngx_chat_sessions.root;
+    sentinel = ngx_chat_sessions.sentinel;
 
     while (node != sentinel) {
 
@@ -964,24 +771,39 @@ ngx_chat_session_find_key(ngx_rbtree_key_t key)
 }
 
 
+ngx_chat_session_t *
+ngx_chat_session_first(void)
+{
+    if (ngx_chat_sessions.root == ngx_chat_sessions.sentinel) {
+        return NULL;
+    }
+
+    return (ngx_chat_session_t *) ngx_rbtree_min(ngx_chat_sessions.root,
+                                                 ngx_chat_sessions.sentinel);
+}
+
+
+ngx_chat_session_t *
+ngx_chat_session_next(ngx_chat_session_t *s)
+{
+    return (ngx_chat_session_t *) ngx_rbtree_next(&ngx_chat_sessions,
+                                                  &s->node);
+}
+
+
 /* the process is exiting: one try to tell each client, then close */
 
 void
-ngx_chat_sessions_close_all(ngx_uint_t code, char *reason)
+ngx_chat_session_close_all(ngx_uint_t code, char *reason)
 {
     ngx_connection_t    *c;
-    ngx_rbtree_node_t   *node;
     ngx_chat_session_t  *s;
 
-    if (ngx_chat_worker.log == NULL) {
+    if (ngx_chat_recv_buf == NULL) {
         return;
     }
 
-    while (ngx_chat_worker.sessions.root != ngx_chat_worker.sessions.sentinel)
-    {
-        node = ngx_rbtree_min(ngx_chat_worker.sessions.root,
-                              ngx_chat_worker.sessions.sentinel);
-        s = (ngx_chat_session_t *) node;
+    while ((s = ngx_chat_session_first()) != NULL) {
         c = s->connection;
 
         ngx_chat_session_close(s, code, reason);

@@ -1,0 +1,283 @@
+
+/*
+ * What a client frame does. A session of a "chat" location starts with the
+ * hello frame and its registration; each text message goes through the
+ * protocol (ngx_chat_proto.c), the per-connection token bucket and the
+ * typing throttle, and ends as a reply, a Kafka record for the workers, or
+ * a presence request; when the session goes, so do its registration and
+ * its presence subscriptions. A "chat_echo" location sends every message
+ * back.
+ */
+
+
+#include "ngx_chat.h"
+#include "ngx_chat_proto.h"
+
+
+#define NGX_CHAT_TYPING_EVERY    2000
+
+
+static ngx_int_t ngx_chat_dispatch_start(ngx_chat_session_t *s);
+static void ngx_chat_dispatch_message(ngx_chat_session_t *s,
+    ngx_uint_t opcode, u_char *data, size_t len);
+static void ngx_chat_dispatch_closed(ngx_chat_session_t *s);
+static ngx_int_t ngx_chat_dispatch_echo_start(ngx_chat_session_t *s);
+static void ngx_chat_dispatch_echo_message(ngx_chat_session_t *s,
+    ngx_uint_t opcode, u_char *data, size_t len);
+static void ngx_chat_dispatch_echo_closed(ngx_chat_session_t *s);
+static ngx_msec_t ngx_chat_dispatch_rate(ngx_chat_session_t *s);
+static ngx_uint_t ngx_chat_dispatch_typing_throttled(ngx_chat_session_t *s,
+    ngx_chat_proto_result_t *res);
+static ngx_chat_main_conf_t *ngx_chat_dispatch_main_conf(void);
+
+
+const ngx_chat_session_handlers_t  ngx_chat_dispatch_chat = {
+    ngx_chat_dispatch_start,
+    ngx_chat_dispatch_message,
+    ngx_chat_dispatch_closed
+};
+
+
+const ngx_chat_session_handlers_t  ngx_chat_dispatch_echo = {
+    ngx_chat_dispatch_echo_start,
+    ngx_chat_dispatch_echo_message,
+    ngx_chat_dispatch_echo_closed
+};
+
+
+static ngx_chat_main_conf_t *
+ngx_chat_dispatch_main_conf(void)
+{
+    return ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_chat_module);
+}
+
+
+static ngx_int_t
+ngx_chat_dispatch_start(ngx_chat_session_t *s)
+{
+    u_char                 buf[512], *p;
+    ngx_time_t            *tp;
+    ngx_chat_main_conf_t  *mcf;
+
+    mcf = ngx_chat_dispatch_main_conf();
+    tp = ngx_timeofday();
+
+    s->rate_last = ngx_current_msec;
+    s->rate_tokens = s->conf->burst * 1000;
+
+    p = ngx_snprintf(buf, sizeof(buf),
+                     "{\"type\":\"hello\",\"user_id\":\"%V\","
+                     "\"device_id\":\"%V\",\"session_id\":\"%*s\","
+                     "\"server_id\":\"%V\",\"node\":\"%V\","
+                     "\"heartbeat_s\":%M,\"max_message_bytes\":%uz,"
+                     "\"server_ts\":%M}",
+                     &s->user, &s->device, (size_t) NGX_CHAT_WIRE_SID_LEN,
+                     s->sid, &mcf->server_id, &mcf->node,
+                     s->conf->heartbeat / 1000, s->conf->max_message,
+                     (ngx_msec_t) tp->sec * 1000 + tp->msec);
+
+    if (ngx_chat_session_send_text(s, buf, p - buf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_chat_registry_add(s);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_chat_dispatch_message(ngx_chat_session_t *s, ngx_uint_t opcode,
+    u_char *data, size_t len)
+{
+    ngx_time_t               *tp;
+    ngx_msec_t                retry;
+    ngx_chat_main_conf_t     *mcf;
+    ngx_chat_proto_peer_t     peer;
+    ngx_chat_proto_result_t   res;
+
+    if (opcode == NGX_CHAT_WS_OP_BINARY) {
+        ngx_chat_session_close(s, NGX_CHAT_WIRE_CLOSE_BINARY,
+                               "binary messages are not accepted");
+        return;
+    }
+
+    mcf = ngx_chat_dispatch_main_conf();
+    tp = ngx_timeofday();
+
+    peer.user = (char *) s->user.data;
+    peer.user_len = s->user.len;
+    peer.device = (char *) s->device.data;
+    peer.device_len = s->device.len;
+    peer.node = (char *) mcf->node.data;
+    peer.node_len = mcf->node.len;
+    peer.sid = (char *) s->sid;
+    peer.now_ms = (int64_t) tp->sec * 1000 + tp->msec;
+
+    ngx_chat_proto_handle(&peer, (char *) data, len, &res);
+
+    retry = ngx_chat_dispatch_rate(s);
+
+    if (retry) {
+        if (++s->rate_strikes > s->conf->rate_strikes) {
+            ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                          "chat: client ignores rate limiting");
+            ngx_chat_proto_result_free(&res);
+            ngx_chat_session_close(s, NGX_CHAT_WIRE_CLOSE_RATE,
+                                   "rate limit abuse");
+            return;
+        }
+
+        ngx_chat_proto_set_retry_error(&res, "rate_limited",
+                                       "too many frames: retry later",
+                                       (int64_t) retry);
+
+    } else {
+        s->rate_strikes = 0;
+    }
+
+    if (res.presence) {
+        ngx_chat_presence_request(s, &res);
+    }
+
+    if (res.typing_start && ngx_chat_dispatch_typing_throttled(s, &res)) {
+        ngx_chat_proto_result_free(&res);
+        return;
+    }
+
+    if (res.typing_stop) {
+        s->typing_hash = 0;     /* the next start goes out at once */
+    }
+
+    if (res.record) {
+        if (ngx_chat_kafka_produce((u_char *) res.key, res.key_len,
+                                   (u_char *) res.record, res.record_len)
+            == NGX_OK)
+        {
+            res.record = NULL;      /* Kafka's now */
+
+        } else {
+            ngx_chat_proto_set_error(&res, "unavailable",
+                                     "the message store is unavailable, "
+                                     "nothing was stored: retry later");
+        }
+    }
+
+    if (res.reply) {
+        (void) ngx_chat_session_send_text(s, (u_char *) res.reply,
+                                          res.reply_len);
+    }
+
+    ngx_chat_proto_result_free(&res);
+}
+
+
+static void
+ngx_chat_dispatch_closed(ngx_chat_session_t *s)
+{
+    ngx_chat_registry_remove(s);
+    ngx_chat_presence_drop(s);
+}
+
+
+void
+ngx_chat_dispatch_undelivered(const u_char *record, size_t len)
+{
+    char                 sid[NGX_CHAT_WIRE_SID_LEN + 1], *frame;
+    size_t               frame_len;
+    ngx_chat_session_t  *s;
+
+    if (ngx_chat_proto_record_failed((const char *) record, len, sid,
+                                     sizeof(sid), &frame, &frame_len)
+        != 0)
+    {
+        return;
+    }
+
+    if (ngx_chat_wire_valid_sid(sid, ngx_strlen(sid))) {
+        s = ngx_chat_session_find((u_char *) sid);
+
+        if (s) {
+            (void) ngx_chat_session_send_text(s, (u_char *) frame,
+                                              frame_len);
+        }
+    }
+
+    free(frame);
+}
+
+
+/* the token bucket: 0 if the frame may pass, else ms until one may */
+
+static ngx_msec_t
+ngx_chat_dispatch_rate(ngx_chat_session_t *s)
+{
+    uint64_t              tokens;
+    ngx_msec_t            elapsed;
+    ngx_chat_loc_conf_t  *lcf;
+
+    lcf = s->conf;
+
+    elapsed = ngx_current_msec - s->rate_last;
+    s->rate_last = ngx_current_msec;
+
+    tokens = s->rate_tokens + (uint64_t) elapsed * lcf->rate;
+    tokens = ngx_min(tokens, (uint64_t) lcf->burst * 1000);
+
+    if (tokens < 1000) {
+        s->rate_tokens = (uint32_t) tokens;
+        return (1000 - tokens + lcf->rate - 1) / lcf->rate;
+    }
+
+    s->rate_tokens = (uint32_t) (tokens - 1000);
+
+    return 0;
+}
+
+
+/*
+ * Typing is ephemeral and frequent: a "start" holds for 6 s on the other
+ * side, so one every NGX_CHAT_TYPING_EVERY per conversation is enough and
+ * the rest never reach Kafka. A "stop" always goes through.
+ */
+
+static ngx_uint_t
+ngx_chat_dispatch_typing_throttled(ngx_chat_session_t *s,
+    ngx_chat_proto_result_t *res)
+{
+    uint32_t  hash;
+
+    hash = ngx_crc32_short((u_char *) res->key, res->key_len);
+
+    if (hash == s->typing_hash
+        && ngx_current_msec - s->typing_last < NGX_CHAT_TYPING_EVERY)
+    {
+        return 1;
+    }
+
+    s->typing_hash = hash;
+    s->typing_last = ngx_current_msec;
+
+    return 0;
+}
+
+
+static ngx_int_t
+ngx_chat_dispatch_echo_start(ngx_chat_session_t *s)
+{
+    return NGX_OK;
+}
+
+
+static void
+ngx_chat_dispatch_echo_message(ngx_chat_session_t *s, ngx_uint_t opcode,
+    u_char *data, size_t len)
+{
+    (void) ngx_chat_session_send(s, opcode, data, len);
+}
+
+
+static void
+ngx_chat_dispatch_echo_closed(ngx_chat_session_t *s)
+{
+}
