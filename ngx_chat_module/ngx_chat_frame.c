@@ -9,6 +9,15 @@
  * buffers of its own besides a frame header and one control payload:
  * data is unmasked in place and handed back to the caller in chunks.
  *
+ * RSV1 is the one reserved bit an extension may claim here: once the
+ * caller has negotiated permessage-deflate (RFC 7692) it sets p->deflate,
+ * and RSV1 on the first frame of a text or binary message marks the whole
+ * message as compressed (RFC 7692 section 6: never on a continuation or a
+ * control frame, which stay 1002).  Such a message's bytes are DEFLATE
+ * data, so its UTF-8 can only be judged once inflated: the parser hands
+ * them out unchecked, flagged compressed, and the caller validates the
+ * inflated text.
+ *
  * Base framing protocol (RFC 6455, section 5.2):
  *
  *    0                   1                   2                   3
@@ -258,6 +267,7 @@ ngx_chat_ws_parse(ngx_chat_ws_parser_t *p, unsigned char **pos,
     ev->len = 0;
     ev->opcode = 0;
     ev->last = 0;
+    ev->compressed = 0;
     ev->close_code = 0;
     ev->reason = NULL;
 
@@ -325,6 +335,7 @@ ngx_chat_ws_parse(ngx_chat_ws_parser_t *p, unsigned char **pos,
                 p->remaining -= n;
 
                 if (p->msg_opcode == NGX_CHAT_WS_OP_TEXT
+                    && !p->msg_compressed
                     && ngx_chat_utf8_validate(&p->utf8_state, b, n) != 0)
                 {
                     rc = ngx_chat_ws_fail(p, ev, NGX_CHAT_WIRE_CLOSE_UTF8,
@@ -340,16 +351,19 @@ ngx_chat_ws_parse(ngx_chat_ws_parser_t *p, unsigned char **pos,
             ev->data = b;
             ev->len = n;
             ev->opcode = p->msg_opcode;
+            ev->compressed = p->msg_compressed;
             b += n;
 
             if (p->remaining == 0 && p->fin) {
 
                 if (p->msg_opcode == NGX_CHAT_WS_OP_TEXT
+                    && !p->msg_compressed
                     && p->utf8_state != NGX_CHAT_UTF8_ACCEPT)
                 {
                     ev->data = NULL;
                     ev->len = 0;
                     ev->opcode = 0;
+                    ev->compressed = 0;
                     rc = ngx_chat_ws_fail(p, ev, NGX_CHAT_WIRE_CLOSE_UTF8,
                                           "text message ends inside "
                                           "a UTF-8 character");
@@ -358,6 +372,7 @@ ngx_chat_ws_parse(ngx_chat_ws_parser_t *p, unsigned char **pos,
 
                 ev->last = 1;
                 p->msg_opcode = 0;
+                p->msg_compressed = 0;
                 p->message_len = 0;
             }
 
@@ -428,12 +443,15 @@ ngx_chat_ws_fail(ngx_chat_ws_parser_t *p, ngx_chat_ws_event_t *ev,
 static ngx_chat_ws_rc_e
 ngx_chat_ws_header_start(ngx_chat_ws_parser_t *p, ngx_chat_ws_event_t *ev)
 {
-    unsigned  op, len7;
+    unsigned  op, len7, rsv;
 
     op = p->hdr[0] & 0x0f;
     len7 = p->hdr[1] & 0x7f;
+    rsv = p->hdr[0] & 0x70;
 
-    if (p->hdr[0] & 0x70) {
+    /* RSV2 and RSV3 belong to no extension we negotiate */
+
+    if (rsv != 0 && (rsv != NGX_CHAT_WS_RSV1 || !p->deflate)) {
         return ngx_chat_ws_fail(p, ev, NGX_CHAT_WIRE_CLOSE_PROTOCOL,
                                 "reserved bits set");
     }
@@ -449,6 +467,13 @@ ngx_chat_ws_header_start(ngx_chat_ws_parser_t *p, ngx_chat_ws_event_t *ev)
         if (p->msg_opcode == 0) {
             return ngx_chat_ws_fail(p, ev, NGX_CHAT_WIRE_CLOSE_PROTOCOL,
                                     "continuation frame without a message");
+        }
+
+        /* the first frame says it for the whole message */
+
+        if (rsv) {
+            return ngx_chat_ws_fail(p, ev, NGX_CHAT_WIRE_CLOSE_PROTOCOL,
+                                    "RSV1 set on a continuation frame");
         }
         break;
 
@@ -472,6 +497,13 @@ ngx_chat_ws_header_start(ngx_chat_ws_parser_t *p, ngx_chat_ws_event_t *ev)
             return ngx_chat_ws_fail(p, ev, NGX_CHAT_WIRE_CLOSE_PROTOCOL,
                                     "control frame over 125 bytes");
         }
+
+        /* permessage-deflate compresses data messages only */
+
+        if (rsv) {
+            return ngx_chat_ws_fail(p, ev, NGX_CHAT_WIRE_CLOSE_PROTOCOL,
+                                    "RSV1 set on a control frame");
+        }
         break;
 
     default:
@@ -494,7 +526,7 @@ static ngx_chat_ws_rc_e
 ngx_chat_ws_header_done(ngx_chat_ws_parser_t *p, ngx_chat_ws_event_t *ev)
 {
     unsigned   i, k;
-    uint64_t   len;
+    uint64_t   len, max;
 
     len = p->hdr[1] & 0x7f;
     i = 2;
@@ -522,6 +554,7 @@ ngx_chat_ws_header_done(ngx_chat_ws_parser_t *p, ngx_chat_ws_event_t *ev)
 
         if (p->opcode != NGX_CHAT_WS_OP_CONT) {
             p->msg_opcode = p->opcode;
+            p->msg_compressed = (p->hdr[0] & NGX_CHAT_WS_RSV1) != 0;
             p->message_len = 0;
             p->utf8_state = NGX_CHAT_UTF8_ACCEPT;
             p->frames = 0;
@@ -536,9 +569,10 @@ ngx_chat_ws_header_done(ngx_chat_ws_parser_t *p, ngx_chat_ws_event_t *ev)
 
         /* the limit is checked before a byte of the payload is read */
 
-        if (p->message_len > p->max_message
-            || len > p->max_message - p->message_len)
-        {
+        max = p->msg_compressed ? ngx_chat_ws_compressed_limit(p->max_message)
+                                : p->max_message;
+
+        if (p->message_len > max || len > max - p->message_len) {
             return ngx_chat_ws_fail(p, ev, NGX_CHAT_WIRE_CLOSE_TOO_BIG,
                                     "message too big");
         }
@@ -632,6 +666,24 @@ ngx_chat_ws_unmask(unsigned char *d, size_t n, const unsigned char *mask,
 }
 
 
+uint64_t
+ngx_chat_ws_compressed_limit(uint64_t max_message)
+{
+    uint64_t  slack;
+
+    /*
+     * A sixteenth covers stored blocks of 80 bytes and more (zlib makes
+     * them of 16 KB at its default memLevel); 64 bytes more, tiny limits
+     * and the blocks that start and end a message.
+     */
+
+    slack = max_message / 16 + 64;
+
+    return max_message > UINT64_MAX - slack ? UINT64_MAX
+                                            : max_message + slack;
+}
+
+
 int
 ngx_chat_ws_close_code_valid(unsigned code)
 {
@@ -652,7 +704,7 @@ ngx_chat_ws_frame_header(unsigned char *buf, unsigned opcode, uint64_t len)
 {
     unsigned  k;
 
-    buf[0] = (unsigned char) (0x80 | (opcode & 0x0f));
+    buf[0] = (unsigned char) (0x80 | (opcode & (NGX_CHAT_WS_RSV1 | 0x0f)));
 
     if (len < 126) {
         buf[1] = (unsigned char) len;

@@ -2,7 +2,10 @@
 /*
  * ngx_chat: WebSocket (RFC 6455) frame codec and incremental UTF-8
  * validation.  Pure C, no nginx headers: the module calls it with the
- * bytes it has read, the unit tests call it directly.
+ * bytes it has read, the unit tests call it directly.  With
+ * permessage-deflate (RFC 7692) it also accepts RSV1 on the first frame of
+ * a data message and reports the message as compressed (inflating it is
+ * ngx_chat_deflate.c's business).
  */
 
 
@@ -28,6 +31,8 @@
 
 #define NGX_CHAT_WS_MAX_CONTROL      125   /* control frame payload limit */
 #define NGX_CHAT_WS_MAX_HEADER       10    /* server frame header, unmasked */
+
+#define NGX_CHAT_WS_RSV1             0x40  /* first header byte: compressed */
 
 
 /*
@@ -65,6 +70,12 @@ typedef struct {
      *   the message's (1 text, 2 binary); last is set on the chunk that
      *   ends the message (len may be 0).  Text chunks are valid UTF-8
      *   prefixes; a text message with last set is valid UTF-8 as a whole.
+     *   compressed is set on every chunk of a message whose first frame
+     *   had RSV1 (only when the parser's deflate flag is set): its bytes
+     *   are raw DEFLATE data, not UTF-8 checked, and their limit on the
+     *   wire is ngx_chat_ws_compressed_limit(max_message): the caller
+     *   inflates them, limits the inflated size and checks inflated text
+     *   with ngx_chat_utf8_validate() (1007 when it fails).
      * CONTROL: opcode 8, 9 or 10; data/len is the whole payload (<= 125
      *   bytes), in the parser's own buffer, valid until the next call.
      *   For a close frame close_code is the code received, or 1005 when
@@ -77,6 +88,7 @@ typedef struct {
     size_t                     len;
     unsigned                   opcode;
     unsigned                   last;
+    unsigned                   compressed;
     unsigned                   close_code;
     const char                *reason;
 } ngx_chat_ws_event_t;
@@ -102,8 +114,18 @@ typedef struct {
     uint8_t                    opcode;         /* of the current frame */
     uint8_t                    fin;            /* of the current frame */
     uint8_t                    msg_opcode;     /* data message, 0 = none */
+    uint8_t                    msg_compressed; /* its first frame had RSV1 */
     uint8_t                    mask_off;       /* payload bytes seen & 3 */
     uint8_t                    ctrl_len;
+
+    /*
+     * public, here where it costs no padding: permessage-deflate was
+     * negotiated, RSV1 is allowed on the first frame of a data message;
+     * 0 (init), set by the caller
+     */
+    uint8_t                    deflate;
+
+    /* private */
     unsigned char              hdr[14];
     unsigned char              ctrl[NGX_CHAT_WS_MAX_CONTROL];
 } ngx_chat_ws_parser_t;
@@ -120,12 +142,24 @@ void ngx_chat_ws_parser_init(ngx_chat_ws_parser_t *p, uint64_t max_message);
 ngx_chat_ws_rc_e ngx_chat_ws_parse(ngx_chat_ws_parser_t *p,
     unsigned char **pos, unsigned char *end, ngx_chat_ws_event_t *ev);
 
+/*
+ * The wire size up to which the parser lets a compressed message through
+ * when the caller's limit is max_message (the limit that matters, on the
+ * inflated size, is the caller's): DEFLATE expands incompressible data by
+ * 5 bytes per stored block, so a message that inflates to max_message may
+ * take a little more on the wire.
+ */
+uint64_t ngx_chat_ws_compressed_limit(uint64_t max_message);
+
 /* 1 if a close frame may carry this code (RFC 6455 7.4, as Autobahn) */
 int ngx_chat_ws_close_code_valid(unsigned code);
 
 /*
  * Server to client frame header: FIN set, no mask.  Returns 2, 4 or 10;
- * buf has room for NGX_CHAT_WS_MAX_HEADER bytes.
+ * buf has room for NGX_CHAT_WS_MAX_HEADER bytes.  opcode | NGX_CHAT_WS_RSV1
+ * marks the payload of a text or binary frame as compressed
+ * (permessage-deflate); other bits of opcode above the four of the opcode
+ * are ignored.
  */
 size_t ngx_chat_ws_frame_header(unsigned char *buf, unsigned opcode,
     uint64_t len);

@@ -5,7 +5,8 @@
  * Input layout:
  *
  *   byte 0      max_message selector (see max_message_of())
- *   byte 1      k = byte & 15: how many chunk size bytes follow
+ *   byte 1      k = byte & 15: how many chunk size bytes follow;
+ *               byte & 16: permessage-deflate negotiated (RSV1 allowed)
  *   k bytes     chunk sizes, used in turn (0 is allowed: an empty read);
  *               k == 0 feeds the stream one byte at a time
  *   the rest    the client byte stream
@@ -16,8 +17,10 @@
  * chunks are joined per message; every call must respect the API: AGAIN
  * only with *pos == end, DATA between the old and the new *pos, CONTROL
  * payloads of at most 125 bytes, errors sticky and with a known code,
- * text messages valid UTF-8, messages within max_message.  The frame
- * header and close payload encoders are checked on the same bytes.
+ * text messages valid UTF-8 unless compressed, messages within
+ * max_message (compressed ones within its DEFLATE slack), compressed only
+ * with deflate negotiated.  The frame header and close payload encoders
+ * are checked on the same bytes.
  */
 
 
@@ -55,6 +58,7 @@ typedef struct {
     bytes_t         out;
     bytes_t         msg;           /* the data message in progress */
     unsigned        msg_opcode;
+    unsigned        msg_compressed;
     int             in_msg;
     int             error;         /* close code of the error, 0 = none */
 } trace_t;
@@ -144,6 +148,8 @@ record_event(trace_t *t, ngx_chat_ws_parser_t *p, ngx_chat_ws_rc_e rc,
         FUZZ_ASSERT(ev->opcode == NGX_CHAT_WS_OP_TEXT
                     || ev->opcode == NGX_CHAT_WS_OP_BINARY);
         FUZZ_ASSERT(ev->last == 0 || ev->last == 1);
+        FUZZ_ASSERT(ev->compressed == 0 || ev->compressed == 1);
+        FUZZ_ASSERT(!ev->compressed || p->deflate);
 
         /* unmasked in place, between the old and the new *pos */
         if (ev->len) {
@@ -153,18 +159,25 @@ record_event(trace_t *t, ngx_chat_ws_parser_t *p, ngx_chat_ws_rc_e rc,
         if (!t->in_msg) {
             t->in_msg = 1;
             t->msg_opcode = ev->opcode;
+            t->msg_compressed = ev->compressed;
             t->msg.len = 0;
             bytes_add(&t->msg, "", 0);   /* msg.p is never NULL */
         }
 
         FUZZ_ASSERT(ev->opcode == t->msg_opcode);
+        FUZZ_ASSERT(ev->compressed == t->msg_compressed);
 
         bytes_add(&t->msg, ev->data, ev->len);
 
         msg_len = t->msg.len;
-        FUZZ_ASSERT((uint64_t) msg_len <= max_message);
+        FUZZ_ASSERT((uint64_t) msg_len
+                    <= (ev->compressed
+                        ? ngx_chat_ws_compressed_limit(max_message)
+                        : max_message));
 
-        if (ev->opcode == NGX_CHAT_WS_OP_TEXT) {
+        /* compressed bytes are DEFLATE data: text only once inflated */
+
+        if (ev->opcode == NGX_CHAT_WS_OP_TEXT && !ev->compressed) {
             uint32_t  s = NGX_CHAT_UTF8_ACCEPT;
 
             /* every chunk keeps the message a valid UTF-8 prefix */
@@ -177,7 +190,7 @@ record_event(trace_t *t, ngx_chat_ws_parser_t *p, ngx_chat_ws_rc_e rc,
 
         if (ev->last) {
             trace_byte(t, 'M');
-            trace_byte(t, ev->opcode);
+            trace_byte(t, ev->opcode | (ev->compressed << 6));
             trace_u64(t, msg_len);
             trace_add(t, t->msg.p, msg_len);
             t->in_msg = 0;
@@ -387,6 +400,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     size_t                 k, off, n, i, chunk;
+    unsigned               deflate;
     uint64_t               max_message;
     trace_t                whole, chunked;
     unsigned char         *buf;
@@ -401,6 +415,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     max_message = max_message_of(data[0]);
     k = data[1] & 15;
+    deflate = (data[1] >> 4) & 1;
 
     if (size < 2 + k) {
         return 0;
@@ -422,12 +437,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     ngx_chat_ws_parser_init(&p, max_message);
+    p.deflate = (uint8_t) deflate;
     (void) feed(&whole, &p, buf, n, max_message);
     free(buf);
 
     /* chunked: each chunk its own exact-size buffer */
 
     ngx_chat_ws_parser_init(&p, max_message);
+    p.deflate = (uint8_t) deflate;
 
     for (off = 0, i = 0; ; i++) {
         chunk = k ? sizes[i % k] : 1;
@@ -473,6 +490,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_ASSERT(whole.in_msg == chunked.in_msg);
     if (whole.in_msg) {
         FUZZ_ASSERT(whole.msg_opcode == chunked.msg_opcode);
+        FUZZ_ASSERT(whole.msg_compressed == chunked.msg_compressed);
         FUZZ_ASSERT(whole.msg.len == chunked.msg.len);
         FUZZ_ASSERT(whole.msg.len == 0
                     || memcmp(whole.msg.p, chunked.msg.p, whole.msg.len)

@@ -217,13 +217,15 @@ add_close(buf_t *s, unsigned code, const void *reason, size_t len)
  *
  *   "T:<text>|", "B:<binary>|", "ping:<p>|", "pong:<p>|",
  *   "close<code>:<reason>|", "E<code>|", and "open:<bytes>|" when the
- *   stream ends inside a message.
+ *   stream ends inside a message; a compressed message is "TZ:" or "BZ:".
  *
  * Chunking: mode 0 whole, 1 byte by byte, 2 cut at `arg`, 3 random sizes
- * up to `arg`.  Also checks the invariants of each event.
+ * up to `arg`.  Also checks the invariants of each event.  run_deflate
+ * sets the parser's deflate flag (permessage-deflate negotiated).
  */
 
 static int  invariant_failed;
+static int  run_deflate;
 
 static void
 run(const unsigned char *stream, size_t n, uint64_t max, int mode,
@@ -231,7 +233,7 @@ run(const unsigned char *stream, size_t n, uint64_t max, int mode,
 {
     int                   stop;
     size_t                off, c;
-    unsigned              msg_op;
+    unsigned              msg_op, msg_z;
     buf_t                 msg;
     unsigned char        *chunk, *pos, *old;
     ngx_chat_ws_rc_e      rc;
@@ -239,10 +241,12 @@ run(const unsigned char *stream, size_t n, uint64_t max, int mode,
     ngx_chat_ws_parser_t  p;
 
     ngx_chat_ws_parser_init(&p, max);
+    p.deflate = (uint8_t) run_deflate;
 
     memset(&msg, 0, sizeof(buf_t));
     buf_add(&msg, "", 0);
     msg_op = 0;
+    msg_z = 0;
     stop = 0;
     off = 0;
 
@@ -330,25 +334,39 @@ run(const unsigned char *stream, size_t n, uint64_t max, int mode,
                 printf("  DATA with opcode %u\n", ev.opcode);
             }
 
+            if ((ev.compressed && !run_deflate)
+                || (msg_op && ev.compressed != msg_z))
+            {
+                invariant_failed++;
+                printf("  DATA with compressed %u\n", ev.compressed);
+            }
+
             msg_op = ev.opcode;
+            msg_z = ev.compressed;
             buf_add(&msg, ev.data, ev.len);
 
             if (ev.last) {
-                if (msg.len > max) {
+                if (msg.len > (msg_z ? ngx_chat_ws_compressed_limit(max)
+                                     : max))
+                {
                     invariant_failed++;
                     printf("  message over the limit\n");
                 }
 
-                if (msg_op == TEXT && !ngx_chat_utf8_valid(msg.p, msg.len)) {
+                if (msg_op == TEXT && !msg_z
+                    && !ngx_chat_utf8_valid(msg.p, msg.len))
+                {
                     invariant_failed++;
                     printf("  text message not UTF-8\n");
                 }
 
-                buf_add(tr, msg_op == TEXT ? "T:" : "B:", 2);
+                buf_add(tr, msg_op == TEXT ? "T" : "B", 1);
+                buf_add(tr, msg_z ? "Z:" : ":", msg_z ? 2 : 1);
                 buf_esc(tr, msg.p, msg.len);
                 buf_add(tr, "|", 1);
                 msg.len = 0;
                 msg_op = 0;
+                msg_z = 0;
             }
         }
 
@@ -1460,6 +1478,169 @@ test_random(void)
 }
 
 
+/*
+ * permessage-deflate negotiated: RSV1 on the first frame of a data message
+ * marks it compressed, nowhere else; RSV2 and RSV3 stay errors, and the
+ * compressed bytes are not UTF-8 to the parser.
+ */
+
+static void
+test_rsv1(void)
+{
+    size_t                 n;
+    buf_t                  s;
+    uint64_t               lim;
+    unsigned char          hdr[14], *pos;
+    ngx_chat_ws_rc_e       rc;
+    ngx_chat_ws_event_t    ev;
+    ngx_chat_ws_parser_t   p;
+
+    run_deflate = 1;
+
+    expect1("deflate: rsv1 text", FIN | RSV1 | TEXT, "x", 100, "TZ:x|");
+    expect1("deflate: rsv1 binary", FIN | RSV1 | BIN, "\x01", 100,
+            "BZ:\\x01|");
+    expect1("deflate: plain text", FIN | TEXT, "x", 100, "T:x|");
+    expect1("deflate: rsv2", FIN | RSV2 | TEXT, "x", 100, "E1002|");
+    expect1("deflate: rsv3", FIN | RSV3 | BIN, "x", 100, "E1002|");
+    expect1("deflate: rsv1 + rsv2", FIN | RSV1 | RSV2 | TEXT, "x", 100,
+            "E1002|");
+    expect1("deflate: rsv1 on ping", FIN | RSV1 | PING, "", 100, "E1002|");
+    expect1("deflate: rsv1 on pong", FIN | RSV1 | PONG, "p", 100, "E1002|");
+    expect1("deflate: rsv1 on close", FIN | RSV1 | CLOSE, "", 100,
+            "E1002|");
+    expect1("deflate: rsv1 on a continuation first", FIN | RSV1 | CONT, "x",
+            100, "E1002|");
+
+    /* the compressed bytes are not text: no UTF-8 check, any cut */
+
+    expect1("deflate: non-UTF-8 compressed text", FIN | RSV1 | TEXT,
+            "\xf2\x48\xcd\xc9\xc9\x07", 100,
+            "TZ:\\xf2H\\xcd\\xc9\\xc9\\x07|");
+    expect1("deflate: compressed text ends inside a character",
+            FIN | RSV1 | TEXT, "ab\xc3", 100, "TZ:ab\\xc3|");
+    expect1("deflate: bad UTF-8 in plain text still 1007", FIN | TEXT,
+            "ab\xff", 100, "E1007|");
+
+    /* fragments: RSV1 on the first only, the flag on every chunk */
+
+    memset(&s, 0, sizeof(buf_t));
+    add_str(&s, RSV1 | TEXT, "\xff\xfe");
+    add_str(&s, FIN | PING, "p");
+    add_str(&s, CONT, "");
+    add_str(&s, FIN | CONT, "\xc0");
+    add_str(&s, FIN | TEXT, "plain");
+    add_str(&s, RSV1 | BIN, "a");
+    add_str(&s, FIN | CONT, "b");
+    expect("deflate: fragmented compressed messages", &s, 100,
+           "ping:p|TZ:\\xff\\xfe\\xc0|T:plain|BZ:ab|");
+    buf_free(&s);
+
+    memset(&s, 0, sizeof(buf_t));
+    add_str(&s, RSV1 | TEXT, "ab");
+    add_str(&s, FIN | RSV1 | CONT, "cd");
+    expect("deflate: rsv1 on a continuation", &s, 100, "E1002|");
+    buf_free(&s);
+
+    memset(&s, 0, sizeof(buf_t));
+    add_str(&s, TEXT, "ab");
+    add_str(&s, FIN | RSV1 | CONT, "cd");
+    expect("deflate: rsv1 on the continuation of a plain message", &s, 100,
+           "E1002|");
+    buf_free(&s);
+
+    memset(&s, 0, sizeof(buf_t));
+    add_str(&s, RSV1 | TEXT, "ab");
+    add_str(&s, FIN | RSV1 | PING, "");
+    expect("deflate: rsv1 on a ping inside a compressed message", &s, 100,
+           "E1002|");
+    buf_free(&s);
+
+    memset(&s, 0, sizeof(buf_t));
+    add_str(&s, FIN | RSV1 | TEXT, "");
+    add_str(&s, RSV1 | BIN, "");
+    add_str(&s, FIN | CONT, "");
+    expect("deflate: empty compressed messages", &s, 100, "TZ:|BZ:|");
+    buf_free(&s);
+
+    /* the plain message after a compressed one is UTF-8 checked again */
+
+    memset(&s, 0, sizeof(buf_t));
+    add_str(&s, FIN | RSV1 | TEXT, "\xff");
+    add_str(&s, FIN | TEXT, "\xff");
+    expect("deflate: plain after compressed", &s, 100, "TZ:\\xff|E1007|");
+    buf_free(&s);
+
+    run_deflate = 0;
+
+    /* the wire limit of a compressed message has DEFLATE's slack */
+
+    CHECK(ngx_chat_ws_compressed_limit(0) == 64, "slack of 0");
+    CHECK(ngx_chat_ws_compressed_limit(16384) == 16384 + 1024 + 64,
+          "slack of 16384: %llu",
+          (unsigned long long) ngx_chat_ws_compressed_limit(16384));
+    CHECK(ngx_chat_ws_compressed_limit(UINT64_MAX) == UINT64_MAX,
+          "slack saturates");
+    CHECK(ngx_chat_ws_compressed_limit(UINT64_MAX - 70) == UINT64_MAX,
+          "slack saturates near the top");
+
+    lim = ngx_chat_ws_compressed_limit(100);
+
+    ngx_chat_ws_parser_init(&p, 100);
+    p.deflate = 1;
+    n = frame_header(hdr, FIN | RSV1 | TEXT, 1, lim, 0);
+    pos = hdr;
+    rc = ngx_chat_ws_parse(&p, &pos, hdr + n, &ev);
+    CHECK(rc == NGX_CHAT_WS_AGAIN, "compressed at the wire limit: %d", rc);
+
+    ngx_chat_ws_parser_init(&p, 100);
+    p.deflate = 1;
+    n = frame_header(hdr, FIN | RSV1 | TEXT, 1, lim + 1, 0);
+    pos = hdr;
+    rc = ngx_chat_ws_parse(&p, &pos, hdr + n, &ev);
+    CHECK(rc == NGX_CHAT_WS_ERROR && ev.close_code == 1009,
+          "compressed over the wire limit: %d", rc);
+
+    ngx_chat_ws_parser_init(&p, 100);
+    p.deflate = 1;
+    n = frame_header(hdr, FIN | TEXT, 1, 101, 0);
+    pos = hdr;
+    rc = ngx_chat_ws_parse(&p, &pos, hdr + n, &ev);
+    CHECK(rc == NGX_CHAT_WS_ERROR && ev.close_code == 1009,
+          "plain over the limit with deflate on: %d", rc);
+
+    /* the event: compressed on every chunk, reset for the next message */
+
+    memset(&s, 0, sizeof(buf_t));
+    add_str(&s, RSV1 | TEXT, "ab");
+    add_str(&s, FIN | CONT, "c");
+    add_str(&s, FIN | TEXT, "d");
+
+    ngx_chat_ws_parser_init(&p, 100);
+    p.deflate = 1;
+    pos = s.p;
+    rc = ngx_chat_ws_parse(&p, &pos, s.p + s.len, &ev);
+    CHECK(rc == NGX_CHAT_WS_DATA && ev.compressed && !ev.last
+          && ev.len == 2, "first chunk: %d %u", rc, ev.compressed);
+    rc = ngx_chat_ws_parse(&p, &pos, s.p + s.len, &ev);
+    CHECK(rc == NGX_CHAT_WS_DATA && ev.compressed && ev.last
+          && ev.len == 1, "last chunk: %d %u", rc, ev.compressed);
+    rc = ngx_chat_ws_parse(&p, &pos, s.p + s.len, &ev);
+    CHECK(rc == NGX_CHAT_WS_DATA && !ev.compressed && ev.last
+          && ev.len == 1, "plain message: %d %u", rc, ev.compressed);
+    buf_free(&s);
+
+    /* compressed server headers */
+
+    n = ngx_chat_ws_frame_header(hdr, NGX_CHAT_WS_RSV1 | TEXT, 5);
+    CHECK(n == 2 && hdr[0] == 0xc1 && hdr[1] == 5, "rsv1 header");
+    n = ngx_chat_ws_frame_header(hdr, NGX_CHAT_WS_RSV1 | BIN, 300);
+    CHECK(n == 4 && hdr[0] == 0xc2 && hdr[1] == 126, "rsv1 header 16");
+    n = ngx_chat_ws_frame_header(hdr, 0x30 | TEXT, 5);
+    CHECK(n == 2 && hdr[0] == 0x81, "rsv2, rsv3 never written");
+}
+
+
 /* the last event of a stream, fed whole, with a fragment limit */
 
 static unsigned
@@ -1532,6 +1713,7 @@ main(void)
     test_events();
     test_utf8();
     test_max_frames();
+    test_rsv1();
     test_encoder();
     test_random();
 
