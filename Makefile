@@ -101,10 +101,11 @@ UNIT_BINS := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
 # the module's pure C parts (no nginx headers), whichever exist yet
 UNIT_MOD_SRCS := $(wildcard ngx_chat_module/ngx_chat_frame.c \
                             ngx_chat_module/ngx_chat_wire.c \
+                            ngx_chat_module/ngx_chat_deflate.c \
                             ngx_chat_module/ngx_chat_jwt.c \
                             ngx_chat_module/ngx_chat_proto.c \
                             ngx_chat_module/ngx_chat_send.c)
-UNIT_LIBS := -ljansson -lcrypto
+UNIT_LIBS := -ljansson -lcrypto -lz
 
 .PHONY: all deps pkgs nginx-source kafka-jars build nginx workers unit \
         calls test run dynamic bench leak clean FORCE
@@ -368,13 +369,13 @@ FUZZ_BINS    := $(addprefix $(FUZZ_DIR)/,$(FUZZ_TARGETS))
 FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=all -std=gnu11 -Wall -Wextra \
                 -Ingx_chat_module
-FUZZ_LIBS    := -ljansson -lcrypto
+FUZZ_LIBS    := -ljansson -lcrypto -lz
 
 .PHONY: fuzz fuzz-build fuzz-pkgs
 
 # clang and its runtime libraries (libFuzzer, the sanitizers: Debian puts
 # them in libclang-rt-N-dev, which --no-install-recommends leaves out); the
-# rest (jansson, OpenSSL) comes with `pkgs`
+# rest (jansson, OpenSSL, zlib) comes with `pkgs`
 FUZZ_RT_PKG  := libclang-rt-14-dev
 fuzz-pkgs: pkgs
 	@if command -v $(FUZZ_CC) >/dev/null 2>&1 \
