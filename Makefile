@@ -9,6 +9,7 @@
 #   make run       deps, build, then the whole stack in ./var (foreground)
 #   make dynamic   check that the module also builds as a dynamic module
 #   make fuzz      libFuzzer targets t/fuzz/fuzz_*.c, FUZZ_SECONDS (30) each
+#   make bench-deflate  permessage-deflate's ratio and CPU on chat frames
 #   make clean
 #
 # SANITIZE=1 builds everything with ASan and UBSan into build-san/ instead
@@ -108,7 +109,7 @@ UNIT_MOD_SRCS := $(wildcard ngx_chat_module/ngx_chat_frame.c \
 UNIT_LIBS := -ljansson -lcrypto -lz
 
 .PHONY: all deps pkgs nginx-source kafka-jars build nginx workers unit \
-        calls test run dynamic bench leak clean FORCE
+        calls test run dynamic bench bench-deflate leak clean FORCE
 
 all: build
 
@@ -347,6 +348,24 @@ $(BENCH_BIN): t/bench/chat_bench.c
 
 bench: deps build $(BENCH_BIN)
 	BENCH_BIN=$(CURDIR)/$(BENCH_BIN) BENCH_QUICK=$(BENCH_QUICK) t/bench/run.sh
+
+# make bench-deflate [DEFLATE_BENCH_ITERS=20000]: t/bench/deflate_bench.c,
+# no servers: permessage-deflate's bytes before and after on typical
+# frames, and its CPU per frame (best of 5 rounds of ITERS calls).
+
+DEFLATE_BENCH_ITERS ?= 20000
+DEFLATE_BENCH_BIN  := $(BUILD)/bin/deflate_bench
+DEFLATE_BENCH_SRCS := t/bench/deflate_bench.c \
+                      ngx_chat_module/ngx_chat_deflate.c \
+                      ngx_chat_module/ngx_chat_frame.c
+
+$(DEFLATE_BENCH_BIN): $(DEFLATE_BENCH_SRCS) ngx_chat_module/ngx_chat_deflate.h \
+                      ngx_chat_module/ngx_chat_frame.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_CHAT) -o $@ $(DEFLATE_BENCH_SRCS) -lz
+
+bench-deflate: $(DEFLATE_BENCH_BIN)
+	$(DEFLATE_BENCH_BIN) $(DEFLATE_BENCH_ITERS)
 
 # ====================================================================== fuzz
 #
