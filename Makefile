@@ -102,6 +102,7 @@ UNIT_BINS := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
 # the module's pure C parts (no nginx headers), whichever exist yet
 UNIT_MOD_SRCS := $(wildcard ngx_chat_module/ngx_chat_frame.c \
                             ngx_chat_module/ngx_chat_wire.c \
+                            ngx_chat_module/ngx_chat_chain.c \
                             ngx_chat_module/ngx_chat_deflate.c \
                             ngx_chat_module/ngx_chat_jwt.c \
                             ngx_chat_module/ngx_chat_proto.c \

@@ -10,8 +10,13 @@
  *   ngx_chat_handshake.c     the HTTP upgrade request, its token, the 101
  *   ngx_chat_dispatch.c      what a client frame does: protocol, rate,
  *                            replies, Kafka records, presence requests
+ *   ngx_chat_drain.c         closing the sessions over a while when the
+ *                            process stops gracefully
  *   ngx_chat_deliver.c       what arrives from Redis: payloads to sessions,
- *                            presence events to their watchers
+ *                            presence events to their watchers, gaps in
+ *                            the chains of sections repaired
+ *   ngx_chat_stream.c        large answers popped from Redis as a
+ *                            session's socket drains
  *   ngx_chat_registry.c      the session registry in Redis
  *   ngx_chat_presence.c      presence: who watches whom, queries, events
  *   ngx_chat_session.c       one WebSocket connection's I/O, and the table
@@ -22,8 +27,10 @@
  *
  * and the pure C below them all, without nginx types (the unit tests and
  * fuzzers link these): ngx_chat_proto.c with ngx_chat_send.c (the client
- * protocol), ngx_chat_frame.c (RFC 6455), ngx_chat_jwt.c (tokens) and
- * ngx_chat_wire.c (what the module and the workers share).
+ * protocol), ngx_chat_chain.c (a node's view of a chain of sections),
+ * ngx_chat_frame.c (RFC 6455), ngx_chat_deflate.c (permessage-deflate),
+ * ngx_chat_jwt.c (tokens) and ngx_chat_wire.c (what the module and the
+ * workers share).
  */
 
 
@@ -52,6 +59,8 @@ typedef struct {
                                         size_t len);
     /* once, when the session begins to close or is gone */
     void                     (*closed)(ngx_chat_session_t *s);
+    /* its output went below half the send buffer, as asked */
+    void                     (*drained)(ngx_chat_session_t *s);
 } ngx_chat_session_handlers_t;
 
 
@@ -64,6 +73,8 @@ typedef struct {
     ngx_str_t                  kafka_topic;
     ngx_msec_t                 kafka_timeout;
     ngx_msec_t                 kafka_linger;
+    ngx_msec_t                 presence_grace;
+    ngx_msec_t                 drain;
     ngx_flag_t                 enabled;     /* some location says "chat" */
     ngx_flag_t                 echo;        /* some says "chat_echo" */
 
@@ -78,6 +89,7 @@ typedef struct {
     size_t                     max_message;
     ngx_uint_t                 max_frames;
     size_t                     send_buffer;
+    ngx_msec_t                 send_timeout;
     ngx_msec_t                 heartbeat;
     ngx_uint_t                 rate;        /* client frames per second */
     ngx_uint_t                 burst;
@@ -115,11 +127,14 @@ struct ngx_chat_session_s {
     u_char                    *out_last;
     u_char                    *out_end;
 
-    uint16_t                   silent_ticks;
+    /* ngx_current_msec of the last byte read and of the last ping sent */
+    uint32_t                   last_read;
+    uint32_t                   last_ping;
     unsigned                   in_table:1;
     unsigned                   closing:1;     /* our close frame queued */
     unsigned                   lingering:1;   /* draining before close */
     unsigned                   gone:1;        /* handlers->closed ran */
+    unsigned                   notify_drained:1;
 
     /* ngx_chat_dispatch.c: the token bucket of client frames (thousandths
      * of a frame), and the last typing "start" forwarded */
@@ -132,6 +147,9 @@ struct ngx_chat_session_s {
     /* ngx_chat_registry.c */
     int64_t                    since;       /* connected, us */
     unsigned                   registered:1;
+
+    /* ngx_chat_stream.c: answers being popped, while there are */
+    void                      *stream;
 
     /* ngx_chat_presence.c: whom it watches, allocated when it does */
     void                     **watching;
@@ -157,11 +175,30 @@ extern const ngx_chat_session_handlers_t  ngx_chat_dispatch_echo;
 void ngx_chat_dispatch_undelivered(const u_char *record, size_t len);
 
 
+/* ---- ngx_chat_drain.c ---- */
+
+ngx_int_t ngx_chat_drain_init(ngx_cycle_t *cycle, ngx_chat_main_conf_t *mcf);
+/* the sessions close over chat_drain, not all at once when nginx stops */
+ngx_uint_t ngx_chat_drain_enabled(void);
+ngx_uint_t ngx_chat_draining(void);
+
+
 /* ---- ngx_chat_deliver.c ---- */
 
+ngx_int_t ngx_chat_deliver_init(ngx_cycle_t *cycle,
+    ngx_chat_main_conf_t *mcf);
+void ngx_chat_deliver_exit(ngx_cycle_t *cycle);
 /* a message on one of the channels this process subscribes to */
 void ngx_chat_deliver(const u_char *channel, size_t channel_len,
     const u_char *data, size_t len);
+
+
+/* ---- ngx_chat_stream.c ---- */
+
+void ngx_chat_stream_announce(ngx_chat_session_t *s, const u_char *key,
+    size_t len);
+void ngx_chat_stream_drained(ngx_chat_session_t *s);
+void ngx_chat_stream_drop(ngx_chat_session_t *s);
 
 
 /* ---- ngx_chat_registry.c ---- */
@@ -170,10 +207,9 @@ ngx_int_t ngx_chat_registry_init(ngx_cycle_t *cycle,
     ngx_chat_main_conf_t *mcf);
 void ngx_chat_registry_add(ngx_chat_session_t *s);
 void ngx_chat_registry_remove(ngx_chat_session_t *s);
+void ngx_chat_registry_exit(ngx_cycle_t *cycle);
 /* Redis may have lost every key: register the local sessions again */
 void ngx_chat_registry_restore(void);
-/* a newer connection owns the device's entry now: leave it alone */
-void ngx_chat_registry_forget(ngx_chat_session_t *s);
 
 
 /* ---- ngx_chat_presence.c ---- */
@@ -185,6 +221,9 @@ void ngx_chat_presence_request(ngx_chat_session_t *s,
     struct ngx_chat_proto_result_s *res);
 void ngx_chat_presence_event(const u_char *p, size_t len);
 void ngx_chat_presence_drop(ngx_chat_session_t *s);
+/* the subscription link: a channel's subscription confirmed, a new link */
+void ngx_chat_presence_subscribed(const u_char *channel, size_t len);
+void ngx_chat_presence_resubscribe(void);
 
 
 /* ---- ngx_chat_session.c ---- */
@@ -204,6 +243,11 @@ ngx_chat_session_t *ngx_chat_session_find_key(ngx_rbtree_key_t key);
 /* the sessions of this process in sid order; NULL after the last */
 ngx_chat_session_t *ngx_chat_session_first(void);
 ngx_chat_session_t *ngx_chat_session_next(ngx_chat_session_t *s);
+
+/* bytes queued for the socket */
+size_t ngx_chat_session_queued(ngx_chat_session_t *s);
+/* call handlers->drained once the output is below half the send buffer */
+void ngx_chat_session_notify_drained(ngx_chat_session_t *s);
 
 /* queues one frame; a text frame beyond the send buffer closes with 4009 */
 ngx_int_t ngx_chat_session_send(ngx_chat_session_t *s, ngx_uint_t opcode,
@@ -225,6 +269,9 @@ void ngx_chat_kafka_exit(ngx_cycle_t *cycle);
 /* on NGX_OK the value (malloc'ed) belongs to Kafka, which frees it */
 ngx_int_t ngx_chat_kafka_produce(u_char *key, size_t key_len, u_char *value,
     size_t value_len);
+/* the same, to one partition */
+ngx_int_t ngx_chat_kafka_produce_to(int32_t partition, u_char *value,
+    size_t value_len);
 
 
 /* ---- ngx_chat_redis.c ---- */
@@ -234,6 +281,11 @@ typedef void (*ngx_chat_redis_reply_pt)(void *reply, void *data);
 typedef struct {
     /* the command link is (again) connected */
     void                     (*commands_ready)(void);
+    /* the subscription link is (again) connected, on its fixed channels */
+    void                     (*subscription_ready)(void);
+    /* a subscription to a channel is confirmed */
+    void                     (*subscribed)(const u_char *channel,
+                                           size_t channel_len);
     /* a message on a subscribed channel */
     void                     (*message)(const u_char *channel,
                                         size_t channel_len,
@@ -254,6 +306,11 @@ void ngx_chat_redis_exit(ngx_cycle_t *cycle);
 
 void ngx_chat_redis_script_init(ngx_chat_redis_script_t *script,
     const char *text);
+
+/* channels beyond the fixed ones; NGX_ERROR while the link is down (a new
+ * link calls subscription_ready, which subscribes again) */
+ngx_int_t ngx_chat_redis_subscribe(ngx_str_t *channels, ngx_uint_t n);
+void ngx_chat_redis_unsubscribe(ngx_str_t *channels, ngx_uint_t n);
 
 /*
  * A command, or a script with its keys and arguments, on the command link;

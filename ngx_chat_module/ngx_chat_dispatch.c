@@ -11,6 +11,7 @@
 
 
 #include "ngx_chat.h"
+#include "ngx_chat_jwt.h"
 #include "ngx_chat_proto.h"
 
 
@@ -21,27 +22,33 @@ static ngx_int_t ngx_chat_dispatch_start(ngx_chat_session_t *s);
 static void ngx_chat_dispatch_message(ngx_chat_session_t *s,
     ngx_uint_t opcode, u_char *data, size_t len);
 static void ngx_chat_dispatch_closed(ngx_chat_session_t *s);
+static void ngx_chat_dispatch_drained(ngx_chat_session_t *s);
 static ngx_int_t ngx_chat_dispatch_echo_start(ngx_chat_session_t *s);
 static void ngx_chat_dispatch_echo_message(ngx_chat_session_t *s,
     ngx_uint_t opcode, u_char *data, size_t len);
 static void ngx_chat_dispatch_echo_closed(ngx_chat_session_t *s);
+static void ngx_chat_dispatch_echo_drained(ngx_chat_session_t *s);
 static ngx_msec_t ngx_chat_dispatch_rate(ngx_chat_session_t *s);
 static ngx_uint_t ngx_chat_dispatch_typing_throttled(ngx_chat_session_t *s,
     ngx_chat_proto_result_t *res);
 static ngx_chat_main_conf_t *ngx_chat_dispatch_main_conf(void);
+static void ngx_chat_dispatch_auth(ngx_chat_session_t *s,
+    ngx_chat_main_conf_t *mcf, ngx_chat_proto_result_t *res);
 
 
 const ngx_chat_session_handlers_t  ngx_chat_dispatch_chat = {
     ngx_chat_dispatch_start,
     ngx_chat_dispatch_message,
-    ngx_chat_dispatch_closed
+    ngx_chat_dispatch_closed,
+    ngx_chat_dispatch_drained
 };
 
 
 const ngx_chat_session_handlers_t  ngx_chat_dispatch_echo = {
     ngx_chat_dispatch_echo_start,
     ngx_chat_dispatch_echo_message,
-    ngx_chat_dispatch_echo_closed
+    ngx_chat_dispatch_echo_closed,
+    ngx_chat_dispatch_echo_drained
 };
 
 
@@ -65,11 +72,17 @@ ngx_chat_dispatch_start(ngx_chat_session_t *s)
     s->rate_last = ngx_current_msec;
     s->rate_tokens = s->conf->burst * 1000;
 
+    if (ngx_chat_drain_enabled()) {
+        /* not closed all at once by nginx's shutdown: ngx_chat_drain.c */
+        s->connection->idle = 0;
+    }
+
     p = ngx_snprintf(buf, sizeof(buf),
                      "{\"type\":\"hello\",\"user_id\":\"%V\","
                      "\"device_id\":\"%V\",\"session_id\":\"%*s\","
                      "\"server_id\":\"%V\",\"node\":\"%V\","
                      "\"heartbeat_s\":%M,\"max_message_bytes\":%uz,"
+                     "\"features\":" NGX_CHAT_PROTO_FEATURES ","
                      "\"server_ts\":%M}",
                      &s->user, &s->device, (size_t) NGX_CHAT_WIRE_SID_LEN,
                      s->sid, &mcf->server_id, &mcf->node,
@@ -140,6 +153,10 @@ ngx_chat_dispatch_message(ngx_chat_session_t *s, ngx_uint_t opcode,
         ngx_chat_presence_request(s, &res);
     }
 
+    if (res.auth_token) {
+        ngx_chat_dispatch_auth(s, mcf, &res);
+    }
+
     if (res.typing_start && ngx_chat_dispatch_typing_throttled(s, &res)) {
         ngx_chat_proto_result_free(&res);
         return;
@@ -177,6 +194,14 @@ ngx_chat_dispatch_closed(ngx_chat_session_t *s)
 {
     ngx_chat_registry_remove(s);
     ngx_chat_presence_drop(s);
+    ngx_chat_stream_drop(s);
+}
+
+
+static void
+ngx_chat_dispatch_drained(ngx_chat_session_t *s)
+{
+    ngx_chat_stream_drained(s);
 }
 
 
@@ -204,6 +229,42 @@ ngx_chat_dispatch_undelivered(const u_char *record, size_t len)
     }
 
     free(frame);
+}
+
+
+/* a fresh token for the same user and device: the session lives on */
+
+static void
+ngx_chat_dispatch_auth(ngx_chat_session_t *s, ngx_chat_main_conf_t *mcf,
+    ngx_chat_proto_result_t *res)
+{
+    const char             *why;
+    ngx_chat_jwt_claims_t   claims;
+
+    if (ngx_chat_jwt_verify((u_char *) res->auth_token, res->auth_token_len,
+                            mcf->jwt_secret.data, mcf->jwt_secret.len,
+                            (int64_t) ngx_time(), &claims, &why)
+        != 0)
+    {
+        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                      "chat: auth refused: %s", why);
+        ngx_chat_proto_set_error(res, "bad_request", "invalid token");
+        return;
+    }
+
+    if (ngx_strlen(claims.sub) != s->user.len
+        || ngx_strncmp(claims.sub, s->user.data, s->user.len) != 0
+        || ngx_strlen(claims.dev) != s->device.len
+        || ngx_strncmp(claims.dev, s->device.data, s->device.len) != 0)
+    {
+        ngx_chat_proto_set_error(res, "forbidden",
+                                 "the token is for another user or device");
+        return;
+    }
+
+    s->expires = claims.exp;
+
+    ngx_chat_proto_set_auth_ok(res, claims.exp * 1000);
 }
 
 
@@ -279,5 +340,11 @@ ngx_chat_dispatch_echo_message(ngx_chat_session_t *s, ngx_uint_t opcode,
 
 static void
 ngx_chat_dispatch_echo_closed(ngx_chat_session_t *s)
+{
+}
+
+
+static void
+ngx_chat_dispatch_echo_drained(ngx_chat_session_t *s)
 {
 }

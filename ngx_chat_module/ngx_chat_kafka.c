@@ -227,6 +227,27 @@ ngx_chat_kafka_produce(u_char *key, size_t key_len, u_char *value,
 }
 
 
+ngx_int_t
+ngx_chat_kafka_produce_to(int32_t partition, u_char *value, size_t value_len)
+{
+    if (ngx_chat_kafka_producer == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (rd_kafka_produce(ngx_chat_kafka_topic, partition, RD_KAFKA_MSG_F_FREE,
+                         value, value_len, NULL, 0, NULL)
+        == -1)
+    {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "chat: kafka produce to partition %D failed: %s",
+                      partition, rd_kafka_err2str(rd_kafka_last_error()));
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_chat_kafka_set(rd_kafka_conf_t *conf, ngx_log_t *log, const char *name,
     const char *value)

@@ -12,6 +12,10 @@
 
 extern const char  ngx_chat_lua_registry_add[];
 extern const char  ngx_chat_lua_registry_remove[];
+extern const char  ngx_chat_lua_registry_alive[];
+extern const char  ngx_chat_lua_registry_sweep[];
+extern const char  ngx_chat_lua_registry_due[];
+extern const char  ngx_chat_lua_registry_gone[];
 extern const char  ngx_chat_lua_presence_query[];
 extern const char  ngx_chat_lua_presence_set[];
 

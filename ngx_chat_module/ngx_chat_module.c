@@ -102,6 +102,20 @@ static ngx_command_t  ngx_chat_commands[] = {
       offsetof(ngx_chat_main_conf_t, kafka_linger),
       NULL },
 
+    { ngx_string("chat_presence_grace"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_chat_main_conf_t, presence_grace),
+      NULL },
+
+    { ngx_string("chat_drain"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_chat_main_conf_t, drain),
+      NULL },
+
     { ngx_string("chat_max_message_bytes"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
@@ -121,6 +135,13 @@ static ngx_command_t  ngx_chat_commands[] = {
       ngx_conf_set_size_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_chat_loc_conf_t, send_buffer),
+      NULL },
+
+    { ngx_string("chat_send_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_chat_loc_conf_t, send_timeout),
       NULL },
 
     { ngx_string("chat_heartbeat"),
@@ -210,6 +231,8 @@ ngx_chat_create_main_conf(ngx_conf_t *cf)
     mcf->redis_port = 0;
     mcf->kafka_timeout = NGX_CONF_UNSET_MSEC;
     mcf->kafka_linger = NGX_CONF_UNSET_MSEC;
+    mcf->presence_grace = NGX_CONF_UNSET_MSEC;
+    mcf->drain = NGX_CONF_UNSET_MSEC;
 
     return mcf;
 }
@@ -235,6 +258,10 @@ ngx_chat_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_msec_value(mcf->kafka_timeout, 10000);
     ngx_conf_init_msec_value(mcf->kafka_linger, 5);
+
+    /* a reconnect (a reload, a flapping link) takes a second or two */
+    ngx_conf_init_msec_value(mcf->presence_grace, 5000);
+    ngx_conf_init_msec_value(mcf->drain, 30000);
 
     if (mcf->kafka_linger > 1000) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -287,6 +314,7 @@ ngx_chat_create_loc_conf(ngx_conf_t *cf)
     conf->max_message = NGX_CONF_UNSET_SIZE;
     conf->max_frames = NGX_CONF_UNSET_UINT;
     conf->send_buffer = NGX_CONF_UNSET_SIZE;
+    conf->send_timeout = NGX_CONF_UNSET_MSEC;
     conf->heartbeat = NGX_CONF_UNSET_MSEC;
     conf->rate = NGX_CONF_UNSET_UINT;
     conf->burst = NGX_CONF_UNSET_UINT;
@@ -308,6 +336,10 @@ ngx_chat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               16 * 1024);
     ngx_conf_merge_size_value(conf->send_buffer, prev->send_buffer,
                               256 * 1024);
+
+    /* a client that reads nothing for this long is closed (4009 at the
+     * bound comes first for one that gets much) */
+    ngx_conf_merge_msec_value(conf->send_timeout, prev->send_timeout, 30000);
 
     /* fragments of 16 bytes on average: no real client comes near */
     ngx_conf_merge_uint_value(conf->max_frames, prev->max_frames,
@@ -466,6 +498,8 @@ ngx_chat_init_process(ngx_cycle_t *cycle)
 
     static const ngx_chat_redis_handlers_t  handlers = {
         ngx_chat_registry_restore,
+        ngx_chat_presence_resubscribe,
+        ngx_chat_presence_subscribed,
         ngx_chat_deliver
     };
 
@@ -484,7 +518,7 @@ ngx_chat_init_process(ngx_cycle_t *cycle)
     }
 
     mcf->node.data = ngx_pnalloc(cycle->pool, NGX_CHAT_WIRE_NODE_MAX);
-    channels = ngx_palloc(cycle->pool, 2 * sizeof(ngx_str_t));
+    channels = ngx_palloc(cycle->pool, sizeof(ngx_str_t));
     if (mcf->node.data == NULL || channels == NULL) {
         return NGX_ERROR;
     }
@@ -502,11 +536,12 @@ ngx_chat_init_process(ngx_cycle_t *cycle)
                                         NGX_CHAT_WIRE_CHANNEL_NODE,
                                         (char *) mcf->node.data,
                                         mcf->node.len);
-    ngx_str_set(&channels[1], NGX_CHAT_WIRE_CHANNEL_PRESENCE);
 
     if (ngx_chat_registry_init(cycle, mcf) != NGX_OK
+        || ngx_chat_deliver_init(cycle, mcf) != NGX_OK
+        || ngx_chat_drain_init(cycle, mcf) != NGX_OK
         || ngx_chat_presence_init(cycle) != NGX_OK
-        || ngx_chat_redis_init(cycle, mcf, channels, 2, &handlers) != NGX_OK
+        || ngx_chat_redis_init(cycle, mcf, channels, 1, &handlers) != NGX_OK
         || ngx_chat_kafka_init(cycle, mcf, ngx_chat_dispatch_undelivered)
            != NGX_OK)
     {
@@ -529,6 +564,8 @@ ngx_chat_exit_process(ngx_cycle_t *cycle)
     }
 
     ngx_chat_session_close_all(NGX_CHAT_WIRE_CLOSE_AWAY, "server going away");
+    ngx_chat_registry_exit(cycle);
+    ngx_chat_deliver_exit(cycle);
     ngx_chat_kafka_exit(cycle);
     ngx_chat_redis_exit(cycle);
 }

@@ -4,11 +4,16 @@
  * Redis alone (no store of record is involved: presence is ephemeral).
  *
  * Redis holds the truth: a user is online while its sessions key has a
- * device (the registry's scripts publish the edges on the presence
+ * device (the registry's scripts publish the edges on the user's presence
  * channel), away when its presence key says so, and offline otherwise with
- * the presence key's last_seen. Each nginx worker keeps the table of its
- * own sessions' subscriptions, user -> sessions, and hands every event on
- * the channel to the local subscribers of that user only.
+ * the presence key's last_seen. Each nginx worker process keeps the table
+ * of its own sessions' subscriptions, user -> sessions, subscribes to the
+ * channels of the users in it (and only those: an event reaches only the
+ * processes that have a watcher), and hands each event to the local
+ * watchers of that user.
+ *
+ * A watcher's first answer is read from Redis after its subscription is
+ * confirmed, so no change falls between the two.
  */
 
 
@@ -26,16 +31,23 @@
 typedef struct {
     ngx_rbtree_node_t          node;        /* key: crc32 of the user id */
     ngx_str_t                  user;
+    ngx_str_t                  channel;
     ngx_chat_session_t       **subs;
     ngx_uint_t                 nsubs;
     ngx_uint_t                 nalloc;
+    unsigned                   subscribed:1;
 } ngx_chat_presence_watch_t;
 
 
-/* what a presence query reply needs: the session may be gone by then */
+/*
+ * what a presence query and its reply need (the session may be gone by
+ * then), and how many subscriptions must be confirmed before it is asked
+ */
 typedef struct {
+    ngx_queue_t                queue;
     ngx_rbtree_key_t           sid;
     json_t                    *ids;
+    uint64_t                   after;
 } ngx_chat_presence_query_t;
 
 
@@ -47,6 +59,10 @@ static void ngx_chat_presence_unwatch(ngx_chat_session_t *s,
     ngx_chat_presence_watch_t *w);
 static ngx_int_t ngx_chat_presence_query(ngx_chat_session_t *s,
     json_t *ids);
+static ngx_int_t ngx_chat_presence_ask(ngx_chat_presence_query_t *q);
+static void ngx_chat_presence_run_waiting(void);
+static ngx_int_t ngx_chat_presence_subscribe(ngx_chat_presence_watch_t **ws,
+    ngx_uint_t n);
 static void ngx_chat_presence_answer(void *reply, void *data);
 static void ngx_chat_presence_send(ngx_chat_session_t *s, u_char *user,
     size_t user_len, u_char *status, size_t status_len, u_char *last_seen,
@@ -58,12 +74,19 @@ static ngx_rbtree_node_t        ngx_chat_presence_sentinel;
 static ngx_chat_redis_script_t  ngx_chat_presence_query_script;
 static ngx_chat_redis_script_t  ngx_chat_presence_set_script;
 
+/* subscriptions asked for and confirmed on the current subscription link,
+ * and the queries waiting for theirs */
+static uint64_t                 ngx_chat_presence_asked;
+static uint64_t                 ngx_chat_presence_confirmed;
+static ngx_queue_t              ngx_chat_presence_waiting;
+
 
 ngx_int_t
 ngx_chat_presence_init(ngx_cycle_t *cycle)
 {
     ngx_rbtree_init(&ngx_chat_presence_tree, &ngx_chat_presence_sentinel,
                     ngx_rbtree_insert_value);
+    ngx_queue_init(&ngx_chat_presence_waiting);
 
     ngx_chat_redis_script_init(&ngx_chat_presence_query_script,
                                ngx_chat_lua_presence_query);
@@ -83,6 +106,7 @@ ngx_chat_presence_request(ngx_chat_session_t *s,
     char                        sess[NGX_CHAT_WIRE_KEY_MAX];
     char                        pres[NGX_CHAT_WIRE_KEY_MAX];
     char                        event[NGX_CHAT_WIRE_PRESENCE_MAX];
+    char                        channel[NGX_CHAT_WIRE_KEY_MAX];
     const char                 *argv[5];
     size_t                      argvlen[5];
     ngx_chat_presence_watch_t  *w;
@@ -99,12 +123,6 @@ ngx_chat_presence_request(ngx_chat_session_t *s,
             return;
         }
 
-        if (ngx_chat_presence_query(s, res->presence_ids) != NGX_OK) {
-            ngx_chat_proto_set_error(res, "unavailable",
-                                     "presence is unavailable: retry later");
-            return;
-        }
-
         for (i = 0; i < n; i++) {
             id = json_array_get(res->presence_ids, i);
             w = ngx_chat_presence_find((u_char *) json_string_value(id),
@@ -114,6 +132,11 @@ ngx_chat_presence_request(ngx_chat_session_t *s,
                 ngx_chat_proto_set_error(res, "internal", "out of memory");
                 return;
             }
+        }
+
+        if (ngx_chat_presence_query(s, res->presence_ids) != NGX_OK) {
+            ngx_chat_proto_set_error(res, "unavailable",
+                                     "presence is unavailable: retry later");
         }
 
         return;
@@ -139,8 +162,10 @@ ngx_chat_presence_request(ngx_chat_session_t *s,
         argv[1] = pres;
         argvlen[1] = ngx_chat_wire_key(pres, NGX_CHAT_WIRE_KEY_PRES,
                                        (char *) s->user.data, s->user.len);
-        argv[2] = NGX_CHAT_WIRE_CHANNEL_PRESENCE;
-        argvlen[2] = sizeof(NGX_CHAT_WIRE_CHANNEL_PRESENCE) - 1;
+        argv[2] = channel;
+        argvlen[2] = ngx_chat_wire_key(channel,
+                                       NGX_CHAT_WIRE_CHANNEL_PRESENCE,
+                                       (char *) s->user.data, s->user.len);
         argv[3] = res->presence_status;
         argvlen[3] = ngx_strlen(res->presence_status);
         argv[4] = event;
@@ -249,16 +274,23 @@ ngx_chat_presence_find(u_char *user, size_t len, ngx_uint_t create)
         return NULL;
     }
 
-    w = ngx_alloc(sizeof(ngx_chat_presence_watch_t) + len, ngx_cycle->log);
+    w = ngx_alloc(sizeof(ngx_chat_presence_watch_t)
+                  + sizeof(NGX_CHAT_WIRE_CHANNEL_PRESENCE) + len,
+                  ngx_cycle->log);
     if (w == NULL) {
         return NULL;
     }
 
     ngx_memzero(w, sizeof(ngx_chat_presence_watch_t));
     w->node.key = hash;
-    w->user.data = (u_char *) w + sizeof(ngx_chat_presence_watch_t);
+
+    /* the channel, whose tail is the user id */
+    w->channel.data = (u_char *) w + sizeof(ngx_chat_presence_watch_t);
+    w->channel.len = ngx_sprintf(w->channel.data, "%s%*s",
+                                 NGX_CHAT_WIRE_CHANNEL_PRESENCE, len, user)
+                     - w->channel.data;
+    w->user.data = w->channel.data + w->channel.len - len;
     w->user.len = len;
-    ngx_memcpy(w->user.data, user, len);
 
     ngx_rbtree_insert(&ngx_chat_presence_tree, &w->node);
 
@@ -337,6 +369,10 @@ ngx_chat_presence_unwatch(ngx_chat_session_t *s, ngx_chat_presence_watch_t *w)
     }
 
     if (w->nsubs == 0) {
+        if (w->subscribed) {
+            ngx_chat_redis_unsubscribe(&w->channel, 1);
+        }
+
         ngx_rbtree_delete(&ngx_chat_presence_tree, &w->node);
 
         if (w->subs) {
@@ -348,22 +384,218 @@ ngx_chat_presence_unwatch(ngx_chat_session_t *s, ngx_chat_presence_watch_t *w)
 }
 
 
+/*
+ * Subscribes to the channels of the users not yet watched here, then asks
+ * for the presence of all of them once those subscriptions are confirmed.
+ */
+
 static ngx_int_t
 ngx_chat_presence_query(ngx_chat_session_t *s, json_t *ids)
 {
-    char                       *keys;
-    size_t                      i, n, argc;
-    json_t                     *id;
-    ngx_int_t                   rc;
-    const char                **argv;
-    size_t                     *argvlen;
-    ngx_chat_presence_query_t  *q;
+    size_t                       i, n, k;
+    json_t                      *id;
+    ngx_chat_presence_watch_t   *w, **fresh;
+    ngx_chat_presence_query_t   *q;
 
     n = json_array_size(ids);
 
     if (n == 0) {
         return NGX_OK;
     }
+
+    fresh = ngx_alloc(n * sizeof(ngx_chat_presence_watch_t *),
+                      ngx_cycle->log);
+    if (fresh == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0, k = 0; i < n; i++) {
+        id = json_array_get(ids, i);
+        w = ngx_chat_presence_find((u_char *) json_string_value(id),
+                                   json_string_length(id), 0);
+
+        if (w && !w->subscribed) {
+            fresh[k++] = w;
+        }
+    }
+
+    if (k && ngx_chat_presence_subscribe(fresh, k) != NGX_OK) {
+        ngx_free(fresh);
+        return NGX_ERROR;
+    }
+
+    ngx_free(fresh);
+
+    q = ngx_alloc(sizeof(ngx_chat_presence_query_t), ngx_cycle->log);
+    if (q == NULL) {
+        return NGX_ERROR;
+    }
+
+    q->sid = s->node.key;
+    q->ids = json_incref(ids);
+    q->after = ngx_chat_presence_asked;
+
+    if (ngx_chat_presence_confirmed >= q->after) {
+        return ngx_chat_presence_ask(q);
+    }
+
+    ngx_queue_insert_tail(&ngx_chat_presence_waiting, &q->queue);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_chat_presence_subscribe(ngx_chat_presence_watch_t **ws, ngx_uint_t n)
+{
+    ngx_uint_t   i;
+    ngx_str_t   *channels;
+    ngx_int_t    rc;
+
+    channels = ngx_alloc(n * sizeof(ngx_str_t), ngx_cycle->log);
+    if (channels == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        channels[i] = ws[i]->channel;
+    }
+
+    rc = ngx_chat_redis_subscribe(channels, n);
+
+    ngx_free(channels);
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        ws[i]->subscribed = 1;
+    }
+
+    ngx_chat_presence_asked += n;
+
+    return NGX_OK;
+}
+
+
+/* a subscription of the link's is confirmed: ask what waited for it */
+
+void
+ngx_chat_presence_subscribed(const u_char *channel, size_t len)
+{
+    if (len < sizeof(NGX_CHAT_WIRE_CHANNEL_PRESENCE) - 1
+        || ngx_strncmp(channel, NGX_CHAT_WIRE_CHANNEL_PRESENCE,
+                       sizeof(NGX_CHAT_WIRE_CHANNEL_PRESENCE) - 1) != 0)
+    {
+        return;
+    }
+
+    ngx_chat_presence_confirmed++;
+    ngx_chat_presence_run_waiting();
+}
+
+
+static void
+ngx_chat_presence_run_waiting(void)
+{
+    ngx_queue_t                *head;
+    ngx_chat_presence_query_t  *q;
+
+    while (!ngx_queue_empty(&ngx_chat_presence_waiting)) {
+        head = ngx_queue_head(&ngx_chat_presence_waiting);
+        q = ngx_queue_data(head, ngx_chat_presence_query_t, queue);
+
+        if (q->after > ngx_chat_presence_confirmed) {
+            break;
+        }
+
+        ngx_queue_remove(head);
+
+        if (ngx_chat_presence_ask(q) != NGX_OK) {
+            /* Redis is away: the watch stands, its events will come */
+        }
+    }
+}
+
+
+/* a new subscription link: every watched user's channel again */
+
+void
+ngx_chat_presence_resubscribe(void)
+{
+    ngx_uint_t                   n;
+    ngx_queue_t                 *qe;
+    ngx_rbtree_node_t           *node, *root, *sentinel;
+    ngx_chat_presence_watch_t  **ws, *w;
+    ngx_chat_presence_query_t   *q;
+
+    ngx_chat_presence_asked = 0;
+    ngx_chat_presence_confirmed = 0;
+
+    root = ngx_chat_presence_tree.root;
+    sentinel = ngx_chat_presence_tree.sentinel;
+
+    n = 0;
+
+    if (root != sentinel) {
+        for (node = ngx_rbtree_min(root, sentinel);
+             node;
+             node = ngx_rbtree_next(&ngx_chat_presence_tree, node))
+        {
+            ((ngx_chat_presence_watch_t *) node)->subscribed = 0;
+            n++;
+        }
+    }
+
+    if (n) {
+        ws = ngx_alloc(n * sizeof(ngx_chat_presence_watch_t *),
+                       ngx_cycle->log);
+        if (ws == NULL) {
+            return;
+        }
+
+        n = 0;
+
+        for (node = ngx_rbtree_min(root, sentinel);
+             node;
+             node = ngx_rbtree_next(&ngx_chat_presence_tree, node))
+        {
+            w = (ngx_chat_presence_watch_t *) node;
+            ws[n++] = w;
+        }
+
+        (void) ngx_chat_presence_subscribe(ws, n);
+
+        ngx_free(ws);
+    }
+
+    /* what waited on the old link waits for these */
+
+    for (qe = ngx_queue_head(&ngx_chat_presence_waiting);
+         qe != ngx_queue_sentinel(&ngx_chat_presence_waiting);
+         qe = ngx_queue_next(qe))
+    {
+        q = ngx_queue_data(qe, ngx_chat_presence_query_t, queue);
+        q->after = ngx_chat_presence_asked;
+    }
+
+    /* with nothing to subscribe, nothing to wait for */
+    ngx_chat_presence_run_waiting();
+}
+
+
+static ngx_int_t
+ngx_chat_presence_ask(ngx_chat_presence_query_t *q)
+{
+    char        *keys;
+    size_t       i, n, argc;
+    json_t      *id;
+    ngx_int_t    rc;
+    const char **argv;
+    size_t      *argvlen;
+
+    n = json_array_size(q->ids);
 
     /* each user's sessions and presence keys, in pairs */
 
@@ -372,10 +604,8 @@ ngx_chat_presence_query(ngx_chat_session_t *s, json_t *ids)
     argv = ngx_alloc(argc * (sizeof(char *) + sizeof(size_t)
                              + NGX_CHAT_WIRE_KEY_MAX),
                      ngx_cycle->log);
-    q = ngx_alloc(sizeof(ngx_chat_presence_query_t), ngx_cycle->log);
-
-    if (argv == NULL || q == NULL) {
-        ngx_free(argv);
+    if (argv == NULL) {
+        json_decref(q->ids);
         ngx_free(q);
         return NGX_ERROR;
     }
@@ -384,7 +614,7 @@ ngx_chat_presence_query(ngx_chat_session_t *s, json_t *ids)
     keys = (char *) (argvlen + argc);
 
     for (i = 0; i < n; i++) {
-        id = json_array_get(ids, i);
+        id = json_array_get(q->ids, i);
 
         argv[2 * i] = keys + 2 * i * NGX_CHAT_WIRE_KEY_MAX;
         argvlen[2 * i] = ngx_chat_wire_key((char *) argv[2 * i],
@@ -398,9 +628,6 @@ ngx_chat_presence_query(ngx_chat_session_t *s, json_t *ids)
                                                json_string_value(id),
                                                json_string_length(id));
     }
-
-    q->sid = s->node.key;
-    q->ids = json_incref(ids);
 
     rc = ngx_chat_redis_eval(&ngx_chat_presence_query_script,
                              ngx_chat_presence_answer, q, (int) argc,

@@ -47,6 +47,7 @@ static int ngx_chat_proto_receipt(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_typing(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_presence(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_presence_set(ngx_chat_proto_ctx_t *ctx);
+static int ngx_chat_proto_auth(ngx_chat_proto_ctx_t *ctx);
 static json_t *ngx_chat_proto_user_ids(ngx_chat_proto_ctx_t *ctx,
     json_t *list, const char *field, int drop_self);
 static int ngx_chat_proto_fail(ngx_chat_proto_ctx_t *ctx, const char *code,
@@ -72,6 +73,7 @@ static const ngx_chat_proto_type_t  ngx_chat_proto_types[] = {
     { "create_group", "req_id", 1, ngx_chat_proto_create_group },
     { "add_members", "req_id", 1, ngx_chat_proto_members },
     { "remove_members", "req_id", 1, ngx_chat_proto_members },
+    { "auth", "req_id", 1, ngx_chat_proto_auth },
     { NULL, NULL, 0, NULL }
 };
 
@@ -693,6 +695,57 @@ ngx_chat_proto_presence_set(ngx_chat_proto_ctx_t *ctx)
 }
 
 
+/* the token is checked by the session, which knows the secret and whose
+ * identity it must match */
+static int
+ngx_chat_proto_auth(ngx_chat_proto_ctx_t *ctx)
+{
+    json_t  *token;
+
+    token = json_object_get(ctx->frame, "token");
+
+    if (!json_is_string(token) || json_string_length(token) == 0) {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"token\" must be a non-empty string");
+    }
+
+    ctx->res->auth_token = strdup(json_string_value(token));
+    if (ctx->res->auth_token == NULL) {
+        return ngx_chat_proto_fail(ctx, "internal", "out of memory");
+    }
+
+    ctx->res->auth_token_len = json_string_length(token);
+
+    return 0;
+}
+
+
+void
+ngx_chat_proto_set_auth_ok(ngx_chat_proto_result_t *res, int64_t expires_ms)
+{
+    json_t  *ok;
+
+    free(res->reply);
+    res->reply = NULL;
+    res->reply_len = 0;
+
+    ok = json_pack("{s:s,s:I}", "type", "auth_ok", "expires_at",
+                   (json_int_t) expires_ms);
+    if (ok == NULL) {
+        return;
+    }
+
+    if (res->tag_name) {
+        json_object_set(ok, res->tag_name, res->tag_value);
+    }
+
+    res->reply = json_dumps(ok, JSON_COMPACT);
+    res->reply_len = res->reply ? strlen(res->reply) : 0;
+
+    json_decref(ok);
+}
+
+
 /*
  * A conversation id the user may name. A direct one that does not include
  * the user is refused here already, as forbidden like any conversation the
@@ -836,6 +889,8 @@ ngx_chat_proto_set_retry_error(ngx_chat_proto_result_t *res,
     res->reply_len = 0;
 
     res->presence = 0;
+    free(res->auth_token);
+    res->auth_token = NULL;
 
     error = json_pack("{s:s,s:s,s:s}", "type", "error", "code", code,
                       "message", message);
@@ -867,6 +922,8 @@ ngx_chat_proto_result_free(ngx_chat_proto_result_t *res)
     json_decref((json_t *) res->tag_value);
     json_decref((json_t *) res->presence_ids);
     res->presence_ids = NULL;
+    free(res->auth_token);
+    res->auth_token = NULL;
 
     res->reply = NULL;
     res->record = NULL;

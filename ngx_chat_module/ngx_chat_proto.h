@@ -44,6 +44,10 @@ typedef struct ngx_chat_proto_result_s {
     void         *presence_ids;     /* json_t * array of user ids, owned */
     const char   *presence_status;  /* "online" or "away", static */
 
+    /* an "auth": the new token (malloc'ed), for the session to check */
+    char         *auth_token;
+    size_t        auth_token_len;
+
     /* what an error answer must be tagged with */
     const char   *tag_name;       /* "req_id", "client_msg_id" or NULL */
     void         *tag_value;      /* json_t *, owned */
@@ -63,6 +67,13 @@ void ngx_chat_proto_set_retry_error(ngx_chat_proto_result_t *res,
     const char *code, const char *message, int64_t retry_after_ms);
 
 void ngx_chat_proto_result_free(ngx_chat_proto_result_t *res);
+
+/* the answer to a good "auth": auth_ok, tagged, expiring at expires_ms */
+void ngx_chat_proto_set_auth_ok(ngx_chat_proto_result_t *res,
+    int64_t expires_ms);
+
+/* the additions of the contract's second part this server has, for hello */
+#define NGX_CHAT_PROTO_FEATURES  "[\"auth\",\"reconnect\"]"
 
 /* the general path alone, through a jansson DOM (the tests compare it
  * with the fast path) */

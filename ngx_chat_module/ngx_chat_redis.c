@@ -21,6 +21,7 @@
 #define NGX_CHAT_REDIS_BACKOFF_MIN   100
 #define NGX_CHAT_REDIS_BACKOFF_MAX   5000
 #define NGX_CHAT_REDIS_PING_INTERVAL 5000
+#define NGX_CHAT_REDIS_CHANNELS_PER_COMMAND  512
 
 
 typedef struct {
@@ -66,6 +67,8 @@ static void ngx_chat_redis_cmd_ready(void);
 static void ngx_chat_redis_sub_ready(void);
 static void ngx_chat_redis_message(redisAsyncContext *ac, void *reply,
     void *data);
+static ngx_int_t ngx_chat_redis_channel_command(const char *command,
+    redisCallbackFn *fn, ngx_str_t *channels, ngx_uint_t n);
 static void ngx_chat_redis_reply(redisAsyncContext *ac, void *reply,
     void *data);
 static void ngx_chat_redis_evaluated(redisAsyncContext *ac, void *reply,
@@ -322,60 +325,112 @@ ngx_chat_redis_cmd_ready(void)
 static void
 ngx_chat_redis_sub_ready(void)
 {
-    ngx_uint_t    i;
-    const char  **argv;
-    size_t       *argvlen;
-
-    argv = ngx_alloc((ngx_chat_redis_nchannels + 1)
-                     * (sizeof(char *) + sizeof(size_t)), ngx_cycle->log);
-    if (argv == NULL) {
+    if (ngx_chat_redis_subscribe(ngx_chat_redis_channels,
+                                 ngx_chat_redis_nchannels)
+        != NGX_OK)
+    {
         redisAsyncDisconnect(ngx_chat_redis_sub.ac);
         return;
     }
 
-    argvlen = (size_t *) (argv + ngx_chat_redis_nchannels + 1);
+    ngx_chat_redis_handlers->subscription_ready();
+}
 
-    argv[0] = "SUBSCRIBE";
-    argvlen[0] = sizeof("SUBSCRIBE") - 1;
 
-    for (i = 0; i < ngx_chat_redis_nchannels; i++) {
-        argv[i + 1] = (char *) ngx_chat_redis_channels[i].data;
-        argvlen[i + 1] = ngx_chat_redis_channels[i].len;
+ngx_int_t
+ngx_chat_redis_subscribe(ngx_str_t *channels, ngx_uint_t n)
+{
+    return ngx_chat_redis_channel_command("SUBSCRIBE", ngx_chat_redis_message,
+                                          channels, n);
+}
+
+
+void
+ngx_chat_redis_unsubscribe(ngx_str_t *channels, ngx_uint_t n)
+{
+    (void) ngx_chat_redis_channel_command("UNSUBSCRIBE", NULL, channels, n);
+}
+
+
+/* one (UN)SUBSCRIBE for many channels, in commands of a bounded size */
+
+static ngx_int_t
+ngx_chat_redis_channel_command(const char *command, redisCallbackFn *fn,
+    ngx_str_t *channels, ngx_uint_t n)
+{
+    ngx_uint_t    i, k, batch;
+    const char  **argv;
+    size_t       *argvlen;
+
+    if (!ngx_chat_redis_sub.connected) {
+        return NGX_ERROR;
     }
 
-    (void) redisAsyncCommandArgv(ngx_chat_redis_sub.ac,
-                                 ngx_chat_redis_message, NULL,
-                                 (int) ngx_chat_redis_nchannels + 1, argv,
-                                 argvlen);
+    batch = ngx_min(n, NGX_CHAT_REDIS_CHANNELS_PER_COMMAND);
+
+    argv = ngx_alloc((batch + 1) * (sizeof(char *) + sizeof(size_t)),
+                     ngx_cycle->log);
+    if (argv == NULL) {
+        return NGX_ERROR;
+    }
+
+    argvlen = (size_t *) (argv + batch + 1);
+
+    argv[0] = command;
+    argvlen[0] = ngx_strlen(command);
+
+    for (i = 0; i < n; i += k) {
+        for (k = 0; k < batch && i + k < n; k++) {
+            argv[k + 1] = (char *) channels[i + k].data;
+            argvlen[k + 1] = channels[i + k].len;
+        }
+
+        if (redisAsyncCommandArgv(ngx_chat_redis_sub.ac, fn, NULL,
+                                  (int) k + 1, argv, argvlen)
+            != REDIS_OK)
+        {
+            ngx_free(argv);
+            return NGX_ERROR;
+        }
+    }
 
     ngx_free(argv);
+
+    return NGX_OK;
 }
 
 
 static void
 ngx_chat_redis_message(redisAsyncContext *ac, void *reply, void *data)
 {
-    redisReply  *r = reply;
+    redisReply  *r = reply, *kind;
 
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 3
         || r->element[0]->type != REDIS_REPLY_STRING
-        || r->element[1]->type != REDIS_REPLY_STRING
-        || r->element[2]->type != REDIS_REPLY_STRING)
+        || r->element[1]->type != REDIS_REPLY_STRING)
     {
         return;
     }
 
-    if (r->element[0]->len != sizeof("message") - 1
-        || ngx_strncmp(r->element[0]->str, "message", sizeof("message") - 1)
-           != 0)
+    kind = r->element[0];
+
+    if (kind->len == sizeof("message") - 1
+        && ngx_strncmp(kind->str, "message", kind->len) == 0
+        && r->element[2]->type == REDIS_REPLY_STRING)
     {
+        ngx_chat_redis_handlers->message((u_char *) r->element[1]->str,
+                                         r->element[1]->len,
+                                         (u_char *) r->element[2]->str,
+                                         r->element[2]->len);
         return;
     }
 
-    ngx_chat_redis_handlers->message((u_char *) r->element[1]->str,
-                                     r->element[1]->len,
-                                     (u_char *) r->element[2]->str,
-                                     r->element[2]->len);
+    if (kind->len == sizeof("subscribe") - 1
+        && ngx_strncmp(kind->str, "subscribe", kind->len) == 0)
+    {
+        ngx_chat_redis_handlers->subscribed((u_char *) r->element[1]->str,
+                                            r->element[1]->len);
+    }
 }
 
 

@@ -23,6 +23,7 @@
 #define NGX_CHAT_READS_PER_CALL  16
 #define NGX_CHAT_CLOSE_TIMEOUT   5000
 #define NGX_CHAT_LINGER_TIMEOUT  2000
+#define NGX_CHAT_TICK_SLACK      50
 
 
 static void ngx_chat_session_detach(ngx_event_t *wev);
@@ -38,6 +39,7 @@ static ngx_int_t ngx_chat_session_data(ngx_chat_session_t *s,
 static ngx_int_t ngx_chat_session_queue(ngx_chat_session_t *s,
     ngx_uint_t opcode, u_char *data, size_t len, ngx_uint_t force);
 static ngx_int_t ngx_chat_session_flush(ngx_chat_session_t *s);
+static void ngx_chat_session_drained(ngx_chat_session_t *s);
 static void ngx_chat_session_gone(ngx_chat_session_t *s);
 static void ngx_chat_session_finalize(ngx_chat_session_t *s);
 
@@ -230,6 +232,8 @@ ngx_chat_session_detach(ngx_event_t *wev)
         return;
     }
 
+    s->last_read = (uint32_t) ngx_current_msec;
+    s->last_ping = s->last_read;
     ngx_add_timer(c->read, s->conf->heartbeat);
 
     if (ngx_chat_session_flush(s) == NGX_ERROR) {
@@ -295,7 +299,7 @@ ngx_chat_session_read_handler(ngx_event_t *rev)
             return;
         }
 
-        s->silent_ticks = 0;
+        s->last_read = (uint32_t) ngx_current_msec;
 
         if (s->closing) {
             continue;     /* draining until the client closes */
@@ -321,32 +325,52 @@ ngx_chat_session_read_handler(ngx_event_t *rev)
 }
 
 
+/*
+ * The heartbeat: a ping every interval, and a client from which nothing
+ * came for two intervals is gone. The timer is set for whichever is due
+ * first, so the close comes two intervals after the last byte, not after
+ * the tick that follows them; reads only note their time.
+ */
+
 static ngx_int_t
 ngx_chat_session_tick(ngx_chat_session_t *s)
 {
+    ngx_msec_t  hb, idle, since_ping, next;
+
     if (s->expires && (int64_t) ngx_time() >= s->expires) {
         ngx_chat_session_close(s, NGX_CHAT_WIRE_CLOSE_POLICY,
                                "token expired");
         return NGX_DONE;
     }
 
-    if (s->silent_ticks >= 2) {
+    hb = s->conf->heartbeat;
+    idle = (uint32_t) ((uint32_t) ngx_current_msec - s->last_read);
+
+    if (idle >= 2 * hb) {
         ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
                       "chat: client silent for two heartbeats");
         ngx_chat_session_finalize(s);
         return NGX_DONE;
     }
 
-    s->silent_ticks++;
+    since_ping = (uint32_t) ((uint32_t) ngx_current_msec - s->last_ping);
 
-    ngx_add_timer(s->connection->read, s->conf->heartbeat);
+    /* a timer may fire a little early: a ping that is nearly due goes now */
+    if (since_ping + NGX_CHAT_TICK_SLACK >= hb) {
+        if (ngx_chat_session_queue(s, NGX_CHAT_WS_OP_PING, NULL, 0, 1)
+            != NGX_OK)
+        {
+            ngx_chat_session_finalize(s);
+            return NGX_DONE;
+        }
 
-    if (ngx_chat_session_queue(s, NGX_CHAT_WS_OP_PING, NULL, 0, 1)
-        != NGX_OK)
-    {
-        ngx_chat_session_finalize(s);
-        return NGX_DONE;
+        s->last_ping = (uint32_t) ngx_current_msec;
+        since_ping = 0;
     }
+
+    next = ngx_min(hb - since_ping, 2 * hb - idle);
+
+    ngx_add_timer(s->connection->read, ngx_max(next, 1));
 
     return NGX_OK;
 }
@@ -588,7 +612,30 @@ ngx_chat_session_write_handler(ngx_event_t *wev)
     c = wev->data;
     s = c->data;
 
+    if (wev->timedout) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "chat: client read nothing for %M ms, %uz bytes "
+                      "queued", s->conf->send_timeout,
+                      (size_t) (s->out_last - s->out_pos));
+        ngx_chat_session_finalize(s);
+        return;
+    }
+
     (void) ngx_chat_session_flush(s);
+}
+
+
+size_t
+ngx_chat_session_queued(ngx_chat_session_t *s)
+{
+    return s->out ? (size_t) (s->out_last - s->out_pos) : 0;
+}
+
+
+void
+ngx_chat_session_notify_drained(ngx_chat_session_t *s)
+{
+    s->notify_drained = 1;
 }
 
 
@@ -617,16 +664,29 @@ ngx_chat_session_flush(ngx_chat_session_t *s)
                 return NGX_ERROR;
             }
 
+            /* a client that reads nothing for this long is gone */
+            if (!c->write->timer_set) {
+                ngx_add_timer(c->write, s->conf->send_timeout);
+            }
+
+            ngx_chat_session_drained(s);
+
             return NGX_AGAIN;
         }
 
         s->out_pos += n;
+
+        if (c->write->timer_set) {
+            ngx_del_timer(c->write);
+        }
     }
 
     if (s->out) {
         ngx_free(s->out);
         s->out = NULL;
     }
+
+    ngx_chat_session_drained(s);
 
     if (!s->closing) {
         return NGX_OK;
@@ -684,6 +744,20 @@ ngx_chat_session_close(ngx_chat_session_t *s, ngx_uint_t code, char *reason)
 
     ngx_add_timer(s->connection->read, NGX_CHAT_CLOSE_TIMEOUT);
     ngx_post_event(s->connection->write, &ngx_posted_events);
+}
+
+
+/* the handlers asked to hear when the output has room again */
+
+static void
+ngx_chat_session_drained(ngx_chat_session_t *s)
+{
+    if (s->notify_drained && !s->closing
+        && ngx_chat_session_queued(s) <= s->conf->send_buffer / 2)
+    {
+        s->notify_drained = 0;
+        s->conf->handlers->drained(s);
+    }
 }
 
 

@@ -21,7 +21,8 @@ static const char  *ngx_chat_wire_ops[NGX_CHAT_WIRE_OP_COUNT] = {
     "add_members",
     "remove_members",
     "receipt",
-    "typing"
+    "typing",
+    "repair"
 };
 
 
@@ -494,6 +495,80 @@ ngx_chat_wire_sids_next(const char **pos, const char *end, const char **sid)
     *pos = comma < end ? comma + 1 : end;
 
     return 1;
+}
+
+
+static const char *
+ngx_chat_wire_number(const char *p, const char *end, int64_t *v)
+{
+    int       neg;
+    int64_t   n;
+    size_t    digits;
+
+    neg = (p < end && *p == '-');
+    p += neg;
+
+    for (n = 0, digits = 0; p < end && *p >= '0' && *p <= '9'; p++) {
+        if (++digits > 18) {
+            return NULL;
+        }
+
+        n = n * 10 + (*p - '0');
+    }
+
+    if (digits == 0) {
+        return NULL;
+    }
+
+    *v = neg ? -n : n;
+
+    return p;
+}
+
+
+int
+ngx_chat_wire_range_parse(const char *args, size_t len,
+    ngx_chat_wire_range_t *range)
+{
+    int64_t      v[3];
+    const char  *p, *end;
+    int          i;
+
+    p = args;
+    end = args + len;
+
+    for (i = 0; i < 3; i++) {
+        if (i && (p == end || *p++ != ' ')) {
+            return 0;
+        }
+
+        p = ngx_chat_wire_number(p, end, &v[i]);
+        if (p == NULL) {
+            return 0;
+        }
+    }
+
+    if (p != end || v[0] < 0 || v[0] > INT32_MAX || v[1] < -1
+        || v[2] < v[1])
+    {
+        return 0;
+    }
+
+    range->partition = (int32_t) v[0];
+    range->from = v[1];
+    range->to = v[2];
+
+    return 1;
+}
+
+
+char *
+ngx_chat_wire_range_header(char *p, int type,
+    const ngx_chat_wire_range_t *range, size_t body_len)
+{
+    return p + sprintf(p, "%c %d %lld %lld %zu\n", type,
+                       (int) range->partition, (long long) range->from,
+                       (long long) range->to, body_len);
 }
 
 

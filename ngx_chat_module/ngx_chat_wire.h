@@ -129,6 +129,7 @@ typedef enum {
     NGX_CHAT_WIRE_OP_REMOVE_MEMBERS,
     NGX_CHAT_WIRE_OP_RECEIPT,
     NGX_CHAT_WIRE_OP_TYPING,
+    NGX_CHAT_WIRE_OP_REPAIR,
     NGX_CHAT_WIRE_OP_COUNT
 } ngx_chat_wire_op_t;
 
@@ -160,6 +161,17 @@ int ngx_chat_wire_op_find(const char *name, size_t len);
 #define NGX_CHAT_WIRE_F_USER_IDS         "user_ids"
 #define NGX_CHAT_WIRE_F_SEQ              "seq"
 #define NGX_CHAT_WIRE_F_STATE            "state"
+
+/*
+ * A node's request to repair a gap, produced to the partition it names
+ * (so that it comes after every record of the gap), with the fields op,
+ * node, ts and these: answered with an R record on the node's channel.
+ */
+#define NGX_CHAT_WIRE_F_PARTITION        "partition"
+#define NGX_CHAT_WIRE_F_AFTER            "after"
+#define NGX_CHAT_WIRE_F_UPTO             "upto"
+/* ms: the node's start; it needs nothing older (after may be -1) */
+#define NGX_CHAT_WIRE_F_SINCE            "since"
 
 /* who sent a record: every id valid, sid NGX_CHAT_WIRE_SID_LEN bytes */
 typedef struct {
@@ -195,14 +207,29 @@ char *ngx_chat_wire_record_common(char *p, const ngx_chat_wire_peer_t *peer,
 #define NGX_CHAT_WIRE_KEY_SINCE          "chat:since:"
 /* hash: "away" ("1" while the user said so), "last_seen" (ms) */
 #define NGX_CHAT_WIRE_KEY_PRES           "chat:pres:"
+/*
+ * sorted set, member a node, score the ms until which it is alive: each
+ * nginx worker process pushes its own forward every few seconds, and the
+ * sessions of a node whose time has passed are removed by the others
+ */
+#define NGX_CHAT_WIRE_KEY_NODES          "chat:nodes"
+/* hash of one node's sessions: field the session value, value the user */
+#define NGX_CHAT_WIRE_KEY_NODE_SESSIONS  "chat:nsess:"
+/*
+ * sorted set, member a user whose last device went, score the ms when it
+ * is announced offline unless a device came back meanwhile: reconnects
+ * (a reload, a flapping link) flip nobody offline
+ */
+#define NGX_CHAT_WIRE_KEY_GONE           "chat:gone"
 /* "<topic>:<group>" follows; hash, field <partition>, value the last
  * offset whose answers went out */
 #define NGX_CHAT_WIRE_KEY_DELIVERED      "chat:delivered:"
 
 /* channel of one node: payloads of records (below) */
 #define NGX_CHAT_WIRE_CHANNEL_NODE       "chat:node:"
-/* channel of presence events (below) */
-#define NGX_CHAT_WIRE_CHANNEL_PRESENCE   "chat:presence"
+/* channel of one user's presence events (below): only the processes that
+ * have a watcher of the user subscribe to it */
+#define NGX_CHAT_WIRE_CHANNEL_PRESENCE   "chat:pc:"
 
 /* room for a prefix and an id, a node, or a Kafka topic and group name */
 #define NGX_CHAT_WIRE_KEY_MAX            512
@@ -271,11 +298,46 @@ int ngx_chat_wire_presence_parse(const char *p, size_t len,
  *                                gone is skipped)
  *     K <sid>[,<sid>...] 0       close these sessions with 4001: a newer
  *                                connection of their device took over
+ *     P <partition> <prev> <last> <len>
+ *                                a section: the records in the bytes are
+ *                                what the Kafka records of <partition> up
+ *                                to offset <last> have for this node; the
+ *                                section before it to this node ended at
+ *                                <prev> (-1: none). Each publisher keeps
+ *                                the chain, and writes its head to the
+ *                                node's chain key: a <prev> beyond what the
+ *                                node holds, or a head beyond it, is a gap,
+ *                                which the node asks to be repaired
+ *     R <partition> <after> <upto> <len>
+ *                                a repair: the records in the bytes are the
+ *                                messages of the Kafka records (after,
+ *                                upto] of <partition> for this node's
+ *                                sessions, read again from the store
+ *     S <sid> <len>              the answer to a read is in the list whose
+ *                                key is the bytes: pieces, each a payload
+ *                                of F records for the session and, in the
+ *                                last, an E record; popped as the
+ *                                session's socket drains
+ *     E <sid> 0                  the end of such an answer
  *
  * The frame bytes are complete protocol frames: nginx never parses them.
+ * F, K and S records come alone or inside P and R records.
  */
-#define NGX_CHAT_WIRE_RECORD_FRAME   'F'
-#define NGX_CHAT_WIRE_RECORD_KICK    'K'
+#define NGX_CHAT_WIRE_RECORD_FRAME    'F'
+#define NGX_CHAT_WIRE_RECORD_KICK     'K'
+#define NGX_CHAT_WIRE_RECORD_SECTION  'P'
+#define NGX_CHAT_WIRE_RECORD_REPAIR   'R'
+#define NGX_CHAT_WIRE_RECORD_STREAM   'S'
+#define NGX_CHAT_WIRE_RECORD_END      'E'
+
+/* hash, field <partition>, value the <last> of the newest section
+ * published to the node: the chain's head, for the node's audit */
+#define NGX_CHAT_WIRE_KEY_CHAIN       "chat:chain:"
+
+/* a list of the pieces of one streamed answer; it expires unread */
+#define NGX_CHAT_WIRE_KEY_STREAM      "chat:stream:"
+#define NGX_CHAT_WIRE_STREAM_TTL      120       /* seconds */
+#define NGX_CHAT_WIRE_STREAM_PIECE    65536     /* bytes a piece at most */
 
 typedef struct {
     int           type;
@@ -300,6 +362,22 @@ int ngx_chat_wire_record_next(const char **pos, const char *end,
  */
 int ngx_chat_wire_sids_next(const char **pos, const char *end,
     const char **sid);
+
+/* the three numbers of a P or R record's arguments */
+typedef struct {
+    int32_t       partition;
+    int64_t       from;           /* P: prev (-1: none), R: after */
+    int64_t       to;             /* P: last, R: upto */
+} ngx_chat_wire_range_t;
+
+int ngx_chat_wire_range_parse(const char *args, size_t len,
+    ngx_chat_wire_range_t *range);
+
+/* a P or R record's header for a body of body_len bytes; returns the end */
+#define NGX_CHAT_WIRE_RANGE_HEADER_MAX  (2 + 11 + 21 + 21 + 21 + 1)
+
+char *ngx_chat_wire_range_header(char *p, int type,
+    const ngx_chat_wire_range_t *range, size_t body_len);
 
 /* the room a record header takes: type, sids, length, newline */
 size_t ngx_chat_wire_record_header_size(size_t nsids, size_t body_len);

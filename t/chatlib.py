@@ -1,5 +1,9 @@
 """Helpers shared by the integration tests (no fixtures here)."""
 
+import os
+import re
+import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -194,3 +198,112 @@ def close_all(*clients):
 __all__ = ["wait_for", "send_msg", "expect_ack", "expect_message",
            "expect_error", "ping", "history", "history_all", "sync",
            "Collector", "close_all", "dm_id", "unique", "wsclient"]
+
+
+class ExtraServer:
+    """Another nginx server of the stack (its own chat_server_id, ports and
+    logs) on the same Redis and Kafka, from the stack's own nginx.conf;
+    edit(conf) may change the configuration first. daemon=True lets nginx
+    daemonize as it does in production (a binary upgrade needs that: a new
+    binary started by a master whose parent still runs ignores USR2)."""
+
+    def __init__(self, stack, server_id, ports, edit=None, daemon=False):
+        self.stack = stack
+        self.daemon = daemon
+        self.prefix = os.path.join(stack.dir, "nginx-" + server_id)
+        os.makedirs(os.path.join(self.prefix, "logs"), exist_ok=True)
+        with open(os.path.join(stack.dir, "nginx", "nginx.conf")) as f:
+            conf = f.read()
+        first = os.path.join(stack.dir, "nginx")
+        port, tls_port = ports
+        conf = conf.replace(first + "/logs", self.prefix + "/logs")
+        conf = re.sub(r"chat_server_id\s+\S+;",
+                      "chat_server_id %s;" % server_id, conf)
+        for old, new in ((stack.env["CHAT_PORT"], port),
+                         (stack.env["CHAT_TLS_PORT"], tls_port)):
+            conf = conf.replace(":%s " % old, ":%d " % new)
+            conf = conf.replace(":%s;" % old, ":%d;" % new)
+        if edit:
+            conf = edit(conf)
+        self.conf = os.path.join(self.prefix, "nginx.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf)
+        self.pidfile = os.path.join(self.prefix, "logs", "nginx.pid")
+        self.url = "ws://127.0.0.1:%d/chat" % port
+        self.master = None
+
+    def start(self):
+        argv = [self.stack.env["NGINX_BIN"], "-p", self.prefix + "/",
+                "-c", self.conf]
+        if self.daemon:
+            subprocess.run(argv, check=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+            self.master = wait_for(lambda: read_pid(self.pidfile), 10,
+                                   what="nginx's pid file")
+        else:
+            self._proc = subprocess.Popen(argv + ["-g", "daemon off;"],
+                                          stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL)
+            self.master = self._proc.pid
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                c = self.stack.connect(unique("probe"), url=self.url)
+                c.close()
+                return self
+            except Exception:
+                if time.monotonic() > deadline or not alive(self.master):
+                    self.kill()
+                    raise
+                time.sleep(0.2)
+
+    def workers(self, master=None):
+        """The worker processes of a master (this server's by default)."""
+        out = subprocess.run(["pgrep", "-P", str(master or self.master)],
+                             stdout=subprocess.PIPE).stdout.decode()
+        return [int(p) for p in out.split()]
+
+    def kill(self):
+        """SIGKILL of the master and its workers, as a host crash would."""
+        pids = [self.master] + self.workers()
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self._reap()
+
+    def stop(self):
+        if self.master and alive(self.master):
+            os.kill(self.master, signal.SIGTERM)
+            try:
+                wait_for(lambda: not alive(self.master), 20,
+                         what="nginx gone")
+            except AssertionError:
+                self.kill()
+        self._reap()
+
+    def _reap(self):
+        proc = getattr(self, "_proc", None)
+        if proc is not None:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def read_pid(path):
+    try:
+        with open(path) as f:
+            return int(f.read().strip() or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
+def alive(pid):
+    """The process exists and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

@@ -337,23 +337,60 @@ def test_client_close_is_echoed(stack):
     c.abort()
 
 
-@pytest.mark.slow
+HEARTBEAT = 2.0        # chat_heartbeat of the /chat-hb location
+
+
 def test_heartbeat_ping_and_silent_client_dropped(stack):
-    if not __import__("os").environ.get("CHAT_SLOW"):
-        pytest.skip("set CHAT_SLOW=1 (takes ~100 s)")
+    """The server pings every interval; a client that answers nothing is
+    closed two intervals after its last byte (the contract), not three."""
     user = unique("hb")
-    c = stack.connect(user, "d", auto_pong=False)
+    url = stack.url.replace("/chat", "/chat-hb")
+    c = stack.connect(user, "d", url=url, auto_pong=False)
     t0 = time.monotonic()
     try:
+        assert c.hello["heartbeat_s"] == HEARTBEAT, c.hello
         while not c.pings:
-            op, _ = c.recv_frame(max(0.1, t0 + 40 - time.monotonic()))
+            c.recv_frame(max(0.1, t0 + 3 * HEARTBEAT - time.monotonic()))
         first = time.monotonic() - t0
-        assert first <= 35, "first server ping after %.1fs" % first
-        code = c.expect_close(75)
+        assert first <= HEARTBEAT + 0.5, "first ping after %.1fs" % first
+        c.expect_close(4 * HEARTBEAT)
         took = time.monotonic() - t0
-        assert 55 <= took <= 100, "silent client closed after %.1fs" % took
+        assert 2 * HEARTBEAT - 0.3 <= took <= 2 * HEARTBEAT + 1.5, \
+            "silent client closed %.1fs after its last byte" % took
         wait_for(lambda: "d" not in stack.sessions(user), 10,
                  what="session removed after heartbeat timeout")
+    finally:
+        c.abort()
+
+
+def test_heartbeat_keeps_a_client_that_answers(stack):
+    """Pongs are bytes too: a client that only answers pings stays."""
+    c = stack.connect(unique("hbok"), "d",
+                      url=stack.url.replace("/chat", "/chat-hb"))
+    try:
+        c.drain(3 * HEARTBEAT + 0.5)        # reading answers the pings
+        c.send_json({"type": "ping", "req_id": 1})
+        assert c.recv_type("pong", 5) == {"type": "pong", "req_id": 1}
+        assert len(c.pings) >= 3, c.pings
+    finally:
+        c.close()
+
+
+def test_heartbeat_counts_from_the_last_byte(stack):
+    """A client that talks, then falls silent without answering pings, is
+    closed two intervals after it last sent something."""
+    c = stack.connect(unique("hblast"), "d",
+                      url=stack.url.replace("/chat", "/chat-hb"),
+                      auto_pong=False)
+    try:
+        for i in range(4):
+            time.sleep(HEARTBEAT * 0.8)
+            c.send_json({"type": "ping", "req_id": i})
+        last = time.monotonic()
+        c.expect_close(4 * HEARTBEAT)
+        took = time.monotonic() - last
+        assert 2 * HEARTBEAT - 0.3 <= took <= 2 * HEARTBEAT + 1.5, \
+            "closed %.1fs after the last byte" % took
     finally:
         c.abort()
 

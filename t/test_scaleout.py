@@ -3,54 +3,18 @@ Redis and Kafka just works: deliveries cross servers, one device's newer
 connection on one server replaces its older one on the other (4001), and
 presence crosses servers too."""
 
-import os
-import re
-import subprocess
-import time
-
 import pytest
 
-from chatlib import dm_id, expect_ack, expect_message, send_msg, unique
+from chatlib import (ExtraServer, dm_id, expect_ack, expect_message,
+                     send_msg, unique)
 from conftest import free_ports
 
 
 @pytest.fixture(scope="module")
 def second_server(stack):
-    prefix = os.path.join(stack.dir, "nginx2")
-    os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
-    with open(os.path.join(stack.dir, "nginx", "nginx.conf")) as f:
-        conf = f.read()
-    port, tls_port = free_ports(2)
-    first = os.path.join(stack.dir, "nginx")
-    conf = conf.replace(first + "/logs", prefix + "/logs")
-    conf = re.sub(r"chat_server_id\s+\S+;", "chat_server_id s2;", conf)
-    conf = conf.replace(":%s " % stack.env["CHAT_PORT"], ":%d " % port)
-    conf = conf.replace(":%s;" % stack.env["CHAT_PORT"], ":%d;" % port)
-    conf = conf.replace(":%s " % stack.env["CHAT_TLS_PORT"], ":%d " % tls_port)
-    conf = conf.replace(":%s;" % stack.env["CHAT_TLS_PORT"], ":%d;" % tls_port)
-    path = os.path.join(prefix, "nginx.conf")
-    with open(path, "w") as f:
-        f.write(conf)
-    nginx = stack.env["NGINX_BIN"]
-    proc = subprocess.Popen([nginx, "-p", prefix + "/", "-c", path,
-                             "-g", "daemon off;"],
-                            stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = "ws://127.0.0.1:%d/chat" % port
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            c = stack.connect(unique("probe"), url=url)
-            c.close()
-            break
-        except Exception:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    server = ExtraServer(stack, "s2", free_ports(2)).start()
+    yield server.url
+    server.stop()
 
 
 def test_delivery_across_servers(stack, clients, second_server):

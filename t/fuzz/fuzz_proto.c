@@ -9,8 +9,9 @@
  * picked by the input length, from a short to a 64-character one); its
  * strings lie in exact-size heap buffers without a terminating NUL, so
  * ASan sees any read past their lengths.  Checked for every frame:
- *   - exactly one of reply, record and presence (an answer, a Kafka
- *     record, or a presence request for nginx and Redis: its user ids a
+ *   - exactly one of reply, record, presence and auth token (an answer, a
+ *     Kafka record, a token for the session to check, or a presence
+ *     request for nginx and Redis: its user ids a
  *     deduplicated array of valid ids, or its status online or away);
  *   - lengths match, both are JSON objects; a reply has a type (an error
  *     a code, a message and the frame's tag); a record has op, the peer's
@@ -335,7 +336,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     FUZZ_ASSERT((res.reply != NULL) + (res.record != NULL)
-                + (res.presence != 0) == 1);
+                + (res.presence != 0) + (res.auth_token != NULL) == 1);
+
+    if (res.auth_token) {
+        FUZZ_ASSERT(res.auth_token_len == strlen(res.auth_token)
+                    && res.auth_token_len > 0);
+        FUZZ_ASSERT(res.tag_name && strcmp(res.tag_name, "req_id") == 0);
+        ngx_chat_proto_set_auth_ok(&res, 1714128000123);
+        FUZZ_ASSERT(res.reply != NULL);
+        free(res.auth_token);
+        res.auth_token = NULL;
+    }
 
     if (res.reply) {
         check_reply(&res);
@@ -358,7 +369,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                        "too many frames: retry later",
                                        (int64_t) size);
         FUZZ_ASSERT(res.record == NULL && res.record_len == 0);
-        FUZZ_ASSERT(res.presence == 0);
+        FUZZ_ASSERT(res.presence == 0 && res.auth_token == NULL);
         FUZZ_ASSERT(res.reply != NULL);
         check_error_frame(res.reply, res.reply_len, res.tag_name,
                           res.tag_value, "rate_limited");
