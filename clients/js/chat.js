@@ -256,6 +256,7 @@ export class ChatClient extends Emitter {
         this._receiptsSent = new Map();   // conv -> {delivered, read}
         this._receiptsWanted = new Map(); // conv -> {delivered, read}
         this._deliverTimers = new Map();
+        this._left = new Set();      // groups a system message removed us from
 
         for (const [conv, seq] of Object.entries(opts.cursors || {})) {
             if (Number.isInteger(seq) && seq > 0) {
@@ -666,6 +667,7 @@ export class ChatClient extends Emitter {
     }
 
     _deliver(f, source) {
+        if (f.kind === 'system') this._noteMembership(f);
         if (f.sender_id) this._typingEnded(f.conversation_id, f.sender_id);
         this.emit('message', f, { source });
         if (f.sender_id !== this.userId) this._scheduleDelivered(f.conversation_id);
@@ -740,6 +742,24 @@ export class ChatClient extends Emitter {
         }
         const t = this._seqs.get(conv);
         if (t && t.ahead.size && this._live && !this._sync) this._scheduleGapFill(conv);
+    }
+
+    /**
+     * A group we were removed from takes no receipts or typing of ours
+     * (the server would answer forbidden); being added back ends that.
+     */
+    _noteMembership(f) {
+        const b = f.body;
+        if (!b || !Array.isArray(b.user_ids) || !b.user_ids.includes(this.userId)) return;
+        if (b.event === 'members_removed') this._left.add(f.conversation_id);
+        else if (b.event === 'members_added' || b.event === 'group_created') {
+            this._left.delete(f.conversation_id);
+        }
+    }
+
+    /** Whether a system message said we were removed from this group. */
+    hasLeft(conversationId) {
+        return this._left.has(conversationId);
     }
 
     // ----------------------------------------------------------------- send
@@ -985,7 +1005,7 @@ export class ChatClient extends Emitter {
     }
 
     _wantReceipt(conv, state, seq) {
-        if (!Number.isInteger(seq) || seq <= 0) return;
+        if (!Number.isInteger(seq) || seq <= 0 || this._left.has(conv)) return;
         const w = this._receiptsWanted.get(conv) || { delivered: 0, read: 0 };
         if (seq > w[state]) w[state] = seq;
         this._receiptsWanted.set(conv, w);
@@ -1069,6 +1089,7 @@ export class ChatClient extends Emitter {
      * other side). Returns whether a frame went out.
      */
     typing(conversationId) {
+        if (this._left.has(conversationId)) return false;
         const now = this._now();
         const last = this._typingOut.get(conversationId);
         if (last !== undefined && now - last < this.opts.typingThrottleMs) return false;

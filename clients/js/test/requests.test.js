@@ -283,3 +283,26 @@ test('typing sent: one start per 2 s per conversation; stop only after a start',
     assert.deepEqual(ws.frames('typing').map((f) => [f.conversation_id, f.state]),
                      [[A, 'start'], ['g:1', 'start'], [A, 'start'], [A, 'stop']]);
 });
+
+test('removed from a group: no receipts or typing of ours there until added back', async () => {
+    const { client, server, clock } = await ready();
+    const ws = server.last;
+    const G = 'g:77';
+    const system = (seq, event) => ({ ...msg(G, seq, 'bob'), kind: 'system',
+                                      body: { event, user_ids: ['alice'], by: 'bob' } });
+    ws.push(msg(G, 1, 'bob'));
+    await clock.advance(100);
+    assert.equal(ws.frames('receipt').length, 1);
+    ws.push(system(2, 'members_removed'));
+    assert.ok(client.hasLeft(G));
+    await clock.advance(100);
+    client.markRead(G, 2);
+    assert.equal(client.typing(G), false);
+    assert.equal(ws.frames('receipt').length, 1, 'nothing the server would refuse');
+    ws.push(system(3, 'members_added'));
+    assert.ok(!client.hasLeft(G));
+    await clock.advance(100);
+    client.markRead(G, 3);
+    assert.deepEqual(ws.frames('receipt').map((f) => [f.state, f.seq]),
+                     [['delivered', 1], ['delivered', 3], ['read', 3]]);
+});
