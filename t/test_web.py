@@ -21,6 +21,8 @@ import urllib.request
 
 import pytest
 
+from chatlib import send_msg
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 E2E = os.path.join(HERE, "web", "e2e.mjs")
@@ -90,6 +92,22 @@ def _get(url):
         return e.code, e.headers.get("Content-Type", ""), e.read()
 
 
+def _prefill(stack, sender, to, n):
+    """sender sends `to` n messages "history 1".."history n", all acked."""
+    c = stack.connect(sender, dev="bulk")
+    try:
+        for i in range(1, n + 1):
+            send_msg(c, "bulk-%d" % i, "history %d" % i, to=to)
+        acked = set()
+        while len(acked) < n:
+            f = c.recv_json(30)
+            assert f.get("type") != "error", "prefill send failed: %r" % f
+            if f.get("type") == "ack":
+                acked.add(f["client_msg_id"])
+    finally:
+        c.close(timeout=1.0)
+
+
 def _base(stack):
     return stack.http_url.rsplit("/chat", 1)[0]
 
@@ -113,21 +131,47 @@ def test_page_and_library_served(stack):
     assert status == 404
 
 
+def test_library_in_node(stack, uname):
+    """clients/js/chat.js in Node against the stack (t/web/node_client.mjs)."""
+    if not shutil.which("node"):
+        _apt_install("nodejs")
+    users = {}
+    for who in ("alice", "bob"):
+        uid = uname(who)
+        users[who] = {"id": uid, "token": stack.token(uid, dev="node")}
+    has_ws = subprocess.run(
+        ["node", "-e", "process.exit(typeof WebSocket === 'function' ? 0 : 1)"]
+    ).returncode == 0
+    cmd = ["node"] + ([] if has_ws else ["--experimental-websocket"])
+    env = dict(os.environ, E2E_URL=stack.url, E2E_USERS=json.dumps(users))
+    p = subprocess.run(cmd + [os.path.join(HERE, "web", "node_client.mjs")],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=120, env=env)
+    out = p.stdout.decode("utf-8", "replace")
+    assert p.returncode == 0, "t/web/node_client.mjs failed:\n%s" % out[-4000:]
+    assert "node client: all" in out, out
+
+
 def test_web_client_in_chromium(stack, uname, browser_deps, capsys):
-    """alice and bob in two browser contexts (carol in a third): a direct
-    chat with live delivery, delivered and read ticks, typing, presence;
+    """alice and bob in two browser contexts (carol in a third): history
+    paged in by scrolling up; a direct chat with live delivery, delivered and read ticks, typing, presence;
     a group of three with a message, read by both, a member removed and
     added back; a reload that syncs."""
     users = {}
     for who in ("alice", "bob", "carol"):
         uid = uname(who)
         users[who] = {"id": uid, "token": stack.token(uid, dev="web")}
+    # more than a sync brings (100 per conversation): the rest is paged in
+    # with history when alice scrolls up
+    dave = uname("dave")
+    _prefill(stack, dave, users["alice"]["id"], 130)
     os.makedirs(ARTIFACTS, exist_ok=True)
     for old in glob.glob(os.path.join(ARTIFACTS, "*.png")):
-        os.unlink(old)
+        os.unlink(old)   # only this run's screenshots
     env = dict(os.environ,
                E2E_BASE=_base(stack),
                E2E_USERS=json.dumps(users),
+               E2E_HISTORY=json.dumps({"peer": dave, "count": 130}),
                E2E_ARTIFACTS=ARTIFACTS,
                PLAYWRIGHT_DIR=NODE_DIR,
                CHROMIUM=CHROMIUM)
@@ -137,10 +181,14 @@ def test_web_client_in_chromium(stack, uname, browser_deps, capsys):
         rc, out = p.returncode, p.stdout.decode("utf-8", "replace")
     except subprocess.TimeoutExpired as e:
         rc, out = "timeout", (e.stdout or b"").decode("utf-8", "replace")
+    with open(os.path.join(ARTIFACTS, "e2e.log"), "w") as f:
+        f.write(out)
     shots = sorted(glob.glob(os.path.join(ARTIFACTS, "*.png")))
     with capsys.disabled():
         sys.stdout.write("\ntest_web: %d screenshots in %s\n"
-                         % (len(shots), ARTIFACTS))
+                         % (len(shots), ARTIFACTS)
+                         + "test_web: the run's log is %s\n"
+                         % os.path.join(ARTIFACTS, "e2e.log"))
     assert rc == 0, "t/web/e2e.mjs failed (%s):\n%s\n--- stack logs ---\n%s" % (
         rc, out[-6000:], stack.logs(20))
     assert "e2e: all" in out, out[-3000:]

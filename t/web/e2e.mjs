@@ -29,6 +29,8 @@ const USERS = JSON.parse(env('E2E_USERS'));
 const ARTIFACTS = path.resolve(env('E2E_ARTIFACTS'));
 const CHROMIUM = env('CHROMIUM', '/usr/bin/chromium');
 const WAIT = Number(env('E2E_WAIT_MS', '15000'));
+// optional: {peer, count}: peer sent alice `count` messages "history 1".. before
+const HISTORY = JSON.parse(env('E2E_HISTORY', 'null'));
 
 const require = createRequire(path.join(path.resolve(env('PLAYWRIGHT_DIR')), 'package.json'));
 const { chromium } = require('playwright-core');
@@ -205,6 +207,30 @@ async function scenario(browser) {
         await signIn(browser, 'carol');
     });
 
+    if (HISTORY) {
+        const older = directId(alice.id, HISTORY.peer);
+        const n = HISTORY.count;
+        await check(`alice has ${n} unread from ${HISTORY.peer}; scrolling up pages in the older ones`, async () => {
+            await until('alice', `${n} unread`, listItemIs, [older, String(n), `history ${n}`], listItem);
+            await openConversation('alice', older, HISTORY.peer);
+            await until('alice', 'the newest message', hasMessage, [`history ${n}`, '.other'], otherMessages);
+            const synced = await pages.alice.locator('#messages .msg.other').count();
+            if (synced >= n) throw new Error(`alice: all ${n} came with the sync: nothing left to page`);
+            await until('alice', 'no unread badge', listItemIs, [older, ''], listItem);
+            for (let i = 0; i < 10; i++) {
+                await pages.alice.locator('#messages').evaluate((box) => { box.scrollTop = 0; });
+                const count = await pages.alice.locator('#messages .msg.other').count();
+                if (count >= n) break;
+                await pages.alice.waitForTimeout(200);
+            }
+            await until('alice', `all ${n} messages in order`, ([count]) => {
+                const texts = [...document.querySelectorAll('#messages .msg.other .text')].map((t) => t.textContent);
+                return texts.length === count && texts.every((t, i) => t === `history ${i + 1}`);
+            }, [n], () => document.querySelectorAll('#messages .msg.other').length);
+            await shot('00-alice-history-scrolled-back', 'alice');
+        });
+    }
+
     await check('alice starts a direct chat with bob by user id; bob shows online', async () => {
         await pages.alice.fill('#new-direct-user', bob.id);
         await pages.alice.press('#new-direct-user', 'Enter');
@@ -362,7 +388,7 @@ async function main() {
         if (pageErrors.length) throw new Error(`uncaught errors in the page:\n${pageErrors.join('\n')}`);
     } catch (e) {
         failed = e;
-        log(`not ok ${step + 1} - ${e.message}`);
+        log(`not ok ${step} - ${e.message}`);
         for (const who of Object.keys(pages)) {
             try { await shot(`failure-${who}`, who); } catch (x) { /* page gone */ }
         }
