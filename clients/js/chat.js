@@ -422,6 +422,8 @@ export class ChatClient extends Emitter {
         for (const t of this._gapTimers.values()) this._clearTimer(t);
         this._gapTimers.clear();
         this._typingOut.clear();
+        // what the server holds is learnt again from the next sync
+        this._receiptsSent.clear();
     }
 
     _scheduleReconnect() {
@@ -502,7 +504,6 @@ export class ChatClient extends Emitter {
 
         if (this._status) this._raw({ type: 'presence_set', status: this._status });
         this._sendSubscriptions([...this._subs]);
-        this._flushReceipts();
         for (const r of this._requests.values()) if (!r.sent) this._transmitRequest(r);
         for (const s of this._outbox.values()) this._transmitSend(s);
         this._startSync();
@@ -602,6 +603,9 @@ export class ChatClient extends Emitter {
         for (const it of items) {
             this._notePointers(it.conversation_id, it.delivered_seq, it.read_seq);
         }
+        // receipts the server does not have yet (one may have been lost
+        // with the last connection)
+        this._flushReceipts();
         this.emit('conversations', items, { source: 'sync', has_more: !!f.has_more });
     }
 
@@ -918,9 +922,11 @@ export class ChatClient extends Emitter {
         const msgs = Array.isArray(page.messages) ? page.messages : [];
         for (const m of msgs) {
             if (m.conversation_id === undefined) m.conversation_id = conversationId;
-            // returned, not emitted; only what is new past the cursor counts as held
+            // returned, not emitted; what extends the cursor counts as held
             const t = this._seqs.get(conversationId);
-            if (Number.isInteger(m.seq) && (!t || m.seq > t.cursor)) this._hold(conversationId, m.seq, false);
+            if (Number.isInteger(m.seq) && (!t || m.seq === t.cursor + 1)) {
+                this._hold(conversationId, m.seq, false);
+            }
         }
         return { messages: msgs, has_more: !!page.has_more, frame: page };
     }

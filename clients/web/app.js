@@ -206,6 +206,11 @@ function onState(state, detail) {
             : detail.reason === 'revoked' ? 'signed out by the server' : 'offline',
     }[state] ?? state;
     el.textContent = text;
+    if (state === 'closed' && detail.reason === 'replaced') {
+        // another tab or window of this device took over; taking it back is the user's call
+        el.append(' ', elem('button', { type: 'button', class: 'link', text: 'use here',
+                                        onclick: () => app.client && app.client.connect() }));
+    }
     $('#me-dot').dataset.status = state === 'ready' ? ($('#my-status').value) : 'offline';
     if (state === 'ready') app.everReady = true;
     if (state === 'reconnecting' && !app.everReady && detail.attempt >= 2) {
@@ -420,7 +425,7 @@ function draw(opts) {
     drawChat(opts);
 }
 
-function el(tag, props = {}, ...children) {
+function elem(tag, props = {}, ...children) {
     const e = document.createElement(tag);
     for (const [k, v] of Object.entries(props)) {
         if (v === undefined || v === null || v === false) continue;
@@ -498,20 +503,20 @@ function drawList() {
     list.replaceChildren(...convs.map((c) => {
         const typing = typingText(c);
         const p = c.peer ? presenceOf(c.peer) : null;
-        return el('li', {
+        return elem('li', {
             'data-conv': c.id, class: c.id === app.active ? 'active' : null,
             onclick: () => openConversation(c.id),
         },
-        el('span', { class: 'avatar', 'data-kind': c.kind, text: title(c).slice(0, 1).toUpperCase() },
-           c.peer ? el('span', { class: 'dot', 'data-status': p ? p.status : 'offline' }) : null),
-        el('div', { class: 'item' },
-           el('div', { class: 'line' },
-              el('span', { class: 'name', text: title(c) }),
-              el('time', { class: 'muted', text: c.lastActivity ? when(c.lastActivity) : '' })),
-           el('div', { class: 'line' },
-              el('span', { class: typing ? 'preview typing' : 'preview',
+        elem('span', { class: 'avatar', 'data-kind': c.kind, text: title(c).slice(0, 1).toUpperCase() },
+           c.peer ? elem('span', { class: 'dot', 'data-status': p ? p.status : 'offline' }) : null),
+        elem('div', { class: 'item' },
+           elem('div', { class: 'line' },
+              elem('span', { class: 'name', text: title(c) }),
+              elem('time', { class: 'muted', text: c.lastActivity ? when(c.lastActivity) : '' })),
+           elem('div', { class: 'line' },
+              elem('span', { class: typing ? 'preview typing' : 'preview',
                            text: typing || preview(c, lastShown(c)) }),
-              c.unread > 0 ? el('span', { class: 'unread', text: String(c.unread) }) : null)));
+              c.unread > 0 ? elem('span', { class: 'unread', text: String(c.unread) }) : null)));
     }));
 }
 
@@ -550,23 +555,23 @@ const TICKS = { pending: '🕓', sent: '✓', delivered: '✓✓', read: '✓✓
 
 function drawMessage(c, m) {
     if (m.kind === 'system') {
-        return el('div', { class: 'msg system', 'data-seq': m.seq }, el('span', { text: systemText(c, m) }));
+        return elem('div', { class: 'msg system', 'data-seq': m.seq }, elem('span', { text: systemText(c, m) }));
     }
     const own = m.sender_id === app.me;
     const tick = own ? tickOf(c, m) : null;
     const text = m.deleted ? 'message deleted' : (typeof m.body === 'string' ? m.body : '');
-    return el('div', {
+    return elem('div', {
         class: `msg ${own ? 'own' : 'other'}`, 'data-seq': m.seq, 'data-cmid': m.client_msg_id,
         'data-status': tick && tick.status,
     },
-    el('div', { class: 'bubble' },
-       !own && c.kind === 'group' ? el('div', { class: 'sender', text: m.sender_id }) : null,
-       el('div', { class: 'text', text }),
-       el('div', { class: 'meta' },
-          m.edited_at ? el('span', { text: 'edited' }) : null,
-          tick && tick.readBy ? el('span', { class: 'readby', text: tick.readBy }) : null,
-          el('time', { text: when(m.server_ts || Date.now()) }),
-          tick ? el('span', { class: 'tick', 'data-status': tick.status, title: tick.label,
+    elem('div', { class: 'bubble' },
+       !own && c.kind === 'group' ? elem('div', { class: 'sender', text: m.sender_id }) : null,
+       elem('div', { class: 'text', text }),
+       elem('div', { class: 'meta' },
+          m.edited_at ? elem('span', { text: 'edited' }) : null,
+          tick && tick.readBy ? elem('span', { class: 'readby', text: tick.readBy }) : null,
+          elem('time', { text: when(m.server_ts || Date.now()) }),
+          tick ? elem('span', { class: 'tick', 'data-status': tick.status, title: tick.label,
                               'aria-label': tick.label, text: TICKS[tick.status] }) : null)));
 }
 
@@ -605,9 +610,9 @@ function drawChat(opts) {
     const nearEnd = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
     const msgs = [...c.messages.values()].sort((a, b) => a.seq - b.seq);
     const nodes = [];
-    if (c.loadingOlder) nodes.push(el('div', { class: 'older muted', text: 'Loading…' }));
+    if (c.loadingOlder) nodes.push(elem('div', { class: 'older muted', text: 'Loading…' }));
     else if (!c.olderDone && msgs.length) {
-        nodes.push(el('button', { class: 'older link', type: 'button', text: 'Load older messages',
+        nodes.push(elem('button', { class: 'older link', type: 'button', text: 'Load older messages',
                                   onclick: () => loadOlder(c) }));
     }
     let day = '';
@@ -615,7 +620,7 @@ function drawChat(opts) {
         const d = new Date(m.server_ts || 0).toDateString();
         if (d !== day) {
             day = d;
-            nodes.push(el('div', { class: 'day muted', text: dayName(m.server_ts || 0) }));
+            nodes.push(elem('div', { class: 'day muted', text: dayName(m.server_ts || 0) }));
         }
         nodes.push(drawMessage(c, m));
     }
@@ -635,12 +640,12 @@ function drawMembers(c) {
     list.replaceChildren(...[...c.members].map(([u, role]) => {
         const p = u === app.me ? null : presenceOf(u);
         const canRemove = !c.left && (admin || u === app.me);
-        return el('li', { 'data-user': u },
-                  el('span', { class: 'dot', 'data-status': u === app.me ? 'online' : (p ? p.status : 'offline') }),
-                  el('span', { class: 'name', text: u === app.me ? `${u} (you)` : u }),
-                  role === 'admin' ? el('span', { class: 'role muted', text: 'admin' }) : null,
-                  el('span', { class: 'muted', text: p ? presenceText(p) : '' }),
-                  canRemove ? el('button', {
+        return elem('li', { 'data-user': u },
+                  elem('span', { class: 'dot', 'data-status': u === app.me ? 'online' : (p ? p.status : 'offline') }),
+                  elem('span', { class: 'name', text: u === app.me ? `${u} (you)` : u }),
+                  role === 'admin' ? elem('span', { class: 'role muted', text: 'admin' }) : null,
+                  elem('span', { class: 'muted', text: p ? presenceText(p) : '' }),
+                  canRemove ? elem('button', {
                       type: 'button', class: 'link', text: u === app.me ? 'Leave' : 'Remove',
                       onclick: () => changeMembers(false, u),
                   }) : null);

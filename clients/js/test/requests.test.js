@@ -306,3 +306,21 @@ test('removed from a group: no receipts or typing of ours there until added back
     assert.deepEqual(ws.frames('receipt').map((f) => [f.state, f.seq]),
                      [['delivered', 1], ['delivered', 3], ['read', 3]]);
 });
+
+test('receipts after a reconnect: sent again where the sync shows the server lacks them', async () => {
+    const { client, server, clock } = await ready();
+    client.markRead(A, 7);
+    assert.equal(server.last.frames('receipt').length, 1);
+    server.last.drop(1006);                         // the receipt may be lost with it
+    await clock.advance(1000);
+    server.last.accept();
+    assert.equal(server.last.frames('receipt').length, 0, 'not before the sync says');
+    server.last.finishSync([{ conversation_id: A, kind: 'direct', last_seq: 9, delivered_seq: 5,
+                              read_seq: 5, unread: 4, last_message: null },
+                            { conversation_id: 'g:9', kind: 'group', last_seq: 3, delivered_seq: 3,
+                              read_seq: 3, unread: 0, last_message: null }]);
+    assert.deepEqual(server.last.frames('receipt').map((f) => [f.conversation_id, f.state, f.seq]),
+                     [[A, 'read', 7]]);
+    client.markRead(A, 7);
+    assert.equal(server.last.frames('receipt').length, 1);
+});
