@@ -50,7 +50,8 @@ function startChromium() {
     const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'ngx-chat-chromium.'));
     const args = [...FLAGS, `--user-data-dir=${profile}`, '--remote-debugging-address=127.0.0.1',
                   '--remote-debugging-port=0', 'about:blank'];
-    const proc = spawn(CHROMIUM, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    // its own process group: stopping it stops its helper processes too
+    const proc = spawn(CHROMIUM, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
     return new Promise((resolve, reject) => {
         let err = '';
         const timer = setTimeout(() => {
@@ -73,13 +74,20 @@ function startChromium() {
 }
 
 async function stopChromium(chrome) {
-    if (chrome.proc.exitCode === null) {
+    const group = (sig) => {
+        try { process.kill(-chrome.proc.pid, sig); } catch (e) { /* already gone */ }
+    };
+    if (chrome.proc.exitCode === null && chrome.proc.signalCode === null) {
         const gone = new Promise((r) => chrome.proc.once('exit', r));
-        chrome.proc.kill('SIGTERM');
+        group('SIGTERM');
         await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
-        if (chrome.proc.exitCode === null) chrome.proc.kill('SIGKILL');
     }
-    fs.rmSync(chrome.profile, { recursive: true, force: true });
+    group('SIGKILL');                      // helpers that outlived the browser
+    try {
+        fs.rmSync(chrome.profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+    } catch (e) {
+        log(`   (profile ${chrome.profile} not removed: ${e.message})`);
+    }
 }
 
 async function shot(name, who) {
