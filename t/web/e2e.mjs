@@ -188,6 +188,12 @@ async function signIn(browser, who) {
                 undefined, () => document.querySelector('#conn-state')?.dataset.state);
     await until(who, `#me-name ${u.id}`, textIs, ['#me-name', u.id], textOf);
     if (page.url().includes('token=')) throw new Error(`${who}: the token stayed in the address bar`);
+    const ws = await page.evaluate(() => {
+        const w = window.chatApp.client._ws;
+        return w && { protocol: w.protocol, extensions: w.extensions };
+    });
+    log(`   ${who}: subprotocol ${ws && ws.protocol}, extensions "${ws && ws.extensions}"`);
+    if (!ws || ws.protocol !== 'chat.v1') throw new Error(`${who}: subprotocol ${ws && ws.protocol}, not chat.v1`);
 }
 
 async function openConversation(who, id, title) {
