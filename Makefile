@@ -5,6 +5,7 @@
 #   make build     nginx with the chat module (static), chat_worker, chatctl
 #   make unit      C unit tests t/unit/test_*.c
 #   make calls     the calls between the module's files (no circles)
+#   make test-js   unit tests of the JavaScript client (node --test)
 #   make test      deps, build, unit, then the integration tests (pytest)
 #   make run       deps, build, then the whole stack in ./var (foreground)
 #   make dynamic   check that the module also builds as a dynamic module
@@ -296,7 +297,14 @@ calls: build
 	@python3 t/calls.py module $(NGX_SRC)/objs/addon/ngx_chat_module/*.o \
 	    $(NGX_SRC)/objs/addon/objs/ngx_chat_lua.o
 
-test: deps build unit calls
+# the JavaScript client's unit tests: node's own runner, nothing to install
+.PHONY: test-js
+test-js:
+	@command -v node >/dev/null 2>&1 || { $(APT) update -q && \
+	    $(APT) install -y -q --no-install-recommends nodejs; }
+	node --test clients/js/test/
+
+test: deps build unit calls test-js
 	@py=python3; \
 	$$py -m pytest --version >/dev/null 2>&1 || py=/usr/bin/python3; \
 	set +e; $$py -m pytest -v t/; rc=$$?; set -e; \

@@ -683,6 +683,7 @@ nginx_conf() {
         die "nginx: unknown placeholder in $tmpl: $(grep -o '@[A-Z_]*@' "$ndir/nginx.conf.tmp" | sort -u | tr '\n' ' ')"
     fi
     mv "$ndir/nginx.conf.tmp" "$ndir/nginx.conf"
+    rm -rf "$ndir/app"; cp -R "$ROOT/clients" "$ndir/app"   # location /app/
 }
 
 nginx_ready() { port_busy "$CHAT_PORT" && port_busy "$CHAT_TLS_PORT"; }
@@ -811,6 +812,7 @@ EOF
     if grep -q 'location *= */echo' "$DIR/nginx/nginx.conf" 2>/dev/null; then
         echo "    echo:        ws://127.0.0.1:$CHAT_PORT/echo"
     fi
+    for u in alice bob; do echo "    web, as $u: http://127.0.0.1:$CHAT_PORT/app/web/#token=$(CHAT_JWT_SECRET=$CHAT_JWT_SECRET "$CHATCTL_BIN" token $u --device web 2>/dev/null)"; done
     cat <<EOF
     a token:     $secret_hint \\
                    $CHATCTL_BIN token alice --device phone
