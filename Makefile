@@ -47,7 +47,8 @@ NGX_JOBS ?= 2
 
 DEB_PKGS := build-essential libssl-dev libpcre2-dev zlib1g-dev \
             libhiredis-dev librdkafka-dev libjansson-dev libpq-dev \
-            postgresql redis-server kcat maven dpkg-dev openssl
+            postgresql redis-server kcat maven dpkg-dev openssl \
+            prometheus python3-prometheus-client
 
 # apt-get as root, through sudo otherwise
 APT := $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get

@@ -43,6 +43,7 @@
 #include <ngx_http.h>
 
 #include "ngx_chat_frame.h"
+#include "ngx_chat_metrics.h"
 #include "ngx_chat_wire.h"
 
 
@@ -64,7 +65,7 @@ typedef struct {
 } ngx_chat_session_handlers_t;
 
 
-typedef struct {
+typedef struct ngx_chat_main_conf_s {
     ngx_str_t                  jwt_secret;
     ngx_str_t                  server_id;
     ngx_str_t                  redis_host;
@@ -77,6 +78,8 @@ typedef struct {
     ngx_msec_t                 drain;
     ngx_flag_t                 enabled;     /* some location says "chat" */
     ngx_flag_t                 echo;        /* some says "chat_echo" */
+
+    ngx_chat_metrics_conf_t    metrics;
 
     /* this process, set in init_process: "<server_id>:<process>" */
     ngx_str_t                  node;
@@ -96,6 +99,8 @@ typedef struct {
     ngx_uint_t                 rate_strikes;
 
     const ngx_chat_session_handlers_t  *handlers;
+    ngx_uint_t                 metrics_index;   /* connections by location */
+    ngx_flag_t                 health_ready;    /* chat_health ready */
 } ngx_chat_loc_conf_t;
 
 
@@ -171,8 +176,9 @@ ngx_int_t ngx_chat_handshake(ngx_http_request_t *r);
 extern const ngx_chat_session_handlers_t  ngx_chat_dispatch_chat;
 extern const ngx_chat_session_handlers_t  ngx_chat_dispatch_echo;
 
-/* a record Kafka did not take: answer the session it came from */
-void ngx_chat_dispatch_undelivered(const u_char *record, size_t len);
+/* a record Kafka did not take (or may have taken): answer its session */
+void ngx_chat_dispatch_undelivered(const u_char *record, size_t len,
+    ngx_uint_t maybe_stored);
 
 
 /* ---- ngx_chat_drain.c ---- */
@@ -261,7 +267,8 @@ void ngx_chat_session_close_all(ngx_uint_t code, char *reason);
 
 /* ---- ngx_chat_kafka.c ---- */
 
-typedef void (*ngx_chat_kafka_failed_pt)(const u_char *record, size_t len);
+typedef void (*ngx_chat_kafka_failed_pt)(const u_char *record, size_t len,
+    ngx_uint_t maybe_stored);
 
 ngx_int_t ngx_chat_kafka_init(ngx_cycle_t *cycle, ngx_chat_main_conf_t *mcf,
     ngx_chat_kafka_failed_pt failed);

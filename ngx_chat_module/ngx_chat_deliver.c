@@ -60,6 +60,7 @@ static ngx_chat_deliver_part_t *ngx_chat_deliver_part(int32_t partition);
 static void ngx_chat_deliver_audit_handler(ngx_event_t *ev);
 static void ngx_chat_deliver_audited(void *reply, void *data);
 static void ngx_chat_deliver_to_sessions(const ngx_chat_wire_record_t *rec);
+static void ngx_chat_deliver_ack(const ngx_chat_wire_record_t *rec);
 
 
 static ngx_chat_main_conf_t     *ngx_chat_deliver_conf;
@@ -148,6 +149,10 @@ ngx_chat_deliver_payload(const char *p, const char *last,
             ngx_chat_deliver_to_sessions(&rec);
             break;
 
+        case NGX_CHAT_WIRE_RECORD_ACK:
+            ngx_chat_deliver_ack(&rec);
+            break;
+
         case NGX_CHAT_WIRE_RECORD_SECTION:
         case NGX_CHAT_WIRE_RECORD_REPAIR:
             if (!sections) {
@@ -227,6 +232,36 @@ ngx_chat_deliver_to_sessions(const ngx_chat_wire_record_t *rec)
 }
 
 
+/* an ack: a frame for one session, and the send-to-ack time measured */
+
+static void
+ngx_chat_deliver_ack(const ngx_chat_wire_record_t *rec)
+{
+    int64_t              ms, now;
+    ngx_time_t          *tp;
+    const char          *sid;
+    ngx_chat_session_t  *s;
+
+    if (!ngx_chat_wire_ack_parse(rec->args, rec->args_len, &ms, &sid)) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "chat: invalid ack record from redis");
+        return;
+    }
+
+    tp = ngx_timeofday();
+    now = (int64_t) tp->sec * 1000 + tp->msec;
+
+    ngx_chat_metrics_ack(now > ms ? (ngx_msec_t) (now - ms) : 0);
+
+    s = ngx_chat_session_find((const u_char *) sid);
+
+    if (s) {
+        (void) ngx_chat_session_send_text(s, (u_char *) rec->body,
+                                          rec->body_len);
+    }
+}
+
+
 static void
 ngx_chat_deliver_section(const ngx_chat_wire_record_t *rec,
     const char *start, const char *end)
@@ -265,6 +300,7 @@ ngx_chat_deliver_section(const ngx_chat_wire_record_t *rec,
                       "never came: asking for them", range.partition,
                       part->chain.last, part->chain.repair);
         part->gap_since = ngx_current_msec;
+        ngx_chat_stats->gaps++;
         ngx_chat_deliver_ask(range.partition, part);
 
         /* fall through */
@@ -306,6 +342,8 @@ ngx_chat_deliver_repair(const ngx_chat_wire_record_t *rec)
                   "chat: partition %D repaired after %L up to %L in %M ms",
                   range.partition, range.from, range.to,
                   ngx_current_msec - part->gap_since);
+
+    ngx_chat_stats->repairs++;
 
     ngx_chat_deliver_payload(rec->body, rec->body + rec->body_len, 0);
     ngx_chat_deliver_release(part);
@@ -437,6 +475,7 @@ ngx_chat_deliver_give_up(int32_t partition, ngx_chat_deliver_part_t *part)
                   part->chain.last);
 
     ngx_chat_chain_give_up(&part->chain, part->chain.repair);
+    ngx_chat_stats->gaps_given_up++;
 
     ngx_chat_deliver_release(part);
 
@@ -575,6 +614,7 @@ ngx_chat_deliver_audited(void *reply, void *data)
                           "%L never came: asking for them",
                           (int32_t) partition, head);
             part->gap_since = ngx_current_msec;
+            ngx_chat_stats->gaps++;
             ngx_chat_deliver_ask((int32_t) partition, part);
         }
     }

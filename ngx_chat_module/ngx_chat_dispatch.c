@@ -172,12 +172,17 @@ ngx_chat_dispatch_message(ngx_chat_session_t *s, ngx_uint_t opcode,
             == NGX_OK)
         {
             res.record = NULL;      /* Kafka's now */
+            ngx_chat_stats->sends += res.is_send;
 
         } else {
             ngx_chat_proto_set_error(&res, "unavailable",
                                      "the message store is unavailable, "
                                      "nothing was stored: retry later");
         }
+    }
+
+    if (res.error) {
+        ngx_chat_metrics_error(res.error);
     }
 
     if (res.reply) {
@@ -206,14 +211,16 @@ ngx_chat_dispatch_drained(ngx_chat_session_t *s)
 
 
 void
-ngx_chat_dispatch_undelivered(const u_char *record, size_t len)
+ngx_chat_dispatch_undelivered(const u_char *record, size_t len,
+    ngx_uint_t maybe_stored)
 {
     char                 sid[NGX_CHAT_WIRE_SID_LEN + 1], *frame;
     size_t               frame_len;
     ngx_chat_session_t  *s;
 
-    if (ngx_chat_proto_record_failed((const char *) record, len, sid,
-                                     sizeof(sid), &frame, &frame_len)
+    if (ngx_chat_proto_record_failed((const char *) record, len,
+                                     maybe_stored != 0, sid, sizeof(sid),
+                                     &frame, &frame_len)
         != 0)
     {
         return;

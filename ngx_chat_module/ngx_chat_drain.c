@@ -85,6 +85,7 @@ ngx_chat_drain_watch_handler(ngx_event_t *ev)
     }
 
     ngx_chat_drain_total = n;
+    ngx_chat_stats->draining = 1;
     ngx_chat_drain_per_tick = (n * NGX_CHAT_DRAIN_TICK
                                + ngx_chat_drain_window - 1)
                               / ngx_chat_drain_window;

@@ -26,6 +26,7 @@ static ngx_uint_t ngx_chat_has_token(ngx_str_t *value, char *token,
 static ngx_int_t ngx_chat_reject(ngx_http_request_t *r, ngx_uint_t status,
     char *why);
 static ngx_int_t ngx_chat_get_token(ngx_http_request_t *r, ngx_str_t *token);
+static void ngx_chat_hide_token(ngx_http_request_t *r);
 static ngx_int_t ngx_chat_upgrade(ngx_http_request_t *r, ngx_str_t *user,
     ngx_str_t *device, ngx_str_t *protocol, ngx_str_t *key, int64_t expires);
 
@@ -42,7 +43,10 @@ ngx_chat_handshake(ngx_http_request_t *r)
     ngx_chat_main_conf_t      *mcf;
     ngx_chat_jwt_claims_t      claims;
 
+    ngx_chat_hide_token(r);
+
     if (r->method != NGX_HTTP_GET) {
+        ngx_chat_stats->handshakes[NGX_CHAT_HANDSHAKE_NOT_ALLOWED]++;
         return NGX_HTTP_NOT_ALLOWED;
     }
 
@@ -156,6 +160,7 @@ ngx_chat_upgrade(ngx_http_request_t *r, ngx_str_t *user, ngx_str_t *device,
     ngx_str_t *protocol, ngx_str_t *key, int64_t expires)
 {
     u_char      hash[20], accept[28], response[256], *p;
+    ngx_int_t   rc;
     ngx_str_t   src, dst;
     ngx_sha1_t  sha1;
 
@@ -180,8 +185,14 @@ ngx_chat_upgrade(ngx_http_request_t *r, ngx_str_t *user, ngx_str_t *device,
 
     *p++ = CR; *p++ = LF;
 
-    return ngx_chat_session_start(r, user, device, expires, response,
-                                  p - response);
+    rc = ngx_chat_session_start(r, user, device, expires, response,
+                                p - response);
+
+    ngx_chat_stats->handshakes[rc == NGX_DONE
+                               ? NGX_CHAT_HANDSHAKE_OK
+                               : NGX_CHAT_HANDSHAKE_UNAVAILABLE]++;
+
+    return rc;
 }
 
 
@@ -189,6 +200,18 @@ static ngx_int_t
 ngx_chat_reject(ngx_http_request_t *r, ngx_uint_t status, char *why)
 {
     ngx_table_elt_t  *h;
+
+    switch (status) {
+    case NGX_HTTP_UNAUTHORIZED:
+        ngx_chat_stats->handshakes[NGX_CHAT_HANDSHAKE_UNAUTHORIZED]++;
+        break;
+    case NGX_CHAT_UPGRADE_REQUIRED:
+        ngx_chat_stats->handshakes[NGX_CHAT_HANDSHAKE_UPGRADE_REQUIRED]++;
+        break;
+    default:
+        ngx_chat_stats->handshakes[NGX_CHAT_HANDSHAKE_BAD_REQUEST]++;
+        break;
+    }
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "chat: handshake refused with %ui: %s", status, why);
@@ -255,6 +278,55 @@ ngx_chat_get_token(ngx_http_request_t *r, ngx_str_t *token)
     }
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * The request line goes into every log line about this request (and the
+ * access log's $request): a token in the query must not. The arguments
+ * themselves stay, for ngx_chat_get_token().
+ */
+
+static void
+ngx_chat_hide_token(ngx_http_request_t *r)
+{
+    u_char     *p, *last, *start, *end, *line;
+    ngx_str_t   name = ngx_string("access_token=");
+
+    p = r->request_line.data;
+    last = p + r->request_line.len;
+
+    start = ngx_strlcasestrn(p, last, name.data, name.len - 1);
+
+    while (start) {
+        if (start > p && (start[-1] == '?' || start[-1] == '&')) {
+            break;
+        }
+
+        start = ngx_strlcasestrn(start + 1, last, name.data, name.len - 1);
+    }
+
+    if (start == NULL) {
+        return;
+    }
+
+    start += name.len;
+
+    for (end = start; end < last && *end != '&' && *end != ' '; end++) {
+        /* void */
+    }
+
+    line = ngx_pnalloc(r->pool, r->request_line.len - (end - start) + 3);
+    if (line == NULL) {
+        return;
+    }
+
+    p = ngx_cpymem(line, r->request_line.data, start - r->request_line.data);
+    p = ngx_cpymem(p, "***", 3);
+    p = ngx_cpymem(p, end, last - end);
+
+    r->request_line.data = line;
+    r->request_line.len = p - line;
 }
 
 

@@ -27,6 +27,8 @@ static void ngx_chat_kafka_error(rd_kafka_t *rk, int err, const char *reason,
     void *opaque);
 static void ngx_chat_kafka_log(const rd_kafka_t *rk, int level,
     const char *facility, const char *buf);
+static int ngx_chat_kafka_stats(rd_kafka_t *rk, char *json, size_t len,
+    void *opaque);
 static void ngx_chat_kafka_wake_handler(ngx_event_t *ev);
 static void ngx_chat_kafka_timer_handler(ngx_event_t *ev);
 
@@ -91,7 +93,10 @@ ngx_chat_kafka_init(ngx_cycle_t *cycle, ngx_chat_main_conf_t *mcf,
                               "ngx_chat") != NGX_OK
         /* logs come through the main queue, into this thread */
         || ngx_chat_kafka_set(conf, cycle->log, "log.queue", "true")
-           != NGX_OK)
+           != NGX_OK
+        /* the brokers' states, for readiness (ngx_chat_kafka_stats) */
+        || ngx_chat_kafka_set(conf, cycle->log, "statistics.interval.ms",
+                              "2000") != NGX_OK)
     {
         rd_kafka_conf_destroy(conf);
         return NGX_ERROR;
@@ -100,6 +105,7 @@ ngx_chat_kafka_init(ngx_cycle_t *cycle, ngx_chat_main_conf_t *mcf,
     rd_kafka_conf_set_dr_msg_cb(conf, ngx_chat_kafka_delivered);
     rd_kafka_conf_set_error_cb(conf, ngx_chat_kafka_error);
     rd_kafka_conf_set_log_cb(conf, ngx_chat_kafka_log);
+    rd_kafka_conf_set_stats_cb(conf, ngx_chat_kafka_stats);
 
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
     if (rk == NULL) {
@@ -270,15 +276,27 @@ static void
 ngx_chat_kafka_delivered(rd_kafka_t *rk, const rd_kafka_message_t *msg,
     void *opaque)
 {
+    ngx_uint_t  maybe;
+
     if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         return;
     }
 
-    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                  "chat: kafka did not take a record: %s",
-                  rd_kafka_err2str(msg->err));
+    /* a timeout after the record was sent may still have stored it */
+    maybe = rd_kafka_message_status(msg) != RD_KAFKA_MSG_STATUS_NOT_PERSISTED;
 
-    ngx_chat_kafka_failed(msg->payload, msg->len);
+    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                  "chat: kafka did not take a record%s: %s",
+                  maybe ? " (or may have)" : "", rd_kafka_err2str(msg->err));
+
+    if (maybe) {
+        ngx_chat_stats->kafka_timeout++;
+
+    } else {
+        ngx_chat_stats->kafka_unavailable++;
+    }
+
+    ngx_chat_kafka_failed(msg->payload, msg->len, maybe);
 }
 
 
@@ -286,6 +304,10 @@ static void
 ngx_chat_kafka_error(rd_kafka_t *rk, int err, const char *reason,
     void *opaque)
 {
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+        ngx_chat_stats->kafka_up = 0;
+    }
+
     ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0, "chat: kafka: %s: %s",
                   rd_kafka_err2name(err), reason);
 }
@@ -302,6 +324,22 @@ ngx_chat_kafka_log(const rd_kafka_t *rk, int level, const char *facility,
 
     ngx_log_error(ngx_level, ngx_cycle->log, 0, "chat: kafka %s: %s",
                   facility, buf);
+}
+
+
+/*
+ * The statistics come through the main queue too: a broker whose state
+ * is "UP" means the producer can deliver. A plain search, not a parse:
+ * the only thing wanted from the document is that.
+ */
+
+static int
+ngx_chat_kafka_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    ngx_chat_stats->kafka_up =
+        ngx_strnstr((u_char *) json, "\"state\":\"UP\"", len) != NULL;
+
+    return 0;       /* librdkafka frees json */
 }
 
 
@@ -322,6 +360,8 @@ static void
 ngx_chat_kafka_timer_handler(ngx_event_t *ev)
 {
     (void) rd_kafka_poll(ngx_chat_kafka_producer, 0);
+
+    ngx_chat_stats->kafka_queue = rd_kafka_outq_len(ngx_chat_kafka_producer);
 
     if (!ngx_exiting) {
         ngx_add_timer(ev, NGX_CHAT_KAFKA_POLL_INTERVAL);

@@ -19,6 +19,9 @@ static char *ngx_chat_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_chat(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_chat_echo(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_chat_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_chat_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_chat_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_chat_id_slot(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -49,6 +52,20 @@ static ngx_command_t  ngx_chat_commands[] = {
     { ngx_string("chat_echo"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_chat_echo,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("chat_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_chat_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("chat_health"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_chat_health,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -319,6 +336,7 @@ ngx_chat_create_loc_conf(ngx_conf_t *cf)
     conf->rate = NGX_CONF_UNSET_UINT;
     conf->burst = NGX_CONF_UNSET_UINT;
     conf->rate_strikes = NGX_CONF_UNSET_UINT;
+    conf->health_ready = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -332,6 +350,7 @@ ngx_chat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_value(conf->echo, prev->echo, 0);
+    ngx_conf_merge_value(conf->health_ready, prev->health_ready, 0);
     ngx_conf_merge_size_value(conf->max_message, prev->max_message,
                               16 * 1024);
     ngx_conf_merge_size_value(conf->send_buffer, prev->send_buffer,
@@ -387,6 +406,7 @@ ngx_chat(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     hclcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     hclcf->handler = ngx_chat_handshake;
     clcf->handlers = &ngx_chat_dispatch_chat;
+    clcf->metrics_index = ngx_chat_metrics_location(cf, &hclcf->name);
 
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_chat_module);
     mcf->enabled = 1;
@@ -414,9 +434,64 @@ ngx_chat_echo(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     hclcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     hclcf->handler = ngx_chat_handshake;
     clcf->handlers = &ngx_chat_dispatch_echo;
+    clcf->metrics_index = ngx_chat_metrics_location(cf, &hclcf->name);
 
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_chat_module);
     mcf->echo = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+/* the whole server's figures, in Prometheus's text format */
+
+static char *
+ngx_chat_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *hclcf;
+
+    if (ngx_chat_metrics_zone(cf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    hclcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    hclcf->handler = ngx_chat_metrics_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/* chat_health [live|ready]: alive at all, or fit to serve */
+
+static char *
+ngx_chat_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_chat_loc_conf_t *clcf = conf;
+
+    ngx_str_t                 *value;
+    ngx_http_core_loc_conf_t  *hclcf;
+
+    if (clcf->health_ready != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    clcf->health_ready = 0;
+
+    if (cf->args->nelts == 2) {
+        if (ngx_strcmp(value[1].data, "ready") == 0) {
+            clcf->health_ready = 1;
+
+        } else if (ngx_strcmp(value[1].data, "live") != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid value \"%V\" in \"chat_health\": "
+                               "live or ready", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    hclcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    hclcf->handler = ngx_chat_health_handler;
 
     return NGX_CONF_OK;
 }
@@ -509,7 +584,9 @@ ngx_chat_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    if (ngx_chat_session_init(cycle) != NGX_OK) {
+    if (ngx_chat_metrics_init_process(cycle, mcf) != NGX_OK
+        || ngx_chat_session_init(cycle) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -559,7 +636,12 @@ ngx_chat_exit_process(ngx_cycle_t *cycle)
 
     mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_chat_module);
 
-    if (mcf == NULL || !mcf->enabled) {
+    if (mcf == NULL || !(mcf->enabled || mcf->echo)) {
+        return;
+    }
+
+    if (!mcf->enabled) {
+        ngx_chat_metrics_exit_process(cycle);
         return;
     }
 
@@ -568,4 +650,5 @@ ngx_chat_exit_process(ngx_cycle_t *cycle)
     ngx_chat_deliver_exit(cycle);
     ngx_chat_kafka_exit(cycle);
     ngx_chat_redis_exit(cycle);
+    ngx_chat_metrics_exit_process(cycle);
 }

@@ -204,6 +204,8 @@ ngx_chat_presence_event(const u_char *p, size_t len)
         return;
     }
 
+    ngx_chat_stats->presence_events++;
+
     w = ngx_chat_presence_find((u_char *) ev.user, ev.user_len, 0);
     if (w == NULL) {
         return;

@@ -848,6 +848,7 @@ ngx_chat_proto_record(ngx_chat_proto_ctx_t *ctx, ngx_chat_wire_op_t op,
 
     ctx->res->record = record;
     ctx->res->record_len = p - record;
+    ctx->res->is_send = (op == NGX_CHAT_WIRE_OP_SEND);
 
     memcpy(ctx->res->key, key, key_len);
     ctx->res->key[key_len] = '\0';
@@ -889,8 +890,12 @@ ngx_chat_proto_set_retry_error(ngx_chat_proto_result_t *res,
     res->reply_len = 0;
 
     res->presence = 0;
+    res->is_send = 0;
+    res->typing_start = 0;
+    res->typing_stop = 0;
     free(res->auth_token);
     res->auth_token = NULL;
+    res->error = code;
 
     error = json_pack("{s:s,s:s,s:s}", "type", "error", "code", code,
                       "message", message);
@@ -932,8 +937,9 @@ ngx_chat_proto_result_free(ngx_chat_proto_result_t *res)
 
 
 int
-ngx_chat_proto_record_failed(const char *record, size_t len, char *sid,
-    size_t sid_size, char **frame, size_t *frame_len)
+ngx_chat_proto_record_failed(const char *record, size_t len,
+    int maybe_stored, char *sid, size_t sid_size, char **frame,
+    size_t *frame_len)
 {
     json_t                   *r, *op, *s, *tag;
     ngx_chat_proto_result_t   res;
@@ -973,9 +979,17 @@ ngx_chat_proto_record_failed(const char *record, size_t len, char *sid,
         res.tag_name = NULL;
     }
 
-    ngx_chat_proto_set_error(&res, "unavailable",
-                             "the message store is unavailable, nothing "
-                             "was stored: retry later");
+    if (maybe_stored) {
+        ngx_chat_proto_set_error(&res, "timeout",
+                                 "no word from the message store in time: "
+                                 "it may have been stored, retry with the "
+                                 "same client_msg_id");
+
+    } else {
+        ngx_chat_proto_set_error(&res, "unavailable",
+                                 "the message store is unavailable, nothing "
+                                 "was stored: retry later");
+    }
 
     json_decref(r);
     json_decref((json_t *) res.tag_value);

@@ -38,6 +38,10 @@ typedef struct ngx_chat_proto_result_s {
     size_t        key_len;
     unsigned      typing_start:1;   /* the record is a typing "start" */
     unsigned      typing_stop:1;    /* ... or a "stop" */
+    unsigned      is_send:1;        /* ... or a send */
+
+    /* the code of the error in reply, or NULL (static) */
+    const char   *error;
 
     /* presence requests are served by nginx and Redis, not by Kafka */
     int           presence;         /* NGX_CHAT_PROTO_PRESENCE_* or 0 */
@@ -89,11 +93,14 @@ int ngx_chat_proto_send_fast(const ngx_chat_proto_peer_t *peer,
 
 /*
  * For a record Kafka could not take: the session it came from and the
- * "unavailable" error frame that answers it (malloc()ed). -1 if the record
- * is not one of ours.
+ * error frame that answers it (malloc()ed): "unavailable" when nothing was
+ * stored, "timeout" when Kafka may have it (maybe_stored: a retry with the
+ * same client_msg_id is deduplicated). -1 if the record is not one of
+ * ours.
  */
 int ngx_chat_proto_record_failed(const char *record, size_t len,
-    char *sid, size_t sid_size, char **frame, size_t *frame_len);
+    int maybe_stored, char *sid, size_t sid_size, char **frame,
+    size_t *frame_len);
 
 
 #endif /* _NGX_CHAT_PROTO_H_INCLUDED_ */

@@ -30,6 +30,7 @@ typedef struct {
     ngx_msec_t                 backoff;
     char                      *name;
     void                     (*ready)(void);
+    ngx_uint_t                 metrics;     /* NGX_CHAT_REDIS_COMMANDS ... */
     unsigned                   connected:1;
 } ngx_chat_redis_link_t;
 
@@ -83,11 +84,13 @@ static ngx_event_t                       ngx_chat_redis_ping;
 static ngx_uint_t                        ngx_chat_redis_ping_pending;
 
 static ngx_chat_redis_link_t  ngx_chat_redis_cmd = {
-    NULL, { 0 }, 0, "commands", ngx_chat_redis_cmd_ready, 0
+    NULL, { 0 }, 0, "commands", ngx_chat_redis_cmd_ready,
+    NGX_CHAT_REDIS_COMMANDS, 0
 };
 
 static ngx_chat_redis_link_t  ngx_chat_redis_sub = {
-    NULL, { 0 }, 0, "subscription", ngx_chat_redis_sub_ready, 0
+    NULL, { 0 }, 0, "subscription", ngx_chat_redis_sub_ready,
+    NGX_CHAT_REDIS_SUBSCRIPTION, 0
 };
 
 
@@ -260,6 +263,7 @@ ngx_chat_redis_connected(const redisAsyncContext *ac, int status)
 
     link->connected = 1;
     link->backoff = NGX_CHAT_REDIS_BACKOFF_MIN;
+    ngx_chat_stats->redis_up[link->metrics] = 1;
     link->ready();
 }
 
@@ -271,10 +275,13 @@ ngx_chat_redis_disconnected(const redisAsyncContext *ac, int status)
 
     link->ac = NULL;
     link->connected = 0;
+    ngx_chat_stats->redis_up[link->metrics] = 0;
 
     if (link->reconnect.log == NULL) {
         return;         /* exiting */
     }
+
+    ngx_chat_stats->redis_reconnects[link->metrics]++;
 
     ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                   "chat: redis %s connection lost: %s", link->name,

@@ -323,6 +323,7 @@ ngx_chat_proto_send_fast(const ngx_chat_proto_peer_t *peer, const char *text,
 
     res->record = record;
     res->record_len = p - record;
+    res->is_send = 1;
     memcpy(res->key, conv, conv_len + 1);
     res->key_len = conv_len;
     res->tag_name = "client_msg_id";

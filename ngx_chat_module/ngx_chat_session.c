@@ -223,6 +223,8 @@ ngx_chat_session_detach(ngx_event_t *wev)
         s->in_table = 1;
     }
 
+    ngx_chat_stats->connections[s->conf->metrics_index]++;
+
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, c->log, 0,
                    "chat: session %*s started for \"%V\"",
                    (size_t) NGX_CHAT_WIRE_SID_LEN, s->sid, &s->user);
@@ -295,11 +297,17 @@ ngx_chat_session_read_handler(ngx_event_t *rev)
         if (n == 0 || n == NGX_ERROR) {
             ngx_log_error(NGX_LOG_INFO, c->log, 0,
                           "chat: client closed the connection");
+
+            if (!s->closing) {
+                ngx_chat_stats->gone[NGX_CHAT_GONE_EOF]++;
+            }
+
             ngx_chat_session_finalize(s);
             return;
         }
 
         s->last_read = (uint32_t) ngx_current_msec;
+        ngx_chat_stats->bytes_in += n;
 
         if (s->closing) {
             continue;     /* draining until the client closes */
@@ -349,6 +357,7 @@ ngx_chat_session_tick(ngx_chat_session_t *s)
     if (idle >= 2 * hb) {
         ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
                       "chat: client silent for two heartbeats");
+        ngx_chat_stats->gone[NGX_CHAT_GONE_SILENT]++;
         ngx_chat_session_finalize(s);
         return NGX_DONE;
     }
@@ -392,10 +401,12 @@ ngx_chat_session_input(ngx_chat_session_t *s, u_char *pos, u_char *end)
             return NGX_OK;
 
         case NGX_CHAT_WS_CONTROL:
+            ngx_chat_stats->frames_in++;
             rc = ngx_chat_session_control(s, &ev);
             break;
 
         case NGX_CHAT_WS_DATA:
+            ngx_chat_stats->frames_in += ev.last;
             rc = ngx_chat_session_data(s, &ev);
             break;
 
@@ -591,6 +602,7 @@ ngx_chat_session_queue(ngx_chat_session_t *s, ngx_uint_t opcode, u_char *data,
     }
 
     s->out_last += ngx_chat_ws_frame_header(s->out_last, opcode, len);
+    ngx_chat_stats->frames_out++;
 
     if (len) {
         s->out_last = ngx_cpymem(s->out_last, data, len);
@@ -617,6 +629,7 @@ ngx_chat_session_write_handler(ngx_event_t *wev)
                       "chat: client read nothing for %M ms, %uz bytes "
                       "queued", s->conf->send_timeout,
                       (size_t) (s->out_last - s->out_pos));
+        ngx_chat_stats->gone[NGX_CHAT_GONE_STALLED]++;
         ngx_chat_session_finalize(s);
         return;
     }
@@ -675,6 +688,7 @@ ngx_chat_session_flush(ngx_chat_session_t *s)
         }
 
         s->out_pos += n;
+        ngx_chat_stats->bytes_out += n;
 
         if (c->write->timer_set) {
             ngx_del_timer(c->write);
@@ -735,6 +749,7 @@ ngx_chat_session_close(ngx_chat_session_t *s, ngx_uint_t code, char *reason)
      */
 
     len = ngx_chat_ws_close_payload(buf, code, reason);
+    ngx_chat_metrics_close(code);
 
     (void) ngx_chat_session_queue(s, NGX_CHAT_WS_OP_CLOSE, buf, len, 1);
 
@@ -788,6 +803,8 @@ ngx_chat_session_finalize(ngx_chat_session_t *s)
         ngx_rbtree_delete(&ngx_chat_sessions, &s->node);
         s->in_table = 0;
     }
+
+    ngx_chat_stats->connections[s->conf->metrics_index]--;
 
     if (s->msg) {
         ngx_free(s->msg);

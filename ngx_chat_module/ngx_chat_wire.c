@@ -527,6 +527,37 @@ ngx_chat_wire_number(const char *p, const char *end, int64_t *v)
 
 
 int
+ngx_chat_wire_ack_parse(const char *args, size_t len, int64_t *ms,
+    const char **sid)
+{
+    const char  *p, *end;
+
+    end = args + len;
+
+    p = ngx_chat_wire_number(args, end, ms);
+
+    if (p == NULL || *ms < 0 || end - p != 1 + NGX_CHAT_WIRE_SID_LEN
+        || *p != ' ' || !ngx_chat_wire_valid_sid(p + 1, NGX_CHAT_WIRE_SID_LEN))
+    {
+        return 0;
+    }
+
+    *sid = p + 1;
+
+    return 1;
+}
+
+
+char *
+ngx_chat_wire_ack_header(char *p, int64_t ms, const char *sid,
+    size_t body_len)
+{
+    return p + sprintf(p, "%c %lld %.*s %zu\n", NGX_CHAT_WIRE_RECORD_ACK,
+                       (long long) ms, NGX_CHAT_WIRE_SID_LEN, sid, body_len);
+}
+
+
+int
 ngx_chat_wire_range_parse(const char *args, size_t len,
     ngx_chat_wire_range_t *range)
 {

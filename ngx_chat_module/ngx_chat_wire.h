@@ -296,6 +296,10 @@ int ngx_chat_wire_presence_parse(const char *p, size_t len,
  *     F <sid>[,<sid>...] <len>   write the bytes as one text frame to each
  *                                of these local sessions (a session that is
  *                                gone is skipped)
+ *     A <ms> <sid> <len>         the same for the ack of a send, to its one
+ *                                session: <ms> is the record's ts (when
+ *                                nginx received the send), for the
+ *                                send-to-ack latency nginx measures
  *     K <sid>[,<sid>...] 0       close these sessions with 4001: a newer
  *                                connection of their device took over
  *     P <partition> <prev> <last> <len>
@@ -321,9 +325,10 @@ int ngx_chat_wire_presence_parse(const char *p, size_t len,
  *     E <sid> 0                  the end of such an answer
  *
  * The frame bytes are complete protocol frames: nginx never parses them.
- * F, K and S records come alone or inside P and R records.
+ * F, A, K and S records come alone or inside P and R records.
  */
 #define NGX_CHAT_WIRE_RECORD_FRAME    'F'
+#define NGX_CHAT_WIRE_RECORD_ACK      'A'
 #define NGX_CHAT_WIRE_RECORD_KICK     'K'
 #define NGX_CHAT_WIRE_RECORD_SECTION  'P'
 #define NGX_CHAT_WIRE_RECORD_REPAIR   'R'
@@ -362,6 +367,16 @@ int ngx_chat_wire_record_next(const char **pos, const char *end,
  */
 int ngx_chat_wire_sids_next(const char **pos, const char *end,
     const char **sid);
+
+/* an A record's arguments: the time and the one sid */
+int ngx_chat_wire_ack_parse(const char *args, size_t len, int64_t *ms,
+    const char **sid);
+
+/* an A record's header; returns the end of what was written */
+#define NGX_CHAT_WIRE_ACK_HEADER_MAX  (2 + 21 + NGX_CHAT_WIRE_SID_LEN + 22)
+
+char *ngx_chat_wire_ack_header(char *p, int64_t ms, const char *sid,
+    size_t body_len);
 
 /* the three numbers of a P or R record's arguments */
 typedef struct {

@@ -77,6 +77,30 @@ def test_missing_token_is_401(stack):
     assert ei.value.status == 401, "empty access_token: %r" % ei.value
 
 
+def test_token_never_in_the_error_log(stack):
+    """A refused handshake is logged with its request line: the token in
+    its query must not be (nor a good one's, nor one in a later argument)."""
+    user = unique("logtok")
+    bad = stack.token(user, "d", bad_signature=True)
+    expired = stack.token(user, "d", exp_delta=-60)
+    for token in (bad, expired):
+        with pytest.raises(wsclient.HandshakeError):
+            wsclient.connect(stack.url + "?v=1&access_token=" + token
+                             + "&x=2").abort()
+    # refused for another reason than the token: the token is still hidden
+    with pytest.raises(wsclient.HandshakeError):
+        wsclient.connect(stack.url + "?access_token=" + bad,
+                         headers={"Sec-WebSocket-Version": "8"}).abort()
+    time.sleep(0.5)
+    log = open(__import__("os").path.join(stack.dir, "nginx", "logs",
+                                          "error.log")).read()
+    assert "handshake refused" in log
+    for token in (bad, expired):
+        for part in token.split("."):
+            assert part not in log, "a token part is in the error log"
+    assert "access_token=***" in log
+
+
 @pytest.mark.parametrize("sub", ["", "a b", "x" * 65, "caf\u00e9", "a/b"])
 def test_bad_sub_is_401(stack, sub):
     token = wsclient.make_token(stack.secret, sub, dev="d")

@@ -216,7 +216,7 @@ check_record(ngx_chat_proto_result_t *res, const ngx_chat_proto_peer_t *peer)
     /* Kafka refused it: the error goes back to this session */
 
     frame = NULL;
-    rc = ngx_chat_proto_record_failed(res->record, res->record_len,
+    rc = ngx_chat_proto_record_failed(res->record, res->record_len, 0,
                                       s, sizeof(s), &frame, &frame_len);
     FUZZ_ASSERT(rc == 0);
     FUZZ_ASSERT(strlen(s) == 16 && memcmp(s, peer->sid, 16) == 0);
@@ -382,8 +382,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* the frame as a record Kafka gave back */
 
     frame = NULL;
-    rc = ngx_chat_proto_record_failed(text, size, s, sizeof(s), &frame,
-                                      &frame_len);
+    rc = ngx_chat_proto_record_failed(text, size, size & 1, s, sizeof(s),
+                                      &frame, &frame_len);
     FUZZ_ASSERT(rc == 0 || rc == -1);
 
     if (rc == 0) {

@@ -1,7 +1,8 @@
 
 /*
  * test_chain.c: a node following one partition's chain of sections
- * (ngx_chat_chain.c), and the P and R records' numbers (ngx_chat_wire.c).
+ * (ngx_chat_chain.c), and the P, R and A records' arguments
+ * (ngx_chat_wire.c).
  */
 
 #include <string.h>
@@ -149,6 +150,39 @@ test_ranges(void)
 }
 
 
+static void
+test_acks(void)
+{
+    char                    buf[NGX_CHAT_WIRE_ACK_HEADER_MAX], *p;
+    const char             *pos, *sid;
+    int64_t                 ms;
+    ngx_chat_wire_record_t  rec;
+
+    p = ngx_chat_wire_ack_header(buf, 1714128000123LL, "00000000000000ab",
+                                 2);
+    CHECK((size_t) (p - buf) <= sizeof(buf), "header size");
+    memcpy(p, "{}", 2);
+    p += 2;
+
+    pos = buf;
+    CHECK(ngx_chat_wire_record_next(&pos, p, &rec) == 1 && rec.type == 'A'
+          && rec.body_len == 2, "a record");
+    CHECK(ngx_chat_wire_ack_parse(rec.args, rec.args_len, &ms, &sid)
+          && ms == 1714128000123LL
+          && memcmp(sid, "00000000000000ab", 16) == 0, "read back");
+
+#define ACK(s)  ngx_chat_wire_ack_parse(s, sizeof(s) - 1, &ms, &sid)
+
+    CHECK(!ACK("12 00000000000000ab,00000000000000ac"), "two sessions");
+    CHECK(!ACK("12"), "no session");
+    CHECK(!ACK("-5 00000000000000ab"), "a negative time");
+    CHECK(!ACK("x 00000000000000ab"), "not a time");
+    CHECK(!ACK("12 0000000000000ab"), "short sid");
+
+#undef ACK
+}
+
+
 int
 main(void)
 {
@@ -157,6 +191,7 @@ main(void)
     test_first_section_lost();
     test_audit();
     test_ranges();
+    test_acks();
 
     printf("%u passed, %u failed\n", passed, failed);
 

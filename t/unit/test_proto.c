@@ -362,8 +362,8 @@ test_record_failed(void)
                                  "\"c9\",\"to\":\"bob\",\"body\":\"x\"}") - 1,
                           &res);
 
-    CHECK(ngx_chat_proto_record_failed(res.record, res.record_len, sid,
-                                       sizeof(sid), &frame, &len) == 0,
+    CHECK(ngx_chat_proto_record_failed(res.record, res.record_len, 0,
+                                       sid, sizeof(sid), &frame, &len) == 0,
           "a failed record is understood");
     CHECK(strcmp(sid, "00000000000000ab") == 0, "its session");
 
@@ -374,10 +374,22 @@ test_record_failed(void)
                     "c9") == 0, "unavailable, tagged: %s", frame);
     json_decref(j);
     free(frame);
+
+    /* Kafka may have it: the client is told to retry, not that it is lost */
+    CHECK(ngx_chat_proto_record_failed(res.record, res.record_len, 1,
+                                       sid, sizeof(sid), &frame, &len) == 0,
+          "a record of unknown fate is understood");
+    j = json_loadb(frame, len, 0, NULL);
+    CHECK(j && strcmp(json_string_value(json_object_get(j, "code")),
+                      "timeout") == 0
+          && strcmp(json_string_value(json_object_get(j, "client_msg_id")),
+                    "c9") == 0, "timeout, tagged: %s", frame);
+    json_decref(j);
+    free(frame);
     ngx_chat_proto_result_free(&res);
 
-    CHECK(ngx_chat_proto_record_failed("junk", 4, sid, sizeof(sid), &frame,
-                                       &len) == -1, "junk refused");
+    CHECK(ngx_chat_proto_record_failed("junk", 4, 0, sid, sizeof(sid),
+                                       &frame, &len) == -1, "junk refused");
 }
 
 
