@@ -91,6 +91,8 @@ WORKER_OBJS  := $(patsubst workers/%.c,$(BUILD)/obj/workers/%.o,$(WORKER_SRCS)) 
                 $(BUILD)/obj/workers/ngx_chat_wire.o
 WORKER_LIBS  := -lrdkafka -lpq -lhiredis -ljansson -lcrypto -lpthread
 CHATCTL_SRCS ?= $(wildcard workers/chatctl.c)
+# the module's token signing, shared with nginx's check and chat_bench
+CHATCTL_DEPS := ngx_chat_module/ngx_chat_jwt.c ngx_chat_module/ngx_chat_wire.c
 CHATCTL_LIBS := -ljansson -lcrypto
 
 WORKER_BINS := $(if $(WORKER_SRCS),$(BUILD)/bin/chat_worker) \
@@ -259,8 +261,8 @@ $(BUILD)/bin/chat_worker: $(WORKER_OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(SAN) -o $@ $^ $(WORKER_LIBS)
 
-$(BUILD)/bin/chatctl: $(CHATCTL_SRCS)
-	@mkdir -p $(@D)
+$(BUILD)/bin/chatctl: $(CHATCTL_SRCS) $(CHATCTL_DEPS)
+	@mkdir -p $(@D) $(BUILD)/obj
 	$(CC) $(CFLAGS_CHAT) -MMD -MP -MF $(BUILD)/obj/chatctl.d \
 	    -o $@ $^ $(CHATCTL_LIBS)
 
