@@ -352,10 +352,15 @@ dynamic: pkgs $(DYN_SRC)/objs/Makefile
 
 BENCH_QUICK ?= 0
 BENCH_BIN   := $(BUILD)/bin/chat_bench
+# its files by concern (t/bench/bench.h), and the module's token signing
+BENCH_SRCS  := t/bench/chat_bench.c $(wildcard t/bench/bench_*.c) \
+               ngx_chat_module/ngx_chat_jwt.c ngx_chat_module/ngx_chat_wire.c
+BENCH_HDRS  := t/bench/bench.h ngx_chat_module/ngx_chat_jwt.h \
+               ngx_chat_module/ngx_chat_wire.h
 
-$(BENCH_BIN): t/bench/chat_bench.c
+$(BENCH_BIN): $(BENCH_SRCS) $(BENCH_HDRS)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_CHAT) -o $@ $< -ljansson -lcrypto
+	$(CC) $(CFLAGS_CHAT) -o $@ $(BENCH_SRCS) -ljansson -lcrypto
 
 bench: deps build $(BENCH_BIN)
 	BENCH_BIN=$(CURDIR)/$(BENCH_BIN) BENCH_QUICK=$(BENCH_QUICK) t/bench/run.sh
