@@ -1,42 +1,88 @@
 # t/stack/common.sh: helpers of t/stack.sh (sourced): messages, processes
 # by pid file, waiting, ports, templates.
 
-say() { printf '%s: %s\n' "$PROG" "$*"; }
+# Messages go to stdout and, once DIR is known, to DIR/log/stack.log too.
+# One that cannot be written (stdout a pipe whose reader is gone) is lost,
+# never fatal: `run` has SIGPIPE ignored, and its stop must run to the end.
 
-die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
+stack_log() {
+    [ -n "${LOG:-}" ] && [ -d "$LOG" ] || return 0
+    printf '%(%Y-%m-%d %H:%M:%S)T %s: %s\n' -1 "$PROG" "$*" \
+        >> "$LOG/stack.log" 2>/dev/null || true
+}
 
-now_ms() { local t; t=$(date +%s%N); echo $(( t / 1000000 )); }
+say() {
+    printf '%s: %s\n' "$PROG" "$*" 2>/dev/null || true
+    stack_log "$*"
+}
+
+die() {
+    printf '%s: error: %s\n' "$PROG" "$*" >&2 2>/dev/null || true
+    stack_log "error: $*"
+    exit 1
+}
+
+# out LINE...: lines for the terminal (and the log), no prefix
+out() {
+    local l
+    for l in "$@"; do
+        printf '%s\n' "$l" 2>/dev/null || true
+        stack_log "$l"
+    done
+}
+
+now_ms() {
+    local t=${EPOCHREALTIME:-}
+    if [ -n "$t" ]; then
+        t=${t/[.,]/}
+        echo $(( t / 1000 ))
+    else
+        t=$(date +%s%N)
+        echo $(( t / 1000000 ))
+    fi
+}
 
 T0=$(now_ms)
 
 elapsed() { local t; t=$(now_ms); printf '%d.%03ds' $(( (t - T0) / 1000 )) $(( (t - T0) % 1000 )); }
 
-# alive PID: the process exists and is not a zombie
+# alive PID: the process exists and is not a zombie (no fork: `run` asks
+# every second)
 alive() {
-    local pid=$1 state
-    [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || return 1
-    state=$(sed -E 's/^.*\) (.).*$/\1/' "/proc/$pid/stat" 2>/dev/null) || return 1
-    [ -n "$state" ] && [ "$state" != Z ]
+    local pid=$1 stat=""
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    read -r stat 2>/dev/null < "/proc/$pid/stat" || [ -n "$stat" ] || return 1
+    stat=${stat##*) }
+    [ -n "$stat" ] && [ "${stat%% *}" != Z ]
 }
 
-# pid_of NAME: the pid in DIR/run/NAME.pid if that process still runs and
-# its command line contains the component's marker (guards against reuse)
-pid_of() {
-    local f="$RUN/$1.pid" pid
+# find_pid NAME [MARKER]: FOUND_PID is the pid in DIR/run/NAME.pid if that
+# process still runs and its command line contains the component's marker
+# (guards against reuse); no fork
+find_pid() {
+    local f="$RUN/$1.pid" pid="" args=()
+    FOUND_PID=""
     [ -s "$f" ] || return 1
-    pid=$(head -n 1 "$f")
+    read -r pid 2>/dev/null < "$f" || [ -n "$pid" ] || return 1
     alive "$pid" || return 1
     if [ -n "${2:-}" ]; then
-        tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2" \
-            || return 1
+        mapfile -d '' args 2>/dev/null < "/proc/$pid/cmdline" || return 1
+        [[ " ${args[*]} " == *"$2"* ]] || return 1
     fi
-    echo "$pid"
+    FOUND_PID=$pid
+}
+
+# pid_of NAME [MARKER]: the same, printed
+pid_of() {
+    find_pid "$@" || return 1
+    echo "$FOUND_PID"
 }
 
 children_of() {
     local parent=$1 f stat rest
     for f in /proc/[0-9]*/stat; do
-        stat=$(cat "$f" 2>/dev/null) || continue
+        stat=""
+        read -r stat 2>/dev/null < "$f" || [ -n "$stat" ] || continue
         rest=${stat##*) }          # "S PPID ..."
         rest=${rest#* }
         [ "${rest%% *}" = "$parent" ] && { f=${f#/proc/}; echo "${f%/stat}"; }
@@ -73,8 +119,8 @@ log_tail() {
     local f
     for f in "$@"; do
         [ -s "$f" ] || continue
-        printf -- '----- last lines of %s -----\n' "$f" >&2
-        tail -n 40 "$f" >&2
+        printf -- '----- last lines of %s -----\n' "$f" >&2 2>/dev/null || true
+        tail -n 40 "$f" >&2 2>/dev/null || true
     done
 }
 
@@ -117,12 +163,54 @@ skipped() { case " $STACK_SKIP " in *" $1 "*) return 0 ;; esac; return 1; }
 
 # start_bg NAME LOG CMD...: CMD in its own session (a terminal's Ctrl-C
 # reaches only this script, which then stops everything in order), stdin
-# from /dev/null, output to LOG; pid into DIR/run/NAME.pid
+# from /dev/null, output to LOG, SIGPIPE as usual even when `run` ignores
+# it; pid into DIR/run/NAME.pid and BG_PID.  CHILDREN remembers the pids
+# this shell started: only their exit status can be known.
+declare -A CHILDREN=()
+
 start_bg() {
     local name=$1 logf=$2; shift 2
-    setsid "$@" >>"$logf" 2>&1 </dev/null &
-    echo $! > "$RUN/$name.pid"
+    ( trap - PIPE; exec setsid "$@" ) >>"$logf" 2>&1 </dev/null &
     BG_PID=$!
+    echo "$BG_PID" > "$RUN/$name.pid"
+    CHILDREN[$BG_PID]=$name
+}
+
+# exit_text PID: EXIT_TEXT says how that process, gone, ended
+exit_text() {
+    local rc=0
+    if [ -z "${CHILDREN[$1]:-}" ]; then
+        EXIT_TEXT="pid $1; not started by this shell, its status is unknown"
+        return 0
+    fi
+    unset "CHILDREN[$1]"
+    wait "$1" 2>/dev/null || rc=$?
+    if [ "$rc" -gt 128 ]; then
+        EXIT_TEXT="pid $1 killed by SIG$(kill -l $(( rc - 128 )))"
+    else
+        EXIT_TEXT="pid $1 exit $rc"
+    fi
+}
+
+# A component stopped through this script is marked down (DIR/run/NAME.down)
+# until it is started again: `run` restarts only what died by itself.
+mark_down() { [ ! -d "${RUN:-}" ] || : > "$RUN/$1.down"; }
+mark_up() { rm -f "${RUN:-/nonexistent}/$1.down"; }
+is_down() { [ -e "$RUN/$1.down" ]; }
+
+# try CMD...: CMD in a subshell with errexit as everywhere else, so that a
+# die there ends only the subshell; its status in TRY_RC.  In the
+# background and waited for, so that a signal to this shell is handled at
+# once.  Call it as a plain command: in a condition errexit would be off
+# inside it too.
+try() {
+    set +e
+    ( set -e; "$@" ) &
+    TRY_PID=$!
+    wait "$TRY_PID"
+    TRY_RC=$?
+    TRY_PID=""
+    set -e
 }
 
 # env value printed so that `source` and a KEY=VALUE reader both work

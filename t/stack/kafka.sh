@@ -1,5 +1,7 @@
 # t/stack/kafka.sh: a single-node KRaft Kafka for t/stack.sh (sourced); its
-# configuration from the templates in t/stack/kafka/.
+# configuration from the templates in t/stack/kafka/.  Started in phases
+# as Redis is (t/stack/redis.sh); kafka_ready is its probe, so the phase
+# that waits for it is kafka_ready_wait.
 
 # java KAFKA_CLASS ARGS...: the JVM for the broker and its tools
 kafka_java() {
@@ -22,11 +24,20 @@ kafka_cluster_id() {
 kafka_ready() { kcat -b "127.0.0.1:$KAFKA_PORT" -L -m 2 >/dev/null 2>&1; }
 
 kafka_start() {
-    local pid t0 kdir=$DIR/kafka; t0=$(now_ms)
+    local pid
     if pid=$(pid_of kafka kafka.Kafka); then
         say "kafka: already running (pid $pid)"
+        mark_up kafka
         return 0
     fi
+    START_T0=$(now_ms)
+    kafka_prepare
+    kafka_launch
+    kafka_ready_wait
+}
+
+kafka_prepare() {
+    local kdir=$DIR/kafka
     command -v java >/dev/null || die "java not installed (make deps)"
     command -v kcat >/dev/null || die "kcat not installed (make deps)"
     ls "$KAFKA_LIB"/kafka_2.13-*.jar >/dev/null 2>&1 \
@@ -47,6 +58,10 @@ kafka_start() {
             -c "$kdir/server.properties" --ignore-formatted >>"$LOG/kafka.log" 2>&1 \
             || { log_tail "$LOG/kafka.log"; die "kafka: storage format failed"; }
     fi
+}
+
+kafka_launch() {
+    local kdir=$DIR/kafka
     # Kafka allocates fast and keeps little: a fixed heap with a large young
     # generation collected by one thread pauses a few ms every few seconds;
     # G1's collections stalled the broker for up to 100 ms on 2 busy cores
@@ -54,12 +69,17 @@ kafka_start() {
         -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
         -Dlog4j2.configurationFile="$kdir/log4j2.properties" \
         -cp "$KAFKA_LIB/*" kafka.Kafka "$kdir/server.properties"
+    mark_up kafka
+}
+
+kafka_ready_wait() {
     wait_ready Kafka "$BG_PID" 90 "$LOG/kafka.log" kafka_ready
-    say "kafka: ready on 127.0.0.1:$KAFKA_PORT, pid $BG_PID ($(( $(now_ms) - t0 )) ms)"
+    say "kafka: ready on 127.0.0.1:$KAFKA_PORT, pid $BG_PID ($(( $(now_ms) - START_T0 )) ms)"
 }
 
 kafka_stop() {
     local pid
+    mark_down kafka
     if pid=$(pid_of kafka kafka.Kafka); then
         stop_pids kafka TERM 60 "$pid"
         say "kafka: stopped"

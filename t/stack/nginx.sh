@@ -1,5 +1,7 @@
 # t/stack/nginx.sh: nginx with the chat module for t/stack.sh (sourced);
 # its configuration from conf/nginx.conf.in, a self-signed certificate.
+# Started in phases as Redis is (t/stack/redis.sh); nginx_ready is its
+# probe, so the phase that waits for it is nginx_ready_wait.
 
 nginx_conf() {
     local ndir=$DIR/nginx tmpl=$ROOT/conf/nginx.conf.in
@@ -24,23 +26,72 @@ nginx_conf() {
 nginx_ready() { port_busy "$CHAT_PORT" && port_busy "$CHAT_TLS_PORT"; }
 
 nginx_start() {
-    local pid t0 ndir=$DIR/nginx; t0=$(now_ms)
+    local pid
     if pid=$(pid_of nginx nginx); then
         say "nginx: already running (pid $pid)"
+        mark_up nginx
         return 0
     fi
+    START_T0=$(now_ms)
+    nginx_prepare
+    nginx_launch
+    nginx_ready_wait
+}
+
+nginx_prepare() {
     [ -x "$NGINX_BIN" ] || die "no $NGINX_BIN: run 'make build' (or STACK_SKIP=nginx)"
+    nginx_orphans_stop
     need_free_port nginx "$CHAT_PORT" CHAT_PORT
     need_free_port nginx "$CHAT_TLS_PORT" CHAT_TLS_PORT
     nginx_conf
+}
+
+nginx_launch() {
+    local ndir=$DIR/nginx
     start_bg nginx "$LOG/nginx.log" "$NGINX_BIN" -p "$ndir/" \
         -c "$ndir/nginx.conf" -e "$ndir/logs/error.log" -g 'daemon off;'
+    mark_up nginx
+}
+
+nginx_ready_wait() {
+    local ndir=$DIR/nginx
     wait_ready nginx "$BG_PID" 30 "$LOG/nginx.log $ndir/logs/error.log" nginx_ready
-    say "nginx: ready on 127.0.0.1:$CHAT_PORT and :$CHAT_TLS_PORT (tls), pid $BG_PID ($(( $(now_ms) - t0 )) ms)"
+    nginx_note_workers "$BG_PID"
+    say "nginx: ready on 127.0.0.1:$CHAT_PORT and :$CHAT_TLS_PORT (tls), pid $BG_PID ($(( $(now_ms) - START_T0 )) ms)"
+}
+
+# nginx_note_workers MASTER: its worker processes into DIR/run/nginx.workers
+# (they outlive a master that is killed, holding the ports)
+nginx_note_workers() {
+    local kids=() deadline
+    deadline=$(( $(now_ms) + 5000 ))
+    while :; do
+        mapfile -t kids < <(children_of "$1")
+        [ ${#kids[@]} -gt 0 ] && break
+        [ "$(now_ms)" -lt $deadline ] && alive "$1" || break
+        sleep 0.1
+    done
+    printf '%s\n' "${kids[@]}" > "$RUN/nginx.workers"
+}
+
+# the workers of a master that is gone: SIGKILL, so that the ports are free
+nginx_orphans_stop() {
+    local f=$RUN/nginx.workers pid pids=() args=()
+    [ -s "$f" ] || return 0
+    while read -r pid; do
+        alive "$pid" || continue
+        mapfile -d '' args 2>/dev/null < "/proc/$pid/cmdline" || continue
+        [[ ${args[*]} == "nginx: worker process"* ]] && pids+=("$pid")
+    done < "$f"
+    rm -f "$f"
+    [ ${#pids[@]} -gt 0 ] || return 0
+    say "nginx: ${#pids[@]} workers of a master that is gone: SIGKILL"
+    stop_pids "nginx workers" KILL 5 "${pids[@]}"
 }
 
 nginx_stop() {
     local pid kids
+    mark_down nginx
     if pid=$(pid_of nginx nginx); then
         mapfile -t kids < <(children_of "$pid")
         # graceful first (QUIT waits for connections), then fast (TERM)
@@ -52,6 +103,7 @@ nginx_stop() {
         [ ${#kids[@]} -gt 0 ] && stop_pids "nginx workers" KILL 5 "${kids[@]}"
         say "nginx: stopped"
     fi
+    nginx_orphans_stop
     rm -f "$RUN/nginx.pid"
 }
 
@@ -76,5 +128,6 @@ nginx_reload() {
         fi
         sleep 0.1
     done
+    nginx_note_workers "$pid"
     say "nginx: reloaded"
 }

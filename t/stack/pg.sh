@@ -102,6 +102,7 @@ pg_start() {
         psql_as postgres postgres -c "CREATE DATABASE chat OWNER chat ENCODING 'UTF8' TEMPLATE template0"
     fi
     pg_migrate
+    mark_up pg
     say "pg: ready on 127.0.0.1:$PG_PORT ($(( $(now_ms) - t0 )) ms)"
 }
 
@@ -133,6 +134,7 @@ pg_migrate() {
 }
 
 pg_stop() {
+    mark_down pg
     if pg_running; then
         as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast -w -t 60 -s stop \
             >>"$LOG/pg.log" 2>&1 || {

@@ -1,5 +1,6 @@
 # t/stack/workers.sh: the chat_worker daemons for t/stack.sh (sourced):
-# DIR/run/workerN.pid, DIR/log/workerN.log.
+# DIR/run/workerN.pid, DIR/log/workerN.log; started in phases as Redis is
+# (t/stack/redis.sh), one worker or several.
 
 worker_args() {
     echo --brokers "127.0.0.1:$KAFKA_PORT" --topic "$CHAT_TOPIC" \
@@ -13,28 +14,47 @@ topic_ready() {
 }
 
 workers_start() {
-    local n=${1:-$CHAT_WORKERS} i pid t0 started=() logs=""; t0=$(now_ms)
-    [ -x "$CHAT_WORKER_BIN" ] \
-        || die "no $CHAT_WORKER_BIN: run 'make build' (or STACK_SKIP=worker)"
+    local n=${1:-$CHAT_WORKERS} i pid started=() logs=""
+    START_T0=$(now_ms)
+    worker_prepare
     for (( i = 1; i <= n; i++ )); do
         if pid=$(pid_of "worker$i" chat_worker); then
+            mark_up "worker$i"
             continue
         fi
-        # shellcheck disable=SC2046
-        start_bg "worker$i" "$LOG/worker$i.log" "$CHAT_WORKER_BIN" \
-            $(worker_args) \
-            --pg "host=127.0.0.1 port=$PG_PORT dbname=chat user=chat"
+        worker_launch "$i"
         started+=("$BG_PID")
         logs="$logs $LOG/worker$i.log"
     done
     [ ${#started[@]} -gt 0 ] || { say "workers: $n already running"; return 0; }
+    workers_ready "$logs" "${started[@]}"
+}
+
+worker_prepare() {
+    [ -x "$CHAT_WORKER_BIN" ] \
+        || die "no $CHAT_WORKER_BIN: run 'make build' (or STACK_SKIP=worker)"
+}
+
+# worker_launch N: chat_worker number N
+worker_launch() {
+    # shellcheck disable=SC2046
+    start_bg "worker$1" "$LOG/worker$1.log" "$CHAT_WORKER_BIN" \
+        $(worker_args) \
+        --pg "host=127.0.0.1 port=$PG_PORT dbname=chat user=chat"
+    mark_up "worker$1"
+}
+
+# workers_ready "LOGS" PID...: the workers just started are up
+workers_ready() {
+    local logs=$1 pid; shift
     # the first worker creates the topic; nginx needs it to produce
-    wait_ready chat_worker "${started[0]}" 60 "$logs" topic_ready
+    wait_ready chat_worker "$1" 60 "$logs" topic_ready
     sleep 0.3
-    for pid in "${started[@]}"; do
+    for pid in "$@"; do
+        # shellcheck disable=SC2086
         alive "$pid" || { log_tail $logs; die "a chat_worker exited right after start"; }
     done
-    say "workers: ${#started[@]} started (pids ${started[*]}), topic $CHAT_TOPIC present ($(( $(now_ms) - t0 )) ms)"
+    say "workers: $# started (pids $*), topic $CHAT_TOPIC present ($(( $(now_ms) - START_T0 )) ms)"
 }
 
 worker_pids() {
@@ -49,7 +69,16 @@ worker_pids() {
 }
 
 workers_signal_stop() {
-    local sig=$1 pids
+    local sig=$1 pids f i
+    shopt -s nullglob
+    for f in "$RUN"/worker[0-9]*.pid; do
+        f=${f##*/}
+        mark_down "${f%.pid}"
+    done
+    shopt -u nullglob
+    for (( i = 1; i <= ${CHAT_WORKERS:-0}; i++ )); do
+        mark_down "worker$i"
+    done
     mapfile -t pids < <(worker_pids)
     if [ ${#pids[@]} -gt 0 ]; then
         if [ "$sig" = KILL ]; then
