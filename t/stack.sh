@@ -14,8 +14,9 @@
 # applies only the new sql/ migrations.  See `t/stack.sh help`.
 #
 # The components are in t/stack/: common.sh (helpers), config.sh, pg.sh,
-# redis.sh, kafka.sh, workers.sh, nginx.sh, all.sh (start, stop, status,
-# run); templates in t/stack/kafka/ and t/stack/pg/.
+# redis.sh, kafka.sh, workers.sh, nginx.sh, all.sh (start, stop, status),
+# run.sh (run: supervision); templates in t/stack/kafka/ and t/stack/pg/.
+# What this script says also goes to DIR/log/stack.log.
 
 set -euo pipefail
 
@@ -25,7 +26,7 @@ STACK_LIB=$ROOT/t/stack
 
 # one file per component; the Kafka and PostgreSQL configurations are
 # templates next to them
-for f in common config pg redis kafka workers nginx all; do
+for f in common config pg redis kafka workers nginx all run; do
     # shellcheck source=/dev/null
     source "$STACK_LIB/$f.sh"
 done
@@ -37,7 +38,8 @@ usage: $PROG ACTION DIR [ARG]
 
   start DIR          start PostgreSQL, Redis, Kafka, the workers and nginx
   stop DIR           stop them all and wait until they are gone
-  run DIR            start, print the URLs, wait; Ctrl-C stops everything
+  run DIR            start, print the URLs, restart what dies; Ctrl-C (or
+                     SIGTERM) stops everything
   status DIR         which components run
   destroy DIR        stop, then delete DIR (and PostgreSQL's data outside it)
 
@@ -50,6 +52,7 @@ usage: $PROG ACTION DIR [ARG]
   kafka-start DIR    start the broker and wait until it answers
   pg-stop DIR | pg-start DIR
   nginx-stop DIR | nginx-start DIR | nginx-reload DIR
+  (what these stop, run leaves down until they start it again)
 
 start reads (defaults in brackets): CHAT_PORT [8080], CHAT_TLS_PORT [8443],
 REDIS_PORT [6379], PG_PORT [5432], KAFKA_PORT [9092], KAFKA_CTRL_PORT [9093],

@@ -1,5 +1,5 @@
 # t/stack/all.sh: the whole stack for t/stack.sh (sourced): start, stop and
-# status of every component, and run, in the foreground.
+# status of every component (run is t/stack/run.sh).
 
 start_all() {
     write_env
@@ -41,55 +41,6 @@ status_all() {
         fi
     done
     printf '%-8s %s\n' workers "$(worker_pids | tr '\n' ' ')"
-}
-
-run_foreground() {
-    local stopping=0
-    on_signal() {
-        [ $stopping = 1 ] && return
-        stopping=1
-        echo
-        say "stopping..."
-        stop_all
-        say "stopped"
-        exit 0
-    }
-    trap on_signal INT TERM HUP
-    start_all
-    trap - EXIT
-    local secret_hint="CHAT_JWT_SECRET=\$(cat $DIR/jwt_secret)"
-    cat <<EOF
-
-  ngx_chat is up.
-    WebSocket:   ws://127.0.0.1:$CHAT_PORT/chat
-    over TLS:    wss://127.0.0.1:$CHAT_TLS_PORT/chat   (self-signed: $DIR/nginx/cert.pem)
-EOF
-    if grep -q 'location *= */echo' "$DIR/nginx/nginx.conf" 2>/dev/null; then
-        echo "    echo:        ws://127.0.0.1:$CHAT_PORT/echo"
-    fi
-    for u in alice bob; do echo "    web, as $u: http://127.0.0.1:$CHAT_PORT/app/web/#token=$(CHAT_JWT_SECRET=$CHAT_JWT_SECRET "$CHATCTL_BIN" token $u --device web 2>/dev/null)"; done
-    cat <<EOF
-    a token:     $secret_hint \\
-                   $CHATCTL_BIN token alice --device phone
-    then send it as 'Authorization: Bearer <token>' or ?access_token=<token>
-    logs:        $LOG/  (nginx: $DIR/nginx/logs/error.log)
-    state:       $DIR   (kept across runs)
-
-  Ctrl-C stops everything.
-EOF
-    local reported=""
-    while :; do
-        sleep 2 &
-        wait $! || true
-        local name pid
-        for name in redis kafka nginx; do
-            skipped "$name" && continue
-            if ! pid_of "$name" >/dev/null && [[ $reported != *" $name "* ]]; then
-                say "warning: $name is not running any more (see $LOG/$name.log)"
-                reported="$reported $name "
-            fi
-        done
-    done
 }
 
 start_failed() {
