@@ -92,6 +92,8 @@ WORKER_OBJS  := $(patsubst workers/%.c,$(BUILD)/obj/workers/%.o,$(WORKER_SRCS)) 
                 $(BUILD)/obj/workers/ngx_chat_wire.o
 WORKER_LIBS  := -lrdkafka -lpq -lhiredis -ljansson -lcrypto -lpthread
 CHATCTL_SRCS ?= $(wildcard workers/chatctl.c)
+# the module's token signing, shared with nginx's check and chat_bench
+CHATCTL_DEPS := ngx_chat_module/ngx_chat_jwt.c ngx_chat_module/ngx_chat_wire.c
 CHATCTL_LIBS := -ljansson -lcrypto
 
 WORKER_BINS := $(if $(WORKER_SRCS),$(BUILD)/bin/chat_worker) \
@@ -260,8 +262,8 @@ $(BUILD)/bin/chat_worker: $(WORKER_OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(SAN) -o $@ $^ $(WORKER_LIBS)
 
-$(BUILD)/bin/chatctl: $(CHATCTL_SRCS)
-	@mkdir -p $(@D)
+$(BUILD)/bin/chatctl: $(CHATCTL_SRCS) $(CHATCTL_DEPS)
+	@mkdir -p $(@D) $(BUILD)/obj
 	$(CC) $(CFLAGS_CHAT) -MMD -MP -MF $(BUILD)/obj/chatctl.d \
 	    -o $@ $^ $(CHATCTL_LIBS)
 
@@ -351,10 +353,15 @@ dynamic: pkgs $(DYN_SRC)/objs/Makefile
 
 BENCH_QUICK ?= 0
 BENCH_BIN   := $(BUILD)/bin/chat_bench
+# its files by concern (t/bench/bench.h), and the module's token signing
+BENCH_SRCS  := t/bench/chat_bench.c $(wildcard t/bench/bench_*.c) \
+               ngx_chat_module/ngx_chat_jwt.c ngx_chat_module/ngx_chat_wire.c
+BENCH_HDRS  := t/bench/bench.h ngx_chat_module/ngx_chat_jwt.h \
+               ngx_chat_module/ngx_chat_wire.h
 
-$(BENCH_BIN): t/bench/chat_bench.c
+$(BENCH_BIN): $(BENCH_SRCS) $(BENCH_HDRS)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_CHAT) -o $@ $< -ljansson -lcrypto
+	$(CC) $(CFLAGS_CHAT) -o $@ $(BENCH_SRCS) -ljansson -lcrypto
 
 bench: deps build $(BENCH_BIN)
 	BENCH_BIN=$(CURDIR)/$(BENCH_BIN) BENCH_QUICK=$(BENCH_QUICK) t/bench/run.sh

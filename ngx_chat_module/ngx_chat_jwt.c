@@ -1,9 +1,11 @@
 
 /*
- * ngx_chat: the client token check.
+ * ngx_chat: client tokens.
  *
  * This file owns the verification of the JWT a client presents before the
- * WebSocket upgrade (RFC 7519, JWS compact serialization, RFC 7515):
+ * WebSocket upgrade (RFC 7519, JWS compact serialization, RFC 7515), and
+ * the one implementation of signing such tokens, shared by chatctl, the
+ * load generator and, through chatctl, the integration tests:
  *
  *   base64url(header) "." base64url(payload) "." base64url(signature)
  *
@@ -12,7 +14,8 @@
  * carries the claims: sub (the user id, required), exp (required), nbf
  * and iat (checked when present), dev (the device id, default "default").
  * Nothing here allocates beyond jansson's own parse, and nothing reads
- * past token + len.
+ * past token + len.  Signing takes the header and payload bytes as given
+ * and never parses them.
  */
 
 
@@ -34,8 +37,6 @@
 
 
 static int ngx_chat_b64url_value(unsigned c);
-static int ngx_chat_b64url_decode(const unsigned char *s, size_t n,
-    unsigned char *dst, size_t *dst_len);
 static json_t *ngx_chat_jwt_json(const unsigned char *s, size_t n,
     unsigned char *buf);
 static int ngx_chat_jwt_time(json_t *root, const char *name, int64_t *t);
@@ -270,6 +271,74 @@ done:
 }
 
 
+int
+ngx_chat_jwt_sign(ngx_chat_jwt_alg_e alg, const unsigned char *header,
+    size_t header_len, const unsigned char *payload, size_t payload_len,
+    const unsigned char *secret, size_t secret_len, unsigned char *out,
+    size_t size, size_t *len)
+{
+    size_t          n, need;
+    unsigned int    mac_len;
+    const EVP_MD   *md;
+    unsigned char   mac[EVP_MAX_MD_SIZE];
+
+    switch (alg) {
+    case NGX_CHAT_JWT_HS256:
+        md = EVP_sha256();
+        break;
+    case NGX_CHAT_JWT_HS384:
+        md = EVP_sha384();
+        break;
+    case NGX_CHAT_JWT_HS512:
+        md = EVP_sha512();
+        break;
+    case NGX_CHAT_JWT_UNSIGNED:
+        md = NULL;
+        break;
+    default:
+        return -1;
+    }
+
+    /*
+     * far beyond the tokens nginx accepts (tests forge oversized ones too),
+     * and small enough that the sum below cannot wrap
+     */
+
+    if (header_len > NGX_CHAT_JWT_MAX_LEN * 4
+        || payload_len > NGX_CHAT_JWT_MAX_LEN * 4
+        || secret_len > INT_MAX)
+    {
+        return -1;
+    }
+
+    need = ngx_chat_b64url_len(header_len) + 1
+           + ngx_chat_b64url_len(payload_len) + 1
+           + (md ? ngx_chat_b64url_len((size_t) EVP_MD_size(md)) : 0) + 1;
+
+    if (out == NULL || size < need) {
+        return -1;
+    }
+
+    n = ngx_chat_b64url_encode(header, header_len, out);
+    out[n++] = '.';
+    n += ngx_chat_b64url_encode(payload, payload_len, out + n);
+
+    mac_len = 0;
+
+    if (md != NULL
+        && HMAC(md, secret, (int) secret_len, out, n, mac, &mac_len) == NULL)
+    {
+        return -1;
+    }
+
+    out[n++] = '.';
+    n += ngx_chat_b64url_encode(mac, mac_len, out + n);
+
+    *len = n;
+
+    return 0;
+}
+
 
 static int
 ngx_chat_b64url_value(unsigned c)
@@ -298,13 +367,50 @@ ngx_chat_b64url_value(unsigned c)
 }
 
 
+size_t
+ngx_chat_b64url_encode(const unsigned char *src, size_t n,
+    unsigned char *dst)
+{
+    size_t             i, o;
+    uint32_t           v;
+    static const char  alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+    o = 0;
+
+    for (i = 0; i + 3 <= n; i += 3) {
+        v = (uint32_t) src[i] << 16 | (uint32_t) src[i + 1] << 8 | src[i + 2];
+        dst[o++] = alphabet[v >> 18];
+        dst[o++] = alphabet[v >> 12 & 63];
+        dst[o++] = alphabet[v >> 6 & 63];
+        dst[o++] = alphabet[v & 63];
+    }
+
+    if (n - i == 1) {
+        v = (uint32_t) src[i] << 16;
+        dst[o++] = alphabet[v >> 18];
+        dst[o++] = alphabet[v >> 12 & 63];
+
+    } else if (n - i == 2) {
+        v = (uint32_t) src[i] << 16 | (uint32_t) src[i + 1] << 8;
+        dst[o++] = alphabet[v >> 18];
+        dst[o++] = alphabet[v >> 12 & 63];
+        dst[o++] = alphabet[v >> 6 & 63];
+    }
+
+    dst[o] = '\0';
+
+    return o;
+}
+
+
 /*
- * base64url without padding (RFC 7515 2): '=', '+', '/', white space and
- * a length of 4k+1 are errors, and so are non-zero unused bits at the end,
- * so that each value has exactly one encoding.  dst needs n * 3 / 4 bytes.
+ * '=', '+', '/', white space and a length of 4k+1 are errors, and so are
+ * non-zero unused bits at the end, so that each value has exactly one
+ * encoding.
  */
 
-static int
+int
 ngx_chat_b64url_decode(const unsigned char *s, size_t n, unsigned char *dst,
     size_t *dst_len)
 {

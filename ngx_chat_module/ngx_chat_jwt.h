@@ -1,6 +1,7 @@
 
 /*
- * ngx_chat: client token check, a JWT (RFC 7519) signed HS256.
+ * ngx_chat: client tokens, JWTs (RFC 7519) signed HS256: the check nginx
+ * makes, and the signing chatctl and the load generator do.
  * Pure C (OpenSSL for the HMAC, jansson for the JSON), no nginx headers.
  */
 
@@ -17,6 +18,24 @@
 
 #define NGX_CHAT_JWT_MAX_LEN   4096   /* longer tokens are rejected */
 #define NGX_CHAT_JWT_SKEW      60     /* seconds allowed for nbf and iat */
+#define NGX_CHAT_JWT_MAC_MAX   64     /* the longest signature, HS512 */
+
+
+/* base64url of n bytes, without padding, is this many characters */
+#define ngx_chat_b64url_len(n)  ((n) / 3 * 4 + ((n) % 3 ? (n) % 3 + 1 : 0))
+
+
+/*
+ * The signatures ngx_chat_jwt_sign() makes.  Only HS256 passes
+ * ngx_chat_jwt_verify(); the others exist so that tests can forge the
+ * tokens a client might try.
+ */
+typedef enum {
+    NGX_CHAT_JWT_HS256 = 0,
+    NGX_CHAT_JWT_HS384,
+    NGX_CHAT_JWT_HS512,
+    NGX_CHAT_JWT_UNSIGNED     /* an empty signature, as alg "none" has */
+} ngx_chat_jwt_alg_e;
 
 
 typedef struct {
@@ -39,6 +58,31 @@ typedef struct {
 int ngx_chat_jwt_verify(const unsigned char *token, size_t len,
     const unsigned char *secret, size_t secret_len, int64_t now_sec,
     ngx_chat_jwt_claims_t *out, const char **why);
+
+/*
+ * Mints a token: base64url(header) "." base64url(payload) "." base64url(the
+ * MAC over the first two parts as encoded), NUL-terminated in out (size
+ * bytes).  The header and the payload are signed as given, normally compact
+ * JSON; nothing in them is checked, so that tests can forge tokens too.
+ * Returns 0 and the length in *len, or -1 when out is too small or the HMAC
+ * failed.
+ */
+int ngx_chat_jwt_sign(ngx_chat_jwt_alg_e alg, const unsigned char *header,
+    size_t header_len, const unsigned char *payload, size_t payload_len,
+    const unsigned char *secret, size_t secret_len, unsigned char *out,
+    size_t size, size_t *len);
+
+/*
+ * base64url without padding (RFC 7515 2).  encode writes
+ * ngx_chat_b64url_len(n) characters and a NUL to dst and returns their
+ * count.  decode refuses padding, white space, other alphabets, a length
+ * of 4k+1 and non-zero unused bits (so each value has one encoding);
+ * dst needs n * 3 / 4 bytes.  Returns 0, or -1 on bad input.
+ */
+size_t ngx_chat_b64url_encode(const unsigned char *src, size_t n,
+    unsigned char *dst);
+int ngx_chat_b64url_decode(const unsigned char *s, size_t n,
+    unsigned char *dst, size_t *dst_len);
 
 
 #endif /* _NGX_CHAT_JWT_H_INCLUDED_ */

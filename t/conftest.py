@@ -23,6 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
+import tokens  # noqa: E402
 import wsclient  # noqa: E402
 from chatlib import unique  # noqa: E402
 from stackenv import read_env_file  # noqa: E402
@@ -93,7 +94,8 @@ class Stack:
     # -- tokens and connections -------------------------------------------
 
     def token(self, user, dev=None, **kw):
-        return wsclient.make_token(self.secret, user, dev=dev, **kw)
+        kw.setdefault("chatctl", self.env.get("CHATCTL_BIN"))
+        return tokens.make_token(self.secret, user, dev=dev, **kw)
 
     def connect(self, user, dev=None, url=None, timeout=10.0, **kw):
         """Connect as user/dev and read the hello (kept in client.hello)."""

@@ -10,7 +10,6 @@ Only the Python standard library is used.
 
 import base64
 import hashlib
-import hmac
 import json
 import os
 import socket
@@ -105,63 +104,6 @@ class Response:
     def __repr__(self):
         return "Response(%s %s, %r, body=%r)" % (
             self.status, self.reason, self.headers, self.body[:200])
-
-
-# ---------------------------------------------------------------------------
-# tokens
-
-def b64url(data):
-    if isinstance(data, str):
-        data = data.encode()
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-_HASHES = {"HS256": hashlib.sha256, "HS384": hashlib.sha384,
-           "HS512": hashlib.sha512}
-
-
-def make_token(secret, sub, dev=None, exp_delta=3600, alg="HS256",
-               header=None, sign_secret=None, bad_signature=False,
-               iat=True, **claims):
-    """Build a JWT.
-
-    sub None leaves the claim out; exp_delta None leaves `exp` out;
-    alg "none" (any case) gives an empty signature; sign_secret signs with
-    another secret; bad_signature flips the signature's bits; `header`
-    updates the JOSE header; extra keyword claims are added (a value of None
-    removes the claim).
-    """
-    now = int(time.time())
-    payload = {}
-    if sub is not None:
-        payload["sub"] = sub
-    if exp_delta is not None:
-        payload["exp"] = now + exp_delta
-    if iat:
-        payload["iat"] = now
-    if dev is not None:
-        payload["dev"] = dev
-    for k, v in claims.items():
-        if v is None:
-            payload.pop(k, None)
-        else:
-            payload[k] = v
-    hdr = {"alg": alg, "typ": "JWT"}
-    if header:
-        hdr.update(header)
-    signing_input = (b64url(json.dumps(hdr, separators=(",", ":")))
-                     + "." + b64url(json.dumps(payload, separators=(",", ":"))))
-    if alg.lower() == "none":
-        sig = b""
-    else:
-        key = secret if sign_secret is None else sign_secret
-        if isinstance(key, str):
-            key = key.encode()
-        digest = _HASHES.get(alg.upper(), hashlib.sha256)
-        sig = hmac.new(key, signing_input.encode(), digest).digest()
-    if bad_signature:
-        sig = bytes(b ^ 0x5A for b in sig) if sig else b"\x00" * 32
-    return signing_input + "." + b64url(sig)
 
 
 # ---------------------------------------------------------------------------

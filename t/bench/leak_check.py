@@ -38,7 +38,7 @@ a phone on a flaky network would; a new connection closed 4001 ("replaced")
 by its own previous, already closed one counts as a failed cycle.
 
 Only the Python standard library is used (and t/wsclient.py,
-t/stackenv.py).
+t/stackenv.py, and t/tokens.py, which mints the tokens with chatctl).
 """
 
 import argparse
@@ -56,6 +56,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))          # t/
 STACK_SH = os.path.join(os.path.dirname(HERE), "stack.sh")
 
+import tokens  # noqa: E402
 import wsclient  # noqa: E402
 from stackenv import read_env_file  # noqa: E402
 
@@ -196,12 +197,13 @@ def one_cycle(url, token, partner, cmid, ping_only, timeout):
 def run_chunk(args):
     """In a client process: counts_per_user[i] cycles for users[i], one
     thread each."""
-    (url, secret, users, counts_per_user, phase, ping_only, timeout) = args
+    (url, secret, chatctl, users, counts_per_user, phase, ping_only,
+     timeout) = args
     counts = Counts()
 
     def thread_main(user, partner, n):
-        token = wsclient.make_token(secret, user, dev="leak",
-                                    exp_delta=24 * 3600)
+        token = tokens.make_token(secret, user, dev="leak",
+                                  exp_delta=24 * 3600, chatctl=chatctl)
         for i in range(n):
             cmid = "p%d-%d" % (phase, i)
             err = one_cycle(url, token, partner, cmid, ping_only, timeout)
@@ -358,7 +360,7 @@ def run(argv):
         for phase in range(1, a.samples + 1):
             n = split(marks[phase] - marks[phase - 1])
             res = pool.map(run_chunk, [
-                (url, secret, groups[p],
+                (url, secret, env.get("CHATCTL_BIN"), groups[p],
                  n[p * a.threads:(p + 1) * a.threads], phase, a.ping_only,
                  a.timeout) for p in range(a.procs)])
             for o, f, e in res:

@@ -46,17 +46,31 @@ BIN=${BENCH_BIN:-$BUILD/bin/chat_bench}
 QUICK=${BENCH_QUICK:-0}
 SCENARIOS=${BENCH_SCENARIOS:-idle dm group storm}
 OUT=${BENCH_JSON:-$BUILD/bench/bench.json}
-SRC=$ROOT/t/bench/chat_bench.c
+# the tool's files (t/bench/bench.h), and the module's token signing
+SRCS=("$ROOT/t/bench/chat_bench.c" "$ROOT"/t/bench/bench_*.c
+      "$ROOT/ngx_chat_module/ngx_chat_jwt.c"
+      "$ROOT/ngx_chat_module/ngx_chat_wire.c")
+HDRS=("$ROOT/t/bench/bench.h" "$ROOT/ngx_chat_module/ngx_chat_jwt.h"
+      "$ROOT/ngx_chat_module/ngx_chat_wire.h")
 
 case $QUICK in 1|yes|true) QUICK=1 ;; *) QUICK=0 ;; esac
 
 # ------------------------------------------------------------ the tool
 
-if [ ! -x "$BIN" ] || [ "$SRC" -nt "$BIN" ]; then
+stale() {
+    local f
+    [ -x "$BIN" ] || return 0
+    for f in "${SRCS[@]}" "${HDRS[@]}"; do
+        [ "$f" -nt "$BIN" ] && return 0
+    done
+    return 1
+}
+
+if stale; then
     mkdir -p "$(dirname "$BIN")"
     say "building $BIN"
-    ${CC:-cc} -O2 -g -Wall -Wextra -Werror -std=gnu11 "$SRC" -o "$BIN" \
-        -ljansson -lcrypto
+    ${CC:-cc} -O2 -g -Wall -Wextra -Werror -std=gnu11 \
+        -I"$ROOT/ngx_chat_module" "${SRCS[@]}" -o "$BIN" -ljansson -lcrypto
 fi
 
 # ------------------------------------------------------------ the stack

@@ -25,9 +25,6 @@
 #include <string.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include "ngx_chat_jwt.h"
 
 
@@ -50,39 +47,6 @@ static const char  good_header[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
 static const char  good_claims[] =
     "{\"sub\":\"alice\",\"dev\":\"phone\",\"exp\":1700003600,"
     "\"iat\":1700000000}";
-
-
-static size_t
-b64url(unsigned char *dst, const unsigned char *src, size_t n)
-{
-    static const char  tab[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t    i, o;
-    uint32_t  v;
-
-    for (i = 0, o = 0; i + 3 <= n; i += 3) {
-        v = ((uint32_t) src[i] << 16) | ((uint32_t) src[i + 1] << 8)
-            | src[i + 2];
-        dst[o++] = tab[v >> 18];
-        dst[o++] = tab[(v >> 12) & 63];
-        dst[o++] = tab[(v >> 6) & 63];
-        dst[o++] = tab[v & 63];
-    }
-
-    if (n - i == 1) {
-        v = (uint32_t) src[i] << 16;
-        dst[o++] = tab[v >> 18];
-        dst[o++] = tab[(v >> 12) & 63];
-
-    } else if (n - i == 2) {
-        v = ((uint32_t) src[i] << 16) | ((uint32_t) src[i + 1] << 8);
-        dst[o++] = tab[v >> 18];
-        dst[o++] = tab[(v >> 12) & 63];
-        dst[o++] = tab[(v >> 6) & 63];
-    }
-
-    return o;
-}
 
 
 /* verifies a token kept in an exact-size heap copy, twice */
@@ -249,28 +213,31 @@ signed_token(const unsigned char *hdr, size_t hdr_len,
     const unsigned char *claims, size_t claims_len, int header_good)
 {
     int                     rc, good;
-    size_t                  len, sig_at;
-    unsigned int            mac_len;
+    size_t                  len, size, sig_at;
     const char             *why;
     unsigned char          *tok;
-    unsigned char           mac[EVP_MAX_MD_SIZE];
     ngx_chat_jwt_claims_t   out, want;
 
-    tok = malloc((hdr_len + claims_len + 32) / 3 * 4 + 16);
+    size = ngx_chat_b64url_len(hdr_len) + 1 + ngx_chat_b64url_len(claims_len)
+           + 1 + ngx_chat_b64url_len(32) + 1;
+    tok = malloc(size);
     FUZZ_ASSERT(tok != NULL);
 
-    len = b64url(tok, hdr, hdr_len);
-    tok[len++] = '.';
-    len += b64url(tok + len, claims, claims_len);
+    /* signed by the implementation chatctl and the load generator use */
 
-    mac_len = 0;
-    FUZZ_ASSERT(HMAC(EVP_sha256(), secret, (int) SECRET_LEN, tok, len,
-                     mac, &mac_len) != NULL);
-    FUZZ_ASSERT(mac_len == 32);
+    if (ngx_chat_jwt_sign(NGX_CHAT_JWT_HS256, hdr, hdr_len, claims,
+                          claims_len, secret, SECRET_LEN, tok, size, &len)
+        != 0)
+    {
+        /* it refuses only parts far longer than any token verify takes */
+        FUZZ_ASSERT(hdr_len > 4 * NGX_CHAT_JWT_MAX_LEN
+                    || claims_len > 4 * NGX_CHAT_JWT_MAX_LEN);
+        free(tok);
+        return;
+    }
 
-    tok[len++] = '.';
-    sig_at = len;
-    len += b64url(tok + len, mac, 32);
+    FUZZ_ASSERT(len == size - 1);
+    sig_at = len - ngx_chat_b64url_len(32);
 
     rc = verify(tok, len, secret, SECRET_LEN, &out, &why);
 

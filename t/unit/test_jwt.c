@@ -1,7 +1,9 @@
 
 /*
- * Unit tests of the client token check (ngx_chat_module/ngx_chat_jwt.c).
- * Standalone: no framework.
+ * Unit tests of client tokens (ngx_chat_module/ngx_chat_jwt.c): signing,
+ * checked against published and independently computed tokens, then the
+ * check nginx makes, on tokens that signing makes.  Standalone: no
+ * framework.
  *
  *   cc -std=gnu11 -Wall -Wextra -Werror -I ngx_chat_module \
  *      t/unit/test_jwt.c ngx_chat_module/ngx_chat_frame.c \
@@ -13,9 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "ngx_chat_jwt.h"
 
@@ -33,60 +32,25 @@ static const char  b64url[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 
-static size_t
-b64url_encode(const unsigned char *in, size_t n, char *out)
-{
-    size_t    i, o;
-    uint32_t  v;
-
-    o = 0;
-
-    for (i = 0; i + 3 <= n; i += 3) {
-        v = ((uint32_t) in[i] << 16) | ((uint32_t) in[i + 1] << 8) | in[i + 2];
-        out[o++] = b64url[v >> 18];
-        out[o++] = b64url[(v >> 12) & 63];
-        out[o++] = b64url[(v >> 6) & 63];
-        out[o++] = b64url[v & 63];
-    }
-
-    if (n - i == 1) {
-        v = (uint32_t) in[i] << 16;
-        out[o++] = b64url[v >> 18];
-        out[o++] = b64url[(v >> 12) & 63];
-
-    } else if (n - i == 2) {
-        v = ((uint32_t) in[i] << 16) | ((uint32_t) in[i + 1] << 8);
-        out[o++] = b64url[v >> 18];
-        out[o++] = b64url[(v >> 12) & 63];
-        out[o++] = b64url[(v >> 6) & 63];
-    }
-
-    out[o] = '\0';
-
-    return o;
-}
-
-
-/* header.payload signed with secret; returns a static buffer */
+/* header.payload signed HS256 with secret; returns a static buffer */
 
 static char *
 mk(const char *header, const char *payload, const char *secret)
 {
-    size_t          n;
-    unsigned int    mac_len;
-    unsigned char   mac[EVP_MAX_MD_SIZE];
-    static char     tok[16384];
+    size_t       n;
+    static char  tok[16384];
 
-    n = b64url_encode((const unsigned char *) header, strlen(header), tok);
-    tok[n++] = '.';
-    n += b64url_encode((const unsigned char *) payload, strlen(payload),
-                       tok + n);
-
-    HMAC(EVP_sha256(), secret, (int) strlen(secret), (unsigned char *) tok,
-         n, mac, &mac_len);
-
-    tok[n++] = '.';
-    b64url_encode(mac, mac_len, tok + n);
+    if (ngx_chat_jwt_sign(NGX_CHAT_JWT_HS256, (const unsigned char *) header,
+                          strlen(header), (const unsigned char *) payload,
+                          strlen(payload), (const unsigned char *) secret,
+                          strlen(secret), (unsigned char *) tok, sizeof(tok),
+                          &n)
+        != 0)
+    {
+        /* every verify test below depends on it */
+        printf("FAIL %s:%d: ngx_chat_jwt_sign failed\n", __FILE__, __LINE__);
+        exit(1);
+    }
 
     return tok;
 }
@@ -649,9 +613,166 @@ test_garbage(void)
 }
 
 
+/* an expected token, from outside this code: a published or a Python one */
+
+static void
+sign_is(const char *name, ngx_chat_jwt_alg_e alg, const char *header,
+    size_t header_len, const char *payload, size_t payload_len,
+    const unsigned char *secret, size_t secret_len, const char *want)
+{
+    int            rc;
+    size_t         n;
+    unsigned char  tok[4096];
+
+    n = 0;
+    rc = ngx_chat_jwt_sign(alg, (const unsigned char *) header, header_len,
+                           (const unsigned char *) payload, payload_len,
+                           secret, secret_len, tok, sizeof(tok), &n);
+
+    CHECK(rc == 0 && n == strlen(want) && strlen((char *) tok) == n
+          && memcmp(tok, want, n) == 0,
+          "%s: rc %d, got \"%s\", want \"%s\"", name, rc,
+          rc ? "" : (char *) tok, want);
+}
+
+
+static void
+test_sign(void)
+{
+    int            rc;
+    char          *t;
+    size_t         i, k, n, len, bad;
+    uint64_t       x;
+    unsigned char  key[64], in[100], enc[200], dec[100], tok[512];
+
+    static const char  rfc_header[] =
+        "{\"typ\":\"JWT\",\r\n \"alg\":\"HS256\"}";
+    static const char  rfc_payload[] =
+        "{\"iss\":\"joe\",\r\n \"exp\":1300819380,\r\n"
+        " \"http://example.com/is_root\":true}";
+    static const char  rfc_key[] =
+        "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4h"
+        "cgUuTwjAzZr1Z9CAow";
+    static const char  pl[] = "{\"sub\":\"alice\",\"exp\":1714131600}";
+
+    /* RFC 7515 appendix A.1, the header and payload with their CR LFs */
+
+    rc = ngx_chat_b64url_decode((const unsigned char *) rfc_key,
+                                sizeof(rfc_key) - 1, key, &n);
+    CHECK(rc == 0 && n == 64, "RFC 7515 A.1 key: rc %d, %zu bytes", rc, n);
+
+    sign_is("RFC 7515 A.1", NGX_CHAT_JWT_HS256, rfc_header,
+            sizeof(rfc_header) - 1, rfc_payload, sizeof(rfc_payload) - 1,
+            key, n,
+            "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9."
+            "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFt"
+            "cGxlLmNvbS9pc19yb290Ijp0cnVlfQ."
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk");
+
+    /* computed with Python's hmac and base64 */
+
+    sign_is("HS384", NGX_CHAT_JWT_HS384, "{\"alg\":\"HS384\"}", 15,
+            pl, sizeof(pl) - 1, (const unsigned char *) SECRET,
+            strlen(SECRET),
+            "eyJhbGciOiJIUzM4NCJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6MTcxNDEzMTYwMH0."
+            "pGKH4aOrY67064BXFdqX5_Zx1lFbyT8DrMztWUXd4cj1kUP0sdXvKzzmUJmfZx40");
+
+    sign_is("HS512", NGX_CHAT_JWT_HS512, "{\"alg\":\"HS512\"}", 15,
+            pl, sizeof(pl) - 1, (const unsigned char *) SECRET,
+            strlen(SECRET),
+            "eyJhbGciOiJIUzUxMiJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6MTcxNDEzMTYwMH0."
+            "WxIh34xmK69tD6gtIbqek9LKJj7oAxDEkEaxDkwAW9L_kLRlvH8scYw9crhra7nS"
+            "wSYF4NikrkqQ1J1LMNg_5Q");
+
+    sign_is("unsigned", NGX_CHAT_JWT_UNSIGNED, "{\"alg\":\"none\"}", 14,
+            pl, sizeof(pl) - 1, (const unsigned char *) SECRET,
+            strlen(SECRET),
+            "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6MTcxNDEzMTYwMH0.");
+
+    /* what signing makes, the check takes, and only HS256 */
+
+    t = mk(HS256, claims("{\"sub\":\"alice\",\"dev\":\"d\",\"exp\":%lld}",
+                         NOW + 60, 0), SECRET);
+    accept_tok("signed HS256", t, "alice", "d");
+
+    rc = ngx_chat_jwt_sign(NGX_CHAT_JWT_HS512,
+                           (const unsigned char *) HS256, strlen(HS256),
+                           (const unsigned char *) pl, sizeof(pl) - 1,
+                           (const unsigned char *) SECRET, strlen(SECRET),
+                           tok, sizeof(tok), &n);
+    CHECK(rc == 0, "HS512 under an HS256 header: rc %d", rc);
+    reject_tok("HS512 under an HS256 header", (char *) tok, "32 bytes");
+
+    /* the output size, to the byte: the token and its NUL */
+
+    rc = ngx_chat_jwt_sign(NGX_CHAT_JWT_HS256,
+                           (const unsigned char *) HS256, strlen(HS256),
+                           (const unsigned char *) pl, sizeof(pl) - 1,
+                           (const unsigned char *) SECRET, strlen(SECRET),
+                           tok, sizeof(tok), &len);
+    CHECK(rc == 0 && len == ngx_chat_b64url_len(strlen(HS256)) + 1
+                            + ngx_chat_b64url_len(sizeof(pl) - 1) + 1 + 43,
+          "token length %zu", len);
+
+    rc = ngx_chat_jwt_sign(NGX_CHAT_JWT_HS256,
+                           (const unsigned char *) HS256, strlen(HS256),
+                           (const unsigned char *) pl, sizeof(pl) - 1,
+                           (const unsigned char *) SECRET, strlen(SECRET),
+                           tok, len + 1, &n);
+    CHECK(rc == 0 && n == len, "exact size: rc %d", rc);
+
+    memset(tok, 'X', sizeof(tok));
+    rc = ngx_chat_jwt_sign(NGX_CHAT_JWT_HS256,
+                           (const unsigned char *) HS256, strlen(HS256),
+                           (const unsigned char *) pl, sizeof(pl) - 1,
+                           (const unsigned char *) SECRET, strlen(SECRET),
+                           tok, len, &n);
+    CHECK(rc == -1 && tok[0] == 'X', "one byte short: rc %d", rc);
+
+    rc = ngx_chat_jwt_sign((ngx_chat_jwt_alg_e) 7,
+                           (const unsigned char *) HS256, strlen(HS256),
+                           (const unsigned char *) pl, sizeof(pl) - 1,
+                           (const unsigned char *) SECRET, strlen(SECRET),
+                           tok, sizeof(tok), &n);
+    CHECK(rc == -1, "unknown alg: rc %d", rc);
+
+    /* base64url: every length from 0 to 100 round-trips, at its length */
+
+    x = 0x2545f4914f6cdd1dULL;
+    bad = 0;
+
+    for (n = 0; n <= sizeof(in); n++) {
+        for (i = 0; i < n; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            in[i] = (unsigned char) x;
+        }
+
+        memset(enc, 0xff, sizeof(enc));
+        k = ngx_chat_b64url_encode(in, n, enc);
+
+        if (k != ngx_chat_b64url_len(n) || enc[k] != '\0'
+            || strspn((char *) enc, b64url) != k
+            || ngx_chat_b64url_decode(enc, k, dec, &len) != 0
+            || len != n || memcmp(dec, in, n) != 0)
+        {
+            bad++;
+        }
+    }
+
+    CHECK(bad == 0, "%zu base64url lengths do not round-trip", bad);
+
+    k = ngx_chat_b64url_encode((const unsigned char *) "\xfb\xff", 2, enc);
+    CHECK(k == 3 && strcmp((char *) enc, "-_8") == 0,
+          "the URL alphabet: \"%s\"", enc);
+}
+
+
 int
 main(void)
 {
+    test_sign();
     test_valid();
     test_alg();
     test_signature();

@@ -1,0 +1,93 @@
+# t/stack/workers.sh: the chat_worker daemons for t/stack.sh (sourced):
+# DIR/run/workerN.pid, DIR/log/workerN.log; started in phases as Redis is
+# (t/stack/redis.sh), one worker or several.
+
+worker_args() {
+    echo --brokers "127.0.0.1:$KAFKA_PORT" --topic "$CHAT_TOPIC" \
+         --group chat-workers --redis "127.0.0.1:$REDIS_PORT" \
+         --partitions "$CHAT_PARTITIONS"
+}
+
+topic_ready() {
+    kcat -b "127.0.0.1:$KAFKA_PORT" -L -m 2 -t "$CHAT_TOPIC" 2>/dev/null \
+        | grep -q "topic \"$CHAT_TOPIC\" with [1-9]"
+}
+
+workers_start() {
+    local n=${1:-$CHAT_WORKERS} i pid started=() logs=""
+    START_T0=$(now_ms)
+    worker_prepare
+    for (( i = 1; i <= n; i++ )); do
+        if pid=$(pid_of "worker$i" chat_worker); then
+            mark_up "worker$i"
+            continue
+        fi
+        worker_launch "$i"
+        started+=("$BG_PID")
+        logs="$logs $LOG/worker$i.log"
+    done
+    [ ${#started[@]} -gt 0 ] || { say "workers: $n already running"; return 0; }
+    workers_ready "$logs" "${started[@]}"
+}
+
+worker_prepare() {
+    [ -x "$CHAT_WORKER_BIN" ] \
+        || die "no $CHAT_WORKER_BIN: run 'make build' (or STACK_SKIP=worker)"
+}
+
+# worker_launch N: chat_worker number N
+worker_launch() {
+    # shellcheck disable=SC2046
+    start_bg "worker$1" "$LOG/worker$1.log" "$CHAT_WORKER_BIN" \
+        $(worker_args) \
+        --pg "host=127.0.0.1 port=$PG_PORT dbname=chat user=chat"
+    mark_up "worker$1"
+}
+
+# workers_ready "LOGS" PID...: the workers just started are up
+workers_ready() {
+    local logs=$1 pid; shift
+    # the first worker creates the topic; nginx needs it to produce
+    wait_ready chat_worker "$1" 60 "$logs" topic_ready
+    sleep 0.3
+    for pid in "$@"; do
+        # shellcheck disable=SC2086
+        alive "$pid" || { log_tail $logs; die "a chat_worker exited right after start"; }
+    done
+    say "workers: $# started (pids $*), topic $CHAT_TOPIC present ($(( $(now_ms) - START_T0 )) ms)"
+}
+
+worker_pids() {
+    local f pid
+    shopt -s nullglob
+    for f in "$RUN"/worker[0-9]*.pid; do
+        f=${f##*/}
+        pid=$(pid_of "${f%.pid}" chat_worker) && echo "$pid"
+    done
+    shopt -u nullglob
+    return 0
+}
+
+workers_signal_stop() {
+    local sig=$1 pids f i
+    shopt -s nullglob
+    for f in "$RUN"/worker[0-9]*.pid; do
+        f=${f##*/}
+        mark_down "${f%.pid}"
+    done
+    shopt -u nullglob
+    for (( i = 1; i <= ${CHAT_WORKERS:-0}; i++ )); do
+        mark_down "worker$i"
+    done
+    mapfile -t pids < <(worker_pids)
+    if [ ${#pids[@]} -gt 0 ]; then
+        if [ "$sig" = KILL ]; then
+            kill -KILL "${pids[@]}" 2>/dev/null || true
+            wait_gone 10 "${pids[@]}" || true
+        else
+            stop_pids workers "$sig" 30 "${pids[@]}"
+        fi
+        say "workers: ${#pids[@]} stopped (SIG$sig)"
+    fi
+    rm -f "$RUN"/worker[0-9]*.pid
+}
