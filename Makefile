@@ -278,6 +278,9 @@ $(BUILD)/unit/%: t/unit/%.c $(UNIT_MOD_SRCS)
 	$(CC) $(CFLAGS_CHAT) -Ingx_chat_module -It/unit -MMD -MP -MF $@.d \
 	    -o $@ $< $(UNIT_MOD_SRCS) $(UNIT_LIBS)
 
+# the worker's tests include its PostgreSQL plumbing (array parameters)
+$(BUILD)/unit/test_worker_%: UNIT_LIBS += -lpq
+
 -include $(UNIT_BINS:=.d)
 
 unit: $(UNIT_BINS)

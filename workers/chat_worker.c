@@ -1,6 +1,7 @@
 /*
  * chat_worker.c: the command line, the signals and the batch loop of
- * chat_worker, the consumer of chat.requests (see worker.h for the parts).
+ * chat_worker, the consumer of the requests topic (worker.h lists the
+ * parts).
  *
  *   collect a batch -> store and answer it -> commit its offsets
  *
@@ -18,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker.h"
+#include "worker_batch.h"
 
 
 #define CHAT_STATS_INTERVAL_MS  10000
@@ -54,7 +55,8 @@ chat_usage(FILE *f)
         "usage: chat_worker [options]\n"
         "  --brokers HOST:PORT[,...]  Kafka bootstrap servers"
         " (127.0.0.1:9092)\n"
-        "  --topic NAME               requests topic (chat.requests)\n"
+        "  --topic NAME               requests topic ("
+        NGX_CHAT_WIRE_TOPIC ")\n"
         "  --group NAME               consumer group (chat-workers)\n"
         "  --pg CONNINFO              PostgreSQL connection string"
         " (dbname=chat)\n"
@@ -87,7 +89,7 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
     int    c;
 
     o->brokers = "127.0.0.1:9092";
-    o->topic = "chat.requests";
+    o->topic = NGX_CHAT_WIRE_TOPIC;
     o->group = "chat-workers";
     o->pg = "dbname=chat";
     o->redis = "127.0.0.1:6379";
@@ -238,7 +240,7 @@ main(int argc, char **argv)
     int64_t           since, now, started, oldest;
     chat_batch_stats_t  stats;
     int               rc = 1;
-    char              delivered_key[512];
+    char              delivered_key[NGX_CHAT_WIRE_KEY_MAX];
 
     if (!chat_parse_options(argc, argv, &o)) {
         return 2;

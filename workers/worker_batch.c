@@ -23,7 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker.h"
+#include "worker_batch.h"
+#include "worker_events.h"
+#include "worker_frame.h"
 
 
 typedef struct {
@@ -262,10 +264,11 @@ static void
 chat_batch_fan_out(chat_batch_ctx_t *ctx, chat_batch_t *b,
     const chat_send_t *s)
 {
-    const chat_group_t  *g;
+    const chat_members_t  *g;
     size_t               frame, i, len;
     char                *bytes;
-    char                 a[CHAT_ID_MAX + 1], c[CHAT_ID_MAX + 1];
+    char                 a[NGX_CHAT_WIRE_ID_MAX + 1];
+    char                 c[NGX_CHAT_WIRE_ID_MAX + 1];
 
     bytes = chat_frame_message_text(&s->msg, &len);
     frame = chat_outbox_bytes(&b->out, bytes, len);

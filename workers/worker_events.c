@@ -1,7 +1,7 @@
 /*
  * worker_events.c: a batch's group changes, receipts and typing, from
  * records to frames in the outbox (worker_batch.c decides when each runs;
- * worker_groups.c and worker_receipts.c store them).
+ * worker_store_groups.c and worker_store_receipts.c store them).
  *
  * Who hears of what (../shared/PROTOCOL.md):
  *   - a change: the requester gets "group" (the members now); the system
@@ -18,7 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker.h"
+#include "worker_events.h"
+#include "worker_frame.h"
 
 
 static void
@@ -36,9 +37,10 @@ static void
 chat_events_to_members(chat_batch_ctx_t *ctx, chat_outbox_t *out,
     chat_arena_t *arena, size_t frame, const char *conv, const char *skip)
 {
-    const chat_group_t  *g;
+    const chat_members_t  *g;
     size_t               i;
-    char                 a[CHAT_ID_MAX + 1], b[CHAT_ID_MAX + 1];
+    char                 a[NGX_CHAT_WIRE_ID_MAX + 1];
+    char                 b[NGX_CHAT_WIRE_ID_MAX + 1];
 
     if (chat_parse_dm(conv, a, b)) {
         if (skip == NULL || strcmp(a, skip) != 0) {
@@ -229,7 +231,7 @@ bool
 chat_events_typing(chat_batch_ctx_t *ctx, chat_request_t **reqs, size_t n,
     chat_outbox_t *out, chat_arena_t *arena)
 {
-    chat_group_t  *g;
+    chat_members_t  *g;
     size_t         i;
 
     if (n == 0) {
@@ -253,7 +255,7 @@ chat_events_typing(chat_batch_ctx_t *ctx, chat_request_t **reqs, size_t n,
         case NGX_CHAT_WIRE_ASK_STORE:
             g = chat_members_find(ctx->members, req->conv);
 
-            if (g == NULL || !chat_group_is_member(g, req->user)) {
+            if (g == NULL || !chat_members_has(g, req->user)) {
                 chat_events_error(out, req, "forbidden",
                                   "not a member of this conversation");
                 continue;

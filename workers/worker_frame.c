@@ -1,8 +1,8 @@
 /*
  * worker_frame.c: the protocol frames chat_worker answers with (ack,
  * message, error, receipt, typing, group; the read answers are assembled
- * from these objects in worker_reads.c), exactly as ../shared/PROTOCOL.md
- * spells them.
+ * from these objects in worker_store_reads.c), exactly as
+ * ../shared/PROTOCOL.md spells them.
  *
  * Frames are built as jansson objects, which keep insertion order, and
  * serialized compactly once; the bytes then go to every session unchanged.
@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker.h"
+#include "worker_frame.h"
 
 
 static json_t *

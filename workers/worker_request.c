@@ -12,12 +12,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "worker.h"
+#include "worker_request.h"
 
 
 bool
-chat_parse_dm(const char *conv, char a[CHAT_ID_MAX + 1],
-    char b[CHAT_ID_MAX + 1])
+chat_parse_dm(const char *conv, char a[NGX_CHAT_WIRE_ID_MAX + 1],
+    char b[NGX_CHAT_WIRE_ID_MAX + 1])
 {
     const char  *pa, *pb;
     size_t       alen, blen;
@@ -163,7 +163,7 @@ chat_request_parse(chat_request_t *req, const char *payload, size_t len,
         chat_bad("unsupported op \"%.32s\"", op);
     }
 
-    req->op = (chat_op_t) n;
+    req->op = (ngx_chat_wire_op_t) n;
 
     if (req->op == NGX_CHAT_WIRE_OP_SEND) {
         req->cmid = chat_get_string(root, NGX_CHAT_WIRE_F_CMID);
@@ -293,10 +293,10 @@ chat_request_parse(chat_request_t *req, const char *payload, size_t len,
 
         if (req->state == NULL
             || (req->op == NGX_CHAT_WIRE_OP_RECEIPT
-                ? strcmp(req->state, "delivered") != 0
-                  && strcmp(req->state, "read") != 0
-                : strcmp(req->state, "start") != 0
-                  && strcmp(req->state, "stop") != 0))
+                ? strcmp(req->state, NGX_CHAT_WIRE_STATE_DELIVERED) != 0
+                  && strcmp(req->state, NGX_CHAT_WIRE_STATE_READ) != 0
+                : strcmp(req->state, NGX_CHAT_WIRE_STATE_START) != 0
+                  && strcmp(req->state, NGX_CHAT_WIRE_STATE_STOP) != 0))
         {
             chat_bad("missing or invalid state");
         }

@@ -13,6 +13,7 @@
 #include "../../workers/worker_request.c"
 #include "../../workers/worker_frame.c"
 #include "../../workers/worker_outbox.c"
+#include "../../workers/worker_payload.c"
 
 #include "ngx_chat_proto.h"
 #include "unit.h"
@@ -326,8 +327,8 @@ test_records(void)
     size_t           i;
 
     static const struct {
-        const char  *frame;
-        chat_op_t    op;
+        const char          *frame;
+        ngx_chat_wire_op_t   op;
     } cases[] = {
         { "{\"type\":\"send\",\"client_msg_id\":\"c1\",\"to\":\"bob\","
           "\"body\":\"hi \\\"there\\\"\"}", NGX_CHAT_WIRE_OP_SEND },

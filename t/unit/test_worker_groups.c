@@ -152,7 +152,7 @@ test_cache(void)
     chat_member_t         later[3] = { { "alice", true, 1, -1 },
                                        { "bob", false, 1, 2 },
                                        { "carol", false, 3, -1 } };
-    chat_group_t         *g;
+    chat_members_t       *g;
     const char           *old_bob;
     char                  conv[32];
     int                   i;
@@ -163,10 +163,10 @@ test_cache(void)
 
     g = chat_members_set(&c, "g:1", first, 2);
     check(chat_members_find(&c, "g:1") == g);
-    check(chat_group_is_member(g, "bob"));
-    check(!chat_group_is_member(g, "carol"));
-    check(chat_group_count(g) == 2);
-    check(chat_group_member(g, "alice")->admin);
+    check(chat_members_has(g, "bob"));
+    check(!chat_members_has(g, "carol"));
+    check(chat_members_count(g) == 2);
+    check(chat_members_get(g, "alice")->admin);
 
     /* the list is a copy: the caller's strings may go */
     check(g->members[0].user != first[0].user);
@@ -176,10 +176,10 @@ test_cache(void)
     old_bob = g->members[1].user;
     g = chat_members_set(&c, "g:1", later, 3);
     check(chat_members_find(&c, "g:1") == g);
-    check(!chat_group_is_member(g, "bob"));
-    check(chat_group_member(g, "bob")->removed_seq == 2);
-    check(chat_group_is_member(g, "carol"));
-    check(chat_group_count(g) == 2);
+    check(!chat_members_has(g, "bob"));
+    check(chat_members_get(g, "bob")->removed_seq == 2);
+    check(chat_members_has(g, "carol"));
+    check(chat_members_count(g) == 2);
     check_str(old_bob, "bob");
     check(c.nretired == 1);
     chat_members_release(&c);
@@ -187,7 +187,7 @@ test_cache(void)
 
     /* an unknown group: an empty entry, nobody is a member */
     g = chat_members_set(&c, "g:none", NULL, 0);
-    check(g->n == 0 && !chat_group_is_member(g, "alice"));
+    check(g->n == 0 && !chat_members_has(g, "alice"));
 
     for (i = 0; i < 1000; i++) {
         snprintf(conv, sizeof(conv), "g:%d", i + 100);
@@ -195,7 +195,7 @@ test_cache(void)
     }
 
     check(c.n == 1002);
-    check(chat_group_is_member(chat_members_find(&c, "g:600"), "bob"));
+    check(chat_members_has(chat_members_find(&c, "g:600"), "bob"));
 
     chat_members_clear(&c);
     check(c.n == 0 && chat_members_find(&c, "g:1") == NULL);

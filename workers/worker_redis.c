@@ -1,16 +1,8 @@
 /*
- * worker_publish.c: delivery of a batch's outbox through Redis.
- *
- * Frames go to one session (the requester's) or to every session of a user
- * except one (a message goes to all devices of the members but not the
- * sending one). Delivery looks the users' sessions up in chat:sess:<user>
- * (one pipelined HGETALL per user), groups the frames per nginx node and
- * publishes one payload per node on chat:node:<node> in the record format
- * of worker_outbox.c. A frame for several sessions of one node travels once
- * with all their sids. Payloads beyond CHAT_PAYLOAD_SPLIT are cut between
- * records into several PUBLISHes on the same connection, which Redis keeps
- * in order, so that a large sync answer is not one huge allocation in Redis
- * and in the module.
+ * worker_redis.c: chat_worker's side of Redis: the users' sessions
+ * (chat:sess:<user>, one pipelined HGETALL per user), the PUBLISH of each
+ * node's payload on chat:node:<node> (built by worker_payload.c) and the
+ * delivered marks.
  *
  * The PUBLISHes of a batch go in one MULTI/EXEC together with the batch's
  * positions, raised in the hash chat:delivered:<topic>:<group> (field: the
@@ -31,7 +23,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "worker.h"
+#include "worker_redis.h"
 
 
 struct chat_redis_s {
@@ -42,30 +34,6 @@ struct chat_redis_s {
     chat_stop_t     *stop;
     chat_backoff_t   backoff;
 };
-
-
-/* one session found in chat:sess:<user> */
-typedef struct {
-    const char  *node;
-    const char  *sid;
-} chat_session_t;
-
-typedef struct {
-    chat_session_t  *sessions;
-    size_t           n;
-} chat_user_sessions_t;
-
-/* a node's payload, possibly in several PUBLISHes */
-typedef struct {
-    size_t       node;             /* index into nodes */
-    chat_buf_t   buf;
-} chat_chunk_t;
-
-typedef struct {
-    const char  *name;
-    size_t       open_chunk;       /* the chunk records are appended to */
-    bool         has_open_chunk;
-} chat_node_t;
 
 
 static bool
@@ -194,17 +162,21 @@ chat_redis_close(chat_redis_t *r)
  * connection broke (the caller reconnects and asks again).
  */
 static bool
-chat_redis_lookup(chat_redis_t *r, const char **users, size_t nusers,
-    chat_user_sessions_t *found, chat_arena_t *arena)
+chat_redis_lookup(chat_redis_t *r, chat_payload_users_t *u,
+    chat_arena_t *arena)
 {
-    redisReply  *reply;
-    size_t       i, j, n, node_len;
-    const char  *node, *sid;
-    char        *node_copy, *sid_copy;
+    chat_user_sessions_t  *found = u->found;
+    redisReply            *reply;
+    size_t                 i, j, n, node_len, key_len;
+    const char            *node, *sid;
+    char                  *node_copy, *sid_copy;
+    char                   key[NGX_CHAT_WIRE_KEY_MAX];
 
-    for (i = 0; i < nusers; i++) {
-        if (redisAppendCommand(r->ctx, "HGETALL " NGX_CHAT_WIRE_KEY_SESS "%s",
-                               users[i])
+    for (i = 0; i < u->n; i++) {
+        key_len = ngx_chat_wire_key(key, NGX_CHAT_WIRE_KEY_SESS, u->users[i],
+                                    strlen(u->users[i]));
+
+        if (redisAppendCommand(r->ctx, "HGETALL %b", key, key_len)
             != REDIS_OK)
         {
             log_error("redis: cannot queue HGETALL: %s", r->ctx->errstr);
@@ -212,7 +184,7 @@ chat_redis_lookup(chat_redis_t *r, const char **users, size_t nusers,
         }
     }
 
-    for (i = 0; i < nusers; i++) {
+    for (i = 0; i < u->n; i++) {
         if (redisGetReply(r->ctx, (void **) &reply) != REDIS_OK) {
             log_error("redis: HGETALL failed: %s", r->ctx->errstr);
             return false;
@@ -223,8 +195,9 @@ chat_redis_lookup(chat_redis_t *r, const char **users, size_t nusers,
 
         if (reply->type != REDIS_REPLY_ARRAY) {
             /* e.g. WRONGTYPE: nobody can be reached through that key */
-            log_warn("redis: HGETALL chat:sess:%s: unexpected reply %s",
-                     users[i],
+            ngx_chat_wire_key(key, NGX_CHAT_WIRE_KEY_SESS, u->users[i],
+                              strlen(u->users[i]));
+            log_warn("redis: HGETALL %s: unexpected reply %s", key,
                      reply->type == REDIS_REPLY_ERROR ? reply->str : "");
             freeReplyObject(reply);
             continue;
@@ -240,8 +213,9 @@ chat_redis_lookup(chat_redis_t *r, const char **users, size_t nusers,
                 || !ngx_chat_wire_session_parse(value->str, value->len,
                                                 &node, &node_len, &sid))
             {
-                log_warn("redis: chat:sess:%s: malformed session value",
-                         users[i]);
+                ngx_chat_wire_key(key, NGX_CHAT_WIRE_KEY_SESS, u->users[i],
+                                  strlen(u->users[i]));
+                log_warn("redis: %s: malformed session value", key);
                 continue;
             }
 
@@ -257,158 +231,6 @@ chat_redis_lookup(chat_redis_t *r, const char **users, size_t nusers,
     }
 
     return true;
-}
-
-
-static int
-chat_session_cmp(const void *a, const void *b)
-{
-    const chat_session_t  *x = a, *y = b;
-    int                    rc = strcmp(x->node, y->node);
-
-    return rc ? rc : strcmp(x->sid, y->sid);
-}
-
-
-typedef struct {
-    chat_node_t   *nodes;
-    size_t         nnodes;
-    chat_map_t     node_index;
-    chat_chunk_t  *chunks;
-    size_t         nchunks;
-} chat_payloads_t;
-
-
-static chat_buf_t *
-chat_payload_for(chat_payloads_t *p, const char *node)
-{
-    size_t         i;
-    chat_node_t   *nd;
-    chat_chunk_t  *c;
-
-    i = chat_map_put(&p->node_index, node, p->nnodes);
-
-    if (i == p->nnodes) {
-        p->nodes = chat_realloc(p->nodes,
-                                (p->nnodes + 1) * sizeof(chat_node_t));
-        p->nodes[i].name = node;
-        p->nodes[i].has_open_chunk = false;
-        p->nnodes++;
-    }
-
-    nd = &p->nodes[i];
-
-    if (nd->has_open_chunk
-        && p->chunks[nd->open_chunk].buf.len >= CHAT_PAYLOAD_SPLIT)
-    {
-        nd->has_open_chunk = false;
-    }
-
-    if (!nd->has_open_chunk) {
-        p->chunks = chat_realloc(p->chunks,
-                                 (p->nchunks + 1) * sizeof(chat_chunk_t));
-        c = &p->chunks[p->nchunks];
-        c->node = i;
-        memset(&c->buf, 0, sizeof(c->buf));
-        nd->open_chunk = p->nchunks++;
-        nd->has_open_chunk = true;
-    }
-
-    return &p->chunks[nd->open_chunk].buf;
-}
-
-
-/*
- * Turns the deliveries into per-node payloads. Consecutive deliveries of one
- * frame (a message to every member) are gathered, so each node gets the
- * frame once with all its sessions; the order of frames per node is the
- * order of the outbox, which keeps a conversation's messages in seq order.
- */
-static void
-chat_build_payloads(chat_outbox_t *out, chat_map_t *user_index,
-    chat_user_sessions_t *found, chat_payloads_t *p)
-{
-    chat_session_t   *targets = NULL;
-    const char      **sids = NULL;
-    size_t            ntargets, cap = 0, i, j, k, u, first;
-    chat_delivery_t  *d;
-    chat_frame_t     *f;
-
-    for (i = 0; i < out->ndeliveries; i = j) {
-        f = &out->frames[out->deliveries[i].frame];
-        ntargets = 0;
-
-        for (j = i;
-             j < out->ndeliveries
-             && out->deliveries[j].frame == out->deliveries[i].frame;
-             j++)
-        {
-            d = &out->deliveries[j];
-
-            if (d->user == NULL) {
-                if (ntargets == cap) {
-                    cap = cap ? cap * 2 : 64;
-                    targets = chat_realloc(targets, cap * sizeof(*targets));
-                }
-
-                targets[ntargets].node = d->node;
-                targets[ntargets].sid = d->sid;
-                ntargets++;
-                continue;
-            }
-
-            if (!chat_map_get(user_index, d->user, &u)) {
-                continue;
-            }
-
-            for (k = 0; k < found[u].n; k++) {
-                chat_session_t  *s = &found[u].sessions[k];
-
-                if (d->sid && strcmp(s->sid, d->sid) == 0
-                    && strcmp(s->node, d->node) == 0)
-                {
-                    continue;   /* the sending session has its ack */
-                }
-
-                if (ntargets == cap) {
-                    cap = cap ? cap * 2 : 64;
-                    targets = chat_realloc(targets, cap * sizeof(*targets));
-                }
-
-                targets[ntargets++] = *s;
-            }
-        }
-
-        if (ntargets == 0) {
-            continue;
-        }
-
-        qsort(targets, ntargets, sizeof(chat_session_t), chat_session_cmp);
-        sids = chat_realloc(sids, ntargets * sizeof(const char *));
-
-        for (first = 0; first < ntargets; first = k) {
-            size_t  nsids = 0;
-
-            for (k = first;
-                 k < ntargets && strcmp(targets[k].node,
-                                        targets[first].node) == 0;
-                 k++)
-            {
-                /* the same session twice gets the frame once */
-                if (nsids && strcmp(sids[nsids - 1], targets[k].sid) == 0) {
-                    continue;
-                }
-
-                sids[nsids++] = targets[k].sid;
-            }
-
-            chat_payload_record(chat_payload_for(p, targets[first].node),
-                                sids, nsids, f->bytes, f->len);
-        }
-    }
-
-    free(targets);
-    free(sids);
 }
 
 
@@ -439,16 +261,18 @@ chat_redis_publish(chat_redis_t *r, chat_payloads_t *p,
     const chat_position_t *done, size_t ndone)
 {
     redisReply  *reply;
-    size_t       i, expect;
+    size_t       i, expect, len;
     bool         ok = true;
-    char         channel[300];
+    const char  *node;
+    char         channel[NGX_CHAT_WIRE_KEY_MAX];
 
     redisAppendCommand(r->ctx, "MULTI");
 
     for (i = 0; i < p->nchunks; i++) {
-        snprintf(channel, sizeof(channel), NGX_CHAT_WIRE_CHANNEL_NODE "%s",
-                 p->nodes[p->chunks[i].node].name);
-        redisAppendCommand(r->ctx, "PUBLISH %s %b", channel,
+        node = p->nodes[p->chunks[i].node].name;
+        len = ngx_chat_wire_key(channel, NGX_CHAT_WIRE_CHANNEL_NODE, node,
+                                strlen(node));
+        redisAppendCommand(r->ctx, "PUBLISH %b %b", channel, len,
                            p->chunks[i].buf.data, p->chunks[i].buf.len);
     }
 
@@ -533,31 +357,18 @@ bool
 chat_redis_deliver(chat_redis_t *r, chat_outbox_t *out, chat_arena_t *arena,
     const chat_position_t *done, size_t ndone)
 {
-    chat_map_t             user_index = { 0 };
-    const char           **users;
-    chat_user_sessions_t  *found;
-    chat_payloads_t        payloads = { 0 };
-    size_t                 nusers = 0, i;
-    bool                   ok = false;
+    chat_payload_users_t  users;
+    chat_payloads_t       payloads = { 0 };
+    bool                  ok = false;
 
-    users = chat_alloc((out->ndeliveries + 1) * sizeof(const char *));
-
-    for (i = 0; i < out->ndeliveries; i++) {
-        const char  *user = out->deliveries[i].user;
-
-        if (user && chat_map_put(&user_index, user, nusers) == nusers) {
-            users[nusers++] = user;
-        }
-    }
-
-    found = chat_alloc((nusers ? nusers : 1) * sizeof(chat_user_sessions_t));
+    chat_payload_users(&users, out);
 
     for ( ;; ) {
         if (r->ctx == NULL && !chat_redis_reconnect(r)) {
             goto done;
         }
 
-        if (nusers == 0 || chat_redis_lookup(r, users, nusers, found, arena)) {
+        if (users.n == 0 || chat_redis_lookup(r, &users, arena)) {
             break;
         }
 
@@ -565,7 +376,7 @@ chat_redis_deliver(chat_redis_t *r, chat_outbox_t *out, chat_arena_t *arena,
         r->ctx = NULL;
     }
 
-    chat_build_payloads(out, &user_index, found, &payloads);
+    chat_payload_build(&payloads, out, &users);
 
     for ( ;; ) {
         if (r->ctx == NULL && !chat_redis_reconnect(r)) {
@@ -584,16 +395,8 @@ chat_redis_deliver(chat_redis_t *r, chat_outbox_t *out, chat_arena_t *arena,
 
 done:
 
-    for (i = 0; i < payloads.nchunks; i++) {
-        chat_buf_free(&payloads.chunks[i].buf);
-    }
-
-    free(payloads.chunks);
-    free(payloads.nodes);
-    chat_map_free(&payloads.node_index);
-    chat_map_free(&user_index);
-    free(found);
-    free(users);
+    chat_payload_free(&payloads);
+    chat_payload_users_free(&users);
 
     return ok;
 }

@@ -1,6 +1,6 @@
 /*
- * worker_reads.c: the reads, history and sync, answered from one snapshot
- * per batch (REPEATABLE READ, READ ONLY).
+ * worker_store_reads.c: the reads, history and sync, answered from one
+ * snapshot per batch (REPEATABLE READ, READ ONLY).
  *
  * A group member reads the seqs from its joining (joined_seq, the event
  * that added it) to its removal (removed_seq, the event that removed it,
@@ -13,11 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker.h"
-#include "worker_store.h"
+#include "worker_frame.h"
+#include "worker_pg.h"
 
 
-const chat_statement_t  chat_read_statements[] = {
+static const chat_pg_statement_t  chat_reads_sql[] = {
 
     /* the seqs a user may read: from its joining to its removal */
     { "member_window",
@@ -25,13 +25,13 @@ const chat_statement_t  chat_read_statements[] = {
       " WHERE conversation_id = $1 AND user_id = $2" },
 
     { "history_before",
-      "SELECT " CHAT_MESSAGE_COLUMNS " FROM messages"
+      "SELECT " CHAT_PG_MESSAGE_COLUMNS " FROM messages"
       " WHERE conversation_id = $1 AND seq < $2"
       " AND seq >= $4 AND seq <= $5"
       " ORDER BY seq DESC LIMIT $3" },
 
     { "history_after",
-      "SELECT " CHAT_MESSAGE_COLUMNS " FROM messages"
+      "SELECT " CHAT_PG_MESSAGE_COLUMNS " FROM messages"
       " WHERE conversation_id = $1 AND seq > $2"
       " AND seq >= $4 AND seq <= $5"
       " ORDER BY seq LIMIT $3" },
@@ -64,7 +64,7 @@ const chat_statement_t  chat_read_statements[] = {
     /* the newest $4 messages in (from, to] per conversation, in the order
      * given, ascending seq */
     { "sync_messages",
-      "SELECT x." CHAT_MESSAGE_COLUMNS
+      "SELECT x." CHAT_PG_MESSAGE_COLUMNS
       " FROM unnest($1::text[], $2::bigint[], $3::bigint[])"
       " WITH ORDINALITY AS t(c, s, u, o)"
       " CROSS JOIN LATERAL (SELECT * FROM messages"
@@ -73,11 +73,12 @@ const chat_statement_t  chat_read_statements[] = {
       " ORDER BY t.o, x.seq" },
 };
 
-const size_t  chat_read_nstatements =
-    sizeof(chat_read_statements) / sizeof(chat_read_statements[0]);
+const chat_pg_statements_t  chat_store_reads_statements = {
+    chat_reads_sql, sizeof(chat_reads_sql) / sizeof(chat_reads_sql[0])
+};
 
 
-void
+static void
 chat_answer(chat_outbox_t *out, const chat_request_t *req, json_t *frame)
 {
     chat_outbox_to_session(out, chat_outbox_frame(out, frame), req->node,
@@ -93,7 +94,7 @@ chat_answer_forbidden(chat_outbox_t *out, const chat_request_t *req)
 }
 
 
-static chat_q_rc_t
+static chat_pg_rc_t
 chat_read_history(chat_store_t *st, chat_request_t *req, chat_outbox_t *out)
 {
     const char      *params[5];
@@ -102,7 +103,7 @@ chat_read_history(chat_store_t *st, chat_request_t *req, chat_outbox_t *out)
     json_t          *frame, *messages;
     chat_message_t   m;
     PGresult        *res = NULL;
-    chat_q_rc_t      rc;
+    chat_pg_rc_t     rc;
     int              row, nrows, first, last, step;
     bool             has_more;
 
@@ -110,14 +111,14 @@ chat_read_history(chat_store_t *st, chat_request_t *req, chat_outbox_t *out)
 
     case NGX_CHAT_WIRE_FORBIDDEN:
         chat_answer_forbidden(out, req);
-        return CHAT_Q_OK;
+        return CHAT_PG_OK;
 
     case NGX_CHAT_WIRE_ASK_STORE:
         params[0] = req->conv;
         params[1] = req->user;
 
-        rc = chat_store_run(st, "member_window", 2, params, &res);
-        if (rc != CHAT_Q_OK) {
+        rc = chat_pg_run(st, "member_window", 2, params, &res);
+        if (rc != CHAT_PG_OK) {
             return rc;
         }
 
@@ -126,12 +127,12 @@ chat_read_history(chat_store_t *st, chat_request_t *req, chat_outbox_t *out)
         if (nrows == 0) {
             PQclear(res);
             chat_answer_forbidden(out, req);
-            return CHAT_Q_OK;
+            return CHAT_PG_OK;
         }
 
-        from = chat_int(res, 0, 0);
-        if (chat_int(res, 0, 1) >= 0) {
-            to = chat_int(res, 0, 1);
+        from = chat_pg_int(res, 0, 0);
+        if (chat_pg_int(res, 0, 1) >= 0) {
+            to = chat_pg_int(res, 0, 1);
         }
 
         PQclear(res);
@@ -158,10 +159,10 @@ chat_read_history(chat_store_t *st, chat_request_t *req, chat_outbox_t *out)
     params[3] = lo;
     params[4] = hi;
 
-    rc = chat_store_run(st, req->after_seq >= 0 ? "history_after"
+    rc = chat_pg_run(st, req->after_seq >= 0 ? "history_after"
                                                 : "history_before",
                         5, params, &res);
-    if (rc != CHAT_Q_OK) {
+    if (rc != CHAT_PG_OK) {
         return rc;
     }
 
@@ -181,7 +182,7 @@ chat_read_history(chat_store_t *st, chat_request_t *req, chat_outbox_t *out)
     messages = json_array();
 
     for (row = first; row != last; row += step) {
-        chat_row_message(res, row, 0, &m);
+        chat_pg_message(res, row, 0, &m);
         json_array_append_new(messages, chat_frame_message_object(&m, false));
     }
 
@@ -198,7 +199,7 @@ chat_read_history(chat_store_t *st, chat_request_t *req, chat_outbox_t *out)
 
     chat_answer(out, req, frame);
 
-    return CHAT_Q_OK;
+    return CHAT_PG_OK;
 }
 
 
@@ -218,7 +219,7 @@ chat_sync_cursor(chat_request_t *req, const char *conv)
 }
 
 
-static chat_q_rc_t
+static chat_pg_rc_t
 chat_read_sync(chat_store_t *st, chat_request_t *req, chat_outbox_t *out)
 {
     chat_buf_t      *convs = &st->arrays[0], *cursors = &st->arrays[1];
@@ -228,15 +229,15 @@ chat_read_sync(chat_store_t *st, chat_request_t *req, chat_outbox_t *out)
     json_t          *frame, *items, *item, *pending;
     chat_message_t   m;
     PGresult        *list = NULL, *msgs = NULL;
-    chat_q_rc_t      rc;
+    chat_pg_rc_t     rc;
     int              row, nconvs, nmsgs, start, end, i;
     int64_t          last_seq, from;
     size_t           asked = 0, k;
 
     params[0] = req->user;
 
-    rc = chat_store_run(st, "sync_conversations", 1, params, &list);
-    if (rc != CHAT_Q_OK) {
+    rc = chat_pg_run(st, "sync_conversations", 1, params, &list);
+    if (rc != CHAT_PG_OK) {
         return rc;
     }
 
@@ -249,11 +250,11 @@ chat_read_sync(chat_store_t *st, chat_request_t *req, chat_outbox_t *out)
     for (row = 0; row < nconvs; row++) {
         /* the member's window: after its joining event, up to its
          * removal or the conversation's end */
-        last_seq = chat_int(list, row, 3);
+        last_seq = chat_pg_int(list, row, 3);
         from = chat_sync_cursor(req, PQgetvalue(list, row, 0));
 
-        if (from < chat_int(list, row, 16) - 1) {
-            from = chat_int(list, row, 16) - 1;
+        if (from < chat_pg_int(list, row, 16) - 1) {
+            from = chat_pg_int(list, row, 16) - 1;
         }
 
         if (last_seq > from) {
@@ -274,8 +275,8 @@ chat_read_sync(chat_store_t *st, chat_request_t *req, chat_outbox_t *out)
         params[2] = chat_pg_array_end(uppers);
         params[3] = cap;
 
-        rc = chat_store_run(st, "sync_messages", 4, params, &msgs);
-        if (rc != CHAT_Q_OK) {
+        rc = chat_pg_run(st, "sync_messages", 4, params, &msgs);
+        if (rc != CHAT_PG_OK) {
             PQclear(list);
             return rc;
         }
@@ -300,21 +301,21 @@ chat_read_sync(chat_store_t *st, chat_request_t *req, chat_outbox_t *out)
                             ? json_null()
                             : json_string(PQgetvalue(list, row, 2)));
         json_object_set_new(item, "member_count",
-                            json_integer(chat_int(list, row, 6)));
+                            json_integer(chat_pg_int(list, row, 6)));
         json_object_set_new(item, "last_seq",
-                            json_integer(chat_int(list, row, 3)));
+                            json_integer(chat_pg_int(list, row, 3)));
         json_object_set_new(item, "delivered_seq",
-                            json_integer(chat_int(list, row, 4)));
+                            json_integer(chat_pg_int(list, row, 4)));
         json_object_set_new(item, "read_seq",
-                            json_integer(chat_int(list, row, 5)));
+                            json_integer(chat_pg_int(list, row, 5)));
         json_object_set_new(item, "unread",
-                            json_integer(chat_int(list, row, 7)));
+                            json_integer(chat_pg_int(list, row, 7)));
 
         if (PQgetisnull(list, row, 8)) {
             json_object_set_new(item, "last_message", json_null());
 
         } else {
-            chat_row_message(list, row, 8, &m);
+            chat_pg_message(list, row, 8, &m);
             json_object_set_new(item, "last_message",
                                 chat_frame_message_object(&m, false));
         }
@@ -332,7 +333,7 @@ chat_read_sync(chat_store_t *st, chat_request_t *req, chat_outbox_t *out)
         }
 
         for (k = start; k < (size_t) end; k++) {
-            chat_row_message(msgs, (int) k, 0, &m);
+            chat_pg_message(msgs, (int) k, 0, &m);
             json_array_append_new(pending,
                                   chat_frame_message_object(&m, true));
         }
@@ -364,7 +365,7 @@ chat_read_sync(chat_store_t *st, chat_request_t *req, chat_outbox_t *out)
     }
     chat_answer(out, req, frame);
 
-    return CHAT_Q_OK;
+    return CHAT_PG_OK;
 }
 
 
@@ -377,20 +378,20 @@ typedef struct {
 } chat_reads_args_t;
 
 
-static chat_q_rc_t
+static chat_pg_rc_t
 chat_reads_attempt(chat_store_t *st, void *data)
 {
     chat_reads_args_t  *a = data;
-    chat_q_rc_t         rc;
+    chat_pg_rc_t        rc;
     size_t              i;
 
     a->nframes = a->out->nframes;
     a->ndeliveries = a->out->ndeliveries;
 
     /* one snapshot for all reads of the batch */
-    rc = chat_store_command(st,
+    rc = chat_pg_command(st,
              "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
-    if (rc != CHAT_Q_OK) {
+    if (rc != CHAT_PG_OK) {
         return rc;
     }
 
@@ -399,12 +400,12 @@ chat_reads_attempt(chat_store_t *st, void *data)
              ? chat_read_sync(st, a->reads[i], a->out)
              : chat_read_history(st, a->reads[i], a->out);
 
-        if (rc != CHAT_Q_OK) {
+        if (rc != CHAT_PG_OK) {
             return rc;
         }
     }
 
-    return chat_store_command(st, "COMMIT");
+    return chat_pg_command(st, "COMMIT");
 }
 
 
@@ -427,5 +428,5 @@ chat_store_reads(chat_store_t *st, chat_request_t **reads, size_t n,
         return CHAT_STORE_OK;
     }
 
-    return chat_store_retry(st, chat_reads_attempt, chat_reads_undo, &args);
+    return chat_pg_retry(st, chat_reads_attempt, chat_reads_undo, &args);
 }
