@@ -89,7 +89,11 @@ MVN_DEP_PLUGIN := org.apache.maven.plugins:maven-dependency-plugin:3.6.1
 WIRE_SRC     := ngx_chat_module/ngx_chat_wire.c
 WORKER_SRCS  := $(filter-out workers/chatctl.c,$(wildcard workers/*.c))
 WORKER_OBJS  := $(patsubst workers/%.c,$(BUILD)/obj/workers/%.o,$(WORKER_SRCS)) \
-                $(BUILD)/obj/workers/ngx_chat_wire.o
+                $(BUILD)/obj/workers/ngx_chat_wire.o \
+                $(BUILD)/obj/gen/worker_lua.o
+# the workers' Redis scripts, as C strings (workers/worker_lua.h)
+WORKER_LUA   := $(wildcard workers/lua/*.lua)
+WORKER_LUA_C := $(BUILD)/gen/worker_lua.c
 WORKER_LIBS  := -lrdkafka -lpq -lhiredis -ljansson -lcrypto -lpthread
 CHATCTL_SRCS ?= $(wildcard workers/chatctl.c)
 # the module's token signing, shared with nginx's check and chat_bench
@@ -257,6 +261,15 @@ $(BUILD)/obj/workers/%.o: workers/%.c
 $(BUILD)/obj/workers/ngx_chat_wire.o: $(WIRE_SRC)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_CHAT) -MMD -MP -c $< -o $@
+
+$(WORKER_LUA_C): $(WORKER_LUA) ngx_chat_module/lua/embed.sh
+	@mkdir -p $(@D)
+	sh ngx_chat_module/lua/embed.sh chat_lua $@ $(WORKER_LUA)
+
+# the header is included, so that the compiler checks it against the strings
+$(BUILD)/obj/gen/worker_lua.o: $(WORKER_LUA_C) workers/worker_lua.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_CHAT) -include workers/worker_lua.h -c $< -o $@
 
 $(BUILD)/bin/chat_worker: $(WORKER_OBJS)
 	@mkdir -p $(@D)

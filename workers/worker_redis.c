@@ -12,6 +12,13 @@
  * partition and offset) and this hash tells whether their answers already
  * went out, so that recipients do not see them twice.
  *
+ * The marks are raised by a script (lua/delivered.lua) that each
+ * connection loads once, when it is made, and the batches call by its
+ * SHA1 with EVALSHA. A script that went missing meanwhile (SCRIPT FLUSH;
+ * a Redis restart also drops the connection, which loads it again) makes
+ * the EVALSHA in the MULTI answer NOSCRIPT after the PUBLISHes went out:
+ * the script is loaded again and the marks raised right after.
+ *
  * When Redis is down the delivery waits and retries until it works or the
  * worker is stopped: the Kafka offsets are committed only after it, so
  * nothing stored goes unanswered.
@@ -22,7 +29,9 @@
 #include <string.h>
 
 #include <hiredis/hiredis.h>
+#include <openssl/evp.h>
 
+#include "worker_lua.h"
 #include "worker_redis.h"
 
 
@@ -33,7 +42,61 @@ struct chat_redis_s {
     char            *delivered_key;
     chat_stop_t     *stop;
     chat_backoff_t   backoff;
+    char             delivered_sha[41];    /* of chat_lua_delivered */
 };
+
+
+/* the name EVALSHA knows a script by: its SHA1, in lowercase hex */
+static void
+chat_redis_sha1(const char *script, char hex[41])
+{
+    static const char  digits[] = "0123456789abcdef";
+    unsigned char      md[EVP_MAX_MD_SIZE];
+    unsigned int       len, i;
+
+    if (!EVP_Digest(script, strlen(script), md, &len, EVP_sha1(), NULL)
+        || len != 20)
+    {
+        log_error("cannot compute a SHA1");
+        abort();
+    }
+
+    for (i = 0; i < len; i++) {
+        hex[2 * i] = digits[md[i] >> 4];
+        hex[2 * i + 1] = digits[md[i] & 0xf];
+    }
+
+    hex[40] = '\0';
+}
+
+
+/* SCRIPT LOAD, once per connection; false when it did not work */
+static bool
+chat_redis_load(chat_redis_t *r)
+{
+    redisReply  *reply;
+    bool         ok;
+
+    reply = redisCommand(r->ctx, "SCRIPT LOAD %s", chat_lua_delivered);
+
+    if (reply == NULL) {
+        log_error("redis: SCRIPT LOAD failed: %s", r->ctx->errstr);
+        return false;
+    }
+
+    ok = reply->type == REDIS_REPLY_STRING
+         && strcmp(reply->str, r->delivered_sha) == 0;
+
+    if (!ok) {
+        log_error("redis: SCRIPT LOAD: %s",
+                  reply->type == REDIS_REPLY_ERROR ? reply->str
+                  : "another SHA1 than ours");
+    }
+
+    freeReplyObject(reply);
+
+    return ok;
+}
 
 
 static bool
@@ -63,6 +126,13 @@ chat_redis_connect(chat_redis_t *r)
 
     if (r->port) {
         redisEnableKeepAlive(r->ctx);
+    }
+
+    /* a new connection may be to a Redis that has never seen the script */
+    if (!chat_redis_load(r)) {
+        redisFree(r->ctx);
+        r->ctx = NULL;
+        return false;
     }
 
     return true;
@@ -106,6 +176,7 @@ chat_redis_open(const char *addr, const char *delivered_key,
     r->delivered_key = chat_strdup(delivered_key);
     r->stop = stop;
     chat_backoff_reset(&r->backoff);
+    chat_redis_sha1(chat_lua_delivered, r->delivered_sha);
 
     colon = strrchr(addr, ':');
 
@@ -234,19 +305,75 @@ chat_redis_lookup(chat_redis_t *r, chat_payload_users_t *u,
 }
 
 
+/* queues EVALSHA of lua/delivered.lua for the batch's positions */
+static void
+chat_redis_append_marks(chat_redis_t *r, const chat_position_t *done,
+    size_t ndone)
+{
+    const char  **argv;
+    size_t       *argvlen;
+    char        (*numbers)[2][24];
+    size_t        argc = 4 + 2 * ndone, i;
+
+    argv = chat_alloc(argc * sizeof(char *));
+    argvlen = chat_alloc(argc * sizeof(size_t));
+    numbers = chat_alloc(ndone * sizeof(*numbers));
+
+    argv[0] = "EVALSHA";
+    argv[1] = r->delivered_sha;
+    argv[2] = "1";
+    argv[3] = r->delivered_key;
+
+    for (i = 0; i < ndone; i++) {
+        snprintf(numbers[i][0], 24, "%d", (int) done[i].partition);
+        snprintf(numbers[i][1], 24, "%lld", (long long) done[i].offset);
+        argv[4 + 2 * i] = numbers[i][0];
+        argv[5 + 2 * i] = numbers[i][1];
+    }
+
+    for (i = 0; i < argc; i++) {
+        argvlen[i] = strlen(argv[i]);
+    }
+
+    redisAppendCommandArgv(r->ctx, (int) argc, argv, argvlen);
+
+    free(numbers);
+    free(argvlen);
+    free(argv);
+}
+
+
 /*
- * Raises each partition's delivered position, never lowers it: a worker
- * that takes over partitions replays from the committed offset, below what
- * its predecessor delivered, and must not forget how far that went.
+ * The script was gone when the EXEC ran, after its PUBLISHes: it is loaded
+ * again and the marks raised now (raising is idempotent). Should this fail
+ * too, the marks stay behind: a replay of these records would be
+ * delivered again, the at-least-once side of a Redis failure.
  */
-static const char  chat_delivered_script[] =
-    "for i = 1, #ARGV, 2 do"
-    " local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[i]))"
-    " if cur == nil or cur < tonumber(ARGV[i + 1]) then"
-    " redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])"
-    " end "
-    "end "
-    "return 0";
+static void
+chat_redis_marks_again(chat_redis_t *r, const chat_position_t *done,
+    size_t ndone)
+{
+    redisReply  *reply;
+
+    log_warn("redis: the delivered script was gone: loading it again");
+
+    if (!chat_redis_load(r)) {
+        return;
+    }
+
+    chat_redis_append_marks(r, done, ndone);
+
+    if (redisGetReply(r->ctx, (void **) &reply) != REDIS_OK) {
+        log_error("redis: EVALSHA failed: %s", r->ctx->errstr);
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        log_error("redis: EVALSHA: %s", reply->str);
+    }
+
+    freeReplyObject(reply);
+}
 
 
 /*
@@ -260,9 +387,9 @@ static bool
 chat_redis_publish(chat_redis_t *r, chat_payloads_t *p,
     const chat_position_t *done, size_t ndone)
 {
-    redisReply  *reply;
+    redisReply  *reply, *e;
     size_t       i, expect, len;
-    bool         ok = true;
+    bool         ok = true, noscript = false;
     const char  *node;
     char         channel[NGX_CHAT_WIRE_KEY_MAX];
 
@@ -277,36 +404,7 @@ chat_redis_publish(chat_redis_t *r, chat_payloads_t *p,
     }
 
     if (ndone) {
-        const char  **argv;
-        size_t       *argvlen;
-        char        (*numbers)[2][24];
-        size_t        argc = 4 + 2 * ndone;
-
-        argv = chat_alloc(argc * sizeof(char *));
-        argvlen = chat_alloc(argc * sizeof(size_t));
-        numbers = chat_alloc(ndone * sizeof(*numbers));
-
-        argv[0] = "EVAL";
-        argv[1] = chat_delivered_script;
-        argv[2] = "1";
-        argv[3] = r->delivered_key;
-
-        for (i = 0; i < ndone; i++) {
-            snprintf(numbers[i][0], 24, "%d", (int) done[i].partition);
-            snprintf(numbers[i][1], 24, "%lld", (long long) done[i].offset);
-            argv[4 + 2 * i] = numbers[i][0];
-            argv[5 + 2 * i] = numbers[i][1];
-        }
-
-        for (i = 0; i < argc; i++) {
-            argvlen[i] = strlen(argv[i]);
-        }
-
-        redisAppendCommandArgv(r->ctx, (int) argc, argv, argvlen);
-
-        free(numbers);
-        free(argvlen);
-        free(argv);
+        chat_redis_append_marks(r, done, ndone);
     }
 
     redisAppendCommand(r->ctx, "EXEC");
@@ -341,13 +439,28 @@ chat_redis_publish(chat_redis_t *r, chat_payloads_t *p,
     } else {
         /* the commands ran: a failed one is reported, not repeated */
         for (i = 0; i < reply->elements; i++) {
-            if (reply->element[i]->type == REDIS_REPLY_ERROR) {
-                log_error("redis: in EXEC: %s", reply->element[i]->str);
+            e = reply->element[i];
+
+            if (e->type != REDIS_REPLY_ERROR) {
+                continue;
             }
+
+            if (ndone && i == p->nchunks
+                && strncmp(e->str, "NOSCRIPT", 8) == 0)
+            {
+                noscript = true;
+                continue;
+            }
+
+            log_error("redis: in EXEC: %s", e->str);
         }
     }
 
     freeReplyObject(reply);
+
+    if (noscript) {
+        chat_redis_marks_again(r, done, ndone);
+    }
 
     return ok;
 }
