@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "worker_answer.h"
 #include "worker_batch.h"
 #include "worker_events.h"
 #include "worker_frame.h"
@@ -403,42 +404,67 @@ chat_batch_segment(chat_batch_ctx_t *ctx, chat_batch_t *b, size_t s0,
 }
 
 
-/* false: stopped while waiting for the store */
+/* the reads' rows, then their answers in record order; false: stopped
+ * while waiting for the store */
 static bool
 chat_batch_reads(chat_batch_ctx_t *ctx, chat_batch_t *b)
 {
-    chat_store_rc_t  rc;
-    size_t           i;
+    chat_store_rc_t   rc;
+    chat_read_t      *reads, **ptrs;
+    bool             *failed;
+    size_t            i;
 
     if (b->nreads == 0) {
         return true;
     }
 
-    rc = chat_store_reads(ctx->store, b->reads, b->nreads, &b->out);
-
-    if (rc != CHAT_STORE_REFUSED) {
-        return rc == CHAT_STORE_OK;
-    }
-
-    log_warn("the store refused a batch of %zu reads: reading them one by"
-             " one", b->nreads);
+    reads = chat_arena_alloc(&b->arena, b->nreads * sizeof(chat_read_t));
+    ptrs = chat_arena_alloc(&b->arena, b->nreads * sizeof(chat_read_t *));
+    failed = chat_arena_alloc(&b->arena, b->nreads * sizeof(bool));
 
     for (i = 0; i < b->nreads; i++) {
-        rc = chat_store_reads(ctx->store, &b->reads[i], 1, &b->out);
+        memset(&reads[i], 0, sizeof(chat_read_t));
+        reads[i].req = b->reads[i];
+        ptrs[i] = &reads[i];
+        failed[i] = false;
+    }
 
-        if (rc == CHAT_STORE_STOPPED) {
-            return false;
+    rc = chat_store_reads(ctx->store, ptrs, b->nreads, &b->arena);
+
+    if (rc == CHAT_STORE_STOPPED) {
+        return false;
+    }
+
+    if (rc == CHAT_STORE_REFUSED) {
+        log_warn("the store refused a batch of %zu reads: reading them one"
+                 " by one", b->nreads);
+
+        for (i = 0; i < b->nreads; i++) {
+            rc = chat_store_reads(ctx->store, &ptrs[i], 1, &b->arena);
+
+            if (rc == CHAT_STORE_STOPPED) {
+                return false;
+            }
+
+            if (rc == CHAT_STORE_REFUSED) {
+                log_error("partition %d offset %" PRId64 ": the store"
+                          " refused the read", b->reads[i]->partition,
+                          b->reads[i]->offset);
+                failed[i] = true;
+            }
         }
+    }
 
-        if (rc == CHAT_STORE_REFUSED) {
-            log_error("partition %d offset %" PRId64 ": the store refused"
-                      " the read", b->reads[i]->partition,
-                      b->reads[i]->offset);
-            chat_outbox_to_session(&b->out,
-                chat_outbox_frame(&b->out,
-                    chat_frame_error_for(b->reads[i], "internal",
-                                         "the request failed")),
-                b->reads[i]->node, b->reads[i]->sid);
+    for (i = 0; i < b->nreads; i++) {
+        if (failed[i]) {
+            chat_answer_error(&b->out, b->reads[i], "internal",
+                              "the request failed");
+
+        } else if (b->reads[i]->op == NGX_CHAT_WIRE_OP_SYNC) {
+            chat_answer_sync(&b->out, &reads[i]);
+
+        } else {
+            chat_answer_history(&b->out, &reads[i]);
         }
     }
 

@@ -25,6 +25,10 @@ json_t *chat_frame_typing(const char *conv, const char *user,
     const char *state);
 json_t *chat_frame_group(json_t *req_id, const char *conv, const char *name,
     const chat_member_t *members, size_t n);
+json_t *chat_frame_history(json_t *req_id, const char *conv,
+    const chat_history_rows_t *h);
+json_t *chat_frame_conversations(json_t *req_id, const chat_sync_rows_t *s);
+json_t *chat_frame_sync_done(json_t *req_id);
 char *chat_frame_dump(json_t *frame, size_t *len);
 
 /* the two frames of every message, written straight to bytes (the same

@@ -252,8 +252,7 @@ chat_pg_message_keep(chat_message_t *m, chat_arena_t *arena)
 
 
 chat_store_rc_t
-chat_pg_retry(chat_store_t *st, chat_pg_attempt_pt attempt,
-    chat_pg_undo_pt undo, void *data)
+chat_pg_retry(chat_store_t *st, chat_pg_attempt_pt attempt, void *data)
 {
     unsigned  failures = 0, conflicts = 0;
 
@@ -268,12 +267,10 @@ chat_pg_retry(chat_store_t *st, chat_pg_attempt_pt attempt,
             return CHAT_STORE_OK;
 
         case CHAT_PG_DOWN:
-            undo(data);
             chat_pg_disconnect(st);
             break;
 
         case CHAT_PG_CONFLICT:
-            undo(data);
             chat_pg_rollback(st);
 
             if (++conflicts > CHAT_STORE_CONFLICTS_MAX) {
@@ -291,7 +288,6 @@ chat_pg_retry(chat_store_t *st, chat_pg_attempt_pt attempt,
             break;
 
         case CHAT_PG_FAILED:
-            undo(data);
             chat_pg_rollback(st);
 
             if (++failures >= CHAT_STORE_FAILURES_MAX) {

@@ -64,13 +64,13 @@ chat_pg_rc_t chat_pg_command(chat_store_t *st, const char *sql);
 /*
  * Runs one kind of transaction until it commits: the connection is waited
  * for, conflicts retried, other failures retried a few times. attempt runs
- * the transaction; undo forgets its side effects outside the database.
+ * the transaction and has no effect outside the database but its results,
+ * which each attempt writes afresh.
  */
 typedef chat_pg_rc_t (*chat_pg_attempt_pt)(chat_store_t *st, void *data);
-typedef void (*chat_pg_undo_pt)(void *data);
 
 chat_store_rc_t chat_pg_retry(chat_store_t *st, chat_pg_attempt_pt attempt,
-    chat_pg_undo_pt undo, void *data);
+    void *data);
 
 
 #define CHAT_PG_MESSAGE_COLUMNS                                             \

@@ -17,7 +17,6 @@
 #define CHAT_WORKER_STORE_H
 
 #include "worker_members.h"
-#include "worker_outbox.h"
 #include "worker_request.h"
 
 
@@ -79,9 +78,50 @@ chat_store_rc_t chat_store_sends(chat_store_t *st, chat_send_t *sends,
 
 /* ---- reads ---- */
 
-/* answers the sync and history requests into the outbox */
-chat_store_rc_t chat_store_reads(chat_store_t *st, chat_request_t **reads,
-    size_t n, chat_outbox_t *out);
+/* what a history request reads */
+typedef struct {
+    bool             forbidden;     /* not the user's conversation */
+    chat_message_t  *messages;      /* ascending seq */
+    size_t           n;
+    bool             has_more;
+} chat_history_rows_t;
+
+/* one conversation of a sync, with this user's pointers */
+typedef struct {
+    const char      *conv;
+    const char      *kind;
+    const char      *name;          /* NULL: none */
+    int64_t          member_count;
+    int64_t          last_seq;
+    int64_t          delivered_seq;
+    int64_t          read_seq;
+    int64_t          unread;
+    bool             has_last;
+    chat_message_t   last;
+    size_t           first;         /* its messages in the sync's list */
+    size_t           n;
+    bool             truncated;     /* more than NGX_CHAT_WIRE_SYNC_CAP */
+} chat_sync_conv_t;
+
+/* what a sync reads: the conversations, newest activity first, and the
+ * messages each has after the device's cursor, ascending per conversation */
+typedef struct {
+    chat_sync_conv_t  *convs;
+    size_t             nconvs;
+    chat_message_t    *messages;
+    size_t             nmessages;
+} chat_sync_rows_t;
+
+typedef struct {
+    const chat_request_t  *req;     /* a sync or a history */
+    chat_history_rows_t    history;
+    chat_sync_rows_t       sync;
+} chat_read_t;
+
+/* the reads of a batch from one snapshot, in order; the rows live in the
+ * arena */
+chat_store_rc_t chat_store_reads(chat_store_t *st, chat_read_t **reads,
+    size_t n, chat_arena_t *arena);
 
 
 /* ---- membership changes ---- */

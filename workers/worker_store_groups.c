@@ -576,18 +576,11 @@ chat_group_attempt(chat_store_t *st, void *data)
 }
 
 
-static void
-chat_group_undo(void *data)
-{
-    (void) data;
-}
-
-
 chat_store_rc_t
 chat_store_group_op(chat_store_t *st, chat_group_op_t *op,
     chat_arena_t *arena)
 {
     chat_group_args_t  args = { op, arena };
 
-    return chat_pg_retry(st, chat_group_attempt, chat_group_undo, &args);
+    return chat_pg_retry(st, chat_group_attempt, &args);
 }

@@ -109,13 +109,6 @@ chat_load_attempt(chat_store_t *st, void *data)
 }
 
 
-static void
-chat_load_undo(void *data)
-{
-    (void) data;
-}
-
-
 chat_store_rc_t
 chat_store_load_members(chat_store_t *st, chat_members_cache_t *c,
     const char *const *convs, size_t n)
@@ -126,5 +119,5 @@ chat_store_load_members(chat_store_t *st, chat_members_cache_t *c,
         return CHAT_STORE_OK;
     }
 
-    return chat_pg_retry(st, chat_load_attempt, chat_load_undo, &args);
+    return chat_pg_retry(st, chat_load_attempt, &args);
 }

@@ -1,6 +1,7 @@
 /*
- * worker_store_reads.c: the reads, history and sync, answered from one
- * snapshot per batch (REPEATABLE READ, READ ONLY).
+ * worker_store_reads.c: the reads, history and sync, from one snapshot per
+ * batch (REPEATABLE READ, READ ONLY), as rows: the answer's frames are
+ * made by worker_answer.c.
  *
  * A group member reads the seqs from its joining (joined_seq, the event
  * that added it) to its removal (removed_seq, the event that removed it,
@@ -13,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker_frame.h"
 #include "worker_pg.h"
 
 
@@ -78,39 +78,33 @@ const chat_pg_statements_t  chat_store_reads_statements = {
 };
 
 
+/* a message of res into the arena: the rows outlive the result */
 static void
-chat_answer(chat_outbox_t *out, const chat_request_t *req, json_t *frame)
+chat_read_message(PGresult *res, int row, int col, chat_message_t *m,
+    chat_arena_t *arena)
 {
-    chat_outbox_to_session(out, chat_outbox_frame(out, frame), req->node,
-                           req->sid);
-}
-
-
-static void
-chat_answer_forbidden(chat_outbox_t *out, const chat_request_t *req)
-{
-    chat_answer(out, req, chat_frame_error_for(req, "forbidden",
-                "not a member of this conversation"));
+    chat_pg_message(res, row, col, m);
+    chat_pg_message_keep(m, arena);
 }
 
 
 static chat_pg_rc_t
-chat_read_history(chat_store_t *st, chat_request_t *req, chat_outbox_t *out)
+chat_read_history(chat_store_t *st, chat_read_t *read, chat_arena_t *arena)
 {
-    const char      *params[5];
-    char             bound[24], limit[24], lo[24], hi[24];
-    int64_t          from = 0, to = INT64_MAX;
-    json_t          *frame, *messages;
-    chat_message_t   m;
-    PGresult        *res = NULL;
-    chat_pg_rc_t     rc;
-    int              row, nrows, first, last, step;
-    bool             has_more;
+    const chat_request_t  *req = read->req;
+    chat_history_rows_t   *h = &read->history;
+    const char            *params[5];
+    char                   bound[24], limit[24], lo[24], hi[24];
+    int64_t                from = 0, to = INT64_MAX;
+    PGresult              *res = NULL;
+    chat_pg_rc_t           rc;
+    int                    row, nrows, first, last, step;
+    size_t                 n;
 
     switch (chat_direct_access(req->conv, req->user)) {
 
     case NGX_CHAT_WIRE_FORBIDDEN:
-        chat_answer_forbidden(out, req);
+        h->forbidden = true;
         return CHAT_PG_OK;
 
     case NGX_CHAT_WIRE_ASK_STORE:
@@ -126,7 +120,7 @@ chat_read_history(chat_store_t *st, chat_request_t *req, chat_outbox_t *out)
 
         if (nrows == 0) {
             PQclear(res);
-            chat_answer_forbidden(out, req);
+            h->forbidden = true;
             return CHAT_PG_OK;
         }
 
@@ -160,15 +154,15 @@ chat_read_history(chat_store_t *st, chat_request_t *req, chat_outbox_t *out)
     params[4] = hi;
 
     rc = chat_pg_run(st, req->after_seq >= 0 ? "history_after"
-                                                : "history_before",
-                        5, params, &res);
+                                             : "history_before",
+                     5, params, &res);
     if (rc != CHAT_PG_OK) {
         return rc;
     }
 
     nrows = PQntuples(res);
-    has_more = nrows > req->limit;
-    if (has_more) {
+    h->has_more = nrows > req->limit;
+    if (h->has_more) {
         nrows = (int) req->limit;
     }
 
@@ -179,32 +173,22 @@ chat_read_history(chat_store_t *st, chat_request_t *req, chat_outbox_t *out)
         first = nrows - 1, last = -1, step = -1;
     }
 
-    messages = json_array();
+    h->messages = chat_arena_alloc(arena,
+                                   (nrows + 1) * sizeof(chat_message_t));
 
-    for (row = first; row != last; row += step) {
-        chat_pg_message(res, row, 0, &m);
-        json_array_append_new(messages, chat_frame_message_object(&m, false));
+    for (row = first, n = 0; row != last; row += step, n++) {
+        chat_read_message(res, row, 0, &h->messages[n], arena);
     }
 
+    h->n = n;
     PQclear(res);
-
-    frame = json_object();
-    json_object_set_new(frame, "type", json_string("history"));
-    if (req->req_id) {
-        json_object_set(frame, "req_id", req->req_id);
-    }
-    json_object_set_new(frame, "conversation_id", json_string(req->conv));
-    json_object_set_new(frame, "messages", messages);
-    json_object_set_new(frame, "has_more", json_boolean(has_more));
-
-    chat_answer(out, req, frame);
 
     return CHAT_PG_OK;
 }
 
 
 static int64_t
-chat_sync_cursor(chat_request_t *req, const char *conv)
+chat_sync_cursor(const chat_request_t *req, const char *conv)
 {
     json_t  *v;
 
@@ -220,19 +204,20 @@ chat_sync_cursor(chat_request_t *req, const char *conv)
 
 
 static chat_pg_rc_t
-chat_read_sync(chat_store_t *st, chat_request_t *req, chat_outbox_t *out)
+chat_read_sync(chat_store_t *st, chat_read_t *read, chat_arena_t *arena)
 {
-    chat_buf_t      *convs = &st->arrays[0], *cursors = &st->arrays[1];
-    chat_buf_t      *uppers = &st->arrays[2];
-    const char      *params[4];
-    char             cap[24];
-    json_t          *frame, *items, *item, *pending;
-    chat_message_t   m;
-    PGresult        *list = NULL, *msgs = NULL;
-    chat_pg_rc_t     rc;
-    int              row, nconvs, nmsgs, start, end, i;
-    int64_t          last_seq, from;
-    size_t           asked = 0, k;
+    const chat_request_t  *req = read->req;
+    chat_sync_rows_t      *s = &read->sync;
+    chat_sync_conv_t      *c;
+    chat_buf_t            *convs = &st->arrays[0], *cursors = &st->arrays[1];
+    chat_buf_t            *uppers = &st->arrays[2];
+    const char            *params[4];
+    char                   cap[24];
+    PGresult              *list = NULL, *msgs = NULL;
+    chat_pg_rc_t           rc;
+    int                    row, nconvs, nmsgs, start, end, i, k;
+    int64_t                last_seq, from;
+    size_t                 asked = 0;
 
     params[0] = req->user;
 
@@ -284,44 +269,35 @@ chat_read_sync(chat_store_t *st, chat_request_t *req, chat_outbox_t *out)
 
     nmsgs = msgs ? PQntuples(msgs) : 0;
 
+    s->convs = chat_arena_alloc(arena, (nconvs + 1) * sizeof(chat_sync_conv_t));
+    s->nconvs = nconvs;
+    s->messages = chat_arena_alloc(arena, (nmsgs + 1) * sizeof(chat_message_t));
+    s->nmessages = 0;
+
     /* the messages come grouped by conversation in list order */
-    items = json_array();
-    pending = json_array();
     i = 0;
 
     for (row = 0; row < nconvs; row++) {
-        const char  *conv = PQgetvalue(list, row, 0);
+        c = &s->convs[row];
+        memset(c, 0, sizeof(*c));
 
-        item = json_object();
-        json_object_set_new(item, "conversation_id", json_string(conv));
-        json_object_set_new(item, "kind",
-                            json_string(PQgetvalue(list, row, 1)));
-        json_object_set_new(item, "name",
-                            PQgetisnull(list, row, 2)
-                            ? json_null()
-                            : json_string(PQgetvalue(list, row, 2)));
-        json_object_set_new(item, "member_count",
-                            json_integer(chat_pg_int(list, row, 6)));
-        json_object_set_new(item, "last_seq",
-                            json_integer(chat_pg_int(list, row, 3)));
-        json_object_set_new(item, "delivered_seq",
-                            json_integer(chat_pg_int(list, row, 4)));
-        json_object_set_new(item, "read_seq",
-                            json_integer(chat_pg_int(list, row, 5)));
-        json_object_set_new(item, "unread",
-                            json_integer(chat_pg_int(list, row, 7)));
+        c->conv = chat_arena_strdup(arena, PQgetvalue(list, row, 0));
+        c->kind = chat_arena_strdup(arena, PQgetvalue(list, row, 1));
+        c->name = PQgetisnull(list, row, 2)
+                  ? NULL : chat_arena_strdup(arena, PQgetvalue(list, row, 2));
+        c->member_count = chat_pg_int(list, row, 6);
+        c->last_seq = chat_pg_int(list, row, 3);
+        c->delivered_seq = chat_pg_int(list, row, 4);
+        c->read_seq = chat_pg_int(list, row, 5);
+        c->unread = chat_pg_int(list, row, 7);
 
-        if (PQgetisnull(list, row, 8)) {
-            json_object_set_new(item, "last_message", json_null());
-
-        } else {
-            chat_pg_message(list, row, 8, &m);
-            json_object_set_new(item, "last_message",
-                                chat_frame_message_object(&m, false));
+        if (!PQgetisnull(list, row, 8)) {
+            c->has_last = true;
+            chat_read_message(list, row, 8, &c->last, arena);
         }
 
         start = i;
-        while (i < nmsgs && strcmp(PQgetvalue(msgs, i, 0), conv) == 0) {
+        while (i < nmsgs && strcmp(PQgetvalue(msgs, i, 0), c->conv) == 0) {
             i++;
         }
         end = i;
@@ -329,52 +305,39 @@ chat_read_sync(chat_store_t *st, chat_request_t *req, chat_outbox_t *out)
         if (end - start > NGX_CHAT_WIRE_SYNC_CAP) {
             /* ascending: the oldest one is the one over the cap */
             start = end - NGX_CHAT_WIRE_SYNC_CAP;
-            json_object_set_new(item, "truncated", json_true());
+            c->truncated = true;
         }
 
-        for (k = start; k < (size_t) end; k++) {
-            chat_pg_message(msgs, (int) k, 0, &m);
-            json_array_append_new(pending,
-                                  chat_frame_message_object(&m, true));
-        }
+        c->first = s->nmessages;
+        c->n = end - start;
 
-        json_array_append_new(items, item);
+        for (k = start; k < end; k++) {
+            chat_read_message(msgs, k, 0, &s->messages[s->nmessages++],
+                              arena);
+        }
     }
 
     PQclear(list);
     PQclear(msgs);
 
-    frame = json_object();
-    json_object_set_new(frame, "type", json_string("conversations"));
-    if (req->req_id) {
-        json_object_set(frame, "req_id", req->req_id);
-    }
-    json_object_set_new(frame, "items", items);
-    chat_answer(out, req, frame);
-
-    for (k = 0; k < json_array_size(pending); k++) {
-        chat_answer(out, req, json_incref(json_array_get(pending, k)));
-    }
-
-    json_decref(pending);
-
-    frame = json_object();
-    json_object_set_new(frame, "type", json_string("sync_done"));
-    if (req->req_id) {
-        json_object_set(frame, "req_id", req->req_id);
-    }
-    chat_answer(out, req, frame);
-
     return CHAT_PG_OK;
 }
 
 
+typedef chat_pg_rc_t (*chat_reader_pt)(chat_store_t *st, chat_read_t *read,
+    chat_arena_t *arena);
+
+/* the read of each read op: one entry per op of the READ stage */
+static const chat_reader_pt  chat_readers[NGX_CHAT_WIRE_OP_COUNT] = {
+    [NGX_CHAT_WIRE_OP_SYNC] = chat_read_sync,
+    [NGX_CHAT_WIRE_OP_HISTORY] = chat_read_history,
+};
+
+
 typedef struct {
-    chat_request_t  **reads;
-    size_t            n;
-    chat_outbox_t    *out;
-    size_t            nframes;      /* the outbox before the attempt */
-    size_t            ndeliveries;
+    chat_read_t   **reads;
+    size_t          n;
+    chat_arena_t   *arena;
 } chat_reads_args_t;
 
 
@@ -382,11 +345,9 @@ static chat_pg_rc_t
 chat_reads_attempt(chat_store_t *st, void *data)
 {
     chat_reads_args_t  *a = data;
+    chat_reader_pt      reader;
     chat_pg_rc_t        rc;
     size_t              i;
-
-    a->nframes = a->out->nframes;
-    a->ndeliveries = a->out->ndeliveries;
 
     /* one snapshot for all reads of the batch */
     rc = chat_pg_command(st,
@@ -396,10 +357,24 @@ chat_reads_attempt(chat_store_t *st, void *data)
     }
 
     for (i = 0; i < a->n; i++) {
-        rc = a->reads[i]->op == NGX_CHAT_WIRE_OP_SYNC
-             ? chat_read_sync(st, a->reads[i], a->out)
-             : chat_read_history(st, a->reads[i], a->out);
+        chat_read_t  *read = a->reads[i];
 
+        /* an earlier attempt's rows are forgotten (their memory stays in
+         * the arena until the batch ends) */
+        memset(&read->history, 0, sizeof(read->history));
+        memset(&read->sync, 0, sizeof(read->sync));
+
+        reader = (unsigned) read->req->op < NGX_CHAT_WIRE_OP_COUNT
+                 ? chat_readers[read->req->op] : NULL;
+
+        if (reader == NULL) {
+            log_error("partition %d offset %" PRId64 ": op %s is no read",
+                      read->req->partition, read->req->offset,
+                      ngx_chat_wire_op_name(read->req->op));
+            return CHAT_PG_FAILED;
+        }
+
+        rc = reader(st, read, a->arena);
         if (rc != CHAT_PG_OK) {
             return rc;
         }
@@ -409,24 +384,15 @@ chat_reads_attempt(chat_store_t *st, void *data)
 }
 
 
-static void
-chat_reads_undo(void *data)
-{
-    chat_reads_args_t  *a = data;
-
-    chat_outbox_truncate(a->out, a->nframes, a->ndeliveries);
-}
-
-
 chat_store_rc_t
-chat_store_reads(chat_store_t *st, chat_request_t **reads, size_t n,
-    chat_outbox_t *out)
+chat_store_reads(chat_store_t *st, chat_read_t **reads, size_t n,
+    chat_arena_t *arena)
 {
-    chat_reads_args_t  args = { reads, n, out, 0, 0 };
+    chat_reads_args_t  args = { reads, n, arena };
 
     if (n == 0) {
         return CHAT_STORE_OK;
     }
 
-    return chat_pg_retry(st, chat_reads_attempt, chat_reads_undo, &args);
+    return chat_pg_retry(st, chat_reads_attempt, &args);
 }

@@ -174,13 +174,6 @@ chat_receipts_attempt(chat_store_t *st, void *data)
 }
 
 
-static void
-chat_receipts_undo(void *data)
-{
-    (void) data;    /* each attempt decides every receipt again */
-}
-
-
 chat_store_rc_t
 chat_store_receipts(chat_store_t *st, chat_receipt_t *r, size_t n,
     chat_arena_t *arena)
@@ -191,6 +184,5 @@ chat_store_receipts(chat_store_t *st, chat_receipt_t *r, size_t n,
         return CHAT_STORE_OK;
     }
 
-    return chat_pg_retry(st, chat_receipts_attempt, chat_receipts_undo,
-                            &args);
+    return chat_pg_retry(st, chat_receipts_attempt, &args);
 }

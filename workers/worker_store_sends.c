@@ -673,19 +673,12 @@ chat_sends_attempt(chat_store_t *st, void *data)
 }
 
 
-static void
-chat_sends_undo(void *data)
-{
-    (void) data;    /* each attempt starts from the requests again */
-}
-
-
 chat_store_rc_t
 chat_store_sends(chat_store_t *st, chat_send_t *sends, size_t n,
     chat_arena_t *arena)
 {
     chat_sends_args_t  args = { sends, n, arena };
 
-    return chat_pg_retry(st, chat_sends_attempt, chat_sends_undo, &args);
+    return chat_pg_retry(st, chat_sends_attempt, &args);
 }
 
