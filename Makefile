@@ -294,6 +294,11 @@ $(BUILD)/unit/%: t/unit/%.c $(UNIT_MOD_SRCS)
 # the worker's tests include its PostgreSQL plumbing (array parameters)
 $(BUILD)/unit/test_worker_%: UNIT_LIBS += -lpq
 
+# the tests that include the worker's sources depend on all of them: the
+# .d above is written by the last file of the command, not by the test
+$(filter $(BUILD)/unit/test_worker_% $(BUILD)/unit/test_wire,$(UNIT_BINS)): \
+    $(wildcard workers/*.c workers/*.h t/unit/*.h)
+
 -include $(UNIT_BINS:=.d)
 
 unit: $(UNIT_BINS)

@@ -4,22 +4,26 @@
  * file has its own header for the rest.
  *
  * chat_worker takes batches of client requests from Kafka, stores and
- * reads them in PostgreSQL and answers through Redis pub/sub. The parts,
- * each with its own header:
+ * reads them in PostgreSQL and answers through Redis pub/sub. Data flows
+ * one way through its parts, each with its own header: a part calls only
+ * those after it, never one before.
  *
- *   chat_worker.c      the command line, signals, the batch loop
  *   worker_kafka.c     records from the consumer group, offset commits
- *   worker_batch.c     one batch: records to requests, their order, the
- *                      sends' answers, delivery
- *   worker_events.c    the batch's group changes, receipts and typing
- *   worker_store*.c    PostgreSQL (worker_store.h lists the files)
+ *   worker_batch.c     one batch: its order, its stages, its delivery
+ *   worker_ops.c       the table of ops: a record's fields -> a request;
+ *                      the request -> the store (worker_item.h: what
+ *                      travels from here on)
+ *   worker_store*.c    PostgreSQL: results, never frames
+ *   worker_answer.c    results -> frames for the requester
+ *   worker_fanout.c    results -> frames for everyone else
  *   worker_outbox.c    which frame goes to which session or user
- *   worker_payload.c   the outbox as one payload per nginx node
+ *   worker_payload.c   the outbox -> one payload per nginx node
  *   worker_redis.c     sessions, the PUBLISHes, the delivered marks
- *   worker_request.c   one Kafka record as a checked request (pure)
- *   worker_frame.c     the protocol frames (pure)
- *   worker_members.c   the membership cache (pure)
- *   worker_util.c      log, clock, buffers, arena, map (pure)
+ *
+ * Under them, pure helpers: worker_request.c (a record's envelope and
+ * fields), worker_frame.c (the protocol frames), worker_members.c (the
+ * membership cache), worker_util.c (log, clock, buffers, arena, map).
+ * chat_worker.c is the command line and the loop that ties them.
  *
  * The only mutable global is the stop flag in chat_worker.c; everything
  * else hangs off the objects the parts return. Allocation failures abort:

@@ -40,38 +40,29 @@ bool chat_parse_dm(const char *conv, char a[NGX_CHAT_WIRE_ID_MAX + 1],
     char b[NGX_CHAT_WIRE_ID_MAX + 1]);
 
 
-/* the ops that change membership: they order a batch (worker_batch.c) */
-#define chat_op_changes_members(op)                                        \
-    ((op) == NGX_CHAT_WIRE_OP_CREATE_GROUP                                 \
-     || (op) == NGX_CHAT_WIRE_OP_ADD_MEMBERS                               \
-     || (op) == NGX_CHAT_WIRE_OP_REMOVE_MEMBERS)
-
 /* one Kafka record; strings point into root, which the request owns */
 typedef struct {
     json_t              *root;
     int32_t              partition;
     int64_t              offset;
 
+    /* every record */
     ngx_chat_wire_op_t   op;
     const char          *node;
     const char          *sid;
     const char          *user;
     const char          *dev;
     int64_t              ts;
-
-    /* send */
-    const char          *conv;          /* all but sync */
-    const char          *cmid;
-    const char          *body;
-
-    /* sync, history */
     json_t              *req_id;        /* borrowed from root, may be NULL */
+    const char          *cmid;          /* the ops tagged by client_msg_id */
+
+    /* the ops' own fields (worker_ops.c) */
+    const char          *conv;          /* all but sync */
+    const char          *body;          /* send */
     json_t              *cursors;       /* sync: object or NULL */
     int64_t              limit;         /* history: 0 when absent */
     int64_t              before_seq;    /* history: -1 when absent */
     int64_t              after_seq;
-
-    /* groups, receipts, typing */
     const char          *name;          /* create_group */
     json_t              *user_ids;      /* create_group members, add/remove:
                                          * an array of valid user ids */
@@ -85,10 +76,32 @@ typedef enum {
     CHAT_PARSE_DROP            /* malformed and nobody to answer */
 } chat_parse_rc_t;
 
-/* parses payload into req; on failure why says what was wrong */
+/*
+ * The envelope of a record: the JSON, where to answer (node, sid), who
+ * asks (user, dev, req_id, ts) and which op: req->op stays
+ * NGX_CHAT_WIRE_OP_COUNT when the record names none the wire knows.
+ * req->partition and req->offset are kept. On failure why says what was
+ * wrong. The op's own fields are its row's to parse (chat_ops_parse,
+ * worker_ops.c).
+ */
 chat_parse_rc_t chat_request_parse(chat_request_t *req, const char *payload,
     size_t len, char *why, size_t why_size);
+/* the checks of who asks, after the op is known: user, dev, ts */
+chat_parse_rc_t chat_request_check(chat_request_t *req, char *why,
+    size_t why_size);
 void chat_request_free(chat_request_t *req);
+
+/* a field of the record: a string or NULL */
+const char *chat_request_string(const chat_request_t *req,
+    const char *field);
+/* an integer field: absent or null gives dflt; false when it is anything
+ * else that is not an integer */
+bool chat_request_int(const chat_request_t *req, const char *field,
+    int64_t dflt, int64_t *out);
+/* a field as it is, or NULL */
+json_t *chat_request_json(const chat_request_t *req, const char *field);
+/* an array of valid user ids? */
+bool chat_request_ids(json_t *list);
 
 
 #endif /* CHAT_WORKER_REQUEST_H */

@@ -54,25 +54,22 @@ typedef enum {
     CHAT_SEND_NEW,              /* stored now: ack and deliver */
     CHAT_SEND_REPLAY,           /* stored by this very record before a crash:
                                  * ack and deliver again */
-    CHAT_SEND_RETRY,            /* stored before (or earlier in the batch):
+    CHAT_SEND_RETRY             /* stored before (or earlier in the batch):
                                  * ack only */
-    CHAT_SEND_ANSWERED,         /* a REPLAY whose answers went out before
-                                 * the crash: nothing to send */
-    CHAT_SEND_FAILED            /* the store refused it: internal error */
 } chat_send_state_t;
 
 typedef struct {
-    chat_request_t     *req;
-    bool                direct_forbidden;  /* decided before the store */
-    chat_send_state_t   state;
-    size_t              same_as;           /* RETRY of an earlier item */
-    bool                same_as_set;
-    chat_message_t      msg;               /* NEW, REPLAY, RETRY */
+    const chat_request_t  *req;
+    bool                   direct_forbidden;  /* decided before the store */
+    chat_send_state_t      state;
+    size_t                 same_as;           /* RETRY of an earlier send */
+    bool                   same_as_set;
+    chat_message_t         msg;               /* NEW, REPLAY, RETRY */
 } chat_send_t;
 
 /* stores the sends of a batch in one transaction; retries transient
  * failures and waits out a missing database */
-chat_store_rc_t chat_store_sends(chat_store_t *st, chat_send_t *sends,
+chat_store_rc_t chat_store_sends(chat_store_t *st, chat_send_t **sends,
     size_t n, chat_arena_t *arena);
 
 
@@ -134,14 +131,14 @@ typedef enum {
 } chat_group_rc_t;
 
 typedef struct {
-    chat_request_t   *req;
-    size_t            max_members;
-    chat_group_rc_t   rc;
-    bool              changed;      /* msg was stored now */
-    chat_message_t    msg;          /* the system message */
-    const char       *name;
-    chat_member_t    *members;      /* every row after the change */
-    size_t            nmembers;
+    const chat_request_t  *req;
+    size_t                 max_members;
+    chat_group_rc_t        rc;
+    bool                   changed;     /* msg was stored now */
+    chat_message_t         msg;         /* the system message */
+    const char            *name;
+    chat_member_t         *members;     /* every row after the change */
+    size_t                 nmembers;
 } chat_group_op_t;
 
 chat_store_rc_t chat_store_group_op(chat_store_t *st, chat_group_op_t *op,
@@ -158,12 +155,12 @@ typedef enum {
 } chat_receipt_rc_t;
 
 typedef struct {
-    chat_request_t     *req;
-    chat_receipt_rc_t   rc;
+    const chat_request_t  *req;
+    chat_receipt_rc_t      rc;
 } chat_receipt_t;
 
 /* a batch's receipts in one transaction, in record order */
-chat_store_rc_t chat_store_receipts(chat_store_t *st, chat_receipt_t *r,
+chat_store_rc_t chat_store_receipts(chat_store_t *st, chat_receipt_t **r,
     size_t n, chat_arena_t *arena);
 
 

@@ -142,12 +142,12 @@ static chat_pg_rc_t
 chat_group_message(chat_store_t *st, chat_group_op_t *op, json_t *body,
     int64_t seq, int64_t now, chat_arena_t *arena)
 {
-    chat_request_t  *req = op->req;
-    const char      *params[8];
-    char             seq_text[24], now_text[24], part[24], off[24];
-    char            *text;
-    PGresult        *res = NULL;
-    chat_pg_rc_t     rc;
+    const chat_request_t  *req = op->req;
+    const char            *params[8];
+    char                   seq_text[24], now_text[24], part[24], off[24];
+    char                  *text;
+    PGresult              *res = NULL;
+    chat_pg_rc_t           rc;
 
     json_object_set_new(body, "by", json_string(req->user));
     text = json_dumps(body, JSON_COMPACT);
@@ -261,17 +261,17 @@ static chat_pg_rc_t
 chat_group_create(chat_store_t *st, chat_group_op_t *op, int64_t now,
     chat_arena_t *arena)
 {
-    chat_request_t  *req = op->req;
-    const char     **users;
-    const char      *params[3];
-    char             now_text[24];
-    bool            *admin;
-    json_t          *ids, *v;
-    chat_map_t       seen = { 0 };
-    PGresult        *res = NULL;
-    chat_pg_rc_t     rc;
-    size_t           i, n = 0;
-    int              nrows;
+    const chat_request_t  *req = op->req;
+    const char           **users;
+    const char            *params[3];
+    char                   now_text[24];
+    bool                  *admin;
+    json_t                *ids, *v;
+    chat_map_t             seen = { 0 };
+    PGresult              *res = NULL;
+    chat_pg_rc_t           rc;
+    size_t                 i, n = 0;
+    int                    nrows;
 
     /* the creator first and as the admin; duplicates folded */
     users = chat_arena_alloc(arena, (json_array_size(req->user_ids) + 1)
@@ -383,18 +383,18 @@ static chat_pg_rc_t
 chat_group_change(chat_store_t *st, chat_group_op_t *op, int64_t now,
     chat_arena_t *arena)
 {
-    chat_request_t  *req = op->req;
-    bool             add = req->op == NGX_CHAT_WIRE_OP_ADD_MEMBERS;
-    const char      *params[3];
-    const char     **changed;
-    char             seq_text[24];
-    bool            *admin;
-    json_t          *ids, *v;
-    chat_member_t   *actor, *m;
-    PGresult        *res = NULL;
-    chat_pg_rc_t     rc;
-    int64_t          seq;
-    size_t           i, n = 0, current;
+    const chat_request_t  *req = op->req;
+    bool                   add = req->op == NGX_CHAT_WIRE_OP_ADD_MEMBERS;
+    const char            *params[3];
+    const char           **changed;
+    char                   seq_text[24];
+    bool                  *admin;
+    json_t                *ids, *v;
+    chat_member_t         *actor, *m;
+    PGresult              *res = NULL;
+    chat_pg_rc_t           rc;
+    int64_t                seq;
+    size_t                 i, n = 0, current;
 
     params[0] = req->conv;
 

@@ -50,7 +50,7 @@ typedef struct {
 
 
 typedef struct {
-    chat_receipt_t  *r;
+    chat_receipt_t **r;
     size_t           n;
     chat_arena_t    *arena;
 } chat_receipts_args_t;
@@ -79,8 +79,8 @@ chat_receipts_attempt(chat_store_t *st, void *data)
     chat_pg_array_begin(u);
 
     for (i = 0; i < a->n; i++) {
-        chat_pg_array_text(c, a->r[i].req->conv);
-        chat_pg_array_text(u, a->r[i].req->user);
+        chat_pg_array_text(c, a->r[i]->req->conv);
+        chat_pg_array_text(u, a->r[i]->req->user);
     }
 
     params[0] = chat_pg_array_end(c);
@@ -105,14 +105,14 @@ chat_receipts_attempt(chat_store_t *st, void *data)
 
     /* in record order: a later receipt sees what an earlier one did */
     for (i = 0; i < a->n; i++) {
-        chat_request_t  *req = a->r[i].req;
-        chat_pointers_t *q;
-        bool             read;
+        const chat_request_t  *req = a->r[i]->req;
+        chat_pointers_t       *q;
+        bool                   read;
 
         if (!chat_map_get(&index, chat_map_pair(a->arena, req->conv,
                                                 req->user), &k))
         {
-            a->r[i].rc = CHAT_RECEIPT_FORBIDDEN;
+            a->r[i]->rc = CHAT_RECEIPT_FORBIDDEN;
             continue;
         }
 
@@ -120,13 +120,13 @@ chat_receipts_attempt(chat_store_t *st, void *data)
         read = strcmp(req->state, NGX_CHAT_WIRE_STATE_READ) == 0;
 
         if (req->seq > q->last) {
-            a->r[i].rc = CHAT_RECEIPT_BEYOND;
+            a->r[i]->rc = CHAT_RECEIPT_BEYOND;
 
         } else if (read ? req->seq <= q->read : req->seq <= q->delivered) {
-            a->r[i].rc = CHAT_RECEIPT_IGNORED;
+            a->r[i]->rc = CHAT_RECEIPT_IGNORED;
 
         } else {
-            a->r[i].rc = CHAT_RECEIPT_MOVED;
+            a->r[i]->rc = CHAT_RECEIPT_MOVED;
             q->moved = true;
 
             if (req->seq > q->delivered) {
@@ -175,7 +175,7 @@ chat_receipts_attempt(chat_store_t *st, void *data)
 
 
 chat_store_rc_t
-chat_store_receipts(chat_store_t *st, chat_receipt_t *r, size_t n,
+chat_store_receipts(chat_store_t *st, chat_receipt_t **r, size_t n,
     chat_arena_t *arena)
 {
     chat_receipts_args_t  args = { r, n, arena };

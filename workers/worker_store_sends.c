@@ -190,7 +190,7 @@ chat_pointer_move(chat_send_work_t *w, chat_arena_t *arena, size_t max,
 
 /* non-direct conversations: the sender must be a member now */
 static chat_pg_rc_t
-chat_sends_check_members(chat_store_t *st, chat_send_t *sends, size_t n,
+chat_sends_check_members(chat_store_t *st, chat_send_t **sends, size_t n,
     chat_arena_t *arena)
 {
     chat_buf_t   *convs = &st->arrays[0], *users = &st->arrays[1];
@@ -205,11 +205,11 @@ chat_sends_check_members(chat_store_t *st, chat_send_t *sends, size_t n,
     chat_pg_array_begin(users);
 
     for (i = 0; i < n; i++) {
-        if (sends[i].state == CHAT_SEND_PENDING
-            && !chat_is_dm_id(sends[i].req->conv))
+        if (sends[i]->state == CHAT_SEND_PENDING
+            && !chat_is_dm_id(sends[i]->req->conv))
         {
-            chat_pg_array_text(convs, sends[i].req->conv);
-            chat_pg_array_text(users, sends[i].req->user);
+            chat_pg_array_text(convs, sends[i]->req->conv);
+            chat_pg_array_text(users, sends[i]->req->user);
             asked++;
         }
     }
@@ -234,7 +234,7 @@ chat_sends_check_members(chat_store_t *st, chat_send_t *sends, size_t n,
     PQclear(res);
 
     for (i = 0; i < n; i++) {
-        chat_send_t  *s = &sends[i];
+        chat_send_t  *s = sends[i];
 
         if (s->state == CHAT_SEND_PENDING && !chat_is_dm_id(s->req->conv)
             && !chat_map_get(&allowed,
@@ -255,7 +255,7 @@ chat_sends_check_members(chat_store_t *st, chat_send_t *sends, size_t n,
  * record stored by a worker that died before committing its offset, gets
  * its ack and deliveries again */
 static chat_pg_rc_t
-chat_sends_find_stored(chat_store_t *st, chat_send_t *sends, size_t n,
+chat_sends_find_stored(chat_store_t *st, chat_send_t **sends, size_t n,
     chat_arena_t *arena)
 {
     chat_buf_t      *senders = &st->arrays[0], *cmids = &st->arrays[1];
@@ -273,9 +273,9 @@ chat_sends_find_stored(chat_store_t *st, chat_send_t *sends, size_t n,
     chat_pg_array_begin(cmids);
 
     for (i = 0; i < n; i++) {
-        if (sends[i].state == CHAT_SEND_PENDING) {
-            chat_pg_array_text(senders, sends[i].req->user);
-            chat_pg_array_text(cmids, sends[i].req->cmid);
+        if (sends[i]->state == CHAT_SEND_PENDING) {
+            chat_pg_array_text(senders, sends[i]->req->user);
+            chat_pg_array_text(cmids, sends[i]->req->cmid);
             asked++;
         }
     }
@@ -320,7 +320,7 @@ chat_sends_find_stored(chat_store_t *st, chat_send_t *sends, size_t n,
     PQclear(res);
 
     for (i = 0; i < n; i++) {
-        chat_send_t  *s = &sends[i];
+        chat_send_t  *s = sends[i];
 
         if (s->state != CHAT_SEND_PENDING
             || !chat_map_get(&stored,
@@ -344,13 +344,13 @@ chat_sends_find_stored(chat_store_t *st, chat_send_t *sends, size_t n,
 
 /* a send repeated inside the batch is a retry of its first occurrence */
 static void
-chat_sends_fold(chat_send_work_t *w, chat_send_t *sends, size_t n,
+chat_sends_fold(chat_send_work_t *w, chat_send_t **sends, size_t n,
     chat_arena_t *arena)
 {
     size_t  i, first;
 
     for (i = 0; i < n; i++) {
-        chat_send_t  *s = &sends[i];
+        chat_send_t  *s = sends[i];
 
         if (s->state != CHAT_SEND_PENDING) {
             continue;
@@ -426,7 +426,7 @@ chat_sends_allocate(chat_store_t *st, chat_send_work_t *w, bool direct,
 
 
 static chat_pg_rc_t
-chat_sends_insert(chat_store_t *st, chat_send_t *sends, size_t n,
+chat_sends_insert(chat_store_t *st, chat_send_t **sends, size_t n,
     int64_t now)
 {
     chat_buf_t  *a = st->arrays;
@@ -439,7 +439,7 @@ chat_sends_insert(chat_store_t *st, chat_send_t *sends, size_t n,
     }
 
     for (i = 0; i < n; i++) {
-        chat_send_t  *s = &sends[i];
+        chat_send_t  *s = sends[i];
 
         if (s->state != CHAT_SEND_NEW) {
             continue;
@@ -472,7 +472,7 @@ chat_sends_insert(chat_store_t *st, chat_send_t *sends, size_t n,
 
 static chat_pg_rc_t
 chat_sends_move_pointers(chat_store_t *st, chat_send_work_t *w,
-    chat_send_t *sends, size_t n, chat_arena_t *arena)
+    chat_send_t **sends, size_t n, chat_arena_t *arena)
 {
     chat_buf_t        *convs = &st->arrays[0], *users = &st->arrays[1];
     chat_buf_t        *seqs = &st->arrays[2];
@@ -481,7 +481,7 @@ chat_sends_move_pointers(chat_store_t *st, chat_send_work_t *w,
     size_t             i, k;
 
     for (i = 0; i < n; i++) {
-        chat_send_t  *s = &sends[i];
+        chat_send_t  *s = sends[i];
 
         if (s->state != CHAT_SEND_NEW) {
             continue;
@@ -523,7 +523,7 @@ chat_sends_move_pointers(chat_store_t *st, chat_send_work_t *w,
 
 
 static chat_pg_rc_t
-chat_sends_once(chat_store_t *st, chat_send_t *sends, size_t n,
+chat_sends_once(chat_store_t *st, chat_send_t **sends, size_t n,
     chat_arena_t *arena)
 {
     chat_send_work_t   w;
@@ -538,10 +538,10 @@ chat_sends_once(chat_store_t *st, chat_send_t *sends, size_t n,
     memset(&w, 0, sizeof(w));
 
     for (i = 0; i < n; i++) {
-        sends[i].state = sends[i].direct_forbidden ? CHAT_SEND_FORBIDDEN
+        sends[i]->state = sends[i]->direct_forbidden ? CHAT_SEND_FORBIDDEN
                                                    : CHAT_SEND_PENDING;
-        sends[i].same_as_set = false;
-        memset(&sends[i].msg, 0, sizeof(chat_message_t));
+        sends[i]->same_as_set = false;
+        memset(&sends[i]->msg, 0, sizeof(chat_message_t));
     }
 
     rc = chat_pg_command(st, "BEGIN");
@@ -562,8 +562,8 @@ chat_sends_once(chat_store_t *st, chat_send_t *sends, size_t n,
     chat_sends_fold(&w, sends, n, arena);
 
     for (i = 0; i < n; i++) {
-        if (sends[i].state == CHAT_SEND_PENDING) {
-            chat_conv_slot(&w, sends[i].req->conv, n)->nnew++;
+        if (sends[i]->state == CHAT_SEND_PENDING) {
+            chat_conv_slot(&w, sends[i]->req->conv, n)->nnew++;
         }
     }
 
@@ -581,7 +581,7 @@ chat_sends_once(chat_store_t *st, chat_send_t *sends, size_t n,
     nnew = 0;
 
     for (i = 0; i < n; i++) {
-        chat_send_t  *s = &sends[i];
+        chat_send_t  *s = sends[i];
 
         if (s->state != CHAT_SEND_PENDING) {
             continue;
@@ -620,8 +620,8 @@ chat_sends_once(chat_store_t *st, chat_send_t *sends, size_t n,
 
         k = 0;
         for (i = 0; i < n && k < (size_t) PQntuples(res); i++) {
-            if (sends[i].state == CHAT_SEND_NEW) {
-                sends[i].msg.message_id = chat_pg_int(res, (int) k++, 0);
+            if (sends[i]->state == CHAT_SEND_NEW) {
+                sends[i]->msg.message_id = chat_pg_int(res, (int) k++, 0);
             }
         }
 
@@ -644,8 +644,8 @@ chat_sends_once(chat_store_t *st, chat_send_t *sends, size_t n,
     }
 
     for (i = 0; i < n; i++) {
-        if (sends[i].same_as_set) {
-            sends[i].msg = sends[sends[i].same_as].msg;
+        if (sends[i]->same_as_set) {
+            sends[i]->msg = sends[sends[i]->same_as]->msg;
         }
     }
 
@@ -658,7 +658,7 @@ done:
 
 
 typedef struct {
-    chat_send_t      *sends;
+    chat_send_t     **sends;
     size_t            n;
     chat_arena_t     *arena;
 } chat_sends_args_t;
@@ -674,7 +674,7 @@ chat_sends_attempt(chat_store_t *st, void *data)
 
 
 chat_store_rc_t
-chat_store_sends(chat_store_t *st, chat_send_t *sends, size_t n,
+chat_store_sends(chat_store_t *st, chat_send_t **sends, size_t n,
     chat_arena_t *arena)
 {
     chat_sends_args_t  args = { sends, n, arena };

@@ -10,11 +10,15 @@
 
 #include "../../workers/worker_util.c"
 #include "../../workers/worker_request.c"
+#include "../../workers/worker_ops.c"
+#include "../../workers/worker_answer.c"
+#include "../../workers/worker_fanout.c"
 #include "../../workers/worker_frame.c"
 #include "../../workers/worker_outbox.c"
 #include "../../workers/worker_members.c"
 
 
+#include "worker_fake.h"
 #include "worker_unit.h"
 
 
@@ -27,7 +31,7 @@ test_parse(void)
                       "\"conv\":\"g:ab1\",\"name\":\"Team\","
                       "\"members\":[\"bob\",\"carol\"]}") == CHAT_PARSE_OK);
     check(req.op == NGX_CHAT_WIRE_OP_CREATE_GROUP);
-    check(chat_op_changes_members(req.op));
+    check(chat_ops_find(req.op)->stage == CHAT_STAGE_MEMBERS);
     check_str(req.conv, "g:ab1");
     check_str(req.name, "Team");
     check(json_array_size(req.user_ids) == 2);
@@ -67,7 +71,7 @@ test_parse(void)
                       "\"seq\":4,\"state\":\"read\"}") == CHAT_PARSE_OK);
     check(req.op == NGX_CHAT_WIRE_OP_RECEIPT && req.seq == 4);
     check_str(req.state, "read");
-    check(!chat_op_changes_members(req.op));
+    check(chat_ops_find(req.op)->stage != CHAT_STAGE_MEMBERS);
     chat_request_free(&req);
 
     check(parse(&req, "{\"op\":\"receipt\"," HEAD ",\"conv\":\"g:1\","

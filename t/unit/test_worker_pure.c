@@ -11,12 +11,17 @@
 
 #include "../../workers/worker_util.c"
 #include "../../workers/worker_request.c"
+#include "../../workers/worker_ops.c"
+#include "../../workers/worker_answer.c"
+#include "../../workers/worker_fanout.c"
 #include "../../workers/worker_frame.c"
 #include "../../workers/worker_outbox.c"
 #include "../../workers/worker_payload.c"
+#include "../../workers/worker_members.c"
 #include "../../workers/worker_pg.c"
 
 
+#include "worker_fake.h"
 #include "worker_unit.h"
 
 
