@@ -4,7 +4,8 @@
 #                  nginx source and the Kafka jars (cached in $(CHAT_CACHE))
 #   make build     nginx with the chat module (static), chat_worker, chatctl
 #   make unit      C unit tests t/unit/test_*.c
-#   make calls     the calls between the module's files (no circles)
+#   make calls     the calls between the module's files and between the
+#                  worker's (no circles)
 #   make test-js   unit tests of the JavaScript client (node --test)
 #   make test      deps, build, unit, then the integration tests (pytest)
 #   make run       deps, build, then the whole stack in ./var (foreground)
@@ -316,10 +317,11 @@ unit: $(UNIT_BINS)
 # ================================================================ test, run
 
 # the calls between the module's files, from its objects (globbed when
-# the recipe runs, after the build): no circles
+# the recipe runs, after the build), and between chat_worker's: no circles
 calls: build
 	@python3 t/calls.py module $(NGX_SRC)/objs/addon/ngx_chat_module/*.o \
 	    $(NGX_SRC)/objs/addon/objs/ngx_chat_lua.o
+	@python3 t/calls.py workers $(WORKER_OBJS)
 
 # the JavaScript client's unit tests: node's own runner, nothing to install
 .PHONY: test-js
