@@ -23,7 +23,8 @@
  * Under them, pure helpers: worker_request.c (a record's envelope and
  * fields), worker_frame.c (the protocol frames), worker_members.c (the
  * membership cache), worker_util.c (log, clock, buffers, arena, map).
- * chat_worker.c is the command line and the loop that ties them.
+ * chat_worker.c is the command line and the loop that ties them, and
+ * worker_stats.c the line the loop logs about its batches.
  *
  * The only mutable global is the stop flag in chat_worker.c; everything
  * else hangs off the objects the parts return. Allocation failures abort:
