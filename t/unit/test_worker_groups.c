@@ -1,10 +1,10 @@
 /*
  * test_worker_groups.c: unit tests of chat_worker's pure parts for groups,
- * receipts and typing (issue 3): the records, the frames and the
- * membership cache.
+ * receipts and typing: the records, the frames and the membership cache.
  *
- * The worker's files are included, not linked, so that this program stands
- * alone: cc -I/usr/include/postgresql test_worker_groups.c -ljansson
+ * The worker's files are included, not linked (the store and Redis are
+ * worker_fake.h's), so that this program stands alone:
+ * cc -I/usr/include/postgresql test_worker_groups.c -ljansson
  * Prints "N passed, N failed" and exits 1 on a failure.
  */
 

@@ -4,8 +4,9 @@
  * parsing, the frames, the outbox, PostgreSQL array literals and the small
  * containers (the wire itself: test_wire.c).
  *
- * The worker's files are included, not linked, so that this program stands
- * alone: cc -I/usr/include/postgresql test_worker_pure.c -ljansson -lpq
+ * The worker's files are included, not linked (the store and Redis are
+ * worker_fake.h's), so that this program stands alone:
+ * cc -I/usr/include/postgresql test_worker_pure.c -ljansson -lpq
  * Prints "N passed, N failed" and exits 1 on a failure.
  */
 
