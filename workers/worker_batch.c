@@ -129,25 +129,24 @@ chat_batch_parse(chat_batch_t *b, const chat_record_t *records, size_t n)
             b->nrequests++;
             continue;
 
-        case CHAT_PARSE_DROP:
-            log_warn("partition %d offset %" PRId64 ": skipped: %s",
-                     records[i].partition, records[i].offset, why);
-            chat_request_free(req);
-            continue;
-
         case CHAT_PARSE_BAD:
+        case CHAT_PARSE_DROP:
             break;
         }
 
-        /* an op that is missing, unknown or without a row is not another
-         * producer's slip but a worker that does not know what nginx
-         * sends: an error */
-        if (chat_ops_find(req->op) == NULL) {
+        /* an op this worker does not know is no slip of a producer but a
+         * worker that does not understand what nginx sends: an error */
+        if (chat_ops_unknown(req)) {
             log_error("partition %d offset %" PRId64 ": skipped: %s",
                       records[i].partition, records[i].offset, why);
         } else {
             log_warn("partition %d offset %" PRId64 ": skipped: %s",
                      records[i].partition, records[i].offset, why);
+        }
+
+        if (rc == CHAT_PARSE_DROP) {
+            chat_request_free(req);
+            continue;
         }
 
         chat_answer_error(&b->out, req, "bad_request", why);

@@ -487,6 +487,13 @@ static const chat_op_t  chat_ops[NGX_CHAT_WIRE_OP_COUNT] = {
 };
 
 
+bool
+chat_ops_unknown(const chat_request_t *req)
+{
+    return req->op_name != NULL && chat_ops_find(req->op) == NULL;
+}
+
+
 const chat_op_t *
 chat_ops_find(ngx_chat_wire_op_t op)
 {
@@ -511,16 +518,29 @@ chat_ops_parse(chat_request_t *req, const char *payload, size_t len,
     chat_parse_rc_t   rc;
 
     rc = chat_request_parse(req, payload, len, why, why_size);
-    if (rc != CHAT_PARSE_OK) {
+    if (rc == CHAT_PARSE_DROP) {
         return rc;
     }
 
     row = chat_ops_find(req->op);
 
-    if (row == NULL) {
+    if (rc == CHAT_PARSE_OK && row == NULL) {
         snprintf(why, why_size, "op \"%s\" has no row in this worker",
-                 ngx_chat_wire_op_name(req->op));
-        return CHAT_PARSE_BAD;
+                 req->op_name);
+        rc = CHAT_PARSE_BAD;
+    }
+
+    /* nobody to answer: whatever else is wrong, the record is dropped */
+    if (req->node == NULL) {
+        if (rc == CHAT_PARSE_OK) {
+            snprintf(why, why_size, "missing or invalid node or sid");
+        }
+
+        return CHAT_PARSE_DROP;
+    }
+
+    if (rc != CHAT_PARSE_OK) {
+        return rc;
     }
 
     /* taken before the other checks, so that their errors carry it */

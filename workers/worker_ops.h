@@ -5,7 +5,8 @@
  * else hears of it.
  *
  * Adding an op is adding a row and its functions. A record whose op the
- * wire does not know, or that has no row here, is answered bad_request and
+ * wire does not know, or that has no row here (repair, for now), is
+ * answered bad_request (dropped when it names no session to answer) and
  * logged as an error: it is never taken for another op.
  */
 
@@ -71,6 +72,10 @@ struct chat_op_s {
 
 /* the row of op, or NULL */
 const chat_op_t *chat_ops_find(ngx_chat_wire_op_t op);
+
+/* does the record name an op that the wire does not know or this worker
+ * has no row for? */
+bool chat_ops_unknown(const chat_request_t *req);
 
 /* a whole record: the envelope (worker_request.c), then the fields of its
  * op by its row; req->partition and req->offset are kept */

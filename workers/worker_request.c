@@ -101,7 +101,6 @@ chat_request_parse(chat_request_t *req, const char *payload, size_t len,
 {
     int            n;
     json_error_t   err;
-    const char    *op;
     json_t        *root;
     int32_t        partition = req->partition;
     int64_t        offset = req->offset;
@@ -132,8 +131,8 @@ chat_request_parse(chat_request_t *req, const char *payload, size_t len,
         return CHAT_PARSE_DROP;
     }
 
-    /* where to answer comes first: with it, every later fault can be
-     * answered with bad_request instead of leaving the client waiting */
+    /* where to answer: with it, every later fault can be answered with
+     * bad_request instead of leaving the client waiting */
     req->node = chat_request_string(req, NGX_CHAT_WIRE_F_NODE);
     req->sid = chat_request_string(req, NGX_CHAT_WIRE_F_SID);
 
@@ -144,24 +143,22 @@ chat_request_parse(chat_request_t *req, const char *payload, size_t len,
     {
         req->node = NULL;
         req->sid = NULL;
-        snprintf(why, why_size, "missing or invalid node or sid");
-        return CHAT_PARSE_DROP;
     }
 
-    op = chat_request_string(req, NGX_CHAT_WIRE_F_OP);
+    req->op_name = chat_request_string(req, NGX_CHAT_WIRE_F_OP);
     req->user = chat_request_string(req, NGX_CHAT_WIRE_F_USER);
     req->dev = chat_request_string(req, NGX_CHAT_WIRE_F_DEV);
     req->req_id = chat_request_json(req, NGX_CHAT_WIRE_F_REQ_ID);
 
-    if (op == NULL) {
+    if (req->op_name == NULL) {
         snprintf(why, why_size, "missing op");
         return CHAT_PARSE_BAD;
     }
 
-    n = ngx_chat_wire_op_find(op, strlen(op));
+    n = ngx_chat_wire_op_find(req->op_name, strlen(req->op_name));
 
     if (n < 0) {
-        snprintf(why, why_size, "unsupported op \"%.32s\"", op);
+        snprintf(why, why_size, "unsupported op \"%.32s\"", req->op_name);
         return CHAT_PARSE_BAD;
     }
 

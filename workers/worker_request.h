@@ -48,7 +48,8 @@ typedef struct {
 
     /* every record */
     ngx_chat_wire_op_t   op;
-    const char          *node;
+    const char          *op_name;       /* as the record names it, or NULL */
+    const char          *node;          /* NULL unless valid, as sid */
     const char          *sid;
     const char          *user;
     const char          *dev;
@@ -77,12 +78,13 @@ typedef enum {
 } chat_parse_rc_t;
 
 /*
- * The envelope of a record: the JSON, where to answer (node, sid), who
- * asks (user, dev, req_id, ts) and which op: req->op stays
- * NGX_CHAT_WIRE_OP_COUNT when the record names none the wire knows.
- * req->partition and req->offset are kept. On failure why says what was
- * wrong. The op's own fields are its row's to parse (chat_ops_parse,
- * worker_ops.c).
+ * The envelope of a record: the JSON (DROP when it is not an object),
+ * where to answer (node, sid: NULL unless both are valid), who asks (user,
+ * dev, req_id) and which op (BAD when it names none the wire knows: req->op
+ * stays NGX_CHAT_WIRE_OP_COUNT). req->partition and req->offset are kept.
+ * On failure why says what was wrong. The op's own fields are its row's to
+ * parse (chat_ops_parse, worker_ops.c), which also drops what it cannot
+ * answer.
  */
 chat_parse_rc_t chat_request_parse(chat_request_t *req, const char *payload,
     size_t len, char *why, size_t why_size);

@@ -195,20 +195,23 @@ test_typing(void)
 }
 
 
-/* an op with no row is refused with bad_request, never taken for typing */
+/* an unknown op, or one without a row (repair), is refused with
+ * bad_request when it says where to, never taken for typing */
 static void
 test_unknown_op(void)
 {
     const char  *r[] = { TYPING("typo", "g:1"),
                          TYPING("typing", "g:1"),
                          "{\"op\":\"typing\",\"node\":\"s1:0\"}",
-                         "{\"op\":\"typo\"," HEAD ",\"req_id\":\"q\"}" };
+                         "{\"op\":\"typo\"," HEAD ",\"req_id\":\"q\"}",
+                         "{\"op\":\"repair\",\"node\":\"s1:0\","
+                         "\"partition\":3,\"after\":5,\"upto\":9}" };
 
     start();
-    check(batch(r, 4));
+    check(batch(r, 5));
     check_str(trace(), "load 1|deliver 3");
     check(count("\"type\":\"typing\"") == 1);
-    check_str(sent(), "position 3 13\n"
+    check_str(sent(), "position 3 14\n"
                       SESSION "{\"type\":\"error\",\"code\":\"bad_request\","
                       "\"message\":\"unsupported op \\\"typo\\\"\"}\n"
                       SESSION "{\"type\":\"error\",\"code\":\"bad_request\","
