@@ -4,7 +4,8 @@
 #                  nginx source and the Kafka jars (cached in $(CHAT_CACHE))
 #   make build     nginx with the chat module (static), chat_worker, chatctl
 #   make unit      C unit tests t/unit/test_*.c
-#   make calls     the calls between the module's files (no circles)
+#   make calls     the calls between the module's files and between the
+#                  worker's (no circles)
 #   make test-js   unit tests of the JavaScript client (node --test)
 #   make test      deps, build, unit, then the integration tests (pytest)
 #   make run       deps, build, then the whole stack in ./var (foreground)
@@ -89,7 +90,11 @@ MVN_DEP_PLUGIN := org.apache.maven.plugins:maven-dependency-plugin:3.6.1
 WIRE_SRC     := ngx_chat_module/ngx_chat_wire.c
 WORKER_SRCS  := $(filter-out workers/chatctl.c,$(wildcard workers/*.c))
 WORKER_OBJS  := $(patsubst workers/%.c,$(BUILD)/obj/workers/%.o,$(WORKER_SRCS)) \
-                $(BUILD)/obj/workers/ngx_chat_wire.o
+                $(BUILD)/obj/workers/ngx_chat_wire.o \
+                $(BUILD)/obj/gen/worker_lua.o
+# the workers' Redis scripts, as C strings (workers/worker_lua.h)
+WORKER_LUA   := $(wildcard workers/lua/*.lua)
+WORKER_LUA_C := $(BUILD)/gen/worker_lua.c
 WORKER_LIBS  := -lrdkafka -lpq -lhiredis -ljansson -lcrypto -lpthread
 CHATCTL_SRCS ?= $(wildcard workers/chatctl.c)
 # the module's token signing, shared with nginx's check and chat_bench
@@ -258,6 +263,15 @@ $(BUILD)/obj/workers/ngx_chat_wire.o: $(WIRE_SRC)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_CHAT) -MMD -MP -c $< -o $@
 
+$(WORKER_LUA_C): $(WORKER_LUA) ngx_chat_module/lua/embed.sh
+	@mkdir -p $(@D)
+	sh ngx_chat_module/lua/embed.sh chat_lua $@ $(WORKER_LUA)
+
+# the header is included, so that the compiler checks it against the strings
+$(BUILD)/obj/gen/worker_lua.o: $(WORKER_LUA_C) workers/worker_lua.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_CHAT) -include workers/worker_lua.h -c $< -o $@
+
 $(BUILD)/bin/chat_worker: $(WORKER_OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(SAN) -o $@ $^ $(WORKER_LIBS)
@@ -278,6 +292,14 @@ $(BUILD)/unit/%: t/unit/%.c $(UNIT_MOD_SRCS)
 	$(CC) $(CFLAGS_CHAT) -Ingx_chat_module -It/unit -MMD -MP -MF $@.d \
 	    -o $@ $< $(UNIT_MOD_SRCS) $(UNIT_LIBS)
 
+# the worker's tests include its PostgreSQL plumbing (array parameters)
+$(BUILD)/unit/test_worker_%: UNIT_LIBS += -lpq
+
+# the tests that include the worker's sources depend on all of them: the
+# .d above is written by the last file of the command, not by the test
+$(filter $(BUILD)/unit/test_worker_% $(BUILD)/unit/test_wire,$(UNIT_BINS)): \
+    $(wildcard workers/*.c workers/*.h t/unit/*.h)
+
 -include $(UNIT_BINS:=.d)
 
 unit: $(UNIT_BINS)
@@ -295,10 +317,11 @@ unit: $(UNIT_BINS)
 # ================================================================ test, run
 
 # the calls between the module's files, from its objects (globbed when
-# the recipe runs, after the build): no circles
+# the recipe runs, after the build), and between chat_worker's: no circles
 calls: build
 	@python3 t/calls.py module $(NGX_SRC)/objs/addon/ngx_chat_module/*.o \
 	    $(NGX_SRC)/objs/addon/objs/ngx_chat_lua.o
+	@python3 t/calls.py workers $(WORKER_OBJS)
 
 # the JavaScript client's unit tests: node's own runner, nothing to install
 .PHONY: test-js

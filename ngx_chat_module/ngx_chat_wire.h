@@ -162,6 +162,12 @@ int ngx_chat_wire_op_find(const char *name, size_t len);
 #define NGX_CHAT_WIRE_F_SEQ              "seq"
 #define NGX_CHAT_WIRE_F_STATE            "state"
 
+/* the values of "state": a receipt's, then typing's */
+#define NGX_CHAT_WIRE_STATE_DELIVERED    "delivered"
+#define NGX_CHAT_WIRE_STATE_READ         "read"
+#define NGX_CHAT_WIRE_STATE_START        "start"
+#define NGX_CHAT_WIRE_STATE_STOP         "stop"
+
 /*
  * A node's request to repair a gap, produced to the partition it names
  * (so that it comes after every record of the gap), with the fields op,

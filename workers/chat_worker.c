@@ -1,6 +1,7 @@
 /*
  * chat_worker.c: the command line, the signals and the batch loop of
- * chat_worker, the consumer of chat.requests (see worker.h for the parts).
+ * chat_worker, the consumer of the requests topic (worker.h lists the
+ * parts).
  *
  *   collect a batch -> store and answer it -> commit its offsets
  *
@@ -12,16 +13,13 @@
  */
 
 #include <getopt.h>
-#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker.h"
-
-
-#define CHAT_STATS_INTERVAL_MS  10000
+#include "worker_batch.h"
+#include "worker_stats.h"
 
 
 static volatile sig_atomic_t  stop_requested;
@@ -54,7 +52,8 @@ chat_usage(FILE *f)
         "usage: chat_worker [options]\n"
         "  --brokers HOST:PORT[,...]  Kafka bootstrap servers"
         " (127.0.0.1:9092)\n"
-        "  --topic NAME               requests topic (chat.requests)\n"
+        "  --topic NAME               requests topic ("
+        NGX_CHAT_WIRE_TOPIC ")\n"
         "  --group NAME               consumer group (chat-workers)\n"
         "  --pg CONNINFO              PostgreSQL connection string"
         " (dbname=chat)\n"
@@ -87,7 +86,7 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
     int    c;
 
     o->brokers = "127.0.0.1:9092";
-    o->topic = "chat.requests";
+    o->topic = NGX_CHAT_WIRE_TOPIC;
     o->group = "chat-workers";
     o->pg = "dbname=chat";
     o->redis = "127.0.0.1:6379";
@@ -174,71 +173,111 @@ chat_signals(void)
 }
 
 
-/* what the batches of one stats interval did, and where their time went */
+/* the parts, opened in the order data flows back: the store and Redis
+ * before the consumer, so that no record is taken before it can be
+ * answered */
 typedef struct {
-    uint64_t  records;
-    uint64_t  batches;
-    int64_t   queued_sum;
-    int64_t   queued_max;
-    uint64_t  queued_n;
-    int64_t   batch_sum;
-    int64_t   batch_max;
-} chat_batch_stats_t;
+    chat_batch_ctx_t      ctx;
+    chat_members_cache_t  members;
+    chat_kafka_t         *kafka;
+    chat_record_t        *records;
+} chat_worker_t;
 
 
-static int64_t
-chat_oldest_record(const chat_record_t *records, size_t n)
+static bool
+chat_worker_open(chat_worker_t *w, const chat_options_t *o)
 {
-    int64_t  oldest = -1;
-    size_t   i;
+    char  delivered_key[NGX_CHAT_WIRE_KEY_MAX];
 
-    for (i = 0; i < n; i++) {
-        if (records[i].timestamp >= 0
-            && (oldest < 0 || records[i].timestamp < oldest))
-        {
-            oldest = records[i].timestamp;
-        }
+    memset(w, 0, sizeof(*w));
+    w->ctx.stop = &stop_requested;
+    w->ctx.members = &w->members;
+    w->ctx.max_group_members = (size_t) o->max_group_members;
+    w->records = chat_alloc(CHAT_BATCH_MAX * sizeof(chat_record_t));
+
+    log_info("starting: brokers %s topic %s group %s redis %s", o->brokers,
+             o->topic, o->group, o->redis);
+
+    w->ctx.store = chat_store_open(o->pg, w->ctx.stop);
+    if (w->ctx.store == NULL) {
+        return false;
     }
 
-    return oldest;
+    snprintf(delivered_key, sizeof(delivered_key),
+             NGX_CHAT_WIRE_KEY_DELIVERED "%s:%s", o->topic, o->group);
+
+    w->ctx.redis = chat_redis_open(o->redis, delivered_key, w->ctx.stop);
+    if (w->ctx.redis == NULL) {
+        return false;
+    }
+
+    w->kafka = chat_kafka_open(o->brokers, o->topic, o->group,
+                               o->partitions, w->ctx.stop);
+
+    return w->kafka != NULL;
+}
+
+
+/* collect a batch -> process it -> commit it, until stopped */
+static void
+chat_worker_run(chat_worker_t *w)
+{
+    chat_stats_t  stats;
+    unsigned      rebalances = 0;
+    int64_t       started;
+    size_t        n;
+
+    chat_stats_start(&stats, chat_now_ms());
+
+    while (!stop_requested) {
+        n = chat_kafka_collect(w->kafka, w->records, CHAT_BATCH_MAX);
+
+        if (chat_kafka_rebalances(w->kafka) != rebalances) {
+            /* partitions moved: another worker may have changed groups
+             * this one has cached */
+            rebalances = chat_kafka_rebalances(w->kafka);
+            chat_members_clear(&w->members);
+            chat_members_release(&w->members);
+        }
+
+        if (n > 0) {
+            started = chat_now_ms();
+
+            if (!chat_batch_process(&w->ctx, w->records, n)) {
+                /* stopped while PostgreSQL or Redis was away: nothing of
+                 * this batch is committed */
+                chat_kafka_release(w->kafka);
+                break;
+            }
+
+            chat_kafka_commit(w->kafka);
+            chat_stats_batch(&stats, w->records, n, started, chat_now_ms());
+        }
+
+        chat_stats_tick(&stats, chat_now_ms());
+    }
 }
 
 
 static void
-chat_stats_add(chat_batch_stats_t *stats, size_t records, int64_t queued,
-    int64_t batch)
+chat_worker_close(chat_worker_t *w)
 {
-    stats->records += records;
-    stats->batches++;
-
-    if (queued >= 0) {
-        stats->queued_sum += queued;
-        stats->queued_n++;
-        if (queued > stats->queued_max) {
-            stats->queued_max = queued;
-        }
-    }
-
-    stats->batch_sum += batch;
-    if (batch > stats->batch_max) {
-        stats->batch_max = batch;
-    }
+    chat_kafka_close(w->kafka);
+    chat_redis_close(w->ctx.redis);
+    chat_store_close(w->ctx.store);
+    chat_members_clear(&w->members);
+    chat_members_release(&w->members);
+    free(w->members.retired);
+    free(w->records);
 }
+
 
 int
 main(int argc, char **argv)
 {
-    chat_options_t    o;
-    chat_batch_ctx_t  ctx;
-    chat_kafka_t     *kafka = NULL;
-    chat_members_cache_t  members;
-    unsigned          rebalances = 0;
-    chat_record_t    *records;
-    size_t            n;
-    int64_t           since, now, started, oldest;
-    chat_batch_stats_t  stats;
-    int               rc = 1;
-    char              delivered_key[512];
+    chat_options_t  o;
+    chat_worker_t   w;
+    int             rc = 0;
 
     if (!chat_parse_options(argc, argv, &o)) {
         return 2;
@@ -246,107 +285,15 @@ main(int argc, char **argv)
 
     chat_signals();
 
-    memset(&ctx, 0, sizeof(ctx));
-    memset(&members, 0, sizeof(members));
-    ctx.stop = &stop_requested;
-    ctx.members = &members;
-    ctx.max_group_members = (size_t) o.max_group_members;
-    records = chat_alloc(CHAT_BATCH_MAX * sizeof(chat_record_t));
+    if (chat_worker_open(&w, &o)) {
+        chat_worker_run(&w);
+        log_info("stopping");
 
-    log_info("starting: brokers %s topic %s group %s redis %s", o.brokers,
-             o.topic, o.group, o.redis);
-
-    ctx.store = chat_store_open(o.pg, ctx.stop);
-    if (ctx.store == NULL) {
-        goto done;
+    } else if (!stop_requested) {
+        rc = 1;     /* a stop while still starting is no failure */
     }
 
-    snprintf(delivered_key, sizeof(delivered_key),
-             NGX_CHAT_WIRE_KEY_DELIVERED "%s:%s",
-             o.topic, o.group);
-
-    ctx.redis = chat_redis_open(o.redis, delivered_key, ctx.stop);
-    if (ctx.redis == NULL) {
-        goto done;
-    }
-
-    kafka = chat_kafka_open(o.brokers, o.topic, o.group, o.partitions,
-                            ctx.stop);
-    if (kafka == NULL) {
-        goto done;
-    }
-
-    since = chat_now_ms();
-    memset(&stats, 0, sizeof(stats));
-
-    while (!stop_requested) {
-        n = chat_kafka_collect(kafka, records, CHAT_BATCH_MAX);
-
-        if (chat_kafka_rebalances(kafka) != rebalances) {
-            /* partitions moved: another worker may have changed groups
-             * this one has cached */
-            rebalances = chat_kafka_rebalances(kafka);
-            chat_members_clear(&members);
-            chat_members_release(&members);
-        }
-
-        if (n > 0) {
-            started = chat_now_ms();
-            oldest = chat_oldest_record(records, n);
-
-            if (!chat_batch_process(&ctx, records, n)) {
-                /* stopped while PostgreSQL or Redis was away: nothing of
-                 * this batch is committed */
-                chat_kafka_release(kafka);
-                break;
-            }
-
-            chat_kafka_commit(kafka);
-            chat_stats_add(&stats, n, oldest >= 0 ? started - oldest : -1,
-                           chat_now_ms() - started);
-        }
-
-        now = chat_now_ms();
-
-        if (now - since >= CHAT_STATS_INTERVAL_MS) {
-            if (stats.batches) {
-                /* "queued": produced until picked up (nginx, Kafka and
-                 * this worker's previous batches); "batch": stored,
-                 * answered and delivered */
-                log_info("%" PRIu64 " records in %" PRIu64 " batches,"
-                         " %.0f records/s; ms queued avg %.1f max %" PRId64
-                         ", batch avg %.1f max %" PRId64, stats.records,
-                         stats.batches,
-                         (double) stats.records * 1000.0
-                         / (double) (now - since),
-                         stats.queued_n ? (double) stats.queued_sum
-                                          / (double) stats.queued_n : 0.0,
-                         stats.queued_max,
-                         (double) stats.batch_sum / (double) stats.batches,
-                         stats.batch_max);
-            }
-
-            memset(&stats, 0, sizeof(stats));
-            since = now;
-        }
-    }
-
-    log_info("stopping");
-    rc = 0;
-
-done:
-
-    if (rc && stop_requested) {
-        rc = 0;     /* asked to stop while still starting */
-    }
-
-    chat_kafka_close(kafka);
-    chat_redis_close(ctx.redis);
-    chat_store_close(ctx.store);
-    chat_members_clear(&members);
-    chat_members_release(&members);
-    free(members.retired);
-    free(records);
+    chat_worker_close(&w);
 
     return rc;
 }

@@ -1,47 +1,59 @@
 /*
  * worker_batch.c: one batch of Kafka records, from bytes to delivered
- * answers: parse and check each record, store the sends in one transaction,
- * run the reads, put every answer in the outbox and deliver it.
+ * answers: each record parsed by its op's row (worker_ops.c), the rows'
+ * store steps run in the batch's order, their answers and fan-outs put in
+ * the outbox, and the outbox delivered with the batch's positions.
  *
- * Answers follow the order of the records, so a conversation's messages
- * reach each node in seq order. Membership changes (create_group,
- * add_members, remove_members) cut the batch into segments: the sends,
- * receipts and typing before a change are stored and answered before it,
- * those after it see it (a send after a removal is refused). Within a
- * segment, sends go first, then receipts (which may name their seqs), then
- * typing; reads come last, after every segment. A record that cannot be parsed is logged
- * and skipped (answered with bad_request when it says where to); it never
- * stops the partition. When the store refuses a whole batch for a reason
- * that is not transient, the batch is split into single records so that
- * only the offending record fails (with internal) and the rest goes
- * through. A send the store recognises as stored by this very record (a
- * predecessor died before committing the offset) is answered again only if
- * the predecessor's answers did not go out.
+ * The order keeps a conversation's records in record order. Membership
+ * changes (create_group, add_members, remove_members) cut the batch into
+ * segments: the sends, receipts and typing before a change are stored and
+ * answered before it, those after it see it (a send after a removal is
+ * refused). Within a segment, sends go first, then receipts (which may
+ * name their seqs), then typing; reads come last, after every segment.
+ * Within a stage, the items whose rows share a store function are stored
+ * together (all sends in one transaction, all reads in one snapshot); then
+ * each item is answered and fanned out, in record order.
+ *
+ * A record that cannot be parsed is logged and skipped (answered with
+ * bad_request when it says where to); it never stops the partition, and
+ * one whose op has no row is never taken for another op. When the store
+ * refuses a whole group of items for a reason that is not transient, the
+ * group is stored again one by one if its row says so, so that only the
+ * offending record fails (with internal) and the rest goes through. An
+ * item the store recognises as stored by this very record before (a
+ * predecessor died before committing the offset) is answered again only
+ * if the predecessor's answers did not go out (the delivered marks).
  */
 
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker.h"
+#include "worker_answer.h"
+#include "worker_batch.h"
+#include "worker_ops.h"
+
+
+/* the stages of a segment, in the order they run */
+static const chat_stage_t  chat_batch_segment[] = {
+    CHAT_STAGE_SEND,
+    CHAT_STAGE_RECEIPT,
+    CHAT_STAGE_TYPING,
+};
 
 
 typedef struct {
-    chat_request_t     *requests;
+    chat_request_t     *requests;     /* every record parsed, answerable */
     size_t              nrequests;
-    chat_send_t        *sends;
-    size_t              nsends;
-    chat_request_t    **reads;
-    size_t              nreads;
-    chat_request_t    **events;       /* groups, receipts, typing */
-    size_t             *events_at;    /* the sends before each event */
-    size_t              nevents;
+    chat_item_t        *items;        /* those with a row, in record order */
+    size_t              nitems;
 
     chat_position_t    *positions;    /* last offset per partition */
     size_t              npositions;
 
     chat_outbox_t       out;
     chat_arena_t        arena;
+    chat_op_ctx_t       op;           /* what the rows' functions get */
 } chat_batch_t;
 
 
@@ -59,10 +71,7 @@ chat_batch_free(chat_batch_t *b)
     free(b->out.deliveries);
     chat_arena_free(&b->arena);
     free(b->requests);
-    free(b->sends);
-    free(b->reads);
-    free(b->events);
-    free(b->events_at);
+    free(b->items);
     free(b->positions);
 }
 
@@ -97,6 +106,7 @@ static void
 chat_batch_parse(chat_batch_t *b, const chat_record_t *records, size_t n)
 {
     chat_request_t   *req;
+    chat_item_t      *item;
     chat_parse_rc_t   rc;
     size_t            i;
     char              why[160];
@@ -106,62 +116,68 @@ chat_batch_parse(chat_batch_t *b, const chat_record_t *records, size_t n)
         req->partition = records[i].partition;
         req->offset = records[i].offset;
 
-        rc = chat_request_parse(req, records[i].payload, records[i].len,
-                                why, sizeof(why));
+        rc = chat_ops_parse(req, records[i].payload, records[i].len,
+                            why, sizeof(why));
 
-        if (rc != CHAT_PARSE_OK) {
+        switch (rc) {
+
+        case CHAT_PARSE_OK:
+            item = &b->items[b->nitems++];
+            memset(item, 0, sizeof(*item));
+            item->req = req;
+            item->op = chat_ops_find(req->op);
+            b->nrequests++;
+            continue;
+
+        case CHAT_PARSE_BAD:
+        case CHAT_PARSE_DROP:
+            break;
+        }
+
+        /* an op this worker does not know is no slip of a producer but a
+         * worker that does not understand what nginx sends: an error */
+        if (chat_ops_unknown(req)) {
+            log_error("partition %d offset %" PRId64 ": skipped: %s",
+                      records[i].partition, records[i].offset, why);
+        } else {
             log_warn("partition %d offset %" PRId64 ": skipped: %s",
                      records[i].partition, records[i].offset, why);
+        }
 
-            if (rc == CHAT_PARSE_BAD) {
-                chat_outbox_to_session(&b->out,
-                    chat_outbox_frame(&b->out,
-                        chat_frame_error_for(req, "bad_request", why)),
-                    req->node, req->sid);
-
-                b->nrequests++;     /* its strings are in the outbox */
-
-            } else {
-                chat_request_free(req);
-            }
-
+        if (rc == CHAT_PARSE_DROP) {
+            chat_request_free(req);
             continue;
         }
 
-        b->nrequests++;
-
-        if (req->op == NGX_CHAT_WIRE_OP_SEND) {
-            chat_send_t  *s = &b->sends[b->nsends++];
-
-            memset(s, 0, sizeof(*s));
-            s->req = req;
-            s->direct_forbidden = chat_direct_access(req->conv, req->user)
-                                  == NGX_CHAT_WIRE_FORBIDDEN;
-
-        } else if (req->op == NGX_CHAT_WIRE_OP_SYNC || req->op == NGX_CHAT_WIRE_OP_HISTORY) {
-            b->reads[b->nreads++] = req;
-
-        } else {
-            b->events_at[b->nevents] = b->nsends;
-            b->events[b->nevents++] = req;
-        }
+        chat_answer_error(&b->out, req, "bad_request", why);
+        b->nrequests++;     /* its strings are in the outbox */
     }
 }
 
 
-/* false: stopped while waiting for the store */
-static bool
-chat_batch_store_sends(chat_batch_ctx_t *ctx, chat_batch_t *b,
-    chat_send_t *sends, size_t n)
+static void
+chat_batch_refused(chat_item_t *item)
 {
+    const chat_request_t  *req = item->req;
+
+    log_error("partition %d offset %" PRId64 ": %s%s%s: the store refused"
+              " it", req->partition, req->offset,
+              ngx_chat_wire_op_name(req->op), req->conv ? " in " : "",
+              req->conv ? req->conv : "");
+
+    item->failed = true;
+}
+
+
+/* items sharing a store function; false: stopped waiting for the store */
+static bool
+chat_batch_store(chat_batch_t *b, chat_item_t **items, size_t n)
+{
+    const chat_op_t  *op = items[0]->op;
     chat_store_rc_t   rc;
     size_t            i;
 
-    if (n == 0) {
-        return true;
-    }
-
-    rc = chat_store_sends(ctx->store, sends, n, &b->arena);
+    rc = op->store(&b->op, items, n);
 
     if (rc == CHAT_STORE_OK) {
         return true;
@@ -171,24 +187,27 @@ chat_batch_store_sends(chat_batch_ctx_t *ctx, chat_batch_t *b,
         return false;
     }
 
-    log_warn("the store refused a batch of %zu sends: storing them one by"
-             " one", n);
+    if (n > 1 && op->split) {
+        log_warn("the store refused %zu records together: storing them one"
+                 " by one", n);
+
+        for (i = 0; i < n; i++) {
+            rc = op->store(&b->op, &items[i], 1);
+
+            if (rc == CHAT_STORE_STOPPED) {
+                return false;
+            }
+
+            if (rc == CHAT_STORE_REFUSED) {
+                chat_batch_refused(items[i]);
+            }
+        }
+
+        return true;
+    }
 
     for (i = 0; i < n; i++) {
-        rc = chat_store_sends(ctx->store, &sends[i], 1, &b->arena);
-
-        if (rc == CHAT_STORE_STOPPED) {
-            return false;
-        }
-
-        if (rc == CHAT_STORE_OK) {
-            continue;
-        }
-
-        log_error("partition %d offset %" PRId64 ": conversation %s: the"
-                  " store refused the send", sends[i].req->partition,
-                  sends[i].req->offset, sends[i].req->conv);
-        sends[i].state = CHAT_SEND_FAILED;
+        chat_batch_refused(items[i]);
     }
 
     return true;
@@ -196,250 +215,155 @@ chat_batch_store_sends(chat_batch_ctx_t *ctx, chat_batch_t *b,
 
 
 /*
- * A REPLAY is a send stored by this very record before: the worker that
+ * A replay is an item stored by this very record before: the worker that
  * stored it died before committing the offset. If that worker also got its
  * answers out (the delivered positions in Redis reach the record), they
  * are not sent again; otherwise they are sent now.
  */
 static bool
-chat_batch_check_replays(chat_batch_ctx_t *ctx, chat_send_t *sends,
-    size_t nsends)
+chat_batch_replays(chat_batch_ctx_t *ctx, chat_item_t **items, size_t n)
 {
     int32_t  partitions[64];
     int64_t  delivered[64];
-    size_t   i, k, n = 0;
+    size_t   i, k, nparts = 0;
 
-    for (i = 0; i < nsends; i++) {
-        chat_send_t  *s = &sends[i];
-
-        if (s->state != CHAT_SEND_REPLAY) {
+    for (i = 0; i < n; i++) {
+        if (!items[i]->replay) {
             continue;
         }
 
-        for (k = 0; k < n && partitions[k] != s->req->partition; k++) {
+        for (k = 0;
+             k < nparts && partitions[k] != items[i]->req->partition;
+             k++)
+        {
             /* void */
         }
 
-        if (k == n) {
-            if (n == sizeof(partitions) / sizeof(partitions[0])) {
+        if (k == nparts) {
+            if (nparts == sizeof(partitions) / sizeof(partitions[0])) {
                 continue;       /* more partitions than that: deliver */
             }
 
-            partitions[n++] = s->req->partition;
+            partitions[nparts++] = items[i]->req->partition;
         }
     }
+
+    if (nparts == 0) {
+        return true;
+    }
+
+    if (!chat_redis_delivered(ctx->redis, partitions, nparts, delivered)) {
+        return false;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (!items[i]->replay) {
+            continue;
+        }
+
+        for (k = 0; k < nparts; k++) {
+            if (partitions[k] == items[i]->req->partition
+                && items[i]->req->offset <= delivered[k])
+            {
+                items[i]->answered = true;
+            }
+        }
+    }
+
+    return true;
+}
+
+
+/*
+ * One stage's items, in record order: stored (the items of one store
+ * function together), their replays checked, then each answered and
+ * fanned out. false: stopped while waiting for PostgreSQL or Redis.
+ */
+static bool
+chat_batch_run(chat_batch_ctx_t *ctx, chat_batch_t *b, chat_item_t **items,
+    size_t n)
+{
+    chat_item_t     **group;
+    chat_op_store_pt  store;
+    bool             *stored;
+    size_t            i, j, ngroup;
 
     if (n == 0) {
         return true;
     }
 
-    if (!chat_redis_delivered(ctx->redis, partitions, n, delivered)) {
-        return false;
-    }
+    group = chat_arena_alloc(&b->arena, n * sizeof(chat_item_t *));
+    stored = chat_arena_alloc(&b->arena, n * sizeof(bool));
+    memset(stored, 0, n * sizeof(bool));
 
-    for (i = 0; i < nsends; i++) {
-        chat_send_t  *s = &sends[i];
-
-        if (s->state != CHAT_SEND_REPLAY) {
+    for (i = 0; i < n; i++) {
+        if (stored[i]) {
             continue;
         }
 
-        for (k = 0; k < n; k++) {
-            if (partitions[k] == s->req->partition
-                && s->req->offset <= delivered[k])
-            {
-                s->state = CHAT_SEND_ANSWERED;
+        store = items[i]->op->store;
+
+        for (j = i, ngroup = 0; j < n; j++) {
+            if (!stored[j] && items[j]->op->store == store) {
+                stored[j] = true;
+                group[ngroup++] = items[j];
             }
         }
-    }
 
-    return true;
-}
-
-
-/* the message to every device of every member but the sending one */
-static void
-chat_batch_fan_out(chat_batch_ctx_t *ctx, chat_batch_t *b,
-    const chat_send_t *s)
-{
-    const chat_group_t  *g;
-    size_t               frame, i, len;
-    char                *bytes;
-    char                 a[CHAT_ID_MAX + 1], c[CHAT_ID_MAX + 1];
-
-    bytes = chat_frame_message_text(&s->msg, &len);
-    frame = chat_outbox_bytes(&b->out, bytes, len);
-
-    if (chat_parse_dm(s->msg.conv, a, c)) {
-        chat_outbox_to_user(&b->out, frame, chat_arena_strdup(&b->arena, a),
-                            s->req->node, s->req->sid);
-
-        if (strcmp(a, c) != 0) {
-            chat_outbox_to_user(&b->out, frame,
-                                chat_arena_strdup(&b->arena, c),
-                                s->req->node, s->req->sid);
-        }
-
-        return;
-    }
-
-    /* the cache holds the members as of this segment of the batch */
-    g = chat_members_find(ctx->members, s->msg.conv);
-    if (g == NULL) {
-        return;
-    }
-
-    for (i = 0; i < g->n; i++) {
-        if (g->members[i].removed_seq < 0) {
-            chat_outbox_to_user(&b->out, frame, g->members[i].user,
-                                s->req->node, s->req->sid);
-        }
-    }
-}
-
-
-/* false: stopped while loading the members of the groups written to */
-static bool
-chat_batch_answer_sends(chat_batch_ctx_t *ctx, chat_batch_t *b,
-    chat_send_t *sends, size_t n)
-{
-    size_t        i, nconvs = 0;
-    const char  **convs;
-    chat_send_t  *s;
-    char         *bytes;
-    size_t        frame, len;
-
-    convs = chat_arena_alloc(&b->arena, (n + 1) * sizeof(char *));
-
-    for (i = 0; i < n; i++) {
-        if (sends[i].state == CHAT_SEND_NEW
-            || sends[i].state == CHAT_SEND_REPLAY)
-        {
-            convs[nconvs++] = sends[i].msg.conv;
-        }
-    }
-
-    if (chat_store_load_members(ctx->store, ctx->members, convs, nconvs)
-        == CHAT_STORE_STOPPED)
-    {
-        return false;
-    }
-
-    for (i = 0; i < n; i++) {
-        s = &sends[i];
-
-        switch (s->state) {
-
-        case CHAT_SEND_FORBIDDEN:
-            frame = chat_outbox_frame(&b->out,
-                        chat_frame_error_for(s->req, "forbidden",
-                                        "not a member of this conversation"));
-            break;
-
-        case CHAT_SEND_NEW:
-        case CHAT_SEND_REPLAY:
-        case CHAT_SEND_RETRY:
-            bytes = chat_frame_ack_text(&s->msg, &len);
-            frame = chat_outbox_bytes(&b->out, bytes, len);
-            break;
-
-        case CHAT_SEND_ANSWERED:
-            continue;
-
-        default:
-            frame = chat_outbox_frame(&b->out,
-                        chat_frame_error_for(s->req, "internal",
-                                        "the message could not be stored"));
-            break;
-        }
-
-        chat_outbox_to_session(&b->out, frame, s->req->node, s->req->sid);
-
-        if (s->state == CHAT_SEND_NEW || s->state == CHAT_SEND_REPLAY) {
-            chat_batch_fan_out(ctx, b, s);
-        }
-    }
-
-    return true;
-}
-
-
-/* one segment: its sends, then its receipts and typing; false on stop */
-static bool
-chat_batch_segment(chat_batch_ctx_t *ctx, chat_batch_t *b, size_t s0,
-    size_t s1, size_t e0, size_t e1)
-{
-    chat_request_t  **receipts, **typing;
-    size_t            i, nreceipts = 0, ntyping = 0;
-
-    if (!chat_batch_store_sends(ctx, b, b->sends + s0, s1 - s0)
-        || !chat_batch_check_replays(ctx, b->sends + s0, s1 - s0)
-        || !chat_batch_answer_sends(ctx, b, b->sends + s0, s1 - s0))
-    {
-        return false;
-    }
-
-    if (e1 == e0) {
-        return true;
-    }
-
-    receipts = chat_arena_alloc(&b->arena, (e1 - e0) * sizeof(void *));
-    typing = chat_arena_alloc(&b->arena, (e1 - e0) * sizeof(void *));
-
-    for (i = e0; i < e1; i++) {
-        if (b->events[i]->op == NGX_CHAT_WIRE_OP_RECEIPT) {
-            receipts[nreceipts++] = b->events[i];
-
-        } else {
-            typing[ntyping++] = b->events[i];
-        }
-    }
-
-    return chat_events_receipts(ctx, receipts, nreceipts, &b->out, &b->arena)
-           && chat_events_typing(ctx, typing, ntyping, &b->out, &b->arena);
-}
-
-
-/* false: stopped while waiting for the store */
-static bool
-chat_batch_reads(chat_batch_ctx_t *ctx, chat_batch_t *b)
-{
-    chat_store_rc_t  rc;
-    size_t           i;
-
-    if (b->nreads == 0) {
-        return true;
-    }
-
-    rc = chat_store_reads(ctx->store, b->reads, b->nreads, &b->out);
-
-    if (rc != CHAT_STORE_REFUSED) {
-        return rc == CHAT_STORE_OK;
-    }
-
-    log_warn("the store refused a batch of %zu reads: reading them one by"
-             " one", b->nreads);
-
-    for (i = 0; i < b->nreads; i++) {
-        rc = chat_store_reads(ctx->store, &b->reads[i], 1, &b->out);
-
-        if (rc == CHAT_STORE_STOPPED) {
+        if (store != NULL && !chat_batch_store(b, group, ngroup)) {
             return false;
         }
+    }
 
-        if (rc == CHAT_STORE_REFUSED) {
-            log_error("partition %d offset %" PRId64 ": the store refused"
-                      " the read", b->reads[i]->partition,
-                      b->reads[i]->offset);
-            chat_outbox_to_session(&b->out,
-                chat_outbox_frame(&b->out,
-                    chat_frame_error_for(b->reads[i], "internal",
-                                         "the request failed")),
-                b->reads[i]->node, b->reads[i]->sid);
+    if (!chat_batch_replays(ctx, items, n)) {
+        return false;
+    }
+
+    for (i = 0; i < n; i++) {
+        chat_item_t  *item = items[i];
+
+        if (item->answered) {
+            continue;
+        }
+
+        if (item->failed) {
+            chat_answer_error(&b->out, item->req, "internal",
+                              item->op->refused);
+            continue;
+        }
+
+        item->op->answer(&b->op, item);
+
+        if (item->op->fanout) {
+            item->op->fanout(&b->op, item);
         }
     }
 
     return true;
+}
+
+
+/* the items of [from, to) that run in stage; false on stop */
+static bool
+chat_batch_stage(chat_batch_ctx_t *ctx, chat_batch_t *b, chat_stage_t stage,
+    size_t from, size_t to)
+{
+    chat_item_t  **items;
+    size_t         i, n = 0;
+
+    if (from == to) {
+        return true;
+    }
+
+    items = chat_arena_alloc(&b->arena, (to - from) * sizeof(chat_item_t *));
+
+    for (i = from; i < to; i++) {
+        if (b->items[i].op->stage == stage) {
+            items[n++] = &b->items[i];
+        }
+    }
+
+    return chat_batch_run(ctx, b, items, n);
 }
 
 
@@ -447,48 +371,54 @@ bool
 chat_batch_process(chat_batch_ctx_t *ctx, const chat_record_t *records,
     size_t n)
 {
-    chat_batch_t  b;
-    size_t        k, s0, s1, e0;
-    bool          done = false;
+    chat_batch_t   b;
+    chat_item_t   *change;
+    size_t         k, s, start;
+    bool           done = false;
 
     memset(&b, 0, sizeof(b));
     b.requests = chat_alloc(n * sizeof(chat_request_t));
-    b.sends = chat_alloc(n * sizeof(chat_send_t));
-    b.reads = chat_alloc(n * sizeof(chat_request_t *));
-    b.events = chat_alloc(n * sizeof(chat_request_t *));
-    b.events_at = chat_alloc(n * sizeof(size_t));
+    b.items = chat_alloc(n * sizeof(chat_item_t));
     b.positions = chat_alloc(n * sizeof(chat_position_t));
+
+    b.op.store = ctx->store;
+    b.op.members = ctx->members;
+    b.op.max_group_members = ctx->max_group_members;
+    b.op.out = &b.out;
+    b.op.arena = &b.arena;
 
     chat_batch_positions(&b, records, n);
     chat_batch_parse(&b, records, n);
 
     /* segments end at each membership change, which runs after them */
-    s0 = 0;
-    e0 = 0;
+    start = 0;
 
-    for (k = 0; k <= b.nevents; k++) {
-        if (k < b.nevents && !chat_op_changes_members(b.events[k]->op)) {
+    for (k = 0; k <= b.nitems; k++) {
+        if (k < b.nitems && b.items[k].op->stage != CHAT_STAGE_MEMBERS) {
             continue;
         }
 
-        s1 = k < b.nevents ? b.events_at[k] : b.nsends;
-
-        if (!chat_batch_segment(ctx, &b, s0, s1, e0, k)) {
-            goto stopped;
-        }
-
-        if (k < b.nevents
-            && !chat_events_group_op(ctx, b.events[k], &b.out, &b.arena))
+        for (s = 0; s < sizeof(chat_batch_segment)
+                        / sizeof(chat_batch_segment[0]); s++)
         {
-            goto stopped;
+            if (!chat_batch_stage(ctx, &b, chat_batch_segment[s], start, k)) {
+                goto stopped;
+            }
         }
 
-        s0 = s1;
-        e0 = k + 1;
+        if (k < b.nitems) {
+            change = &b.items[k];
+
+            if (!chat_batch_run(ctx, &b, &change, 1)) {
+                goto stopped;
+            }
+        }
+
+        start = k + 1;
     }
 
     /* reads last: they see the whole batch */
-    if (!chat_batch_reads(ctx, &b)) {
+    if (!chat_batch_stage(ctx, &b, CHAT_STAGE_READ, 0, b.nitems)) {
         goto stopped;
     }
 

@@ -1,8 +1,7 @@
 /*
  * worker_frame.c: the protocol frames chat_worker answers with (ack,
- * message, error, receipt, typing, group; the read answers are assembled
- * from these objects in worker_reads.c), exactly as ../shared/PROTOCOL.md
- * spells them.
+ * message, error, receipt, typing, group, history, conversations,
+ * sync_done), exactly as ../shared/PROTOCOL.md spells them.
  *
  * Frames are built as jansson objects, which keep insertion order, and
  * serialized compactly once; the bytes then go to every session unchanged.
@@ -18,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker.h"
+#include "worker_frame.h"
 
 
 static json_t *
@@ -184,6 +183,92 @@ chat_frame_group(json_t *req_id, const char *conv, const char *name,
     json_object_set_new(o, "conversation_id", json_string(conv));
     json_object_set_new(o, "name", json_string(name));
     json_object_set_new(o, "members", list);
+
+    return o;
+}
+
+
+/* a history answer; its messages without "type" */
+json_t *
+chat_frame_history(json_t *req_id, const char *conv,
+    const chat_history_rows_t *h)
+{
+    json_t  *o = json_object(), *messages = json_array();
+    size_t   i;
+
+    for (i = 0; i < h->n; i++) {
+        json_array_append_new(messages,
+                              chat_frame_message_object(&h->messages[i],
+                                                        false));
+    }
+
+    json_object_set_new(o, "type", json_string("history"));
+    if (req_id) {
+        json_object_set(o, "req_id", req_id);
+    }
+    json_object_set_new(o, "conversation_id", json_string(conv));
+    json_object_set_new(o, "messages", messages);
+    json_object_set_new(o, "has_more", json_boolean(h->has_more));
+
+    return o;
+}
+
+
+/* the first frame of a sync answer: the user's conversations */
+json_t *
+chat_frame_conversations(json_t *req_id, const chat_sync_rows_t *s)
+{
+    json_t                  *o = json_object(), *items = json_array(), *item;
+    const chat_sync_conv_t  *c;
+    size_t                   i;
+
+    for (i = 0; i < s->nconvs; i++) {
+        c = &s->convs[i];
+        item = json_object();
+
+        json_object_set_new(item, "conversation_id", json_string(c->conv));
+        json_object_set_new(item, "kind", json_string(c->kind));
+        json_object_set_new(item, "name",
+                            c->name ? json_string(c->name) : json_null());
+        json_object_set_new(item, "member_count",
+                            json_integer(c->member_count));
+        json_object_set_new(item, "last_seq", json_integer(c->last_seq));
+        json_object_set_new(item, "delivered_seq",
+                            json_integer(c->delivered_seq));
+        json_object_set_new(item, "read_seq", json_integer(c->read_seq));
+        json_object_set_new(item, "unread", json_integer(c->unread));
+        json_object_set_new(item, "last_message",
+                            c->has_last
+                            ? chat_frame_message_object(&c->last, false)
+                            : json_null());
+
+        if (c->truncated) {
+            json_object_set_new(item, "truncated", json_true());
+        }
+
+        json_array_append_new(items, item);
+    }
+
+    json_object_set_new(o, "type", json_string("conversations"));
+    if (req_id) {
+        json_object_set(o, "req_id", req_id);
+    }
+    json_object_set_new(o, "items", items);
+
+    return o;
+}
+
+
+/* the last frame of a sync answer */
+json_t *
+chat_frame_sync_done(json_t *req_id)
+{
+    json_t  *o = json_object();
+
+    json_object_set_new(o, "type", json_string("sync_done"));
+    if (req_id) {
+        json_object_set(o, "req_id", req_id);
+    }
 
     return o;
 }

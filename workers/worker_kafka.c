@@ -32,10 +32,12 @@
 
 #include <librdkafka/rdkafka.h>
 
-#include "worker.h"
+#include "worker_kafka.h"
+#include "worker_util.h"
 
 
 #define CHAT_POLL_IDLE_MS      100     /* how soon an idle loop sees stop */
+#define CHAT_BATCH_WINDOW_MS   2       /* wait for more after the first */
 /* an OffsetCommit costs the broker a write to __consumer_offsets and a group
  * coordinator event: once per batch it was most of the broker's CPU at low
  * rates. Positions wait this long at most; after a crash the records of that

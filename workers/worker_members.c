@@ -9,7 +9,7 @@
  * partition, and the code path that changes membership also sets the
  * entry. When partitions move (a rebalance) another worker may change
  * them, so the whole cache is dropped (chat_worker.c). Entries are loaded
- * on first use (worker_receipts.c, chat_store_load_members).
+ * on first use (worker_store_members.c, chat_store_load_members).
  *
  * The outbox of a batch borrows user ids from the entries, so an entry
  * replaced during a batch keeps its old list until chat_members_release,
@@ -19,7 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker.h"
+#include "worker_members.h"
+
+
+#define CHAT_MEMBERS_CACHE_MAX  100000    /* conversations; then start over */
 
 
 static void
@@ -66,7 +69,7 @@ chat_members_copy(const chat_member_t *members, size_t n)
 }
 
 
-chat_group_t *
+chat_members_t *
 chat_members_find(chat_members_cache_t *c, const char *conv)
 {
     size_t  i;
@@ -75,11 +78,11 @@ chat_members_find(chat_members_cache_t *c, const char *conv)
 }
 
 
-chat_group_t *
+chat_members_t *
 chat_members_set(chat_members_cache_t *c, const char *conv,
     const chat_member_t *members, size_t n)
 {
-    chat_group_t  *g;
+    chat_members_t  *g;
 
     g = chat_members_find(c, conv);
 
@@ -93,10 +96,10 @@ chat_members_set(chat_members_cache_t *c, const char *conv,
         if (c->n == c->cap) {
             c->cap = c->cap ? c->cap * 2 : 256;
             c->groups = chat_realloc(c->groups,
-                                     c->cap * sizeof(chat_group_t *));
+                                     c->cap * sizeof(chat_members_t *));
         }
 
-        g = chat_alloc(sizeof(chat_group_t));
+        g = chat_alloc(sizeof(chat_members_t));
         g->conv = chat_strdup(conv);
         g->members = NULL;
         g->n = 0;
@@ -146,12 +149,12 @@ chat_members_clear(chat_members_cache_t *c)
 
 
 const chat_member_t *
-chat_group_member(const chat_group_t *g, const char *user)
+chat_members_get(const chat_members_t *g, const char *user)
 {
     size_t  i;
 
-    /* a linear scan: at most NGX_CHAT_WIRE_GROUP_MEMBERS_MAX current members, and
-     * the callers ask once per record */
+    /* a linear scan: at most NGX_CHAT_WIRE_GROUP_MEMBERS_MAX current
+     * members, and the callers ask once per record */
     for (i = 0; i < g->n; i++) {
         if (strcmp(g->members[i].user, user) == 0) {
             return &g->members[i];
@@ -163,16 +166,16 @@ chat_group_member(const chat_group_t *g, const char *user)
 
 
 bool
-chat_group_is_member(const chat_group_t *g, const char *user)
+chat_members_has(const chat_members_t *g, const char *user)
 {
-    const chat_member_t  *m = chat_group_member(g, user);
+    const chat_member_t  *m = chat_members_get(g, user);
 
     return m != NULL && m->removed_seq < 0;
 }
 
 
 size_t
-chat_group_count(const chat_group_t *g)
+chat_members_count(const chat_members_t *g)
 {
     size_t  i, n = 0;
 

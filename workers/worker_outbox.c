@@ -1,14 +1,16 @@
 /*
- * worker_outbox.c: the outbox of a batch (which frame goes to which
- * session or user) and the frame records of a node payload, in the format
- * of ngx_chat_wire.h. Pure code: the unit tests include this file;
- * worker_publish.c does the Redis side.
+ * worker_outbox.c: the outbox of a batch: which frame goes to which
+ * session, or to every session of which user. A frame is stored once
+ * however many get it; the order of the deliveries is the order in which
+ * each node will see the frames. Pure code: the unit tests include this
+ * file.
  */
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker.h"
+#include "worker_frame.h"
+#include "worker_outbox.h"
 
 
 size_t
@@ -99,19 +101,3 @@ chat_outbox_reset(chat_outbox_t *out)
     chat_outbox_truncate(out, 0, 0);
 }
 
-
-void
-chat_payload_record(chat_buf_t *b, const char *const *sids, size_t nsids,
-    const char *bytes, size_t len)
-{
-    char  *end;
-
-    chat_buf_reserve(b, ngx_chat_wire_record_header_size(nsids, len) + len);
-
-    end = ngx_chat_wire_record_header(b->data + b->len,
-                                      NGX_CHAT_WIRE_RECORD_FRAME, sids, nsids,
-                                      len);
-    b->len = end - b->data;
-
-    chat_buf_add(b, bytes, len);
-}

@@ -1,7 +1,8 @@
 /*
- * worker_request.c: one Kafka record of topic chat.requests, from JSON to a
- * checked chat_request_t, and the identifier rules (user ids, direct
- * conversation ids, nodes, sessions).
+ * worker_request.c: the envelope of a Kafka record of the requests topic:
+ * JSON to a chat_request_t that says where to answer, who asks and which
+ * op; the fields of the record as the ops' parsers read them; the
+ * identifier rules as the worker applies them.
  *
  * The nginx module validated the client's frame before producing the record;
  * the checks here protect the worker from records it cannot route or store
@@ -12,12 +13,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "worker.h"
+#include "worker_request.h"
 
 
 bool
-chat_parse_dm(const char *conv, char a[CHAT_ID_MAX + 1],
-    char b[CHAT_ID_MAX + 1])
+chat_parse_dm(const char *conv, char a[NGX_CHAT_WIRE_ID_MAX + 1],
+    char b[NGX_CHAT_WIRE_ID_MAX + 1])
 {
     const char  *pa, *pb;
     size_t       alen, blen;
@@ -37,9 +38,8 @@ chat_parse_dm(const char *conv, char a[CHAT_ID_MAX + 1],
 }
 
 
-/* an array of user ids, as the module sends a group's members */
-static bool
-chat_valid_ids(json_t *list)
+bool
+chat_request_ids(json_t *list)
 {
     size_t   i;
     json_t  *v;
@@ -58,21 +58,27 @@ chat_valid_ids(json_t *list)
 }
 
 
-static const char *
-chat_get_string(json_t *obj, const char *key)
+json_t *
+chat_request_json(const chat_request_t *req, const char *field)
 {
-    json_t  *v = json_object_get(obj, key);
+    return json_object_get(req->root, field);
+}
+
+
+const char *
+chat_request_string(const chat_request_t *req, const char *field)
+{
+    json_t  *v = json_object_get(req->root, field);
 
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
 
-/* an integer field: absent or null gives dflt, anything else not an
- * integer is an error */
-static bool
-chat_get_int(json_t *obj, const char *key, int64_t dflt, int64_t *out)
+bool
+chat_request_int(const chat_request_t *req, const char *field, int64_t dflt,
+    int64_t *out)
 {
-    json_t  *v = json_object_get(obj, key);
+    json_t  *v = json_object_get(req->root, field);
 
     if (v == NULL || json_is_null(v)) {
         *out = dflt;
@@ -89,20 +95,12 @@ chat_get_int(json_t *obj, const char *key, int64_t dflt, int64_t *out)
 }
 
 
-#define chat_bad(...)                                                      \
-    do {                                                                   \
-        snprintf(why, why_size, __VA_ARGS__);                              \
-        return req->node && req->sid ? CHAT_PARSE_BAD : CHAT_PARSE_DROP;   \
-    } while (0)
-
-
 chat_parse_rc_t
 chat_request_parse(chat_request_t *req, const char *payload, size_t len,
     char *why, size_t why_size)
 {
     int            n;
     json_error_t   err;
-    const char    *op;
     json_t        *root;
     int32_t        partition = req->partition;
     int64_t        offset = req->offset;
@@ -110,6 +108,7 @@ chat_request_parse(chat_request_t *req, const char *payload, size_t len,
     memset(req, 0, sizeof(*req));
     req->partition = partition;
     req->offset = offset;
+    req->op = NGX_CHAT_WIRE_OP_COUNT;
     req->before_seq = -1;
     req->after_seq = -1;
 
@@ -132,10 +131,10 @@ chat_request_parse(chat_request_t *req, const char *payload, size_t len,
         return CHAT_PARSE_DROP;
     }
 
-    /* where to answer comes first: with it, every later fault can be
-     * answered with bad_request instead of leaving the client waiting */
-    req->node = chat_get_string(root, NGX_CHAT_WIRE_F_NODE);
-    req->sid = chat_get_string(root, NGX_CHAT_WIRE_F_SID);
+    /* where to answer: with it, every later fault can be answered with
+     * bad_request instead of leaving the client waiting */
+    req->node = chat_request_string(req, NGX_CHAT_WIRE_F_NODE);
+    req->sid = chat_request_string(req, NGX_CHAT_WIRE_F_SID);
 
     if (req->node == NULL
         || !ngx_chat_wire_valid_node(req->node, strlen(req->node))
@@ -144,174 +143,47 @@ chat_request_parse(chat_request_t *req, const char *payload, size_t len,
     {
         req->node = NULL;
         req->sid = NULL;
-        snprintf(why, why_size, "missing or invalid node or sid");
-        return CHAT_PARSE_DROP;
     }
 
-    op = chat_get_string(root, NGX_CHAT_WIRE_F_OP);
-    req->user = chat_get_string(root, NGX_CHAT_WIRE_F_USER);
-    req->dev = chat_get_string(root, NGX_CHAT_WIRE_F_DEV);
-    req->req_id = json_object_get(root, NGX_CHAT_WIRE_F_REQ_ID);
+    req->op_name = chat_request_string(req, NGX_CHAT_WIRE_F_OP);
+    req->user = chat_request_string(req, NGX_CHAT_WIRE_F_USER);
+    req->dev = chat_request_string(req, NGX_CHAT_WIRE_F_DEV);
+    req->req_id = chat_request_json(req, NGX_CHAT_WIRE_F_REQ_ID);
 
-    if (op == NULL) {
-        chat_bad("missing op");
+    if (req->op_name == NULL) {
+        snprintf(why, why_size, "missing op");
+        return CHAT_PARSE_BAD;
     }
 
-    n = ngx_chat_wire_op_find(op, strlen(op));
+    n = ngx_chat_wire_op_find(req->op_name, strlen(req->op_name));
 
     if (n < 0) {
-        chat_bad("unsupported op \"%.32s\"", op);
+        snprintf(why, why_size, "unsupported op \"%.32s\"", req->op_name);
+        return CHAT_PARSE_BAD;
     }
 
-    req->op = (chat_op_t) n;
+    req->op = (ngx_chat_wire_op_t) n;
 
-    if (req->op == NGX_CHAT_WIRE_OP_SEND) {
-        req->cmid = chat_get_string(root, NGX_CHAT_WIRE_F_CMID);
-    }
+    return CHAT_PARSE_OK;
+}
 
+
+chat_parse_rc_t
+chat_request_check(chat_request_t *req, char *why, size_t why_size)
+{
     if (req->user == NULL || !chat_valid_id(req->user)) {
-        chat_bad("missing or invalid user");
+        snprintf(why, why_size, "missing or invalid user");
+        return CHAT_PARSE_BAD;
     }
 
     if (req->dev == NULL || !chat_valid_id(req->dev)) {
-        chat_bad("missing or invalid dev");
+        snprintf(why, why_size, "missing or invalid dev");
+        return CHAT_PARSE_BAD;
     }
 
-    if (!chat_get_int(root, NGX_CHAT_WIRE_F_TS, 0, &req->ts)) {
-        chat_bad("ts is not an integer");
-    }
-
-    switch (req->op) {
-
-    case NGX_CHAT_WIRE_OP_SEND:
-        req->conv = chat_get_string(root, NGX_CHAT_WIRE_F_CONV);
-        req->body = chat_get_string(root, NGX_CHAT_WIRE_F_BODY);
-
-        if (req->cmid == NULL || req->cmid[0] == '\0'
-            || ngx_chat_wire_chars(req->cmid, strlen(req->cmid))
-               > NGX_CHAT_WIRE_CMID_MAX)
-        {
-            /* no usable client_msg_id to tag the answer with */
-            req->cmid = NULL;
-            chat_bad("missing or invalid cmid");
-        }
-
-        if (req->conv == NULL || req->conv[0] == '\0') {
-            chat_bad("missing conv");
-        }
-
-        if (req->body == NULL || req->body[0] == '\0') {
-            chat_bad("missing or empty body");
-        }
-
-        break;
-
-    case NGX_CHAT_WIRE_OP_SYNC:
-        req->cursors = json_object_get(root, NGX_CHAT_WIRE_F_CURSORS);
-
-        if (json_is_null(req->cursors)) {
-            req->cursors = NULL;
-        }
-
-        if (req->cursors && !json_is_object(req->cursors)) {
-            chat_bad("cursors is not an object");
-        }
-
-        break;
-
-    case NGX_CHAT_WIRE_OP_HISTORY:
-        req->conv = chat_get_string(root, NGX_CHAT_WIRE_F_CONV);
-
-        if (req->conv == NULL || req->conv[0] == '\0') {
-            chat_bad("missing conv");
-        }
-
-        if (!chat_get_int(root, NGX_CHAT_WIRE_F_LIMIT, NGX_CHAT_WIRE_HISTORY_LIMIT, &req->limit)
-            || req->limit < 1 || req->limit > NGX_CHAT_WIRE_HISTORY_MAX)
-        {
-            chat_bad("limit out of range");
-        }
-
-        if (!chat_get_int(root, NGX_CHAT_WIRE_F_BEFORE_SEQ, -1, &req->before_seq)
-            || !chat_get_int(root, NGX_CHAT_WIRE_F_AFTER_SEQ, -1, &req->after_seq))
-        {
-            chat_bad("before_seq or after_seq is not an integer");
-        }
-
-        if (req->before_seq != -1 && req->after_seq != -1) {
-            chat_bad("both before_seq and after_seq");
-        }
-
-        if (req->before_seq < -1 || req->after_seq < -1) {
-            chat_bad("negative before_seq or after_seq");
-        }
-
-        break;
-
-    case NGX_CHAT_WIRE_OP_CREATE_GROUP:
-    case NGX_CHAT_WIRE_OP_ADD_MEMBERS:
-    case NGX_CHAT_WIRE_OP_REMOVE_MEMBERS:
-        req->conv = chat_get_string(root, NGX_CHAT_WIRE_F_CONV);
-        req->name = chat_get_string(root, NGX_CHAT_WIRE_F_NAME);
-        req->user_ids = json_object_get(root,
-                                        req->op == NGX_CHAT_WIRE_OP_CREATE_GROUP
-                                        ? NGX_CHAT_WIRE_F_MEMBERS
-                                        : NGX_CHAT_WIRE_F_USER_IDS);
-
-        if (req->conv == NULL || req->conv[0] == '\0'
-            || chat_is_dm_id(req->conv))
-        {
-            chat_bad("missing conv or not a group");
-        }
-
-        if (req->op == NGX_CHAT_WIRE_OP_CREATE_GROUP
-            && (req->name == NULL || req->name[0] == '\0'))
-        {
-            chat_bad("missing name");
-        }
-
-        if (!chat_valid_ids(req->user_ids)) {
-            chat_bad("user ids missing or invalid");
-        }
-
-        if (req->op != NGX_CHAT_WIRE_OP_CREATE_GROUP
-            && json_array_size(req->user_ids) == 0)
-        {
-            chat_bad("no user ids");
-        }
-
-        break;
-
-    case NGX_CHAT_WIRE_OP_RECEIPT:
-    case NGX_CHAT_WIRE_OP_TYPING:
-        req->conv = chat_get_string(root, NGX_CHAT_WIRE_F_CONV);
-        req->state = chat_get_string(root, NGX_CHAT_WIRE_F_STATE);
-
-        if (req->conv == NULL || req->conv[0] == '\0') {
-            chat_bad("missing conv");
-        }
-
-        if (req->state == NULL
-            || (req->op == NGX_CHAT_WIRE_OP_RECEIPT
-                ? strcmp(req->state, "delivered") != 0
-                  && strcmp(req->state, "read") != 0
-                : strcmp(req->state, "start") != 0
-                  && strcmp(req->state, "stop") != 0))
-        {
-            chat_bad("missing or invalid state");
-        }
-
-        if (req->op == NGX_CHAT_WIRE_OP_RECEIPT
-            && (!chat_get_int(root, NGX_CHAT_WIRE_F_SEQ, 0, &req->seq)
-                || req->seq < 1))
-        {
-            chat_bad("seq is not a positive integer");
-        }
-
-        break;
-
-    default: /* NGX_CHAT_WIRE_OP_COUNT: ngx_chat_wire_op_find() never */
-        chat_bad("unsupported op");
+    if (!chat_request_int(req, NGX_CHAT_WIRE_F_TS, 0, &req->ts)) {
+        snprintf(why, why_size, "ts is not an integer");
+        return CHAT_PARSE_BAD;
     }
 
     return CHAT_PARSE_OK;

@@ -1,84 +1,174 @@
 /*
- * worker_store.h: what the PostgreSQL files of chat_worker share, and only
- * they (the rest of the worker sees worker.h):
+ * worker_store.h: PostgreSQL, the store of record, as the rest of
+ * chat_worker sees it: one call per kind of transaction, each returning
+ * what it found. The files behind it:
  *
- *   worker_store.c    the connection, statements, retries
- *   worker_sends.c    the write transaction of a batch's sends
- *   worker_reads.c    history and sync
- *   worker_groups.c   group creation and membership changes
- *   worker_receipts.c receipt pointers; the membership cache loads
- *
- * Each file keeps its prepared statements in its own table; the connection
- * prepares them all.
+ *   worker_store.c           opening and closing the store
+ *   worker_store_sends.c     chat_store_sends: a batch's messages
+ *   worker_store_reads.c     chat_store_reads: history and sync
+ *   worker_store_groups.c    chat_store_group_op: membership changes
+ *   worker_store_receipts.c  chat_store_receipts: receipt pointers
+ *   worker_store_members.c   chat_store_load_members: the cache's loads
+ *   worker_pg.c              the connection, statements and retries they
+ *                            share (worker_pg.h, theirs only)
  */
 
 #ifndef CHAT_WORKER_STORE_H
 #define CHAT_WORKER_STORE_H
 
-#include <libpq-fe.h>
+#include "worker_members.h"
+#include "worker_request.h"
 
-#include "worker.h"
 
-
-struct chat_store_s {
-    PGconn          *conn;
-    char            *conninfo;
-    chat_stop_t     *stop;
-    chat_backoff_t   backoff;
-    chat_buf_t       arrays[10];     /* array parameters being built */
-};
-
+typedef struct chat_store_s  chat_store_t;
 
 typedef enum {
-    CHAT_Q_OK,
-    CHAT_Q_CONFLICT,        /* retry the transaction now */
-    CHAT_Q_DOWN,            /* reconnect, with backoff */
-    CHAT_Q_FAILED           /* not expected to go away by retrying */
-} chat_q_rc_t;
+    CHAT_STORE_OK,
+    CHAT_STORE_STOPPED,         /* stop requested while waiting for the db */
+    CHAT_STORE_REFUSED          /* failed repeatedly for a non-transient
+                                 * reason: split the batch */
+} chat_store_rc_t;
+
+chat_store_t *chat_store_open(const char *conninfo, chat_stop_t *stop);
+void chat_store_close(chat_store_t *st);
 
 
-#define CHAT_MESSAGE_COLUMNS                                                \
-    "conversation_id, seq, message_id, sender_id, client_msg_id, kind, "    \
-    "body, server_ts"
+/* a stored message, as the store and the frames see it */
+typedef struct {
+    const char  *conv;
+    int64_t      seq;
+    int64_t      message_id;
+    const char  *sender;
+    const char  *cmid;          /* NULL for system messages */
+    const char  *kind;          /* "text" or "system" */
+    const char  *body;          /* system: a JSON object as text */
+    int64_t      server_ts;
+} chat_message_t;
+
+
+/* ---- sends ---- */
+
+typedef enum {
+    CHAT_SEND_PENDING,
+    CHAT_SEND_FORBIDDEN,        /* not the user's conversation */
+    CHAT_SEND_NEW,              /* stored now: ack and deliver */
+    CHAT_SEND_REPLAY,           /* stored by this very record before a crash:
+                                 * ack and deliver again */
+    CHAT_SEND_RETRY             /* stored before (or earlier in the batch):
+                                 * ack only */
+} chat_send_state_t;
 
 typedef struct {
-    const char  *name;
-    const char  *sql;
-} chat_statement_t;
+    const chat_request_t  *req;
+    bool                   direct_forbidden;  /* decided before the store */
+    chat_send_state_t      state;
+    size_t                 same_as;           /* RETRY of an earlier send */
+    bool                   same_as_set;
+    chat_message_t         msg;               /* NEW, REPLAY, RETRY */
+} chat_send_t;
 
-extern const chat_statement_t  chat_send_statements[];
-extern const size_t            chat_send_nstatements;
-extern const chat_statement_t  chat_read_statements[];
-extern const size_t            chat_read_nstatements;
-extern const chat_statement_t  chat_group_statements[];
-extern const size_t            chat_group_nstatements;
-extern const chat_statement_t  chat_receipt_statements[];
-extern const size_t            chat_receipt_nstatements;
+/* stores the sends of a batch in one transaction; retries transient
+ * failures and waits out a missing database */
+chat_store_rc_t chat_store_sends(chat_store_t *st, chat_send_t **sends,
+    size_t n, chat_arena_t *arena);
 
 
-chat_q_rc_t chat_store_run(chat_store_t *st, const char *stmt, int nparams,
-    const char *const *params, PGresult **out);
-chat_q_rc_t chat_store_command(chat_store_t *st, const char *sql);
+/* ---- reads ---- */
 
-int64_t chat_int(PGresult *res, int row, int col);
-const char *chat_text(PGresult *res, int row, int col);
-/* a message from CHAT_MESSAGE_COLUMNS at column col; strings stay in res */
-void chat_row_message(PGresult *res, int row, int col, chat_message_t *m);
-void chat_message_to_arena(chat_message_t *m, chat_arena_t *arena);
-const char *chat_pair_key(chat_arena_t *arena, const char *a, const char *b);
+/* what a history request reads */
+typedef struct {
+    bool             forbidden;     /* not the user's conversation */
+    chat_message_t  *messages;      /* ascending seq */
+    size_t           n;
+    bool             has_more;
+} chat_history_rows_t;
 
-/*
- * Runs one kind of transaction until it commits: the connection is waited
- * for, conflicts retried, other failures retried a few times. attempt runs
- * the transaction; undo forgets its side effects outside the database.
- */
-typedef chat_q_rc_t (*chat_attempt_pt)(chat_store_t *st, void *data);
-typedef void (*chat_undo_pt)(void *data);
+/* one conversation of a sync, with this user's pointers */
+typedef struct {
+    const char      *conv;
+    const char      *kind;
+    const char      *name;          /* NULL: none */
+    int64_t          member_count;
+    int64_t          last_seq;
+    int64_t          delivered_seq;
+    int64_t          read_seq;
+    int64_t          unread;
+    bool             has_last;
+    chat_message_t   last;
+    size_t           first;         /* its messages in the sync's list */
+    size_t           n;
+    bool             truncated;     /* more than NGX_CHAT_WIRE_SYNC_CAP */
+} chat_sync_conv_t;
 
-chat_store_rc_t chat_store_retry(chat_store_t *st, chat_attempt_pt attempt,
-    chat_undo_pt undo, void *data);
+/* what a sync reads: the conversations, newest activity first, and the
+ * messages each has after the device's cursor, ascending per conversation */
+typedef struct {
+    chat_sync_conv_t  *convs;
+    size_t             nconvs;
+    chat_message_t    *messages;
+    size_t             nmessages;
+} chat_sync_rows_t;
 
-void chat_answer(chat_outbox_t *out, const chat_request_t *req,
-    json_t *frame);
+typedef struct {
+    const chat_request_t  *req;     /* a sync or a history */
+    chat_history_rows_t    history;
+    chat_sync_rows_t       sync;
+} chat_read_t;
+
+/* the reads of a batch from one snapshot, in order; the rows live in the
+ * arena */
+chat_store_rc_t chat_store_reads(chat_store_t *st, chat_read_t **reads,
+    size_t n, chat_arena_t *arena);
+
+
+/* ---- membership changes ---- */
+
+/* one create_group, add_members or remove_members, in one transaction */
+typedef enum {
+    CHAT_GROUP_DONE,            /* answer group; system message if changed */
+    CHAT_GROUP_FORBIDDEN,       /* not a member, not an admin, no group */
+    CHAT_GROUP_TOO_LARGE        /* over the group size limit */
+} chat_group_rc_t;
+
+typedef struct {
+    const chat_request_t  *req;
+    size_t                 max_members;
+    chat_group_rc_t        rc;
+    bool                   changed;     /* msg was stored now */
+    chat_message_t         msg;         /* the system message */
+    const char            *name;
+    chat_member_t         *members;     /* every row after the change */
+    size_t                 nmembers;
+} chat_group_op_t;
+
+chat_store_rc_t chat_store_group_op(chat_store_t *st, chat_group_op_t *op,
+    chat_arena_t *arena);
+
+
+/* ---- receipts ---- */
+
+typedef enum {
+    CHAT_RECEIPT_FORBIDDEN,     /* not a current member */
+    CHAT_RECEIPT_BEYOND,        /* seq past the conversation's last */
+    CHAT_RECEIPT_IGNORED,       /* behind the pointer: nothing to say */
+    CHAT_RECEIPT_MOVED          /* stored: tell the members */
+} chat_receipt_rc_t;
+
+typedef struct {
+    const chat_request_t  *req;
+    chat_receipt_rc_t      rc;
+} chat_receipt_t;
+
+/* a batch's receipts in one transaction, in record order */
+chat_store_rc_t chat_store_receipts(chat_store_t *st, chat_receipt_t **r,
+    size_t n, chat_arena_t *arena);
+
+
+/* ---- the membership cache ---- */
+
+/* loads the members of the (non-direct) conversations not yet cached */
+chat_store_rc_t chat_store_load_members(chat_store_t *st,
+    chat_members_cache_t *c, const char *const *convs, size_t n);
+
 
 #endif /* CHAT_WORKER_STORE_H */

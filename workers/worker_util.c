@@ -1,7 +1,7 @@
 /*
  * worker_util.c: the small tools every part of chat_worker uses: the log
  * line, the clock, interruptible sleeps and backoff, the growable buffer,
- * PostgreSQL array literals, the per-batch arena and a string map.
+ * the per-batch arena and a string map.
  *
  * Nothing here touches the network, so the unit tests include this file.
  */
@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "worker.h"
+#include "worker_util.h"
 
 
 /*
@@ -267,73 +267,6 @@ chat_buf_free(chat_buf_t *b)
 }
 
 
-/*
- * Array literals in PostgreSQL's text format: {"a","b\"c",NULL}. Every
- * element is quoted, so empty strings, commas, braces and the word NULL
- * inside values need nothing special; only '"' and '\' are escaped.
- */
-void
-chat_pg_array_begin(chat_buf_t *b)
-{
-    b->len = 0;
-    chat_buf_addc(b, '{');
-}
-
-
-static void
-chat_pg_array_sep(chat_buf_t *b)
-{
-    if (b->len > 1) {
-        chat_buf_addc(b, ',');
-    }
-}
-
-
-void
-chat_pg_array_text(chat_buf_t *b, const char *s)
-{
-    const char  *p, *run;
-
-    chat_pg_array_sep(b);
-
-    if (s == NULL) {
-        chat_buf_adds(b, "NULL");
-        return;
-    }
-
-    chat_buf_addc(b, '"');
-
-    run = s;
-    for (p = s; *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            chat_buf_add(b, run, p - run);
-            chat_buf_addc(b, '\\');
-            run = p;
-        }
-    }
-
-    chat_buf_add(b, run, p - run);
-    chat_buf_addc(b, '"');
-}
-
-
-void
-chat_pg_array_int(chat_buf_t *b, int64_t v)
-{
-    chat_pg_array_sep(b);
-    chat_buf_printf(b, "%lld", (long long) v);
-}
-
-
-const char *
-chat_pg_array_end(chat_buf_t *b)
-{
-    chat_buf_addc(b, '}');
-
-    return chat_buf_cstr(b);
-}
-
-
 struct chat_arena_chunk_s {
     chat_arena_chunk_t  *next;
     size_t               used;
@@ -496,4 +429,20 @@ chat_map_free(chat_map_t *m)
     m->values = NULL;
     m->cap = 0;
     m->count = 0;
+}
+
+
+/* "a\nb": a key of two strings, unambiguous while a holds no newline
+ * (user ids and conversation ids do not) */
+const char *
+chat_map_pair(chat_arena_t *arena, const char *a, const char *b)
+{
+    size_t   alen = strlen(a), blen = strlen(b);
+    char    *key = chat_arena_alloc(arena, alen + blen + 2);
+
+    memcpy(key, a, alen);
+    key[alen] = '\n';
+    memcpy(key + alen + 1, b, blen + 1);
+
+    return key;
 }

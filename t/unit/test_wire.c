@@ -5,14 +5,21 @@
  * module's protocol code read by the worker's parser, node payloads written
  * by the worker read by the module's parser.
  *
- * The worker's files are included (as in test_worker_pure.c); the module's
- * pure sources are linked.
+ * The worker's files are included (as in test_worker_pure.c, with the
+ * store and Redis of worker_fake.h); the module's pure sources are linked.
  */
 
 #include "../../workers/worker_util.c"
 #include "../../workers/worker_request.c"
+#include "../../workers/worker_ops.c"
+#include "../../workers/worker_answer.c"
+#include "../../workers/worker_fanout.c"
 #include "../../workers/worker_frame.c"
 #include "../../workers/worker_outbox.c"
+#include "../../workers/worker_payload.c"
+#include "../../workers/worker_members.c"
+
+#include "worker_fake.h"
 
 #include "ngx_chat_proto.h"
 #include "unit.h"
@@ -326,8 +333,8 @@ test_records(void)
     size_t           i;
 
     static const struct {
-        const char  *frame;
-        chat_op_t    op;
+        const char          *frame;
+        ngx_chat_wire_op_t   op;
     } cases[] = {
         { "{\"type\":\"send\",\"client_msg_id\":\"c1\",\"to\":\"bob\","
           "\"body\":\"hi \\\"there\\\"\"}", NGX_CHAT_WIRE_OP_SEND },
@@ -359,7 +366,7 @@ test_records(void)
             continue;
         }
 
-        CHECK(chat_request_parse(&req, r, strlen(r), why, sizeof(why))
+        CHECK(chat_ops_parse(&req, r, strlen(r), why, sizeof(why))
               == CHAT_PARSE_OK, "%s: %s", r, why);
         CHECK(req.op == cases[i].op, "%s", r);
         CHECK(strcmp(req.user, "alice") == 0 && strcmp(req.dev, "phone") == 0

@@ -1,20 +1,24 @@
 /*
  * test_worker_groups.c: unit tests of chat_worker's pure parts for groups,
- * receipts and typing (issue 3): the records, the frames and the
- * membership cache.
+ * receipts and typing: the records, the frames and the membership cache.
  *
- * The worker's files are included, not linked, so that this program stands
- * alone: cc -I/usr/include/postgresql test_worker_groups.c -ljansson
+ * The worker's files are included, not linked (the store and Redis are
+ * worker_fake.h's), so that this program stands alone:
+ * cc -I/usr/include/postgresql test_worker_groups.c -ljansson
  * Prints "N passed, N failed" and exits 1 on a failure.
  */
 
 #include "../../workers/worker_util.c"
 #include "../../workers/worker_request.c"
+#include "../../workers/worker_ops.c"
+#include "../../workers/worker_answer.c"
+#include "../../workers/worker_fanout.c"
 #include "../../workers/worker_frame.c"
 #include "../../workers/worker_outbox.c"
 #include "../../workers/worker_members.c"
 
 
+#include "worker_fake.h"
 #include "worker_unit.h"
 
 
@@ -27,7 +31,7 @@ test_parse(void)
                       "\"conv\":\"g:ab1\",\"name\":\"Team\","
                       "\"members\":[\"bob\",\"carol\"]}") == CHAT_PARSE_OK);
     check(req.op == NGX_CHAT_WIRE_OP_CREATE_GROUP);
-    check(chat_op_changes_members(req.op));
+    check(chat_ops_find(req.op)->stage == CHAT_STAGE_MEMBERS);
     check_str(req.conv, "g:ab1");
     check_str(req.name, "Team");
     check(json_array_size(req.user_ids) == 2);
@@ -67,7 +71,7 @@ test_parse(void)
                       "\"seq\":4,\"state\":\"read\"}") == CHAT_PARSE_OK);
     check(req.op == NGX_CHAT_WIRE_OP_RECEIPT && req.seq == 4);
     check_str(req.state, "read");
-    check(!chat_op_changes_members(req.op));
+    check(chat_ops_find(req.op)->stage != CHAT_STAGE_MEMBERS);
     chat_request_free(&req);
 
     check(parse(&req, "{\"op\":\"receipt\"," HEAD ",\"conv\":\"g:1\","
@@ -152,7 +156,7 @@ test_cache(void)
     chat_member_t         later[3] = { { "alice", true, 1, -1 },
                                        { "bob", false, 1, 2 },
                                        { "carol", false, 3, -1 } };
-    chat_group_t         *g;
+    chat_members_t       *g;
     const char           *old_bob;
     char                  conv[32];
     int                   i;
@@ -163,10 +167,10 @@ test_cache(void)
 
     g = chat_members_set(&c, "g:1", first, 2);
     check(chat_members_find(&c, "g:1") == g);
-    check(chat_group_is_member(g, "bob"));
-    check(!chat_group_is_member(g, "carol"));
-    check(chat_group_count(g) == 2);
-    check(chat_group_member(g, "alice")->admin);
+    check(chat_members_has(g, "bob"));
+    check(!chat_members_has(g, "carol"));
+    check(chat_members_count(g) == 2);
+    check(chat_members_get(g, "alice")->admin);
 
     /* the list is a copy: the caller's strings may go */
     check(g->members[0].user != first[0].user);
@@ -176,10 +180,10 @@ test_cache(void)
     old_bob = g->members[1].user;
     g = chat_members_set(&c, "g:1", later, 3);
     check(chat_members_find(&c, "g:1") == g);
-    check(!chat_group_is_member(g, "bob"));
-    check(chat_group_member(g, "bob")->removed_seq == 2);
-    check(chat_group_is_member(g, "carol"));
-    check(chat_group_count(g) == 2);
+    check(!chat_members_has(g, "bob"));
+    check(chat_members_get(g, "bob")->removed_seq == 2);
+    check(chat_members_has(g, "carol"));
+    check(chat_members_count(g) == 2);
     check_str(old_bob, "bob");
     check(c.nretired == 1);
     chat_members_release(&c);
@@ -187,7 +191,7 @@ test_cache(void)
 
     /* an unknown group: an empty entry, nobody is a member */
     g = chat_members_set(&c, "g:none", NULL, 0);
-    check(g->n == 0 && !chat_group_is_member(g, "alice"));
+    check(g->n == 0 && !chat_members_has(g, "alice"));
 
     for (i = 0; i < 1000; i++) {
         snprintf(conv, sizeof(conv), "g:%d", i + 100);
@@ -195,7 +199,7 @@ test_cache(void)
     }
 
     check(c.n == 1002);
-    check(chat_group_is_member(chat_members_find(&c, "g:600"), "bob"));
+    check(chat_members_has(chat_members_find(&c, "g:600"), "bob"));
 
     chat_members_clear(&c);
     check(c.n == 0 && chat_members_find(&c, "g:1") == NULL);

@@ -4,17 +4,25 @@
  * parsing, the frames, the outbox, PostgreSQL array literals and the small
  * containers (the wire itself: test_wire.c).
  *
- * The worker's files are included, not linked, so that this program stands
- * alone: cc -I/usr/include/postgresql test_worker_pure.c -ljansson
+ * The worker's files are included, not linked (the store and Redis are
+ * worker_fake.h's), so that this program stands alone:
+ * cc -I/usr/include/postgresql test_worker_pure.c -ljansson -lpq
  * Prints "N passed, N failed" and exits 1 on a failure.
  */
 
 #include "../../workers/worker_util.c"
 #include "../../workers/worker_request.c"
+#include "../../workers/worker_ops.c"
+#include "../../workers/worker_answer.c"
+#include "../../workers/worker_fanout.c"
 #include "../../workers/worker_frame.c"
 #include "../../workers/worker_outbox.c"
+#include "../../workers/worker_payload.c"
+#include "../../workers/worker_members.c"
+#include "../../workers/worker_pg.c"
 
 
+#include "worker_fake.h"
 #include "worker_unit.h"
 
 
@@ -43,7 +51,7 @@ test_ids(void)
 static void
 test_direct_ids(void)
 {
-    char  a[CHAT_ID_MAX + 1], b[CHAT_ID_MAX + 1];
+    char  a[NGX_CHAT_WIRE_ID_MAX + 1], b[NGX_CHAT_WIRE_ID_MAX + 1];
 
     check(chat_parse_dm("dm:alice:bob", a, b));
     check_str(a, "alice");

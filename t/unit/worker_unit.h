@@ -3,7 +3,7 @@
  * The assertions of chat_worker's unit tests: check() for a condition,
  * check_str() for a string with both sides printed on a failure; main()
  * ends with "N passed, N failed". And parse(), a record through
- * chat_request_parse (include the worker's sources first).
+ * chat_ops_parse (include the worker's sources first).
  */
 
 
@@ -47,7 +47,7 @@ static int  passed, failed;
 #define HEAD  "\"node\":\"s1:0\",\"sid\":\"00000000000000ab\","           \
               "\"user\":\"alice\",\"dev\":\"phone\",\"ts\":1"
 
-static chat_parse_rc_t
+static __attribute__((unused)) chat_parse_rc_t
 parse(chat_request_t *req, const char *json)
 {
     char  why[160];
@@ -55,7 +55,7 @@ parse(chat_request_t *req, const char *json)
     req->partition = 3;
     req->offset = 42;
 
-    return chat_request_parse(req, json, strlen(json), why, sizeof(why));
+    return chat_ops_parse(req, json, strlen(json), why, sizeof(why));
 }
 
 

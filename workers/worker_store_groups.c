@@ -1,7 +1,7 @@
 /*
- * worker_groups.c: create_group, add_members and remove_members, each in
- * its own transaction (they are rare, and each one decides what the
- * records after it in the batch may do).
+ * worker_store_groups.c: create_group, add_members and remove_members,
+ * each in its own transaction (they are rare, and each one decides what
+ * the records after it in the batch may do).
  *
  * A change is a 'system' message in the conversation's seq stream, so that
  * history, sync and the live stream tell it in order with the texts, and
@@ -25,11 +25,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker.h"
-#include "worker_store.h"
+#include "worker_pg.h"
 
 
-const chat_statement_t  chat_group_statements[] = {
+static const chat_pg_statement_t  chat_groups_sql[] = {
 
     { "group_create",
       "INSERT INTO conversations"
@@ -38,11 +37,11 @@ const chat_statement_t  chat_group_statements[] = {
       " ON CONFLICT (id) DO NOTHING RETURNING id" },
 
     { "group_first",
-      "SELECT " CHAT_MESSAGE_COLUMNS ", kafka_partition, kafka_offset"
+      "SELECT " CHAT_PG_MESSAGE_COLUMNS ", kafka_partition, kafka_offset"
       " FROM messages WHERE conversation_id = $1 AND seq = 1" },
 
     { "group_replayed",
-      "SELECT " CHAT_MESSAGE_COLUMNS " FROM messages"
+      "SELECT " CHAT_PG_MESSAGE_COLUMNS " FROM messages"
       " WHERE conversation_id = $1 AND seq > $2 AND kind = 'system'"
       " AND kafka_partition = $3 AND kafka_offset = $4" },
 
@@ -85,8 +84,9 @@ const chat_statement_t  chat_group_statements[] = {
       " WHERE conversation_id = $1 AND user_id = $2" },
 };
 
-const size_t  chat_group_nstatements =
-    sizeof(chat_group_statements) / sizeof(chat_group_statements[0]);
+const chat_pg_statements_t  chat_store_groups_statements = {
+    chat_groups_sql, sizeof(chat_groups_sql) / sizeof(chat_groups_sql[0])
+};
 
 
 static chat_member_t *
@@ -104,17 +104,17 @@ chat_group_find(chat_group_op_t *op, const char *user)
 }
 
 
-static chat_q_rc_t
+static chat_pg_rc_t
 chat_group_load_rows(chat_store_t *st, chat_group_op_t *op,
     chat_arena_t *arena, size_t extra)
 {
-    const char  *params[1] = { op->req->conv };
-    PGresult    *res = NULL;
-    chat_q_rc_t  rc;
-    int          row, nrows;
+    const char   *params[1] = { op->req->conv };
+    PGresult     *res = NULL;
+    chat_pg_rc_t  rc;
+    int           row, nrows;
 
-    rc = chat_store_run(st, "group_rows", 1, params, &res);
-    if (rc != CHAT_Q_OK) {
+    rc = chat_pg_run(st, "group_rows", 1, params, &res);
+    if (rc != CHAT_PG_OK) {
         return rc;
     }
 
@@ -127,27 +127,27 @@ chat_group_load_rows(chat_store_t *st, chat_group_op_t *op,
         op->members[row].user = chat_arena_strdup(arena,
                                                   PQgetvalue(res, row, 0));
         op->members[row].admin = PQgetvalue(res, row, 1)[0] == 't';
-        op->members[row].joined_seq = chat_int(res, row, 2);
-        op->members[row].removed_seq = chat_int(res, row, 3);
+        op->members[row].joined_seq = chat_pg_int(res, row, 2);
+        op->members[row].removed_seq = chat_pg_int(res, row, 3);
     }
 
     PQclear(res);
 
-    return CHAT_Q_OK;
+    return CHAT_PG_OK;
 }
 
 
 /* the system message: seq, body, stored; its id comes back */
-static chat_q_rc_t
+static chat_pg_rc_t
 chat_group_message(chat_store_t *st, chat_group_op_t *op, json_t *body,
     int64_t seq, int64_t now, chat_arena_t *arena)
 {
-    chat_request_t  *req = op->req;
-    const char      *params[8];
-    char             seq_text[24], now_text[24], part[24], off[24];
-    char            *text;
-    PGresult        *res = NULL;
-    chat_q_rc_t      rc;
+    const chat_request_t  *req = op->req;
+    const char            *params[8];
+    char                   seq_text[24], now_text[24], part[24], off[24];
+    char                  *text;
+    PGresult              *res = NULL;
+    chat_pg_rc_t           rc;
 
     json_object_set_new(body, "by", json_string(req->user));
     text = json_dumps(body, JSON_COMPACT);
@@ -181,24 +181,24 @@ chat_group_message(chat_store_t *st, chat_group_op_t *op, json_t *body,
     params[6] = part;
     params[7] = off;
 
-    rc = chat_store_run(st, "group_message", 8, params, &res);
-    if (rc != CHAT_Q_OK) {
+    rc = chat_pg_run(st, "group_message", 8, params, &res);
+    if (rc != CHAT_PG_OK) {
         return rc;
     }
 
-    op->msg.message_id = chat_int(res, 0, 0);
+    op->msg.message_id = chat_pg_int(res, 0, 0);
     op->changed = true;
     PQclear(res);
 
     params[1] = req->user;
     params[2] = seq_text;
 
-    return chat_store_run(st, "group_own_pointers", 3, params, NULL);
+    return chat_pg_run(st, "group_own_pointers", 3, params, NULL);
 }
 
 
 /* the rows of users (role r) joining at seq */
-static chat_q_rc_t
+static chat_pg_rc_t
 chat_group_join(chat_store_t *st, chat_group_op_t *op, const char **users,
     const bool *admin, size_t n, int64_t seq)
 {
@@ -221,35 +221,35 @@ chat_group_join(chat_store_t *st, chat_group_op_t *op, const char **users,
     params[2] = chat_pg_array_end(roles);
     params[3] = seq_text;
 
-    return chat_store_run(st, "group_join", 4, params, NULL);
+    return chat_pg_run(st, "group_join", 4, params, NULL);
 }
 
 
 /* a create_group stored before: by this record (answer again) or not */
-static chat_q_rc_t
+static chat_pg_rc_t
 chat_group_created_before(chat_store_t *st, chat_group_op_t *op,
     chat_arena_t *arena)
 {
-    const char  *params[1] = { op->req->conv };
-    PGresult    *res = NULL;
-    chat_q_rc_t  rc;
+    const char   *params[1] = { op->req->conv };
+    PGresult     *res = NULL;
+    chat_pg_rc_t  rc;
 
-    rc = chat_store_run(st, "group_first", 1, params, &res);
-    if (rc != CHAT_Q_OK) {
+    rc = chat_pg_run(st, "group_first", 1, params, &res);
+    if (rc != CHAT_PG_OK) {
         return rc;
     }
 
     if (PQntuples(res) == 0 || PQgetisnull(res, 0, 8)
-        || chat_int(res, 0, 8) != op->req->partition
-        || chat_int(res, 0, 9) != op->req->offset)
+        || chat_pg_int(res, 0, 8) != op->req->partition
+        || chat_pg_int(res, 0, 9) != op->req->offset)
     {
         PQclear(res);
         op->rc = CHAT_GROUP_FORBIDDEN;
-        return CHAT_Q_OK;
+        return CHAT_PG_OK;
     }
 
-    chat_row_message(res, 0, 0, &op->msg);
-    chat_message_to_arena(&op->msg, arena);
+    chat_pg_message(res, 0, 0, &op->msg);
+    chat_pg_message_keep(&op->msg, arena);
     op->changed = true;
     PQclear(res);
 
@@ -257,21 +257,21 @@ chat_group_created_before(chat_store_t *st, chat_group_op_t *op,
 }
 
 
-static chat_q_rc_t
+static chat_pg_rc_t
 chat_group_create(chat_store_t *st, chat_group_op_t *op, int64_t now,
     chat_arena_t *arena)
 {
-    chat_request_t  *req = op->req;
-    const char     **users;
-    const char      *params[3];
-    char             now_text[24];
-    bool            *admin;
-    json_t          *ids, *v;
-    chat_map_t       seen = { 0 };
-    PGresult        *res = NULL;
-    chat_q_rc_t      rc;
-    size_t           i, n = 0;
-    int              nrows;
+    const chat_request_t  *req = op->req;
+    const char           **users;
+    const char            *params[3];
+    char                   now_text[24];
+    bool                  *admin;
+    json_t                *ids, *v;
+    chat_map_t             seen = { 0 };
+    PGresult              *res = NULL;
+    chat_pg_rc_t           rc;
+    size_t                 i, n = 0;
+    int                    nrows;
 
     /* the creator first and as the admin; duplicates folded */
     users = chat_arena_alloc(arena, (json_array_size(req->user_ids) + 1)
@@ -289,7 +289,7 @@ chat_group_create(chat_store_t *st, chat_group_op_t *op, int64_t now,
 
     if (n > op->max_members) {
         op->rc = CHAT_GROUP_TOO_LARGE;
-        return CHAT_Q_OK;
+        return CHAT_PG_OK;
     }
 
     snprintf(now_text, sizeof(now_text), "%" PRId64, now);
@@ -297,8 +297,8 @@ chat_group_create(chat_store_t *st, chat_group_op_t *op, int64_t now,
     params[1] = req->name;
     params[2] = now_text;
 
-    rc = chat_store_run(st, "group_create", 3, params, &res);
-    if (rc != CHAT_Q_OK) {
+    rc = chat_pg_run(st, "group_create", 3, params, &res);
+    if (rc != CHAT_PG_OK) {
         return rc;
     }
 
@@ -324,7 +324,7 @@ chat_group_create(chat_store_t *st, chat_group_op_t *op, int64_t now,
     }
 
     rc = chat_group_join(st, op, users, admin, n, 1);
-    if (rc != CHAT_Q_OK) {
+    if (rc != CHAT_PG_OK) {
         json_decref(ids);
         return rc;
     }
@@ -344,14 +344,14 @@ chat_group_create(chat_store_t *st, chat_group_op_t *op, int64_t now,
  * answered and delivered again instead of being judged again, which would
  * find nothing to change (or, for a self-removal, a stranger).
  */
-static chat_q_rc_t
+static chat_pg_rc_t
 chat_group_replayed(chat_store_t *st, chat_group_op_t *op, int64_t last_seq,
     chat_arena_t *arena)
 {
-    const char  *params[4];
-    char         from[24], part[24], off[24];
-    PGresult    *res = NULL;
-    chat_q_rc_t  rc;
+    const char   *params[4];
+    char          from[24], part[24], off[24];
+    PGresult     *res = NULL;
+    chat_pg_rc_t  rc;
 
     snprintf(from, sizeof(from), "%" PRId64, last_seq - CHAT_BATCH_MAX);
     snprintf(part, sizeof(part), "%" PRId32, op->req->partition);
@@ -362,64 +362,64 @@ chat_group_replayed(chat_store_t *st, chat_group_op_t *op, int64_t last_seq,
     params[2] = part;
     params[3] = off;
 
-    rc = chat_store_run(st, "group_replayed", 4, params, &res);
-    if (rc != CHAT_Q_OK) {
+    rc = chat_pg_run(st, "group_replayed", 4, params, &res);
+    if (rc != CHAT_PG_OK) {
         return rc;
     }
 
     if (PQntuples(res) > 0) {
-        chat_row_message(res, 0, 0, &op->msg);
-        chat_message_to_arena(&op->msg, arena);
+        chat_pg_message(res, 0, 0, &op->msg);
+        chat_pg_message_keep(&op->msg, arena);
         op->changed = true;
     }
 
     PQclear(res);
 
-    return CHAT_Q_OK;
+    return CHAT_PG_OK;
 }
 
 
-static chat_q_rc_t
+static chat_pg_rc_t
 chat_group_change(chat_store_t *st, chat_group_op_t *op, int64_t now,
     chat_arena_t *arena)
 {
-    chat_request_t  *req = op->req;
-    bool             add = req->op == NGX_CHAT_WIRE_OP_ADD_MEMBERS;
-    const char      *params[3];
-    const char     **changed;
-    char             seq_text[24];
-    bool            *admin;
-    json_t          *ids, *v;
-    chat_member_t   *actor, *m;
-    PGresult        *res = NULL;
-    chat_q_rc_t      rc;
-    int64_t          seq;
-    size_t           i, n = 0, current;
+    const chat_request_t  *req = op->req;
+    bool                   add = req->op == NGX_CHAT_WIRE_OP_ADD_MEMBERS;
+    const char            *params[3];
+    const char           **changed;
+    char                   seq_text[24];
+    bool                  *admin;
+    json_t                *ids, *v;
+    chat_member_t         *actor, *m;
+    PGresult              *res = NULL;
+    chat_pg_rc_t           rc;
+    int64_t                seq;
+    size_t                 i, n = 0, current;
 
     params[0] = req->conv;
 
-    rc = chat_store_run(st, "group_lock", 1, params, &res);
-    if (rc != CHAT_Q_OK) {
+    rc = chat_pg_run(st, "group_lock", 1, params, &res);
+    if (rc != CHAT_PG_OK) {
         return rc;
     }
 
     if (PQntuples(res) == 0 || strcmp(PQgetvalue(res, 0, 0), "group") != 0) {
         PQclear(res);
         op->rc = CHAT_GROUP_FORBIDDEN;
-        return CHAT_Q_OK;
+        return CHAT_PG_OK;
     }
 
     op->name = chat_arena_strdup(arena, PQgetvalue(res, 0, 1));
-    seq = chat_int(res, 0, 2) + 1;
+    seq = chat_pg_int(res, 0, 2) + 1;
     PQclear(res);
 
     rc = chat_group_load_rows(st, op, arena, json_array_size(req->user_ids));
-    if (rc != CHAT_Q_OK) {
+    if (rc != CHAT_PG_OK) {
         return rc;
     }
 
     rc = chat_group_replayed(st, op, seq - 1, arena);
-    if (rc != CHAT_Q_OK || op->changed) {
+    if (rc != CHAT_PG_OK || op->changed) {
         return rc;
     }
 
@@ -427,7 +427,7 @@ chat_group_change(chat_store_t *st, chat_group_op_t *op, int64_t now,
 
     if (actor == NULL || actor->removed_seq >= 0) {
         op->rc = CHAT_GROUP_FORBIDDEN;
-        return CHAT_Q_OK;
+        return CHAT_PG_OK;
     }
 
     changed = chat_arena_alloc(arena, (json_array_size(req->user_ids) + 1)
@@ -440,7 +440,7 @@ chat_group_change(chat_store_t *st, chat_group_op_t *op, int64_t now,
 
         if (!actor->admin && (add || strcmp(user, req->user) != 0)) {
             op->rc = CHAT_GROUP_FORBIDDEN;
-            return CHAT_Q_OK;
+            return CHAT_PG_OK;
         }
 
         m = chat_group_find(op, user);
@@ -455,7 +455,7 @@ chat_group_change(chat_store_t *st, chat_group_op_t *op, int64_t now,
     }
 
     if (n == 0) {
-        return CHAT_Q_OK;
+        return CHAT_PG_OK;
     }
 
     current = 0;
@@ -465,7 +465,7 @@ chat_group_change(chat_store_t *st, chat_group_op_t *op, int64_t now,
 
     if (add && current + n > op->max_members) {
         op->rc = CHAT_GROUP_TOO_LARGE;
-        return CHAT_Q_OK;
+        return CHAT_PG_OK;
     }
 
     snprintf(seq_text, sizeof(seq_text), "%" PRId64, seq);
@@ -479,8 +479,8 @@ chat_group_change(chat_store_t *st, chat_group_op_t *op, int64_t now,
         snprintf(now_text, sizeof(now_text), "%" PRId64, now);
         params[2] = now_text;
 
-        rc = chat_store_run(st, "group_advance", 3, params, NULL);
-        if (rc != CHAT_Q_OK) {
+        rc = chat_pg_run(st, "group_advance", 3, params, NULL);
+        if (rc != CHAT_PG_OK) {
             return rc;
         }
     }
@@ -498,10 +498,10 @@ chat_group_change(chat_store_t *st, chat_group_op_t *op, int64_t now,
 
         params[1] = chat_pg_array_end(a);
         params[2] = seq_text;
-        rc = chat_store_run(st, "group_leave", 3, params, NULL);
+        rc = chat_pg_run(st, "group_leave", 3, params, NULL);
     }
 
-    if (rc != CHAT_Q_OK) {
+    if (rc != CHAT_PG_OK) {
         return rc;
     }
 
@@ -542,12 +542,12 @@ typedef struct {
 } chat_group_args_t;
 
 
-static chat_q_rc_t
+static chat_pg_rc_t
 chat_group_attempt(chat_store_t *st, void *data)
 {
     chat_group_args_t  *a = data;
     chat_group_op_t    *op = a->op;
-    chat_q_rc_t         rc;
+    chat_pg_rc_t        rc;
     int64_t             now = chat_now_ms();
 
     /* each attempt starts from the request again */
@@ -558,8 +558,8 @@ chat_group_attempt(chat_store_t *st, void *data)
     op->nmembers = 0;
     memset(&op->msg, 0, sizeof(chat_message_t));
 
-    rc = chat_store_command(st, "BEGIN");
-    if (rc != CHAT_Q_OK) {
+    rc = chat_pg_command(st, "BEGIN");
+    if (rc != CHAT_PG_OK) {
         return rc;
     }
 
@@ -567,19 +567,12 @@ chat_group_attempt(chat_store_t *st, void *data)
          ? chat_group_create(st, op, now, a->arena)
          : chat_group_change(st, op, now, a->arena);
 
-    if (rc != CHAT_Q_OK) {
+    if (rc != CHAT_PG_OK) {
         return rc;
     }
 
     /* a refused change wrote nothing, and COMMIT of nothing is cheap */
-    return chat_store_command(st, "COMMIT");
-}
-
-
-static void
-chat_group_undo(void *data)
-{
-    (void) data;
+    return chat_pg_command(st, "COMMIT");
 }
 
 
@@ -589,5 +582,5 @@ chat_store_group_op(chat_store_t *st, chat_group_op_t *op,
 {
     chat_group_args_t  args = { op, arena };
 
-    return chat_store_retry(st, chat_group_attempt, chat_group_undo, &args);
+    return chat_pg_retry(st, chat_group_attempt, &args);
 }

@@ -1,5 +1,5 @@
 /*
- * worker_sends.c: the write transaction of a batch's sends.
+ * worker_store_sends.c: the write transaction of a batch's sends.
  *
  * A batch's sends are one transaction: membership checks, the lookup of
  * already stored (sender, client_msg_id) pairs, seq allocation under the
@@ -17,11 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker.h"
-#include "worker_store.h"
+#include "worker_pg.h"
 
 
-const chat_statement_t  chat_send_statements[] = {
+static const chat_pg_statement_t  chat_sends_sql[] = {
 
     /* the senders into non-direct conversations that are members now; the
      * share lock keeps a concurrent removal from slipping in before COMMIT */
@@ -35,7 +34,7 @@ const chat_statement_t  chat_send_statements[] = {
     /* sends stored before: retries, or this batch's own rows when a worker
      * died between COMMIT and the offset commit */
     { "stored_sends",
-      "SELECT m.sender_id, m.client_msg_id, " CHAT_MESSAGE_COLUMNS ","
+      "SELECT m.sender_id, m.client_msg_id, " CHAT_PG_MESSAGE_COLUMNS ","
       " m.kafka_partition, m.kafka_offset"
       " FROM messages m JOIN unnest($1::text[], $2::text[]) AS t(s, c)"
       " ON m.sender_id = t.s AND m.client_msg_id = t.c" },
@@ -90,8 +89,9 @@ const chat_statement_t  chat_send_statements[] = {
       " OR excluded.delivered_seq > m.delivered_seq" },
 };
 
-const size_t  chat_send_nstatements =
-    sizeof(chat_send_statements) / sizeof(chat_send_statements[0]);
+const chat_pg_statements_t  chat_store_sends_statements = {
+    chat_sends_sql, sizeof(chat_sends_sql) / sizeof(chat_sends_sql[0])
+};
 
 
 /* one conversation written to by the batch */
@@ -102,8 +102,8 @@ typedef struct {
     bool         created;       /* its first messages are in this batch */
     int64_t      nnew;
     int64_t      next_seq;
-    char         a[CHAT_ID_MAX + 1];     /* direct: the two members */
-    char         b[CHAT_ID_MAX + 1];
+    char         a[NGX_CHAT_WIRE_ID_MAX + 1];     /* direct: the two members */
+    char         b[NGX_CHAT_WIRE_ID_MAX + 1];
 } chat_conv_slot_t;
 
 /* receipt pointers to create or move */
@@ -169,7 +169,7 @@ chat_pointer_move(chat_send_work_t *w, chat_arena_t *arena, size_t max,
 {
     size_t  i;
 
-    i = chat_map_put(&w->pointer_index, chat_pair_key(arena, conv, user),
+    i = chat_map_put(&w->pointer_index, chat_map_pair(arena, conv, user),
                      w->npointers);
 
     if (i == w->npointers) {
@@ -189,56 +189,56 @@ chat_pointer_move(chat_send_work_t *w, chat_arena_t *arena, size_t max,
 
 
 /* non-direct conversations: the sender must be a member now */
-static chat_q_rc_t
-chat_sends_check_members(chat_store_t *st, chat_send_t *sends, size_t n,
+static chat_pg_rc_t
+chat_sends_check_members(chat_store_t *st, chat_send_t **sends, size_t n,
     chat_arena_t *arena)
 {
-    chat_buf_t  *convs = &st->arrays[0], *users = &st->arrays[1];
-    const char  *params[2];
-    chat_map_t   allowed = { 0 };
-    PGresult    *res = NULL;
-    chat_q_rc_t  rc;
-    size_t       i, asked = 0, dummy;
-    int          row;
+    chat_buf_t   *convs = &st->arrays[0], *users = &st->arrays[1];
+    const char   *params[2];
+    chat_map_t    allowed = { 0 };
+    PGresult     *res = NULL;
+    chat_pg_rc_t  rc;
+    size_t        i, asked = 0, dummy;
+    int           row;
 
     chat_pg_array_begin(convs);
     chat_pg_array_begin(users);
 
     for (i = 0; i < n; i++) {
-        if (sends[i].state == CHAT_SEND_PENDING
-            && !chat_is_dm_id(sends[i].req->conv))
+        if (sends[i]->state == CHAT_SEND_PENDING
+            && !chat_is_dm_id(sends[i]->req->conv))
         {
-            chat_pg_array_text(convs, sends[i].req->conv);
-            chat_pg_array_text(users, sends[i].req->user);
+            chat_pg_array_text(convs, sends[i]->req->conv);
+            chat_pg_array_text(users, sends[i]->req->user);
             asked++;
         }
     }
 
     if (asked == 0) {
-        return CHAT_Q_OK;
+        return CHAT_PG_OK;
     }
 
     params[0] = chat_pg_array_end(convs);
     params[1] = chat_pg_array_end(users);
 
-    rc = chat_store_run(st, "members_check", 2, params, &res);
-    if (rc != CHAT_Q_OK) {
+    rc = chat_pg_run(st, "members_check", 2, params, &res);
+    if (rc != CHAT_PG_OK) {
         return rc;
     }
 
     for (row = 0; row < PQntuples(res); row++) {
-        chat_map_put(&allowed, chat_pair_key(arena, PQgetvalue(res, row, 0),
+        chat_map_put(&allowed, chat_map_pair(arena, PQgetvalue(res, row, 0),
                                               PQgetvalue(res, row, 1)), 1);
     }
 
     PQclear(res);
 
     for (i = 0; i < n; i++) {
-        chat_send_t  *s = &sends[i];
+        chat_send_t  *s = sends[i];
 
         if (s->state == CHAT_SEND_PENDING && !chat_is_dm_id(s->req->conv)
             && !chat_map_get(&allowed,
-                             chat_pair_key(arena, s->req->conv, s->req->user),
+                             chat_map_pair(arena, s->req->conv, s->req->user),
                              &dummy))
         {
             s->state = CHAT_SEND_FORBIDDEN;
@@ -247,15 +247,15 @@ chat_sends_check_members(chat_store_t *st, chat_send_t *sends, size_t n,
 
     chat_map_free(&allowed);
 
-    return CHAT_Q_OK;
+    return CHAT_PG_OK;
 }
 
 
 /* sends stored before: RETRY gets the stored ack; REPLAY, the same Kafka
  * record stored by a worker that died before committing its offset, gets
  * its ack and deliveries again */
-static chat_q_rc_t
-chat_sends_find_stored(chat_store_t *st, chat_send_t *sends, size_t n,
+static chat_pg_rc_t
+chat_sends_find_stored(chat_store_t *st, chat_send_t **sends, size_t n,
     chat_arena_t *arena)
 {
     chat_buf_t      *senders = &st->arrays[0], *cmids = &st->arrays[1];
@@ -265,7 +265,7 @@ chat_sends_find_stored(chat_store_t *st, chat_send_t *sends, size_t n,
     int32_t         *partitions;
     int64_t         *offsets;
     PGresult        *res = NULL;
-    chat_q_rc_t      rc;
+    chat_pg_rc_t     rc;
     size_t           i, asked = 0, row;
     int              nrows, r;
 
@@ -273,29 +273,29 @@ chat_sends_find_stored(chat_store_t *st, chat_send_t *sends, size_t n,
     chat_pg_array_begin(cmids);
 
     for (i = 0; i < n; i++) {
-        if (sends[i].state == CHAT_SEND_PENDING) {
-            chat_pg_array_text(senders, sends[i].req->user);
-            chat_pg_array_text(cmids, sends[i].req->cmid);
+        if (sends[i]->state == CHAT_SEND_PENDING) {
+            chat_pg_array_text(senders, sends[i]->req->user);
+            chat_pg_array_text(cmids, sends[i]->req->cmid);
             asked++;
         }
     }
 
     if (asked == 0) {
-        return CHAT_Q_OK;
+        return CHAT_PG_OK;
     }
 
     params[0] = chat_pg_array_end(senders);
     params[1] = chat_pg_array_end(cmids);
 
-    rc = chat_store_run(st, "stored_sends", 2, params, &res);
-    if (rc != CHAT_Q_OK) {
+    rc = chat_pg_run(st, "stored_sends", 2, params, &res);
+    if (rc != CHAT_PG_OK) {
         return rc;
     }
 
     nrows = PQntuples(res);
     if (nrows == 0) {
         PQclear(res);
-        return CHAT_Q_OK;
+        return CHAT_PG_OK;
     }
 
     rows = chat_arena_alloc(arena, nrows * sizeof(chat_message_t));
@@ -303,28 +303,28 @@ chat_sends_find_stored(chat_store_t *st, chat_send_t *sends, size_t n,
     offsets = chat_arena_alloc(arena, nrows * sizeof(int64_t));
 
     for (r = 0; r < nrows; r++) {
-        chat_row_message(res, r, 2, &rows[r]);
+        chat_pg_message(res, r, 2, &rows[r]);
 
         if (rows[r].cmid == NULL) {
             continue;       /* cannot happen: the join compares it */
         }
 
-        chat_message_to_arena(&rows[r], arena);
+        chat_pg_message_keep(&rows[r], arena);
         partitions[r] = PQgetisnull(res, r, 10)
-                        ? -1 : (int32_t) chat_int(res, r, 10);
-        offsets[r] = PQgetisnull(res, r, 11) ? -1 : chat_int(res, r, 11);
-        chat_map_put(&stored, chat_pair_key(arena, rows[r].sender,
+                        ? -1 : (int32_t) chat_pg_int(res, r, 10);
+        offsets[r] = PQgetisnull(res, r, 11) ? -1 : chat_pg_int(res, r, 11);
+        chat_map_put(&stored, chat_map_pair(arena, rows[r].sender,
                                             rows[r].cmid), r);
     }
 
     PQclear(res);
 
     for (i = 0; i < n; i++) {
-        chat_send_t  *s = &sends[i];
+        chat_send_t  *s = sends[i];
 
         if (s->state != CHAT_SEND_PENDING
             || !chat_map_get(&stored,
-                             chat_pair_key(arena, s->req->user, s->req->cmid),
+                             chat_map_pair(arena, s->req->user, s->req->cmid),
                              &row))
         {
             continue;
@@ -338,26 +338,26 @@ chat_sends_find_stored(chat_store_t *st, chat_send_t *sends, size_t n,
 
     chat_map_free(&stored);
 
-    return CHAT_Q_OK;
+    return CHAT_PG_OK;
 }
 
 
 /* a send repeated inside the batch is a retry of its first occurrence */
 static void
-chat_sends_fold(chat_send_work_t *w, chat_send_t *sends, size_t n,
+chat_sends_fold(chat_send_work_t *w, chat_send_t **sends, size_t n,
     chat_arena_t *arena)
 {
     size_t  i, first;
 
     for (i = 0; i < n; i++) {
-        chat_send_t  *s = &sends[i];
+        chat_send_t  *s = sends[i];
 
         if (s->state != CHAT_SEND_PENDING) {
             continue;
         }
 
         first = chat_map_put(&w->keys,
-                             chat_pair_key(arena, s->req->user, s->req->cmid),
+                             chat_map_pair(arena, s->req->user, s->req->cmid),
                              i);
 
         if (first != i) {
@@ -370,17 +370,17 @@ chat_sends_fold(chat_send_work_t *w, chat_send_t *sends, size_t n,
 
 
 /* advances last_seq of every conversation by its new messages */
-static chat_q_rc_t
+static chat_pg_rc_t
 chat_sends_allocate(chat_store_t *st, chat_send_work_t *w, bool direct,
     int64_t now)
 {
-    chat_buf_t  *convs = &st->arrays[0], *counts = &st->arrays[1];
-    const char  *params[3];
-    char         now_text[24];
-    PGresult    *res = NULL;
-    chat_q_rc_t  rc;
-    size_t       i, asked = 0;
-    int          row;
+    chat_buf_t   *convs = &st->arrays[0], *counts = &st->arrays[1];
+    const char   *params[3];
+    char          now_text[24];
+    PGresult     *res = NULL;
+    chat_pg_rc_t  rc;
+    size_t        i, asked = 0;
+    int           row;
 
     chat_pg_array_begin(convs);
     chat_pg_array_begin(counts);
@@ -394,7 +394,7 @@ chat_sends_allocate(chat_store_t *st, chat_send_work_t *w, bool direct,
     }
 
     if (asked == 0) {
-        return CHAT_Q_OK;
+        return CHAT_PG_OK;
     }
 
     snprintf(now_text, sizeof(now_text), "%" PRId64, now);
@@ -402,16 +402,16 @@ chat_sends_allocate(chat_store_t *st, chat_send_work_t *w, bool direct,
     params[1] = chat_pg_array_end(counts);
     params[2] = now_text;
 
-    rc = chat_store_run(st, direct ? "alloc_direct" : "alloc_group", 3,
+    rc = chat_pg_run(st, direct ? "alloc_direct" : "alloc_group", 3,
                         params, &res);
-    if (rc != CHAT_Q_OK) {
+    if (rc != CHAT_PG_OK) {
         return rc;
     }
 
     for (row = 0; row < PQntuples(res); row++) {
         if (chat_map_get(&w->slot_index, PQgetvalue(res, row, 0), &i)) {
             w->slots[i].allocated = true;
-            w->slots[i].next_seq = chat_int(res, row, 1)
+            w->slots[i].next_seq = chat_pg_int(res, row, 1)
                                    - w->slots[i].nnew + 1;
 
             /* a conversation's seqs start at 1 with its first message */
@@ -421,12 +421,12 @@ chat_sends_allocate(chat_store_t *st, chat_send_work_t *w, bool direct,
 
     PQclear(res);
 
-    return CHAT_Q_OK;
+    return CHAT_PG_OK;
 }
 
 
-static chat_q_rc_t
-chat_sends_insert(chat_store_t *st, chat_send_t *sends, size_t n,
+static chat_pg_rc_t
+chat_sends_insert(chat_store_t *st, chat_send_t **sends, size_t n,
     int64_t now)
 {
     chat_buf_t  *a = st->arrays;
@@ -439,7 +439,7 @@ chat_sends_insert(chat_store_t *st, chat_send_t *sends, size_t n,
     }
 
     for (i = 0; i < n; i++) {
-        chat_send_t  *s = &sends[i];
+        chat_send_t  *s = sends[i];
 
         if (s->state != CHAT_SEND_NEW) {
             continue;
@@ -466,13 +466,13 @@ chat_sends_insert(chat_store_t *st, chat_send_t *sends, size_t n,
     params[8] = chat_pg_array_end(&a[7]);
     params[9] = chat_pg_array_end(&a[8]);
 
-    return chat_store_run(st, "insert_messages", 10, params, NULL);
+    return chat_pg_run(st, "insert_messages", 10, params, NULL);
 }
 
 
-static chat_q_rc_t
+static chat_pg_rc_t
 chat_sends_move_pointers(chat_store_t *st, chat_send_work_t *w,
-    chat_send_t *sends, size_t n, chat_arena_t *arena)
+    chat_send_t **sends, size_t n, chat_arena_t *arena)
 {
     chat_buf_t        *convs = &st->arrays[0], *users = &st->arrays[1];
     chat_buf_t        *seqs = &st->arrays[2];
@@ -481,7 +481,7 @@ chat_sends_move_pointers(chat_store_t *st, chat_send_work_t *w,
     size_t             i, k;
 
     for (i = 0; i < n; i++) {
-        chat_send_t  *s = &sends[i];
+        chat_send_t  *s = sends[i];
 
         if (s->state != CHAT_SEND_NEW) {
             continue;
@@ -501,7 +501,7 @@ chat_sends_move_pointers(chat_store_t *st, chat_send_work_t *w,
     }
 
     if (w->npointers == 0) {
-        return CHAT_Q_OK;
+        return CHAT_PG_OK;
     }
 
     chat_pg_array_begin(convs);
@@ -518,17 +518,17 @@ chat_sends_move_pointers(chat_store_t *st, chat_send_work_t *w,
     params[1] = chat_pg_array_end(users);
     params[2] = chat_pg_array_end(seqs);
 
-    return chat_store_run(st, "move_pointers", 3, params, NULL);
+    return chat_pg_run(st, "move_pointers", 3, params, NULL);
 }
 
 
-static chat_q_rc_t
-chat_sends_once(chat_store_t *st, chat_send_t *sends, size_t n,
+static chat_pg_rc_t
+chat_sends_once(chat_store_t *st, chat_send_t **sends, size_t n,
     chat_arena_t *arena)
 {
     chat_send_work_t   w;
     chat_conv_slot_t  *slot;
-    chat_q_rc_t        rc;
+    chat_pg_rc_t       rc;
     const char        *params[1];
     char               count_text[24];
     PGresult          *res = NULL;
@@ -538,41 +538,41 @@ chat_sends_once(chat_store_t *st, chat_send_t *sends, size_t n,
     memset(&w, 0, sizeof(w));
 
     for (i = 0; i < n; i++) {
-        sends[i].state = sends[i].direct_forbidden ? CHAT_SEND_FORBIDDEN
+        sends[i]->state = sends[i]->direct_forbidden ? CHAT_SEND_FORBIDDEN
                                                    : CHAT_SEND_PENDING;
-        sends[i].same_as_set = false;
-        memset(&sends[i].msg, 0, sizeof(chat_message_t));
+        sends[i]->same_as_set = false;
+        memset(&sends[i]->msg, 0, sizeof(chat_message_t));
     }
 
-    rc = chat_store_command(st, "BEGIN");
-    if (rc != CHAT_Q_OK) {
+    rc = chat_pg_command(st, "BEGIN");
+    if (rc != CHAT_PG_OK) {
         goto done;
     }
 
     rc = chat_sends_check_members(st, sends, n, arena);
-    if (rc != CHAT_Q_OK) {
+    if (rc != CHAT_PG_OK) {
         goto done;
     }
 
     rc = chat_sends_find_stored(st, sends, n, arena);
-    if (rc != CHAT_Q_OK) {
+    if (rc != CHAT_PG_OK) {
         goto done;
     }
 
     chat_sends_fold(&w, sends, n, arena);
 
     for (i = 0; i < n; i++) {
-        if (sends[i].state == CHAT_SEND_PENDING) {
-            chat_conv_slot(&w, sends[i].req->conv, n)->nnew++;
+        if (sends[i]->state == CHAT_SEND_PENDING) {
+            chat_conv_slot(&w, sends[i]->req->conv, n)->nnew++;
         }
     }
 
     rc = chat_sends_allocate(st, &w, true, now);
-    if (rc == CHAT_Q_OK) {
+    if (rc == CHAT_PG_OK) {
         rc = chat_sends_allocate(st, &w, false, now);
     }
 
-    if (rc != CHAT_Q_OK) {
+    if (rc != CHAT_PG_OK) {
         goto done;
     }
 
@@ -581,7 +581,7 @@ chat_sends_once(chat_store_t *st, chat_send_t *sends, size_t n,
     nnew = 0;
 
     for (i = 0; i < n; i++) {
-        chat_send_t  *s = &sends[i];
+        chat_send_t  *s = sends[i];
 
         if (s->state != CHAT_SEND_PENDING) {
             continue;
@@ -613,39 +613,39 @@ chat_sends_once(chat_store_t *st, chat_send_t *sends, size_t n,
         snprintf(count_text, sizeof(count_text), "%zu", nnew);
         params[0] = count_text;
 
-        rc = chat_store_run(st, "message_ids", 1, params, &res);
-        if (rc != CHAT_Q_OK) {
+        rc = chat_pg_run(st, "message_ids", 1, params, &res);
+        if (rc != CHAT_PG_OK) {
             goto done;
         }
 
         k = 0;
         for (i = 0; i < n && k < (size_t) PQntuples(res); i++) {
-            if (sends[i].state == CHAT_SEND_NEW) {
-                sends[i].msg.message_id = chat_int(res, (int) k++, 0);
+            if (sends[i]->state == CHAT_SEND_NEW) {
+                sends[i]->msg.message_id = chat_pg_int(res, (int) k++, 0);
             }
         }
 
         PQclear(res);
 
         rc = chat_sends_insert(st, sends, n, now);
-        if (rc != CHAT_Q_OK) {
+        if (rc != CHAT_PG_OK) {
             goto done;
         }
 
         rc = chat_sends_move_pointers(st, &w, sends, n, arena);
-        if (rc != CHAT_Q_OK) {
+        if (rc != CHAT_PG_OK) {
             goto done;
         }
     }
 
-    rc = chat_store_command(st, "COMMIT");
-    if (rc != CHAT_Q_OK) {
+    rc = chat_pg_command(st, "COMMIT");
+    if (rc != CHAT_PG_OK) {
         goto done;
     }
 
     for (i = 0; i < n; i++) {
-        if (sends[i].same_as_set) {
-            sends[i].msg = sends[sends[i].same_as].msg;
+        if (sends[i]->same_as_set) {
+            sends[i]->msg = sends[sends[i]->same_as]->msg;
         }
     }
 
@@ -658,13 +658,13 @@ done:
 
 
 typedef struct {
-    chat_send_t      *sends;
+    chat_send_t     **sends;
     size_t            n;
     chat_arena_t     *arena;
 } chat_sends_args_t;
 
 
-static chat_q_rc_t
+static chat_pg_rc_t
 chat_sends_attempt(chat_store_t *st, void *data)
 {
     chat_sends_args_t  *a = data;
@@ -673,19 +673,12 @@ chat_sends_attempt(chat_store_t *st, void *data)
 }
 
 
-static void
-chat_sends_undo(void *data)
-{
-    (void) data;    /* each attempt starts from the requests again */
-}
-
-
 chat_store_rc_t
-chat_store_sends(chat_store_t *st, chat_send_t *sends, size_t n,
+chat_store_sends(chat_store_t *st, chat_send_t **sends, size_t n,
     chat_arena_t *arena)
 {
     chat_sends_args_t  args = { sends, n, arena };
 
-    return chat_store_retry(st, chat_sends_attempt, chat_sends_undo, &args);
+    return chat_pg_retry(st, chat_sends_attempt, &args);
 }
 

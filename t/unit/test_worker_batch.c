@@ -1,0 +1,390 @@
+/*
+ * test_worker_batch.c: unit tests of chat_worker's batch (worker_batch.c)
+ * against the store and Redis of worker_fake.h: the order of the stages
+ * and segments, typing never stored, an unknown op never taken for
+ * another, a refused batch split into single records, replays and the
+ * delivered marks, what every record counts for.
+ *
+ * The worker's files are included, not linked: cc -I/usr/include/postgresql
+ * test_worker_batch.c -ljansson. Prints "N passed, N failed" and exits 1
+ * on a failure.
+ */
+
+#include "../../workers/worker_util.c"
+#include "../../workers/worker_request.c"
+#include "../../workers/worker_ops.c"
+#include "../../workers/worker_answer.c"
+#include "../../workers/worker_fanout.c"
+#include "../../workers/worker_frame.c"
+#include "../../workers/worker_outbox.c"
+#include "../../workers/worker_members.c"
+#include "../../workers/worker_batch.c"
+
+
+#include "worker_fake.h"
+#include "worker_unit.h"
+
+
+#define SESSION  "s1:0/00000000000000ab "
+
+#define SEND(conv, cmid)                                                   \
+    "{\"op\":\"send\"," HEAD ",\"conv\":\"" conv "\",\"cmid\":\"" cmid     \
+    "\",\"body\":\"hi\"}"
+#define RECEIPT(conv, seq)                                                 \
+    "{\"op\":\"receipt\"," HEAD ",\"conv\":\"" conv "\",\"seq\":" seq      \
+    ",\"state\":\"read\"}"
+#define TYPING(op, conv)                                                   \
+    "{\"op\":\"" op "\"," HEAD ",\"conv\":\"" conv "\","                   \
+    "\"state\":\"start\"}"
+
+
+static chat_members_cache_t  cache;
+
+/* what the membership loads find: alice and bob, carol gone */
+static const chat_fake_group_t  groups[] = {
+    { "g:1", { { "alice", true, 1, -1 }, { "bob", false, 1, -1 },
+               { "carol", false, 1, 2 } }, 3 },
+};
+
+
+/* the records, partition 3 from offset 10 on, through one batch */
+static bool
+batch(const char *const *json, size_t n)
+{
+    chat_batch_ctx_t  ctx;
+    chat_record_t     records[16];
+    size_t            i;
+
+    for (i = 0; i < n; i++) {
+        records[i].payload = json[i];
+        records[i].len = json[i] ? strlen(json[i]) : 0;
+        records[i].partition = 3;
+        records[i].offset = 10 + (int64_t) i;
+        records[i].timestamp = -1;
+    }
+
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.members = &cache;
+    ctx.max_group_members = 256;
+
+    return chat_batch_process(&ctx, records, n);
+}
+
+
+static void
+start(void)
+{
+    fake_reset();
+    fake.groups = groups;
+    fake.ngroups = 1;
+    chat_members_clear(&cache);
+    chat_members_release(&cache);
+}
+
+
+static const char *
+trace(void)
+{
+    return fake.trace.len ? chat_buf_cstr(&fake.trace) : "";
+}
+
+
+static const char *
+sent(void)
+{
+    return fake.sent.len ? chat_buf_cstr(&fake.sent) : "";
+}
+
+
+/* the frames of the delivery, one per line, without their recipients */
+static size_t
+count(const char *needle)
+{
+    const char  *p;
+    size_t       n = 0;
+
+    for (p = sent(); (p = strstr(p, needle)) != NULL; p++) {
+        n++;
+    }
+
+    return n;
+}
+
+
+/*
+ * Sends, then receipts, then typing within a segment; a membership change
+ * ends it and runs alone; the reads after everything, in one call.
+ */
+static void
+test_order(void)
+{
+    const char  *r[] = {
+        "{\"op\":\"history\"," HEAD ",\"req_id\":1,\"conv\":\"g:1\"}",
+        TYPING("typing", "g:1"),
+        RECEIPT("g:1", "1"),
+        SEND("g:1", "c1"),
+        SEND("g:1", "c2"),
+        "{\"op\":\"add_members\"," HEAD ",\"req_id\":2,\"conv\":\"g:1\","
+        "\"user_ids\":[\"dave\"]}",
+        SEND("g:1", "c3"),
+        RECEIPT("g:1", "2"),
+        "{\"op\":\"sync\"," HEAD ",\"req_id\":3}",
+    };
+    const char  *p, *q;
+
+    start();
+    check(batch(r, sizeof(r) / sizeof(r[0])));
+
+    check_str(trace(), "sends 2|load 2|receipts 1|load 1|load 1"
+                       "|add_members 1"
+                       "|sends 1|load 1|receipts 1|load 1"
+                       "|reads 2|deliver 21");
+
+    /* the seqs follow: c1 1, c2 2, the change 3, c3 4 */
+    check(strstr(sent(), "\"client_msg_id\":\"c1\",\"message_id\":\"101\","
+                         "\"conversation_id\":\"g:1\",\"seq\":1,") != NULL);
+    check(strstr(sent(), "\"client_msg_id\":\"c3\",\"message_id\":\"104\","
+                         "\"conversation_id\":\"g:1\",\"seq\":4,") != NULL);
+
+    /* the frames in the order of the stages: the acks before the
+     * receipt, the receipt before typing, the group frame before c3, the
+     * reads last */
+    p = strstr(sent(), "\"type\":\"ack\"");
+    q = strstr(sent(), "\"type\":\"receipt\"");
+    check(p && q && p < q);
+    p = strstr(sent(), "\"type\":\"typing\"");
+    check(p && q < p);
+    q = strstr(sent(), "\"type\":\"group\"");
+    check(q && p < q);
+    p = strstr(sent(), "\"client_msg_id\":\"c3\"");
+    check(p && q < p);
+    q = strstr(sent(), "\"type\":\"history\"");
+    check(q && p < q);
+    p = strstr(sent(), "\"type\":\"sync_done\"");
+    check(p && q < p);
+
+    /* after the change, dave hears of the group's messages */
+    check(strstr(sent(), "@dave -" SESSION "{\"type\":\"message\"")
+          != NULL);
+    check(strstr(sent(), "@dave " "{\"type\":\"receipt\"") != NULL);
+
+    /* every record counts for the partition's position */
+    check(strncmp(sent(), "position 3 18\n", 14) == 0);
+}
+
+
+/* typing goes to the members but is never stored */
+static void
+test_typing(void)
+{
+    const char  *r[] = { TYPING("typing", "g:1"),
+                         TYPING("typing", "dm:alice:bob"),
+                         TYPING("typing", "g:2") };
+
+    start();
+    check(batch(r, 3));
+    check_str(trace(), "load 3|deliver 3");
+    check_str(sent(), "position 3 12\n"
+                      "@bob {\"type\":\"typing\",\"conversation_id\":\"g:1\","
+                      "\"user_id\":\"alice\",\"state\":\"start\"}\n"
+                      "@bob {\"type\":\"typing\",\"conversation_id\":"
+                      "\"dm:alice:bob\",\"user_id\":\"alice\","
+                      "\"state\":\"start\"}\n"
+                      SESSION "{\"type\":\"error\",\"code\":\"forbidden\","
+                      "\"message\":\"not a member of this conversation\"}\n");
+}
+
+
+/* an unknown op, or one without a row (repair), is refused with
+ * bad_request when it says where to, never taken for typing */
+static void
+test_unknown_op(void)
+{
+    const char  *r[] = { TYPING("typo", "g:1"),
+                         TYPING("typing", "g:1"),
+                         "{\"op\":\"typing\",\"node\":\"s1:0\"}",
+                         "{\"op\":\"typo\"," HEAD ",\"req_id\":\"q\"}",
+                         "{\"op\":\"repair\",\"node\":\"s1:0\","
+                         "\"partition\":3,\"after\":5,\"upto\":9}" };
+
+    start();
+    check(batch(r, 5));
+    check_str(trace(), "load 1|deliver 3");
+    check(count("\"type\":\"typing\"") == 1);
+    check_str(sent(), "position 3 14\n"
+                      SESSION "{\"type\":\"error\",\"code\":\"bad_request\","
+                      "\"message\":\"unsupported op \\\"typo\\\"\"}\n"
+                      SESSION "{\"type\":\"error\",\"code\":\"bad_request\","
+                      "\"message\":\"unsupported op \\\"typo\\\"\","
+                      "\"req_id\":\"q\"}\n"
+                      "@bob {\"type\":\"typing\",\"conversation_id\":\"g:1\","
+                      "\"user_id\":\"alice\",\"state\":\"start\"}\n");
+}
+
+
+/* a refused batch of sends is stored again one by one: only the faulty
+ * record fails; a refused batch of receipts fails as a whole */
+static void
+test_refused(void)
+{
+    const char  *s[] = { SEND("g:1", "c1"), SEND("g:bad", "c2"),
+                         SEND("dm:alice:bob", "c3") };
+    const char  *r[] = { RECEIPT("g:bad", "1"), RECEIPT("g:1", "1") };
+
+    start();
+    fake.refuse = "g:bad";
+    check(batch(s, 3));
+    check_str(trace(), "sends 3|sends 1|load 1|sends 1|sends 1|load 1"
+                       "|deliver 7");
+    check(count("\"type\":\"ack\"") == 2);
+    check(strstr(sent(), SESSION "{\"type\":\"error\",\"code\":\"internal\","
+                         "\"message\":\"the message could not be stored\","
+                         "\"client_msg_id\":\"c2\"}\n") != NULL);
+
+    start();
+    fake.refuse = "g:bad";
+    check(batch(r, 2));
+    check_str(trace(), "receipts 2|load 2|deliver 2");
+    check(count("\"code\":\"internal\",\"message\":\"the receipt could not"
+                " be stored\"") == 2);
+
+    /* reads: one by one, like sends */
+    start();
+    fake.refuse = "g:bad";
+    {
+        const char  *h[] = {
+            "{\"op\":\"history\"," HEAD ",\"req_id\":1,\"conv\":\"g:bad\"}",
+            "{\"op\":\"history\"," HEAD ",\"req_id\":2,\"conv\":\"g:1\"}",
+        };
+
+        check(batch(h, 2));
+        check_str(trace(), "reads 2|reads 1|reads 1|deliver 2");
+        check(strstr(sent(), SESSION "{\"type\":\"error\",\"code\":"
+                             "\"internal\",\"message\":\"the request "
+                             "failed\",\"req_id\":1}\n" SESSION
+                             "{\"type\":\"history\",\"req_id\":2,")
+              != NULL);
+    }
+
+    /* a change: its own transaction, internal when refused */
+    start();
+    fake.refuse = "g:bad";
+    {
+        const char  *g[] = {
+            "{\"op\":\"add_members\"," HEAD ",\"req_id\":1,\"conv\":"
+            "\"g:bad\",\"user_ids\":[\"x\"]}",
+        };
+
+        check(batch(g, 1));
+        check_str(trace(), "add_members 1|deliver 1");
+        check(strstr(sent(), "\"code\":\"internal\",\"message\":\"the change"
+                             " failed\",\"req_id\":1}") != NULL);
+    }
+}
+
+
+/*
+ * A send stored by this very record before a crash: answered again unless
+ * the delivered marks say its answers went out.
+ */
+static void
+test_replay(void)
+{
+    const char  *r[] = { SEND("dm:alice:bob", "c1"),
+                         SEND("dm:alice:bob", "c2") };
+
+    start();
+    fake.replay_at = 11;
+    fake.delivered = 11;
+    check(batch(r, 2));
+    check_str(trace(), "sends 2|load 2|delivered 1|deliver 3");
+    check(strstr(sent(), "\"c2\"") == NULL);
+    check(count("\"client_msg_id\":\"c1\"") == 3);
+
+    start();
+    fake.replay_at = 11;
+    fake.delivered = 10;
+    check(batch(r, 2));
+    check_str(trace(), "sends 2|load 2|delivered 1|deliver 6");
+    check(count("\"client_msg_id\":\"c2\"") == 3);
+
+    /* no replay, no question to Redis */
+    start();
+    check(batch(r, 2));
+    check_str(trace(), "sends 2|load 2|deliver 6");
+}
+
+
+/* a record nobody can be told about is skipped; one that says where to
+ * answer gets bad_request; both count for the position */
+static void
+test_bad_records(void)
+{
+    const char  *r[] = { "not json", NULL,
+                         "{\"op\":\"send\"," HEAD ",\"conv\":\"g:1\","
+                         "\"cmid\":\"c9\"}",
+                         SEND("g:none", "c4") };
+
+    start();
+    check(batch(r, 4));
+    check_str(trace(), "sends 1|deliver 2");
+    check_str(sent(), "position 3 13\n"
+                      SESSION "{\"type\":\"error\",\"code\":\"bad_request\","
+                      "\"message\":\"missing or empty body\","
+                      "\"client_msg_id\":\"c9\"}\n"
+                      SESSION "{\"type\":\"error\",\"code\":\"forbidden\","
+                      "\"message\":\"not a member of this conversation\","
+                      "\"client_msg_id\":\"c4\"}\n");
+}
+
+
+/* a change sets the cache for the records after it */
+static void
+test_change_then_send(void)
+{
+    const char  *r[] = {
+        "{\"op\":\"create_group\"," HEAD ",\"req_id\":1,\"conv\":\"g:new\","
+        "\"name\":\"N\",\"members\":[\"erin\"]}",
+        SEND("g:new", "c1"),
+        "{\"op\":\"remove_members\"," HEAD ",\"req_id\":2,"
+        "\"conv\":\"g:new\",\"user_ids\":[\"erin\"]}",
+        SEND("g:new", "c2"),
+    };
+
+    start();
+    check(batch(r, 4));
+    check_str(trace(), "create_group 1|sends 1|load 1|remove_members 1"
+                       "|sends 1|load 1|deliver 11");
+
+    /* erin gets c1 and her removal, not c2 */
+    check(strstr(sent(), "@erin -" SESSION "{\"type\":\"message\","
+                         "\"message_id\":\"102\"") != NULL);
+    check(strstr(sent(), "@erin {\"type\":\"message\",\"message_id\":"
+                         "\"103\"") != NULL);
+    check(strstr(sent(), "@erin -" SESSION "{\"type\":\"message\","
+                         "\"message_id\":\"104\"") == NULL);
+}
+
+
+int
+main(void)
+{
+    memset(&cache, 0, sizeof(cache));
+
+    test_order();
+    test_typing();
+    test_unknown_op();
+    test_refused();
+    test_replay();
+    test_bad_records();
+    test_change_then_send();
+
+    fake_reset();
+    chat_members_clear(&cache);
+    chat_members_release(&cache);
+    free(cache.retired);
+
+    printf("%d passed, %d failed\n", passed, failed);
+
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,359 @@
+
+/*
+ * A store and a Redis in memory for chat_worker's unit tests: the
+ * functions of worker_store.h and worker_redis.h that the ops and the
+ * batch call, answering from a small script and writing down what they
+ * were asked (fake.trace) and what a delivery carried (fake.sent). Include
+ * it after the worker's sources; no PostgreSQL, no Redis.
+ *
+ * The script, set by a test:
+ *   refuse      the store refuses every call that names this conversation
+ *   replay_at   a send at this offset was stored by this very record
+ *   delivered   the delivered mark of every partition (-1: none)
+ *   groups      what the membership loads find (conv, then its members)
+ * Sends into "g:none" are forbidden; receipts beyond seq 100 too far.
+ */
+
+
+#ifndef CHAT_WORKER_FAKE_H
+#define CHAT_WORKER_FAKE_H
+
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../../workers/worker_redis.h"
+#include "../../workers/worker_store.h"
+
+/* not every test calls every helper */
+#define FAKE_HELPER  static __attribute__((unused))
+
+
+typedef struct {
+    const char     *conv;
+    chat_member_t   members[4];
+    size_t          n;
+} chat_fake_group_t;
+
+static struct {
+    chat_buf_t                trace;
+    chat_buf_t                sent;
+    const char               *refuse;
+    int64_t                   replay_at;
+    int64_t                   delivered;
+    int64_t                   seq;
+    const chat_fake_group_t  *groups;
+    size_t                    ngroups;
+} fake;
+
+
+FAKE_HELPER void
+fake_reset(void)
+{
+    chat_buf_free(&fake.trace);
+    chat_buf_free(&fake.sent);
+    memset(&fake, 0, sizeof(fake));
+    fake.replay_at = -1;
+    fake.delivered = -1;
+}
+
+
+static void
+fake_trace(const char *what, size_t n)
+{
+    chat_buf_printf(&fake.trace, "%s%s %zu", fake.trace.len ? "|" : "",
+                    what, n);
+}
+
+
+static bool
+fake_refused(const char *conv)
+{
+    return fake.refuse && conv && strcmp(conv, fake.refuse) == 0;
+}
+
+
+/* the store */
+
+chat_store_rc_t
+chat_store_sends(chat_store_t *st, chat_send_t **sends, size_t n,
+    chat_arena_t *arena)
+{
+    chat_send_t  *s;
+    size_t        i;
+
+    (void) st;
+    (void) arena;
+
+    fake_trace("sends", n);
+
+    for (i = 0; i < n; i++) {
+        if (fake_refused(sends[i]->req->conv)) {
+            return CHAT_STORE_REFUSED;
+        }
+    }
+
+    for (i = 0; i < n; i++) {
+        s = sends[i];
+
+        if (s->direct_forbidden || strcmp(s->req->conv, "g:none") == 0) {
+            s->state = CHAT_SEND_FORBIDDEN;
+            continue;
+        }
+
+        s->state = s->req->offset == fake.replay_at ? CHAT_SEND_REPLAY
+                                                    : CHAT_SEND_NEW;
+        s->msg.conv = s->req->conv;
+        s->msg.seq = ++fake.seq;
+        s->msg.message_id = 100 + fake.seq;
+        s->msg.sender = s->req->user;
+        s->msg.cmid = s->req->cmid;
+        s->msg.kind = "text";
+        s->msg.body = s->req->body;
+        s->msg.server_ts = 5;
+    }
+
+    return CHAT_STORE_OK;
+}
+
+
+chat_store_rc_t
+chat_store_reads(chat_store_t *st, chat_read_t **reads, size_t n,
+    chat_arena_t *arena)
+{
+    static chat_message_t    m = { "dm:alice:bob", 1, 101, "bob", "c9",
+                                   "text", "old", 4 };
+    static chat_sync_conv_t  c = { "dm:alice:bob", "direct", NULL, 2, 1, 1,
+                                   0, 1, true,
+                                   { "dm:alice:bob", 1, 101, "bob", "c9",
+                                     "text", "old", 4 },
+                                   0, 1, false };
+    size_t                   i;
+
+    (void) st;
+    (void) arena;
+
+    fake_trace("reads", n);
+
+    for (i = 0; i < n; i++) {
+        if (fake_refused(reads[i]->req->conv)) {
+            return CHAT_STORE_REFUSED;
+        }
+    }
+
+    for (i = 0; i < n; i++) {
+        if (reads[i]->req->op == NGX_CHAT_WIRE_OP_SYNC) {
+            reads[i]->sync.convs = &c;
+            reads[i]->sync.nconvs = 1;
+            reads[i]->sync.messages = &m;
+            reads[i]->sync.nmessages = 1;
+
+        } else if (strcmp(reads[i]->req->conv, "g:none") == 0) {
+            reads[i]->history.forbidden = true;
+
+        } else {
+            reads[i]->history.messages = &m;
+            reads[i]->history.n = 1;
+        }
+    }
+
+    return CHAT_STORE_OK;
+}
+
+
+/* a change adds or removes whom it names; the creator is the admin */
+chat_store_rc_t
+chat_store_group_op(chat_store_t *st, chat_group_op_t *op,
+    chat_arena_t *arena)
+{
+    const chat_request_t  *req = op->req;
+    size_t                 i, n;
+
+    (void) st;
+
+    fake_trace(ngx_chat_wire_op_name(req->op), 1);
+
+    if (fake_refused(req->conv)) {
+        return CHAT_STORE_REFUSED;
+    }
+
+    n = json_array_size(req->user_ids);
+
+    if (n + 1 > op->max_members) {
+        op->rc = CHAT_GROUP_TOO_LARGE;
+        return CHAT_STORE_OK;
+    }
+
+    op->rc = CHAT_GROUP_DONE;
+    op->changed = true;
+    op->name = req->name ? req->name : "T";
+    op->msg.conv = req->conv;
+    op->msg.seq = ++fake.seq;
+    op->msg.message_id = 100 + fake.seq;
+    op->msg.sender = req->user;
+    op->msg.kind = "system";
+    op->msg.body = "{\"event\":\"x\"}";
+    op->msg.server_ts = 5;
+
+    op->members = chat_arena_alloc(arena, (n + 1) * sizeof(chat_member_t));
+    op->members[0].user = (char *) req->user;
+    op->members[0].admin = true;
+    op->members[0].joined_seq = 1;
+    op->members[0].removed_seq = -1;
+
+    for (i = 0; i < n; i++) {
+        op->members[i + 1].user =
+            (char *) json_string_value(json_array_get(req->user_ids, i));
+        op->members[i + 1].admin = false;
+        op->members[i + 1].joined_seq = 1;
+        op->members[i + 1].removed_seq =
+            req->op == NGX_CHAT_WIRE_OP_REMOVE_MEMBERS ? op->msg.seq : -1;
+    }
+
+    op->nmembers = n + 1;
+
+    return CHAT_STORE_OK;
+}
+
+
+chat_store_rc_t
+chat_store_receipts(chat_store_t *st, chat_receipt_t **r, size_t n,
+    chat_arena_t *arena)
+{
+    size_t  i;
+
+    (void) st;
+    (void) arena;
+
+    fake_trace("receipts", n);
+
+    for (i = 0; i < n; i++) {
+        if (fake_refused(r[i]->req->conv)) {
+            return CHAT_STORE_REFUSED;
+        }
+    }
+
+    for (i = 0; i < n; i++) {
+        r[i]->rc = strcmp(r[i]->req->conv, "g:none") == 0
+                   ? CHAT_RECEIPT_FORBIDDEN
+                   : r[i]->req->seq > 100 ? CHAT_RECEIPT_BEYOND
+                   : CHAT_RECEIPT_MOVED;
+    }
+
+    return CHAT_STORE_OK;
+}
+
+
+chat_store_rc_t
+chat_store_load_members(chat_store_t *st, chat_members_cache_t *c,
+    const char *const *convs, size_t n)
+{
+    size_t  i, k;
+
+    (void) st;
+
+    if (n == 0) {
+        return CHAT_STORE_OK;
+    }
+
+    fake_trace("load", n);
+
+    for (i = 0; i < n; i++) {
+        if (chat_is_dm_id(convs[i]) || chat_members_find(c, convs[i])) {
+            continue;
+        }
+
+        for (k = 0; k < fake.ngroups; k++) {
+            if (strcmp(fake.groups[k].conv, convs[i]) == 0) {
+                break;
+            }
+        }
+
+        if (k < fake.ngroups) {
+            chat_members_set(c, convs[i], fake.groups[k].members,
+                             fake.groups[k].n);
+        } else {
+            chat_members_set(c, convs[i], NULL, 0);
+        }
+    }
+
+    return CHAT_STORE_OK;
+}
+
+
+/* Redis */
+
+bool
+chat_redis_delivered(chat_redis_t *r, const int32_t *partitions, size_t n,
+    int64_t *offsets)
+{
+    size_t  i;
+
+    (void) r;
+    (void) partitions;
+
+    fake_trace("delivered", n);
+
+    for (i = 0; i < n; i++) {
+        offsets[i] = fake.delivered;
+    }
+
+    return true;
+}
+
+
+/*
+ * what the outbox holds, one delivery a line: "node/sid frame" to a
+ * session, "@user -node/sid frame" to a user but one session
+ */
+FAKE_HELPER void
+fake_outbox(chat_buf_t *b, const chat_outbox_t *out)
+{
+    const chat_delivery_t  *d;
+    const chat_frame_t     *f;
+    size_t                  i;
+
+    for (i = 0; i < out->ndeliveries; i++) {
+        d = &out->deliveries[i];
+        f = &out->frames[d->frame];
+
+        if (d->user == NULL) {
+            chat_buf_printf(b, "%s/%s ", d->node, d->sid);
+
+        } else if (d->sid) {
+            chat_buf_printf(b, "@%s -%s/%s ", d->user, d->node, d->sid);
+
+        } else {
+            chat_buf_printf(b, "@%s ", d->user);
+        }
+
+        chat_buf_add(b, f->bytes, f->len);
+        chat_buf_addc(b, '\n');
+    }
+}
+
+
+bool
+chat_redis_deliver(chat_redis_t *r, chat_outbox_t *out, chat_arena_t *arena,
+    const chat_position_t *done, size_t ndone)
+{
+    size_t  i;
+
+    (void) r;
+    (void) arena;
+
+    fake_trace("deliver", out->ndeliveries);
+
+    for (i = 0; i < ndone; i++) {
+        chat_buf_printf(&fake.sent, "position %d %" PRId64 "\n",
+                        (int) done[i].partition, done[i].offset);
+    }
+
+    fake_outbox(&fake.sent, out);
+
+    return true;
+}
+
+
+#endif /* CHAT_WORKER_FAKE_H */

@@ -1,0 +1,29 @@
+/*
+ * worker_batch.h: one batch of records, from bytes to delivered answers
+ * (worker_batch.c).
+ */
+
+#ifndef CHAT_WORKER_BATCH_H
+#define CHAT_WORKER_BATCH_H
+
+#include "worker_kafka.h"
+#include "worker_members.h"
+#include "worker_redis.h"
+#include "worker_store.h"
+
+
+typedef struct {
+    chat_store_t          *store;
+    chat_redis_t          *redis;
+    chat_stop_t           *stop;
+    chat_members_cache_t  *members;
+    size_t                 max_group_members;
+} chat_batch_ctx_t;
+
+/* processes one batch to the end: stored, answered, delivered; false when
+ * stop interrupted it before delivery (then commit nothing) */
+bool chat_batch_process(chat_batch_ctx_t *ctx, const chat_record_t *records,
+    size_t n);
+
+
+#endif /* CHAT_WORKER_BATCH_H */

@@ -1,0 +1,153 @@
+/*
+ * worker_fanout.c: who, besides the requesting session, gets which frame
+ * (../shared/PROTOCOL.md), decided here and nowhere else:
+ *
+ *   - a message: every device of every member, the sender's other
+ *     devices included, not the sending one (it has its ack);
+ *   - a membership change: its system message to every device of every
+ *     member after the change, the requesting one included, and to the
+ *     members it removed (their last message);
+ *   - a receipt that moved a pointer: every device of every member, the
+ *     reader's included (read state syncs across its devices);
+ *   - typing: the other members' devices, none of the typer's.
+ *
+ * The members of a direct conversation are in its id; a group's come from
+ * the membership cache (worker_members.c), which holds them as of this
+ * point of the batch: the store step of a change sets it, and the store
+ * steps of the others load what it lacks. Pure code: the unit tests
+ * include this file.
+ */
+
+#include "worker_fanout.h"
+#include "worker_frame.h"
+
+
+/*
+ * frame to every device of every current member of conv, but those of
+ * skip_user and the one session (skip_node, skip_sid); either skip may be
+ * NULL
+ */
+static void
+chat_fanout_members(chat_op_ctx_t *ctx, size_t frame, const char *conv,
+    const char *skip_user, const char *skip_node, const char *skip_sid)
+{
+    const chat_members_t  *g;
+    size_t                 i;
+    char                   a[NGX_CHAT_WIRE_ID_MAX + 1];
+    char                   b[NGX_CHAT_WIRE_ID_MAX + 1];
+
+    if (chat_parse_dm(conv, a, b)) {
+        if (skip_user == NULL || strcmp(a, skip_user) != 0) {
+            chat_outbox_to_user(ctx->out, frame,
+                                chat_arena_strdup(ctx->arena, a),
+                                skip_node, skip_sid);
+        }
+
+        /* a conversation with oneself has one member */
+        if (strcmp(a, b) != 0
+            && (skip_user == NULL || strcmp(b, skip_user) != 0))
+        {
+            chat_outbox_to_user(ctx->out, frame,
+                                chat_arena_strdup(ctx->arena, b),
+                                skip_node, skip_sid);
+        }
+
+        return;
+    }
+
+    g = chat_members_find(ctx->members, conv);
+    if (g == NULL) {
+        return;
+    }
+
+    for (i = 0; i < g->n; i++) {
+        if (g->members[i].removed_seq < 0
+            && (skip_user == NULL
+                || strcmp(g->members[i].user, skip_user) != 0))
+        {
+            chat_outbox_to_user(ctx->out, frame, g->members[i].user,
+                                skip_node, skip_sid);
+        }
+    }
+}
+
+
+void
+chat_fanout_send(chat_op_ctx_t *ctx, const chat_item_t *item)
+{
+    const chat_send_t  *s = &item->u.send;
+    char               *bytes;
+    size_t              len;
+
+    /* a retry was delivered when it was new */
+    if (s->state != CHAT_SEND_NEW && s->state != CHAT_SEND_REPLAY) {
+        return;
+    }
+
+    bytes = chat_frame_message_text(&s->msg, &len);
+
+    chat_fanout_members(ctx, chat_outbox_bytes(ctx->out, bytes, len),
+                        s->msg.conv, NULL, item->req->node, item->req->sid);
+}
+
+
+void
+chat_fanout_group(chat_op_ctx_t *ctx, const chat_item_t *item)
+{
+    const chat_group_op_t  *op = &item->u.group;
+    size_t                  frame, i;
+
+    if (op->rc != CHAT_GROUP_DONE || !op->changed) {
+        return;
+    }
+
+    frame = chat_outbox_frame(ctx->out,
+                              chat_frame_message_object(&op->msg, true));
+
+    chat_fanout_members(ctx, frame, item->req->conv, NULL, NULL, NULL);
+
+    /* the removed hear of it too: their last message */
+    for (i = 0; i < op->nmembers; i++) {
+        if (op->members[i].removed_seq == op->msg.seq) {
+            chat_outbox_to_user(ctx->out, frame,
+                                chat_arena_strdup(ctx->arena,
+                                                  op->members[i].user),
+                                NULL, NULL);
+        }
+    }
+}
+
+
+void
+chat_fanout_receipt(chat_op_ctx_t *ctx, const chat_item_t *item)
+{
+    const chat_request_t  *req = item->req;
+
+    if (item->u.receipt.rc != CHAT_RECEIPT_MOVED) {
+        return;
+    }
+
+    chat_fanout_members(ctx,
+        chat_outbox_frame(ctx->out,
+                          chat_frame_receipt(req->conv, req->user,
+                                             req->state, req->seq,
+                                             chat_now_ms())),
+        req->conv, NULL, NULL, NULL);
+}
+
+
+void
+chat_fanout_typing(chat_op_ctx_t *ctx, const chat_item_t *item)
+{
+    const chat_request_t  *req = item->req;
+
+    if (!item->u.typing.allowed) {
+        return;
+    }
+
+    chat_fanout_members(ctx,
+        chat_outbox_frame(ctx->out,
+                          chat_frame_typing(req->conv, req->user,
+                                            req->state)),
+        req->conv, req->user, NULL, NULL);
+}

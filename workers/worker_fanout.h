@@ -1,0 +1,19 @@
+/*
+ * worker_fanout.h: what the store found -> the frames for everyone but
+ * the requesting session (worker_fanout.c). One function per op that
+ * others hear of, named in its row of the table (worker_ops.c).
+ */
+
+#ifndef CHAT_WORKER_FANOUT_H
+#define CHAT_WORKER_FANOUT_H
+
+#include "worker_item.h"
+
+
+void chat_fanout_send(chat_op_ctx_t *ctx, const chat_item_t *item);
+void chat_fanout_group(chat_op_ctx_t *ctx, const chat_item_t *item);
+void chat_fanout_receipt(chat_op_ctx_t *ctx, const chat_item_t *item);
+void chat_fanout_typing(chat_op_ctx_t *ctx, const chat_item_t *item);
+
+
+#endif /* CHAT_WORKER_FANOUT_H */

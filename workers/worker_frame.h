@@ -1,0 +1,40 @@
+/*
+ * worker_frame.h: the protocol frames chat_worker writes
+ * (worker_frame.c), exactly as ../shared/PROTOCOL.md spells them.
+ */
+
+#ifndef CHAT_WORKER_FRAME_H
+#define CHAT_WORKER_FRAME_H
+
+#include <jansson.h>
+
+#include "worker_store.h"
+
+
+/* the frames as objects; the callers serialize them with chat_frame_dump
+ * (or chat_outbox_frame), which takes the reference */
+json_t *chat_frame_message_object(const chat_message_t *m, bool with_type);
+json_t *chat_frame_ack(const chat_message_t *m);
+json_t *chat_frame_error(const char *code, const char *message,
+    const char *tag_name, json_t *tag);
+json_t *chat_frame_error_for(const chat_request_t *req, const char *code,
+    const char *message);
+json_t *chat_frame_receipt(const char *conv, const char *user,
+    const char *state, int64_t seq, int64_t server_ts);
+json_t *chat_frame_typing(const char *conv, const char *user,
+    const char *state);
+json_t *chat_frame_group(json_t *req_id, const char *conv, const char *name,
+    const chat_member_t *members, size_t n);
+json_t *chat_frame_history(json_t *req_id, const char *conv,
+    const chat_history_rows_t *h);
+json_t *chat_frame_conversations(json_t *req_id, const chat_sync_rows_t *s);
+json_t *chat_frame_sync_done(json_t *req_id);
+char *chat_frame_dump(json_t *frame, size_t *len);
+
+/* the two frames of every message, written straight to bytes (the same
+ * bytes chat_frame_dump makes of the objects above, without building them) */
+char *chat_frame_ack_text(const chat_message_t *m, size_t *len);
+char *chat_frame_message_text(const chat_message_t *m, size_t *len);
+
+
+#endif /* CHAT_WORKER_FRAME_H */

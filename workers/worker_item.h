@@ -1,0 +1,56 @@
+/*
+ * worker_item.h: what one record becomes on its way through chat_worker's
+ * layers, and what the functions of an op's row are given.
+ *
+ * An item is a parsed request, the row of its op (worker_ops.c) and what
+ * the store found for it: the store's results go in, the answer and the
+ * fan-out read them and write frames into the outbox. Nothing here is
+ * PostgreSQL's or Redis's: the answer and the fan-out are pure code.
+ */
+
+#ifndef CHAT_WORKER_ITEM_H
+#define CHAT_WORKER_ITEM_H
+
+#include "worker_members.h"
+#include "worker_outbox.h"
+#include "worker_request.h"
+#include "worker_store.h"
+
+
+typedef struct chat_op_s  chat_op_t;
+
+typedef struct {
+    const chat_request_t  *req;
+    const chat_op_t       *op;         /* the row of req->op */
+
+    bool                   failed;     /* the store refused it: internal */
+    bool                   replay;     /* stored by this very record before
+                                        * a crash (the store says) */
+    bool                   answered;   /* a replay whose answers went out
+                                        * before the crash: say nothing */
+
+    /* what the store found, by the op's kind */
+    union {
+        chat_send_t        send;
+        chat_read_t        read;
+        chat_group_op_t    group;
+        chat_receipt_t     receipt;
+        struct {
+            bool           allowed;    /* typing: a member may type */
+        }                  typing;
+    } u;
+} chat_item_t;
+
+/* what a row's functions work with: the store and the cache for the
+ * store step, the outbox for the answer and the fan-out, and the
+ * batch's arena for everything that lives as long as the batch */
+typedef struct {
+    chat_store_t          *store;
+    chat_members_cache_t  *members;
+    size_t                 max_group_members;
+    chat_outbox_t         *out;
+    chat_arena_t          *arena;
+} chat_op_ctx_t;
+
+
+#endif /* CHAT_WORKER_ITEM_H */

@@ -1,0 +1,557 @@
+/*
+ * worker_ops.c: the table of ops, one row per op of the wire, and what is
+ * each op's own: the parse of its record's fields and the step that gives
+ * its items to the store (worker_store.h) and the membership cache. The
+ * answers and the fan-outs the rows name are worker_answer.c's and
+ * worker_fanout.c's; worker_batch.c runs the rows.
+ *
+ * The fields' names are the wire's (ngx_chat_wire.h); the module has
+ * already checked types and limits, so a fault here is another producer's
+ * or an older module's, answered with bad_request.
+ */
+
+#include <stdio.h>
+#include <string.h>
+
+#include "worker_answer.h"
+#include "worker_fanout.h"
+#include "worker_ops.h"
+
+
+#define chat_bad(...)                                                      \
+    do {                                                                   \
+        snprintf(why, why_size, __VA_ARGS__);                              \
+        return CHAT_PARSE_BAD;                                             \
+    } while (0)
+
+
+/* ---- parse: the record's fields of each op ---- */
+
+static chat_parse_rc_t
+chat_ops_parse_send(chat_request_t *req, char *why, size_t why_size)
+{
+    req->conv = chat_request_string(req, NGX_CHAT_WIRE_F_CONV);
+    req->body = chat_request_string(req, NGX_CHAT_WIRE_F_BODY);
+
+    if (req->cmid == NULL || req->cmid[0] == '\0'
+        || ngx_chat_wire_chars(req->cmid, strlen(req->cmid))
+           > NGX_CHAT_WIRE_CMID_MAX)
+    {
+        /* no usable client_msg_id to tag the answer with */
+        req->cmid = NULL;
+        chat_bad("missing or invalid cmid");
+    }
+
+    if (req->conv == NULL || req->conv[0] == '\0') {
+        chat_bad("missing conv");
+    }
+
+    if (req->body == NULL || req->body[0] == '\0') {
+        chat_bad("missing or empty body");
+    }
+
+    return CHAT_PARSE_OK;
+}
+
+
+static chat_parse_rc_t
+chat_ops_parse_sync(chat_request_t *req, char *why, size_t why_size)
+{
+    req->cursors = chat_request_json(req, NGX_CHAT_WIRE_F_CURSORS);
+
+    if (json_is_null(req->cursors)) {
+        req->cursors = NULL;
+    }
+
+    if (req->cursors && !json_is_object(req->cursors)) {
+        chat_bad("cursors is not an object");
+    }
+
+    return CHAT_PARSE_OK;
+}
+
+
+static chat_parse_rc_t
+chat_ops_parse_history(chat_request_t *req, char *why, size_t why_size)
+{
+    req->conv = chat_request_string(req, NGX_CHAT_WIRE_F_CONV);
+
+    if (req->conv == NULL || req->conv[0] == '\0') {
+        chat_bad("missing conv");
+    }
+
+    if (!chat_request_int(req, NGX_CHAT_WIRE_F_LIMIT,
+                          NGX_CHAT_WIRE_HISTORY_LIMIT, &req->limit)
+        || req->limit < 1 || req->limit > NGX_CHAT_WIRE_HISTORY_MAX)
+    {
+        chat_bad("limit out of range");
+    }
+
+    if (!chat_request_int(req, NGX_CHAT_WIRE_F_BEFORE_SEQ, -1,
+                          &req->before_seq)
+        || !chat_request_int(req, NGX_CHAT_WIRE_F_AFTER_SEQ, -1,
+                             &req->after_seq))
+    {
+        chat_bad("before_seq or after_seq is not an integer");
+    }
+
+    if (req->before_seq != -1 && req->after_seq != -1) {
+        chat_bad("both before_seq and after_seq");
+    }
+
+    if (req->before_seq < -1 || req->after_seq < -1) {
+        chat_bad("negative before_seq or after_seq");
+    }
+
+    return CHAT_PARSE_OK;
+}
+
+
+/* create_group: a fresh group's id, its name and the other members */
+static chat_parse_rc_t
+chat_ops_parse_create(chat_request_t *req, char *why, size_t why_size)
+{
+    req->conv = chat_request_string(req, NGX_CHAT_WIRE_F_CONV);
+    req->name = chat_request_string(req, NGX_CHAT_WIRE_F_NAME);
+    req->user_ids = chat_request_json(req, NGX_CHAT_WIRE_F_MEMBERS);
+
+    if (req->conv == NULL || req->conv[0] == '\0'
+        || chat_is_dm_id(req->conv))
+    {
+        chat_bad("missing conv or not a group");
+    }
+
+    if (req->name == NULL || req->name[0] == '\0') {
+        chat_bad("missing name");
+    }
+
+    if (!chat_request_ids(req->user_ids)) {
+        chat_bad("user ids missing or invalid");
+    }
+
+    return CHAT_PARSE_OK;
+}
+
+
+/* add_members, remove_members: a group and at least one user */
+static chat_parse_rc_t
+chat_ops_parse_members(chat_request_t *req, char *why, size_t why_size)
+{
+    req->conv = chat_request_string(req, NGX_CHAT_WIRE_F_CONV);
+    req->user_ids = chat_request_json(req, NGX_CHAT_WIRE_F_USER_IDS);
+
+    if (req->conv == NULL || req->conv[0] == '\0'
+        || chat_is_dm_id(req->conv))
+    {
+        chat_bad("missing conv or not a group");
+    }
+
+    if (!chat_request_ids(req->user_ids)) {
+        chat_bad("user ids missing or invalid");
+    }
+
+    if (json_array_size(req->user_ids) == 0) {
+        chat_bad("no user ids");
+    }
+
+    return CHAT_PARSE_OK;
+}
+
+
+/* a conversation and a state that is one of two */
+static chat_parse_rc_t
+chat_ops_parse_state(chat_request_t *req, const char *one, const char *other,
+    char *why, size_t why_size)
+{
+    req->conv = chat_request_string(req, NGX_CHAT_WIRE_F_CONV);
+    req->state = chat_request_string(req, NGX_CHAT_WIRE_F_STATE);
+
+    if (req->conv == NULL || req->conv[0] == '\0') {
+        chat_bad("missing conv");
+    }
+
+    if (req->state == NULL
+        || (strcmp(req->state, one) != 0 && strcmp(req->state, other) != 0))
+    {
+        chat_bad("missing or invalid state");
+    }
+
+    return CHAT_PARSE_OK;
+}
+
+
+static chat_parse_rc_t
+chat_ops_parse_receipt(chat_request_t *req, char *why, size_t why_size)
+{
+    chat_parse_rc_t  rc;
+
+    rc = chat_ops_parse_state(req, NGX_CHAT_WIRE_STATE_DELIVERED,
+                              NGX_CHAT_WIRE_STATE_READ, why, why_size);
+    if (rc != CHAT_PARSE_OK) {
+        return rc;
+    }
+
+    if (!chat_request_int(req, NGX_CHAT_WIRE_F_SEQ, 0, &req->seq)
+        || req->seq < 1)
+    {
+        chat_bad("seq is not a positive integer");
+    }
+
+    return CHAT_PARSE_OK;
+}
+
+
+static chat_parse_rc_t
+chat_ops_parse_typing(chat_request_t *req, char *why, size_t why_size)
+{
+    return chat_ops_parse_state(req, NGX_CHAT_WIRE_STATE_START,
+                                NGX_CHAT_WIRE_STATE_STOP, why, why_size);
+}
+
+
+/* ---- store: the items to the store, its results into the items ---- */
+
+/* the group conversations named, into the cache; false on stop (a load
+ * the store refused leaves them out: nobody is a member then) */
+static bool
+chat_ops_load(chat_op_ctx_t *ctx, const char **convs, size_t n)
+{
+    return chat_store_load_members(ctx->store, ctx->members, convs, n)
+           != CHAT_STORE_STOPPED;
+}
+
+
+static chat_store_rc_t
+chat_ops_store_sends(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
+{
+    chat_send_t     **sends;
+    chat_send_t      *s;
+    const char      **convs;
+    chat_store_rc_t   rc;
+    size_t            i, nconvs = 0;
+
+    sends = chat_arena_alloc(ctx->arena, n * sizeof(chat_send_t *));
+    convs = chat_arena_alloc(ctx->arena, n * sizeof(char *));
+
+    for (i = 0; i < n; i++) {
+        s = &items[i]->u.send;
+        memset(s, 0, sizeof(*s));
+        s->req = items[i]->req;
+        s->direct_forbidden = chat_direct_access(s->req->conv, s->req->user)
+                              == NGX_CHAT_WIRE_FORBIDDEN;
+        sends[i] = s;
+    }
+
+    rc = chat_store_sends(ctx->store, sends, n, ctx->arena);
+    if (rc != CHAT_STORE_OK) {
+        return rc;
+    }
+
+    /* the fan-out needs the members of the groups written to */
+    for (i = 0; i < n; i++) {
+        s = sends[i];
+        items[i]->replay = s->state == CHAT_SEND_REPLAY;
+
+        if (s->state == CHAT_SEND_NEW || s->state == CHAT_SEND_REPLAY) {
+            convs[nconvs++] = s->msg.conv;
+        }
+    }
+
+    return chat_ops_load(ctx, convs, nconvs) ? CHAT_STORE_OK
+                                             : CHAT_STORE_STOPPED;
+}
+
+
+/* sync and history: one snapshot for all of them */
+static chat_store_rc_t
+chat_ops_store_reads(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
+{
+    chat_read_t  **reads;
+    size_t         i;
+
+    reads = chat_arena_alloc(ctx->arena, n * sizeof(chat_read_t *));
+
+    for (i = 0; i < n; i++) {
+        reads[i] = &items[i]->u.read;
+        memset(reads[i], 0, sizeof(chat_read_t));
+        reads[i]->req = items[i]->req;
+    }
+
+    return chat_store_reads(ctx->store, reads, n, ctx->arena);
+}
+
+
+/* a membership change: its own transaction; the cache learns of it in
+ * the same step, so that the records after it see it */
+static chat_store_rc_t
+chat_ops_store_group(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
+{
+    chat_group_op_t  *op;
+    chat_store_rc_t   rc;
+    size_t            i;
+
+    for (i = 0; i < n; i++) {
+        op = &items[i]->u.group;
+        memset(op, 0, sizeof(*op));
+        op->req = items[i]->req;
+        op->max_members = ctx->max_group_members;
+
+        rc = chat_store_group_op(ctx->store, op, ctx->arena);
+        if (rc != CHAT_STORE_OK) {
+            return rc;
+        }
+
+        if (op->rc == CHAT_GROUP_DONE) {
+            chat_members_set(ctx->members, op->req->conv, op->members,
+                             op->nmembers);
+        }
+    }
+
+    return CHAT_STORE_OK;
+}
+
+
+static chat_store_rc_t
+chat_ops_store_receipts(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
+{
+    chat_receipt_t  **r;
+    const char      **convs;
+    chat_store_rc_t   rc;
+    size_t            i;
+
+    r = chat_arena_alloc(ctx->arena, n * sizeof(chat_receipt_t *));
+    convs = chat_arena_alloc(ctx->arena, n * sizeof(char *));
+
+    for (i = 0; i < n; i++) {
+        r[i] = &items[i]->u.receipt;
+        r[i]->req = items[i]->req;
+        r[i]->rc = CHAT_RECEIPT_FORBIDDEN;
+        convs[i] = items[i]->req->conv;
+    }
+
+    rc = chat_store_receipts(ctx->store, r, n, ctx->arena);
+
+    if (rc == CHAT_STORE_STOPPED || !chat_ops_load(ctx, convs, n)) {
+        return CHAT_STORE_STOPPED;
+    }
+
+    return rc;
+}
+
+
+/* typing is never stored: this step only asks the membership cache
+ * (loaded from PostgreSQL when it lacks a group) who may type */
+static chat_store_rc_t
+chat_ops_store_typing(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
+{
+    const chat_members_t  *g;
+    const chat_request_t  *req;
+    const char           **convs;
+    size_t                 i;
+
+    convs = chat_arena_alloc(ctx->arena, n * sizeof(char *));
+
+    for (i = 0; i < n; i++) {
+        convs[i] = items[i]->req->conv;
+    }
+
+    if (!chat_ops_load(ctx, convs, n)) {
+        return CHAT_STORE_STOPPED;
+    }
+
+    for (i = 0; i < n; i++) {
+        req = items[i]->req;
+
+        switch (chat_direct_access(req->conv, req->user)) {
+
+        case NGX_CHAT_WIRE_ALLOWED:
+            items[i]->u.typing.allowed = true;
+            break;
+
+        case NGX_CHAT_WIRE_ASK_STORE:
+            g = chat_members_find(ctx->members, req->conv);
+            items[i]->u.typing.allowed = g != NULL
+                                         && chat_members_has(g, req->user);
+            break;
+
+        case NGX_CHAT_WIRE_FORBIDDEN:
+            items[i]->u.typing.allowed = false;
+            break;
+        }
+    }
+
+    return CHAT_STORE_OK;
+}
+
+
+/* ---- the table ---- */
+
+static const chat_op_t  chat_ops[NGX_CHAT_WIRE_OP_COUNT] = {
+
+    [NGX_CHAT_WIRE_OP_SEND] = {
+        .op = NGX_CHAT_WIRE_OP_SEND,
+        .stage = CHAT_STAGE_SEND,
+        .tag = CHAT_TAG_CMID,
+        .split = true,
+        .refused = "the message could not be stored",
+        .parse = chat_ops_parse_send,
+        .store = chat_ops_store_sends,
+        .answer = chat_answer_send,
+        .fanout = chat_fanout_send
+    },
+
+    [NGX_CHAT_WIRE_OP_SYNC] = {
+        .op = NGX_CHAT_WIRE_OP_SYNC,
+        .stage = CHAT_STAGE_READ,
+        .tag = CHAT_TAG_REQ_ID,
+        .split = true,
+        .refused = "the request failed",
+        .parse = chat_ops_parse_sync,
+        .store = chat_ops_store_reads,
+        .answer = chat_answer_sync,
+        .fanout = NULL
+    },
+
+    [NGX_CHAT_WIRE_OP_HISTORY] = {
+        .op = NGX_CHAT_WIRE_OP_HISTORY,
+        .stage = CHAT_STAGE_READ,
+        .tag = CHAT_TAG_REQ_ID,
+        .split = true,
+        .refused = "the request failed",
+        .parse = chat_ops_parse_history,
+        .store = chat_ops_store_reads,
+        .answer = chat_answer_history,
+        .fanout = NULL
+    },
+
+    [NGX_CHAT_WIRE_OP_CREATE_GROUP] = {
+        .op = NGX_CHAT_WIRE_OP_CREATE_GROUP,
+        .stage = CHAT_STAGE_MEMBERS,
+        .tag = CHAT_TAG_REQ_ID,
+        .split = false,
+        .refused = "the change failed",
+        .parse = chat_ops_parse_create,
+        .store = chat_ops_store_group,
+        .answer = chat_answer_group,
+        .fanout = chat_fanout_group
+    },
+
+    [NGX_CHAT_WIRE_OP_ADD_MEMBERS] = {
+        .op = NGX_CHAT_WIRE_OP_ADD_MEMBERS,
+        .stage = CHAT_STAGE_MEMBERS,
+        .tag = CHAT_TAG_REQ_ID,
+        .split = false,
+        .refused = "the change failed",
+        .parse = chat_ops_parse_members,
+        .store = chat_ops_store_group,
+        .answer = chat_answer_group,
+        .fanout = chat_fanout_group
+    },
+
+    [NGX_CHAT_WIRE_OP_REMOVE_MEMBERS] = {
+        .op = NGX_CHAT_WIRE_OP_REMOVE_MEMBERS,
+        .stage = CHAT_STAGE_MEMBERS,
+        .tag = CHAT_TAG_REQ_ID,
+        .split = false,
+        .refused = "the change failed",
+        .parse = chat_ops_parse_members,
+        .store = chat_ops_store_group,
+        .answer = chat_answer_group,
+        .fanout = chat_fanout_group
+    },
+
+    /* a refused batch of receipts fails as a whole */
+    [NGX_CHAT_WIRE_OP_RECEIPT] = {
+        .op = NGX_CHAT_WIRE_OP_RECEIPT,
+        .stage = CHAT_STAGE_RECEIPT,
+        .tag = CHAT_TAG_REQ_ID,
+        .split = false,
+        .refused = "the receipt could not be stored",
+        .parse = chat_ops_parse_receipt,
+        .store = chat_ops_store_receipts,
+        .answer = chat_answer_receipt,
+        .fanout = chat_fanout_receipt
+    },
+
+    [NGX_CHAT_WIRE_OP_TYPING] = {
+        .op = NGX_CHAT_WIRE_OP_TYPING,
+        .stage = CHAT_STAGE_TYPING,
+        .tag = CHAT_TAG_REQ_ID,
+        .split = false,
+        .refused = "the request failed",
+        .parse = chat_ops_parse_typing,
+        .store = chat_ops_store_typing,
+        .answer = chat_answer_typing,
+        .fanout = chat_fanout_typing
+    },
+};
+
+
+bool
+chat_ops_unknown(const chat_request_t *req)
+{
+    return req->op_name != NULL && chat_ops_find(req->op) == NULL;
+}
+
+
+const chat_op_t *
+chat_ops_find(ngx_chat_wire_op_t op)
+{
+    const chat_op_t  *row;
+
+    if ((unsigned) op >= NGX_CHAT_WIRE_OP_COUNT) {
+        return NULL;
+    }
+
+    row = &chat_ops[op];
+
+    /* an op of the wire without a row here is a hole in the table */
+    return row->parse != NULL && row->op == op ? row : NULL;
+}
+
+
+chat_parse_rc_t
+chat_ops_parse(chat_request_t *req, const char *payload, size_t len,
+    char *why, size_t why_size)
+{
+    const chat_op_t  *row;
+    chat_parse_rc_t   rc;
+
+    rc = chat_request_parse(req, payload, len, why, why_size);
+    if (rc == CHAT_PARSE_DROP) {
+        return rc;
+    }
+
+    row = chat_ops_find(req->op);
+
+    if (rc == CHAT_PARSE_OK && row == NULL) {
+        snprintf(why, why_size, "op \"%s\" has no row in this worker",
+                 req->op_name);
+        rc = CHAT_PARSE_BAD;
+    }
+
+    /* nobody to answer: whatever else is wrong, the record is dropped */
+    if (req->node == NULL) {
+        if (rc == CHAT_PARSE_OK) {
+            snprintf(why, why_size, "missing or invalid node or sid");
+        }
+
+        return CHAT_PARSE_DROP;
+    }
+
+    if (rc != CHAT_PARSE_OK) {
+        return rc;
+    }
+
+    /* taken before the other checks, so that their errors carry it */
+    if (row->tag == CHAT_TAG_CMID) {
+        req->cmid = chat_request_string(req, NGX_CHAT_WIRE_F_CMID);
+    }
+
+    rc = chat_request_check(req, why, why_size);
+    if (rc != CHAT_PARSE_OK) {
+        return rc;
+    }
+
+    return row->parse(req, why, why_size);
+}
