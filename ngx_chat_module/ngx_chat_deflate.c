@@ -91,7 +91,8 @@ static void ngx_chat_inflate_put(ngx_chat_deflate_ctx_t *ctx,
     ngx_chat_zstream_t *zs);
 static ngx_chat_inflate_rc_e ngx_chat_inflate_run(
     ngx_chat_deflate_ctx_t *ctx, z_stream *z, const unsigned char *in,
-    size_t len, ngx_chat_deflate_buf_t *out, size_t limit, int *ended);
+    size_t len, ngx_chat_deflate_buf_t *out, size_t limit, int *ended,
+    int *boundary);
 static int ngx_chat_inflate_grow(ngx_chat_deflate_ctx_t *ctx,
     ngx_chat_deflate_buf_t *out, size_t limit, size_t in_len);
 static ngx_chat_inflate_rc_e ngx_chat_inflate_restart(
@@ -723,7 +724,7 @@ ngx_chat_inflate(ngx_chat_deflate_ctx_t *ctx, ngx_chat_inflater_t *inf,
     const unsigned char *in, size_t len, int last,
     ngx_chat_deflate_buf_t *out, size_t limit)
 {
-    int                     ended;
+    int                     ended, boundary;
     z_stream               *z;
     ngx_chat_inflate_rc_e   rc;
 
@@ -748,7 +749,8 @@ ngx_chat_inflate(ngx_chat_deflate_ctx_t *ctx, ngx_chat_inflater_t *inf,
         z = &inf->stream->z;
 
         ended = 0;
-        rc = ngx_chat_inflate_run(ctx, z, in, len, out, limit, &ended);
+        rc = ngx_chat_inflate_run(ctx, z, in, len, out, limit, &ended,
+                                  &boundary);
         if (rc != NGX_CHAT_INFLATE_OK) {
             goto failed;
         }
@@ -774,7 +776,7 @@ ngx_chat_inflate(ngx_chat_deflate_ctx_t *ctx, ngx_chat_inflater_t *inf,
         ended = 0;
         rc = ngx_chat_inflate_run(ctx, z, ngx_chat_deflate_tail,
                                   sizeof(ngx_chat_deflate_tail), out, limit,
-                                  &ended);
+                                  &ended, &boundary);
         if (rc != NGX_CHAT_INFLATE_OK) {
             goto failed;
         }
@@ -783,7 +785,7 @@ ngx_chat_inflate(ngx_chat_deflate_ctx_t *ctx, ngx_chat_inflater_t *inf,
             /* the tail finished an empty final stored block */
             inf->ended = 1;
 
-        } else if (!(z->data_type & 128)) {
+        } else if (!boundary) {
             /* the message stopped inside a block: cut short, or not ours */
             rc = NGX_CHAT_INFLATE_CORRUPT;
             goto failed;
@@ -858,17 +860,21 @@ ngx_chat_inflate_strerror(ngx_chat_inflate_rc_e rc)
  * anything is left to come, so that out grows only for bytes that exist
  * and the limit stops the stream at the first byte past it.  *ended is
  * set when the stream's final block is done (z->avail_in is then what
- * follows it).
+ * follows it).  *boundary says whether the stream stopped between two
+ * blocks.
  */
 
 static ngx_chat_inflate_rc_e
 ngx_chat_inflate_run(ngx_chat_deflate_ctx_t *ctx, z_stream *z,
     const unsigned char *in, size_t len, ngx_chat_deflate_buf_t *out,
-    size_t limit, int *ended)
+    size_t limit, int *ended, int *boundary)
 {
     int            rc;
     size_t         room, cap;
     unsigned char  probe;
+
+    /* every run has input, so its first inflate() call moves and sets it */
+    *boundary = 0;
 
     z->next_in = in;
     z->avail_in = (uInt) len;
@@ -918,6 +924,21 @@ ngx_chat_inflate_run(ngx_chat_deflate_ctx_t *ctx, z_stream *z,
 
                 out->data[out->len++] = probe;
             }
+        }
+
+        /*
+         * z->data_type & 128 is zlib's "between blocks", but only from a
+         * call that moved.  One that could not (Z_BUF_ERROR: no input
+         * taken, no output given) still rewrites data_type, and zlib turns
+         * TYPE into TYPEDO as it enters, so the bit is lost though the
+         * stream is where it was.  Such calls come when out was filled to
+         * the byte: the probe, or the call after a probe's byte, with no
+         * input left; a message whose tail ends its last block with the
+         * last byte of out (at exactly the limit, say) would be CORRUPT.
+         */
+
+        if (rc != Z_BUF_ERROR) {
+            *boundary = (z->data_type & 128) != 0;
         }
 
         switch (rc) {

@@ -1030,6 +1030,118 @@ test_limits(void)
 }
 
 
+/*
+ * A message whose appended tail is data of its last block and ends it: a
+ * stored block of 8 bytes with 4 in the message, 00 00 ff ff the rest.
+ * After the tail the stream is between blocks (zlib says so over the
+ * whole), so it is OK by 7.2.2, whatever out's size.  It used to be
+ * CORRUPT when the tail's output filled out to the byte (at exactly the
+ * limit, or in a buffer of 7 or 8 bytes): the 1-byte probe after it, or
+ * the call after the probe's byte, moved nothing and zlib then cleared
+ * the "between blocks" bit of data_type.
+ */
+
+static void
+test_tail_ends_block(void)
+{
+    int                        rc_z;
+    size_t                     size, off, n;
+    z_stream                   z;
+    ngx_chat_inflater_t        inf;
+    ngx_chat_deflate_buf_t     out;
+    ngx_chat_deflate_ctx_t     ctx;
+    ngx_chat_inflate_rc_e      rc;
+    unsigned char              back[16];
+
+    static const unsigned char  msg[] = "\x00\x08\x00\xf7\xff" "chat";
+    static const unsigned char  want[] = "chat\x00\x00\xff\xff";
+    static const unsigned char  full[] = "\x00\x08\x00\xf7\xff" "chat"
+                                         "\x00\x00\xff\xff";
+
+    mem_reset();
+    ctx_make(&ctx, 0);
+    memset(&out, 0, sizeof(out));
+    ngx_chat_inflate_init(&inf, &params15);
+
+    /* the reference: zlib over the message and its tail in one call */
+
+    memset(&z, 0, sizeof(z_stream));
+    CHECK(inflateInit2(&z, -15) == Z_OK, "inflateInit2");
+    z.next_in = full;
+    z.avail_in = 13;
+    z.next_out = back;
+    z.avail_out = sizeof(back);
+    rc_z = inflate(&z, Z_SYNC_FLUSH);
+    CHECK(rc_z == Z_OK && z.avail_in == 0 && (z.data_type & 128)
+          && sizeof(back) - z.avail_out == 8 && memcmp(back, want, 8) == 0,
+          "zlib: rc %d, data_type %d, %u bytes", rc_z, z.data_type,
+          (unsigned) (sizeof(back) - z.avail_out));
+    inflateEnd(&z);
+
+    /* exactly the limit, fresh buffer: whole, and one byte at a time */
+
+    rc = inflate_msg(&ctx, &inf, msg, 9, &out, 8);
+    CHECK(rc == NGX_CHAT_INFLATE_OK && out.len == 8
+          && memcmp(out.data, want, 8) == 0 && inf.stream == NULL,
+          "tail at the limit: rc %d len %zu", rc, out.len);
+    buf_free(&ctx, &out);
+
+    rc = NGX_CHAT_INFLATE_OK;
+
+    for (off = 0; off < 9 && rc == NGX_CHAT_INFLATE_OK; off++) {
+        rc = ngx_chat_inflate(&ctx, &inf, msg + off, 1, off == 8, &out, 8);
+    }
+
+    CHECK(rc == NGX_CHAT_INFLATE_OK && out.len == 8
+          && memcmp(out.data, want, 8) == 0,
+          "tail at the limit, byte by byte: rc %d len %zu", rc, out.len);
+    buf_free(&ctx, &out);
+
+    /* one byte under: the tail's last byte is one too many */
+
+    rc = inflate_msg(&ctx, &inf, msg, 9, &out, 7);
+    CHECK(rc == NGX_CHAT_INFLATE_TOO_BIG && out.len == 7,
+          "tail past the limit: rc %d len %zu", rc, out.len);
+    buf_free(&ctx, &out);
+
+    /* a buffer of every size up to past the message, the limit far away */
+
+    for (size = 1; size <= 12; size++) {
+        out.data = ctx.alloc(ctx.data, size);
+        out.size = size;
+        out.len = 0;
+
+        rc = inflate_msg(&ctx, &inf, msg, 9, &out, 1000);
+        CHECK(rc == NGX_CHAT_INFLATE_OK && out.len == 8
+              && memcmp(out.data, want, 8) == 0,
+              "tail in a buffer of %zu: rc %d len %zu", size, rc, out.len);
+
+        /* one byte short, the tail does not end the block: CORRUPT still */
+
+        out.len = 0;
+        rc = inflate_msg(&ctx, &inf, msg, 8, &out, 1000);
+        CHECK(rc == NGX_CHAT_INFLATE_CORRUPT,
+              "tail inside the block, buffer of %zu: rc %d", size, rc);
+
+        buf_free(&ctx, &out);
+    }
+
+    /* the same through the idle list and a second message */
+
+    n = ctx.inflate_streams;
+    rc = inflate_msg(&ctx, &inf, msg, 9, &out, 8);
+    CHECK(rc == NGX_CHAT_INFLATE_OK && out.len == 8,
+          "tail at the limit again: rc %d len %zu", rc, out.len);
+    CHECK(ctx.inflate_streams == n && ctx.inflate_streams == 1,
+          "one stream reused: %u", ctx.inflate_streams);
+    buf_free(&ctx, &out);
+
+    ngx_chat_deflate_ctx_cleanup(&ctx);
+    CHECK(mem.live_blocks == 0, "tail ends block: %zu blocks leaked",
+          mem.live_blocks);
+}
+
+
 /* 10 MB of zeros in about 10 KB: stopped at 16 KB of output */
 
 static void
@@ -1961,6 +2073,7 @@ main(void)
     test_round_trip_inflate();
     test_window_too_small();
     test_limits();
+    test_tail_ends_block();
     test_bomb();
     test_corrupt();
     test_takeover();
