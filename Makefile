@@ -386,6 +386,13 @@ $(BENCH_BIN): $(BENCH_SRCS) $(BENCH_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_CHAT) -o $@ $(BENCH_SRCS) -ljansson -lcrypto
 
+# the shared driver's sweeps against ngx_chat and then Centrifugo, in one
+# run, side by side with ratios (t/bench/compare.sh; SCENARIOS=dm|fanout|
+# idle, and the driver's settings from the environment)
+.PHONY: bench-compare
+bench-compare: deps build
+	t/bench/compare.sh $(or $(SCENARIOS),all)
+
 bench: deps build $(BENCH_BIN)
 	BENCH_BIN=$(CURDIR)/$(BENCH_BIN) BENCH_QUICK=$(BENCH_QUICK) t/bench/run.sh
 
