@@ -22,7 +22,8 @@ static const char  *ngx_chat_wire_ops[NGX_CHAT_WIRE_OP_COUNT] = {
     "remove_members",
     "receipt",
     "typing",
-    "repair"
+    "repair",
+    "revoke"
 };
 
 

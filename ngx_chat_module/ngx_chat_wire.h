@@ -130,6 +130,7 @@ typedef enum {
     NGX_CHAT_WIRE_OP_RECEIPT,
     NGX_CHAT_WIRE_OP_TYPING,
     NGX_CHAT_WIRE_OP_REPAIR,
+    NGX_CHAT_WIRE_OP_REVOKE,
     NGX_CHAT_WIRE_OP_COUNT
 } ngx_chat_wire_op_t;
 
@@ -179,6 +180,13 @@ int ngx_chat_wire_op_find(const char *name, size_t len);
 /* ms: the node's start; it needs nothing older (after may be -1) */
 #define NGX_CHAT_WIRE_F_SINCE            "since"
 
+/*
+ * An operator's request (chatctl), not a session's: the fields op, ts,
+ * admin (who asked, for the log) and the op's own; no node, sid, user or
+ * dev of a session. revoke: user, and dev when one device only.
+ */
+#define NGX_CHAT_WIRE_F_ADMIN            "admin"
+
 /* who sent a record: every id valid, sid NGX_CHAT_WIRE_SID_LEN bytes */
 typedef struct {
     const char   *user;
@@ -227,12 +235,25 @@ char *ngx_chat_wire_record_common(char *p, const ngx_chat_wire_peer_t *peer,
  * (a reload, a flapping link) flip nobody offline
  */
 #define NGX_CHAT_WIRE_KEY_GONE           "chat:gone"
+/*
+ * hash of revocations: field "<user>" (every device) or "<user> <device>",
+ * value the ms of the revocation; a token issued before it (or without
+ * iat) is refused at the handshake. Written by the workers from the
+ * store of record (PostgreSQL), so that Redis losing it loses nothing.
+ */
+#define NGX_CHAT_WIRE_KEY_REVOKED        "chat:revoked"
 /* "<topic>:<group>" follows; hash, field <partition>, value the last
  * offset whose answers went out */
 #define NGX_CHAT_WIRE_KEY_DELIVERED      "chat:delivered:"
 
 /* channel of one node: payloads of records (below) */
 #define NGX_CHAT_WIRE_CHANNEL_NODE       "chat:node:"
+/*
+ * channel every nginx worker process subscribes to: "revoke <user>
+ * <device or -> <ms>" closes the user's (device's) sessions with 4003 and
+ * is remembered for the handshake
+ */
+#define NGX_CHAT_WIRE_CHANNEL_CONTROL    "chat:control"
 /* channel of one user's presence events (below): only the processes that
  * have a watcher of the user subscribe to it */
 #define NGX_CHAT_WIRE_CHANNEL_PRESENCE   "chat:pc:"

@@ -34,7 +34,7 @@
 static bool
 not_yet(int op)
 {
-    return op == NGX_CHAT_WIRE_OP_REPAIR;
+    return op == NGX_CHAT_WIRE_OP_REPAIR || op == NGX_CHAT_WIRE_OP_REVOKE;
 }
 
 
