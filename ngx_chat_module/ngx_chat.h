@@ -43,6 +43,7 @@
 #include <ngx_http.h>
 
 #include "ngx_chat_frame.h"
+#include "ngx_chat_deflate.h"
 #include "ngx_chat_metrics.h"
 #include "ngx_chat_wire.h"
 
@@ -81,6 +82,13 @@ typedef struct ngx_chat_main_conf_s {
 
     ngx_chat_metrics_conf_t    metrics;
 
+    /* permessage-deflate, per process: chat_deflate_level,
+     * chat_deflate_mem_level, chat_deflate_min_size, and their check */
+    ngx_uint_t                 deflate_level;
+    ngx_uint_t                 deflate_mem_level;
+    size_t                     deflate_min_size;
+    ngx_chat_deflate_conf_t    deflate;
+
     /* this process, set in init_process: "<server_id>:<process>" */
     ngx_str_t                  node;
 } ngx_chat_main_conf_t;
@@ -97,6 +105,14 @@ typedef struct {
     ngx_uint_t                 rate;        /* client frames per second */
     ngx_uint_t                 burst;
     ngx_uint_t                 rate_strikes;
+
+    /* permessage-deflate: chat_deflate and what a connection may agree
+     * to, merged into deflate_conf, which the handshake negotiates with */
+    ngx_flag_t                 deflate;
+    ngx_uint_t                 deflate_window_bits;
+    ngx_uint_t                 deflate_client_window_bits;
+    ngx_flag_t                 deflate_client_takeover;
+    ngx_chat_deflate_conf_t    deflate_conf;
 
     const ngx_chat_session_handlers_t  *handlers;
     ngx_uint_t                 metrics_index;   /* connections by location */
@@ -121,10 +137,17 @@ struct ngx_chat_session_s {
 
     ngx_chat_ws_parser_t       parser;
 
-    /* a data message being reassembled (allocated only while it is) */
+    /*
+     * a data message being reassembled or inflated (allocated only while
+     * it is); 32 bits are enough, chat_max_message_bytes being at most 64m
+     */
     u_char                    *msg;
-    size_t                     msg_len;
-    size_t                     msg_size;
+    uint32_t                   msg_len;
+    uint32_t                   msg_size;
+
+    /* permessage-deflate's inflate state, in the same allocation as the
+     * session, when the extension was agreed; NULL otherwise */
+    void                      *inflate;
 
     /* frames waiting for the socket (allocated only while there are) */
     u_char                    *out;
@@ -140,6 +163,8 @@ struct ngx_chat_session_s {
     unsigned                   lingering:1;   /* draining before close */
     unsigned                   gone:1;        /* handlers->closed ran */
     unsigned                   notify_drained:1;
+    /* permessage-deflate: the server window bits agreed, 0 if it was not */
+    unsigned                   deflate_bits:4;
 
     /* ngx_chat_dispatch.c: the token bucket of client frames (thousandths
      * of a frame), and the last typing "start" forwarded */
@@ -236,13 +261,18 @@ void ngx_chat_presence_resubscribe(void);
 
 /*
  * Takes the connection over from the upgrade request r: response is the
- * 101 answer to send first (copied), handlers what the session's events
- * go to. NGX_DONE, or an HTTP status to answer instead.
+ * 101 answer to send first (copied), deflate what permessage-deflate
+ * agreed to (NULL if it was not), handlers what the session's events go
+ * to. NGX_DONE, or an HTTP status to answer instead.
  */
 ngx_int_t ngx_chat_session_start(ngx_http_request_t *r, ngx_str_t *user,
-    ngx_str_t *device, int64_t expires, u_char *response, size_t len);
+    ngx_str_t *device, int64_t expires, u_char *response, size_t len,
+    const ngx_chat_deflate_params_t *deflate);
 
-ngx_int_t ngx_chat_session_init(ngx_cycle_t *cycle);
+/* the process's read buffer, session ids and deflate context */
+ngx_int_t ngx_chat_session_init(ngx_cycle_t *cycle,
+    ngx_chat_main_conf_t *mcf);
+void ngx_chat_session_exit(ngx_cycle_t *cycle);
 
 ngx_chat_session_t *ngx_chat_session_find(const u_char *sid);
 ngx_chat_session_t *ngx_chat_session_find_key(ngx_rbtree_key_t key);
@@ -260,6 +290,15 @@ ngx_int_t ngx_chat_session_send(ngx_chat_session_t *s, ngx_uint_t opcode,
     u_char *data, size_t len);
 ngx_int_t ngx_chat_session_send_text(ngx_chat_session_t *s, u_char *data,
     size_t len);
+/*
+ * The same for one message to many sessions (ngx_chat_deflate_shared_init()
+ * first): compressed once per window size among those that agreed to
+ * permessage-deflate, as it is to the others; then
+ * ngx_chat_session_shared_free()
+ */
+ngx_int_t ngx_chat_session_send_shared(ngx_chat_session_t *s,
+    ngx_chat_deflate_shared_t *sh);
+void ngx_chat_session_shared_free(ngx_chat_deflate_shared_t *sh);
 void ngx_chat_session_close(ngx_chat_session_t *s, ngx_uint_t code,
     char *reason);
 void ngx_chat_session_close_all(ngx_uint_t code, char *reason);

@@ -12,6 +12,15 @@
  * An idle session holds only its ngx_chat_session_t in c->pool: input is
  * read into one buffer per process, and the reassembly and output buffers
  * exist only while they hold bytes.
+ *
+ * With permessage-deflate (RFC 7692, agreed in ngx_chat_handshake.c) a
+ * session also holds an inflater of 24 bytes, after the session in the
+ * same allocation; the zlib streams belong to the process's context here
+ * (ngx_chat_deflate.c): an inflate stream is lent to a session for the
+ * length of a compressed message (for its life if the client keeps its
+ * context), and a deflate stream per window size compresses every server
+ * message on its own, so that one compressed frame serves every session
+ * of a delivery that agreed to the same window.
  */
 
 
@@ -25,6 +34,18 @@
 #define NGX_CHAT_LINGER_TIMEOUT  2000
 #define NGX_CHAT_TICK_SLACK      50
 
+/* ngx_chat_session_queue() flags */
+#define NGX_CHAT_QUEUE_FORCE     0x01  /* past the send buffer bound */
+#define NGX_CHAT_QUEUE_PLAIN     0x02  /* never compressed */
+#define NGX_CHAT_QUEUE_FRAME     0x04  /* data is a whole frame already */
+
+
+/* a session's permessage-deflate input state */
+typedef struct {
+    ngx_chat_inflater_t        inflater;
+    uint32_t                   utf8;        /* of the inflated text */
+} ngx_chat_session_inflate_t;
+
 
 static void ngx_chat_session_detach(ngx_event_t *wev);
 static void ngx_chat_session_read_handler(ngx_event_t *rev);
@@ -36,8 +57,14 @@ static ngx_int_t ngx_chat_session_control(ngx_chat_session_t *s,
     ngx_chat_ws_event_t *ev);
 static ngx_int_t ngx_chat_session_data(ngx_chat_session_t *s,
     ngx_chat_ws_event_t *ev);
+static ngx_int_t ngx_chat_session_inflate(ngx_chat_session_t *s,
+    ngx_chat_ws_event_t *ev);
 static ngx_int_t ngx_chat_session_queue(ngx_chat_session_t *s,
-    ngx_uint_t opcode, u_char *data, size_t len, ngx_uint_t force);
+    ngx_uint_t opcode, u_char *data, size_t len, ngx_uint_t flags);
+static ngx_int_t ngx_chat_session_reserve(ngx_chat_session_t *s,
+    size_t need, size_t room, ngx_uint_t force);
+static void *ngx_chat_session_zalloc(void *data, size_t size);
+static void ngx_chat_session_zfree(void *data, void *p);
 static ngx_int_t ngx_chat_session_flush(ngx_chat_session_t *s);
 static void ngx_chat_session_drained(ngx_chat_session_t *s);
 static void ngx_chat_session_gone(ngx_chat_session_t *s);
@@ -51,9 +78,12 @@ static u_char            *ngx_chat_recv_buf;
 static uint64_t           ngx_chat_sid_prefix;
 static uint64_t           ngx_chat_sid_counter;
 
+/* permessage-deflate's zlib streams and settings for this process */
+static ngx_chat_deflate_ctx_t  ngx_chat_deflate_ctx;
+
 
 ngx_int_t
-ngx_chat_session_init(ngx_cycle_t *cycle)
+ngx_chat_session_init(ngx_cycle_t *cycle, ngx_chat_main_conf_t *mcf)
 {
     ngx_rbtree_init(&ngx_chat_sessions, &ngx_chat_sessions_sentinel,
                     ngx_rbtree_insert_value);
@@ -72,17 +102,56 @@ ngx_chat_session_init(ngx_cycle_t *cycle)
     ngx_chat_sid_prefix &= 0x7fffffff00000000ULL;   /* fits ngx_hextoi() */
     ngx_chat_sid_counter = 0;
 
+    /* allocates nothing until a session compresses or inflates */
+    if (ngx_chat_deflate_ctx_init(&ngx_chat_deflate_ctx, &mcf->deflate,
+                                  ngx_chat_session_zalloc,
+                                  ngx_chat_session_zfree, cycle->log)
+        != 0)
+    {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                      "chat: invalid deflate settings");
+        return NGX_ERROR;
+    }
+
     return NGX_OK;
+}
+
+
+void
+ngx_chat_session_exit(ngx_cycle_t *cycle)
+{
+    /* the streams sessions still hold are given back as they close */
+    ngx_chat_deflate_ctx_cleanup(&ngx_chat_deflate_ctx);
+}
+
+
+/* zlib's memory, and inflated messages', is the process's heap */
+
+static void *
+ngx_chat_session_zalloc(void *data, size_t size)
+{
+    return ngx_alloc(size, data);
+}
+
+
+static void
+ngx_chat_session_zfree(void *data, void *p)
+{
+    ngx_free(p);
 }
 
 
 ngx_int_t
 ngx_chat_session_start(ngx_http_request_t *r, ngx_str_t *user,
-    ngx_str_t *device, int64_t expires, u_char *response, size_t len)
+    ngx_str_t *device, int64_t expires, u_char *response, size_t len,
+    const ngx_chat_deflate_params_t *deflate)
 {
-    ngx_connection_t     *c;
-    ngx_chat_session_t   *s;
-    ngx_chat_loc_conf_t  *lcf;
+    u_char                      *p;
+    size_t                       extra;
+    ngx_connection_t            *c;
+    ngx_chat_session_t          *s;
+    ngx_chat_loc_conf_t         *lcf;
+    ngx_chat_session_inflate_t  *zi;
 
     c = r->connection;
 
@@ -94,7 +163,11 @@ ngx_chat_session_start(ngx_http_request_t *r, ngx_str_t *user,
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_chat_module);
 
-    s = ngx_pcalloc(c->pool, sizeof(ngx_chat_session_t) + user->len
+    /* the inflater goes after the session (both are 8-byte multiples), then
+     * the strings */
+    extra = deflate ? sizeof(ngx_chat_session_inflate_t) : 0;
+
+    s = ngx_pcalloc(c->pool, sizeof(ngx_chat_session_t) + extra + user->len
                              + device->len);
     if (s == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -104,7 +177,20 @@ ngx_chat_session_start(ngx_http_request_t *r, ngx_str_t *user,
     s->conf = lcf;
     s->expires = expires;
 
-    s->user.data = (u_char *) s + sizeof(ngx_chat_session_t);
+    p = (u_char *) s + sizeof(ngx_chat_session_t);
+
+    if (deflate) {
+        zi = (ngx_chat_session_inflate_t *) p;
+        ngx_chat_inflate_init(&zi->inflater, deflate);
+        zi->utf8 = NGX_CHAT_UTF8_ACCEPT;
+
+        s->inflate = zi;
+        s->deflate_bits = deflate->server_window_bits;
+
+        p += extra;
+    }
+
+    s->user.data = p;
     s->user.len = user->len;
     ngx_memcpy(s->user.data, user->data, user->len);
 
@@ -118,6 +204,7 @@ ngx_chat_session_start(ngx_http_request_t *r, ngx_str_t *user,
 
     ngx_chat_ws_parser_init(&s->parser, lcf->max_message);
     s->parser.max_frames = (uint32_t) ngx_min(lcf->max_frames, 0xffffffff);
+    s->parser.deflate = deflate ? 1 : 0;
 
     s->out = ngx_alloc(ngx_max(len, NGX_CHAT_OUT_MIN), c->log);
     if (s->out == NULL) {
@@ -366,7 +453,8 @@ ngx_chat_session_tick(ngx_chat_session_t *s)
 
     /* a timer may fire a little early: a ping that is nearly due goes now */
     if (since_ping + NGX_CHAT_TICK_SLACK >= hb) {
-        if (ngx_chat_session_queue(s, NGX_CHAT_WS_OP_PING, NULL, 0, 1)
+        if (ngx_chat_session_queue(s, NGX_CHAT_WS_OP_PING, NULL, 0,
+                                   NGX_CHAT_QUEUE_FORCE)
             != NGX_OK)
         {
             ngx_chat_session_finalize(s);
@@ -466,6 +554,10 @@ ngx_chat_session_data(ngx_chat_session_t *s, ngx_chat_ws_event_t *ev)
     u_char  *msg;
     size_t   size;
 
+    if (ev->compressed) {
+        return ngx_chat_session_inflate(s, ev);
+    }
+
     if (ev->last && s->msg_len == 0) {
         /* the whole message is in the read buffer: no copy */
         s->conf->handlers->message(s, ev->opcode, ev->data, ev->len);
@@ -490,12 +582,12 @@ ngx_chat_session_data(ngx_chat_session_t *s, ngx_chat_ws_event_t *ev)
         }
 
         s->msg = msg;
-        s->msg_size = size;
+        s->msg_size = (uint32_t) size;
     }
 
     if (ev->len) {
         ngx_memcpy(s->msg + s->msg_len, ev->data, ev->len);
-        s->msg_len += ev->len;
+        s->msg_len += (uint32_t) ev->len;
     }
 
     if (!ev->last) {
@@ -506,6 +598,78 @@ ngx_chat_session_data(ngx_chat_session_t *s, ngx_chat_ws_event_t *ev)
 
     ngx_free(s->msg);
     s->msg = NULL;
+    s->msg_len = 0;
+    s->msg_size = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A chunk of a compressed message: inflated into the reassembly buffer
+ * under chat_max_message_bytes (the inflated size; the wire size was
+ * bounded by the parser), its text checked as it comes out.
+ */
+
+static ngx_int_t
+ngx_chat_session_inflate(ngx_chat_session_t *s, ngx_chat_ws_event_t *ev)
+{
+    unsigned                     code;
+    ngx_uint_t                   level;
+    const char                  *reason;
+    ngx_chat_deflate_buf_t       buf;
+    ngx_chat_session_inflate_t  *zi;
+
+    zi = s->inflate;
+
+    if (zi == NULL) {
+        /* the parser flags compressed messages only when asked to */
+        ngx_log_error(NGX_LOG_ALERT, s->connection->log, 0,
+                      "chat: compressed message without permessage-deflate");
+        ngx_chat_session_close(s, NGX_CHAT_WIRE_CLOSE_INTERNAL,
+                               "internal error");
+        return NGX_DONE;
+    }
+
+    buf.data = s->msg;
+    buf.len = s->msg_len;
+    buf.size = s->msg_size;
+
+    code = ngx_chat_inflate_event(&ngx_chat_deflate_ctx, &zi->inflater,
+                                  &zi->utf8, ev, &buf, s->conf->max_message,
+                                  &reason);
+
+    /* the buffer may have grown (through ngx_alloc(), as the plain path's) */
+    s->msg = buf.data;
+    s->msg_len = (uint32_t) buf.len;
+    s->msg_size = (uint32_t) buf.size;
+
+    if (code) {
+        /* out of memory is ours; the rest is the client's doing */
+        level = (code == NGX_CHAT_WIRE_CLOSE_INTERNAL) ? NGX_LOG_ERR
+                                                       : NGX_LOG_INFO;
+
+        ngx_log_error(level, s->connection->log, 0,
+                      "chat: client compressed message refused with %ui: %s",
+                      (ngx_uint_t) code, reason);
+        ngx_chat_session_close(s, code, (char *) reason);
+        return NGX_DONE;
+    }
+
+    if (!ev->last) {
+        return NGX_OK;
+    }
+
+    /* an empty message allocated nothing */
+
+    s->conf->handlers->message(s, ev->opcode,
+                               s->msg ? s->msg : (u_char *) "", s->msg_len);
+
+    if (s->msg) {
+        ngx_free(s->msg);
+        s->msg = NULL;
+    }
+
     s->msg_len = 0;
     s->msg_size = 0;
 
@@ -541,23 +705,170 @@ ngx_chat_session_send(ngx_chat_session_t *s, ngx_uint_t opcode, u_char *data,
 }
 
 
+ngx_int_t
+ngx_chat_session_send_shared(ngx_chat_session_t *s,
+    ngx_chat_deflate_shared_t *sh)
+{
+    u_char                 *frame;
+    size_t                  len;
+    ngx_uint_t              flags;
+    ngx_chat_deflate_rc_e   rc;
+
+    if (s->closing) {
+        return NGX_DECLINED;
+    }
+
+    frame = (u_char *) sh->in;
+    len = sh->len;
+    flags = 0;
+
+    if (s->deflate_bits) {
+        rc = ngx_chat_deflate_shared_frame(&ngx_chat_deflate_ctx, sh,
+                                           s->deflate_bits, &frame, &len);
+
+        if (rc == NGX_CHAT_DEFLATE_OK) {
+            flags = NGX_CHAT_QUEUE_FRAME;
+
+        } else {
+            /* declined once for this window size: not tried again here */
+
+            if (rc == NGX_CHAT_DEFLATE_ERROR) {
+                ngx_log_error(NGX_LOG_ERR, s->connection->log, 0,
+                              "chat: deflate failed, sending uncompressed");
+            }
+
+            frame = (u_char *) sh->in;
+            len = sh->len;
+            flags = NGX_CHAT_QUEUE_PLAIN;
+        }
+    }
+
+    if (ngx_chat_session_queue(s, sh->opcode, frame, len, flags) != NGX_OK) {
+        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                      "chat: client too slow, %uz bytes queued",
+                      (size_t) (s->out_last - s->out_pos));
+        ngx_chat_session_close(s, NGX_CHAT_WIRE_CLOSE_SLOW,
+                               "send buffer overflow");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_chat_session_shared_free(ngx_chat_deflate_shared_t *sh)
+{
+    ngx_chat_deflate_shared_free(&ngx_chat_deflate_ctx, sh);
+}
+
+
 /*
- * Appends one frame. Only close and ping frames may pass the
- * chat_send_buffer bound ("force"): they are small and the client must see
- * them.
+ * Appends one frame: a text or binary one compressed when the session
+ * agreed to permessage-deflate and it is at least chat_deflate_min_size
+ * long (and shrinks), written straight into the output buffer. Only close
+ * and ping frames may pass the chat_send_buffer bound (FORCE): they are
+ * small and the client must see them. The bound is on the uncompressed
+ * size, which a compressed frame never passes.
  */
 
 static ngx_int_t
 ngx_chat_session_queue(ngx_chat_session_t *s, ngx_uint_t opcode, u_char *data,
-    size_t len, ngx_uint_t force)
+    size_t len, ngx_uint_t flags)
+{
+    u_char                 *frame;
+    size_t                  need, room, n;
+    ngx_int_t               rc;
+    ngx_uint_t              compress;
+    ngx_chat_deflate_rc_e   drc;
+
+    compress = 0;
+
+    if (flags & NGX_CHAT_QUEUE_FRAME) {
+        need = len;
+        room = len;
+
+    } else {
+        need = NGX_CHAT_WS_MAX_HEADER + len;
+        room = need;
+
+        if (s->deflate_bits
+            && !(flags & NGX_CHAT_QUEUE_PLAIN)
+            && (opcode == NGX_CHAT_WS_OP_TEXT
+                || opcode == NGX_CHAT_WS_OP_BINARY)
+            && len >= ngx_chat_deflate_ctx.min_size)
+        {
+            /* zlib writes the sync flush's 4-byte tail before it goes */
+            compress = 1;
+            room = NGX_CHAT_DEFLATE_FRAME_SIZE(len);
+        }
+    }
+
+    rc = ngx_chat_session_reserve(s, need, room,
+                                  flags & NGX_CHAT_QUEUE_FORCE);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (flags & NGX_CHAT_QUEUE_FRAME) {
+        s->out_last = ngx_cpymem(s->out_last, data, len);
+        goto queued;
+    }
+
+    if (compress) {
+        drc = ngx_chat_deflate_frame(&ngx_chat_deflate_ctx, s->deflate_bits,
+                                     (unsigned) opcode, data, len,
+                                     s->out_last, room, &frame, &n);
+
+        if (drc == NGX_CHAT_DEFLATE_OK) {
+            /* the header went where its length put it: no gap before it */
+            if (frame != s->out_last) {
+                ngx_memmove(s->out_last, frame, n);
+            }
+
+            s->out_last += n;
+            goto queued;
+        }
+
+        if (drc == NGX_CHAT_DEFLATE_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, s->connection->log, 0,
+                          "chat: deflate failed, sending uncompressed");
+        }
+
+        /* declined: it goes as it is, over what zlib wrote */
+    }
+
+    s->out_last += ngx_chat_ws_frame_header(s->out_last, opcode, len);
+
+    if (len) {
+        s->out_last = ngx_cpymem(s->out_last, data, len);
+    }
+
+queued:
+
+    ngx_chat_stats->frames_out++;
+
+    /* one write for everything queued before the posted events run */
+    ngx_post_event(s->connection->write, &ngx_posted_events);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Room for room bytes at s->out_last; need (at most room) is what the
+ * frame adds to the queue as far as the send buffer bound goes.
+ */
+
+static ngx_int_t
+ngx_chat_session_reserve(ngx_chat_session_t *s, size_t need, size_t room,
+    ngx_uint_t force)
 {
     u_char  *out;
-    size_t   need, used, size;
-
-    need = NGX_CHAT_WS_MAX_HEADER + len;
+    size_t   used, size;
 
     if (s->out == NULL) {
-        size = ngx_max(need, NGX_CHAT_OUT_MIN);
+        size = ngx_max(room, NGX_CHAT_OUT_MIN);
 
         s->out = ngx_alloc(size, s->connection->log);
         if (s->out == NULL) {
@@ -568,48 +879,44 @@ ngx_chat_session_queue(ngx_chat_session_t *s, ngx_uint_t opcode, u_char *data,
         s->out_last = s->out;
         s->out_end = s->out + size;
 
-    } else if ((size_t) (s->out_end - s->out_last) < need) {
-        used = s->out_last - s->out_pos;
-
-        if (used + need > s->conf->send_buffer && !force) {
-            return NGX_DECLINED;
-        }
-
-        if ((size_t) (s->out_end - s->out) >= used + need) {
-            ngx_memmove(s->out, s->out_pos, used);
-
-        } else {
-            size = ngx_max(used + need, 2 * (size_t) (s->out_end - s->out));
-
-            if (!force) {
-                size = ngx_min(size, s->conf->send_buffer);
-            }
-
-            out = ngx_alloc(size, s->connection->log);
-            if (out == NULL) {
-                return NGX_ERROR;
-            }
-
-            ngx_memcpy(out, s->out_pos, used);
-            ngx_free(s->out);
-
-            s->out = out;
-            s->out_end = out + size;
-        }
-
-        s->out_pos = s->out;
-        s->out_last = s->out + used;
+        return NGX_OK;
     }
 
-    s->out_last += ngx_chat_ws_frame_header(s->out_last, opcode, len);
-    ngx_chat_stats->frames_out++;
-
-    if (len) {
-        s->out_last = ngx_cpymem(s->out_last, data, len);
+    if ((size_t) (s->out_end - s->out_last) >= room) {
+        return NGX_OK;
     }
 
-    /* one write for everything queued before the posted events run */
-    ngx_post_event(s->connection->write, &ngx_posted_events);
+    used = s->out_last - s->out_pos;
+
+    if (used + need > s->conf->send_buffer && !force) {
+        return NGX_DECLINED;
+    }
+
+    if ((size_t) (s->out_end - s->out) >= used + room) {
+        ngx_memmove(s->out, s->out_pos, used);
+
+    } else {
+        size = ngx_max(used + room, 2 * (size_t) (s->out_end - s->out));
+
+        if (!force) {
+            size = ngx_min(size, s->conf->send_buffer);
+            size = ngx_max(size, used + room);
+        }
+
+        out = ngx_alloc(size, s->connection->log);
+        if (out == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(out, s->out_pos, used);
+        ngx_free(s->out);
+
+        s->out = out;
+        s->out_end = out + size;
+    }
+
+    s->out_pos = s->out;
+    s->out_last = s->out + used;
 
     return NGX_OK;
 }
@@ -751,7 +1058,8 @@ ngx_chat_session_close(ngx_chat_session_t *s, ngx_uint_t code, char *reason)
     len = ngx_chat_ws_close_payload(buf, code, reason);
     ngx_chat_metrics_close(code);
 
-    (void) ngx_chat_session_queue(s, NGX_CHAT_WS_OP_CLOSE, buf, len, 1);
+    (void) ngx_chat_session_queue(s, NGX_CHAT_WS_OP_CLOSE, buf, len,
+                                  NGX_CHAT_QUEUE_FORCE);
 
     s->closing = 1;
 
@@ -809,6 +1117,13 @@ ngx_chat_session_finalize(ngx_chat_session_t *s)
     if (s->msg) {
         ngx_free(s->msg);
         s->msg = NULL;
+    }
+
+    if (s->inflate) {
+        /* a message cut short, or a client's kept context: its stream */
+        ngx_chat_inflate_end(&ngx_chat_deflate_ctx,
+                             &((ngx_chat_session_inflate_t *)
+                               s->inflate)->inflater);
     }
 
     if (s->out) {
