@@ -108,6 +108,9 @@ usage(FILE *f)
 "  --max-fail N        idle: stop connecting after N failures\n"
 "  --no-skip           run every rate even after one saturated the stack\n"
 "  --cpu-scope PID[,PID...]  count only processes descending from these\n"
+"  --deflate           offer permessage-deflate (the location must agree:\n"
+"                      /chat-z of conf/nginx.conf.in); compressed server\n"
+"                      frames are inflated\n"
 "  --prefix P          user id prefix (default random: users are new)\n"
 "  --label TEXT        stored in the JSON\n"
 "  --json FILE         write the result as JSON\n"
@@ -226,7 +229,7 @@ opts_parse(bench_t *ctx, int argc, char **argv)
         { "prefix", 1, 0, 16 }, { "label", 1, 0, 17 },
         { "json", 1, 0, 'j' }, { "verbose", 0, 0, 'v' },
         { "report", 0, 0, 18 }, { "warmup", 1, 0, 19 },
-        { "max-backlog", 1, 0, 20 },
+        { "max-backlog", 1, 0, 20 }, { "deflate", 0, 0, 21 },
         { "help", 0, 0, 'h' },
         { 0, 0, 0, 0 }
     };
@@ -287,6 +290,7 @@ opts_parse(bench_t *ctx, int argc, char **argv)
         case 18: report = 1; break;
         case 19: o->warmup = atof(optarg); break;
         case 20: o->max_backlog = atof(optarg); break;
+        case 21: o->deflate = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;
         }
