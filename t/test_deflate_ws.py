@@ -499,3 +499,53 @@ def test_group_fan_out_over_window_sizes(stack, ws):
             c.close()
         for c in (c12, cp, co):
             c.close()
+
+
+# -- configuration -----------------------------------------------------------
+
+CONF = """
+events { worker_connections 64; }
+http {
+    %(http)s
+    server {
+        listen 127.0.0.1:1;
+        %(server)s
+        location = /echo { chat_echo; %(location)s }
+    }
+}
+"""
+
+
+@pytest.mark.parametrize("where,text,error", [
+    ("location", "chat_deflate on; chat_deflate_window_bits 9;", None),
+    ("server", "chat_deflate on; chat_deflate_client_window_bits 12; "
+               "chat_deflate_client_context_takeover on;", None),
+    ("http", "chat_deflate_level 9; chat_deflate_mem_level 1; "
+             "chat_deflate_min_size 1k;", None),
+    ("location", "chat_deflate_window_bits 8;", "between 9 and 15"),
+    ("location", "chat_deflate_client_window_bits 16;", "between 9 and 15"),
+    ("location", "chat_deflate yes;", "must be \"on\" or \"off\""),
+    ("http", "chat_deflate_level 0;", "between 1 and 9"),
+    ("http", "chat_deflate_mem_level 10;", "between 1 and 9"),
+    ("http", "chat_deflate_min_size big;", "invalid value"),
+    ("location", "chat_deflate_level 6;", "not allowed here"),
+    ("http", "chat_deflate_level 6; chat_deflate_level 7;", "is duplicate"),
+])
+def test_nginx_t_checks_the_directives(stack, tmp_path, where, text, error):
+    parts = {"http": "", "server": "", "location": ""}
+    parts[where] = text
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(CONF % parts)
+    (tmp_path / "logs").mkdir()
+    p = subprocess.run([stack.env.get("NGINX_BIN") or os.path.join(
+                            os.path.dirname(os.path.dirname(__file__)),
+                            "build", "nginx", "sbin", "nginx"),
+                        "-t", "-p", str(tmp_path), "-c", str(conf),
+                        "-e", "stderr"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=30)
+    out = p.stdout.decode(errors="replace")
+    if error is None:
+        assert p.returncode == 0, out
+    else:
+        assert p.returncode != 0 and error in out, out
