@@ -120,72 +120,81 @@ typedef struct {
 } ngx_chat_loc_conf_t;
 
 
+/* what a session holds beyond its struct, allocated when first needed */
+typedef struct {
+    /* ngx_chat_stream.c: answers being popped, while there are */
+    void                      *stream;
+
+    /* ngx_chat_presence.c: whom it watches */
+    void                     **watching;
+    uint16_t                   nwatching;
+    uint16_t                   nwatching_alloc;
+} ngx_chat_session_extra_t;
+
+
 /*
- * One WebSocket connection after the upgrade; lives in c->pool. Each file
- * owns the fields under its name.
+ * One WebSocket connection after the upgrade; lives in c->pool, with its
+ * user and device ids after it. Each file owns the fields under its name.
+ * An idle session is this struct and those few bytes, compressed or not:
+ * the frame parser and inflater, the reassembly and output buffers and
+ * the extras exist only while they are in use, so that the whole of it
+ * fits the connection pool's first block with nginx's own.
  */
 struct ngx_chat_session_s {
     /* ngx_chat_session.c */
-    ngx_rbtree_node_t          node;        /* key: the session id */
+    ngx_chat_session_t        *next;        /* in the table's bucket */
+    uint64_t                   key;         /* the session id */
     ngx_connection_t          *connection;
     ngx_chat_loc_conf_t       *conf;
 
-    ngx_str_t                  user;
-    ngx_str_t                  device;
-    u_char                     sid[NGX_CHAT_WIRE_SID_LEN];
-    int64_t                    expires;     /* token exp, seconds; 0 none */
+    /* the parser and the message being reassembled, while a frame or a
+     * message is under way; the output waiting for the socket */
+    void                      *in;
+    void                      *out;
 
-    ngx_chat_ws_parser_t       parser;
+    ngx_chat_session_extra_t  *extra;
 
-    /*
-     * a data message being reassembled or inflated (allocated only while
-     * it is); 32 bits are enough, chat_max_message_bytes being at most 64m
-     */
-    u_char                    *msg;
-    uint32_t                   msg_len;
-    uint32_t                   msg_size;
-
-    /* permessage-deflate's inflate state, in the same allocation as the
-     * session, when the extension was agreed; NULL otherwise */
-    void                      *inflate;
-
-    /* frames waiting for the socket (allocated only while there are) */
-    u_char                    *out;
-    u_char                    *out_pos;
-    u_char                    *out_last;
-    u_char                    *out_end;
+    uint32_t                   expires;     /* token exp, seconds; 0 none */
 
     /* ngx_current_msec of the last byte read and of the last ping sent */
     uint32_t                   last_read;
     uint32_t                   last_ping;
+
+    u_char                     user_len;
+    u_char                     device_len;
+
     unsigned                   in_table:1;
     unsigned                   closing:1;     /* our close frame queued */
     unsigned                   lingering:1;   /* draining before close */
     unsigned                   gone:1;        /* handlers->closed ran */
     unsigned                   notify_drained:1;
-    /* permessage-deflate: the server window bits agreed, 0 if it was not */
+    /* permessage-deflate: the server window bits agreed, 0 if it was
+     * not; the client's, and whether it keeps its context */
     unsigned                   deflate_bits:4;
+    unsigned                   inflate_bits:4;
+    unsigned                   inflate_takeover:1;
+
+    /* ngx_chat_registry.c */
+    unsigned                   registered:1;
 
     /* ngx_chat_dispatch.c: the token bucket of client frames (thousandths
      * of a frame), and the last typing "start" forwarded */
-    ngx_msec_t                 rate_last;
-    uint32_t                   rate_tokens;
     uint16_t                   rate_strikes;
+    uint32_t                   rate_last;
+    uint32_t                   rate_tokens;
     uint32_t                   typing_hash;
-    ngx_msec_t                 typing_last;
+    uint32_t                   typing_last;
 
     /* ngx_chat_registry.c */
     int64_t                    since;       /* connected, us */
-    unsigned                   registered:1;
-
-    /* ngx_chat_stream.c: answers being popped, while there are */
-    void                      *stream;
-
-    /* ngx_chat_presence.c: whom it watches, allocated when it does */
-    void                     **watching;
-    uint16_t                   nwatching;
-    uint16_t                   nwatching_alloc;
 };
+
+
+/* the user and device ids, as ngx_str_t (valid in the enclosing block) */
+#define ngx_chat_session_user(s)                                              \
+    (&(ngx_str_t) { (s)->user_len, (u_char *) ((s) + 1) })
+#define ngx_chat_session_device(s)                                            \
+    (&(ngx_str_t) { (s)->device_len, (u_char *) ((s) + 1) + (s)->user_len })
 
 
 extern ngx_module_t  ngx_chat_module;
@@ -275,7 +284,11 @@ ngx_int_t ngx_chat_session_init(ngx_cycle_t *cycle,
 void ngx_chat_session_exit(ngx_cycle_t *cycle);
 
 ngx_chat_session_t *ngx_chat_session_find(const u_char *sid);
-ngx_chat_session_t *ngx_chat_session_find_key(ngx_rbtree_key_t key);
+ngx_chat_session_t *ngx_chat_session_find_key(uint64_t key);
+/* the session id as NGX_CHAT_WIRE_SID_LEN hex digits into buf */
+u_char *ngx_chat_session_sid(ngx_chat_session_t *s, u_char *buf);
+/* the extras, allocated on the first call; NULL without memory */
+ngx_chat_session_extra_t *ngx_chat_session_extra(ngx_chat_session_t *s);
 /* the sessions of this process in sid order; NULL after the last */
 ngx_chat_session_t *ngx_chat_session_first(void);
 ngx_chat_session_t *ngx_chat_session_next(ngx_chat_session_t *s);

@@ -79,7 +79,8 @@ usage(FILE *f)
 "  --secret S          HS256 secret (default $CHAT_JWT_SECRET)\n"
 "  --quick             small CI sizes: idle 500, dm 200 conns 500 msg/s 5 s,\n"
 "                      group 1x256 20 msg/s 5 s, storm 200\n"
-"  --conns N           idle: connections (50k); dm: connections, 2 per pair\n"
+"  --conns N           idle: connections (50k, at most 90%% of the nginx\n"
+"                      workers' fd limits); dm: connections, 2 per pair\n"
 "                      (2000); group: members, a multiple of --group-size\n"
 "                      (2048); storm: clients (20k)\n"
 "  --rate R[,R...]     dm: offered msg/s per step (1k,5k,20k,50k);\n"
@@ -331,6 +332,23 @@ opts_finish(bench_t *ctx)
 
     if (o->conns < 0) {
         o->conns = o->quick ? ctx->sc->quick_conns : ctx->sc->conns;
+
+        /*
+         * idle by default: what nginx's workers can hold, or connections
+         * past their fd limits wait in the listen queue and are counted as
+         * failures of the server when they are the machine's
+         */
+        if (scen == SC_IDLE) {
+            ngxmem_t  m;
+
+            nginx_mem(ctx, &m);
+            if (m.nofile > 0 && o->conns > m.nofile * 9 / 10) {
+                fprintf(stderr, "chat_bench: idle: %ld connections, 90%% of"
+                        " the nginx workers' fd limits (%ld)\n",
+                        m.nofile * 9 / 10, m.nofile);
+                o->conns = m.nofile * 9 / 10;
+            }
+        }
     }
     if (o->nrates == 0) {
         if (scen == SC_DM) {
