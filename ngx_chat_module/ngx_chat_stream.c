@@ -121,6 +121,9 @@ ngx_chat_stream_drained(ngx_chat_session_t *s)
 void
 ngx_chat_stream_drop(ngx_chat_session_t *s)
 {
+    ngx_uint_t          i;
+    const char         *argv[2];
+    size_t              argvlen[2];
     ngx_chat_stream_t  *st;
 
     st = s->extra ? s->extra->stream : NULL;
@@ -129,6 +132,22 @@ ngx_chat_stream_drop(ngx_chat_session_t *s)
     }
 
     s->extra->stream = NULL;
+
+    /*
+     * what the client will never read goes now, not at its expiry: a
+     * client that reconnects again and again mid-sync would otherwise keep
+     * one whole answer per attempt in Redis
+     */
+
+    argv[0] = "DEL";
+    argvlen[0] = sizeof("DEL") - 1;
+
+    for (i = 0; i < st->nkeys; i++) {
+        argv[1] = (char *) st->keys[i].data;
+        argvlen[1] = st->keys[i].len;
+
+        (void) ngx_chat_redis_command(NULL, NULL, 2, argv, argvlen);
+    }
 
     if (st->popping) {
         st->session = NULL;     /* freed when the pop answers */

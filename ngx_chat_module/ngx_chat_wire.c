@@ -23,7 +23,9 @@ static const char  *ngx_chat_wire_ops[NGX_CHAT_WIRE_OP_COUNT] = {
     "receipt",
     "typing",
     "repair",
-    "revoke"
+    "revoke",
+    "conversations",
+    "receipts"
 };
 
 

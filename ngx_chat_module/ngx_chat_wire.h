@@ -86,6 +86,11 @@ size_t ngx_chat_wire_chars(const char *p, size_t len);
 #define NGX_CHAT_WIRE_HISTORY_LIMIT      50
 #define NGX_CHAT_WIRE_HISTORY_MAX        100
 #define NGX_CHAT_WIRE_SYNC_CAP           100     /* messages per conversation */
+/* the conversation list: a page of the conversations request, and the
+ * first page that a sync answer holds */
+#define NGX_CHAT_WIRE_LIST_LIMIT         50
+#define NGX_CHAT_WIRE_LIST_MAX           200
+#define NGX_CHAT_WIRE_SYNC_LIST          200
 #define NGX_CHAT_WIRE_JSON_DEPTH_MAX     16
 #define NGX_CHAT_WIRE_GROUP_MEMBERS      256     /* default, creator included */
 #define NGX_CHAT_WIRE_GROUP_MEMBERS_MAX  1024
@@ -131,6 +136,8 @@ typedef enum {
     NGX_CHAT_WIRE_OP_TYPING,
     NGX_CHAT_WIRE_OP_REPAIR,
     NGX_CHAT_WIRE_OP_REVOKE,
+    NGX_CHAT_WIRE_OP_CONVERSATIONS,
+    NGX_CHAT_WIRE_OP_RECEIPTS,
     NGX_CHAT_WIRE_OP_COUNT
 } ngx_chat_wire_op_t;
 
@@ -162,6 +169,10 @@ int ngx_chat_wire_op_find(const char *name, size_t len);
 #define NGX_CHAT_WIRE_F_USER_IDS         "user_ids"
 #define NGX_CHAT_WIRE_F_SEQ              "seq"
 #define NGX_CHAT_WIRE_F_STATE            "state"
+/* conversations: the page ends before this activity (ms) and, at that
+ * very ms, before this message id (a string, as on the client's side) */
+#define NGX_CHAT_WIRE_F_BEFORE_TS        "before_ts"
+#define NGX_CHAT_WIRE_F_BEFORE_ID        "before_message_id"
 
 /* the values of "state": a receipt's, then typing's */
 #define NGX_CHAT_WIRE_STATE_DELIVERED    "delivered"

@@ -179,6 +179,8 @@ chat_signals(void)
 typedef struct {
     chat_batch_ctx_t      ctx;
     chat_members_cache_t  members;
+    chat_lists_t         *lists;
+    chat_stream_t         stream;
     chat_kafka_t         *kafka;
     chat_record_t        *records;
 } chat_worker_t;
@@ -210,6 +212,14 @@ chat_worker_open(chat_worker_t *w, const chat_options_t *o)
     if (w->ctx.redis == NULL) {
         return false;
     }
+
+    w->lists = chat_lists_open(o->redis, w->ctx.stop);
+    if (w->lists == NULL) {
+        return false;
+    }
+
+    chat_stream_init(&w->stream, w->lists);
+    w->ctx.stream = &w->stream;
 
     w->kafka = chat_kafka_open(o->brokers, o->topic, o->group,
                                o->partitions, w->ctx.stop);
@@ -263,6 +273,8 @@ static void
 chat_worker_close(chat_worker_t *w)
 {
     chat_kafka_close(w->kafka);
+    chat_stream_free(&w->stream);
+    chat_lists_close(w->lists);
     chat_redis_close(w->ctx.redis);
     chat_store_close(w->ctx.store);
     chat_members_clear(&w->members);

@@ -17,6 +17,8 @@
  *   worker_answer.c    results -> frames for the requester
  *   worker_fanout.c    results -> frames for everyone else
  *   worker_outbox.c    which frame goes to which session or user
+ *   worker_stream.c    an answer too large to publish -> pieces of a list
+ *   worker_lists.c     those pieces -> Redis lists (its own connection)
  *   worker_payload.c   the outbox -> one payload per nginx node
  *   worker_redis.c     sessions, the PUBLISHes, the delivered marks
  *

@@ -385,6 +385,7 @@ chat_batch_process(chat_batch_ctx_t *ctx, const chat_record_t *records,
     b.op.members = ctx->members;
     b.op.max_group_members = ctx->max_group_members;
     b.op.out = &b.out;
+    b.op.stream = ctx->stream;
     b.op.arena = &b.arena;
 
     chat_batch_positions(&b, records, n);

@@ -10,6 +10,7 @@
 #include "worker_members.h"
 #include "worker_redis.h"
 #include "worker_store.h"
+#include "worker_stream.h"
 
 
 typedef struct {
@@ -18,6 +19,8 @@ typedef struct {
     chat_stop_t           *stop;
     chat_members_cache_t  *members;
     size_t                 max_group_members;
+    chat_stream_t         *stream;      /* for the answers too large to
+                                         * publish */
 } chat_batch_ctx_t;
 
 /* processes one batch to the end: stored, answered, delivered; false when

@@ -5,17 +5,29 @@
  * answers and the fan-outs the rows name are worker_answer.c's and
  * worker_fanout.c's; worker_batch.c runs the rows.
  *
+ * A sync is the one answer that can be large: its store step reads the
+ * list, then alternates the store's chunks of messages with the frames
+ * worker_answer.c makes of them, which go to a stream (worker_stream.c)
+ * as they come, so that neither the rows nor the frames of the whole
+ * answer are ever in memory together.
+ *
  * The fields' names are the wire's (ngx_chat_wire.h); the module has
  * already checked types and limits, so a fault here is another producer's
  * or an older module's, answered with bad_request.
  */
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "worker_answer.h"
 #include "worker_fanout.h"
 #include "worker_ops.h"
+
+
+/* the messages a sync reads at a time, whatever the conversations */
+#define CHAT_OPS_SYNC_CHUNK  400
 
 
 #define chat_bad(...)                                                      \
@@ -101,6 +113,59 @@ chat_ops_parse_history(chat_request_t *req, char *why, size_t why_size)
 
     if (req->before_seq < -1 || req->after_seq < -1) {
         chat_bad("negative before_seq or after_seq");
+    }
+
+    return CHAT_PARSE_OK;
+}
+
+
+/* a page of the conversation list: its size and where it starts */
+static chat_parse_rc_t
+chat_ops_parse_conversations(chat_request_t *req, char *why, size_t why_size)
+{
+    const char  *id;
+    char        *end;
+
+    if (!chat_request_int(req, NGX_CHAT_WIRE_F_LIMIT,
+                          NGX_CHAT_WIRE_LIST_LIMIT, &req->limit)
+        || req->limit < 1 || req->limit > NGX_CHAT_WIRE_LIST_MAX)
+    {
+        chat_bad("limit out of range");
+    }
+
+    if (!chat_request_int(req, NGX_CHAT_WIRE_F_BEFORE_TS, INT64_MAX,
+                          &req->before_ts)
+        || req->before_ts < 0)
+    {
+        chat_bad("before_ts is not a time");
+    }
+
+    id = chat_request_string(req, NGX_CHAT_WIRE_F_BEFORE_ID);
+    req->before_id = 0;
+
+    if (id) {
+        errno = 0;
+        req->before_id = strtoll(id, &end, 10);
+
+        if (id[0] < '0' || id[0] > '9' || *end != '\0' || errno != 0
+            || req->before_ts == INT64_MAX)
+        {
+            chat_bad("before_message_id is not a message id after "
+                     "before_ts");
+        }
+    }
+
+    return CHAT_PARSE_OK;
+}
+
+
+static chat_parse_rc_t
+chat_ops_parse_receipts(chat_request_t *req, char *why, size_t why_size)
+{
+    req->conv = chat_request_string(req, NGX_CHAT_WIRE_F_CONV);
+
+    if (req->conv == NULL || req->conv[0] == '\0') {
+        chat_bad("missing conv");
     }
 
     return CHAT_PARSE_OK;
@@ -262,12 +327,100 @@ chat_ops_store_sends(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
 }
 
 
-/* sync and history: one snapshot for all of them */
+/* the messages of convs[from..] that one chunk takes: at least one
+ * conversation's, at most CHAT_OPS_SYNC_CHUNK unless one alone has more */
+static size_t
+chat_ops_sync_chunk(const chat_sync_conv_t *convs, size_t from, size_t to)
+{
+    int64_t  want, total = 0;
+    size_t   k;
+
+    for (k = from; k < to; k++) {
+        want = convs[k].last_seq - convs[k].after_seq;
+        want = want < 0 ? 0 : want > NGX_CHAT_WIRE_SYNC_CAP
+                              ? NGX_CHAT_WIRE_SYNC_CAP : want;
+
+        if (k > from && total + want > CHAT_OPS_SYNC_CHUNK) {
+            break;
+        }
+
+        total += want;
+    }
+
+    return k - from;
+}
+
+
+/*
+ * A sync's answer, its list read: the conversations frame, each listed
+ * conversation's messages a chunk at a time, sync_done, into the stream.
+ * A Redis that failed under it (and came back) has it written again from
+ * the start; a chunk the store refused fails the sync (internal).
+ */
+static chat_store_rc_t
+chat_ops_stream_sync(chat_op_ctx_t *ctx, chat_item_t *item)
+{
+    chat_sync_rows_t  *s = &item->u.read.sync;
+    chat_arena_t       chunk;
+    chat_store_rc_t    rc;
+    size_t             listed, i, n;
+
+    for ( ;; ) {
+        chat_stream_begin(ctx->stream, item->req->sid);
+        listed = chat_answer_sync_list(ctx, item);
+
+        for (i = 0; i < listed && !chat_stream_broken(ctx->stream); i += n) {
+            n = chat_ops_sync_chunk(s->convs, i, listed);
+
+            memset(&chunk, 0, sizeof(chunk));
+            rc = chat_store_sync_messages(ctx->store, &s->convs[i], n, s,
+                                          &chunk);
+
+            if (rc == CHAT_STORE_OK) {
+                chat_answer_sync_messages(ctx, item);
+            }
+
+            s->messages = NULL;
+            s->nmessages = 0;
+            chat_arena_free(&chunk);
+
+            if (rc != CHAT_STORE_OK) {
+                chat_stream_abandon(ctx->stream);
+
+                if (rc == CHAT_STORE_STOPPED) {
+                    return rc;
+                }
+
+                item->failed = true;
+                return CHAT_STORE_OK;
+            }
+        }
+
+        chat_answer_sync_done(ctx, item);
+
+        switch (chat_stream_end(ctx->stream, &item->streamed, ctx->arena)) {
+
+        case CHAT_STREAM_DONE:
+            return CHAT_STORE_OK;
+
+        case CHAT_STREAM_STOPPED:
+            return CHAT_STORE_STOPPED;
+
+        case CHAT_STREAM_AGAIN:
+            break;
+        }
+    }
+}
+
+
+/* the reads: one snapshot for all of them; then the syncs' answers,
+ * which read on as they are written */
 static chat_store_rc_t
 chat_ops_store_reads(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
 {
-    chat_read_t  **reads;
-    size_t         i;
+    chat_read_t     **reads;
+    chat_store_rc_t   rc;
+    size_t            i;
 
     reads = chat_arena_alloc(ctx->arena, n * sizeof(chat_read_t *));
 
@@ -277,7 +430,23 @@ chat_ops_store_reads(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
         reads[i]->req = items[i]->req;
     }
 
-    return chat_store_reads(ctx->store, reads, n, ctx->arena);
+    rc = chat_store_reads(ctx->store, reads, n, ctx->arena);
+    if (rc != CHAT_STORE_OK) {
+        return rc;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (items[i]->req->op != NGX_CHAT_WIRE_OP_SYNC) {
+            continue;
+        }
+
+        rc = chat_ops_stream_sync(ctx, items[i]);
+        if (rc != CHAT_STORE_OK) {
+            return rc;
+        }
+    }
+
+    return CHAT_STORE_OK;
 }
 
 
@@ -421,6 +590,30 @@ static const chat_op_t  chat_ops[NGX_CHAT_WIRE_OP_COUNT] = {
         .parse = chat_ops_parse_history,
         .store = chat_ops_store_reads,
         .answer = chat_answer_history,
+        .fanout = NULL
+    },
+
+    [NGX_CHAT_WIRE_OP_CONVERSATIONS] = {
+        .op = NGX_CHAT_WIRE_OP_CONVERSATIONS,
+        .stage = CHAT_STAGE_READ,
+        .tag = CHAT_TAG_REQ_ID,
+        .split = true,
+        .refused = "the request failed",
+        .parse = chat_ops_parse_conversations,
+        .store = chat_ops_store_reads,
+        .answer = chat_answer_conversations,
+        .fanout = NULL
+    },
+
+    [NGX_CHAT_WIRE_OP_RECEIPTS] = {
+        .op = NGX_CHAT_WIRE_OP_RECEIPTS,
+        .stage = CHAT_STAGE_READ,
+        .tag = CHAT_TAG_REQ_ID,
+        .split = true,
+        .refused = "the request failed",
+        .parse = chat_ops_parse_receipts,
+        .store = chat_ops_store_reads,
+        .answer = chat_answer_receipts,
         .fanout = NULL
     },
 

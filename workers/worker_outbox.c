@@ -39,6 +39,7 @@ chat_outbox_bytes(chat_outbox_t *out, char *bytes, size_t len)
     f = &out->frames[out->nframes];
     f->bytes = bytes;
     f->len = len;
+    f->type = NGX_CHAT_WIRE_RECORD_FRAME;
 
     return out->nframes++;
 }
@@ -69,6 +70,24 @@ void
 chat_outbox_to_session(chat_outbox_t *out, size_t frame, const char *node,
     const char *sid)
 {
+    chat_outbox_add(out, frame, NULL, node, sid);
+}
+
+
+void
+chat_outbox_stream(chat_outbox_t *out, const char *key, size_t key_len,
+    const char *node, const char *sid)
+{
+    char    *bytes;
+    size_t   frame;
+
+    bytes = chat_alloc(key_len + 1);
+    memcpy(bytes, key, key_len);
+    bytes[key_len] = '\0';
+
+    frame = chat_outbox_bytes(out, bytes, key_len);
+    out->frames[frame].type = NGX_CHAT_WIRE_RECORD_STREAM;
+
     chat_outbox_add(out, frame, NULL, node, sid);
 }
 

@@ -16,6 +16,8 @@
 typedef struct {
     char    *bytes;
     size_t   len;
+    int      type;          /* the record that carries it: F, or S for
+                             * the key of a streamed answer */
 } chat_frame_t;
 
 /* one frame to one session, or to every session of a user but one */
@@ -40,6 +42,9 @@ size_t chat_outbox_frame(chat_outbox_t *out, json_t *frame);
 /* a frame already serialized; the outbox takes the malloc'ed bytes */
 size_t chat_outbox_bytes(chat_outbox_t *out, char *bytes, size_t len);
 void chat_outbox_to_session(chat_outbox_t *out, size_t frame,
+    const char *node, const char *sid);
+/* an S record for one session: its answer is in the list key */
+void chat_outbox_stream(chat_outbox_t *out, const char *key, size_t key_len,
     const char *node, const char *sid);
 void chat_outbox_to_user(chat_outbox_t *out, size_t frame, const char *user,
     const char *skip_node, const char *skip_sid);

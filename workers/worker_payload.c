@@ -184,8 +184,8 @@ chat_payload_build(chat_payloads_t *p, const chat_outbox_t *out,
                 sids[nsids++] = targets[k].sid;
             }
 
-            chat_payload_record(chat_payload_for(p, targets[first].node),
-                                sids, nsids, f->bytes, f->len);
+            chat_payload_record_of(chat_payload_for(p, targets[first].node),
+                                   f->type, sids, nsids, f->bytes, f->len);
         }
     }
 
@@ -214,12 +214,20 @@ void
 chat_payload_record(chat_buf_t *b, const char *const *sids, size_t nsids,
     const char *bytes, size_t len)
 {
+    chat_payload_record_of(b, NGX_CHAT_WIRE_RECORD_FRAME, sids, nsids, bytes,
+                           len);
+}
+
+
+void
+chat_payload_record_of(chat_buf_t *b, int type, const char *const *sids,
+    size_t nsids, const char *bytes, size_t len)
+{
     char  *end;
 
     chat_buf_reserve(b, ngx_chat_wire_record_header_size(nsids, len) + len);
 
-    end = ngx_chat_wire_record_header(b->data + b->len,
-                                      NGX_CHAT_WIRE_RECORD_FRAME, sids, nsids,
+    end = ngx_chat_wire_record_header(b->data + b->len, type, sids, nsids,
                                       len);
     b->len = end - b->data;
 

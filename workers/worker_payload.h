@@ -71,6 +71,9 @@ void chat_payload_free(chat_payloads_t *p);
 /* appends a frame record for these sessions to a node payload */
 void chat_payload_record(chat_buf_t *b, const char *const *sids, size_t nsids,
     const char *bytes, size_t len);
+/* the same for a record of another type (an S record) */
+void chat_payload_record_of(chat_buf_t *b, int type, const char *const *sids,
+    size_t nsids, const char *bytes, size_t len);
 
 
 #endif /* CHAT_WORKER_PAYLOAD_H */

@@ -61,7 +61,7 @@ typedef struct {
     const char          *conv;          /* all but sync */
     const char          *body;          /* send */
     json_t              *cursors;       /* sync: object or NULL */
-    int64_t              limit;         /* history: 0 when absent */
+    int64_t              limit;         /* history, conversations */
     int64_t              before_seq;    /* history: -1 when absent */
     int64_t              after_seq;
     const char          *name;          /* create_group */
@@ -69,6 +69,9 @@ typedef struct {
                                          * an array of valid user ids */
     int64_t              seq;           /* receipt */
     const char          *state;         /* receipt, typing */
+    int64_t              before_ts;     /* conversations: INT64_MAX when
+                                         * absent */
+    int64_t              before_id;     /* conversations: 0 when absent */
 } chat_request_t;
 
 typedef enum {

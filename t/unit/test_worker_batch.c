@@ -17,6 +17,7 @@
 #include "../../workers/worker_fanout.c"
 #include "../../workers/worker_frame.c"
 #include "../../workers/worker_outbox.c"
+#include "../../workers/worker_stream.c"
 #include "../../workers/worker_members.c"
 #include "../../workers/worker_batch.c"
 
@@ -52,8 +53,10 @@ static bool
 batch(const char *const *json, size_t n)
 {
     chat_batch_ctx_t  ctx;
+    chat_stream_t     stream;
     chat_record_t     records[16];
     size_t            i;
+    bool              done;
 
     for (i = 0; i < n; i++) {
         records[i].payload = json[i];
@@ -66,8 +69,13 @@ batch(const char *const *json, size_t n)
     memset(&ctx, 0, sizeof(ctx));
     ctx.members = &cache;
     ctx.max_group_members = 256;
+    chat_stream_init(&stream, NULL);
+    ctx.stream = &stream;
 
-    return chat_batch_process(&ctx, records, n);
+    done = chat_batch_process(&ctx, records, n);
+    chat_stream_free(&stream);
+
+    return done;
 }
 
 

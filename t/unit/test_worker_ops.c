@@ -16,6 +16,7 @@
 #include "../../workers/worker_fanout.c"
 #include "../../workers/worker_frame.c"
 #include "../../workers/worker_outbox.c"
+#include "../../workers/worker_stream.c"
 #include "../../workers/worker_members.c"
 
 
@@ -205,6 +206,7 @@ static chat_members_cache_t  cache;
 static chat_outbox_t         out;
 static chat_arena_t          arena;
 static chat_op_ctx_t         ctx;
+static chat_stream_t         stream;
 static chat_request_t        req;
 static chat_item_t           item;
 static chat_buf_t            got;
@@ -228,6 +230,8 @@ setup(const char *record)
     ctx.max_group_members = 256;
     ctx.out = &out;
     ctx.arena = &arena;
+    chat_stream_init(&stream, NULL);
+    ctx.stream = &stream;
 
     check(parse(&req, record) == CHAT_PARSE_OK);
 
@@ -260,6 +264,7 @@ teardown(void)
     chat_outbox_reset(&out);
     free(out.frames);
     free(out.deliveries);
+    chat_stream_free(&stream);
 }
 
 
@@ -500,9 +505,10 @@ test_reads(void)
     chat_sync_conv_t  c[2] = {
         { "g:1", "group", "T", 2, 5, 4, 3, 1, true,
           { "g:1", 5, 10, "alice", NULL, "system", "{\"event\":\"e\"}", 2 },
-          0, 2, true },
+          0, 2, true, 0, 0, 0, 0, 0 },
         { "dm:alice:bob", "direct", NULL, 2, 0, 0, 0, 0, false,
-          { NULL, 0, 0, NULL, NULL, NULL, NULL, 0 }, 2, 0, false },
+          { NULL, 0, 0, NULL, NULL, NULL, NULL, 0 }, 2, 0, false,
+          0, 0, 0, 0, 0 },
     };
 
     setup("{\"op\":\"history\"," HEAD ",\"req_id\":[1],\"conv\":\"g:1\"}");
@@ -528,16 +534,24 @@ test_reads(void)
                      "\"req_id\":1}\n");
     teardown();
 
-    /* conversations, then each one's messages, then sync_done */
+    /* conversations, then each one's messages, then sync_done: the
+     * store step writes them as it reads the messages (fake.messages) */
     setup("{\"op\":\"sync\"," HEAD ",\"req_id\":\"s\"}");
+    fake_reset();
+    fake.messages = m;
+    fake.nmessages = 2;
+    c[0].after_seq = 3;
+    c[0].others_delivered_seq = 5;
+    c[0].others_read_seq = 4;
     item.u.read.sync.convs = c;
     item.u.read.sync.nconvs = 2;
-    item.u.read.sync.messages = m;
-    item.u.read.sync.nmessages = 2;
+    check(chat_ops_stream_sync(&ctx, &item) == CHAT_STORE_OK);
+    check(fake.chunks == 1 && fake.pushed.len == 0);
     check_str(run(), SESSION "{\"type\":\"conversations\",\"req_id\":\"s\","
                      "\"items\":[{\"conversation_id\":\"g:1\",\"kind\":"
                      "\"group\",\"name\":\"T\",\"member_count\":2,"
                      "\"last_seq\":5,\"delivered_seq\":4,\"read_seq\":3,"
+                     "\"others_delivered_seq\":5,\"others_read_seq\":4,"
                      "\"unread\":1,\"last_message\":{\"message_id\":\"10\","
                      "\"conversation_id\":\"g:1\",\"seq\":5,\"sender_id\":"
                      "\"alice\",\"client_msg_id\":null,\"kind\":\"system\","
@@ -546,7 +560,9 @@ test_reads(void)
                      "{\"conversation_id\":\"dm:alice:bob\",\"kind\":"
                      "\"direct\",\"name\":null,\"member_count\":2,"
                      "\"last_seq\":0,\"delivered_seq\":0,\"read_seq\":0,"
-                     "\"unread\":0,\"last_message\":null}]}\n"
+                     "\"others_delivered_seq\":0,\"others_read_seq\":0,"
+                     "\"unread\":0,\"last_message\":null}],"
+                     "\"has_more\":false}\n"
                      SESSION "{\"type\":\"message\",\"message_id\":\"9\","
                      "\"conversation_id\":\"g:1\",\"seq\":4,\"sender_id\":"
                      "\"bob\",\"client_msg_id\":\"c4\",\"kind\":\"text\","
