@@ -9,8 +9,9 @@
 #define CHAT_WORKER_LUA_H
 
 
-/* raises the delivered marks of partitions (lua/delivered.lua) */
-extern const char  chat_lua_delivered[];
+/* a batch's delivery, fenced per partition: epochs, delivered marks,
+ * chain heads and the PUBLISHes (lua/publish.lua) */
+extern const char  chat_lua_publish[];
 
 
 #endif /* CHAT_WORKER_LUA_H */

@@ -69,6 +69,12 @@ typedef struct {
                                          * an array of valid user ids */
     int64_t              seq;           /* receipt */
     const char          *state;         /* receipt, typing */
+    struct {                            /* repair: what a node missed */
+        int64_t          partition;
+        int64_t          after;
+        int64_t          upto;
+        int64_t          since;         /* ms: nothing older is wanted */
+    }                    repair;
 } chat_request_t;
 
 typedef enum {

@@ -10,7 +10,9 @@
  *   refuse      the store refuses every call that names this conversation
  *   replay_at   a send at this offset was stored by this very record
  *   delivered   the delivered mark of every partition (-1: none)
- *   groups      what the membership loads find (conv, then its members)
+ *   groups      what the membership loads find (conv, then its members);
+ *               a repair's member lists too
+ *   repair_rows what a repair reads (every repair the same)
  * Sends into "g:none" are forbidden; receipts beyond seq 100 too far.
  */
 
@@ -45,6 +47,8 @@ static struct {
     int64_t                   seq;
     const chat_fake_group_t  *groups;
     size_t                    ngroups;
+    const chat_repair_row_t  *repair_rows;
+    size_t                    nrepair_rows;
 } fake;
 
 
@@ -275,6 +279,39 @@ chat_store_load_members(chat_store_t *st, chat_members_cache_t *c,
                              fake.groups[k].n);
         } else {
             chat_members_set(c, convs[i], NULL, 0);
+        }
+    }
+
+    return CHAT_STORE_OK;
+}
+
+
+chat_store_rc_t
+chat_store_repairs(chat_store_t *st, chat_repair_t **r, size_t n,
+    chat_arena_t *arena)
+{
+    size_t  i, k;
+
+    (void) st;
+
+    fake_trace("repairs", n);
+
+    for (i = 0; i < n; i++) {
+        if (fake_refused("repairs")) {
+            return CHAT_STORE_REFUSED;
+        }
+
+        r[i]->rows = (chat_repair_row_t *) fake.repair_rows;
+        r[i]->n = fake.nrepair_rows;
+        r[i]->groups = chat_arena_alloc(arena, (fake.ngroups + 1)
+                                               * sizeof(chat_members_t));
+        r[i]->ngroups = fake.ngroups;
+
+        for (k = 0; k < fake.ngroups; k++) {
+            r[i]->groups[k].conv = (char *) fake.groups[k].conv;
+            r[i]->groups[k].members = (chat_member_t *)
+                                      fake.groups[k].members;
+            r[i]->groups[k].n = fake.groups[k].n;
         }
     }
 
