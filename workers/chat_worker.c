@@ -154,12 +154,12 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
         case 'P':
         case 'C':
             /* Kafka itself refuses a poll interval below the session
-             * timeout (10 s) */
+             * timeout (6 s) */
             n = strtol(optarg, &end, 10);
-            if (*end || n < (c == 'P' ? 10000 : 1) || n > 86400000) {
+            if (*end || n < (c == 'P' ? 6000 : 1) || n > 86400000) {
                 fprintf(stderr, "chat_worker: --%s: %s to 86400000\n",
                         c == 'P' ? "max-poll-interval-ms" : "commit-every-ms",
-                        c == 'P' ? "10000" : "1");
+                        c == 'P' ? "6000" : "1");
                 return false;
             }
 

@@ -233,10 +233,12 @@ chat_batch_store(chat_batch_t *b, chat_item_t **items, size_t n)
 /*
  * Replays: a worker that died after its delivery but before its offset
  * commit leaves records that its successor consumes again. The delivered
- * mark of each partition (loaded from Redis when the partition is taken,
- * raised with every delivery) says how far the answers went out: a record
- * at or below it is stored again (idempotently: the store recognises
- * it) but says nothing, whatever its op. false: stopped waiting for Redis.
+ * mark of each partition (read from Redis when the partition is taken,
+ * before any of its records is processed, in the same script that writes
+ * this worker's epoch; raised with every delivery) says how far the
+ * answers went out: a record at or below it is stored again
+ * (idempotently: the store recognises it) but says nothing, whatever its
+ * op. false: stopped waiting for Redis.
  */
 static bool
 chat_batch_marks(chat_batch_ctx_t *ctx, chat_batch_t *b)
@@ -267,7 +269,7 @@ chat_batch_marks(chat_batch_ctx_t *ctx, chat_batch_t *b)
 
     for (i = 0; i < n; i++) {
         part = chat_chain_part(ctx->chain, parts[i]);
-        part->mark = marks[i];
+        part->mark = marks[i] >= 0 ? marks[i] : -1;
         part->mark_known = true;
 
         if (marks[i] >= 0) {

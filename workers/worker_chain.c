@@ -194,27 +194,6 @@ chat_chain_expire(chat_chain_t *c, int64_t before)
 }
 
 
-size_t
-chat_chain_nodes(const chat_chain_t *c, int64_t since, const char **nodes,
-    size_t max)
-{
-    chat_map_t  seen = { 0 };
-    size_t      i, n = 0;
-
-    for (i = 0; i < c->nheads && n < max; i++) {
-        if (c->heads[i].touched >= since
-            && chat_map_put(&seen, c->heads[i].node, n) == n)
-        {
-            nodes[n++] = c->heads[i].node;
-        }
-    }
-
-    chat_map_free(&seen);
-
-    return n;
-}
-
-
 void
 chat_chain_free(chat_chain_t *c)
 {

@@ -70,10 +70,6 @@ void chat_chain_set_head(chat_chain_t *c, int32_t partition,
     const char *node, int64_t head, int64_t now_ms);
 /* forgets the heads untouched since before (ms) */
 void chat_chain_expire(chat_chain_t *c, int64_t before);
-/* the nodes of the heads touched since (ms), each once, into nodes (at
- * most max); returns how many */
-size_t chat_chain_nodes(const chat_chain_t *c, int64_t since,
-    const char **nodes, size_t max);
 
 void chat_chain_free(chat_chain_t *c);
 

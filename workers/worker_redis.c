@@ -13,22 +13,29 @@
  * again; the marks tell it that their answers already went out.
  *
  * The epochs (chat:epoch:<topic>:<group>): a worker takes one per
- * partition when the partition is assigned (worker_chain.c); the newer
+ * partition when the partition is assigned (worker_chain.c) and writes it
+ * before it processes any record of the partition, reading the
+ * partition's mark in the same script (lua/take.lua): the newer epoch
  * wins. A worker frozen past its session timeout wakes up to find its
- * successor's epoch there: the script then publishes nothing and names the
- * fenced partitions, whose records are dropped (uncommitted: the successor
- * consumes them), and the rest is published by a second call.
+ * successor's epoch there: the publish script then publishes nothing and
+ * names the fenced partitions, whose records are dropped (uncommitted: the
+ * successor consumes them), and the rest is published by a second call.
+ * Whatever the old owner published before the successor took over, the
+ * successor's mark says.
  *
- * The script is loaded once per connection and called by its SHA1 with
- * EVALSHA; a NOSCRIPT answer (SCRIPT FLUSH) loads it again and calls again.
+ * The scripts are loaded once per connection and called by their SHA1
+ * with EVALSHA; a NOSCRIPT answer (SCRIPT FLUSH) loads them again.
  *
  * A Redis that restarted lost the heads, the marks and the epochs, and the
  * nginx nodes register their sessions again when they come back: after
  * every reconnect the worker writes back what it holds in memory (the
- * same script, without payloads) and, before it publishes, waits a moment
- * for the nodes it published to recently to be back in chat:nodes (a node
- * adds itself there after registering its sessions again), so that no
- * frame is dropped for want of a session that is only not registered yet.
+ * same script, without payloads) and, before it publishes, waits a few
+ * seconds at most for the nodes that were alive to be back in chat:nodes
+ * (a node adds itself there after registering its sessions again), so
+ * that no frame is dropped for want of a session that is only not
+ * registered yet. Which nodes were alive, it knows from reading chat:nodes
+ * every few seconds (pipelined with a batch's lookups, or instead of the
+ * idle ping): a node whose score (alive until) moved lately is alive.
  * While idle it pings Redis about every second, so that a restart is
  * noticed, and the heads written again, without waiting for a batch: the
  * nodes audit those heads to see what they missed.
@@ -51,11 +58,21 @@
 
 
 #define CHAT_REDIS_PING_EVERY_MS   1000
-/* after a reconnect: the nodes published to this recently are waited for,
- * this long at most */
-#define CHAT_REDIS_NODES_RECENT_MS 60000
-#define CHAT_REDIS_NODES_WAIT_MS   5000
-#define CHAT_REDIS_NODES_MAX       256
+/* chat:nodes read this often; a node whose score moved this recently was
+ * alive (nodes push theirs every 2 s); after a reconnect such nodes are
+ * waited for this long at most (a node reconnects with a backoff of up
+ * to 5 s) */
+#define CHAT_REDIS_NODES_EVERY_MS  2000
+#define CHAT_REDIS_NODES_ALIVE_MS  7000
+#define CHAT_REDIS_NODES_WAIT_MS   8000
+#define CHAT_REDIS_NODES_MAX       1024
+
+
+typedef struct {
+    char     *name;
+    double    score;            /* the ms until which it said it lives */
+    int64_t   moved;            /* ms when we saw the score move */
+} chat_redis_node_t;
 
 
 struct chat_redis_s {
@@ -69,6 +86,11 @@ struct chat_redis_s {
     chat_backoff_t   backoff;
     int64_t          last_io;       /* ms, the last command that worked */
     char             publish_sha[41];    /* of chat_lua_publish */
+    char             take_sha[41];       /* of chat_lua_take */
+
+    chat_redis_node_t  *nodes;      /* as chat:nodes said last */
+    size_t              nnodes;
+    int64_t             nodes_read; /* ms */
 };
 
 
@@ -96,22 +118,20 @@ chat_redis_sha1(const char *script, char hex[41])
 }
 
 
-/* SCRIPT LOAD, once per connection; false when it did not work */
 static bool
-chat_redis_load(chat_redis_t *r)
+chat_redis_load_one(chat_redis_t *r, const char *script, const char *sha)
 {
     redisReply  *reply;
     bool         ok;
 
-    reply = redisCommand(r->ctx, "SCRIPT LOAD %s", chat_lua_publish);
+    reply = redisCommand(r->ctx, "SCRIPT LOAD %s", script);
 
     if (reply == NULL) {
         log_error("redis: SCRIPT LOAD failed: %s", r->ctx->errstr);
         return false;
     }
 
-    ok = reply->type == REDIS_REPLY_STRING
-         && strcmp(reply->str, r->publish_sha) == 0;
+    ok = reply->type == REDIS_REPLY_STRING && strcmp(reply->str, sha) == 0;
 
     if (!ok) {
         log_error("redis: SCRIPT LOAD: %s",
@@ -122,6 +142,15 @@ chat_redis_load(chat_redis_t *r)
     freeReplyObject(reply);
 
     return ok;
+}
+
+
+/* SCRIPT LOAD, once per connection; false when it did not work */
+static bool
+chat_redis_load(chat_redis_t *r)
+{
+    return chat_redis_load_one(r, chat_lua_publish, r->publish_sha)
+           && chat_redis_load_one(r, chat_lua_take, r->take_sha);
 }
 
 
@@ -405,42 +434,103 @@ chat_redis_restore(chat_redis_t *r)
 }
 
 
+/* the ZRANGEBYSCORE of the nodes still alive, for a pipeline */
+static void
+chat_redis_append_nodes(chat_redis_t *r)
+{
+    redisAppendCommand(r->ctx, "ZRANGEBYSCORE %s %lld +inf WITHSCORES",
+                       NGX_CHAT_WIRE_KEY_NODES, (long long) chat_now_ms());
+}
+
+
+/* its answer: which nodes moved their score since the last read */
+static void
+chat_redis_nodes_read(chat_redis_t *r, const redisReply *reply)
+{
+    chat_redis_node_t  *nodes;
+    size_t              i, k, n = 0;
+    double              score;
+    int64_t             now = chat_now_ms();
+
+    r->nodes_read = now;
+
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        return;
+    }
+
+    nodes = chat_alloc((reply->elements / 2 + 1) * sizeof(chat_redis_node_t));
+
+    for (i = 0; i + 1 < reply->elements && n < CHAT_REDIS_NODES_MAX; i += 2) {
+        if (reply->element[i]->type != REDIS_REPLY_STRING
+            || reply->element[i + 1]->type != REDIS_REPLY_STRING)
+        {
+            continue;
+        }
+
+        score = strtod(reply->element[i + 1]->str, NULL);
+
+        nodes[n].name = chat_strdup(reply->element[i]->str);
+        nodes[n].score = score;
+        nodes[n].moved = now;       /* first seen: taken as alive */
+
+        for (k = 0; k < r->nnodes; k++) {
+            if (strcmp(r->nodes[k].name, nodes[n].name) == 0) {
+                nodes[n].moved = score > r->nodes[k].score ? now
+                                                           : r->nodes[k].moved;
+                break;
+            }
+        }
+
+        n++;
+    }
+
+    for (k = 0; k < r->nnodes; k++) {
+        free(r->nodes[k].name);
+    }
+
+    free(r->nodes);
+    r->nodes = nodes;
+    r->nnodes = n;
+}
+
+
 /*
- * The nodes this worker published to recently, back in chat:nodes (they
- * add themselves there after registering their sessions again), or a few
- * seconds passed. false when the connection broke or the wait was given
- * up.
+ * The nodes that were alive before the connection broke, back in
+ * chat:nodes (they add themselves there after registering their sessions
+ * again), or a few seconds passed. false when the connection broke or the
+ * wait was given up.
  */
 static bool
 chat_redis_settle(chat_redis_t *r)
 {
-    const char   *nodes[CHAT_REDIS_NODES_MAX];
     const char  **argv;
-    size_t       *argvlen, n, i, missing;
+    size_t       *argvlen, n = 0, i, missing;
     redisReply   *reply;
-    int64_t       deadline;
+    int64_t       deadline, now = chat_now_ms();
     bool          given_up = false;
 
-    n = chat_chain_nodes(r->chain, chat_now_ms() - CHAT_REDIS_NODES_RECENT_MS,
-                         nodes, CHAT_REDIS_NODES_MAX);
-    if (n == 0) {
-        return true;
-    }
-
-    argv = chat_alloc((n + 2) * sizeof(char *));
-    argvlen = chat_alloc((n + 2) * sizeof(size_t));
+    argv = chat_alloc((r->nnodes + 2) * sizeof(char *));
+    argvlen = chat_alloc((r->nnodes + 2) * sizeof(size_t));
     argv[0] = "ZMSCORE";
     argv[1] = NGX_CHAT_WIRE_KEY_NODES;
 
-    for (i = 0; i < n; i++) {
-        argv[i + 2] = nodes[i];
+    for (i = 0; i < r->nnodes; i++) {
+        if (now - r->nodes[i].moved <= CHAT_REDIS_NODES_ALIVE_MS) {
+            argv[2 + n++] = r->nodes[i].name;
+        }
+    }
+
+    if (n == 0) {
+        free(argv);
+        free(argvlen);
+        return true;
     }
 
     for (i = 0; i < n + 2; i++) {
         argvlen[i] = strlen(argv[i]);
     }
 
-    deadline = chat_now_ms() + CHAT_REDIS_NODES_WAIT_MS;
+    deadline = now + CHAT_REDIS_NODES_WAIT_MS;
     missing = n;
 
     for ( ;; ) {
@@ -464,7 +554,7 @@ chat_redis_settle(chat_redis_t *r)
             break;
         }
 
-        if (!chat_backoff_pause(&r->backoff, 100, r->stop)) {
+        if (!chat_backoff_pause(&r->backoff, 50, r->stop)) {
             given_up = true;
             break;
         }
@@ -485,6 +575,10 @@ chat_redis_settle(chat_redis_t *r)
     if (missing) {
         log_warn("redis: %zu of %zu nodes not back after %d ms: delivering"
                  " anyway", missing, n, CHAT_REDIS_NODES_WAIT_MS);
+
+    } else {
+        log_info("redis: the %zu live nodes are back after %lld ms", n,
+                 (long long) (chat_now_ms() - now));
     }
 
     return !*r->stop;
@@ -535,6 +629,7 @@ chat_redis_open(const char *addr, const char *delivered_key,
     r->stop = stop;
     chat_backoff_reset(&r->backoff);
     chat_redis_sha1(chat_lua_publish, r->publish_sha);
+    chat_redis_sha1(chat_lua_take, r->take_sha);
 
     colon = strrchr(addr, ':');
 
@@ -584,6 +679,12 @@ chat_redis_close(chat_redis_t *r)
     }
 
     chat_redis_drop(r);
+
+    while (r->nnodes) {
+        free(r->nodes[--r->nnodes].name);
+    }
+
+    free(r->nodes);
     free(r->host);
     free(r->delivered_key);
     free(r->epoch_key);
@@ -604,6 +705,10 @@ chat_redis_lookup(chat_redis_t *r, chat_payload_users_t *u,
     size_t                 i, j, n, node_len, key_len;
     const char            *node, *sid;
     char                   key[NGX_CHAT_WIRE_KEY_MAX];
+    bool                   nodes;
+
+    /* the live nodes, every few seconds, in the same round trip */
+    nodes = chat_now_ms() - r->nodes_read >= CHAT_REDIS_NODES_EVERY_MS;
 
     for (i = 0; i < u->n; i++) {
         key_len = ngx_chat_wire_key(key, NGX_CHAT_WIRE_KEY_SESS, u->users[i],
@@ -615,6 +720,10 @@ chat_redis_lookup(chat_redis_t *r, chat_payload_users_t *u,
             log_error("redis: cannot queue HGETALL: %s", r->ctx->errstr);
             return false;
         }
+    }
+
+    if (nodes) {
+        chat_redis_append_nodes(r);
     }
 
     for (i = 0; i < u->n; i++) {
@@ -663,6 +772,16 @@ chat_redis_lookup(chat_redis_t *r, chat_payload_users_t *u,
                                                    field->str, field->len);
         }
 
+        freeReplyObject(reply);
+    }
+
+    if (nodes) {
+        if (redisGetReply(r->ctx, (void **) &reply) != REDIS_OK) {
+            log_error("redis: ZRANGEBYSCORE failed: %s", r->ctx->errstr);
+            return false;
+        }
+
+        chat_redis_nodes_read(r, reply);
         freeReplyObject(reply);
     }
 
@@ -826,36 +945,110 @@ done:
 }
 
 
+/* lua/take.lua for the partitions; false when the connection broke */
+static bool
+chat_redis_take(chat_redis_t *r, const int32_t *partitions, size_t n,
+    int64_t *offsets)
+{
+    const char         **argv;
+    size_t              *argvlen, argc, i;
+    chat_arena_t         arena = { 0 };
+    chat_chain_part_t   *part;
+    redisReply          *reply;
+    char                *s;
+    bool                 again = false, ok = false;
+
+    argc = 5 + 2 * n;
+    argv = chat_alloc(argc * sizeof(char *));
+    argvlen = chat_alloc(argc * sizeof(size_t));
+    argv[0] = "EVALSHA";
+    argv[1] = r->take_sha;
+    argv[2] = "2";
+    argv[3] = r->delivered_key;
+    argv[4] = r->epoch_key;
+
+    for (i = 0; i < n; i++) {
+        s = chat_arena_alloc(&arena, 24);
+        snprintf(s, 24, "%d", (int) partitions[i]);
+        argv[5 + 2 * i] = s;
+        s = chat_arena_alloc(&arena, 24);
+        snprintf(s, 24, "%lld",
+                 (long long) chat_chain_part(r->chain, partitions[i])->epoch);
+        argv[6 + 2 * i] = s;
+    }
+
+    for (i = 0; i < argc; i++) {
+        argvlen[i] = strlen(argv[i]);
+    }
+
+    for ( ;; ) {
+        reply = redisCommandArgv(r->ctx, (int) argc, argv, argvlen);
+
+        if (reply == NULL) {
+            log_error("redis: EVALSHA failed: %s", r->ctx->errstr);
+            break;
+        }
+
+        if (reply->type == REDIS_REPLY_ERROR
+            && strncmp(reply->str, "NOSCRIPT", 8) == 0 && !again)
+        {
+            freeReplyObject(reply);
+            again = true;
+
+            if (!chat_redis_load(r)) {
+                break;
+            }
+
+            continue;
+        }
+
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements != n) {
+            log_error("redis: EVALSHA take: %s",
+                      reply->type == REDIS_REPLY_ERROR ? reply->str
+                      : "unexpected reply");
+            freeReplyObject(reply);
+            break;
+        }
+
+        for (i = 0; i < n; i++) {
+            offsets[i] = reply->element[i]->type == REDIS_REPLY_INTEGER
+                         ? reply->element[i]->integer : -1;
+
+            if (offsets[i] == -2) {
+                part = chat_chain_part(r->chain, partitions[i]);
+
+                if (!part->fenced) {
+                    log_warn("partition %d: fenced: a newer owner took it"
+                             " already", (int) partitions[i]);
+                    part->fenced = true;
+                }
+            }
+        }
+
+        freeReplyObject(reply);
+        r->last_io = chat_now_ms();
+        ok = true;
+        break;
+    }
+
+    free(argv);
+    free(argvlen);
+    chat_arena_free(&arena);
+
+    return ok;
+}
+
+
 bool
 chat_redis_delivered(chat_redis_t *r, const int32_t *partitions, size_t n,
     int64_t *offsets)
 {
-    redisReply  *reply;
-    size_t       i;
-
     for ( ;; ) {
         if (r->ctx == NULL && !chat_redis_reconnect(r)) {
             return false;
         }
 
-        for (i = 0; i < n; i++) {
-            redisAppendCommand(r->ctx, "HGET %s %d", r->delivered_key,
-                               (int) partitions[i]);
-        }
-
-        for (i = 0; i < n; i++) {
-            if (redisGetReply(r->ctx, (void **) &reply) != REDIS_OK) {
-                log_error("redis: HGET failed: %s", r->ctx->errstr);
-                break;
-            }
-
-            offsets[i] = reply->type == REDIS_REPLY_STRING
-                         ? strtoll(reply->str, NULL, 10) : -1;
-            freeReplyObject(reply);
-        }
-
-        if (i == n) {
-            r->last_io = chat_now_ms();
+        if (chat_redis_take(r, partitions, n, offsets)) {
             return true;
         }
 
@@ -874,9 +1067,20 @@ chat_redis_tick(chat_redis_t *r)
     }
 
     if (r->ctx) {
-        reply = redisCommand(r->ctx, "PING");
+        /* the live nodes are read instead every few seconds */
+        if (chat_now_ms() - r->nodes_read >= CHAT_REDIS_NODES_EVERY_MS) {
+            reply = redisCommand(r->ctx, "ZRANGEBYSCORE %s %lld +inf"
+                                 " WITHSCORES", NGX_CHAT_WIRE_KEY_NODES,
+                                 (long long) chat_now_ms());
+        } else {
+            reply = redisCommand(r->ctx, "PING");
+        }
 
         if (reply && reply->type != REDIS_REPLY_ERROR) {
+            if (reply->type == REDIS_REPLY_ARRAY) {
+                chat_redis_nodes_read(r, reply);
+            }
+
             freeReplyObject(reply);
             r->last_io = chat_now_ms();
             return;

@@ -30,7 +30,12 @@ void chat_redis_set_wait(chat_redis_t *r, chat_wait_pt meanwhile,
  */
 bool chat_redis_deliver(chat_redis_t *r, chat_outbox_t *out,
     chat_arena_t *arena, const chat_position_t *done, size_t ndone);
-/* the recorded positions of the partitions (-1: none); false on stop */
+/*
+ * Takes the partitions (their epochs from the chain go in: the previous
+ * owner is fenced from now on) and reads their delivered marks (-1: none;
+ * -2 and the partition marked fenced in the chain when a newer owner has
+ * it already); false when the wait was given up.
+ */
 bool chat_redis_delivered(chat_redis_t *r, const int32_t *partitions,
     size_t n, int64_t *offsets);
 /* while idle: a PING about every second, so that a restarted Redis is
