@@ -695,8 +695,11 @@ chat_kafka_collect(chat_kafka_t *k, chat_record_t *records, size_t max)
         k->held[k->nheld++] = k->stash[i];
     }
 
-    memmove(k->stash, k->stash + i, (k->nstash - i) * sizeof(k->stash[0]));
-    k->nstash -= i;
+    if (i) {
+        memmove(k->stash, k->stash + i,
+                (k->nstash - i) * sizeof(k->stash[0]));
+        k->nstash -= i;
+    }
 
     if (k->nheld) {
         deadline = chat_monotonic_ms();
@@ -830,6 +833,11 @@ chat_kafka_events(chat_kafka_t *k, chat_kafka_event_t *ev, size_t max)
     size_t  n;
 
     n = k->nevents < max ? k->nevents : max;
+
+    if (n == 0) {
+        return 0;
+    }
+
     memcpy(ev, k->events, n * sizeof(chat_kafka_event_t));
     memmove(k->events, k->events + n,
             (k->nevents - n) * sizeof(chat_kafka_event_t));

@@ -422,7 +422,9 @@ chat_payload_finish(chat_payloads_t *p, const chat_chain_t *c,
             break;
 
         default:
-            chat_buf_add(buf, b->body.data, b->body.len);
+            if (b->body.len) {
+                chat_buf_add(buf, b->body.data, b->body.len);
+            }
             continue;
         }
 
@@ -430,7 +432,10 @@ chat_payload_finish(chat_payloads_t *p, const chat_chain_t *c,
         end = ngx_chat_wire_range_header(buf->data + buf->len, b->type,
                                          &range, b->body.len);
         buf->len = end - buf->data;
-        chat_buf_add(buf, b->body.data, b->body.len);
+
+        if (b->body.len) {      /* an empty repair has no buffer at all */
+            chat_buf_add(buf, b->body.data, b->body.len);
+        }
     }
 
     free(open);
