@@ -104,10 +104,24 @@ chat_payload_block(chat_payloads_t *p, const char *node, int32_t partition,
     type = repair >= 0 ? NGX_CHAT_WIRE_RECORD_REPAIR
            : partition >= 0 ? NGX_CHAT_WIRE_RECORD_SECTION : 0;
 
+    /* the records of a batch come in runs of one block */
+    if (p->last_block) {
+        b = &p->blocks[p->last_block - 1];
+
+        if (b->type == type && b->partition == partition
+            && b->repair == repair
+            && strcmp(p->nodes[b->node].name, node) == 0)
+        {
+            return b;
+        }
+    }
+
     chat_buf_printf(&key, "%c %d %d\n%s", type ? type : '-', (int) partition,
                     (int) repair, node);
 
     i = chat_map_put(&p->block_index, chat_buf_cstr(&key), p->nblocks);
+
+    p->last_block = i + 1;
 
     if (i < p->nblocks) {
         chat_buf_free(&key);

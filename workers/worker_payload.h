@@ -79,6 +79,7 @@ typedef struct {
     chat_payload_block_t  *blocks;      /* in the order records came */
     size_t                 nblocks;
     chat_map_t             block_index;
+    size_t                 last_block;  /* the one used last, + 1; 0 none */
     const chat_outbox_t   *out;
 
     /* chat_payload_finish: what to publish, and the heads it moves */

@@ -22,13 +22,17 @@
 local np = tonumber(ARGV[1])
 local fenced = {}
 
+local epochs = {}
+
 for i = 0, np - 1 do
     local p = ARGV[2 + 3 * i]
-    local cur = tonumber(redis.call('HGET', KEYS[2], p))
+    local cur = redis.call('HGET', KEYS[2], p)
 
-    if cur and cur > tonumber(ARGV[3 + 3 * i]) then
+    if cur and tonumber(cur) > tonumber(ARGV[3 + 3 * i]) then
         fenced[#fenced + 1] = tonumber(p)
     end
+
+    epochs[i] = cur
 end
 
 if #fenced > 0 then
@@ -39,7 +43,9 @@ for i = 0, np - 1 do
     local p, epoch = ARGV[2 + 3 * i], ARGV[3 + 3 * i]
     local mark = tonumber(ARGV[4 + 3 * i])
 
-    redis.call('HSET', KEYS[2], p, epoch)
+    if epochs[i] ~= epoch then
+        redis.call('HSET', KEYS[2], p, epoch)
+    end
 
     if mark >= 0 then
         local cur = tonumber(redis.call('HGET', KEYS[1], p))
