@@ -178,7 +178,7 @@ def test_publish_script_fences(stack):
             args += [str(p), str(epoch), str(mark)]
         args.append(str(len(heads)))
         for p, head in heads:
-            args += ["3", str(p), str(head)]
+            args += ["-3", str(p), str(head)]    # KEYS[3], and its TTL
         for ch, payload in payloads:
             args += [ch, payload]
         return stack.redis_cli("EVAL", script, "3", marks, epochs, chain,

@@ -138,9 +138,8 @@ chat_chain_key(char *buf, size_t size, int32_t partition, const char *node)
 }
 
 
-bool
-chat_chain_head(const chat_chain_t *c, int32_t partition, const char *node,
-    int64_t *head)
+chat_chain_head_t *
+chat_chain_entry(const chat_chain_t *c, int32_t partition, const char *node)
 {
     size_t  i;
     char    key[NGX_CHAT_WIRE_KEY_MAX + 16];
@@ -148,10 +147,26 @@ chat_chain_head(const chat_chain_t *c, int32_t partition, const char *node,
     if (!chat_map_get(&c->index,
                       chat_chain_key(key, sizeof(key), partition, node), &i))
     {
+        return NULL;
+    }
+
+    return &c->heads[i];
+}
+
+
+bool
+chat_chain_head(const chat_chain_t *c, int32_t partition, const char *node,
+    int64_t *head)
+{
+    chat_chain_head_t  *h;
+
+    h = chat_chain_entry(c, partition, node);
+
+    if (h == NULL) {
         return false;
     }
 
-    *head = c->heads[i].head;
+    *head = h->head;
 
     return true;
 }
@@ -179,6 +194,7 @@ chat_chain_set_head(chat_chain_t *c, int32_t partition, const char *node,
         h->partition = partition;
         h->key = chat_strdup(key);
         h->node = strchr(h->key, '\n') + 1;
+        h->expires = 0;
         chat_map_put(&c->index, h->key, i);
     }
 

@@ -39,6 +39,7 @@ typedef struct {
     char     *node;         /* points into key */
     int64_t   head;         /* the <last> of the newest section; -1 */
     int64_t   touched;      /* ms, last published or loaded */
+    int64_t   expires;      /* ms when the key's TTL is to be set again */
 } chat_chain_head_t;
 
 typedef struct {
@@ -68,6 +69,9 @@ bool chat_chain_head(const chat_chain_t *c, int32_t partition,
     const char *node, int64_t *head);
 void chat_chain_set_head(chat_chain_t *c, int32_t partition,
     const char *node, int64_t head, int64_t now_ms);
+/* the head's entry, or NULL */
+chat_chain_head_t *chat_chain_entry(const chat_chain_t *c, int32_t partition,
+    const char *node);
 /* forgets the heads untouched since before (ms) */
 void chat_chain_expire(chat_chain_t *c, int64_t before);
 

@@ -287,12 +287,38 @@ chat_kafka_event(chat_kafka_t *k, const rd_kafka_topic_partition_list_t *l,
         k->events[k->nevents].assigned = assigned;
         k->nevents++;
 
-        /* a partition assigned again is ours again: no longer fenced */
-        if (assigned && k->fenced) {
-            rd_kafka_topic_partition_list_del(k->fenced, l->elems[i].topic,
+    }
+}
+
+
+/* the fenced partitions assigned again are ours again: consumed again
+ * (a pause outlives a reassignment) */
+static void
+chat_kafka_unfence(chat_kafka_t *k, const rd_kafka_topic_partition_list_t *l)
+{
+    rd_kafka_topic_partition_list_t  *again;
+    int                               i;
+
+    if (k->fenced == NULL) {
+        return;
+    }
+
+    again = rd_kafka_topic_partition_list_new(l->cnt);
+
+    for (i = 0; i < l->cnt; i++) {
+        if (rd_kafka_topic_partition_list_del(k->fenced, l->elems[i].topic,
+                                              l->elems[i].partition))
+        {
+            rd_kafka_topic_partition_list_add(again, l->elems[i].topic,
                                               l->elems[i].partition);
         }
     }
+
+    if (again->cnt && !k->paused) {
+        (void) rd_kafka_resume_partitions(k->rk, again);
+    }
+
+    rd_kafka_topic_partition_list_destroy(again);
 }
 
 
@@ -321,6 +347,7 @@ chat_kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             rc = rd_kafka_assign(rk, parts);
         }
 
+        chat_kafka_unfence(k, parts);
         break;
 
     case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:

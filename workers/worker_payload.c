@@ -425,6 +425,7 @@ chat_payload_finish(chat_payloads_t *p, const chat_chain_t *c,
             p->heads[p->nheads].partition = b->partition;
             p->heads[p->nheads].node = p->nodes[b->node].name;
             p->heads[p->nheads].head = range.to;
+            p->heads[p->nheads].expire = true;
             p->nheads++;
             break;
 

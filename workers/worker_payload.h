@@ -70,6 +70,7 @@ typedef struct {
     int32_t      partition;
     const char  *node;
     int64_t      head;
+    bool         expire;        /* the node's chain key's TTL set again */
 } chat_payload_head_t;
 
 typedef struct {

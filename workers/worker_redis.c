@@ -91,6 +91,7 @@ struct chat_redis_s {
     chat_redis_node_t  *nodes;      /* as chat:nodes said last */
     size_t              nnodes;
     int64_t             nodes_read; /* ms */
+    int64_t             expired;    /* ms, heads last expired */
 };
 
 
@@ -290,8 +291,10 @@ chat_redis_eval(chat_redis_t *r, const chat_redis_part_t *parts, size_t np,
     argv[a++] = chat_redis_num(nh);
 
     for (i = 0; i < nh; i++) {
-        /* KEYS is 1-based, after the command's three words */
-        argv[a++] = chat_redis_num(key_of[i] + 1);
+        /* KEYS is 1-based, after the command's three words; negative:
+         * its TTL too */
+        argv[a++] = chat_redis_num(heads[i].expire ? -(long long) key_of[i] - 1
+                                                   : (long long) key_of[i] + 1);
         argv[a++] = chat_redis_num(heads[i].partition);
         argv[a++] = chat_redis_num(heads[i].head);
     }
@@ -414,6 +417,7 @@ chat_redis_restore(chat_redis_t *r)
         heads[i].partition = c->heads[i].partition;
         heads[i].node = c->heads[i].node;
         heads[i].head = c->heads[i].head;
+        heads[i].expire = true;
     }
 
     rc = chat_redis_eval(r, parts, np, heads, c->nheads, NULL);
@@ -843,14 +847,23 @@ chat_redis_publish(chat_redis_t *r, chat_payloads_t *p,
 {
     chat_redis_part_t     *parts;
     chat_chain_part_t     *part;
+    chat_chain_head_t     *h;
     chat_redis_eval_rc_t   rc;
     size_t                 i, np;
     int64_t                now;
 
     parts = chat_alloc((ndone + 1) * sizeof(chat_redis_part_t));
+    now = chat_now_ms();
 
     do {
         chat_payload_finish(p, r->chain, done, ndone);
+
+        /* a chain key's TTL is set again once a minute, not every time */
+        for (i = 0; i < p->nheads; i++) {
+            h = chat_chain_entry(r->chain, p->heads[i].partition,
+                                 p->heads[i].node);
+            p->heads[i].expire = h == NULL || now >= h->expires;
+        }
 
         for (i = 0, np = 0; i < ndone; i++) {
             part = chat_chain_part(r->chain, done[i].partition);
@@ -876,11 +889,14 @@ chat_redis_publish(chat_redis_t *r, chat_payloads_t *p,
         return false;
     }
 
-    now = chat_now_ms();
-
     for (i = 0; i < p->nheads; i++) {
         chat_chain_set_head(r->chain, p->heads[i].partition,
                             p->heads[i].node, p->heads[i].head, now);
+
+        if (p->heads[i].expire) {
+            chat_chain_entry(r->chain, p->heads[i].partition,
+                             p->heads[i].node)->expires = now + 60000;
+        }
     }
 
     for (i = 0; i < ndone; i++) {
@@ -1064,6 +1080,13 @@ chat_redis_tick(chat_redis_t *r)
 
     if (r->ctx && chat_now_ms() - r->last_io < CHAT_REDIS_PING_EVERY_MS) {
         return;
+    }
+
+    /* the heads of nodes gone for a day go from memory too */
+    if (chat_now_ms() - r->expired >= 60000) {
+        chat_chain_expire(r->chain,
+                          chat_now_ms() - CHAT_CHAIN_HEAD_TTL_S * 1000LL);
+        r->expired = chat_now_ms();
     }
 
     if (r->ctx) {

@@ -605,7 +605,7 @@ test_follow(void)
     chat_chain_t      c = { 0 };
     chat_buf_t        b = { 0 };
     ngx_chat_chain_t  node;
-    int64_t           head;
+    int64_t           head = -1;
 
     ngx_chat_chain_init(&node);
     chat_chain_assign(&c, 0, 1);

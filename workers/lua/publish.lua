@@ -7,8 +7,9 @@
 -- heads move.
 -- ARGV[1] np, then np triples: a partition, the epoch this worker took it
 --   with (us), the last offset the batch answered in it (-1: none);
--- then nh, then nh triples: the index in KEYS of a node's chain key, a
---   partition, the head of that chain now;
+-- then nh, then nh triples: the index in KEYS of a node's chain key
+--   (negative: its TTL is set again too, which the worker asks for once a
+--   minute), a partition, the head of that chain now;
 -- then pairs: a channel and a payload, published in that order.
 --
 -- A partition whose epoch in Redis is newer than ours is fenced: then
@@ -63,8 +64,12 @@ local touched = {}
 for i = 0, nh - 1 do
     local k = tonumber(ARGV[a + 1 + 3 * i])
 
+    if k < 0 then
+        k = -k
+        touched[k] = true
+    end
+
     redis.call('HSET', KEYS[k], ARGV[a + 2 + 3 * i], ARGV[a + 3 + 3 * i])
-    touched[k] = true
 end
 
 for k in pairs(touched) do
