@@ -308,7 +308,7 @@ def test_kafka_restart_first_ack_fast(stack):
         s.wait_sent(100)
         stack.ctl("kafka-stop")
         s.log("kafka stopped")
-        time.sleep(10)
+        time.sleep(float(os.environ.get("CHAT_TEST_KAFKA_OUTAGE_S", "10")))
         starter = threading.Thread(target=stack.ctl, args=("kafka-start",),
                                    daemon=True)
         starter.start()
