@@ -256,6 +256,10 @@ char *ngx_chat_wire_record_common(char *p, const ngx_chat_wire_peer_t *peer,
 /* "<topic>:<group>" follows; hash, field <partition>, value the last
  * offset whose answers went out */
 #define NGX_CHAT_WIRE_KEY_DELIVERED      "chat:delivered:"
+/* "<topic>:<group>" follows; hash, field <partition>, value the epoch (us)
+ * with which its worker took the partition: the newer one wins, an older
+ * one publishes nothing of it (a worker that lost it without noticing) */
+#define NGX_CHAT_WIRE_KEY_EPOCH          "chat:epoch:"
 
 /* channel of one node: payloads of records (below) */
 #define NGX_CHAT_WIRE_CHANNEL_NODE       "chat:node:"

@@ -19,12 +19,16 @@
  *   worker_outbox.c    which frame goes to which session or user
  *   worker_stream.c    an answer too large to publish -> pieces of a list
  *   worker_lists.c     those pieces -> Redis lists (its own connection)
- *   worker_payload.c   the outbox -> one payload per nginx node
- *   worker_redis.c     sessions, the PUBLISHes, the delivered marks
+ *   worker_payload.c   the outbox -> one payload per nginx node, in
+ *                      sections chained per partition
+ *   worker_redis.c     sessions, the fenced publish, the delivered marks,
+ *                      the chain heads
  *
  * Under them, pure helpers: worker_request.c (a record's envelope and
  * fields), worker_frame.c (the protocol frames), worker_members.c (the
- * membership cache), worker_util.c (log, clock, buffers, arena, map).
+ * membership cache), worker_chain.c (per partition held: its epoch, its
+ * delivered mark, its chain heads per node), worker_util.c (log, clock,
+ * buffers, arena, map, the waits).
  * chat_worker.c is the command line and the loop that ties them, and
  * worker_stats.c the line the loop logs about its batches.
  *

@@ -28,6 +28,10 @@ void
 chat_answer_error(chat_outbox_t *out, const chat_request_t *req,
     const char *code, const char *message)
 {
+    if (req->sid == NULL) {
+        return;     /* a node's record (repair): no session to tell */
+    }
+
     chat_answer_frame(out, req, chat_frame_error_for(req, code, message));
 }
 
@@ -57,9 +61,8 @@ chat_answer_send(chat_op_ctx_t *ctx, const chat_item_t *item)
     case CHAT_SEND_REPLAY:
     case CHAT_SEND_RETRY:
         bytes = chat_frame_ack_text(&s->msg, &len);
-        chat_outbox_to_session(ctx->out,
-                               chat_outbox_bytes(ctx->out, bytes, len),
-                               item->req->node, item->req->sid);
+        chat_outbox_ack(ctx->out, chat_outbox_bytes(ctx->out, bytes, len),
+                        item->req->node, item->req->sid, item->req->ts);
         return;
 
     case CHAT_SEND_PENDING:
@@ -260,6 +263,28 @@ chat_answer_receipt(chat_op_ctx_t *ctx, const chat_item_t *item)
     case CHAT_RECEIPT_MOVED:
         return;
     }
+}
+
+
+/* the R record to the node that asked; the fan-out fills it. A gap too
+ * large to send is not answered: the node gives up on it, and its
+ * sessions reconnect and sync */
+void
+chat_answer_repair(chat_op_ctx_t *ctx, const chat_item_t *item)
+{
+    const chat_request_t  *req = item->req;
+
+    if (item->u.repair.too_large) {
+        log_warn("partition %d offset %lld: the repair of (%lld, %lld] for"
+                 " %s holds more than %d messages: not answered",
+                 (int) req->partition, (long long) req->offset,
+                 (long long) req->repair.after, (long long) req->repair.upto,
+                 req->node, CHAT_REPAIR_ROWS_MAX);
+        return;
+    }
+
+    chat_outbox_repair(ctx->out, req->node, (int32_t) req->repair.partition,
+                       req->repair.after, req->repair.upto);
 }
 
 

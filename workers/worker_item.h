@@ -38,6 +38,7 @@ typedef struct {
         chat_read_t        read;
         chat_group_op_t    group;
         chat_receipt_t     receipt;
+        chat_repair_t      repair;
         struct {
             bool           allowed;    /* typing: a member may type */
         }                  typing;

@@ -9,8 +9,12 @@
 #define CHAT_WORKER_LUA_H
 
 
-/* raises the delivered marks of partitions (lua/delivered.lua) */
-extern const char  chat_lua_delivered[];
+/* a batch's delivery, fenced per partition: epochs, delivered marks,
+ * chain heads and the PUBLISHes (lua/publish.lua) */
+extern const char  chat_lua_publish[];
+/* partitions taken: their epochs in, their delivered marks out
+ * (lua/take.lua) */
+extern const char  chat_lua_take[];
 
 
 #endif /* CHAT_WORKER_LUA_H */

@@ -274,6 +274,38 @@ chat_ops_parse_typing(chat_request_t *req, char *why, size_t why_size)
 }
 
 
+/* a node's gap: (after, upto] of the partition the record is in (so that
+ * every record of the gap came before it, stored), nothing older than
+ * since */
+static chat_parse_rc_t
+chat_ops_parse_repair(chat_request_t *req, char *why, size_t why_size)
+{
+    if (!chat_request_int(req, NGX_CHAT_WIRE_F_PARTITION, -1,
+                          &req->repair.partition)
+        || !chat_request_int(req, NGX_CHAT_WIRE_F_AFTER, -2,
+                             &req->repair.after)
+        || !chat_request_int(req, NGX_CHAT_WIRE_F_UPTO, -2,
+                             &req->repair.upto)
+        || !chat_request_int(req, NGX_CHAT_WIRE_F_SINCE, 0,
+                             &req->repair.since))
+    {
+        chat_bad("partition, after, upto or since is not an integer");
+    }
+
+    if (req->repair.partition != req->partition) {
+        chat_bad("a repair of partition %lld in partition %d",
+                 (long long) req->repair.partition, (int) req->partition);
+    }
+
+    if (req->repair.after < -1 || req->repair.upto < req->repair.after) {
+        chat_bad("not a range: after %lld, upto %lld",
+                 (long long) req->repair.after, (long long) req->repair.upto);
+    }
+
+    return CHAT_PARSE_OK;
+}
+
+
 /* ---- store: the items to the store, its results into the items ---- */
 
 /* the group conversations named, into the cache; false on stop (a load
@@ -553,6 +585,24 @@ chat_ops_store_typing(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
 }
 
 
+static chat_store_rc_t
+chat_ops_store_repairs(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
+{
+    chat_repair_t  **r;
+    size_t           i;
+
+    r = chat_arena_alloc(ctx->arena, n * sizeof(chat_repair_t *));
+
+    for (i = 0; i < n; i++) {
+        r[i] = &items[i]->u.repair;
+        memset(r[i], 0, sizeof(chat_repair_t));
+        r[i]->req = items[i]->req;
+    }
+
+    return chat_store_repairs(ctx->store, r, n, ctx->arena);
+}
+
+
 /* ---- the table ---- */
 
 static const chat_op_t  chat_ops[NGX_CHAT_WIRE_OP_COUNT] = {
@@ -677,6 +727,21 @@ static const chat_op_t  chat_ops[NGX_CHAT_WIRE_OP_COUNT] = {
         .answer = chat_answer_typing,
         .fanout = chat_fanout_typing
     },
+
+    /* a node's gap, read again from the store: its answer is the R record
+     * to the node, its fan-out the messages to the node's sessions */
+    [NGX_CHAT_WIRE_OP_REPAIR] = {
+        .op = NGX_CHAT_WIRE_OP_REPAIR,
+        .stage = CHAT_STAGE_READ,
+        .tag = CHAT_TAG_REQ_ID,
+        .split = true,
+        .nosession = true,
+        .refused = "the repair failed",
+        .parse = chat_ops_parse_repair,
+        .store = chat_ops_store_repairs,
+        .answer = chat_answer_repair,
+        .fanout = chat_fanout_repair
+    },
 };
 
 
@@ -703,6 +768,33 @@ chat_ops_find(ngx_chat_wire_op_t op)
 }
 
 
+/* a node's record: the node is where the answer goes; a fault cannot be
+ * answered (no session), so the record is dropped */
+static chat_parse_rc_t
+chat_ops_parse_node(chat_request_t *req, const chat_op_t *row, char *why,
+    size_t why_size)
+{
+    req->sid = NULL;
+    req->node = chat_request_string(req, NGX_CHAT_WIRE_F_NODE);
+
+    if (req->node == NULL
+        || !ngx_chat_wire_valid_node(req->node, strlen(req->node)))
+    {
+        req->node = NULL;
+        snprintf(why, why_size, "missing or invalid node");
+        return CHAT_PARSE_DROP;
+    }
+
+    if (!chat_request_int(req, NGX_CHAT_WIRE_F_TS, 0, &req->ts)) {
+        snprintf(why, why_size, "ts is not an integer");
+        return CHAT_PARSE_DROP;
+    }
+
+    return row->parse(req, why, why_size) == CHAT_PARSE_OK ? CHAT_PARSE_OK
+                                                           : CHAT_PARSE_DROP;
+}
+
+
 chat_parse_rc_t
 chat_ops_parse(chat_request_t *req, const char *payload, size_t len,
     char *why, size_t why_size)
@@ -721,6 +813,10 @@ chat_ops_parse(chat_request_t *req, const char *payload, size_t len,
         snprintf(why, why_size, "op \"%s\" has no row in this worker",
                  req->op_name);
         rc = CHAT_PARSE_BAD;
+    }
+
+    if (rc == CHAT_PARSE_OK && row->nosession) {
+        return chat_ops_parse_node(req, row, why, why_size);
     }
 
     /* nobody to answer: whatever else is wrong, the record is dropped */

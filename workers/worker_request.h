@@ -72,6 +72,12 @@ typedef struct {
     int64_t              before_ts;     /* conversations: INT64_MAX when
                                          * absent */
     int64_t              before_id;     /* conversations: 0 when absent */
+    struct {                            /* repair: what a node missed */
+        int64_t          partition;
+        int64_t          after;
+        int64_t          upto;
+        int64_t          since;         /* ms: nothing older is wanted */
+    }                    repair;
 } chat_request_t;
 
 typedef enum {

@@ -16,6 +16,7 @@ static const chat_pg_statements_t  *chat_store_statements[] = {
     &chat_store_groups_statements,
     &chat_store_receipts_statements,
     &chat_store_members_statements,
+    &chat_store_repairs_statements,
     NULL
 };
 
@@ -38,6 +39,14 @@ chat_store_open(const char *conninfo, chat_stop_t *stop)
     }
 
     return st;
+}
+
+
+void
+chat_store_set_wait(chat_store_t *st, chat_wait_pt meanwhile, void *data)
+{
+    st->backoff.meanwhile = meanwhile;
+    st->backoff.data = data;
 }
 
 

@@ -10,6 +10,7 @@
  *   worker_store_groups.c    chat_store_group_op: membership changes
  *   worker_store_receipts.c  chat_store_receipts: receipt pointers
  *   worker_store_members.c   chat_store_load_members: the cache's loads
+ *   worker_store_repairs.c   chat_store_repairs: a node's gap, read again
  *   worker_pg.c              the connection, statements and retries they
  *                            share (worker_pg.h, theirs only)
  */
@@ -31,6 +32,9 @@ typedef enum {
 } chat_store_rc_t;
 
 chat_store_t *chat_store_open(const char *conninfo, chat_stop_t *stop);
+/* what the waits for PostgreSQL do meanwhile (worker_util.h) */
+void chat_store_set_wait(chat_store_t *st, chat_wait_pt meanwhile,
+    void *data);
 void chat_store_close(chat_store_t *st);
 
 
@@ -207,6 +211,35 @@ typedef struct {
 
 /* a batch's receipts in one transaction, in record order */
 chat_store_rc_t chat_store_receipts(chat_store_t *st, chat_receipt_t **r,
+    size_t n, chat_arena_t *arena);
+
+
+/* ---- repairs ---- */
+
+/* a gap bigger than this is not answered: the node gives up on it and its
+ * sessions sync (cheaper for everyone than one huge record) */
+#define CHAT_REPAIR_ROWS_MAX  10000
+
+/* a message a repair sends again, and the device that sent it */
+typedef struct {
+    chat_message_t   msg;
+    const char      *device;
+} chat_repair_row_t;
+
+/* what a repair reads: the messages of the Kafka records (after, upto] of
+ * its partition since its node started, in offset order, and the members,
+ * past and present, of the groups among them (to tell who was a member at
+ * each message's seq) */
+typedef struct {
+    const chat_request_t  *req;
+    bool                   too_large;
+    chat_repair_row_t     *rows;
+    size_t                 n;
+    chat_members_t        *groups;
+    size_t                 ngroups;
+} chat_repair_t;
+
+chat_store_rc_t chat_store_repairs(chat_store_t *st, chat_repair_t **r,
     size_t n, chat_arena_t *arena);
 
 

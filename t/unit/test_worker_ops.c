@@ -30,12 +30,12 @@
 /*
  * The ops of the wire that this worker does not do yet: they have no row,
  * and their records are refused (test_no_row). Giving one a row is taking
- * it out of here.
+ * it out of here: none is left.
  */
 static bool
 not_yet(int op)
 {
-    return op == NGX_CHAT_WIRE_OP_REPAIR || op == NGX_CHAT_WIRE_OP_REVOKE;
+    return op == NGX_CHAT_WIRE_OP_REVOKE;
 }
 
 
@@ -89,6 +89,10 @@ test_table(void)
           == CHAT_STAGE_MEMBERS);
     check(chat_ops_find(NGX_CHAT_WIRE_OP_SYNC)->stage == CHAT_STAGE_READ);
     check(chat_ops_find(NGX_CHAT_WIRE_OP_HISTORY)->stage == CHAT_STAGE_READ);
+    /* a repair after every segment: it reads what the batch stored */
+    check(chat_ops_find(NGX_CHAT_WIRE_OP_REPAIR)->stage == CHAT_STAGE_READ);
+    check(chat_ops_find(NGX_CHAT_WIRE_OP_REPAIR)->nosession);
+    check(!chat_ops_find(NGX_CHAT_WIRE_OP_SEND)->nosession);
 
     /* the reads share one snapshot: one store function */
     check(chat_ops_find(NGX_CHAT_WIRE_OP_SYNC)->store
@@ -146,8 +150,9 @@ test_unknown_op(void)
 }
 
 
-/* an op the wire knows and this worker has no row for: refused, and said
- * to be unknown (the batch logs it as an error) */
+/* a node's repair: no session, its node is where the answer goes; a
+ * fault in it cannot be answered, so it is dropped; and an unknown op is
+ * still refused and said to be unknown (the batch logs it as an error) */
 static void
 test_no_row(void)
 {
@@ -155,24 +160,52 @@ test_no_row(void)
     const char     *r;
     char            why[160];
 
-    /* as the module asks for a repair: no session to answer */
+    /* as the module asks for a repair */
     r = "{\"op\":\"repair\",\"node\":\"s1:0\",\"partition\":3,"
-        "\"after\":5,\"upto\":9,\"since\":1,\"ts\":1}";
+        "\"after\":5,\"upto\":9,\"since\":1,\"ts\":7}";
     req.partition = 3;
     req.offset = 42;
     check(chat_ops_parse(&req, r, strlen(r), why, sizeof(why))
-          == CHAT_PARSE_DROP);
+          == CHAT_PARSE_OK);
     check(req.op == NGX_CHAT_WIRE_OP_REPAIR);
-    check(chat_ops_unknown(&req));
-    check_str(why, "op \"repair\" has no row in this worker");
+    check(!chat_ops_unknown(&req));
+    check_str(req.node, "s1:0");
+    check(req.sid == NULL);
+    check(req.ts == 7);
+    check(req.repair.partition == 3 && req.repair.after == 5
+          && req.repair.upto == 9 && req.repair.since == 1);
     chat_request_free(&req);
 
-    /* with a session: bad_request */
-    r = "{\"op\":\"repair\"," HEAD ",\"req_id\":1}";
+    /* a gap from the node's start on: after -1; since defaults to 0 */
+    r = "{\"op\":\"repair\",\"node\":\"s1:0\",\"partition\":3,"
+        "\"after\":-1,\"upto\":9}";
     check(chat_ops_parse(&req, r, strlen(r), why, sizeof(why))
-          == CHAT_PARSE_BAD);
-    check(chat_ops_unknown(&req));
-    check_str(why, "op \"repair\" has no row in this worker");
+          == CHAT_PARSE_OK);
+    check(req.repair.after == -1 && req.repair.since == 0);
+    chat_request_free(&req);
+
+    /* another partition than its own: its gap may not be stored yet */
+    r = "{\"op\":\"repair\",\"node\":\"s1:0\",\"partition\":2,"
+        "\"after\":5,\"upto\":9}";
+    check(chat_ops_parse(&req, r, strlen(r), why, sizeof(why))
+          == CHAT_PARSE_DROP);
+    check_str(why, "a repair of partition 2 in partition 3");
+    chat_request_free(&req);
+
+    /* not a range, no node: dropped, nobody to tell */
+    r = "{\"op\":\"repair\",\"node\":\"s1:0\",\"partition\":3,"
+        "\"after\":9,\"upto\":5}";
+    check(chat_ops_parse(&req, r, strlen(r), why, sizeof(why))
+          == CHAT_PARSE_DROP);
+    chat_request_free(&req);
+    r = "{\"op\":\"repair\",\"partition\":3,\"after\":1,\"upto\":5}";
+    check(chat_ops_parse(&req, r, strlen(r), why, sizeof(why))
+          == CHAT_PARSE_DROP);
+    check_str(why, "missing or invalid node");
+    chat_request_free(&req);
+    r = "{\"op\":\"repair\",\"node\":\"s1:0\",\"partition\":\"3\"}";
+    check(chat_ops_parse(&req, r, strlen(r), why, sizeof(why))
+          == CHAT_PARSE_DROP);
     chat_request_free(&req);
 
     /* an unknown one without a session is dropped, still unknown */

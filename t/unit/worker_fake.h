@@ -10,10 +10,12 @@
  *   refuse      the store refuses every call that names this conversation
  *   replay_at   a send at this offset was stored by this very record
  *   delivered   the delivered mark of every partition (-1: none)
- *   groups      what the membership loads find (conv, then its members)
  *   messages    what a sync's chunks find (each conversation's in its
  *               range); fake.chunks counts the chunks read
  *   push_fail   the push of this number (1: the first) fails, once
+ *   groups      what the membership loads find (conv, then its members);
+ *               a repair's member lists too
+ *   repair_rows what a repair reads (every repair the same)
  * Sends into "g:none" are forbidden; receipts beyond seq 100 too far.
  * The pushes to streamed answers' lists are written down in fake.pushed,
  * one line each: "RPUSH key bytes", "EXPIRE key", "DEL key".
@@ -60,6 +62,8 @@ static struct {
     size_t                    pushes;
     size_t                    push_fail;
     size_t                    waits;
+    const chat_repair_row_t  *repair_rows;
+    size_t                    nrepair_rows;
 } fake;
 
 
@@ -405,6 +409,39 @@ chat_lists_wait(chat_lists_t *l)
     fake.waits++;
 
     return true;
+}
+
+
+chat_store_rc_t
+chat_store_repairs(chat_store_t *st, chat_repair_t **r, size_t n,
+    chat_arena_t *arena)
+{
+    size_t  i, k;
+
+    (void) st;
+
+    fake_trace("repairs", n);
+
+    for (i = 0; i < n; i++) {
+        if (fake_refused("repairs")) {
+            return CHAT_STORE_REFUSED;
+        }
+
+        r[i]->rows = (chat_repair_row_t *) fake.repair_rows;
+        r[i]->n = fake.nrepair_rows;
+        r[i]->groups = chat_arena_alloc(arena, (fake.ngroups + 1)
+                                               * sizeof(chat_members_t));
+        r[i]->ngroups = fake.ngroups;
+
+        for (k = 0; k < fake.ngroups; k++) {
+            r[i]->groups[k].conv = (char *) fake.groups[k].conv;
+            r[i]->groups[k].members = (chat_member_t *)
+                                      fake.groups[k].members;
+            r[i]->groups[k].n = fake.groups[k].n;
+        }
+    }
+
+    return CHAT_STORE_OK;
 }
 
 
