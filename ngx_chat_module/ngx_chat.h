@@ -76,6 +76,7 @@ typedef struct ngx_chat_main_conf_s {
     ngx_msec_t                 kafka_timeout;
     ngx_msec_t                 kafka_linger;
     ngx_msec_t                 presence_grace;
+    ngx_uint_t                 presence_share;  /* NGX_CHAT_PRESENCE_* */
     ngx_msec_t                 drain;
     ngx_flag_t                 enabled;     /* some location says "chat" */
     ngx_flag_t                 echo;        /* some says "chat_echo" */
@@ -256,7 +257,12 @@ void ngx_chat_registry_restore(void);
 
 struct ngx_chat_proto_result_s;
 
-ngx_int_t ngx_chat_presence_init(ngx_cycle_t *cycle);
+/* chat_presence_share: who sees a user's presence */
+#define NGX_CHAT_PRESENCE_CONTACTS  0
+#define NGX_CHAT_PRESENCE_EVERYONE  1
+
+ngx_int_t ngx_chat_presence_init(ngx_cycle_t *cycle,
+    ngx_chat_main_conf_t *mcf);
 void ngx_chat_presence_request(ngx_chat_session_t *s,
     struct ngx_chat_proto_result_s *res);
 void ngx_chat_presence_event(const u_char *p, size_t len);

@@ -52,6 +52,14 @@ static ngx_conf_num_bounds_t  ngx_chat_rate_bounds = {
 };
 
 
+/* who sees a user's presence: those who share a conversation with it */
+static ngx_conf_enum_t  ngx_chat_presence_share[] = {
+    { ngx_string("contacts"), NGX_CHAT_PRESENCE_CONTACTS },
+    { ngx_string("everyone"), NGX_CHAT_PRESENCE_EVERYONE },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_chat_commands[] = {
 
     { ngx_string("chat"),
@@ -137,6 +145,13 @@ static ngx_command_t  ngx_chat_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_chat_main_conf_t, presence_grace),
       NULL },
+
+    { ngx_string("chat_presence_share"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_chat_main_conf_t, presence_share),
+      &ngx_chat_presence_share },
 
     { ngx_string("chat_drain"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -310,6 +325,7 @@ ngx_chat_create_main_conf(ngx_conf_t *cf)
     mcf->kafka_timeout = NGX_CONF_UNSET_MSEC;
     mcf->kafka_linger = NGX_CONF_UNSET_MSEC;
     mcf->presence_grace = NGX_CONF_UNSET_MSEC;
+    mcf->presence_share = NGX_CONF_UNSET_UINT;
     mcf->drain = NGX_CONF_UNSET_MSEC;
     mcf->deflate_level = NGX_CONF_UNSET_UINT;
     mcf->deflate_mem_level = NGX_CONF_UNSET_UINT;
@@ -368,6 +384,8 @@ ngx_chat_init_main_conf(ngx_conf_t *cf, void *conf)
 
     /* a reconnect (a reload, a flapping link) takes a second or two */
     ngx_conf_init_msec_value(mcf->presence_grace, 5000);
+    ngx_conf_init_uint_value(mcf->presence_share,
+                             NGX_CHAT_PRESENCE_CONTACTS);
     ngx_conf_init_msec_value(mcf->drain, 30000);
 
     if (mcf->kafka_linger > 1000) {
@@ -742,7 +760,7 @@ ngx_chat_init_process(ngx_cycle_t *cycle)
     if (ngx_chat_registry_init(cycle, mcf) != NGX_OK
         || ngx_chat_deliver_init(cycle, mcf) != NGX_OK
         || ngx_chat_drain_init(cycle, mcf) != NGX_OK
-        || ngx_chat_presence_init(cycle) != NGX_OK
+        || ngx_chat_presence_init(cycle, mcf) != NGX_OK
         || ngx_chat_redis_init(cycle, mcf, channels, 1, &handlers) != NGX_OK
         || ngx_chat_kafka_init(cycle, mcf, ngx_chat_dispatch_undelivered)
            != NGX_OK)

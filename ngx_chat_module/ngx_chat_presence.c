@@ -13,7 +13,11 @@
  * watchers of that user.
  *
  * A watcher's first answer is read from Redis after its subscription is
- * confirmed, so no change falls between the two.
+ * confirmed, so no change falls between the two. That answer also says
+ * whether the watcher may see the user at all (chat_presence_share: by
+ * default only users who share a conversation see each other, and nobody
+ * sees a user who blocks them); one who may not is told "offline", never
+ * seen, and its watch is dropped, so that no event follows.
  */
 
 
@@ -48,6 +52,8 @@ typedef struct {
     uint64_t                   sid;
     json_t                    *ids;
     uint64_t                   after;
+    size_t                     watcher_len;
+    u_char                     watcher[NGX_CHAT_WIRE_ID_MAX];
 } ngx_chat_presence_query_t;
 
 
@@ -73,6 +79,7 @@ static ngx_rbtree_t             ngx_chat_presence_tree;
 static ngx_rbtree_node_t        ngx_chat_presence_sentinel;
 static ngx_chat_redis_script_t  ngx_chat_presence_query_script;
 static ngx_chat_redis_script_t  ngx_chat_presence_set_script;
+static ngx_uint_t               ngx_chat_presence_share;
 
 /* subscriptions asked for and confirmed on the current subscription link,
  * and the queries waiting for theirs */
@@ -82,8 +89,10 @@ static ngx_queue_t              ngx_chat_presence_waiting;
 
 
 ngx_int_t
-ngx_chat_presence_init(ngx_cycle_t *cycle)
+ngx_chat_presence_init(ngx_cycle_t *cycle, ngx_chat_main_conf_t *mcf)
 {
+    ngx_chat_presence_share = mcf->presence_share;
+
     ngx_rbtree_init(&ngx_chat_presence_tree, &ngx_chat_presence_sentinel,
                     ngx_rbtree_insert_value);
     ngx_queue_init(&ngx_chat_presence_waiting);
@@ -454,6 +463,8 @@ ngx_chat_presence_query(ngx_chat_session_t *s, json_t *ids)
 
     q->sid = s->key;
     q->ids = json_incref(ids);
+    q->watcher_len = ngx_min(s->user_len, NGX_CHAT_WIRE_ID_MAX);
+    ngx_memcpy(q->watcher, ngx_chat_session_user(s)->data, q->watcher_len);
     q->after = ngx_chat_presence_asked;
 
     if (ngx_chat_presence_confirmed >= q->after) {
@@ -609,21 +620,29 @@ ngx_chat_presence_resubscribe(void)
 static ngx_int_t
 ngx_chat_presence_ask(ngx_chat_presence_query_t *q)
 {
-    char        *keys;
-    size_t       i, n, argc;
+    char        *keys, *key;
+    size_t       i, k, n, nkeys, argc;
     json_t      *id;
     ngx_int_t    rc;
     const char **argv;
     size_t      *argvlen;
 
+    static const char  *prefixes[] = {
+        NGX_CHAT_WIRE_KEY_SESS, NGX_CHAT_WIRE_KEY_PRES,
+        NGX_CHAT_WIRE_KEY_CONVS, NGX_CHAT_WIRE_KEY_BLOCKS
+    };
+
     n = json_array_size(q->ids);
 
-    /* each user's sessions and presence keys, in pairs */
+    /* the whole-sets mark and the watcher's conversations, four keys for
+     * each user (the script's order), then the mode, the watcher and the
+     * users */
 
-    argc = 2 * n;
+    nkeys = 2 + 4 * n;
+    argc = nkeys + 2 + n;
 
-    argv = ngx_alloc(argc * (sizeof(char *) + sizeof(size_t)
-                             + NGX_CHAT_WIRE_KEY_MAX),
+    argv = ngx_alloc(argc * (sizeof(char *) + sizeof(size_t))
+                     + (nkeys - 1) * NGX_CHAT_WIRE_KEY_MAX,
                      ngx_cycle->log);
     if (argv == NULL) {
         json_decref(q->ids);
@@ -634,24 +653,43 @@ ngx_chat_presence_ask(ngx_chat_presence_query_t *q)
     argvlen = (size_t *) (argv + argc);
     keys = (char *) (argvlen + argc);
 
+    argv[0] = NGX_CHAT_WIRE_KEY_CONVS_READY;
+    argvlen[0] = sizeof(NGX_CHAT_WIRE_KEY_CONVS_READY) - 1;
+
+    argv[1] = keys;
+    argvlen[1] = ngx_chat_wire_key(keys, NGX_CHAT_WIRE_KEY_CONVS,
+                                   (char *) q->watcher, q->watcher_len);
+    key = keys + NGX_CHAT_WIRE_KEY_MAX;
+
     for (i = 0; i < n; i++) {
         id = json_array_get(q->ids, i);
 
-        argv[2 * i] = keys + 2 * i * NGX_CHAT_WIRE_KEY_MAX;
-        argvlen[2 * i] = ngx_chat_wire_key((char *) argv[2 * i],
-                                           NGX_CHAT_WIRE_KEY_SESS,
-                                           json_string_value(id),
-                                           json_string_length(id));
+        for (k = 0; k < 4; k++) {
+            argv[2 + 4 * i + k] = key;
+            argvlen[2 + 4 * i + k] = ngx_chat_wire_key(key, prefixes[k],
+                                                   json_string_value(id),
+                                                   json_string_length(id));
+            key += NGX_CHAT_WIRE_KEY_MAX;
+        }
 
-        argv[2 * i + 1] = keys + (2 * i + 1) * NGX_CHAT_WIRE_KEY_MAX;
-        argvlen[2 * i + 1] = ngx_chat_wire_key((char *) argv[2 * i + 1],
-                                               NGX_CHAT_WIRE_KEY_PRES,
-                                               json_string_value(id),
-                                               json_string_length(id));
+        argv[nkeys + 2 + i] = json_string_value(id);
+        argvlen[nkeys + 2 + i] = json_string_length(id);
     }
 
+    if (ngx_chat_presence_share == NGX_CHAT_PRESENCE_EVERYONE) {
+        argv[nkeys] = "everyone";
+        argvlen[nkeys] = sizeof("everyone") - 1;
+
+    } else {
+        argv[nkeys] = "contacts";
+        argvlen[nkeys] = sizeof("contacts") - 1;
+    }
+
+    argv[nkeys + 1] = (char *) q->watcher;
+    argvlen[nkeys + 1] = q->watcher_len;
+
     rc = ngx_chat_redis_eval(&ngx_chat_presence_query_script,
-                             ngx_chat_presence_answer, q, (int) argc,
+                             ngx_chat_presence_answer, q, (int) nkeys,
                              (int) argc, argv, argvlen);
 
     ngx_free(argv);
@@ -670,11 +708,12 @@ ngx_chat_presence_answer(void *reply, void *data)
 {
     ngx_chat_presence_query_t  *q = data;
 
-    u_char              *sp, *str;
-    size_t               i, len;
-    json_t              *id;
-    redisReply          *r = reply;
-    ngx_chat_session_t  *s;
+    u_char                     *sp, *str;
+    size_t                      i, len;
+    json_t                     *id;
+    redisReply                 *r = reply;
+    ngx_chat_session_t         *s;
+    ngx_chat_presence_watch_t  *w;
 
     s = ngx_chat_session_find_key(q->sid);
 
@@ -692,6 +731,23 @@ ngx_chat_presence_answer(void *reply, void *data)
 
             sp = ngx_strlchr(str, str + len, ' ');
             if (sp == NULL) {
+                continue;
+            }
+
+            /* a user this one may not see looks offline, never seen, and
+             * nothing follows: the watch goes */
+            if (sp - str == 6 && ngx_strncmp(str, "hidden", 6) == 0) {
+                ngx_chat_presence_send(s, (u_char *) json_string_value(id),
+                                       json_string_length(id),
+                                       (u_char *) "offline", 7,
+                                       (u_char *) "-", 1);
+
+                w = ngx_chat_presence_find((u_char *) json_string_value(id),
+                                           json_string_length(id), 0);
+                if (w) {
+                    ngx_chat_presence_unwatch(s, w);
+                }
+
                 continue;
             }
 

@@ -253,6 +253,19 @@ char *ngx_chat_wire_record_common(char *p, const ngx_chat_wire_peer_t *peer,
  * store of record (PostgreSQL), so that Redis losing it loses nothing.
  */
 #define NGX_CHAT_WIRE_KEY_REVOKED        "chat:revoked"
+/*
+ * set of the conversations a user is a current member of: two users are
+ * contacts, and see each other's presence, while their sets intersect.
+ * Written by the workers from the store of record; KEY_CONVS_READY exists
+ * while the sets are whole (after Redis lost them, a worker writes them
+ * again and then sets it; until then nobody is anybody's contact)
+ */
+#define NGX_CHAT_WIRE_KEY_CONVS          "chat:convs:"
+#define NGX_CHAT_WIRE_KEY_CONVS_READY    "chat:convs"
+/* string: the worker that writes the sets again, while it does */
+#define NGX_CHAT_WIRE_KEY_CONVS_WRITER   "chat:convs-writer"
+/* set of the users a user blocks: they see it offline, never seen */
+#define NGX_CHAT_WIRE_KEY_BLOCKS         "chat:blocks:"
 /* "<topic>:<group>" follows; hash, field <partition>, value the last
  * offset whose answers went out */
 #define NGX_CHAT_WIRE_KEY_DELIVERED      "chat:delivered:"

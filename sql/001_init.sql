@@ -4,7 +4,7 @@
 -- gap-free sequence (last_seq), advanced under the conversation's row lock,
 -- so seqs come out in commit order without a global counter. Direct
 -- conversations ('dm:<a>:<b>') come into being with their first message;
--- groups (issue 3) are created explicitly and record membership changes as
+-- groups are created explicitly and record membership changes as
 -- 'system' messages in the same seq stream, which is why members remember
 -- the seqs at which they joined and left instead of being deleted.
 --

@@ -55,6 +55,14 @@ def expect_ack(c, cmid, timeout=15.0):
     return f
 
 
+def befriend(c, other, timeout=15.0):
+    """c's user and other become contacts (who see each other's presence):
+    c sends other a direct message and waits for its ack."""
+    cmid = unique("friend")
+    send_msg(c, cmid, "hello", to=other)
+    return expect_ack(c, cmid, timeout)
+
+
 def expect_message(c, cmid, timeout=15.0):
     return c.recv_until(lambda o: o.get("type") == "message"
                         and o.get("client_msg_id") == cmid, timeout,
@@ -195,7 +203,7 @@ def close_all(*clients):
             pass
 
 
-__all__ = ["wait_for", "send_msg", "expect_ack", "expect_message",
+__all__ = ["wait_for", "send_msg", "expect_ack", "befriend", "expect_message",
            "expect_error", "ping", "history", "history_all", "sync",
            "Collector", "close_all", "dm_id", "unique", "wsclient"]
 

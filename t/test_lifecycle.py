@@ -10,7 +10,7 @@ import signal
 import time
 
 import wsclient
-from chatlib import (ExtraServer, alive, expect_ack, expect_message, ping,
+from chatlib import (ExtraServer, alive, befriend, expect_ack, expect_message, ping,
                      read_pid, send_msg, unique, wait_for)
 from conftest import free_ports
 
@@ -26,7 +26,9 @@ def presence_of(c, user, timeout):
 
 
 def watch(stack, watcher, user):
-    """watcher subscribes to user's presence; returns the first answer."""
+    """watcher, made user's contact, subscribes to user's presence;
+    returns the first answer."""
+    befriend(watcher, user)
     watcher.send_json({"type": "presence_subscribe", "req_id": "w",
                        "user_ids": [user]})
     return presence_of(watcher, user, 10)

@@ -2,7 +2,8 @@
 
 import time
 
-from chatlib import unique
+from chatlib import ExtraServer, befriend, unique, wait_for
+from conftest import free_ports
 
 
 def presence(c, user, timeout=10):
@@ -14,6 +15,7 @@ def presence(c, user, timeout=10):
 def test_presence_lifecycle(stack, clients):
     w_id, a_id, never = unique("pw"), unique("pa"), unique("pn")
     w = clients.add(stack.connect(w_id))
+    befriend(w, a_id)
     w.send_json({"type": "presence_subscribe", "req_id": "s",
                  "user_ids": [a_id, never]})
     assert presence(w, a_id) == {"type": "presence", "user_id": a_id,
@@ -39,6 +41,7 @@ def test_presence_lifecycle(stack, clients):
 
     # a later subscriber gets the stored last_seen
     late = clients.add(stack.connect(unique("pl")))
+    befriend(late, a_id)
     late.send_json({"type": "presence_subscribe", "req_id": 1,
                     "user_ids": [a_id]})
     assert presence(late, a_id) == off
@@ -48,6 +51,8 @@ def test_presence_only_to_subscribers(stack, clients):
     a_id = unique("pq")
     sub = clients.add(stack.connect(unique("ps")))
     other = clients.add(stack.connect(unique("po")))
+    befriend(sub, a_id)
+    befriend(other, a_id)
     sub.send_json({"type": "presence_subscribe", "req_id": 1,
                    "user_ids": [a_id]})
     presence(sub, a_id)
@@ -64,6 +69,99 @@ def test_presence_only_to_subscribers(stack, clients):
         assert f["type"] == "pong", "presence reached a non-subscriber: %r" \
             % f
     a.close()
+
+
+def quiet(c, what):
+    """Nothing about presence reaches c before the answer to a ping."""
+    c.send_json({"type": "ping", "req_id": "quiet"})
+    f = c.recv_until(lambda f: f.get("type") in ("pong", "presence"), 10,
+                     what="pong")
+    assert f["type"] == "pong", "%s: %r" % (what, f)
+
+
+def test_presence_only_for_contacts(stack, clients):
+    a_id = unique("pc")
+    stranger_id = unique("pst")
+    stranger = clients.add(stack.connect(stranger_id))
+    friend = clients.add(stack.connect(unique("pfr")))
+    befriend(friend, a_id)
+
+    a = clients.add(stack.connect(a_id))
+    for c in (stranger, friend):
+        c.send_json({"type": "presence_subscribe", "req_id": 1,
+                     "user_ids": [a_id]})
+    assert presence(friend, a_id)["status"] == "online"
+    # a stranger is told offline, never seen; and nothing follows
+    assert presence(stranger, a_id) == {"type": "presence", "user_id": a_id,
+                                        "status": "offline",
+                                        "last_seen": None}
+    a.send_json({"type": "presence_set", "status": "away"})
+    assert presence(friend, a_id)["status"] == "away"
+    quiet(stranger, "presence reached a stranger")
+
+    # one's own presence is one's own to see
+    stranger.send_json({"type": "presence_subscribe", "req_id": 2,
+                        "user_ids": [stranger_id]})
+    assert presence(stranger, stranger_id)["status"] == "online"
+
+
+def test_presence_follows_group_membership(stack, clients):
+    admin_id, member_id = unique("pga"), unique("pgm")
+    admin = clients.add(stack.connect(admin_id))
+    member = clients.add(stack.connect(member_id))
+    admin.send_json({"type": "create_group", "req_id": "c", "name": "P",
+                     "members": [member_id]})
+    conv = admin.recv_until(lambda f: f.get("type") == "group", 15,
+                            what="group")["conversation_id"]
+
+    member.send_json({"type": "presence_subscribe", "req_id": 1,
+                      "user_ids": [admin_id]})
+    assert presence(member, admin_id)["status"] == "online"
+
+    admin.send_json({"type": "remove_members", "req_id": "r",
+                     "conversation_id": conv, "user_ids": [member_id]})
+    admin.recv_until(lambda f: f.get("type") == "group", 15, what="group")
+    member.recv_until(lambda f: f.get("type") == "message"
+                      and f.get("kind") == "system", 15, what="removal")
+    # no longer a contact: a new subscription finds the admin hidden
+    member.send_json({"type": "presence_subscribe", "req_id": 2,
+                      "user_ids": [admin_id]})
+    assert presence(member, admin_id)["last_seen"] is None
+    admin.send_json({"type": "presence_set", "status": "away"})
+    quiet(member, "presence reached a removed member")
+
+
+def test_contacts_written_again_after_redis_lost_them(stack, clients):
+    a_id = unique("pfl")
+    w = clients.add(stack.connect(unique("pfw")))
+    befriend(w, a_id)
+    clients.add(stack.connect(a_id))
+    stack.redis_cli("FLUSHALL")
+    # a worker writes every membership again, then the mark
+    wait_for(lambda: stack.redis_cli("EXISTS", "chat:convs").strip() == "1",
+             20, what="the conversation sets whole again")
+    wait_for(lambda: a_id in stack.redis_cli("KEYS", "chat:sess:*"), 15,
+             what="sessions registered again")
+    w.send_json({"type": "presence_subscribe", "req_id": 1,
+                 "user_ids": [a_id]})
+    assert presence(w, a_id)["status"] == "online"
+
+
+def test_presence_shared_with_everyone_when_configured(stack, clients):
+    def share(conf):
+        return conf.replace("http {", "http {\n    chat_presence_share"
+                            " everyone;", 1)
+
+    a_id = unique("pev")
+    srv = ExtraServer(stack, "s-everyone", free_ports(2), edit=share).start()
+    try:
+        stranger = clients.add(stack.connect(unique("pes"), url=srv.url))
+        clients.add(stack.connect(a_id))
+        stranger.send_json({"type": "presence_subscribe", "req_id": 1,
+                            "user_ids": [a_id]})
+        assert presence(stranger, a_id)["status"] == "online"
+    finally:
+        srv.stop()
 
 
 def test_presence_bad_input(stack, clients):

@@ -5,7 +5,7 @@ presence crosses servers too."""
 
 import pytest
 
-from chatlib import (ExtraServer, dm_id, expect_ack, expect_message,
+from chatlib import (ExtraServer, befriend, dm_id, expect_ack, expect_message,
                      send_msg, unique)
 from conftest import free_ports
 
@@ -47,6 +47,7 @@ def test_replaced_across_servers(stack, clients, second_server):
 def test_presence_across_servers(stack, clients, second_server):
     u = unique("x4")
     w = clients.add(stack.connect(unique("x5"), url=second_server))
+    befriend(w, u)
     w.send_json({"type": "presence_subscribe", "req_id": 1,
                  "user_ids": [u]})
     f = w.recv_until(lambda f: f.get("type") == "presence", 10,

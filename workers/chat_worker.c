@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "worker_batch.h"
+#include "worker_contacts.h"
 #include "worker_stats.h"
 
 
@@ -217,6 +218,7 @@ typedef struct {
     chat_lists_t         *lists;
     chat_stream_t         stream;
     chat_chain_t          chain;
+    chat_contacts_t       contacts;
     chat_kafka_t         *kafka;
     chat_record_t        *records;
 } chat_worker_t;
@@ -242,6 +244,7 @@ chat_worker_open(chat_worker_t *w, const chat_options_t *o)
     w->ctx.stop = &stop_requested;
     w->ctx.members = &w->members;
     w->ctx.chain = &w->chain;
+    chat_contacts_init(&w->contacts);
     w->ctx.max_group_members = (size_t) o->max_group_members;
     w->records = chat_alloc(CHAT_BATCH_MAX * sizeof(chat_record_t));
 
@@ -381,6 +384,8 @@ chat_worker_run(chat_worker_t *w)
             chat_kafka_resume(w->kafka);
         }
 
+        chat_contacts_tick(&w->contacts, w->ctx.store, w->ctx.redis,
+                           chat_now_ms());
         chat_stats_tick(&stats, chat_now_ms());
     }
 }
@@ -397,6 +402,7 @@ chat_worker_close(chat_worker_t *w)
     chat_members_clear(&w->members);
     chat_members_release(&w->members);
     chat_chain_free(&w->chain);
+    chat_contacts_free(&w->contacts);
     free(w->members.retired);
     free(w->records);
 }

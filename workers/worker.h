@@ -22,7 +22,10 @@
  *   worker_payload.c   the outbox -> one payload per nginx node, in
  *                      sections chained per partition
  *   worker_redis.c     sessions, the fenced publish, the delivered marks,
- *                      the chain heads
+ *                      the chain heads, the users' sets of conversations
+ *
+ * Beside the batches, worker_contacts.c writes those sets again from the
+ * store after Redis lost them.
  *
  * Under them, pure helpers: worker_request.c (a record's envelope and
  * fields), worker_frame.c (the protocol frames), worker_members.c (the

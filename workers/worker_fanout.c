@@ -81,6 +81,8 @@ chat_fanout_send(chat_op_ctx_t *ctx, const chat_item_t *item)
     const chat_send_t  *s = &item->u.send;
     char               *bytes;
     size_t              len;
+    char                a[NGX_CHAT_WIRE_ID_MAX + 1];
+    char                b[NGX_CHAT_WIRE_ID_MAX + 1];
 
     /* a retry was delivered when it was new */
     if (s->state != CHAT_SEND_NEW && s->state != CHAT_SEND_REPLAY) {
@@ -91,6 +93,14 @@ chat_fanout_send(chat_op_ctx_t *ctx, const chat_item_t *item)
 
     chat_fanout_members(ctx, chat_outbox_bytes(ctx->out, bytes, len),
                         s->msg.conv, NULL, item->req->node, item->req->sid);
+
+    /* a direct conversation's members join with its first message */
+    if (s->msg.seq == 1 && chat_parse_dm(s->msg.conv, a, b)) {
+        chat_outbox_member(ctx->out, chat_arena_strdup(ctx->arena, a),
+                           s->msg.conv, true);
+        chat_outbox_member(ctx->out, chat_arena_strdup(ctx->arena, b),
+                           s->msg.conv, true);
+    }
 }
 
 
@@ -116,6 +126,14 @@ chat_fanout_group(chat_op_ctx_t *ctx, const chat_item_t *item)
                                 chat_arena_strdup(ctx->arena,
                                                   op->members[i].user),
                                 NULL, NULL);
+            chat_outbox_member(ctx->out, op->members[i].user,
+                               item->req->conv, false);
+
+        } else if (op->members[i].joined_seq == op->msg.seq
+                   && op->members[i].removed_seq < 0)
+        {
+            chat_outbox_member(ctx->out, op->members[i].user,
+                               item->req->conv, true);
         }
     }
 }

@@ -17,6 +17,12 @@ typedef struct {
     int64_t   removed_seq;      /* the event that removed it; -1: current */
 } chat_member_t;
 
+/* a current membership, direct or group */
+typedef struct {
+    const char  *user;
+    const char  *conv;
+} chat_membership_t;
+
 /* a conversation's members, current and past; none: no such group */
 typedef struct {
     char           *conv;

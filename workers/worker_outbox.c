@@ -153,6 +153,25 @@ chat_outbox_repair(chat_outbox_t *out, const char *node, int32_t partition,
 
 
 void
+chat_outbox_member(chat_outbox_t *out, const char *user, const char *conv,
+    bool joined)
+{
+    chat_outbox_member_t  *m;
+
+    if (out->nmembers == out->members_cap) {
+        out->members_cap = out->members_cap ? out->members_cap * 2 : 8;
+        out->members = chat_realloc(out->members, out->members_cap
+                                    * sizeof(chat_outbox_member_t));
+    }
+
+    m = &out->members[out->nmembers++];
+    m->user = user;
+    m->conv = conv;
+    m->joined = joined;
+}
+
+
+void
 chat_outbox_truncate(chat_outbox_t *out, size_t nframes, size_t ndeliveries)
 {
     size_t  i;
@@ -173,6 +192,7 @@ chat_outbox_free(chat_outbox_t *out)
     free(out->frames);
     free(out->deliveries);
     free(out->repairs);
+    free(out->members);
     memset(out, 0, sizeof(*out));
 }
 
@@ -182,6 +202,7 @@ chat_outbox_reset(chat_outbox_t *out)
 {
     chat_outbox_truncate(out, 0, 0);
     out->nrepairs = 0;
+    out->nmembers = 0;
     out->partition = -1;
     out->repair = -1;
 }

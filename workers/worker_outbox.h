@@ -46,6 +46,14 @@ typedef struct {
     int64_t      upto;
 } chat_outbox_repair_t;
 
+/* a user joined or left a conversation: its set of conversations in
+ * Redis, which says who its contacts are, changes with the delivery */
+typedef struct {
+    const char  *user;
+    const char  *conv;
+    bool         joined;
+} chat_outbox_member_t;
+
 typedef struct {
     chat_frame_t     *frames;
     size_t            nframes;
@@ -56,6 +64,9 @@ typedef struct {
     chat_outbox_repair_t  *repairs;
     size_t            nrepairs;
     size_t            repairs_cap;
+    chat_outbox_member_t  *members;
+    size_t            nmembers;
+    size_t            members_cap;
 
     /* what the deliveries added now come from (chat_outbox_from) */
     int32_t           partition;
@@ -86,6 +97,9 @@ void chat_outbox_from(chat_outbox_t *out, int32_t partition);
  * chat_outbox_from belong to it (to its node's sessions only) */
 void chat_outbox_repair(chat_outbox_t *out, const char *node,
     int32_t partition, int64_t after, int64_t upto);
+/* user joined (or left) conv; both strings outlive the outbox's use */
+void chat_outbox_member(chat_outbox_t *out, const char *user,
+    const char *conv, bool joined);
 void chat_outbox_reset(chat_outbox_t *out);
 void chat_outbox_free(chat_outbox_t *out);
 /* forgets what was added after the outbox held nframes and ndeliveries */

@@ -912,6 +912,163 @@ chat_redis_publish(chat_redis_t *r, chat_payloads_t *p,
 }
 
 
+/* ---- the contacts' sets ---- */
+
+/* reads n pipelined answers; false when one failed (the connection is
+ * then dropped by the caller) */
+static bool
+chat_redis_answers(chat_redis_t *r, size_t n, const char *what)
+{
+    redisReply  *reply;
+    bool         ok = true;
+
+    for ( ; n; n--) {
+        if (redisGetReply(r->ctx, (void **) &reply) != REDIS_OK) {
+            log_error("redis: %s: %s", what, r->ctx->errstr);
+            return false;
+        }
+
+        if (reply->type == REDIS_REPLY_ERROR) {
+            log_error("redis: %s: %s", what, reply->str);
+            ok = false;
+        }
+
+        freeReplyObject(reply);
+    }
+
+    r->last_io = chat_now_ms();
+
+    return ok;
+}
+
+
+/* one SADD or SREM of conv to user's set of conversations */
+static void
+chat_redis_append_member(chat_redis_t *r, const char *user, const char *conv,
+    bool joined)
+{
+    char  key[NGX_CHAT_WIRE_KEY_MAX];
+
+    (void) ngx_chat_wire_key(key, NGX_CHAT_WIRE_KEY_CONVS, user,
+                             strlen(user));
+    redisAppendCommand(r->ctx, joined ? "SADD %s %s" : "SREM %s %s", key,
+                       conv);
+}
+
+
+/* the batch's joins and leaves, before the frames that tell of them */
+static bool
+chat_redis_members(chat_redis_t *r, const chat_outbox_t *out)
+{
+    size_t  i;
+
+    for (i = 0; i < out->nmembers; i++) {
+        chat_redis_append_member(r, out->members[i].user,
+                                 out->members[i].conv,
+                                 out->members[i].joined);
+    }
+
+    return chat_redis_answers(r, out->nmembers, "conversation sets");
+}
+
+
+chat_redis_contacts_t
+chat_redis_contacts_claim(chat_redis_t *r, const char *writer)
+{
+    redisReply             *reply[3];
+    chat_redis_contacts_t   rc = CHAT_REDIS_CONTACTS_BROKEN;
+    size_t                  i;
+
+    if (r->ctx == NULL) {
+        return rc;
+    }
+
+    /* the writer's key lasts while it writes: a writer that died leaves
+     * the job to another within half a minute */
+    redisAppendCommand(r->ctx, "EXISTS %s", NGX_CHAT_WIRE_KEY_CONVS_READY);
+    redisAppendCommand(r->ctx, "SET %s %s NX EX 30",
+                       NGX_CHAT_WIRE_KEY_CONVS_WRITER, writer);
+    redisAppendCommand(r->ctx, "GET %s", NGX_CHAT_WIRE_KEY_CONVS_WRITER);
+
+    for (i = 0; i < 3; i++) {
+        if (redisGetReply(r->ctx, (void **) &reply[i]) != REDIS_OK) {
+            log_error("redis: conversation sets: %s", r->ctx->errstr);
+            while (i--) {
+                freeReplyObject(reply[i]);
+            }
+            chat_redis_drop(r);
+            return rc;
+        }
+    }
+
+    r->last_io = chat_now_ms();
+
+    if (reply[0]->type == REDIS_REPLY_INTEGER && reply[0]->integer == 1) {
+        rc = CHAT_REDIS_CONTACTS_READY;
+
+    } else if (reply[1]->type == REDIS_REPLY_STATUS) {
+        rc = CHAT_REDIS_CONTACTS_START;
+
+    } else if (reply[2]->type == REDIS_REPLY_STRING
+               && strcmp(reply[2]->str, writer) == 0)
+    {
+        rc = CHAT_REDIS_CONTACTS_GO_ON;
+        redisAppendCommand(r->ctx, "EXPIRE %s 30",
+                           NGX_CHAT_WIRE_KEY_CONVS_WRITER);
+        if (!chat_redis_answers(r, 1, "conversation sets")) {
+            rc = CHAT_REDIS_CONTACTS_BROKEN;
+            chat_redis_drop(r);
+        }
+
+    } else if (reply[0]->type == REDIS_REPLY_INTEGER) {
+        rc = CHAT_REDIS_CONTACTS_OTHER;
+    }
+
+    if (rc == CHAT_REDIS_CONTACTS_READY && reply[1]->type == REDIS_REPLY_STATUS)
+    {
+        /* ready already: the claim just made is given back */
+        redisAppendCommand(r->ctx, "DEL %s", NGX_CHAT_WIRE_KEY_CONVS_WRITER);
+        if (!chat_redis_answers(r, 1, "conversation sets")) {
+            chat_redis_drop(r);
+        }
+    }
+
+    for (i = 0; i < 3; i++) {
+        freeReplyObject(reply[i]);
+    }
+
+    return rc;
+}
+
+
+bool
+chat_redis_contacts_write(chat_redis_t *r, const chat_membership_t *rows,
+    size_t n, bool last)
+{
+    size_t  i;
+
+    if (r->ctx == NULL) {
+        return false;
+    }
+
+    for (i = 0; i < n; i++) {
+        chat_redis_append_member(r, rows[i].user, rows[i].conv, true);
+    }
+
+    if (last) {
+        redisAppendCommand(r->ctx, "SET %s 1", NGX_CHAT_WIRE_KEY_CONVS_READY);
+        redisAppendCommand(r->ctx, "DEL %s", NGX_CHAT_WIRE_KEY_CONVS_WRITER);
+    }
+
+    if (!chat_redis_answers(r, n + (last ? 2 : 0), "conversation sets")) {
+        chat_redis_drop(r);
+        return false;
+    }
+
+    return true;
+}
+
+
 bool
 chat_redis_deliver(chat_redis_t *r, chat_outbox_t *out, chat_arena_t *arena,
     const chat_position_t *done, size_t ndone)
@@ -941,7 +1098,8 @@ chat_redis_deliver(chat_redis_t *r, chat_outbox_t *out, chat_arena_t *arena,
             goto done;
         }
 
-        if (chat_redis_heads(r, &payloads)
+        if (chat_redis_members(r, out)
+            && chat_redis_heads(r, &payloads)
             && chat_redis_publish(r, &payloads, done, ndone))
         {
             break;

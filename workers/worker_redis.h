@@ -2,13 +2,15 @@
  * worker_redis.h: chat_worker's Redis connection (worker_redis.c): the
  * delivery of a batch's outbox in one script call, fenced per partition,
  * with the batch's delivered marks and chain heads; the reading of the
- * marks; the idle ping that notices a restart.
+ * marks; the idle ping that notices a restart; the users' sets of
+ * conversations.
  */
 
 #ifndef CHAT_WORKER_REDIS_H
 #define CHAT_WORKER_REDIS_H
 
 #include "worker_chain.h"
+#include "worker_members.h"
 #include "worker_payload.h"
 
 
@@ -42,6 +44,27 @@ bool chat_redis_delivered(chat_redis_t *r, const int32_t *partitions,
  * noticed (and the chain written again) without waiting for a batch */
 void chat_redis_tick(chat_redis_t *r);
 void chat_redis_close(chat_redis_t *r);
+
+/*
+ * The sets of conversations by user, from which the nginx nodes tell who
+ * may see whose presence: the batches' joins and leaves go with their
+ * deliveries; after Redis lost the sets a worker writes them all again
+ * (worker_contacts.c), claiming the job first.
+ */
+typedef enum {
+    CHAT_REDIS_CONTACTS_READY,      /* the sets are whole */
+    CHAT_REDIS_CONTACTS_START,      /* this writer claimed the job now */
+    CHAT_REDIS_CONTACTS_GO_ON,      /* this writer has it (claim renewed) */
+    CHAT_REDIS_CONTACTS_OTHER,      /* another writer has it */
+    CHAT_REDIS_CONTACTS_BROKEN      /* no connection now: later */
+} chat_redis_contacts_t;
+
+chat_redis_contacts_t chat_redis_contacts_claim(chat_redis_t *r,
+    const char *writer);
+/* SADDs the memberships; last: the sets are whole, the claim given back.
+ * false: the connection broke (the job is to be claimed again) */
+bool chat_redis_contacts_write(chat_redis_t *r, const chat_membership_t *rows,
+    size_t n, bool last);
 
 
 #endif /* CHAT_WORKER_REDIS_H */

@@ -9,7 +9,8 @@
  *                            conversation list and the receipts
  *   worker_store_groups.c    chat_store_group_op: membership changes
  *   worker_store_receipts.c  chat_store_receipts: receipt pointers
- *   worker_store_members.c   chat_store_load_members: the cache's loads
+ *   worker_store_members.c   chat_store_load_members: the cache's loads;
+ *                            chat_store_memberships: every current one
  *   worker_store_repairs.c   chat_store_repairs: a node's gap, read again
  *   worker_pg.c              the connection, statements and retries they
  *                            share (worker_pg.h, theirs only)
@@ -248,6 +249,13 @@ chat_store_rc_t chat_store_repairs(chat_store_t *st, chat_repair_t **r,
 /* loads the members of the (non-direct) conversations not yet cached */
 chat_store_rc_t chat_store_load_members(chat_store_t *st,
     chat_members_cache_t *c, const char *const *convs, size_t n);
+
+/* up to limit current memberships after (after_user, after_conv), in that
+ * order ("", "" for the first page); *n says how many (fewer than limit:
+ * the last page); strings from arena */
+chat_store_rc_t chat_store_memberships(chat_store_t *st,
+    const char *after_user, const char *after_conv, chat_membership_t *rows,
+    size_t limit, size_t *n, chat_arena_t *arena);
 
 
 #endif /* CHAT_WORKER_STORE_H */

@@ -4,8 +4,12 @@
  * conversations a batch names that the cache does not hold yet, in one
  * statement. A conversation without rows is cached as empty: no such
  * group, and nobody may use it until one is made (which sets the entry).
+ * And chat_store_memberships: every current membership, page by page in
+ * (user, conversation) order, from which the contacts' sets in Redis are
+ * written again (worker_contacts.c).
  */
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +23,12 @@ static const chat_pg_statement_t  chat_members_sql[] = {
       " COALESCE(removed_seq, -1) FROM members"
       " WHERE conversation_id = ANY($1::text[])"
       " ORDER BY conversation_id" },
+
+    /* members_by_user serves the order and the start */
+    { "memberships_page",
+      "SELECT user_id, conversation_id FROM members"
+      " WHERE removed_seq IS NULL AND (user_id, conversation_id) > ($1, $2)"
+      " ORDER BY user_id, conversation_id LIMIT $3" },
 };
 
 const chat_pg_statements_t  chat_store_members_statements = {
@@ -120,4 +130,64 @@ chat_store_load_members(chat_store_t *st, chat_members_cache_t *c,
     }
 
     return chat_pg_retry(st, chat_load_attempt, &args);
+}
+
+
+typedef struct {
+    const char        *after_user;
+    const char        *after_conv;
+    size_t             limit;
+    chat_membership_t *rows;
+    size_t            *n;
+    chat_arena_t      *arena;
+} chat_memberships_args_t;
+
+
+static chat_pg_rc_t
+chat_memberships_attempt(chat_store_t *st, void *data)
+{
+    chat_memberships_args_t  *a = data;
+    const char               *params[3];
+    char                      limit[24];
+    PGresult                 *res = NULL;
+    chat_pg_rc_t              rc;
+    int                       row, nrows;
+
+    snprintf(limit, sizeof(limit), "%zu", a->limit);
+    params[0] = a->after_user;
+    params[1] = a->after_conv;
+    params[2] = limit;
+
+    rc = chat_pg_run(st, "memberships_page", 3, params, &res);
+    if (rc != CHAT_PG_OK) {
+        return rc;
+    }
+
+    nrows = PQntuples(res);
+
+    for (row = 0; row < nrows; row++) {
+        a->rows[row].user = chat_arena_strdup(a->arena,
+                                              PQgetvalue(res, row, 0));
+        a->rows[row].conv = chat_arena_strdup(a->arena,
+                                              PQgetvalue(res, row, 1));
+    }
+
+    *a->n = (size_t) nrows;
+    PQclear(res);
+
+    return CHAT_PG_OK;
+}
+
+
+chat_store_rc_t
+chat_store_memberships(chat_store_t *st, const char *after_user,
+    const char *after_conv, chat_membership_t *rows, size_t limit,
+    size_t *n, chat_arena_t *arena)
+{
+    chat_memberships_args_t  args = { after_user, after_conv, limit, rows, n,
+                                      arena };
+
+    *n = 0;
+
+    return chat_pg_retry(st, chat_memberships_attempt, &args);
 }

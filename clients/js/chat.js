@@ -687,6 +687,7 @@ export class ChatClient extends Emitter {
             this._noteMembership(f);
             this._othersMembership(f);
         }
+        this._contactsChanged(f);
         if (f.sender_id) this._typingEnded(f.conversation_id, f.sender_id);
         this.emit('message', f, { source });
         if (f.sender_id !== this.userId) this._scheduleDelivered(f.conversation_id);
@@ -882,6 +883,7 @@ export class ChatClient extends Emitter {
             // our own message: held, and our pointers moved to it
             this._hold(f.conversation_id, f.seq, !this._sync);
             this._notePointers(f.conversation_id, f.seq, f.seq);
+            this._contactsChanged(f);
         }
         this.emit('ack', f);
         if (!s) return;                      // a retry's second answer
@@ -1212,6 +1214,27 @@ export class ChatClient extends Emitter {
     setPresence(status) {
         this._status = status;
         this._raw({ type: 'presence_set', status });
+    }
+
+    /**
+     * A server shows presence only between users who share a conversation,
+     * and answers a subscription made before that "offline, never seen"
+     * with nothing after it. A conversation's first message (a direct one)
+     * or a join makes new contacts: their subscriptions are asked again.
+     */
+    _contactsChanged(f) {
+        const conv = f.conversation_id;
+        let ids = [];
+        if (f.seq === 1 && typeof conv === 'string' && conv.startsWith('dm:')) {
+            ids = [directPeer(conv, this.userId)];
+        } else if (f.kind === 'system' && f.body
+                   && (f.body.event === 'group_created' || f.body.event === 'members_added')) {
+            const joined = Array.isArray(f.body.user_ids) ? f.body.user_ids : [];
+            ids = joined.includes(this.userId) || f.body.by === this.userId
+                ? [...this._subs] : joined;
+        }
+        ids = ids.filter((u) => u && this._subs.has(u));
+        if (ids.length) this._sendSubscriptions(ids);
     }
 
     _sendSubscriptions(ids) {

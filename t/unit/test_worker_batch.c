@@ -414,6 +414,30 @@ test_change_then_send(void)
                          "\"103\"") != NULL);
     check(strstr(sent(), "@erin -" SESSION "{\"type\":\"message\","
                          "\"message_id\":\"104\"") == NULL);
+
+    /* the sets of conversations: both joined, then erin left */
+    check(strstr(sent(), "\n+alice g:new\n") != NULL);
+    check(strstr(sent(), "\n+erin g:new\n") != NULL);
+    check(strstr(sent(), "\n-erin g:new\n") != NULL);
+    check(count("g:new\n") == 3);
+}
+
+
+/* a direct conversation's first message makes its two members join it;
+ * the next ones change nothing */
+static void
+test_direct_joins(void)
+{
+    const char  *r[] = {
+        SEND("dm:alice:bob", "c1"),
+        SEND("dm:alice:bob", "c2"),
+    };
+
+    start();
+    check(batch(r, 2));
+    check(strstr(sent(), "\n+alice dm:alice:bob\n") != NULL);
+    check(strstr(sent(), "\n+bob dm:alice:bob\n") != NULL);
+    check(count("dm:alice:bob\n") == 2);
 }
 
 
@@ -429,6 +453,7 @@ main(void)
     test_replay();
     test_bad_records();
     test_change_then_send();
+    test_direct_joins();
 
     fake_reset();
     chat_members_clear(&cache);

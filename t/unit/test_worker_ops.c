@@ -499,7 +499,8 @@ test_group(void)
                      "\"member\"}]}\n"
                      "@alice " GROUP_SYSTEM
                      "@bob " GROUP_SYSTEM
-                     "@carol " GROUP_SYSTEM);
+                     "@carol " GROUP_SYSTEM
+                     "-carol g:1\n");
     teardown();
 
     /* nothing changed: the group frame alone */

@@ -497,6 +497,12 @@ fake_outbox(chat_buf_t *b, const chat_outbox_t *out)
         chat_buf_add(b, f->bytes, f->len);
         chat_buf_addc(b, '\n');
     }
+
+    /* the joins and leaves for the sets of conversations */
+    for (i = 0; i < out->nmembers; i++) {
+        chat_buf_printf(b, "%c%s %s\n", out->members[i].joined ? '+' : '-',
+                        out->members[i].user, out->members[i].conv);
+    }
 }
 
 

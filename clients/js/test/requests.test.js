@@ -242,6 +242,26 @@ test('presence: subscriptions and status survive reconnects', async () => {
     assert.equal(server.last.lastOf('presence_set').status, 'away');
 });
 
+test('presence: asked again when a first message or a join makes a contact', async () => {
+    const { client, server } = await ready();
+    const ws = server.last;
+    client.subscribePresence(['bob', 'erin']);
+    const asked = () => ws.sent.filter((f) => f.type === 'presence_subscribe').length;
+    const before = asked();
+    ws.push({ type: 'message', conversation_id: 'dm:alice:bob', seq: 1, message_id: '8',
+              sender_id: 'bob', kind: 'text', body: 'x', server_ts: 1 });
+    assert.deepEqual(server.last.lastOf('presence_subscribe').user_ids, ['bob']);
+    // a later message of a direct conversation changes nothing
+    ws.push({ type: 'message', conversation_id: 'dm:alice:bob', seq: 2, message_id: '9',
+              sender_id: 'bob', kind: 'text', body: 'x', server_ts: 1 });
+    assert.equal(asked(), before + 1);
+    ws.push({ type: 'message', conversation_id: 'g:1', seq: 1, message_id: '10',
+              sender_id: 'carol', kind: 'system', server_ts: 1,
+              body: { event: 'members_added', by: 'carol', user_ids: ['erin'] } });
+    assert.deepEqual(server.last.lastOf('presence_subscribe').user_ids, ['erin']);
+    assert.equal(asked(), before + 2);
+});
+
 test('typing received: valid 6 s unless renewed; a stop or a message ends it', async () => {
     const { client, server, clock, of } = await ready();
     const ws = server.last;
