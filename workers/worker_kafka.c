@@ -50,7 +50,12 @@
 
 
 #define CHAT_POLL_IDLE_MS      100     /* how soon an idle loop sees stop */
-#define CHAT_BATCH_WINDOW_MS   2       /* wait for more after the first */
+#define CHAT_BATCH_WINDOW_MS   1       /* wait for more after the first */
+/* a fetch waits this long at most for this many bytes: a light load pays
+ * a few ms of latency for batches several records large; measured at
+ * 1,000 msg/s, the whole stack used a third less CPU */
+#define CHAT_FETCH_WAIT_MS     "8"
+#define CHAT_FETCH_MIN_BYTES   "65536"
 /* an OffsetCommit costs the broker a write to __consumer_offsets and a group
  * coordinator event: once per batch it was most of the broker's CPU at low
  * rates. Positions wait this long at most; after a crash the records of that
@@ -601,9 +606,13 @@ chat_kafka_open(const char *brokers, const char *topic, const char *group,
         || !chat_kafka_set(conf, "enable.auto.commit", "false")
         || !chat_kafka_set(conf, "enable.auto.offset.store", "false")
         || !chat_kafka_set(conf, "auto.offset.reset", "earliest")
-        /* a fetch returns as soon as there is a byte (fetch.min.bytes 1);
-         * the wait only bounds how often an idle consumer asks */
-        || !chat_kafka_set(conf, "fetch.wait.max.ms", "100")
+        /* a fetch returns when it has a batch's worth of bytes or after
+         * the wait: under load batches fill at once; a light load comes
+         * in one fetch, one store transaction and one fsync every few ms,
+         * not one per record or two (each costs the broker, PostgreSQL
+         * and this worker the same whatever it carries) */
+        || !chat_kafka_set(conf, "fetch.wait.max.ms", CHAT_FETCH_WAIT_MS)
+        || !chat_kafka_set(conf, "fetch.min.bytes", CHAT_FETCH_MIN_BYTES)
         || !chat_kafka_set(conf, "socket.nagle.disable", "true")
         /* a worker killed outright hands its partitions on after 6 s, not
          * the default 45. The same timeout bounds a broker restart: a

@@ -199,6 +199,127 @@ chat_pg_command(chat_store_t *st, const char *sql)
 
 
 static void
+chat_pg_pipeline_drop(chat_pg_step_t *steps, size_t n)
+{
+    size_t  i;
+
+    for (i = 0; i < n; i++) {
+        if (steps[i].out && *steps[i].out) {
+            PQclear(*steps[i].out);
+            *steps[i].out = NULL;
+        }
+    }
+}
+
+
+/*
+ * The steps are queued and flushed with one Sync, then their results read
+ * in order; each step's results end with a NULL. A failed step makes the
+ * server skip the rest up to the Sync (PGRES_PIPELINE_ABORTED) and, inside
+ * BEGIN, leaves the transaction failed: the retry's ROLLBACK ends it.
+ */
+chat_pg_rc_t
+chat_pg_pipeline(chat_store_t *st, chat_pg_step_t *steps, size_t n)
+{
+    PGresult        *res;
+    ExecStatusType   status;
+    chat_pg_rc_t     rc = CHAT_PG_OK;
+    const char      *failed = NULL;
+    size_t           i;
+    int              sent;
+
+    for (i = 0; i < n; i++) {
+        if (steps[i].out) {
+            *steps[i].out = NULL;
+        }
+    }
+
+    if (!PQenterPipelineMode(st->conn)) {
+        return chat_pg_classify(st, NULL, "pipeline");
+    }
+
+    for (i = 0; i < n; i++) {
+        sent = steps[i].stmt
+               ? PQsendQueryPrepared(st->conn, steps[i].stmt,
+                                     steps[i].nparams, steps[i].params,
+                                     NULL, NULL, 0)
+               : PQsendQueryParams(st->conn, steps[i].sql, 0, NULL, NULL,
+                                   NULL, NULL, 0);
+        if (!sent) {
+            return chat_pg_classify(st, NULL, steps[i].stmt ? steps[i].stmt
+                                                            : steps[i].sql);
+        }
+    }
+
+    if (!PQpipelineSync(st->conn)) {
+        return chat_pg_classify(st, NULL, "pipeline sync");
+    }
+
+    for (i = 0; i < n; i++) {
+        const char  *what = steps[i].stmt ? steps[i].stmt : steps[i].sql;
+
+        res = PQgetResult(st->conn);
+        if (res == NULL) {
+            chat_pg_pipeline_drop(steps, n);
+            return chat_pg_classify(st, NULL, what);
+        }
+
+        status = PQresultStatus(res);
+
+        if ((status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK)
+            && rc == CHAT_PG_OK)
+        {
+            if (steps[i].out) {
+                *steps[i].out = res;
+            } else {
+                PQclear(res);
+            }
+
+        } else if (status == PGRES_PIPELINE_ABORTED) {
+            PQclear(res);
+
+        } else if (status == PGRES_FATAL_ERROR && failed == NULL) {
+            rc = chat_pg_classify(st, res, what);
+            failed = what;
+            PQclear(res);
+
+            if (rc == CHAT_PG_DOWN) {
+                chat_pg_pipeline_drop(steps, n);
+                return rc;
+            }
+
+        } else {
+            PQclear(res);
+        }
+
+        /* the NULL that ends this step's results */
+        res = PQgetResult(st->conn);
+        if (res != NULL) {
+            PQclear(res);
+            chat_pg_pipeline_drop(steps, n);
+            log_error("postgresql: %s: more results than expected", what);
+            return CHAT_PG_DOWN;
+        }
+    }
+
+    res = PQgetResult(st->conn);
+    status = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    PQclear(res);
+
+    if (status != PGRES_PIPELINE_SYNC || !PQexitPipelineMode(st->conn)) {
+        chat_pg_pipeline_drop(steps, n);
+        return chat_pg_classify(st, NULL, "pipeline end");
+    }
+
+    if (rc != CHAT_PG_OK) {
+        chat_pg_pipeline_drop(steps, n);
+    }
+
+    return rc;
+}
+
+
+static void
 chat_pg_rollback(chat_store_t *st)
 {
     PGresult  *res = NULL;

@@ -40,7 +40,7 @@ struct chat_store_s {
     chat_stop_t                 *stop;
     chat_backoff_t               backoff;
     const chat_pg_statements_t  *const *statements;  /* NULL-terminated */
-    chat_buf_t                   arrays[10];     /* array parameters */
+    chat_buf_t                   arrays[16];     /* array parameters */
 };
 
 
@@ -61,6 +61,26 @@ void chat_pg_disconnect(chat_store_t *st);
 chat_pg_rc_t chat_pg_run(chat_store_t *st, const char *stmt, int nparams,
     const char *const *params, PGresult **out);
 chat_pg_rc_t chat_pg_command(chat_store_t *st, const char *sql);
+
+/*
+ * Statements sent together and answered together: one round trip for what
+ * would be n. A step without stmt runs sql (a command without parameters,
+ * such as BEGIN or COMMIT); a step whose out is set gets its result (to
+ * PQclear), the others' are dropped. The first failure aborts the steps
+ * after it (none of their results is given out) and is the return code;
+ * every out is NULL unless all steps succeeded. Only the last step may
+ * answer with many rows: the steps are written before any result is read.
+ */
+typedef struct {
+    const char          *stmt;
+    const char          *sql;
+    int                  nparams;
+    const char *const   *params;
+    PGresult           **out;
+} chat_pg_step_t;
+
+chat_pg_rc_t chat_pg_pipeline(chat_store_t *st, chat_pg_step_t *steps,
+    size_t n);
 
 /*
  * Runs one kind of transaction until it commits: the connection is waited

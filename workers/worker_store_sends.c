@@ -6,7 +6,9 @@
  * conversation's row lock, one multi-row INSERT of the messages and the
  * sender's receipt pointers. Values always travel as parameters of prepared
  * statements; many rows travel as array parameters expanded by unnest(),
- * so a batch of 1000 sends is a handful of round trips. A conflict with
+ * and the statements that do not wait for each other's answers are sent
+ * together (libpq's pipeline mode), so that a batch of one send or of
+ * 1000 is three round trips. A conflict with
  * another worker (unique violation or deadlock while partitions move
  * between workers) retries the batch, whose retry then finds the other
  * worker's rows and acks them.
@@ -188,18 +190,20 @@ chat_pointer_move(chat_send_work_t *w, chat_arena_t *arena, size_t max,
 }
 
 
+/*
+ * The transaction in three round trips: BEGIN with the membership check
+ * and the lookup of stored sends; the seq allocation with the message ids;
+ * the INSERTs with COMMIT. Each function below either fills a step's
+ * parameters (false: the step is not needed) or reads its result.
+ */
+
 /* non-direct conversations: the sender must be a member now */
-static chat_pg_rc_t
-chat_sends_check_members(chat_store_t *st, chat_send_t **sends, size_t n,
-    chat_arena_t *arena)
+static bool
+chat_sends_members_step(chat_store_t *st, chat_send_t **sends, size_t n,
+    const char **params, chat_pg_step_t *step)
 {
-    chat_buf_t   *convs = &st->arrays[0], *users = &st->arrays[1];
-    const char   *params[2];
-    chat_map_t    allowed = { 0 };
-    PGresult     *res = NULL;
-    chat_pg_rc_t  rc;
-    size_t        i, asked = 0, dummy;
-    int           row;
+    chat_buf_t  *convs = &st->arrays[0], *users = &st->arrays[1];
+    size_t       i, asked = 0;
 
     chat_pg_array_begin(convs);
     chat_pg_array_begin(users);
@@ -215,23 +219,31 @@ chat_sends_check_members(chat_store_t *st, chat_send_t **sends, size_t n,
     }
 
     if (asked == 0) {
-        return CHAT_PG_OK;
+        return false;
     }
 
     params[0] = chat_pg_array_end(convs);
     params[1] = chat_pg_array_end(users);
+    step->stmt = "members_check";
+    step->nparams = 2;
+    step->params = params;
 
-    rc = chat_pg_run(st, "members_check", 2, params, &res);
-    if (rc != CHAT_PG_OK) {
-        return rc;
-    }
+    return true;
+}
+
+
+static void
+chat_sends_members_apply(PGresult *res, chat_send_t **sends, size_t n,
+    chat_arena_t *arena)
+{
+    chat_map_t  allowed = { 0 };
+    size_t      i, dummy;
+    int         row;
 
     for (row = 0; row < PQntuples(res); row++) {
         chat_map_put(&allowed, chat_map_pair(arena, PQgetvalue(res, row, 0),
                                               PQgetvalue(res, row, 1)), 1);
     }
-
-    PQclear(res);
 
     for (i = 0; i < n; i++) {
         chat_send_t  *s = sends[i];
@@ -246,28 +258,17 @@ chat_sends_check_members(chat_store_t *st, chat_send_t **sends, size_t n,
     }
 
     chat_map_free(&allowed);
-
-    return CHAT_PG_OK;
 }
 
 
-/* sends stored before: RETRY gets the stored ack; REPLAY, the same Kafka
- * record stored by a worker that died before committing its offset, gets
- * its ack and deliveries again */
-static chat_pg_rc_t
-chat_sends_find_stored(chat_store_t *st, chat_send_t **sends, size_t n,
-    chat_arena_t *arena)
+/* sends stored before, asked for every send the membership check may let
+ * through (its answer comes in the same round trip) */
+static bool
+chat_sends_stored_step(chat_store_t *st, chat_send_t **sends, size_t n,
+    const char **params, chat_pg_step_t *step)
 {
-    chat_buf_t      *senders = &st->arrays[0], *cmids = &st->arrays[1];
-    const char      *params[2];
-    chat_map_t       stored = { 0 };
-    chat_message_t  *rows;
-    int32_t         *partitions;
-    int64_t         *offsets;
-    PGresult        *res = NULL;
-    chat_pg_rc_t     rc;
-    size_t           i, asked = 0, row;
-    int              nrows, r;
+    chat_buf_t  *senders = &st->arrays[2], *cmids = &st->arrays[3];
+    size_t       i, asked = 0;
 
     chat_pg_array_begin(senders);
     chat_pg_array_begin(cmids);
@@ -281,21 +282,36 @@ chat_sends_find_stored(chat_store_t *st, chat_send_t **sends, size_t n,
     }
 
     if (asked == 0) {
-        return CHAT_PG_OK;
+        return false;
     }
 
     params[0] = chat_pg_array_end(senders);
     params[1] = chat_pg_array_end(cmids);
+    step->stmt = "stored_sends";
+    step->nparams = 2;
+    step->params = params;
 
-    rc = chat_pg_run(st, "stored_sends", 2, params, &res);
-    if (rc != CHAT_PG_OK) {
-        return rc;
-    }
+    return true;
+}
+
+
+/* RETRY gets the stored ack; REPLAY, the same Kafka record stored by a
+ * worker that died before committing its offset, gets its ack and
+ * deliveries again; a send the membership check refused stays refused */
+static void
+chat_sends_stored_apply(PGresult *res, chat_send_t **sends, size_t n,
+    chat_arena_t *arena)
+{
+    chat_map_t       stored = { 0 };
+    chat_message_t  *rows;
+    int32_t         *partitions;
+    int64_t         *offsets;
+    size_t           i, row;
+    int              nrows, r;
 
     nrows = PQntuples(res);
     if (nrows == 0) {
-        PQclear(res);
-        return CHAT_PG_OK;
+        return;
     }
 
     rows = chat_arena_alloc(arena, nrows * sizeof(chat_message_t));
@@ -317,8 +333,6 @@ chat_sends_find_stored(chat_store_t *st, chat_send_t **sends, size_t n,
                                             rows[r].cmid), r);
     }
 
-    PQclear(res);
-
     for (i = 0; i < n; i++) {
         chat_send_t  *s = sends[i];
 
@@ -337,8 +351,6 @@ chat_sends_find_stored(chat_store_t *st, chat_send_t **sends, size_t n,
     }
 
     chat_map_free(&stored);
-
-    return CHAT_PG_OK;
 }
 
 
@@ -369,18 +381,15 @@ chat_sends_fold(chat_send_work_t *w, chat_send_t **sends, size_t n,
 }
 
 
-/* advances last_seq of every conversation by its new messages */
-static chat_pg_rc_t
-chat_sends_allocate(chat_store_t *st, chat_send_work_t *w, bool direct,
-    int64_t now)
+/* advances last_seq of every direct (or group) conversation by its new
+ * messages; arrays from `first` on */
+static bool
+chat_sends_allocate_step(chat_store_t *st, chat_send_work_t *w, bool direct,
+    size_t first, const char *now_text, const char **params,
+    chat_pg_step_t *step)
 {
-    chat_buf_t   *convs = &st->arrays[0], *counts = &st->arrays[1];
-    const char   *params[3];
-    char          now_text[24];
-    PGresult     *res = NULL;
-    chat_pg_rc_t  rc;
-    size_t        i, asked = 0;
-    int           row;
+    chat_buf_t  *convs = &st->arrays[first], *counts = &st->arrays[first + 1];
+    size_t       i, asked = 0;
 
     chat_pg_array_begin(convs);
     chat_pg_array_begin(counts);
@@ -394,19 +403,25 @@ chat_sends_allocate(chat_store_t *st, chat_send_work_t *w, bool direct,
     }
 
     if (asked == 0) {
-        return CHAT_PG_OK;
+        return false;
     }
 
-    snprintf(now_text, sizeof(now_text), "%" PRId64, now);
     params[0] = chat_pg_array_end(convs);
     params[1] = chat_pg_array_end(counts);
     params[2] = now_text;
+    step->stmt = direct ? "alloc_direct" : "alloc_group";
+    step->nparams = 3;
+    step->params = params;
 
-    rc = chat_pg_run(st, direct ? "alloc_direct" : "alloc_group", 3,
-                        params, &res);
-    if (rc != CHAT_PG_OK) {
-        return rc;
-    }
+    return true;
+}
+
+
+static void
+chat_sends_allocate_apply(PGresult *res, chat_send_work_t *w)
+{
+    size_t  i;
+    int     row;
 
     for (row = 0; row < PQntuples(res); row++) {
         if (chat_map_get(&w->slot_index, PQgetvalue(res, row, 0), &i)) {
@@ -418,20 +433,15 @@ chat_sends_allocate(chat_store_t *st, chat_send_work_t *w, bool direct,
             w->slots[i].created = w->slots[i].next_seq == 1;
         }
     }
-
-    PQclear(res);
-
-    return CHAT_PG_OK;
 }
 
 
-static chat_pg_rc_t
-chat_sends_insert(chat_store_t *st, chat_send_t **sends, size_t n,
-    int64_t now)
+/* arrays 0 to 8 */
+static void
+chat_sends_insert_step(chat_store_t *st, chat_send_t **sends, size_t n,
+    const char *now_text, const char **params, chat_pg_step_t *step)
 {
     chat_buf_t  *a = st->arrays;
-    const char  *params[10];
-    char         now_text[24];
     size_t       i, k;
 
     for (k = 0; k < 9; k++) {
@@ -456,8 +466,6 @@ chat_sends_insert(chat_store_t *st, chat_send_t **sends, size_t n,
         chat_pg_array_int(&a[8], s->req->offset);
     }
 
-    snprintf(now_text, sizeof(now_text), "%" PRId64, now);
-
     for (k = 0; k < 7; k++) {
         params[k] = chat_pg_array_end(&a[k]);
     }
@@ -466,17 +474,20 @@ chat_sends_insert(chat_store_t *st, chat_send_t **sends, size_t n,
     params[8] = chat_pg_array_end(&a[7]);
     params[9] = chat_pg_array_end(&a[8]);
 
-    return chat_pg_run(st, "insert_messages", 10, params, NULL);
+    step->stmt = "insert_messages";
+    step->nparams = 10;
+    step->params = params;
 }
 
 
-static chat_pg_rc_t
-chat_sends_move_pointers(chat_store_t *st, chat_send_work_t *w,
-    chat_send_t **sends, size_t n, chat_arena_t *arena)
+/* arrays 9 to 11 */
+static bool
+chat_sends_pointers_step(chat_store_t *st, chat_send_work_t *w,
+    chat_send_t **sends, size_t n, chat_arena_t *arena, const char **params,
+    chat_pg_step_t *step)
 {
-    chat_buf_t        *convs = &st->arrays[0], *users = &st->arrays[1];
-    chat_buf_t        *seqs = &st->arrays[2];
-    const char        *params[3];
+    chat_buf_t        *convs = &st->arrays[9], *users = &st->arrays[10];
+    chat_buf_t        *seqs = &st->arrays[11];
     chat_conv_slot_t  *slot;
     size_t             i, k;
 
@@ -501,7 +512,7 @@ chat_sends_move_pointers(chat_store_t *st, chat_send_work_t *w,
     }
 
     if (w->npointers == 0) {
-        return CHAT_PG_OK;
+        return false;
     }
 
     chat_pg_array_begin(convs);
@@ -517,8 +528,11 @@ chat_sends_move_pointers(chat_store_t *st, chat_send_work_t *w,
     params[0] = chat_pg_array_end(convs);
     params[1] = chat_pg_array_end(users);
     params[2] = chat_pg_array_end(seqs);
+    step->stmt = "move_pointers";
+    step->nparams = 3;
+    step->params = params;
 
-    return chat_pg_run(st, "move_pointers", 3, params, NULL);
+    return true;
 }
 
 
@@ -528,14 +542,19 @@ chat_sends_once(chat_store_t *st, chat_send_t **sends, size_t n,
 {
     chat_send_work_t   w;
     chat_conv_slot_t  *slot;
+    chat_pg_step_t     steps[3];
     chat_pg_rc_t       rc;
-    const char        *params[1];
-    char               count_text[24];
-    PGresult          *res = NULL;
+    const char        *p_first[2], *p_second[2], *p_count[1];
+    const char        *p_insert[10], *p_pointers[3];
+    char               count_text[24], now_text[24];
+    PGresult          *members = NULL, *stored = NULL, *direct = NULL;
+    PGresult          *group = NULL, *ids = NULL;
     int64_t            now = chat_now_ms();
-    size_t             i, k, nnew;
+    size_t             i, k, nsteps, npending, nnew;
+    bool               ask_members, ask_stored;
 
     memset(&w, 0, sizeof(w));
+    snprintf(now_text, sizeof(now_text), "%" PRId64, now);
 
     for (i = 0; i < n; i++) {
         sends[i]->state = sends[i]->direct_forbidden ? CHAT_SEND_FORBIDDEN
@@ -544,36 +563,87 @@ chat_sends_once(chat_store_t *st, chat_send_t **sends, size_t n,
         memset(&sends[i]->msg, 0, sizeof(chat_message_t));
     }
 
-    rc = chat_pg_command(st, "BEGIN");
+    /* 1: BEGIN, who may send, what is stored already */
+    memset(steps, 0, sizeof(steps));
+    steps[0].sql = "BEGIN";
+    nsteps = 1;
+
+    ask_members = chat_sends_members_step(st, sends, n, p_first,
+                                          &steps[nsteps]);
+    if (ask_members) {
+        steps[nsteps++].out = &members;
+    }
+
+    ask_stored = chat_sends_stored_step(st, sends, n, p_second,
+                                        &steps[nsteps]);
+    if (ask_stored) {
+        steps[nsteps++].out = &stored;
+    }
+
+    rc = chat_pg_pipeline(st, steps, nsteps);
     if (rc != CHAT_PG_OK) {
         goto done;
     }
 
-    rc = chat_sends_check_members(st, sends, n, arena);
-    if (rc != CHAT_PG_OK) {
-        goto done;
+    if (members) {
+        chat_sends_members_apply(members, sends, n, arena);
     }
 
-    rc = chat_sends_find_stored(st, sends, n, arena);
-    if (rc != CHAT_PG_OK) {
-        goto done;
+    if (stored) {
+        chat_sends_stored_apply(stored, sends, n, arena);
     }
 
     chat_sends_fold(&w, sends, n, arena);
 
+    npending = 0;
+
     for (i = 0; i < n; i++) {
         if (sends[i]->state == CHAT_SEND_PENDING) {
             chat_conv_slot(&w, sends[i]->req->conv, n)->nnew++;
+            npending++;
         }
     }
 
-    rc = chat_sends_allocate(st, &w, true, now);
-    if (rc == CHAT_PG_OK) {
-        rc = chat_sends_allocate(st, &w, false, now);
+    if (npending == 0) {
+        rc = chat_pg_command(st, "COMMIT");
+        goto done;
     }
 
+    /* 2: seqs and message ids; ids for a conversation that turns out not
+     * to take messages are left unused */
+    memset(steps, 0, sizeof(steps));
+    nsteps = 0;
+
+    if (chat_sends_allocate_step(st, &w, true, 0, now_text, p_insert,
+                                 &steps[nsteps]))
+    {
+        steps[nsteps++].out = &direct;
+    }
+
+    if (chat_sends_allocate_step(st, &w, false, 2, now_text, p_insert + 3,
+                                 &steps[nsteps]))
+    {
+        steps[nsteps++].out = &group;
+    }
+
+    snprintf(count_text, sizeof(count_text), "%zu", npending);
+    p_count[0] = count_text;
+    steps[nsteps].stmt = "message_ids";
+    steps[nsteps].nparams = 1;
+    steps[nsteps].params = p_count;
+    steps[nsteps++].out = &ids;
+
+    rc = chat_pg_pipeline(st, steps, nsteps);
     if (rc != CHAT_PG_OK) {
         goto done;
+    }
+
+    if (direct) {
+        chat_sends_allocate_apply(direct, &w);
+    }
+
+    if (group) {
+        chat_sends_allocate_apply(group, &w);
     }
 
     /* seqs in record order; a conversation that could not be advanced
@@ -606,39 +676,29 @@ chat_sends_once(chat_store_t *st, chat_send_t **sends, size_t n,
         s->msg.kind = "text";
         s->msg.body = s->req->body;
         s->msg.server_ts = now;
+        s->msg.message_id = nnew < (size_t) PQntuples(ids)
+                            ? chat_pg_int(ids, (int) nnew, 0) : 0;
         nnew++;
     }
 
+    /* 3: the rows, and COMMIT */
+    memset(steps, 0, sizeof(steps));
+    nsteps = 0;
+
     if (nnew > 0) {
-        snprintf(count_text, sizeof(count_text), "%zu", nnew);
-        params[0] = count_text;
+        chat_sends_insert_step(st, sends, n, now_text, p_insert,
+                               &steps[nsteps++]);
 
-        rc = chat_pg_run(st, "message_ids", 1, params, &res);
-        if (rc != CHAT_PG_OK) {
-            goto done;
-        }
-
-        k = 0;
-        for (i = 0; i < n && k < (size_t) PQntuples(res); i++) {
-            if (sends[i]->state == CHAT_SEND_NEW) {
-                sends[i]->msg.message_id = chat_pg_int(res, (int) k++, 0);
-            }
-        }
-
-        PQclear(res);
-
-        rc = chat_sends_insert(st, sends, n, now);
-        if (rc != CHAT_PG_OK) {
-            goto done;
-        }
-
-        rc = chat_sends_move_pointers(st, &w, sends, n, arena);
-        if (rc != CHAT_PG_OK) {
-            goto done;
+        if (chat_sends_pointers_step(st, &w, sends, n, arena, p_pointers,
+                                     &steps[nsteps]))
+        {
+            nsteps++;
         }
     }
 
-    rc = chat_pg_command(st, "COMMIT");
+    steps[nsteps++].sql = "COMMIT";
+
+    rc = chat_pg_pipeline(st, steps, nsteps);
     if (rc != CHAT_PG_OK) {
         goto done;
     }
@@ -651,6 +711,11 @@ chat_sends_once(chat_store_t *st, chat_send_t **sends, size_t n,
 
 done:
 
+    PQclear(members);
+    PQclear(stored);
+    PQclear(direct);
+    PQclear(group);
+    PQclear(ids);
     chat_send_work_free(&w);
 
     return rc;
