@@ -31,6 +31,7 @@ config_from_env() {
     STACK_SKIP=${STACK_SKIP:-}
     CHAT_PUSH_ENDPOINTS=${CHAT_PUSH_ENDPOINTS:-}
     CHAT_PUSHER_ARGS=${CHAT_PUSHER_ARGS:-}
+    CHAT_MEDIA_KEEP_MS=${CHAT_MEDIA_KEEP_MS:-86400000}
     CHAT_BUILD_DIR=${CHAT_BUILD_DIR:-$ROOT/build}
     CHAT_CACHE=${CHAT_CACHE:-${HOME:-/root}/.cache/ngx_chat}
     KAFKA_LIB=${KAFKA_LIB:-$CHAT_CACHE/kafka-lib}
@@ -113,6 +114,7 @@ write_env() {
         env_line STACK_SKIP "$STACK_SKIP"
         env_line CHAT_PUSH_ENDPOINTS "$CHAT_PUSH_ENDPOINTS"
         env_line CHAT_PUSHER_ARGS "$CHAT_PUSHER_ARGS"
+        env_line CHAT_MEDIA_KEEP_MS "$CHAT_MEDIA_KEEP_MS"
     } > "$tmp"
     mv "$tmp" "$DIR/stack.env"
 }
