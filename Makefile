@@ -50,7 +50,8 @@ NGX_JOBS ?= 2
 DEB_PKGS := build-essential libssl-dev libpcre2-dev zlib1g-dev \
             libhiredis-dev librdkafka-dev libjansson-dev libpq-dev \
             postgresql redis-server kcat maven dpkg-dev openssl \
-            prometheus python3-prometheus-client
+            prometheus python3-prometheus-client libcurl4-openssl-dev \
+            libgraphicsmagick1-dev
 
 # apt-get as root, through sudo otherwise
 APT := $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get
@@ -67,7 +68,8 @@ NGX_PREFIX := $(CURDIR)/$(BUILD)/nginx
 NGX_BIN    := $(NGX_PREFIX)/sbin/nginx
 # NGX_DEBUG_PALLOC: every pool allocation is a malloc() of its own, so
 # that ASan sees overflows and uses after free inside pools
-NGX_OPTS   := --with-http_ssl_module --with-threads \
+# dav: the PUT of attachments' files (ngx_chat_media.c)
+NGX_OPTS   := --with-http_ssl_module --with-http_dav_module --with-threads \
               $(if $(SAN),--with-cc-opt='$(SAN) -DNGX_DEBUG_PALLOC=1' \
                           --with-ld-opt='$(SAN)')
 NGX_CONF_ARGS := --prefix=$(NGX_PREFIX) $(NGX_OPTS) --add-module=$(CURDIR)
@@ -89,20 +91,33 @@ MVN_DEP_PLUGIN := org.apache.maven.plugins:maven-dependency-plugin:3.6.1
 
 # the wire contract is the module's and the workers' alike
 WIRE_SRC     := ngx_chat_module/ngx_chat_wire.c
-WORKER_SRCS  := $(filter-out workers/chatctl.c,$(wildcard workers/*.c))
+# chat_pusher's own files (workers/pusher.h) are not chat_worker's
+PUSHER_MAIN  := workers/chat_pusher.c $(wildcard workers/pusher_*.c)
+WORKER_SRCS  := $(filter-out workers/chatctl.c $(PUSHER_MAIN),\
+                             $(wildcard workers/*.c))
 WORKER_OBJS  := $(patsubst workers/%.c,$(BUILD)/obj/workers/%.o,$(WORKER_SRCS)) \
                 $(BUILD)/obj/workers/ngx_chat_wire.o \
+                $(BUILD)/obj/workers/ngx_chat_media_sign.o \
                 $(BUILD)/obj/gen/worker_lua.o
 # the workers' Redis scripts, as C strings (workers/worker_lua.h)
 WORKER_LUA   := $(wildcard workers/lua/*.lua)
 WORKER_LUA_C := $(BUILD)/gen/worker_lua.c
-WORKER_LIBS  := -lrdkafka -lpq -lhiredis -ljansson -lcrypto -lpthread
+WORKER_LIBS  := -lrdkafka -lpq -lhiredis -ljansson -lcrypto -lpthread \
+                -lGraphicsMagick
 CHATCTL_SRCS ?= $(wildcard workers/chatctl.c)
 # the module's token signing, shared with nginx's check and chat_bench
 CHATCTL_DEPS := ngx_chat_module/ngx_chat_jwt.c ngx_chat_module/ngx_chat_wire.c
 CHATCTL_LIBS := -ljansson -lcrypto
 
+# chat_pusher: its files, and chat_worker's PostgreSQL plumbing and tools
+PUSHER_OBJS := $(patsubst workers/%.c,$(BUILD)/obj/workers/%.o,\
+                 $(wildcard $(PUSHER_MAIN)) workers/worker_pg.c \
+                 workers/worker_util.c) \
+               $(BUILD)/obj/workers/ngx_chat_wire.o
+PUSHER_LIBS := -lpq -lhiredis -ljansson -lcurl
+
 WORKER_BINS := $(if $(WORKER_SRCS),$(BUILD)/bin/chat_worker) \
+               $(if $(wildcard workers/chat_pusher.c),$(BUILD)/bin/chat_pusher) \
                $(if $(CHATCTL_SRCS),$(BUILD)/bin/chatctl)
 
 # ------------------------------------------------------------- unit tests
@@ -115,6 +130,7 @@ UNIT_MOD_SRCS := $(wildcard ngx_chat_module/ngx_chat_frame.c \
                             ngx_chat_module/ngx_chat_chain.c \
                             ngx_chat_module/ngx_chat_deflate.c \
                             ngx_chat_module/ngx_chat_jwt.c \
+                            ngx_chat_module/ngx_chat_media_sign.c \
                             ngx_chat_module/ngx_chat_proto.c \
                             ngx_chat_module/ngx_chat_send.c)
 UNIT_LIBS := -ljansson -lcrypto -lz
@@ -265,6 +281,14 @@ $(BUILD)/obj/workers/ngx_chat_wire.o: $(WIRE_SRC)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_CHAT) -MMD -MP -c $< -o $@
 
+# image attachments: GraphicsMagick's headers live in their own directory
+$(BUILD)/obj/workers/worker_thumb.o: CFLAGS_CHAT += -I/usr/include/GraphicsMagick
+
+# the signature of media URLs is the module's too
+$(BUILD)/obj/workers/ngx_chat_media_sign.o: ngx_chat_module/ngx_chat_media_sign.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_CHAT) -MMD -MP -c $< -o $@
+
 $(WORKER_LUA_C): $(WORKER_LUA) ngx_chat_module/lua/embed.sh
 	@mkdir -p $(@D)
 	sh ngx_chat_module/lua/embed.sh chat_lua $@ $(WORKER_LUA)
@@ -278,12 +302,16 @@ $(BUILD)/bin/chat_worker: $(WORKER_OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(SAN) -o $@ $^ $(WORKER_LIBS)
 
+$(BUILD)/bin/chat_pusher: $(PUSHER_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(SAN) -o $@ $^ $(PUSHER_LIBS)
+
 $(BUILD)/bin/chatctl: $(CHATCTL_SRCS) $(CHATCTL_DEPS)
 	@mkdir -p $(@D) $(BUILD)/obj
 	$(CC) $(CFLAGS_CHAT) -MMD -MP -MF $(BUILD)/obj/chatctl.d \
 	    -o $@ $^ $(CHATCTL_LIBS)
 
--include $(WORKER_OBJS:.o=.d) $(BUILD)/obj/chatctl.d
+-include $(WORKER_OBJS:.o=.d) $(PUSHER_OBJS:.o=.d) $(BUILD)/obj/chatctl.d
 
 # ====================================================================== unit
 
@@ -324,6 +352,7 @@ calls: build
 	@python3 t/calls.py module $(NGX_SRC)/objs/addon/ngx_chat_module/*.o \
 	    $(NGX_SRC)/objs/addon/objs/ngx_chat_lua.o
 	@python3 t/calls.py workers $(WORKER_OBJS)
+	@python3 t/calls.py pusher $(PUSHER_OBJS)
 
 # the JavaScript client's unit tests: node's own runner, nothing to install
 .PHONY: test-js

@@ -24,12 +24,16 @@
  *   ngx_chat_kafka.c         the Kafka producer
  *   ngx_chat_redis.c         the two Redis links and their scripts
  *   ngx_chat_redis_adapter.c hiredis driven by nginx events
+ *   ngx_chat_media.c         a module of its own: the upload settings,
+ *                            and the signature check of attachments'
+ *                            files (PUT and GET)
  *
  * and the pure C below them all, without nginx types (the unit tests and
  * fuzzers link these): ngx_chat_proto.c with ngx_chat_send.c (the client
  * protocol), ngx_chat_chain.c (a node's view of a chain of sections),
  * ngx_chat_frame.c (RFC 6455), ngx_chat_deflate.c (permessage-deflate),
- * ngx_chat_jwt.c (tokens) and ngx_chat_wire.c (what the module and the
+ * ngx_chat_jwt.c (tokens), ngx_chat_media_sign.c (signed media URLs)
+ * and ngx_chat_wire.c (what the module and the
  * workers share).
  */
 
@@ -387,6 +391,14 @@ ngx_int_t ngx_chat_redis_command(ngx_chat_redis_reply_pt callback,
 ngx_int_t ngx_chat_redis_eval(ngx_chat_redis_script_t *script,
     ngx_chat_redis_reply_pt callback, void *data, int nkeys, int argc,
     const char **argv, const size_t *argvlen);
+
+
+/* ---- ngx_chat_media.c ---- */
+
+struct ngx_chat_media_conf_s;
+
+/* the upload settings for the protocol layer, NULL when not configured */
+const struct ngx_chat_media_conf_s *ngx_chat_media_conf(void);
 
 
 /* ---- ngx_chat_redis_adapter.c ---- */

@@ -130,6 +130,7 @@ ngx_chat_dispatch_message(ngx_chat_session_t *s, ngx_uint_t opcode,
     peer.node_len = mcf->node.len;
     peer.sid = (char *) ngx_chat_session_sid(s, sid);
     peer.now_ms = (int64_t) tp->sec * 1000 + tp->msec;
+    peer.media = ngx_chat_media_conf();
 
     ngx_chat_proto_handle(&peer, (char *) data, len, &res);
 

@@ -15,6 +15,9 @@
 
 #include "ngx_chat_proto.h"
 #include "ngx_chat_jwt.h"
+#include "ngx_chat_media_sign.h"
+
+#include <openssl/rand.h>
 
 
 typedef struct {
@@ -50,6 +53,9 @@ static int ngx_chat_proto_typing(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_presence(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_presence_set(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_auth(ngx_chat_proto_ctx_t *ctx);
+static int ngx_chat_proto_push_register(ngx_chat_proto_ctx_t *ctx);
+static int ngx_chat_proto_push_unregister(ngx_chat_proto_ctx_t *ctx);
+static int ngx_chat_proto_upload(ngx_chat_proto_ctx_t *ctx);
 static json_t *ngx_chat_proto_user_ids(ngx_chat_proto_ctx_t *ctx,
     json_t *list, const char *field, int drop_self);
 static int ngx_chat_proto_fail(ngx_chat_proto_ctx_t *ctx, const char *code,
@@ -78,6 +84,9 @@ static const ngx_chat_proto_type_t  ngx_chat_proto_types[] = {
     { "add_members", "req_id", 1, ngx_chat_proto_members },
     { "remove_members", "req_id", 1, ngx_chat_proto_members },
     { "auth", "req_id", 1, ngx_chat_proto_auth },
+    { "push_register", "req_id", 1, ngx_chat_proto_push_register },
+    { "push_unregister", "req_id", 1, ngx_chat_proto_push_unregister },
+    { "upload", "req_id", 1, ngx_chat_proto_upload },
     { NULL, NULL, 0, NULL }
 };
 
@@ -245,13 +254,14 @@ static int
 ngx_chat_proto_send(ngx_chat_proto_ctx_t *ctx)
 {
     char         conv[NGX_CHAT_PROTO_KEY_MAX];
-    size_t       conv_len;
-    json_t      *cmid, *body, *to, *cid;
+    size_t       conv_len, i, k;
+    json_t      *cmid, *body, *to, *cid, *att, *id;
 
     cmid = json_object_get(ctx->frame, "client_msg_id");
     body = json_object_get(ctx->frame, "body");
     to = json_object_get(ctx->frame, "to");
     cid = json_object_get(ctx->frame, "conversation_id");
+    att = json_object_get(ctx->frame, "attachments");
 
     if (!json_is_string(cmid) || json_string_length(cmid) == 0) {
         return ngx_chat_proto_fail(ctx, "bad_request",
@@ -268,7 +278,46 @@ ngx_chat_proto_send(ngx_chat_proto_ctx_t *ctx)
                                    "characters");
     }
 
-    if (!json_is_string(body) || json_string_length(body) == 0) {
+    /* attachments: distinct upload ids; with them the body may be empty */
+    if (att) {
+        if (!json_is_array(att) || json_array_size(att) == 0) {
+            return ngx_chat_proto_fail(ctx, "bad_request",
+                                       "\"attachments\" must be a list of "
+                                       "attachment ids");
+        }
+
+        if (json_array_size(att) > NGX_CHAT_WIRE_ATTACHMENTS_MAX) {
+            return ngx_chat_proto_fail(ctx, "too_large",
+                                       "more than 10 attachments");
+        }
+
+        for (i = 0; i < json_array_size(att); i++) {
+            id = json_array_get(att, i);
+
+            if (!json_is_string(id)
+                || !ngx_chat_media_valid_id(json_string_value(id),
+                                            json_string_length(id)))
+            {
+                return ngx_chat_proto_fail(ctx, "bad_request",
+                                           "\"attachments\" must be a list "
+                                           "of attachment ids");
+            }
+
+            for (k = 0; k < i; k++) {
+                if (json_equal(id, json_array_get(att, k))) {
+                    return ngx_chat_proto_fail(ctx, "bad_request",
+                                               "an attachment is named "
+                                               "twice");
+                }
+            }
+        }
+
+        if (body && !json_is_string(body)) {
+            return ngx_chat_proto_fail(ctx, "bad_request",
+                                       "\"body\" must be a string");
+        }
+
+    } else if (!json_is_string(body) || json_string_length(body) == 0) {
         return ngx_chat_proto_fail(ctx, "bad_request",
                                    "\"body\" must be a non-empty string");
     }
@@ -297,10 +346,15 @@ ngx_chat_proto_send(ngx_chat_proto_ctx_t *ctx)
         return -1;
     }
 
-    ctx->record = json_pack("{s:s#,s:O,s:O}",
+    ctx->record = json_pack("{s:s#,s:O,s:o}",
                             NGX_CHAT_WIRE_F_CONV, conv, conv_len,
                             NGX_CHAT_WIRE_F_CMID, cmid,
-                            NGX_CHAT_WIRE_F_BODY, body);
+                            NGX_CHAT_WIRE_F_BODY,
+                            body ? json_incref(body) : json_string(""));
+
+    if (ctx->record && att) {
+        json_object_set(ctx->record, NGX_CHAT_WIRE_F_ATTACHMENTS, att);
+    }
 
     return ngx_chat_proto_record(ctx, NGX_CHAT_WIRE_OP_SEND, conv, conv_len);
 }
@@ -844,6 +898,198 @@ ngx_chat_proto_set_auth_ok(ngx_chat_proto_result_t *res, int64_t expires_ms)
     res->reply_len = res->reply ? strlen(res->reply) : 0;
 
     json_decref(ok);
+}
+
+
+/*
+ * A device's push gateway: an http or https URL of printable ASCII
+ * without spaces, and the device's token there. Which gateways are
+ * allowed is the worker's setting; keyed by the user, as its reads.
+ */
+
+static int
+ngx_chat_proto_push_register(ngx_chat_proto_ctx_t *ctx)
+{
+    json_t      *endpoint, *token;
+    const char  *url;
+    size_t       len, i;
+
+    endpoint = json_object_get(ctx->frame, "endpoint");
+    token = json_object_get(ctx->frame, "token");
+
+    if (!json_is_string(endpoint)) {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"endpoint\" must be an http or https "
+                                   "URL");
+    }
+
+    url = json_string_value(endpoint);
+    len = json_string_length(endpoint);
+
+    if (len > NGX_CHAT_WIRE_PUSH_ENDPOINT_MAX) {
+        return ngx_chat_proto_fail(ctx, "too_large",
+                                   "\"endpoint\" is over 2048 bytes");
+    }
+
+    if (!((len > 7 && strncmp(url, "http://", 7) == 0)
+          || (len > 8 && strncmp(url, "https://", 8) == 0)))
+    {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"endpoint\" must be an http or https "
+                                   "URL");
+    }
+
+    for (i = 0; i < len; i++) {
+        if ((unsigned char) url[i] <= 0x20 || (unsigned char) url[i] >= 0x7f) {
+            return ngx_chat_proto_fail(ctx, "bad_request",
+                                       "\"endpoint\" must be an http or "
+                                       "https URL");
+        }
+    }
+
+    if (!json_is_string(token) || json_string_length(token) == 0) {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"token\" must be a non-empty string");
+    }
+
+    if (json_string_length(token) > NGX_CHAT_WIRE_PUSH_TOKEN_MAX) {
+        return ngx_chat_proto_fail(ctx, "too_large",
+                                   "\"token\" is over 4096 bytes");
+    }
+
+    ctx->record = json_pack("{s:O,s:O}", NGX_CHAT_WIRE_F_ENDPOINT, endpoint,
+                            NGX_CHAT_WIRE_F_TOKEN, token);
+
+    return ngx_chat_proto_record(ctx, NGX_CHAT_WIRE_OP_PUSH_REGISTER,
+                                 ctx->peer->user, ctx->peer->user_len);
+}
+
+
+static int
+ngx_chat_proto_push_unregister(ngx_chat_proto_ctx_t *ctx)
+{
+    ctx->record = json_object();
+
+    return ngx_chat_proto_record(ctx, NGX_CHAT_WIRE_OP_PUSH_UNREGISTER,
+                                 ctx->peer->user, ctx->peer->user_len);
+}
+
+
+/*
+ * An upload: the file's conversation, type, size and name are checked
+ * here against the server's limits, and its id and signed PUT URL made
+ * here too (the secret is nginx's); the worker records it, after checking
+ * that the user may post to the conversation, and answers with the URL.
+ * Keyed by the conversation, as a send.
+ */
+
+static int
+ngx_chat_proto_upload(ngx_chat_proto_ctx_t *ctx)
+{
+    const ngx_chat_media_conf_t  *m = ctx->peer->media;
+    static const char             hex[] = "0123456789abcdef";
+    unsigned char                 rnd[NGX_CHAT_MEDIA_ID_LEN / 2];
+    char                          conv[NGX_CHAT_PROTO_KEY_MAX];
+    char                          id[NGX_CHAT_MEDIA_ID_LEN + 1];
+    char                          url[4096];
+    size_t                        conv_len, i, len;
+    json_t                       *type, *size, *name;
+    const char                   *s;
+    int64_t                       n, expires;
+
+    if (m == NULL) {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "uploads are not enabled on this server");
+    }
+
+    if (ngx_chat_proto_conversation(ctx, ctx->conversation_id, conv,
+                                    &conv_len)
+        != 0)
+    {
+        return -1;
+    }
+
+    type = json_object_get(ctx->frame, "content_type");
+    size = json_object_get(ctx->frame, "size");
+    name = json_object_get(ctx->frame, "name");
+
+    if (!json_is_string(type) || json_string_length(type) == 0
+        || json_string_length(type) > NGX_CHAT_MEDIA_TYPE_MAX)
+    {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"content_type\" must be a media type");
+    }
+
+    if (!ngx_chat_media_type_allowed(m, json_string_value(type),
+                                     json_string_length(type)))
+    {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "this content type is not accepted");
+    }
+
+    if (size == NULL || ngx_chat_proto_seq(size, &n) != 0 || n < 1) {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"size\" must be a positive integer");
+    }
+
+    if (n > m->max_bytes) {
+        return ngx_chat_proto_fail(ctx, "too_large",
+                                   "the file is over the server's limit");
+    }
+
+    if (!json_is_string(name) || json_string_length(name) == 0) {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"name\" must be a non-empty string");
+    }
+
+    s = json_string_value(name);
+    len = json_string_length(name);
+
+    if (ngx_chat_wire_chars(s, len) > NGX_CHAT_MEDIA_NAME_MAX) {
+        return ngx_chat_proto_fail(ctx, "too_large",
+                                   "\"name\" is over 255 characters");
+    }
+
+    for (i = 0; i < len; i++) {
+        if ((unsigned char) s[i] < 0x20 || s[i] == 0x7f) {
+            return ngx_chat_proto_fail(ctx, "bad_request",
+                                       "\"name\" has a control character");
+        }
+    }
+
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        return ngx_chat_proto_fail(ctx, "internal", "no random bytes");
+    }
+
+    for (i = 0; i < sizeof(rnd); i++) {
+        id[i * 2] = hex[rnd[i] >> 4];
+        id[i * 2 + 1] = hex[rnd[i] & 0xf];
+    }
+
+    id[NGX_CHAT_MEDIA_ID_LEN] = '\0';
+
+    expires = ctx->peer->now_ms + m->ttl_ms;
+
+    if (ngx_chat_media_url(url, sizeof(url), m, "PUT", id,
+                           NGX_CHAT_MEDIA_ID_LEN, n, expires)
+        == 0)
+    {
+        return ngx_chat_proto_fail(ctx, "internal", "the URL is too long");
+    }
+
+    ctx->record = json_pack("{s:s#,s:s,s:O,s:I,s:O,s:s,s:I,s:I}",
+                            NGX_CHAT_WIRE_F_CONV, conv, conv_len,
+                            NGX_CHAT_WIRE_F_ATTACHMENT_ID, id,
+                            NGX_CHAT_WIRE_F_CONTENT_TYPE, type,
+                            NGX_CHAT_WIRE_F_SIZE, (json_int_t) n,
+                            NGX_CHAT_WIRE_F_NAME, name,
+                            NGX_CHAT_WIRE_F_URL, url,
+                            NGX_CHAT_WIRE_F_EXPIRES_AT, (json_int_t) expires,
+                            NGX_CHAT_WIRE_F_MAX_BYTES,
+                            (json_int_t) m->max_bytes);
+
+    return ngx_chat_proto_record(ctx, NGX_CHAT_WIRE_OP_UPLOAD, conv,
+                                 conv_len);
 }
 
 

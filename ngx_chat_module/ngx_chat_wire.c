@@ -25,7 +25,10 @@ static const char  *ngx_chat_wire_ops[NGX_CHAT_WIRE_OP_COUNT] = {
     "repair",
     "revoke",
     "conversations",
-    "receipts"
+    "receipts",
+    "push_register",
+    "push_unregister",
+    "upload"
 };
 
 

@@ -95,6 +95,10 @@ size_t ngx_chat_wire_chars(const char *p, size_t len);
 #define NGX_CHAT_WIRE_GROUP_MEMBERS      256     /* default, creator included */
 #define NGX_CHAT_WIRE_GROUP_MEMBERS_MAX  1024
 
+/* push_register: bytes of the endpoint URL and of the device's token */
+#define NGX_CHAT_WIRE_PUSH_ENDPOINT_MAX  2048
+#define NGX_CHAT_WIRE_PUSH_TOKEN_MAX     4096
+
 /* a typing "start" holds this long on the other side unless renewed */
 #define NGX_CHAT_WIRE_TYPING_VALID_MS    6000
 
@@ -138,6 +142,9 @@ typedef enum {
     NGX_CHAT_WIRE_OP_REVOKE,
     NGX_CHAT_WIRE_OP_CONVERSATIONS,
     NGX_CHAT_WIRE_OP_RECEIPTS,
+    NGX_CHAT_WIRE_OP_PUSH_REGISTER,
+    NGX_CHAT_WIRE_OP_PUSH_UNREGISTER,
+    NGX_CHAT_WIRE_OP_UPLOAD,
     NGX_CHAT_WIRE_OP_COUNT
 } ngx_chat_wire_op_t;
 
@@ -173,6 +180,19 @@ int ngx_chat_wire_op_find(const char *name, size_t len);
  * very ms, before this message id (a string, as on the client's side) */
 #define NGX_CHAT_WIRE_F_BEFORE_TS        "before_ts"
 #define NGX_CHAT_WIRE_F_BEFORE_ID        "before_message_id"
+/* push_register: the device's push gateway and its token there */
+#define NGX_CHAT_WIRE_F_ENDPOINT         "endpoint"
+#define NGX_CHAT_WIRE_F_TOKEN            "token"
+/* upload: what the module signed, for the worker to record and answer */
+#define NGX_CHAT_WIRE_F_ATTACHMENT_ID    "attachment_id"
+#define NGX_CHAT_WIRE_F_CONTENT_TYPE     "content_type"
+#define NGX_CHAT_WIRE_F_SIZE             "size"
+#define NGX_CHAT_WIRE_F_URL              "url"
+#define NGX_CHAT_WIRE_F_EXPIRES_AT       "expires_at"
+#define NGX_CHAT_WIRE_F_MAX_BYTES        "max_bytes"
+/* send: the attachment ids, 1-NGX_CHAT_WIRE_ATTACHMENTS_MAX of them */
+#define NGX_CHAT_WIRE_F_ATTACHMENTS      "attachments"
+#define NGX_CHAT_WIRE_ATTACHMENTS_MAX    10
 
 /* the values of "state": a receipt's, then typing's */
 #define NGX_CHAT_WIRE_STATE_DELIVERED    "delivered"
@@ -208,6 +228,8 @@ typedef struct {
     size_t        node_len;
     const char   *sid;
     int64_t       now_ms;
+    /* the upload settings (ngx_chat_media_sign.h), NULL: no uploads */
+    const struct ngx_chat_media_conf_s  *media;
 } ngx_chat_wire_peer_t;
 
 /* the room the common fields take, for a buffer of known size */

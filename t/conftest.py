@@ -178,6 +178,13 @@ def _start_stack():
         "KAFKA_CTRL_PORT": str(ports[5]),
         "CHAT_JWT_SECRET": secrets.token_hex(24),
         "CHAT_WORKERS": "1",
+        # push gateways: the tests' own receivers on this host only, and
+        # retries fast enough to watch
+        "CHAT_PUSH_ENDPOINTS": "http://127.0.0.1:",
+        "CHAT_PUSHER_ARGS": "--poll-ms 50 --retry-ms 300 --retry-max-ms 1500"
+                            " --timeout-ms 1500 --max-attempts 6",
+        # uploads never attached go after 8 s (test_media watches it)
+        "CHAT_MEDIA_KEEP_MS": "8000",
     })
     d = tempfile.mkdtemp(prefix="ngx_chat_t.", dir="/tmp")
     os.chmod(d, 0o755)

@@ -26,7 +26,7 @@ STACK_LIB=$ROOT/t/stack
 
 # one file per component; the Kafka and PostgreSQL configurations are
 # templates next to them
-for f in common config pg redis kafka workers nginx all run; do
+for f in common config pg redis kafka workers pusher nginx all run; do
     # shellcheck source=/dev/null
     source "$STACK_LIB/$f.sh"
 done
@@ -47,6 +47,7 @@ usage: $PROG ACTION DIR [ARG]
   worker-kill DIR    SIGKILL every chat_worker
   worker-stop DIR    SIGTERM every chat_worker and wait
   worker-start DIR [N]  start the missing workers 1..N (default CHAT_WORKERS)
+  pusher-stop DIR | pusher-start DIR
   redis-stop DIR | redis-start DIR | redis-restart DIR
   kafka-stop DIR     SIGTERM the broker and wait
   kafka-start DIR    start the broker and wait until it answers
@@ -58,7 +59,7 @@ start reads (defaults in brackets): CHAT_PORT [8080], CHAT_TLS_PORT [8443],
 REDIS_PORT [6379], PG_PORT [5432], KAFKA_PORT [9092], KAFKA_CTRL_PORT [9093],
 CHAT_JWT_SECRET [generated once into DIR/jwt_secret], CHAT_WORKERS [2],
 CHAT_SERVER_ID [s1], CHAT_BUILD_DIR [\$ROOT/build], CHAT_CACHE
-[~/.cache/ngx_chat], NGINX_BIN, CHAT_WORKER_BIN, CHATCTL_BIN, KAFKA_LIB,
+[~/.cache/ngx_chat], NGINX_BIN, CHAT_WORKER_BIN, CHAT_PUSHER_BIN, CHATCTL_BIN, KAFKA_LIB,
 STACK_SKIP (components not to start, e.g. "nginx worker").
 EOF
 }
@@ -110,6 +111,10 @@ case $ACTION in
         setup_dir "$2" existing; config_from_file; workers_signal_stop TERM ;;
     worker-start)
         setup_dir "$2" existing; config_from_file; workers_start "${3:-$CHAT_WORKERS}" ;;
+    pusher-stop)
+        setup_dir "$2" existing; config_from_file; pusher_stop ;;
+    pusher-start)
+        setup_dir "$2" existing; config_from_file; pusher_start ;;
     redis-stop)
         setup_dir "$2" existing; config_from_file; redis_stop ;;
     redis-start)

@@ -50,6 +50,8 @@ typedef struct {
     const char  *redis;
     int          partitions;
     long         max_group_members;
+    const char  *push_endpoints;
+    chat_media_t media;
     chat_kafka_tuning_t  kafka;
 } chat_options_t;
 
@@ -75,6 +77,15 @@ chat_usage(FILE *f)
         " tests set it low)\n"
         "  --commit-every-ms N        offset commits at most this often"
         " (200)\n"
+        "  --push-endpoints P[,P...]  the URL prefixes push_register may"
+        " name (any http(s) URL)\n"
+        "  --media-secret S           nginx's chat_media_secret (attachments"
+        " off without it)\n"
+        "  --media-url URL            nginx's chat_media_url\n"
+        "  --media-root DIR           where nginx stores the files\n"
+        "  --media-url-ttl-ms N       how long a GET URL holds (900000)\n"
+        "  --media-keep-ms N          uploads never attached go after this"
+        " (86400000)\n"
         "  --help\n");
 }
 
@@ -92,6 +103,12 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
         { "max-group-members", required_argument, NULL, 'm' },
         { "max-poll-interval-ms", required_argument, NULL, 'P' },
         { "commit-every-ms", required_argument, NULL, 'C' },
+        { "push-endpoints", required_argument, NULL, 'E' },
+        { "media-secret", required_argument, NULL, 'S' },
+        { "media-url", required_argument, NULL, 'U' },
+        { "media-root", required_argument, NULL, 'R' },
+        { "media-url-ttl-ms", required_argument, NULL, 'T' },
+        { "media-keep-ms", required_argument, NULL, 'K' },
         { "help",       no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -107,6 +124,10 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
     o->redis = "127.0.0.1:6379";
     o->partitions = 4;
     o->max_group_members = NGX_CHAT_WIRE_GROUP_MEMBERS;
+    o->push_endpoints = NULL;
+    memset(&o->media, 0, sizeof(o->media));
+    o->media.ttl_ms = 900000;
+    o->media.keep_ms = 86400000;
     o->kafka.max_poll_interval_ms = 0;
     o->kafka.commit_every_ms = 0;
 
@@ -169,6 +190,42 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
             } else {
                 o->kafka.commit_every_ms = (int) n;
             }
+            break;
+
+        case 'E':
+            o->push_endpoints = optarg;
+            break;
+
+        case 'S':
+            o->media.secret = optarg;
+            break;
+
+        case 'U':
+            o->media.url = optarg;
+            break;
+
+        case 'R':
+            o->media.root = optarg;
+            break;
+
+        case 'T':
+            n = strtol(optarg, &end, 10);
+            if (*end || n < 1000 || n > 604800000) {
+                fprintf(stderr, "chat_worker: --media-url-ttl-ms: 1000 to"
+                        " 604800000\n");
+                return false;
+            }
+            o->media.ttl_ms = n;
+            break;
+
+        case 'K':
+            n = strtol(optarg, &end, 10);
+            if (*end || n < 1000 || n > 31536000000L) {
+                fprintf(stderr, "chat_worker: --media-keep-ms: 1000 to"
+                        " 31536000000\n");
+                return false;
+            }
+            o->media.keep_ms = n;
             break;
 
         case 'h':
@@ -246,6 +303,9 @@ chat_worker_open(chat_worker_t *w, const chat_options_t *o)
     w->ctx.chain = &w->chain;
     chat_contacts_init(&w->contacts);
     w->ctx.max_group_members = (size_t) o->max_group_members;
+    w->ctx.push_endpoints = o->push_endpoints;
+    w->ctx.media = o->media.secret && o->media.url && o->media.root
+                   ? &o->media : NULL;
     w->records = chat_alloc(CHAT_BATCH_MAX * sizeof(chat_record_t));
 
     log_info("starting: brokers %s topic %s group %s redis %s", o->brokers,
@@ -326,18 +386,57 @@ chat_worker_fenced(chat_worker_t *w)
 }
 
 
+/* uploads never attached, and their files, once they are older than
+ * keep_ms; every worker sweeps, a row goes to one of them */
+static void
+chat_worker_sweep(chat_worker_t *w)
+{
+    chat_arena_t   arena;
+    char         **ids;
+    size_t         n, i;
+
+    memset(&arena, 0, sizeof(arena));
+
+    if (chat_store_stale_uploads(w->ctx.store,
+                                 chat_now_ms() - w->ctx.media->keep_ms,
+                                 &ids, &n, &arena)
+        == CHAT_STORE_OK)
+    {
+        for (i = 0; i < n; i++) {
+            chat_media_remove(w->ctx.media, ids[i]);
+        }
+
+        if (n > 0) {
+            log_info("media: %zu uploads never attached removed", n);
+        }
+    }
+
+    chat_arena_free(&arena);
+}
+
+
 /* collect a batch -> process it -> commit it, until stopped */
 static void
 chat_worker_run(chat_worker_t *w)
 {
     chat_stats_t  stats;
     unsigned      rebalances = 0;
-    int64_t       started;
+    int64_t       started, sweep_every, next_sweep = 0;
     size_t        n;
 
     chat_stats_start(&stats, chat_now_ms());
 
+    /* a quarter of the time an upload is kept, between 1 s and 1 min */
+    sweep_every = w->ctx.media ? w->ctx.media->keep_ms / 4 : 0;
+    sweep_every = sweep_every < 1000 ? 1000
+                  : sweep_every > 60000 ? 60000 : sweep_every;
+
     while (!stop_requested) {
+        if (w->ctx.media && chat_now_ms() >= next_sweep) {
+            chat_worker_sweep(w);
+            next_sweep = chat_now_ms() + sweep_every;
+        }
+
         n = chat_kafka_collect(w->kafka, w->records, CHAT_BATCH_MAX);
 
         chat_worker_rebalanced(w);

@@ -29,7 +29,8 @@
  *
  * Under them, pure helpers: worker_request.c (a record's envelope and
  * fields), worker_frame.c (the protocol frames), worker_members.c (the
- * membership cache), worker_chain.c (per partition held: its epoch, its
+ * membership cache), worker_media.c (attachments' files and their signed
+ * URLs), worker_thumb.c (images' sizes and thumbnails, GraphicsMagick), worker_chain.c (per partition held: its epoch, its
  * delivered mark, its chain heads per node), worker_util.c (log, clock,
  * buffers, arena, map, the waits).
  * chat_worker.c is the command line and the loop that ties them, and

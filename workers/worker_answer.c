@@ -57,6 +57,12 @@ chat_answer_send(chat_op_ctx_t *ctx, const chat_item_t *item)
         chat_answer_not_member(ctx, item);
         return;
 
+    case CHAT_SEND_BAD:
+        chat_answer_error(ctx->out, item->req, "bad_request",
+                          "an attachment is not this user's complete upload "
+                          "in this conversation");
+        return;
+
     case CHAT_SEND_NEW:
     case CHAT_SEND_REPLAY:
     case CHAT_SEND_RETRY:
@@ -294,4 +300,35 @@ chat_answer_typing(chat_op_ctx_t *ctx, const chat_item_t *item)
     if (!item->u.typing.allowed) {
         chat_answer_not_member(ctx, item);
     }
+}
+
+
+/* push_register, push_unregister: push_registered, or the endpoint is
+ * not one this server pushes to */
+void
+chat_answer_push(chat_op_ctx_t *ctx, const chat_item_t *item)
+{
+    if (item->u.push.refused) {
+        chat_answer_error(ctx->out, item->req, "bad_request",
+                          "this server does not push to that endpoint");
+        return;
+    }
+
+    chat_answer_frame(ctx->out, item->req,
+                      chat_frame_push_registered(item->req->req_id));
+}
+
+
+/* upload: the signed PUT URL the module made, once recorded */
+void
+chat_answer_upload(chat_op_ctx_t *ctx, const chat_item_t *item)
+{
+    const chat_request_t  *req = item->req;
+
+    if (!item->u.upload.allowed) {
+        chat_answer_not_member(ctx, item);
+        return;
+    }
+
+    chat_answer_frame(ctx->out, req, chat_frame_upload(req));
 }

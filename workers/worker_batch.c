@@ -389,6 +389,8 @@ chat_batch_process(chat_batch_ctx_t *ctx, const chat_record_t *records,
     b.op.store = ctx->store;
     b.op.members = ctx->members;
     b.op.max_group_members = ctx->max_group_members;
+    b.op.push_endpoints = ctx->push_endpoints;
+    b.op.media = ctx->media;
     b.op.out = &b.out;
     b.op.stream = ctx->stream;
     b.op.arena = &b.arena;

@@ -8,6 +8,7 @@
 
 #include "worker_chain.h"
 #include "worker_kafka.h"
+#include "worker_media.h"
 #include "worker_members.h"
 #include "worker_redis.h"
 #include "worker_store.h"
@@ -21,6 +22,8 @@ typedef struct {
     chat_members_cache_t  *members;
     chat_chain_t          *chain;       /* the partitions' marks */
     size_t                 max_group_members;
+    const char            *push_endpoints;  /* chat_op_ctx_t's */
+    const chat_media_t    *media;
     chat_stream_t         *stream;      /* for the answers too large to
                                          * publish */
 } chat_batch_ctx_t;

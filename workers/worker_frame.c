@@ -63,6 +63,11 @@ chat_frame_message_object(const chat_message_t *m, bool with_type)
     json_object_set_new(o, "body", chat_frame_body(m));
     json_object_set_new(o, "server_ts", json_integer(m->server_ts));
 
+    if (m->attachments) {
+        json_object_set_new(o, "attachments",
+                            json_loads(m->attachments, 0, NULL));
+    }
+
     return o;
 }
 
@@ -392,6 +397,42 @@ chat_frame_sync_done(json_t *req_id)
 }
 
 
+/* the answer to push_register and push_unregister */
+json_t *
+chat_frame_push_registered(json_t *req_id)
+{
+    json_t  *o = json_object();
+
+    json_object_set_new(o, "type", json_string("push_registered"));
+    if (req_id) {
+        json_object_set(o, "req_id", req_id);
+    }
+
+    return o;
+}
+
+
+/* the answer to an upload: where to PUT the file, until when */
+json_t *
+chat_frame_upload(const chat_request_t *req)
+{
+    json_t  *o = json_object();
+
+    json_object_set_new(o, "type", json_string("upload"));
+    if (req->req_id) {
+        json_object_set(o, "req_id", req->req_id);
+    }
+    json_object_set_new(o, "attachment_id", json_string(req->upload.id));
+    json_object_set_new(o, "url", json_string(req->upload.url));
+    json_object_set_new(o, "expires_at",
+                        json_integer((json_int_t) req->upload.expires_at));
+    json_object_set_new(o, "max_bytes",
+                        json_integer((json_int_t) req->upload.max_bytes));
+
+    return o;
+}
+
+
 /* a frame being written; sized for the worst case before the first byte */
 typedef struct {
     char    *start;
@@ -510,8 +551,9 @@ chat_frame_message_text(const chat_message_t *m, size_t *len)
 {
     chat_text_t  t;
 
-    if (strcmp(m->kind, "text") != 0) {
-        /* a system body is an object on the wire: the general path */
+    if (strcmp(m->kind, "text") != 0 || m->attachments) {
+        /* a system body is an object on the wire, and so are the
+         * attachments: the general path */
         return chat_frame_dump(chat_frame_message_object(m, true), len);
     }
 

@@ -31,6 +31,8 @@ json_t *chat_frame_conversation_item(const chat_sync_conv_t *c, bool sync);
 json_t *chat_frame_receipts(json_t *req_id, const char *conv,
     const chat_receipts_rows_t *r);
 json_t *chat_frame_sync_done(json_t *req_id);
+json_t *chat_frame_push_registered(json_t *req_id);
+json_t *chat_frame_upload(const chat_request_t *req);
 char *chat_frame_dump(json_t *frame, size_t *len);
 
 /* the two frames of every message, written straight to bytes (the same

@@ -11,6 +11,7 @@
 #ifndef CHAT_WORKER_ITEM_H
 #define CHAT_WORKER_ITEM_H
 
+#include "worker_media.h"
 #include "worker_members.h"
 #include "worker_outbox.h"
 #include "worker_request.h"
@@ -39,6 +40,8 @@ typedef struct {
         chat_group_op_t    group;
         chat_receipt_t     receipt;
         chat_repair_t      repair;
+        chat_push_op_t     push;
+        chat_upload_op_t   upload;
         struct {
             bool           allowed;    /* typing: a member may type */
         }                  typing;
@@ -53,6 +56,9 @@ typedef struct {
     chat_store_t          *store;
     chat_members_cache_t  *members;
     size_t                 max_group_members;
+    const char            *push_endpoints;  /* allowed URL prefixes, comma
+                                             * separated; NULL: any */
+    const chat_media_t    *media;           /* attachments' files */
     chat_outbox_t         *out;
     chat_stream_t         *stream;
     chat_arena_t          *arena;

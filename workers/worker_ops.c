@@ -24,6 +24,7 @@
 #include "worker_answer.h"
 #include "worker_fanout.h"
 #include "worker_ops.h"
+#include "worker_thumb.h"
 
 
 /* the messages a sync reads at a time, whatever the conversations */
@@ -44,6 +45,11 @@ chat_ops_parse_send(chat_request_t *req, char *why, size_t why_size)
 {
     req->conv = chat_request_string(req, NGX_CHAT_WIRE_F_CONV);
     req->body = chat_request_string(req, NGX_CHAT_WIRE_F_BODY);
+    req->attachments = chat_request_json(req, NGX_CHAT_WIRE_F_ATTACHMENTS);
+
+    if (json_is_null(req->attachments)) {
+        req->attachments = NULL;
+    }
 
     if (req->cmid == NULL || req->cmid[0] == '\0'
         || ngx_chat_wire_chars(req->cmid, strlen(req->cmid))
@@ -58,7 +64,18 @@ chat_ops_parse_send(chat_request_t *req, char *why, size_t why_size)
         chat_bad("missing conv");
     }
 
-    if (req->body == NULL || req->body[0] == '\0') {
+    if (req->attachments
+        && (!json_is_array(req->attachments)
+            || json_array_size(req->attachments) == 0
+            || json_array_size(req->attachments)
+               > NGX_CHAT_WIRE_ATTACHMENTS_MAX))
+    {
+        chat_bad("attachments is not a list of ids");
+    }
+
+    if (req->body == NULL
+        || (req->body[0] == '\0' && req->attachments == NULL))
+    {
         chat_bad("missing or empty body");
     }
 
@@ -306,6 +323,67 @@ chat_ops_parse_repair(chat_request_t *req, char *why, size_t why_size)
 }
 
 
+/* push_register: a gateway URL (the module checked its form) and a token */
+static chat_parse_rc_t
+chat_ops_parse_push(chat_request_t *req, char *why, size_t why_size)
+{
+    if (req->op == NGX_CHAT_WIRE_OP_PUSH_UNREGISTER) {
+        return CHAT_PARSE_OK;
+    }
+
+    req->endpoint = chat_request_string(req, NGX_CHAT_WIRE_F_ENDPOINT);
+    req->token = chat_request_string(req, NGX_CHAT_WIRE_F_TOKEN);
+
+    if (req->endpoint == NULL
+        || (strncmp(req->endpoint, "http://", 7) != 0
+            && strncmp(req->endpoint, "https://", 8) != 0))
+    {
+        chat_bad("missing or invalid endpoint");
+    }
+
+    if (req->token == NULL || req->token[0] == '\0') {
+        chat_bad("missing token");
+    }
+
+    return CHAT_PARSE_OK;
+}
+
+
+/* upload: what the module checked and signed, to record and answer */
+static chat_parse_rc_t
+chat_ops_parse_upload(chat_request_t *req, char *why, size_t why_size)
+{
+    req->conv = chat_request_string(req, NGX_CHAT_WIRE_F_CONV);
+    req->name = chat_request_string(req, NGX_CHAT_WIRE_F_NAME);
+    req->upload.id = chat_request_string(req, NGX_CHAT_WIRE_F_ATTACHMENT_ID);
+    req->upload.content_type = chat_request_string(req,
+                                               NGX_CHAT_WIRE_F_CONTENT_TYPE);
+    req->upload.url = chat_request_string(req, NGX_CHAT_WIRE_F_URL);
+
+    if (req->conv == NULL || req->conv[0] == '\0') {
+        chat_bad("missing conv");
+    }
+
+    if (req->upload.id == NULL || req->upload.content_type == NULL
+        || req->upload.url == NULL || req->name == NULL)
+    {
+        chat_bad("missing attachment_id, content_type, url or name");
+    }
+
+    if (!chat_request_int(req, NGX_CHAT_WIRE_F_SIZE, 0, &req->upload.size)
+        || !chat_request_int(req, NGX_CHAT_WIRE_F_EXPIRES_AT, 0,
+                             &req->upload.expires_at)
+        || !chat_request_int(req, NGX_CHAT_WIRE_F_MAX_BYTES, 0,
+                             &req->upload.max_bytes)
+        || req->upload.size < 1)
+    {
+        chat_bad("size, expires_at or max_bytes is not an integer");
+    }
+
+    return CHAT_PARSE_OK;
+}
+
+
 /* ---- store: the items to the store, its results into the items ---- */
 
 /* the group conversations named, into the cache; false on stop (a load
@@ -315,6 +393,167 @@ chat_ops_load(chat_op_ctx_t *ctx, const char **convs, size_t n)
 {
     return chat_store_load_members(ctx->store, ctx->members, convs, n)
            != CHAT_STORE_STOPPED;
+}
+
+
+/* an image's size in pixels and its thumbnail, made once, when it is
+ * first attached; what members see of it, with them */
+static const char *
+chat_ops_image(chat_op_ctx_t *ctx, chat_upload_row_t *u)
+{
+    json_t  *o;
+    char    *text;
+    int      w, h;
+
+    if (u->has_dims
+        || !chat_thumb_make(ctx->media, u->id, u->content_type, &w, &h)
+        || chat_store_upload_dims(ctx->store, u->id, w, h) != CHAT_STORE_OK)
+    {
+        return u->json;
+    }
+
+    u->has_dims = true;
+    o = json_loads(u->json, 0, NULL);
+    if (o == NULL) {
+        return u->json;
+    }
+
+    json_object_set_new(o, "width", json_integer(w));
+    json_object_set_new(o, "height", json_integer(h));
+    text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+
+    if (text) {
+        u->json = chat_arena_strdup(ctx->arena, text);
+        free(text);
+    }
+
+    return u->json;
+}
+
+
+/*
+ * The sends that attach uploads: each id must be an upload this sender
+ * announced in this conversation, not attached yet, whose bytes are
+ * stored with the announced size; a send with any other is refused
+ * whole (bad_request) before the store. The message carries what members
+ * see of them, in the order given.
+ */
+static chat_store_rc_t
+chat_ops_check_attachments(chat_op_ctx_t *ctx, chat_send_t **sends, size_t n)
+{
+    chat_upload_row_t  *rows;
+    const char        **ids;
+    chat_map_t          index = { 0 }, taken = { 0 };
+    chat_buf_t          list = { 0 };
+    chat_store_rc_t     rc;
+    json_t             *id;
+    size_t              i, k, r, nids = 0, nrows, dummy;
+    bool                ok, retry;
+
+    for (i = 0; i < n; i++) {
+        if (sends[i]->req->attachments) {
+            nids += json_array_size(sends[i]->req->attachments);
+        }
+    }
+
+    if (nids == 0) {
+        return CHAT_STORE_OK;
+    }
+
+    ids = chat_arena_alloc(ctx->arena, nids * sizeof(char *));
+    nids = 0;
+
+    for (i = 0; i < n; i++) {
+        json_array_foreach(sends[i]->req->attachments, k, id) {
+            ids[nids++] = json_string_value(id) ? json_string_value(id) : "";
+        }
+    }
+
+    rc = chat_store_upload_rows(ctx->store, ids, nids, &rows, &nrows,
+                                ctx->arena);
+    if (rc != CHAT_STORE_OK) {
+        return rc;
+    }
+
+    for (r = 0; r < nrows; r++) {
+        chat_map_put(&index, rows[r].id, r);
+    }
+
+    for (i = 0; i < n; i++) {
+        const chat_request_t  *req = sends[i]->req;
+
+        if (req->attachments == NULL) {
+            continue;
+        }
+
+        ok = true;
+        retry = false;
+        list.len = 0;
+        chat_buf_addc(&list, '[');
+
+        json_array_foreach(req->attachments, k, id) {
+            chat_upload_row_t        *u;
+
+            if (!json_is_string(id)
+                || !chat_map_get(&index, json_string_value(id), &r))
+            {
+                ok = false;
+                break;
+            }
+
+            u = &rows[r];
+
+            /* attached already by this very send: a retry, which the
+             * store answers with the stored ack */
+            if (u->attached && u->attached_cmid && req->cmid
+                && strcmp(u->attached_cmid, req->cmid) == 0)
+            {
+                retry = true;
+                break;
+            }
+
+            /* a send repeated in the batch may name them again */
+            if (u->attached || strcmp(u->uploader, req->user) != 0
+                || strcmp(u->conv, req->conv) != 0
+                || (chat_map_get(&taken, u->id, &dummy)
+                    && dummy != i)
+                || ctx->media == NULL
+                || !chat_media_stored(ctx->media, u->id, u->size))
+            {
+                ok = false;
+                break;
+            }
+
+            if (k > 0) {
+                chat_buf_addc(&list, ',');
+            }
+            chat_buf_adds(&list, chat_ops_image(ctx, u));
+        }
+
+        if (retry) {
+            continue;
+        }
+
+        if (!ok) {
+            sends[i]->bad_attachments = true;
+            continue;
+        }
+
+        json_array_foreach(req->attachments, k, id) {
+            chat_map_put(&taken, json_string_value(id), i);
+        }
+
+        chat_buf_addc(&list, ']');
+        sends[i]->attachments = chat_arena_strdup(ctx->arena,
+                                                  chat_buf_cstr(&list));
+    }
+
+    chat_buf_free(&list);
+    chat_map_free(&index);
+    chat_map_free(&taken);
+
+    return CHAT_STORE_OK;
 }
 
 
@@ -339,6 +578,11 @@ chat_ops_store_sends(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
         sends[i] = s;
     }
 
+    rc = chat_ops_check_attachments(ctx, sends, n);
+    if (rc != CHAT_STORE_OK) {
+        return rc;
+    }
+
     rc = chat_store_sends(ctx->store, sends, n, ctx->arena);
     if (rc != CHAT_STORE_OK) {
         return rc;
@@ -349,6 +593,13 @@ chat_ops_store_sends(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
         s = sends[i];
         items[i]->replay = s->state == CHAT_SEND_REPLAY;
 
+        if (ctx->media && s->msg.attachments) {
+            s->msg.attachments = chat_media_sign_list(ctx->media,
+                                                      s->msg.attachments,
+                                                      chat_now_ms(),
+                                                      ctx->arena);
+        }
+
         if (s->state == CHAT_SEND_NEW || s->state == CHAT_SEND_REPLAY) {
             convs[nconvs++] = s->msg.conv;
         }
@@ -356,6 +607,30 @@ chat_ops_store_sends(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
 
     return chat_ops_load(ctx, convs, nconvs) ? CHAT_STORE_OK
                                              : CHAT_STORE_STOPPED;
+}
+
+
+/* fresh GET URLs for the attachments of messages read */
+static void
+chat_ops_sign(chat_op_ctx_t *ctx, chat_message_t *m, size_t n,
+    chat_arena_t *arena)
+{
+    int64_t  now;
+    size_t   i;
+
+    if (ctx->media == NULL) {
+        return;
+    }
+
+    now = chat_now_ms();
+
+    for (i = 0; i < n; i++) {
+        if (m[i].attachments) {
+            m[i].attachments = chat_media_sign_list(ctx->media,
+                                                    m[i].attachments, now,
+                                                    arena);
+        }
+    }
 }
 
 
@@ -409,6 +684,7 @@ chat_ops_stream_sync(chat_op_ctx_t *ctx, chat_item_t *item)
                                           &chunk);
 
             if (rc == CHAT_STORE_OK) {
+                chat_ops_sign(ctx, s->messages, s->nmessages, &chunk);
                 chat_answer_sync_messages(ctx, item);
             }
 
@@ -465,6 +741,11 @@ chat_ops_store_reads(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
     rc = chat_store_reads(ctx->store, reads, n, ctx->arena);
     if (rc != CHAT_STORE_OK) {
         return rc;
+    }
+
+    for (i = 0; i < n; i++) {
+        chat_ops_sign(ctx, reads[i]->history.messages, reads[i]->history.n,
+                      ctx->arena);
     }
 
     for (i = 0; i < n; i++) {
@@ -600,6 +881,102 @@ chat_ops_store_repairs(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
     }
 
     return chat_store_repairs(ctx->store, r, n, ctx->arena);
+}
+
+
+/* does url start with one of the comma separated prefixes (none: any)? */
+static bool
+chat_ops_endpoint_allowed(const char *prefixes, const char *url)
+{
+    const char  *p, *end;
+    size_t       len;
+
+    if (prefixes == NULL || prefixes[0] == '\0') {
+        return true;
+    }
+
+    for (p = prefixes; *p; p = *end ? end + 1 : end) {
+        end = strchr(p, ',');
+        if (end == NULL) {
+            end = p + strlen(p);
+        }
+
+        len = (size_t) (end - p);
+
+        if (len > 0 && strncmp(url, p, len) == 0) {
+            return true;
+        }
+    }
+
+    return false;
+}
+
+
+static chat_store_rc_t
+chat_ops_store_push(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
+{
+    chat_push_op_t  **ops;
+    size_t            i;
+
+    ops = chat_arena_alloc(ctx->arena, n * sizeof(chat_push_op_t *));
+
+    for (i = 0; i < n; i++) {
+        ops[i] = &items[i]->u.push;
+        ops[i]->req = items[i]->req;
+        ops[i]->refused = items[i]->req->op == NGX_CHAT_WIRE_OP_PUSH_REGISTER
+                          && !chat_ops_endpoint_allowed(ctx->push_endpoints,
+                                                  items[i]->req->endpoint);
+    }
+
+    return chat_store_push(ctx->store, ops, n);
+}
+
+
+/* uploads: who may post to the conversation, as for typing; then the
+ * allowed ones recorded */
+static chat_store_rc_t
+chat_ops_store_uploads(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
+{
+    chat_upload_op_t     **ops;
+    const chat_members_t  *g;
+    const chat_request_t  *req;
+    const char           **convs;
+    size_t                 i;
+
+    ops = chat_arena_alloc(ctx->arena, n * sizeof(chat_upload_op_t *));
+    convs = chat_arena_alloc(ctx->arena, n * sizeof(char *));
+
+    for (i = 0; i < n; i++) {
+        convs[i] = items[i]->req->conv;
+    }
+
+    if (!chat_ops_load(ctx, convs, n)) {
+        return CHAT_STORE_STOPPED;
+    }
+
+    for (i = 0; i < n; i++) {
+        req = items[i]->req;
+        ops[i] = &items[i]->u.upload;
+        ops[i]->req = req;
+
+        switch (chat_direct_access(req->conv, req->user)) {
+
+        case NGX_CHAT_WIRE_ALLOWED:
+            ops[i]->allowed = true;
+            break;
+
+        case NGX_CHAT_WIRE_ASK_STORE:
+            g = chat_members_find(ctx->members, req->conv);
+            ops[i]->allowed = g != NULL && chat_members_has(g, req->user);
+            break;
+
+        case NGX_CHAT_WIRE_FORBIDDEN:
+            ops[i]->allowed = false;
+            break;
+        }
+    }
+
+    return chat_store_uploads(ctx->store, ops, n);
 }
 
 
@@ -741,6 +1118,44 @@ static const chat_op_t  chat_ops[NGX_CHAT_WIRE_OP_COUNT] = {
         .store = chat_ops_store_repairs,
         .answer = chat_answer_repair,
         .fanout = chat_fanout_repair
+    },
+
+    /* a device's own setting: after the batch's sends, like the reads */
+    [NGX_CHAT_WIRE_OP_PUSH_REGISTER] = {
+        .op = NGX_CHAT_WIRE_OP_PUSH_REGISTER,
+        .stage = CHAT_STAGE_READ,
+        .tag = CHAT_TAG_REQ_ID,
+        .split = true,
+        .refused = "the registration could not be stored",
+        .parse = chat_ops_parse_push,
+        .store = chat_ops_store_push,
+        .answer = chat_answer_push,
+        .fanout = NULL
+    },
+
+    /* after the batch's membership changes: they decide who may upload */
+    [NGX_CHAT_WIRE_OP_UPLOAD] = {
+        .op = NGX_CHAT_WIRE_OP_UPLOAD,
+        .stage = CHAT_STAGE_READ,
+        .tag = CHAT_TAG_REQ_ID,
+        .split = true,
+        .refused = "the upload could not be recorded",
+        .parse = chat_ops_parse_upload,
+        .store = chat_ops_store_uploads,
+        .answer = chat_answer_upload,
+        .fanout = NULL
+    },
+
+    [NGX_CHAT_WIRE_OP_PUSH_UNREGISTER] = {
+        .op = NGX_CHAT_WIRE_OP_PUSH_UNREGISTER,
+        .stage = CHAT_STAGE_READ,
+        .tag = CHAT_TAG_REQ_ID,
+        .split = true,
+        .refused = "the registration could not be stored",
+        .parse = chat_ops_parse_push,
+        .store = chat_ops_store_push,
+        .answer = chat_answer_push,
+        .fanout = NULL
     },
 };
 

@@ -358,6 +358,7 @@ chat_pg_message(PGresult *res, int row, int col, chat_message_t *m)
     m->kind = chat_pg_text(res, row, col + 5);
     m->body = chat_pg_text(res, row, col + 6);
     m->server_ts = chat_pg_int(res, row, col + 7);
+    m->attachments = NULL;
 }
 
 
@@ -369,6 +370,8 @@ chat_pg_message_keep(chat_message_t *m, chat_arena_t *arena)
     m->cmid = m->cmid ? chat_arena_strdup(arena, m->cmid) : NULL;
     m->kind = chat_arena_strdup(arena, m->kind);
     m->body = chat_arena_strdup(arena, m->body);
+    m->attachments = m->attachments ? chat_arena_strdup(arena, m->attachments)
+                                    : NULL;
 }
 
 

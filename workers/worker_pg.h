@@ -32,6 +32,8 @@ extern const chat_pg_statements_t  chat_store_groups_statements;
 extern const chat_pg_statements_t  chat_store_receipts_statements;
 extern const chat_pg_statements_t  chat_store_members_statements;
 extern const chat_pg_statements_t  chat_store_repairs_statements;
+extern const chat_pg_statements_t  chat_store_push_statements;
+extern const chat_pg_statements_t  chat_store_uploads_statements;
 
 
 struct chat_store_s {
@@ -97,6 +99,10 @@ chat_store_rc_t chat_pg_retry(chat_store_t *st, chat_pg_attempt_pt attempt,
 #define CHAT_PG_MESSAGE_COLUMNS                                             \
     "conversation_id, seq, message_id, sender_id, client_msg_id, kind, "    \
     "body, server_ts"
+
+/* fills the attachments of these messages (worker_store_uploads.c) */
+chat_pg_rc_t chat_pg_attachments(chat_store_t *st, chat_message_t *messages,
+    size_t n, chat_arena_t *arena);
 
 int64_t chat_pg_int(PGresult *res, int row, int col);
 const char *chat_pg_text(PGresult *res, int row, int col);

@@ -60,6 +60,7 @@ typedef struct {
     /* the ops' own fields (worker_ops.c) */
     const char          *conv;          /* all but sync */
     const char          *body;          /* send */
+    json_t              *attachments;   /* send: attachment ids, or NULL */
     json_t              *cursors;       /* sync: object or NULL */
     int64_t              limit;         /* history, conversations */
     int64_t              before_seq;    /* history: -1 when absent */
@@ -72,6 +73,16 @@ typedef struct {
     int64_t              before_ts;     /* conversations: INT64_MAX when
                                          * absent */
     int64_t              before_id;     /* conversations: 0 when absent */
+    const char          *endpoint;      /* push_register */
+    const char          *token;
+    struct {                            /* upload: what the module signed */
+        const char      *id;
+        const char      *content_type;
+        int64_t          size;
+        const char      *url;
+        int64_t          expires_at;
+        int64_t          max_bytes;
+    }                    upload;
     struct {                            /* repair: what a node missed */
         int64_t          partition;
         int64_t          after;

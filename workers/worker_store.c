@@ -17,6 +17,8 @@ static const chat_pg_statements_t  *chat_store_statements[] = {
     &chat_store_receipts_statements,
     &chat_store_members_statements,
     &chat_store_repairs_statements,
+    &chat_store_push_statements,
+    &chat_store_uploads_statements,
     NULL
 };
 

@@ -12,6 +12,8 @@
  *   worker_store_members.c   chat_store_load_members: the cache's loads;
  *                            chat_store_memberships: every current one
  *   worker_store_repairs.c   chat_store_repairs: a node's gap, read again
+ *   worker_store_push.c      chat_store_push: push registrations
+ *   worker_store_uploads.c   chat_store_uploads: announced uploads
  *   worker_pg.c              the connection, statements and retries they
  *                            share (worker_pg.h, theirs only)
  */
@@ -49,6 +51,8 @@ typedef struct {
     const char  *kind;          /* "text" or "system" */
     const char  *body;          /* system: a JSON object as text */
     int64_t      server_ts;
+    /* a JSON array of its attachments (worker_media.h), or NULL */
+    const char  *attachments;
 } chat_message_t;
 
 
@@ -57,6 +61,7 @@ typedef struct {
 typedef enum {
     CHAT_SEND_PENDING,
     CHAT_SEND_FORBIDDEN,        /* not the user's conversation */
+    CHAT_SEND_BAD,              /* attachments it may not attach */
     CHAT_SEND_NEW,              /* stored now: ack and deliver */
     CHAT_SEND_REPLAY,           /* stored by this very record before a crash:
                                  * ack and deliver again */
@@ -67,6 +72,9 @@ typedef enum {
 typedef struct {
     const chat_request_t  *req;
     bool                   direct_forbidden;  /* decided before the store */
+    bool                   bad_attachments;   /* decided before the store:
+                                               * answered bad_request */
+    const char            *attachments;       /* what it attaches (JSON) */
     chat_send_state_t      state;
     size_t                 same_as;           /* RETRY of an earlier send */
     bool                   same_as_set;
@@ -242,6 +250,58 @@ typedef struct {
 
 chat_store_rc_t chat_store_repairs(chat_store_t *st, chat_repair_t **r,
     size_t n, chat_arena_t *arena);
+
+
+/* ---- push registrations ---- */
+
+typedef struct {
+    const chat_request_t  *req;         /* push_register, push_unregister */
+    bool                   refused;     /* an endpoint the server does not
+                                         * allow: not stored */
+} chat_push_op_t;
+
+/* a batch's registrations and unregistrations in one transaction, in
+ * record order; an unregistered device's pending pushes are dropped */
+chat_store_rc_t chat_store_push(chat_store_t *st, chat_push_op_t **ops,
+    size_t n);
+
+
+/* ---- uploads ---- */
+
+typedef struct {
+    const chat_request_t  *req;
+    bool                   allowed;     /* the uploader may post there */
+} chat_upload_op_t;
+
+/* records the allowed uploads of a batch in one transaction (a retried
+ * record finds its row there already) */
+chat_store_rc_t chat_store_uploads(chat_store_t *st, chat_upload_op_t **ops,
+    size_t n);
+
+/* what a send may attach: the recorded uploads of these ids */
+typedef struct {
+    const char  *id;
+    const char  *conv;
+    const char  *uploader;
+    int64_t      size;
+    bool         attached;      /* to a message already */
+    const char  *attached_cmid; /* that message's, when the uploader's */
+    const char  *content_type;
+    bool         has_dims;      /* its size in pixels is known */
+    const char  *json;          /* as members see it, without URLs */
+} chat_upload_row_t;
+
+chat_store_rc_t chat_store_upload_rows(chat_store_t *st, const char **ids,
+    size_t n, chat_upload_row_t **rows, size_t *nrows, chat_arena_t *arena);
+
+/* forgets the uploads announced before `before` (ms) and never attached;
+ * their ids, whose files are to go, in the arena */
+chat_store_rc_t chat_store_stale_uploads(chat_store_t *st, int64_t before,
+    char ***ids, size_t *n, chat_arena_t *arena);
+
+/* an image's size in pixels, once its thumbnail is made */
+chat_store_rc_t chat_store_upload_dims(chat_store_t *st, const char *id,
+    int width, int height);
 
 
 /* ---- the membership cache ---- */

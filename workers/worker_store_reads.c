@@ -216,7 +216,7 @@ chat_read_history(chat_store_t *st, chat_read_t *read, chat_arena_t *arena)
     h->n = n;
     PQclear(res);
 
-    return CHAT_PG_OK;
+    return chat_pg_attachments(st, h->messages, h->n, arena);
 }
 
 
@@ -473,7 +473,8 @@ chat_sync_chunk_attempt(chat_store_t *st, void *data)
         c->n = row - c->first;
     }
 
-    return CHAT_PG_OK;
+    return chat_pg_attachments(st, a->s->messages, a->s->nmessages,
+                               a->arena);
 }
 
 

@@ -75,6 +75,12 @@ static const chat_pg_statement_t  chat_sends_sql[] = {
       " $5::text[], $6::text[], $7::text[], $9::int[], $10::bigint[])"
       " AS t(c, s, id, u, d, cm, b, p, o)" },
 
+    /* the uploads a message attaches: the ops checked them before */
+    { "attach",
+      "UPDATE attachments AS a SET message_id = t.m, position = t.p"
+      " FROM unnest($1::text[], $2::bigint[], $3::int[]) AS t(a, m, p)"
+      " WHERE a.attachment_id = t.a AND a.message_id IS NULL" },
+
     /* direct members come into being with the conversation; a sender's own
      * pointers move to its message (rows given seq 0 are only created,
      * and moving nothing leaves an existing row unwritten) */
@@ -354,6 +360,47 @@ chat_sends_stored_apply(PGresult *res, chat_send_t **sends, size_t n,
 }
 
 
+/* the new messages' attachments, theirs from now on */
+static chat_pg_rc_t
+chat_sends_attach(chat_store_t *st, chat_send_t **sends, size_t n)
+{
+    chat_buf_t   *ids = &st->arrays[0], *mids = &st->arrays[1];
+    chat_buf_t   *pos = &st->arrays[2];
+    const char   *params[3];
+    json_t       *id;
+    size_t        i, k, count = 0;
+
+    chat_pg_array_begin(ids);
+    chat_pg_array_begin(mids);
+    chat_pg_array_begin(pos);
+
+    for (i = 0; i < n; i++) {
+        if (sends[i]->state != CHAT_SEND_NEW || sends[i]->attachments == NULL
+            || sends[i]->req->attachments == NULL)
+        {
+            continue;
+        }
+
+        json_array_foreach(sends[i]->req->attachments, k, id) {
+            chat_pg_array_text(ids, json_string_value(id));
+            chat_pg_array_int(mids, sends[i]->msg.message_id);
+            chat_pg_array_int(pos, (int64_t) k);
+            count++;
+        }
+    }
+
+    if (count == 0) {
+        return CHAT_PG_OK;
+    }
+
+    params[0] = chat_pg_array_end(ids);
+    params[1] = chat_pg_array_end(mids);
+    params[2] = chat_pg_array_end(pos);
+
+    return chat_pg_run(st, "attach", 3, params, NULL);
+}
+
+
 /* a send repeated inside the batch is a retry of its first occurrence */
 static void
 chat_sends_fold(chat_send_work_t *w, chat_send_t **sends, size_t n,
@@ -558,7 +605,8 @@ chat_sends_once(chat_store_t *st, chat_send_t **sends, size_t n,
 
     for (i = 0; i < n; i++) {
         sends[i]->state = sends[i]->direct_forbidden ? CHAT_SEND_FORBIDDEN
-                                                   : CHAT_SEND_PENDING;
+                          : sends[i]->bad_attachments ? CHAT_SEND_BAD
+                          : CHAT_SEND_PENDING;
         sends[i]->same_as_set = false;
         memset(&sends[i]->msg, 0, sizeof(chat_message_t));
     }
@@ -678,6 +726,7 @@ chat_sends_once(chat_store_t *st, chat_send_t **sends, size_t n,
         s->msg.server_ts = now;
         s->msg.message_id = nnew < (size_t) PQntuples(ids)
                             ? chat_pg_int(ids, (int) nnew, 0) : 0;
+        s->msg.attachments = s->attachments;
         nnew++;
     }
 
@@ -686,6 +735,13 @@ chat_sends_once(chat_store_t *st, chat_send_t **sends, size_t n,
     nsteps = 0;
 
     if (nnew > 0) {
+        /* at once, in the transaction: its arrays are free again before
+         * the steps below take theirs */
+        rc = chat_sends_attach(st, sends, n);
+        if (rc != CHAT_PG_OK) {
+            goto done;
+        }
+
         chat_sends_insert_step(st, sends, n, now_text, p_insert,
                                &steps[nsteps++]);
 

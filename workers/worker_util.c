@@ -16,6 +16,17 @@
 #include "worker_util.h"
 
 
+/* the program the log lines name: set once by a main before any thread */
+static const char  *chat_log_name = "chat_worker";
+
+
+void
+chat_log_program(const char *name)
+{
+    chat_log_name = name;
+}
+
+
 /*
  * One line per event on stderr:
  * "2026-11-26T10:00:00.123Z chat_worker[1234] error: ..."
@@ -35,10 +46,10 @@ chat_log(const char *level, const char *fmt, ...)
     gmtime_r(&now.tv_sec, &tm);
 
     n = snprintf(line, sizeof(line),
-                 "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ chat_worker[%d] %s: ",
+                 "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%d] %s: ",
                  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
                  tm.tm_hour, tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000,
-                 (int) getpid(), level);
+                 chat_log_name, (int) getpid(), level);
 
     va_start(args, fmt);
     m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, args);

@@ -17,6 +17,9 @@
 void chat_log(const char *level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* the name in the lines (chat_worker unless a main says otherwise) */
+void chat_log_program(const char *name);
+
 #define log_error(...)  chat_log("error", __VA_ARGS__)
 #define log_warn(...)   chat_log("warn", __VA_ARGS__)
 #define log_info(...)   chat_log("info", __VA_ARGS__)

@@ -5,20 +5,22 @@ start_all() {
     write_env
     local c
     for c in $STACK_SKIP; do
-        case $c in pg|redis|kafka|worker|nginx) ;;
-            *) die "STACK_SKIP: unknown component '$c' (pg redis kafka worker nginx)" ;;
+        case $c in pg|redis|kafka|worker|pusher|nginx) ;;
+            *) die "STACK_SKIP: unknown component '$c' (pg redis kafka worker pusher nginx)" ;;
         esac
     done
     skipped pg    || pg_start
     skipped redis || redis_start
     skipped kafka || kafka_start
     skipped worker || workers_start
+    skipped pusher || pusher_start
     skipped nginx || nginx_start
     say "stack up in $DIR ($(elapsed)); env in $DIR/stack.env"
 }
 
 stop_all() {
     nginx_stop
+    pusher_stop
     workers_signal_stop TERM
     kafka_stop
     redis_stop
@@ -40,6 +42,8 @@ status_all() {
             printf '%-8s stopped\n' "$name"
         fi
     done
+    pid=$(pid_of pusher chat_pusher || true)
+    printf '%-8s %s\n' pusher "${pid:-stopped}"
     printf '%-8s %s\n' workers "$(worker_pids | tr '\n' ' ')"
 }
 

@@ -29,12 +29,16 @@ config_from_env() {
     CHAT_TOPIC=${CHAT_TOPIC:-chat.requests}
     CHAT_PARTITIONS=${CHAT_PARTITIONS:-4}
     STACK_SKIP=${STACK_SKIP:-}
+    CHAT_PUSH_ENDPOINTS=${CHAT_PUSH_ENDPOINTS:-}
+    CHAT_PUSHER_ARGS=${CHAT_PUSHER_ARGS:-}
+    CHAT_MEDIA_KEEP_MS=${CHAT_MEDIA_KEEP_MS:-86400000}
     CHAT_BUILD_DIR=${CHAT_BUILD_DIR:-$ROOT/build}
     CHAT_CACHE=${CHAT_CACHE:-${HOME:-/root}/.cache/ngx_chat}
     KAFKA_LIB=${KAFKA_LIB:-$CHAT_CACHE/kafka-lib}
     NGINX_BIN=${NGINX_BIN:-$CHAT_BUILD_DIR/nginx/sbin/nginx}
     CHAT_WORKER_BIN=${CHAT_WORKER_BIN:-$CHAT_BUILD_DIR/bin/chat_worker}
     CHATCTL_BIN=${CHATCTL_BIN:-$CHAT_BUILD_DIR/bin/chatctl}
+    CHAT_PUSHER_BIN=${CHAT_PUSHER_BIN:-$CHAT_BUILD_DIR/bin/chat_pusher}
     PG_BIN=${PG_BIN:-}
     if [ -z "$PG_BIN" ]; then
         if [ -x /usr/lib/postgresql/15/bin/postgres ]; then
@@ -104,9 +108,13 @@ write_env() {
         env_line NGINX_ERROR_LOG "$DIR/nginx/logs/error.log"
         env_line CHAT_WORKER_BIN "$CHAT_WORKER_BIN"
         env_line CHATCTL_BIN "$CHATCTL_BIN"
+        env_line CHAT_PUSHER_BIN "$CHAT_PUSHER_BIN"
         env_line CHAT_LOG_DIR "$LOG"
         env_line CHAT_RUN_DIR "$RUN"
         env_line STACK_SKIP "$STACK_SKIP"
+        env_line CHAT_PUSH_ENDPOINTS "$CHAT_PUSH_ENDPOINTS"
+        env_line CHAT_PUSHER_ARGS "$CHAT_PUSHER_ARGS"
+        env_line CHAT_MEDIA_KEEP_MS "$CHAT_MEDIA_KEEP_MS"
     } > "$tmp"
     mv "$tmp" "$DIR/stack.env"
 }

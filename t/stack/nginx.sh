@@ -5,7 +5,9 @@
 
 nginx_conf() {
     local ndir=$DIR/nginx tmpl=$ROOT/conf/nginx.conf.in
-    mkdir -p "$ndir/logs"
+    mkdir -p "$ndir/logs" "$ndir/media" "$ndir/media_tmp"
+    # written by nginx's worker processes (nobody, when started as root)
+    chmod 1777 "$ndir/media" "$ndir/media_tmp"
     if [ ! -s "$ndir/cert.pem" ] || [ ! -s "$ndir/key.pem" ]; then
         local out
         out=$(openssl req -x509 -newkey rsa:2048 -nodes -days 3650 \

@@ -60,7 +60,7 @@ run_banner() {
 supervised() {
     local name f i
     SUPERVISED=()
-    for name in pg redis kafka worker nginx; do
+    for name in pg redis kafka worker pusher nginx; do
         skipped "$name" && continue
         if [ "$name" = worker ]; then
             for (( i = 1; i <= CHAT_WORKERS; i++ )); do
@@ -86,6 +86,7 @@ marker_of() {
         kafka)   MARKER=kafka.Kafka ;;
         nginx)   MARKER=nginx ;;
         worker*) MARKER=chat_worker ;;
+        pusher)  MARKER=chat_pusher ;;
     esac
 }
 
@@ -184,6 +185,14 @@ restart_component() {
             if [ "$TRY_RC" = 0 ]; then
                 worker_launch "${name#worker}"
                 try workers_ready "$LOG/$name.log" "$BG_PID"
+                RESTART_RC=$TRY_RC
+            fi
+            ;;
+        pusher)
+            try pusher_prepare
+            if [ "$TRY_RC" = 0 ]; then
+                pusher_launch
+                try pusher_ready_wait
                 RESTART_RC=$TRY_RC
             fi
             ;;

@@ -3,12 +3,20 @@
 # (t/stack/redis.sh), one worker or several.
 
 # CHAT_WORKER_ARGS: more options, for a test that starts a worker of its
-# own kind (e.g. --max-poll-interval-ms 10000)
+# own kind (e.g. --max-poll-interval-ms 10000); CHAT_PUSH_ENDPOINTS: the
+# URL prefixes push_register may name (comma separated; empty: any);
+# CHAT_MEDIA_KEEP_MS: how long an upload never attached is kept (a day)
 worker_args() {
     # shellcheck disable=SC2086
     echo --brokers "127.0.0.1:$KAFKA_PORT" --topic "$CHAT_TOPIC" \
          --group chat-workers --redis "127.0.0.1:$REDIS_PORT" \
-         --partitions "$CHAT_PARTITIONS" ${CHAT_WORKER_ARGS:-}
+         --partitions "$CHAT_PARTITIONS" \
+         ${CHAT_PUSH_ENDPOINTS:+--push-endpoints "$CHAT_PUSH_ENDPOINTS"} \
+         --media-secret "$CHAT_JWT_SECRET.media" \
+         --media-url "http://127.0.0.1:$CHAT_PORT/media/" \
+         --media-root "$DIR/nginx/media" \
+         --media-keep-ms "${CHAT_MEDIA_KEEP_MS:-86400000}" \
+         ${CHAT_WORKER_ARGS:-}
 }
 
 topic_ready() {

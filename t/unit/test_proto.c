@@ -14,13 +14,25 @@
 #include <jansson.h>
 
 #include "ngx_chat_proto.h"
+#include "ngx_chat_media_sign.h"
 
 
 #include "unit.h"
 
 
 static const ngx_chat_proto_peer_t  alice = {
-    "alice", 5, "phone", 5, "s1:0", 4, "00000000000000ab", 1714128000123LL
+    "alice", 5, "phone", 5, "s1:0", 4, "00000000000000ab", 1714128000123LL,
+    NULL
+};
+
+static const ngx_chat_media_conf_t  media = {
+    "0123456789abcdef-media", 22, "https://h.example/media/", 24, 1000,
+    "image/png text/plain", 20, 60000
+};
+
+static const ngx_chat_proto_peer_t  alice_media = {
+    "alice", 5, "phone", 5, "s1:0", 4, "00000000000000ab", 1714128000123LL,
+    &media
 };
 
 
@@ -639,6 +651,129 @@ test_send_fast(void)
     }
 }
 
+static void
+test_push(void)
+{
+    json_t                   *j;
+    ngx_chat_proto_result_t   res;
+
+    j = run("{\"type\":\"push_register\",\"req_id\":1,\"endpoint\":"
+            "\"https://gw.example/p\",\"token\":\"t1\"}", &res);
+    CHECK(j && strcmp(json_string_value(json_object_get(j, "op")),
+                      "push_register") == 0, "push_register record: %s",
+          res.record);
+    CHECK(j && strcmp(json_string_value(json_object_get(j, "endpoint")),
+                      "https://gw.example/p") == 0
+          && strcmp(json_string_value(json_object_get(j, "token")), "t1")
+             == 0, "endpoint and token: %s", res.record);
+    CHECK(res.key_len == 5 && memcmp(res.key, "alice", 5) == 0,
+          "keyed by the user");
+    json_decref(j);
+    ngx_chat_proto_result_free(&res);
+
+    j = run("{\"type\":\"push_unregister\",\"req_id\":2}", &res);
+    CHECK(j && strcmp(json_string_value(json_object_get(j, "op")),
+                      "push_unregister") == 0, "push_unregister record: %s",
+          res.record);
+    json_decref(j);
+    ngx_chat_proto_result_free(&res);
+
+    expect_error("{\"type\":\"push_register\",\"req_id\":3,"
+                 "\"endpoint\":\"ftp://x/\",\"token\":\"t\"}",
+                 "bad_request", "req_id", "3");
+    expect_error("{\"type\":\"push_register\",\"req_id\":3,"
+                 "\"endpoint\":\"http://x/ y\",\"token\":\"t\"}",
+                 "bad_request", "req_id", "3");
+    expect_error("{\"type\":\"push_register\",\"req_id\":3,"
+                 "\"endpoint\":\"http://x/\"}",
+                 "bad_request", "req_id", "3");
+    expect_error("{\"type\":\"push_unregister\"}",
+                 "bad_request", NULL, NULL);
+}
+
+
+/* an upload's record: a fresh id and a PUT URL that verifies */
+static void
+test_upload(void)
+{
+    json_t                   *j, *r;
+    const char               *url, *id, *q;
+    ngx_chat_proto_result_t   res;
+    const char               *text;
+    long long                 n, e;
+    char                      sig[NGX_CHAT_MEDIA_SIG_LEN + 1];
+
+    text = "{\"type\":\"upload\",\"req_id\":\"u\",\"conversation_id\":"
+           "\"dm:alice:bob\",\"content_type\":\"image/PNG\",\"size\":"
+           "1000,\"name\":\"cat.png\"}";
+
+    /* without the settings, uploads are off */
+    expect_error(text, "bad_request", "req_id", "\"u\"");
+
+    ngx_chat_proto_handle(&alice_media, text, strlen(text), &res);
+    CHECK(res.record != NULL && res.reply == NULL, "upload makes a record: %s",
+          res.reply);
+    r = res.record ? json_loadb(res.record, res.record_len, 0, NULL) : NULL;
+    j = r;
+    id = json_string_value(json_object_get(j, "attachment_id"));
+    url = json_string_value(json_object_get(j, "url"));
+
+    CHECK(id && ngx_chat_media_valid_id(id, strlen(id)), "an id: %s",
+          res.record);
+    CHECK(json_integer_value(json_object_get(j, "expires_at"))
+          == 1714128000123LL + 60000, "expires with the ttl");
+    CHECK(json_integer_value(json_object_get(j, "max_bytes")) == 1000,
+          "max_bytes");
+    CHECK(res.key_len == 12 && memcmp(res.key, "dm:alice:bob", 12) == 0,
+          "keyed by the conversation");
+
+    if (id && url) {
+        CHECK(strncmp(url, "https://h.example/media/", 24) == 0
+              && strncmp(url + 24, id, 32) == 0, "url: %s", url);
+        q = strchr(url, '?');
+        CHECK(q && sscanf(q, "?n=%lld&e=%lld&s=%64s", &n, &e, sig) == 3,
+              "url query: %s", url);
+        CHECK(n == 1000 && e == 1714128000123LL + 60000, "n and e");
+        CHECK(ngx_chat_media_verify(media.secret, media.secret_len, "PUT",
+                                    id, 32, n, e, sig, strlen(sig)),
+              "the PUT signature verifies");
+        CHECK(!ngx_chat_media_verify(media.secret, media.secret_len, "GET",
+                                     id, 32, n, e, sig, strlen(sig)),
+              "not as a GET");
+        CHECK(!ngx_chat_media_verify(media.secret, media.secret_len, "PUT",
+                                     id, 32, n + 1, e, sig, strlen(sig)),
+              "not for another size");
+    }
+
+    json_decref(r);
+    ngx_chat_proto_result_free(&res);
+
+    text = "{\"type\":\"upload\",\"req_id\":1,\"conversation_id\":"
+           "\"dm:alice:bob\",\"content_type\":\"image/png\",\"size\":"
+           "1001,\"name\":\"cat.png\"}";
+    ngx_chat_proto_handle(&alice_media, text, strlen(text), &res);
+    CHECK(res.error && strcmp(res.error, "too_large") == 0,
+          "over max_bytes: %s", res.reply);
+    ngx_chat_proto_result_free(&res);
+
+    text = "{\"type\":\"upload\",\"req_id\":1,\"conversation_id\":"
+           "\"dm:alice:bob\",\"content_type\":\"image/gif\",\"size\":"
+           "10,\"name\":\"cat.gif\"}";
+    ngx_chat_proto_handle(&alice_media, text, strlen(text), &res);
+    CHECK(res.error && strcmp(res.error, "bad_request") == 0,
+          "a type not listed: %s", res.reply);
+    ngx_chat_proto_result_free(&res);
+
+    text = "{\"type\":\"upload\",\"req_id\":1,\"conversation_id\":"
+           "\"dm:bob:carol\",\"content_type\":\"image/png\",\"size\":"
+           "10,\"name\":\"cat.png\"}";
+    ngx_chat_proto_handle(&alice_media, text, strlen(text), &res);
+    CHECK(res.error && strcmp(res.error, "forbidden") == 0,
+          "another's direct conversation: %s", res.reply);
+    ngx_chat_proto_result_free(&res);
+}
+
+
 int
 main(void)
 {
@@ -650,6 +785,8 @@ main(void)
     test_bad_frames();
     test_send_fast();
     test_record_failed();
+    test_push();
+    test_upload();
 
     printf("%u passed, %u failed\n", passed, failed);
 

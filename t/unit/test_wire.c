@@ -12,6 +12,7 @@
 #include "../../workers/worker_util.c"
 #include "../../workers/worker_chain.c"
 #include "../../workers/worker_request.c"
+#include "../../workers/worker_media.c"
 #include "../../workers/worker_ops.c"
 #include "../../workers/worker_answer.c"
 #include "../../workers/worker_fanout.c"
@@ -126,7 +127,8 @@ test_ops(void)
 
 
 static const ngx_chat_wire_peer_t  alice = {
-    "alice", 5, "phone", 5, "s1:0.k", 6, "00000000000000ab", 1714128000123
+    "alice", 5, "phone", 5, "s1:0.k", 6, "00000000000000ab", 1714128000123,
+    NULL
 };
 
 

@@ -13,6 +13,7 @@
 #include "../../workers/worker_util.c"
 #include "../../workers/worker_chain.c"
 #include "../../workers/worker_request.c"
+#include "../../workers/worker_media.c"
 #include "../../workers/worker_ops.c"
 #include "../../workers/worker_answer.c"
 #include "../../workers/worker_fanout.c"

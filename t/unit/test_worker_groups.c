@@ -10,6 +10,7 @@
 
 #include "../../workers/worker_util.c"
 #include "../../workers/worker_request.c"
+#include "../../workers/worker_media.c"
 #include "../../workers/worker_ops.c"
 #include "../../workers/worker_answer.c"
 #include "../../workers/worker_fanout.c"
@@ -113,7 +114,8 @@ test_frames(void)
     };
     chat_message_t  m = { "g:1", 1, 77, "alice", NULL, "system",
                           "{\"event\":\"group_created\",\"name\":\"T\","
-                          "\"user_ids\":[\"alice\"],\"by\":\"alice\"}", 5 };
+                          "\"user_ids\":[\"alice\"],\"by\":\"alice\"}", 5,
+                          NULL };
     json_t         *rid = json_string("r1");
     char           *s;
 

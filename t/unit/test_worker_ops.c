@@ -11,6 +11,7 @@
 
 #include "../../workers/worker_util.c"
 #include "../../workers/worker_request.c"
+#include "../../workers/worker_media.c"
 #include "../../workers/worker_ops.c"
 #include "../../workers/worker_answer.c"
 #include "../../workers/worker_fanout.c"
@@ -491,7 +492,7 @@ test_group(void)
     item.u.group.msg = (chat_message_t) { "g:1", 3, 43, "alice", NULL,
                                           "system",
                                           "{\"event\":\"members_removed\"}",
-                                          5 };
+                                          5, NULL };
     check_str(run(), SESSION "{\"type\":\"group\",\"req_id\":\"r\","
                      "\"conversation_id\":\"g:1\",\"name\":\"T\","
                      "\"members\":[{\"user_id\":\"alice\",\"role\":"
@@ -533,15 +534,17 @@ static void
 test_reads(void)
 {
     chat_message_t    m[2] = {
-        { "g:1", 4, 9, "bob", "c4", "text", "x", 1 },
-        { "g:1", 5, 10, "alice", NULL, "system", "{\"event\":\"e\"}", 2 },
+        { "g:1", 4, 9, "bob", "c4", "text", "x", 1, NULL },
+        { "g:1", 5, 10, "alice", NULL, "system", "{\"event\":\"e\"}", 2,
+          NULL },
     };
     chat_sync_conv_t  c[2] = {
         { "g:1", "group", "T", 2, 5, 4, 3, 1, true,
-          { "g:1", 5, 10, "alice", NULL, "system", "{\"event\":\"e\"}", 2 },
+          { "g:1", 5, 10, "alice", NULL, "system", "{\"event\":\"e\"}", 2,
+            NULL },
           0, 2, true, 0, 0, 0, 0, 0 },
         { "dm:alice:bob", "direct", NULL, 2, 0, 0, 0, 0, false,
-          { NULL, 0, 0, NULL, NULL, NULL, NULL, 0 }, 2, 0, false,
+          { NULL, 0, 0, NULL, NULL, NULL, NULL, 0, NULL }, 2, 0, false,
           0, 0, 0, 0, 0 },
     };
 

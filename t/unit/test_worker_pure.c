@@ -13,6 +13,7 @@
 #include "../../workers/worker_util.c"
 #include "../../workers/worker_chain.c"
 #include "../../workers/worker_request.c"
+#include "../../workers/worker_media.c"
 #include "../../workers/worker_ops.c"
 #include "../../workers/worker_answer.c"
 #include "../../workers/worker_fanout.c"
@@ -197,7 +198,8 @@ test_frame_text(void)
     size_t           i, j, n = sizeof(strings) / sizeof(strings[0]);
     size_t           len, want_len;
     char            *got, *want;
-    chat_message_t   m = { "dm:a:b", 1, 42, "a", "c1", "text", "x", 5 };
+    chat_message_t   m = { "dm:a:b", 1, 42, "a", "c1", "text", "x", 5,
+                           NULL };
 
     for (i = 0; i < n; i++) {
         for (j = 0; j < n; j++) {
@@ -240,7 +242,8 @@ static void
 test_frames(void)
 {
     chat_message_t   m = { "dm:alice:bob", 7, 9007199254740993LL, "alice",
-                           "c\"1", "text", "h\u00e9\n", 1714128000123LL };
+                           "c\"1", "text", "h\u00e9\n", 1714128000123LL,
+                           NULL };
     chat_request_t   req;
     char            *s;
 

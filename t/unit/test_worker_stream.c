@@ -15,6 +15,7 @@
 
 #include "../../workers/worker_util.c"
 #include "../../workers/worker_request.c"
+#include "../../workers/worker_media.c"
 #include "../../workers/worker_ops.c"
 #include "../../workers/worker_answer.c"
 #include "../../workers/worker_fanout.c"
@@ -113,7 +114,7 @@ conversations(size_t n, int64_t last_seq, const char *last_body)
             c[i].last = (chat_message_t) { c[i].conv, last_seq,
                                            c[i].activity_id, "bob", "x",
                                            "text", last_body,
-                                           c[i].activity };
+                                           c[i].activity, NULL };
         }
     }
 
@@ -378,7 +379,7 @@ test_sync(void)
         for (k = 1; k <= 120; k++, n++) {
             m[n] = (chat_message_t) { names[i], (int64_t) k,
                                       (int64_t) n + 1, "bob", "x", "text",
-                                      body, 5 };
+                                      body, 5, NULL };
         }
     }
 

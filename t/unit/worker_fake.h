@@ -144,11 +144,11 @@ chat_store_reads(chat_store_t *st, chat_read_t **reads, size_t n,
     chat_arena_t *arena)
 {
     static chat_message_t    m = { "dm:alice:bob", 1, 101, "bob", "c9",
-                                   "text", "old", 4 };
+                                   "text", "old", 4, NULL };
     static chat_sync_conv_t  c = { "dm:alice:bob", "direct", NULL, 2, 1, 1,
                                    0, 1, true,
                                    { "dm:alice:bob", 1, 101, "bob", "c9",
-                                     "text", "old", 4 },
+                                     "text", "old", 4, NULL },
                                    0, 1, false, 0, 0, 0, 0, 0 };
     size_t                   i;
 
@@ -409,6 +409,73 @@ chat_lists_wait(chat_lists_t *l)
     fake.waits++;
 
     return true;
+}
+
+
+bool
+chat_thumb_make(const chat_media_t *m, const char *id,
+    const char *content_type, int *width, int *height)
+{
+    (void) m;
+    (void) id;
+    (void) content_type;
+    (void) width;
+    (void) height;
+
+    return false;
+}
+
+
+chat_store_rc_t
+chat_store_upload_dims(chat_store_t *st, const char *id, int width,
+    int height)
+{
+    (void) st;
+    (void) id;
+    (void) width;
+    (void) height;
+
+    return CHAT_STORE_OK;
+}
+
+
+chat_store_rc_t
+chat_store_upload_rows(chat_store_t *st, const char **ids, size_t n,
+    chat_upload_row_t **rows, size_t *nrows, chat_arena_t *arena)
+{
+    (void) st;
+    (void) ids;
+    (void) arena;
+
+    fake_trace("upload_rows", n);
+    *rows = NULL;
+    *nrows = 0;
+
+    return CHAT_STORE_OK;
+}
+
+
+chat_store_rc_t
+chat_store_uploads(chat_store_t *st, chat_upload_op_t **ops, size_t n)
+{
+    (void) st;
+    (void) ops;
+
+    fake_trace("uploads", n);
+
+    return fake_refused("uploads") ? CHAT_STORE_REFUSED : CHAT_STORE_OK;
+}
+
+
+chat_store_rc_t
+chat_store_push(chat_store_t *st, chat_push_op_t **ops, size_t n)
+{
+    (void) st;
+    (void) ops;
+
+    fake_trace("push", n);
+
+    return fake_refused("push") ? CHAT_STORE_REFUSED : CHAT_STORE_OK;
 }
 
 

@@ -1,0 +1,361 @@
+/*
+ * chat_pusher.c: the command line, the signals and the loop of
+ * chat_pusher (pusher.h lists the parts).
+ *
+ *   claim due outbox rows -> skip the online and the unregistered ->
+ *   POST the rest at once -> record each outcome
+ *
+ * SIGTERM and SIGINT only set a flag: the batch in hand is finished (its
+ * POSTs are bounded by the timeout) and recorded, then the pusher exits 0.
+ * Any number of pushers may run against one database: a row is claimed
+ * by one of them only.
+ */
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pusher_http.h"
+#include "pusher_jobs.h"
+#include "pusher_online.h"
+#include "worker_util.h"
+
+
+static volatile sig_atomic_t  stop_requested;
+
+
+static void
+chat_on_signal(int signo)
+{
+    (void) signo;
+
+    stop_requested = 1;
+}
+
+
+typedef struct {
+    const char           *pg;
+    const char           *redis;
+    long                  batch;
+    long                  poll_ms;
+    chat_http_options_t   http;
+    chat_push_policy_t    policy;
+} chat_pusher_options_t;
+
+
+static void
+chat_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: chat_pusher [options]\n"
+        "  --pg CONNINFO          PostgreSQL connection string (dbname=chat)\n"
+        "  --redis HOST:PORT|PATH Redis of the session registry"
+        " (127.0.0.1:6379)\n"
+        "  --batch N              POSTs at once (64)\n"
+        "  --poll-ms N            how often the outbox is looked at when"
+        " idle (200)\n"
+        "  --timeout-ms N         one POST's whole time (5000)\n"
+        "  --retry-ms N           the first retry's delay, doubling (1000)\n"
+        "  --retry-max-ms N       the longest delay (300000)\n"
+        "  --max-attempts N       POSTs of one push at most (8)\n"
+        "  --no-body              leave the message's text out\n"
+        "  --help\n");
+}
+
+
+static bool
+chat_number(const char *name, const char *arg, long min, long max, long *out)
+{
+    char  *end;
+    long   n;
+
+    n = strtol(arg, &end, 10);
+
+    if (*arg == '\0' || *end != '\0' || n < min || n > max) {
+        fprintf(stderr, "chat_pusher: --%s: %ld to %ld\n", name, min, max);
+        return false;
+    }
+
+    *out = n;
+    return true;
+}
+
+
+static bool
+chat_parse_options(int argc, char **argv, chat_pusher_options_t *o)
+{
+    static const struct option  longopts[] = {
+        { "pg",           required_argument, NULL, 'p' },
+        { "redis",        required_argument, NULL, 'r' },
+        { "batch",        required_argument, NULL, 'b' },
+        { "poll-ms",      required_argument, NULL, 'P' },
+        { "timeout-ms",   required_argument, NULL, 't' },
+        { "retry-ms",     required_argument, NULL, 'R' },
+        { "retry-max-ms", required_argument, NULL, 'M' },
+        { "max-attempts", required_argument, NULL, 'a' },
+        { "no-body",      no_argument,       NULL, 'B' },
+        { "help",         no_argument,       NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+
+    long  n;
+    int   c;
+
+    o->pg = "dbname=chat";
+    o->redis = "127.0.0.1:6379";
+    o->batch = 64;
+    o->poll_ms = 200;
+    o->http.timeout_ms = 5000;
+    o->http.with_body = true;
+    o->policy.retry_ms = 1000;
+    o->policy.retry_max_ms = 300000;
+    o->policy.max_attempts = 8;
+
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+
+        case 'p':
+            o->pg = optarg;
+            break;
+
+        case 'r':
+            o->redis = optarg;
+            break;
+
+        case 'b':
+            if (!chat_number("batch", optarg, 1, 10000, &o->batch)) {
+                return false;
+            }
+            break;
+
+        case 'P':
+            if (!chat_number("poll-ms", optarg, 1, 60000, &o->poll_ms)) {
+                return false;
+            }
+            break;
+
+        case 't':
+            if (!chat_number("timeout-ms", optarg, 10, 600000,
+                             &o->http.timeout_ms))
+            {
+                return false;
+            }
+            break;
+
+        case 'R':
+            if (!chat_number("retry-ms", optarg, 1, 3600000,
+                             &o->policy.retry_ms))
+            {
+                return false;
+            }
+            break;
+
+        case 'M':
+            if (!chat_number("retry-max-ms", optarg, 1, 86400000,
+                             &o->policy.retry_max_ms))
+            {
+                return false;
+            }
+            break;
+
+        case 'a':
+            if (!chat_number("max-attempts", optarg, 1, 100, &n)) {
+                return false;
+            }
+            o->policy.max_attempts = (int) n;
+            break;
+
+        case 'B':
+            o->http.with_body = false;
+            break;
+
+        case 'h':
+            chat_usage(stdout);
+            exit(0);
+
+        default:
+            chat_usage(stderr);
+            return false;
+        }
+    }
+
+    if (optind < argc) {
+        fprintf(stderr, "chat_pusher: unexpected argument %s\n",
+                argv[optind]);
+        chat_usage(stderr);
+        return false;
+    }
+
+    /* a claim outlives its POST by far: only a dead pusher lets it lapse */
+    o->policy.lease_ms = o->http.timeout_ms + 30000;
+
+    return true;
+}
+
+
+static void
+chat_signals(void)
+{
+    struct sigaction  sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = chat_on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+}
+
+
+/* what became of a job whose device was asked about and, maybe, POSTed */
+static chat_push_outcome_t
+chat_outcome(const chat_push_job_t *j, bool posted, int max_attempts)
+{
+    if (!posted) {
+        return CHAT_PUSH_SKIPPED;
+    }
+
+    if (j->status >= 200 && j->status <= 299) {
+        return CHAT_PUSH_SENT;
+    }
+
+    /* a gateway that refuses the request itself will refuse it again
+     * (an unknown token, a bad URL); timeouts, 408, 429 and 5xx pass */
+    if (j->status >= 400 && j->status <= 499 && j->status != 408
+        && j->status != 429)
+    {
+        return CHAT_PUSH_FAILED;
+    }
+
+    return j->attempts >= max_attempts ? CHAT_PUSH_FAILED : CHAT_PUSH_RETRY;
+}
+
+
+/* one batch; the number of rows claimed, -1 on stop */
+static long
+chat_pusher_round(const chat_pusher_options_t *o, chat_store_t *st,
+    chat_online_t *online, chat_http_t *http, chat_push_job_t *jobs,
+    bool *todo, chat_push_outcome_t *outcomes)
+{
+    long    n, i, sent = 0, skipped = 0, retried = 0, failed = 0;
+    bool    ok;
+
+    n = chat_jobs_claim(st, &o->policy, jobs, (size_t) o->batch);
+    if (n <= 0) {
+        return n;
+    }
+
+    if (!chat_online_check(online, jobs, (size_t) n)) {
+        log_warn("redis unavailable: %ld pushes put back", n);
+        ok = chat_jobs_release(st, jobs, (size_t) n);
+        chat_jobs_free(jobs, (size_t) n);
+        chat_sleep_ms(1000, &stop_requested);
+        return ok ? 0 : -1;
+    }
+
+    for (i = 0; i < n; i++) {
+        todo[i] = jobs[i].registered && !jobs[i].online;
+        if (!jobs[i].registered) {
+            snprintf(jobs[i].error, sizeof(jobs[i].error), "unregistered");
+        } else if (jobs[i].online) {
+            snprintf(jobs[i].error, sizeof(jobs[i].error), "online");
+        }
+    }
+
+    chat_http_post(http, jobs, todo, (size_t) n);
+
+    for (i = 0; i < n; i++) {
+        outcomes[i] = chat_outcome(&jobs[i], todo[i], o->policy.max_attempts);
+
+        switch (outcomes[i]) {
+        case CHAT_PUSH_SENT:    sent++;    break;
+        case CHAT_PUSH_SKIPPED: skipped++; break;
+        case CHAT_PUSH_RETRY:   retried++; break;
+        case CHAT_PUSH_FAILED:  failed++;  break;
+        }
+    }
+
+    ok = chat_jobs_finish(st, &o->policy, jobs, outcomes, (size_t) n);
+
+    log_info("pushes: %ld claimed, %ld sent, %ld skipped, %ld to retry,"
+             " %ld failed", n, sent, skipped, retried, failed);
+
+    chat_jobs_free(jobs, (size_t) n);
+
+    return ok ? n : -1;
+}
+
+
+int
+main(int argc, char **argv)
+{
+    chat_pusher_options_t   o;
+    chat_store_t           *st;
+    chat_online_t          *online;
+    chat_http_t            *http;
+    chat_push_job_t        *jobs;
+    chat_push_outcome_t    *outcomes;
+    bool                   *todo;
+    long                    n;
+
+    if (!chat_parse_options(argc, argv, &o)) {
+        return 2;
+    }
+
+    chat_log_program("chat_pusher");
+    chat_signals();
+    srand((unsigned) chat_now_ms());
+
+    log_info("starting: redis %s, batch %ld, timeout %ld ms, retries from"
+             " %ld ms, %d attempts, bodies %s", o.redis, o.batch,
+             o.http.timeout_ms, o.policy.retry_ms, o.policy.max_attempts,
+             o.http.with_body ? "in" : "left out");
+
+    st = chat_jobs_open(o.pg, &stop_requested);
+    if (st == NULL) {
+        return stop_requested ? 0 : 1;
+    }
+
+    http = chat_http_open(&o.http);
+    if (http == NULL) {
+        log_error("libcurl could not be initialised");
+        chat_jobs_close(st);
+        return 1;
+    }
+
+    online = chat_online_open(o.redis);
+    jobs = chat_alloc((size_t) o.batch * sizeof(chat_push_job_t));
+    memset(jobs, 0, (size_t) o.batch * sizeof(chat_push_job_t));
+    todo = chat_alloc((size_t) o.batch * sizeof(bool));
+    outcomes = chat_alloc((size_t) o.batch * sizeof(chat_push_outcome_t));
+
+    log_info("ready");
+
+    while (!stop_requested) {
+        n = chat_pusher_round(&o, st, online, http, jobs, todo, outcomes);
+
+        if (n < 0) {
+            break;
+        }
+
+        /* a full batch: more may be due right away */
+        if (n < o.batch) {
+            chat_sleep_ms(o.poll_ms, &stop_requested);
+        }
+    }
+
+    log_info("stopping");
+
+    free(jobs);
+    free(todo);
+    free(outcomes);
+    chat_online_close(online);
+    chat_http_close(http);
+    chat_jobs_close(st);
+
+    return 0;
+}

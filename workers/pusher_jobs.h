@@ -1,0 +1,38 @@
+/*
+ * pusher_jobs.h: the push outbox in PostgreSQL (pusher_jobs.c).
+ */
+
+#ifndef CHAT_PUSHER_JOBS_H
+#define CHAT_PUSHER_JOBS_H
+
+#include "pusher.h"
+#include "worker_store.h"
+
+
+typedef struct {
+    long  lease_ms;         /* a claim older than this: its pusher died */
+    long  retry_ms;         /* the first retry's delay, doubling */
+    long  retry_max_ms;
+    int   max_attempts;
+} chat_push_policy_t;
+
+chat_store_t *chat_jobs_open(const char *conninfo, chat_stop_t *stop);
+void chat_jobs_close(chat_store_t *st);
+
+/* claims up to max due rows into jobs (each job's strings are its own);
+ * rows whose claim has lapsed become 'unknown'. Returns how many, or -1
+ * on stop */
+long chat_jobs_claim(chat_store_t *st, const chat_push_policy_t *policy,
+    chat_push_job_t *jobs, size_t max);
+
+/* records the outcome of each job; false on stop */
+bool chat_jobs_finish(chat_store_t *st, const chat_push_policy_t *policy,
+    chat_push_job_t *jobs, const chat_push_outcome_t *outcomes, size_t n);
+
+/* gives claimed rows back untried (Redis was not there to ask) */
+bool chat_jobs_release(chat_store_t *st, chat_push_job_t *jobs, size_t n);
+
+void chat_jobs_free(chat_push_job_t *jobs, size_t n);
+
+
+#endif /* CHAT_PUSHER_JOBS_H */
