@@ -131,6 +131,8 @@ typedef enum {
     NGX_CHAT_WIRE_OP_TYPING,
     NGX_CHAT_WIRE_OP_REPAIR,
     NGX_CHAT_WIRE_OP_REVOKE,
+    NGX_CHAT_WIRE_OP_SET_ROLE,
+    NGX_CHAT_WIRE_OP_REDACT,
     NGX_CHAT_WIRE_OP_COUNT
 } ngx_chat_wire_op_t;
 
@@ -162,6 +164,14 @@ int ngx_chat_wire_op_find(const char *name, size_t len);
 #define NGX_CHAT_WIRE_F_USER_IDS         "user_ids"
 #define NGX_CHAT_WIRE_F_SEQ              "seq"
 #define NGX_CHAT_WIRE_F_STATE            "state"
+/* set_role: whose role, and which (admin or member) */
+#define NGX_CHAT_WIRE_F_USER_ID          "user_id"
+#define NGX_CHAT_WIRE_F_ROLE             "role"
+/* redact: the message (a string of digits, as clients see it) */
+#define NGX_CHAT_WIRE_F_MESSAGE_ID       "message_id"
+
+#define NGX_CHAT_WIRE_ROLE_ADMIN         "admin"
+#define NGX_CHAT_WIRE_ROLE_MEMBER        "member"
 
 /* the values of "state": a receipt's, then typing's */
 #define NGX_CHAT_WIRE_STATE_DELIVERED    "delivered"
@@ -184,6 +194,10 @@ int ngx_chat_wire_op_find(const char *name, size_t len);
  * An operator's request (chatctl), not a session's: the fields op, ts,
  * admin (who asked, for the log) and the op's own; no node, sid, user or
  * dev of a session. revoke: user, and dev when one device only.
+ * set_role (which sessions send too, as a group op): conv, user_id, role.
+ * redact: conv (the key, so that it is ordered with the conversation's
+ * messages) and message_id. admin is an id (the id alphabet); ts is
+ * required, and is the revocation's time.
  */
 #define NGX_CHAT_WIRE_F_ADMIN            "admin"
 
@@ -254,6 +268,46 @@ char *ngx_chat_wire_record_common(char *p, const ngx_chat_wire_peer_t *peer,
  * is remembered for the handshake
  */
 #define NGX_CHAT_WIRE_CHANNEL_CONTROL    "chat:control"
+/* a chat:revoked field: "<user>" or "<user> <device>" */
+#define NGX_CHAT_WIRE_REVOKED_FIELD_MAX  (2 * NGX_CHAT_WIRE_ID_MAX + 2)
+
+/* into buf of NGX_CHAT_WIRE_REVOKED_FIELD_MAX bytes, NUL terminated: dev
+ * NULL (or dev_len 0) for every device; returns the length */
+size_t ngx_chat_wire_revoked_field(char *buf, const char *user,
+    size_t user_len, const char *dev, size_t dev_len);
+
+/*
+ * A chat:control message: "revoke <user> <device or -> <ms>". A session
+ * of the user (of that device) whose token was issued before <ms> is
+ * closed with 4003; one issued later is not (a message published again,
+ * as a worker that replays its record does, leaves the new token alone).
+ */
+#define NGX_CHAT_WIRE_CONTROL_MAX    (sizeof("revoke ") + 2 * NGX_CHAT_WIRE_ID_MAX \
+                                      + 2 + 20)
+
+typedef enum {
+    NGX_CHAT_WIRE_CONTROL_REVOKE = 1
+} ngx_chat_wire_control_type_e;
+
+typedef struct {
+    ngx_chat_wire_control_type_e  type;
+    const char                   *user;
+    size_t                        user_len;
+    const char                   *dev;        /* NULL: every device */
+    size_t                        dev_len;
+    int64_t                       ms;
+} ngx_chat_wire_control_t;
+
+/* into buf of NGX_CHAT_WIRE_CONTROL_MAX bytes (not NUL terminated); dev
+ * NULL for every device; returns the length */
+size_t ngx_chat_wire_control_revoke(char *buf, const char *user,
+    size_t user_len, const char *dev, size_t dev_len, int64_t ms);
+
+/* 1 when p is a well formed control message (valid ids, a known type),
+ * else 0 */
+int ngx_chat_wire_control_parse(const char *p, size_t len,
+    ngx_chat_wire_control_t *ev);
+
 /* channel of one user's presence events (below): only the processes that
  * have a watcher of the user subscribe to it */
 #define NGX_CHAT_WIRE_CHANNEL_PRESENCE   "chat:pc:"

@@ -34,7 +34,8 @@
 static bool
 not_yet(int op)
 {
-    return op == NGX_CHAT_WIRE_OP_REPAIR || op == NGX_CHAT_WIRE_OP_REVOKE;
+    return op == NGX_CHAT_WIRE_OP_REPAIR || op == NGX_CHAT_WIRE_OP_REVOKE
+           || op == NGX_CHAT_WIRE_OP_SET_ROLE || op == NGX_CHAT_WIRE_OP_REDACT;
 }
 
 
