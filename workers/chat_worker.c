@@ -10,6 +10,11 @@
  * If the flag comes while the worker waits for PostgreSQL or Redis, the
  * batch is abandoned uncommitted: the next owner of its partitions gets it
  * again, and the store recognises what was already stored.
+ *
+ * Beside the batches, the loop has chat:revoked written again when its
+ * Redis is new or lost the hash (worker_control.c), and --metrics starts
+ * the metrics endpoint's thread (worker_httpd.c), which reads the figures
+ * the parts count and never touches the loop's objects.
  */
 
 #include <getopt.h>
@@ -19,6 +24,7 @@
 #include <string.h>
 
 #include "worker_batch.h"
+#include "worker_httpd.h"
 #include "worker_stats.h"
 
 
@@ -42,6 +48,7 @@ typedef struct {
     const char  *redis;
     int          partitions;
     long         max_group_members;
+    const char  *metrics;
 } chat_options_t;
 
 
@@ -62,7 +69,15 @@ chat_usage(FILE *f)
         " (4)\n"
         "  --max-group-members N      group size limit, creator included"
         " (256, at most 1024)\n"
-        "  --help\n");
+        "  --metrics HOST:PORT        serve Prometheus metrics on"
+        " http://HOST:PORT/metrics\n"
+        "  --help\n"
+        "\n"
+        "Logs one JSON object per line on stderr. SIGTERM or SIGINT: the"
+        " batch in\n"
+        "hand is finished and committed, then the worker leaves the group"
+        " and\n"
+        "exits 0.\n");
 }
 
 
@@ -77,6 +92,7 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
         { "redis",      required_argument, NULL, 'r' },
         { "partitions", required_argument, NULL, 'n' },
         { "max-group-members", required_argument, NULL, 'm' },
+        { "metrics",    required_argument, NULL, 'M' },
         { "help",       no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -92,6 +108,7 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
     o->redis = "127.0.0.1:6379";
     o->partitions = 4;
     o->max_group_members = NGX_CHAT_WIRE_GROUP_MEMBERS;
+    o->metrics = NULL;
 
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
@@ -133,6 +150,10 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
                 return false;
             }
             o->max_group_members = n;
+            break;
+
+        case 'M':
+            o->metrics = optarg;
             break;
 
         case 'h':
@@ -181,7 +202,25 @@ typedef struct {
     chat_members_cache_t  members;
     chat_kafka_t         *kafka;
     chat_record_t        *records;
+    chat_metrics_t        metrics;
+    chat_lag_t           *lag;
+    chat_httpd_t         *httpd;
 } chat_worker_t;
+
+
+static void
+chat_worker_log_start(const chat_options_t *o)
+{
+    chat_log_line_t  l;
+
+    chat_log_begin(&l, "info", "starting");
+    chat_log_str(&l, "brokers", o->brokers);
+    chat_log_str(&l, "topic", o->topic);
+    chat_log_str(&l, "group", o->group);
+    chat_log_str(&l, "redis", o->redis);
+    chat_log_str(&l, "metrics", o->metrics);
+    chat_log_end(&l);
+}
 
 
 static bool
@@ -194,14 +233,36 @@ chat_worker_open(chat_worker_t *w, const chat_options_t *o)
     w->ctx.members = &w->members;
     w->ctx.max_group_members = (size_t) o->max_group_members;
     w->records = chat_alloc(CHAT_BATCH_MAX * sizeof(chat_record_t));
+    chat_metrics_init(&w->metrics);
+    w->ctx.metrics = &w->metrics;
 
-    log_info("starting: brokers %s topic %s group %s redis %s", o->brokers,
-             o->topic, o->group, o->redis);
+    chat_worker_log_start(o);
+
+    /* first, so that a scrape answers while the rest waits for servers */
+    if (o->metrics) {
+        w->lag = chat_lag_open(o->brokers, o->topic, o->group);
+        w->httpd = chat_httpd_start(o->metrics, &w->metrics, w->lag);
+
+        if (w->httpd == NULL) {
+            return false;
+        }
+    }
 
     w->ctx.store = chat_store_open(o->pg, w->ctx.stop);
     if (w->ctx.store == NULL) {
         return false;
     }
+
+    chat_store_set_metrics(w->ctx.store, &w->metrics);
+
+    w->ctx.control = chat_control_open(o->redis, w->ctx.stop, &w->metrics);
+    if (w->ctx.control == NULL) {
+        return false;
+    }
+
+    /* the revocations into Redis before the first record: a start may
+     * follow a Redis that lost them */
+    chat_control_tick(w->ctx.control, w->ctx.store);
 
     snprintf(delivered_key, sizeof(delivered_key),
              NGX_CHAT_WIRE_KEY_DELIVERED "%s:%s", o->topic, o->group);
@@ -224,7 +285,7 @@ chat_worker_run(chat_worker_t *w)
 {
     chat_stats_t  stats;
     unsigned      rebalances = 0;
-    int64_t       started;
+    int64_t       started, started_us;
     size_t        n;
 
     chat_stats_start(&stats, chat_now_ms());
@@ -242,6 +303,7 @@ chat_worker_run(chat_worker_t *w)
 
         if (n > 0) {
             started = chat_now_ms();
+            started_us = chat_metrics_now_us();
 
             if (!chat_batch_process(&w->ctx, w->records, n)) {
                 /* stopped while PostgreSQL or Redis was away: nothing of
@@ -252,9 +314,13 @@ chat_worker_run(chat_worker_t *w)
 
             chat_kafka_commit(w->kafka);
             chat_stats_batch(&stats, w->records, n, started, chat_now_ms());
+            chat_metrics_batch(&w->metrics, n, started_us,
+                               chat_metrics_now_us(),
+                               chat_stats_queued(w->records, n, started));
         }
 
         chat_stats_tick(&stats, chat_now_ms());
+        chat_control_tick(w->ctx.control, w->ctx.store);
     }
 }
 
@@ -262,7 +328,10 @@ chat_worker_run(chat_worker_t *w)
 static void
 chat_worker_close(chat_worker_t *w)
 {
+    chat_httpd_stop(w->httpd);
+    chat_lag_close(w->lag);
     chat_kafka_close(w->kafka);
+    chat_control_close(w->ctx.control);
     chat_redis_close(w->ctx.redis);
     chat_store_close(w->ctx.store);
     chat_members_clear(&w->members);
@@ -275,9 +344,10 @@ chat_worker_close(chat_worker_t *w)
 int
 main(int argc, char **argv)
 {
-    chat_options_t  o;
-    chat_worker_t   w;
-    int             rc = 0;
+    chat_options_t   o;
+    chat_worker_t    w;
+    chat_log_line_t  line;
+    int              rc = 0;
 
     if (!chat_parse_options(argc, argv, &o)) {
         return 2;
@@ -287,7 +357,8 @@ main(int argc, char **argv)
 
     if (chat_worker_open(&w, &o)) {
         chat_worker_run(&w);
-        log_info("stopping");
+        chat_log_begin(&line, "info", "stopping");
+        chat_log_end(&line);
 
     } else if (!stop_requested) {
         rc = 1;     /* a stop while still starting is no failure */

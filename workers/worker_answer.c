@@ -14,6 +14,13 @@ static void
 chat_answer_frame(chat_outbox_t *out, const chat_request_t *req,
     json_t *frame)
 {
+    if (req->node == NULL) {
+        /* an operator's record: nobody to answer (chatctl reads the
+         * store to see what came of it) */
+        json_decref(frame);
+        return;
+    }
+
     chat_outbox_to_session(out, chat_outbox_frame(out, frame), req->node,
                            req->sid);
 }
@@ -160,4 +167,13 @@ chat_answer_typing(chat_op_ctx_t *ctx, const chat_item_t *item)
     if (!item->u.typing.allowed) {
         chat_answer_not_member(ctx, item);
     }
+}
+
+
+/* an operator's op: what came of it is in the store and the log */
+void
+chat_answer_none(chat_op_ctx_t *ctx, const chat_item_t *item)
+{
+    (void) ctx;
+    (void) item;
 }

@@ -6,6 +6,7 @@
 #ifndef CHAT_WORKER_BATCH_H
 #define CHAT_WORKER_BATCH_H
 
+#include "worker_control.h"
 #include "worker_kafka.h"
 #include "worker_members.h"
 #include "worker_redis.h"
@@ -18,6 +19,8 @@ typedef struct {
     chat_stop_t           *stop;
     chat_members_cache_t  *members;
     size_t                 max_group_members;
+    chat_control_t        *control;
+    chat_metrics_t        *metrics;
 } chat_batch_ctx_t;
 
 /* processes one batch to the end: stored, answered, delivered; false when

@@ -7,7 +7,8 @@
  * Adding an op is adding a row and its functions. A record whose op the
  * wire does not know, or that has no row here (repair, for now), is
  * answered bad_request (dropped when it names no session to answer) and
- * logged as an error: it is never taken for another op.
+ * logged as an error: it is never taken for another op. A record with an
+ * admin field is an operator's (chatctl): the rows say which ops take one.
  */
 
 #ifndef CHAT_WORKER_OPS_H
@@ -28,6 +29,20 @@ typedef enum {
     CHAT_STAGE_MEMBERS,         /* ends a segment, alone */
     CHAT_STAGE_READ             /* after every segment, in one snapshot */
 } chat_stage_t;
+
+/*
+ * Who may send an op's records: a session (through nginx), an operator
+ * (chatctl: the record carries admin and no session, and whatever is
+ * wrong with it drops it, there being nobody to answer), or either.
+ */
+typedef enum {
+    CHAT_FROM_SESSION = 0,
+    CHAT_FROM_EITHER,
+    CHAT_FROM_OPERATOR
+} chat_from_t;
+
+/* the device an operator's system messages are stored as sent from */
+#define CHAT_OPERATOR_DEVICE  "chatctl"
 
 /* what the answers and errors of a request are tagged with */
 typedef enum {
@@ -61,6 +76,7 @@ struct chat_op_s {
     bool                 split;     /* refused together: stored again one
                                      * by one, so that only the faulty one
                                      * fails */
+    chat_from_t          from;
     const char          *refused;   /* the internal error's message */
 
     chat_op_parse_pt     parse;

@@ -31,6 +31,7 @@ extern const chat_pg_statements_t  chat_store_reads_statements;
 extern const chat_pg_statements_t  chat_store_groups_statements;
 extern const chat_pg_statements_t  chat_store_receipts_statements;
 extern const chat_pg_statements_t  chat_store_members_statements;
+extern const chat_pg_statements_t  chat_store_admin_statements;
 
 
 struct chat_store_s {
@@ -40,6 +41,7 @@ struct chat_store_s {
     chat_backoff_t               backoff;
     const chat_pg_statements_t  *const *statements;  /* NULL-terminated */
     chat_buf_t                   arrays[10];     /* array parameters */
+    chat_metrics_t              *metrics;        /* or NULL */
 };
 
 

@@ -9,6 +9,8 @@
  *   worker_store_groups.c    chat_store_group_op: membership changes
  *   worker_store_receipts.c  chat_store_receipts: receipt pointers
  *   worker_store_members.c   chat_store_load_members: the cache's loads
+ *   worker_store_admin.c     chat_store_revoke, chat_store_revocations,
+ *                            chat_store_redact: the operators' ops
  *   worker_pg.c              the connection, statements and retries they
  *                            share (worker_pg.h, theirs only)
  */
@@ -17,6 +19,7 @@
 #define CHAT_WORKER_STORE_H
 
 #include "worker_members.h"
+#include "worker_metrics.h"
 #include "worker_request.h"
 
 
@@ -31,6 +34,9 @@ typedef enum {
 
 chat_store_t *chat_store_open(const char *conninfo, chat_stop_t *stop);
 void chat_store_close(chat_store_t *st);
+/* where the transactions' durations and retries are counted (may be
+ * NULL: not counted) */
+void chat_store_set_metrics(chat_store_t *st, chat_metrics_t *m);
 
 
 /* a stored message, as the store and the frames see it */
@@ -123,7 +129,8 @@ chat_store_rc_t chat_store_reads(chat_store_t *st, chat_read_t **reads,
 
 /* ---- membership changes ---- */
 
-/* one create_group, add_members or remove_members, in one transaction */
+/* one create_group, add_members, remove_members or set_role, in one
+ * transaction */
 typedef enum {
     CHAT_GROUP_DONE,            /* answer group; system message if changed */
     CHAT_GROUP_FORBIDDEN,       /* not a member, not an admin, no group */
@@ -162,6 +169,43 @@ typedef struct {
 /* a batch's receipts in one transaction, in record order */
 chat_store_rc_t chat_store_receipts(chat_store_t *st, chat_receipt_t **r,
     size_t n, chat_arena_t *arena);
+
+
+/* ---- the operators' ops ---- */
+
+/* revocations, stored in one transaction (idempotent: a record replayed
+ * stores nothing twice) */
+chat_store_rc_t chat_store_revoke(chat_store_t *st,
+    const chat_request_t *const *reqs, size_t n);
+
+/* the latest revocation of each user (device NULL) and device */
+typedef struct {
+    const char  *user;
+    const char  *device;        /* NULL: every device */
+    int64_t      ms;
+} chat_revocation_t;
+
+/* every revocation's latest time, for chat:revoked; the rows live in the
+ * arena */
+chat_store_rc_t chat_store_revocations(chat_store_t *st,
+    chat_revocation_t **rows, size_t *n, chat_arena_t *arena);
+
+/* one redaction: the message's text erased (it stays, marked), and a
+ * system message in its conversation that says so */
+typedef enum {
+    CHAT_REDACT_DONE,           /* erased now, or erased by this record */
+    CHAT_REDACT_NOT_FOUND,      /* no such text message in conv */
+    CHAT_REDACT_ALREADY         /* erased before, by another record */
+} chat_redact_rc_t;
+
+typedef struct {
+    const chat_request_t  *req;
+    chat_redact_rc_t       rc;
+    chat_message_t         msg;         /* DONE: the system message */
+} chat_redact_t;
+
+chat_store_rc_t chat_store_redact(chat_store_t *st, chat_redact_t *r,
+    chat_arena_t *arena);
 
 
 /* ---- the membership cache ---- */
