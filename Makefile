@@ -88,7 +88,7 @@ MVN_DEP_PLUGIN := org.apache.maven.plugins:maven-dependency-plugin:3.6.1
 
 # the wire contract is the module's and the workers' alike
 WIRE_SRC     := ngx_chat_module/ngx_chat_wire.c
-WORKER_SRCS  := $(filter-out workers/chatctl.c,$(wildcard workers/*.c))
+WORKER_SRCS  := $(filter-out workers/chatctl%.c,$(wildcard workers/*.c))
 WORKER_OBJS  := $(patsubst workers/%.c,$(BUILD)/obj/workers/%.o,$(WORKER_SRCS)) \
                 $(BUILD)/obj/workers/ngx_chat_wire.o \
                 $(BUILD)/obj/gen/worker_lua.o
@@ -96,10 +96,13 @@ WORKER_OBJS  := $(patsubst workers/%.c,$(BUILD)/obj/workers/%.o,$(WORKER_SRCS)) 
 WORKER_LUA   := $(wildcard workers/lua/*.lua)
 WORKER_LUA_C := $(BUILD)/gen/worker_lua.c
 WORKER_LIBS  := -lrdkafka -lpq -lhiredis -ljansson -lcrypto -lpthread
-CHATCTL_SRCS ?= $(wildcard workers/chatctl.c)
+# chatctl: its main and one file per command group (workers/chatctl.h)
+CHATCTL_SRCS ?= $(wildcard workers/chatctl*.c)
 # the module's token signing, shared with nginx's check and chat_bench
-CHATCTL_DEPS := ngx_chat_module/ngx_chat_jwt.c ngx_chat_module/ngx_chat_wire.c
-CHATCTL_LIBS := -ljansson -lcrypto
+CHATCTL_OBJS := $(patsubst workers/%.c,$(BUILD)/obj/chatctl/%.o,$(CHATCTL_SRCS)) \
+                $(BUILD)/obj/chatctl/ngx_chat_jwt.o \
+                $(BUILD)/obj/workers/ngx_chat_wire.o
+CHATCTL_LIBS := -lrdkafka -lpq -lhiredis -ljansson -lcrypto
 
 WORKER_BINS := $(if $(WORKER_SRCS),$(BUILD)/bin/chat_worker) \
                $(if $(CHATCTL_SRCS),$(BUILD)/bin/chatctl)
@@ -276,12 +279,19 @@ $(BUILD)/bin/chat_worker: $(WORKER_OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(SAN) -o $@ $^ $(WORKER_LIBS)
 
-$(BUILD)/bin/chatctl: $(CHATCTL_SRCS) $(CHATCTL_DEPS)
-	@mkdir -p $(@D) $(BUILD)/obj
-	$(CC) $(CFLAGS_CHAT) -MMD -MP -MF $(BUILD)/obj/chatctl.d \
-	    -o $@ $^ $(CHATCTL_LIBS)
+$(BUILD)/obj/chatctl/%.o: workers/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_CHAT) -MMD -MP -c $< -o $@
 
--include $(WORKER_OBJS:.o=.d) $(BUILD)/obj/chatctl.d
+$(BUILD)/obj/chatctl/ngx_chat_jwt.o: ngx_chat_module/ngx_chat_jwt.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_CHAT) -MMD -MP -c $< -o $@
+
+$(BUILD)/bin/chatctl: $(CHATCTL_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(SAN) -o $@ $^ $(CHATCTL_LIBS)
+
+-include $(WORKER_OBJS:.o=.d) $(CHATCTL_OBJS:.o=.d)
 
 # ====================================================================== unit
 
@@ -322,6 +332,7 @@ calls: build
 	@python3 t/calls.py module $(NGX_SRC)/objs/addon/ngx_chat_module/*.o \
 	    $(NGX_SRC)/objs/addon/objs/ngx_chat_lua.o
 	@python3 t/calls.py workers $(WORKER_OBJS)
+	@python3 t/calls.py chatctl $(CHATCTL_OBJS)
 
 # the JavaScript client's unit tests: node's own runner, nothing to install
 .PHONY: test-js
