@@ -10,6 +10,9 @@
 #   make test      deps, build, unit, then the integration tests (pytest)
 #   make run       deps, build, then the whole stack in ./var (foreground)
 #   make dynamic   check that the module also builds as a dynamic module
+#   make install   PREFIX=... [DESTDIR=...]: nginx with the module, the
+#                  workers, chatctl, sql/, the web client, the systemd
+#                  units and the example configuration
 #   make fuzz      libFuzzer targets t/fuzz/fuzz_*.c, FUZZ_SECONDS (30) each
 #   make bench-deflate  permessage-deflate's ratio and CPU on chat frames
 #   make clean
@@ -122,7 +125,7 @@ UNIT_MOD_SRCS := $(wildcard ngx_chat_module/ngx_chat_frame.c \
 UNIT_LIBS := -ljansson -lcrypto -lz
 
 .PHONY: all deps pkgs nginx-source kafka-jars build nginx workers unit \
-        calls test run dynamic bench bench-deflate leak clean FORCE
+        calls test run dynamic install bench bench-deflate leak clean FORCE
 
 all: build
 
@@ -352,6 +355,73 @@ test: deps build unit calls test-js
 
 run: deps build
 	t/stack.sh run var
+
+# ================================================================== install
+#
+# make install [PREFIX=/usr/local/ngx_chat] [DESTDIR=...] [SYSCONFDIR=...]
+# [SYSTEMDDIR=...]: an nginx configured with --prefix=$(PREFIX) and the
+# module (built apart from the tests' one, in $(BUILD)/install), into
+# $(PREFIX)/sbin; chat_worker and chatctl into $(PREFIX)/bin; sql/ and the
+# web client (clients/) into $(PREFIX)/share/ngx_chat; the example
+# nginx.conf as $(PREFIX)/conf/nginx.conf and chat_worker.env in
+# $(SYSCONFDIR), each only when there is none; the systemd units, filled
+# from conf/systemd/*.in, into $(SYSTEMDDIR). DESTDIR prefixes every path
+# written, as packagers expect, and none that is compiled in.
+
+PREFIX     ?= /usr/local/ngx_chat
+DESTDIR    ?=
+BINDIR     := $(PREFIX)/bin
+SBINDIR    := $(PREFIX)/sbin
+DATADIR    := $(PREFIX)/share/ngx_chat
+SYSCONFDIR ?= $(PREFIX)/etc
+SYSTEMDDIR ?= $(PREFIX)/lib/systemd/system
+
+INST_DIR       := $(BUILD)/install
+INST_SRC       := $(INST_DIR)/nginx-src
+INST_CONF_ARGS := --prefix=$(PREFIX) $(NGX_OPTS) --add-module=$(CURDIR)
+
+$(INST_DIR)/.nginx-args: FORCE
+	@mkdir -p $(@D)
+	@echo "$(INST_CONF_ARGS)" | cmp -s - $@ || echo "$(INST_CONF_ARGS)" > $@
+
+$(INST_SRC)/objs/Makefile: $(INST_SRC)/.unpacked $(wildcard config) \
+                           $(INST_DIR)/.nginx-args $(NGX_LUA)
+	$(check-config)
+	cd $(INST_SRC) && ./configure $(INST_CONF_ARGS)
+
+install: pkgs workers $(INST_SRC)/objs/Makefile
+	$(MAKE) -C $(INST_SRC) -f objs/Makefile -j$(NGX_JOBS)
+	@set -e; d='$(DESTDIR)'; \
+	install -d "$$d$(PREFIX)/conf" "$$d$(BINDIR)" "$$d$(DATADIR)" \
+	    "$$d$(SYSCONFDIR)" "$$d$(SYSTEMDDIR)"; \
+	if [ ! -e "$$d$(PREFIX)/conf/nginx.conf" ]; then \
+	    install -m 644 conf/nginx.conf.example "$$d$(PREFIX)/conf/nginx.conf"; \
+	    echo "install: $(PREFIX)/conf/nginx.conf from conf/nginx.conf.example"; \
+	fi
+	$(MAKE) -C $(INST_SRC) -f objs/Makefile install DESTDIR='$(DESTDIR)' >/dev/null
+	@set -e; d='$(DESTDIR)'; \
+	install -m 755 $(BUILD)/bin/chat_worker $(BUILD)/bin/chatctl "$$d$(BINDIR)/"; \
+	rm -rf "$$d$(DATADIR)/sql" "$$d$(DATADIR)/clients"; \
+	install -d "$$d$(DATADIR)/sql"; \
+	install -m 644 sql/[0-9]*_*.sql "$$d$(DATADIR)/sql/"; \
+	cp -R clients "$$d$(DATADIR)/clients"; \
+	rm -rf "$$d$(DATADIR)/clients/js/test"; \
+	install -m 644 conf/chat_worker.env.example "$$d$(SYSCONFDIR)/"; \
+	if [ ! -e "$$d$(SYSCONFDIR)/chat_worker.env" ]; then \
+	    install -m 640 conf/chat_worker.env.example "$$d$(SYSCONFDIR)/chat_worker.env"; \
+	fi; \
+	for t in conf/systemd/*.in; do \
+	    u=$${t##*/}; u=$${u%.in}; \
+	    sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
+	        -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	        -e 's|@DATADIR@|$(DATADIR)|g' "$$t" > "$$d$(SYSTEMDDIR)/$$u.tmp"; \
+	    if grep -q '@[A-Z_]*@' "$$d$(SYSTEMDDIR)/$$u.tmp"; then \
+	        echo "install: $$t: a placeholder left unfilled" >&2; exit 1; \
+	    fi; \
+	    chmod 644 "$$d$(SYSTEMDDIR)/$$u.tmp"; \
+	    mv "$$d$(SYSTEMDDIR)/$$u.tmp" "$$d$(SYSTEMDDIR)/$$u"; \
+	done; \
+	echo "install: ngx_chat in $$d$(PREFIX) (units in $$d$(SYSTEMDDIR))"
 
 # ================================================================== dynamic
 
