@@ -15,6 +15,7 @@
 #                  units and the example configuration
 #   make fuzz      libFuzzer targets t/fuzz/fuzz_*.c, FUZZ_SECONDS (30) each
 #   make bench-deflate  permessage-deflate's ratio and CPU on chat frames
+#   make bench-deflate-wire  its bytes on the wire against the stack
 #   make clean
 #
 # SANITIZE=1 builds everything with ASan and UBSan into build-san/ instead
@@ -125,7 +126,8 @@ UNIT_MOD_SRCS := $(wildcard ngx_chat_module/ngx_chat_frame.c \
 UNIT_LIBS := -ljansson -lcrypto -lz
 
 .PHONY: all deps pkgs nginx-source kafka-jars build nginx workers unit \
-        calls test run dynamic install bench bench-deflate leak clean FORCE
+        calls test run dynamic install bench bench-deflate \
+        bench-deflate-wire leak clean FORCE
 
 all: build
 
@@ -465,7 +467,7 @@ BENCH_HDRS  := t/bench/bench.h ngx_chat_module/ngx_chat_jwt.h \
 
 $(BENCH_BIN): $(BENCH_SRCS) $(BENCH_HDRS)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_CHAT) -o $@ $(BENCH_SRCS) -ljansson -lcrypto
+	$(CC) $(CFLAGS_CHAT) -o $@ $(BENCH_SRCS) -ljansson -lcrypto -lz
 
 # the shared driver's sweeps against ngx_chat and then Centrifugo, in one
 # run, side by side with ratios (t/bench/compare.sh; SCENARIOS=dm|fanout|
@@ -494,6 +496,14 @@ $(DEFLATE_BENCH_BIN): $(DEFLATE_BENCH_SRCS) ngx_chat_module/ngx_chat_deflate.h \
 
 bench-deflate: $(DEFLATE_BENCH_BIN)
 	$(DEFLATE_BENCH_BIN) $(DEFLATE_BENCH_ITERS)
+
+# make bench-deflate-wire [WIRE_STACK=DIR] [WIRE_ARGS="--body 100"]:
+# t/bench/deflate_wire.py, bytes on the wire per message frame on /chat and
+# on /chat-z (permessage-deflate), against DIR or a stack of its own.
+# make bench BENCH_DEFLATE=1 runs the chat_bench scenarios compressed.
+
+bench-deflate-wire: deps build
+	python3 t/bench/deflate_wire.py $(WIRE_ARGS) $(WIRE_STACK)
 
 # ====================================================================== fuzz
 #

@@ -43,6 +43,7 @@
 #include <ngx_http.h>
 
 #include "ngx_chat_frame.h"
+#include "ngx_chat_deflate.h"
 #include "ngx_chat_metrics.h"
 #include "ngx_chat_wire.h"
 
@@ -81,6 +82,13 @@ typedef struct ngx_chat_main_conf_s {
 
     ngx_chat_metrics_conf_t    metrics;
 
+    /* permessage-deflate, per process: chat_deflate_level,
+     * chat_deflate_mem_level, chat_deflate_min_size, and their check */
+    ngx_uint_t                 deflate_level;
+    ngx_uint_t                 deflate_mem_level;
+    size_t                     deflate_min_size;
+    ngx_chat_deflate_conf_t    deflate;
+
     /* this process, set in init_process: "<server_id>:<process>" */
     ngx_str_t                  node;
 } ngx_chat_main_conf_t;
@@ -98,69 +106,95 @@ typedef struct {
     ngx_uint_t                 burst;
     ngx_uint_t                 rate_strikes;
 
+    /* permessage-deflate: chat_deflate and what a connection may agree
+     * to, merged into deflate_conf, which the handshake negotiates with */
+    ngx_flag_t                 deflate;
+    ngx_uint_t                 deflate_window_bits;
+    ngx_uint_t                 deflate_client_window_bits;
+    ngx_flag_t                 deflate_client_takeover;
+    ngx_chat_deflate_conf_t    deflate_conf;
+
     const ngx_chat_session_handlers_t  *handlers;
     ngx_uint_t                 metrics_index;   /* connections by location */
     ngx_flag_t                 health_ready;    /* chat_health ready */
 } ngx_chat_loc_conf_t;
 
 
+/* what a session holds beyond its struct, allocated when first needed */
+typedef struct {
+    /* ngx_chat_stream.c: answers being popped, while there are */
+    void                      *stream;
+
+    /* ngx_chat_presence.c: whom it watches */
+    void                     **watching;
+    uint16_t                   nwatching;
+    uint16_t                   nwatching_alloc;
+} ngx_chat_session_extra_t;
+
+
 /*
- * One WebSocket connection after the upgrade; lives in c->pool. Each file
- * owns the fields under its name.
+ * One WebSocket connection after the upgrade; lives in c->pool, with its
+ * user and device ids after it. Each file owns the fields under its name.
+ * An idle session is this struct and those few bytes, compressed or not:
+ * the frame parser and inflater, the reassembly and output buffers and
+ * the extras exist only while they are in use, so that the whole of it
+ * fits the connection pool's first block with nginx's own.
  */
 struct ngx_chat_session_s {
     /* ngx_chat_session.c */
-    ngx_rbtree_node_t          node;        /* key: the session id */
+    ngx_chat_session_t        *next;        /* in the table's bucket */
+    uint64_t                   key;         /* the session id */
     ngx_connection_t          *connection;
     ngx_chat_loc_conf_t       *conf;
 
-    ngx_str_t                  user;
-    ngx_str_t                  device;
-    u_char                     sid[NGX_CHAT_WIRE_SID_LEN];
-    int64_t                    expires;     /* token exp, seconds; 0 none */
+    /* the parser and the message being reassembled, while a frame or a
+     * message is under way; the output waiting for the socket */
+    void                      *in;
+    void                      *out;
 
-    ngx_chat_ws_parser_t       parser;
+    ngx_chat_session_extra_t  *extra;
 
-    /* a data message being reassembled (allocated only while it is) */
-    u_char                    *msg;
-    size_t                     msg_len;
-    size_t                     msg_size;
-
-    /* frames waiting for the socket (allocated only while there are) */
-    u_char                    *out;
-    u_char                    *out_pos;
-    u_char                    *out_last;
-    u_char                    *out_end;
+    uint32_t                   expires;     /* token exp, seconds; 0 none */
 
     /* ngx_current_msec of the last byte read and of the last ping sent */
     uint32_t                   last_read;
     uint32_t                   last_ping;
+
+    u_char                     user_len;
+    u_char                     device_len;
+
     unsigned                   in_table:1;
     unsigned                   closing:1;     /* our close frame queued */
     unsigned                   lingering:1;   /* draining before close */
     unsigned                   gone:1;        /* handlers->closed ran */
     unsigned                   notify_drained:1;
+    /* permessage-deflate: the server window bits agreed, 0 if it was
+     * not; the client's, and whether it keeps its context */
+    unsigned                   deflate_bits:4;
+    unsigned                   inflate_bits:4;
+    unsigned                   inflate_takeover:1;
+
+    /* ngx_chat_registry.c */
+    unsigned                   registered:1;
 
     /* ngx_chat_dispatch.c: the token bucket of client frames (thousandths
      * of a frame), and the last typing "start" forwarded */
-    ngx_msec_t                 rate_last;
-    uint32_t                   rate_tokens;
     uint16_t                   rate_strikes;
+    uint32_t                   rate_last;
+    uint32_t                   rate_tokens;
     uint32_t                   typing_hash;
-    ngx_msec_t                 typing_last;
+    uint32_t                   typing_last;
 
     /* ngx_chat_registry.c */
     int64_t                    since;       /* connected, us */
-    unsigned                   registered:1;
-
-    /* ngx_chat_stream.c: answers being popped, while there are */
-    void                      *stream;
-
-    /* ngx_chat_presence.c: whom it watches, allocated when it does */
-    void                     **watching;
-    uint16_t                   nwatching;
-    uint16_t                   nwatching_alloc;
 };
+
+
+/* the user and device ids, as ngx_str_t (valid in the enclosing block) */
+#define ngx_chat_session_user(s)                                              \
+    (&(ngx_str_t) { (s)->user_len, (u_char *) ((s) + 1) })
+#define ngx_chat_session_device(s)                                            \
+    (&(ngx_str_t) { (s)->device_len, (u_char *) ((s) + 1) + (s)->user_len })
 
 
 extern ngx_module_t  ngx_chat_module;
@@ -236,16 +270,25 @@ void ngx_chat_presence_resubscribe(void);
 
 /*
  * Takes the connection over from the upgrade request r: response is the
- * 101 answer to send first (copied), handlers what the session's events
- * go to. NGX_DONE, or an HTTP status to answer instead.
+ * 101 answer to send first (copied), deflate what permessage-deflate
+ * agreed to (NULL if it was not), handlers what the session's events go
+ * to. NGX_DONE, or an HTTP status to answer instead.
  */
 ngx_int_t ngx_chat_session_start(ngx_http_request_t *r, ngx_str_t *user,
-    ngx_str_t *device, int64_t expires, u_char *response, size_t len);
+    ngx_str_t *device, int64_t expires, u_char *response, size_t len,
+    const ngx_chat_deflate_params_t *deflate);
 
-ngx_int_t ngx_chat_session_init(ngx_cycle_t *cycle);
+/* the process's read buffer, session ids and deflate context */
+ngx_int_t ngx_chat_session_init(ngx_cycle_t *cycle,
+    ngx_chat_main_conf_t *mcf);
+void ngx_chat_session_exit(ngx_cycle_t *cycle);
 
 ngx_chat_session_t *ngx_chat_session_find(const u_char *sid);
-ngx_chat_session_t *ngx_chat_session_find_key(ngx_rbtree_key_t key);
+ngx_chat_session_t *ngx_chat_session_find_key(uint64_t key);
+/* the session id as NGX_CHAT_WIRE_SID_LEN hex digits into buf */
+u_char *ngx_chat_session_sid(ngx_chat_session_t *s, u_char *buf);
+/* the extras, allocated on the first call; NULL without memory */
+ngx_chat_session_extra_t *ngx_chat_session_extra(ngx_chat_session_t *s);
 /* the sessions of this process in sid order; NULL after the last */
 ngx_chat_session_t *ngx_chat_session_first(void);
 ngx_chat_session_t *ngx_chat_session_next(ngx_chat_session_t *s);
@@ -260,6 +303,15 @@ ngx_int_t ngx_chat_session_send(ngx_chat_session_t *s, ngx_uint_t opcode,
     u_char *data, size_t len);
 ngx_int_t ngx_chat_session_send_text(ngx_chat_session_t *s, u_char *data,
     size_t len);
+/*
+ * The same for one message to many sessions (ngx_chat_deflate_shared_init()
+ * first): compressed once per window size among those that agreed to
+ * permessage-deflate, as it is to the others; then
+ * ngx_chat_session_shared_free()
+ */
+ngx_int_t ngx_chat_session_send_shared(ngx_chat_session_t *s,
+    ngx_chat_deflate_shared_t *sh);
+void ngx_chat_session_shared_free(ngx_chat_deflate_shared_t *sh);
 void ngx_chat_session_close(ngx_chat_session_t *s, ngx_uint_t code,
     char *reason);
 void ngx_chat_session_close_all(ngx_uint_t code, char *reason);

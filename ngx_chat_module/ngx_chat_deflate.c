@@ -854,6 +854,66 @@ ngx_chat_inflate_strerror(ngx_chat_inflate_rc_e rc)
 }
 
 
+unsigned
+ngx_chat_inflate_event(ngx_chat_deflate_ctx_t *ctx, ngx_chat_inflater_t *inf,
+    uint32_t *utf8, const ngx_chat_ws_event_t *ev,
+    ngx_chat_deflate_buf_t *out, size_t limit, const char **reason)
+{
+    size_t                 old;
+    ngx_chat_inflate_rc_e  rc;
+
+    old = out->len;
+
+    rc = ngx_chat_inflate(ctx, inf, ev->data, ev->len, ev->last, out,
+                          limit);
+
+    if (rc != NGX_CHAT_INFLATE_OK) {
+        /* ngx_chat_inflate() gave the stream back */
+        *utf8 = NGX_CHAT_UTF8_ACCEPT;
+        *reason = ngx_chat_inflate_strerror(rc);
+
+        return rc == NGX_CHAT_INFLATE_TOO_BIG ? NGX_CHAT_WIRE_CLOSE_TOO_BIG
+               : rc == NGX_CHAT_INFLATE_CORRUPT ? NGX_CHAT_WIRE_CLOSE_UTF8
+               : NGX_CHAT_WIRE_CLOSE_INTERNAL;
+    }
+
+    /*
+     * The parser checks no compressed byte: the text is judged here, as
+     * it comes out, so that a bad byte fails the message at once.
+     */
+
+    if (ev->opcode == NGX_CHAT_WS_OP_TEXT) {
+
+        if (ngx_chat_utf8_validate(utf8, out->data + old, out->len - old)
+            != 0)
+        {
+            *reason = "invalid UTF-8 in a compressed text message";
+            goto utf8;
+        }
+
+        if (ev->last && *utf8 != NGX_CHAT_UTF8_ACCEPT) {
+            *reason = "compressed text message ends inside "
+                      "a UTF-8 character";
+            goto utf8;
+        }
+    }
+
+    if (ev->last) {
+        *utf8 = NGX_CHAT_UTF8_ACCEPT;
+    }
+
+    return 0;
+
+utf8:
+
+    /* the connection fails: its stream goes back now, as on other errors */
+    ngx_chat_inflate_end(ctx, inf);
+    *utf8 = NGX_CHAT_UTF8_ACCEPT;
+
+    return NGX_CHAT_WIRE_CLOSE_UTF8;
+}
+
+
 /*
  * Inflates in[0..len) into out.  Output goes straight into out while it
  * has room below the limit; once it is full, a 1-byte probe says whether
@@ -1213,6 +1273,7 @@ ngx_chat_deflate_payload(ngx_chat_deflate_ctx_t *ctx, unsigned window_bits,
     }
 
     *out_len = n - sizeof(ngx_chat_deflate_tail);
+    ctx->deflated++;
 
     return NGX_CHAT_DEFLATE_OK;
 }
@@ -1259,4 +1320,101 @@ ngx_chat_deflate_frame(ngx_chat_deflate_ctx_t *ctx, unsigned window_bits,
     *frame_len = hlen + n;
 
     return NGX_CHAT_DEFLATE_OK;
+}
+
+
+/* ------------------------------------------------ one message, many peers */
+
+void
+ngx_chat_deflate_shared_init(ngx_chat_deflate_shared_t *sh, unsigned opcode,
+    const unsigned char *in, size_t len)
+{
+    memset(sh, 0, sizeof(ngx_chat_deflate_shared_t));
+
+    sh->in = in;
+    sh->len = len;
+    sh->opcode = opcode;
+}
+
+
+ngx_chat_deflate_rc_e
+ngx_chat_deflate_shared_frame(ngx_chat_deflate_ctx_t *ctx,
+    ngx_chat_deflate_shared_t *sh, unsigned window_bits,
+    unsigned char **frame, size_t *frame_len)
+{
+    size_t                 size;
+    unsigned               i;
+    ngx_chat_deflate_rc_e  rc;
+
+    if (window_bits < 9 || window_bits > 15) {
+        return NGX_CHAT_DEFLATE_ERROR;
+    }
+
+    /* nothing to build, nothing to remember, for every window at once */
+
+    if (sh->len < ctx->min_size) {
+        return NGX_CHAT_DEFLATE_DECLINED;
+    }
+
+    i = window_bits - 9;
+
+    if (sh->tried & (1u << i)) {
+
+        if (sh->frame[i] == NULL) {
+            /* declined or failed the first time: it would again */
+            return NGX_CHAT_DEFLATE_DECLINED;
+        }
+
+        *frame = sh->frame[i];
+        *frame_len = sh->frame_len[i];
+
+        return NGX_CHAT_DEFLATE_OK;
+    }
+
+    sh->tried |= 1u << i;
+
+    size = NGX_CHAT_DEFLATE_FRAME_SIZE(sh->len);
+
+    if (size < sh->len) {
+        return NGX_CHAT_DEFLATE_DECLINED;
+    }
+
+    sh->buf[i] = ctx->alloc(ctx->data, size);
+    if (sh->buf[i] == NULL) {
+        return NGX_CHAT_DEFLATE_ERROR;
+    }
+
+    rc = ngx_chat_deflate_frame(ctx, window_bits, sh->opcode, sh->in,
+                                sh->len, sh->buf[i], size, &sh->frame[i],
+                                &sh->frame_len[i]);
+
+    if (rc != NGX_CHAT_DEFLATE_OK) {
+        ctx->free(ctx->data, sh->buf[i]);
+        sh->buf[i] = NULL;
+        sh->frame[i] = NULL;
+        return rc;
+    }
+
+    *frame = sh->frame[i];
+    *frame_len = sh->frame_len[i];
+
+    return NGX_CHAT_DEFLATE_OK;
+}
+
+
+void
+ngx_chat_deflate_shared_free(ngx_chat_deflate_ctx_t *ctx,
+    ngx_chat_deflate_shared_t *sh)
+{
+    unsigned  i;
+
+    for (i = 0; i < 7; i++) {
+        if (sh->buf[i]) {
+            ctx->free(ctx->data, sh->buf[i]);
+            sh->buf[i] = NULL;
+            sh->frame[i] = NULL;
+        }
+    }
+
+    sh->tried = 0;
 }

@@ -19,13 +19,15 @@
  *                   name, the parser gets p->deflate = 1 and the session
  *                   ngx_chat_inflate_init();
  *   client message  for every DATA event with ev->compressed:
+ *                   ngx_chat_inflate_event(), which is
  *                   ngx_chat_inflate(ev->data, ev->len, ev->last) into the
- *                   message buffer; text: ngx_chat_utf8_validate() over
- *                   the bytes it added, and the state must be ACCEPT at
- *                   the end (1007 otherwise);
- *   server message  ngx_chat_deflate_frame() once per distinct
- *                   server_window_bits among the recipients, the same
- *                   bytes written to each of them;
+ *                   message buffer and, for text, ngx_chat_utf8_validate()
+ *                   over the bytes it added, the state ACCEPT at the end
+ *                   (1007 otherwise);
+ *   server message  to one connection: ngx_chat_deflate_frame(); to many
+ *                   (a delivery's recipients): ngx_chat_deflate_shared_*,
+ *                   which calls it once per distinct server_window_bits
+ *                   among them, the same bytes written to each;
  *   close           ngx_chat_inflate_end();
  *   exit_process    ngx_chat_deflate_ctx_cleanup().
  *
@@ -47,7 +49,7 @@
  *                     window and chains, 512 << mem_level of hash heads
  *                     and pending output: 268,224 bytes at 15 bits and
  *                     memLevel 8, 9,152 at 9 bits and memLevel 1
- *   context           sizeof(ngx_chat_deflate_ctx_t), 312 bytes
+ *   context           sizeof(ngx_chat_deflate_ctx_t), 320 bytes
  */
 
 
@@ -138,10 +140,11 @@ typedef struct {
     /* idle inflate streams kept for reuse (init: 4) */
     unsigned                   idle_max;
 
-    /* read only: streams allocated */
+    /* read only: streams allocated, messages compressed */
     unsigned                   inflate_streams;  /* in use and idle */
     unsigned                   inflate_idle;
     unsigned                   deflate_streams;
+    uint64_t                   deflated;
 
     /* private */
     ngx_chat_zstream_t        *deflate[16];      /* by window bits */
@@ -286,6 +289,22 @@ void ngx_chat_inflate_end(ngx_chat_deflate_ctx_t *ctx,
 const char *ngx_chat_inflate_strerror(ngx_chat_inflate_rc_e rc);
 
 
+/*
+ * One DATA event of a compressed message (ev->compressed), as a session
+ * reads it: ngx_chat_inflate() of its bytes into out under limit and, for
+ * a text message, ngx_chat_utf8_validate() of the bytes that added, *utf8
+ * carried across the message's events (NGX_CHAT_UTF8_ACCEPT at its start,
+ * and again after its last event).  Returns 0, or the close code to fail
+ * the connection with: 1009 past the limit, 1007 for data that is not
+ * DEFLATE or text that is not UTF-8, 1011 out of memory; *reason is then
+ * a static string for the log.  The inflater's stream is given back on
+ * an error, as ngx_chat_inflate() does; out stays the caller's to free.
+ */
+unsigned ngx_chat_inflate_event(ngx_chat_deflate_ctx_t *ctx,
+    ngx_chat_inflater_t *inf, uint32_t *utf8, const ngx_chat_ws_event_t *ev,
+    ngx_chat_deflate_buf_t *out, size_t limit, const char **reason);
+
+
 /* ---------------------------------------------------------------- deflate */
 
 /*
@@ -311,6 +330,46 @@ ngx_chat_deflate_rc_e ngx_chat_deflate_frame(ngx_chat_deflate_ctx_t *ctx,
     unsigned window_bits, unsigned opcode, const unsigned char *in,
     size_t len, unsigned char *out, size_t out_size, unsigned char **frame,
     size_t *frame_len);
+
+
+/*
+ * One server message for many connections (the recipients of a delivery):
+ * its compressed frame is built once per window bits value among them, at
+ * the first connection that needs it, and the same bytes serve every other
+ * connection of that value.  The message itself (in, len) is the caller's
+ * and must stay until ngx_chat_deflate_shared_free(); nothing is
+ * allocated until a frame is asked for.
+ */
+
+typedef struct {
+    const unsigned char       *in;
+    size_t                     len;
+    unsigned                   opcode;
+
+    /* private: by window bits, at [bits - 9] */
+    unsigned                   tried;        /* one bit per window bits */
+    unsigned char             *buf[7];
+    unsigned char             *frame[7];
+    size_t                     frame_len[7];
+} ngx_chat_deflate_shared_t;
+
+
+void ngx_chat_deflate_shared_init(ngx_chat_deflate_shared_t *sh,
+    unsigned opcode, const unsigned char *in, size_t len);
+
+/*
+ * The compressed frame for connections that agreed to window_bits: OK
+ * with *frame and *frame_len (valid until shared_free), DECLINED (short,
+ * or would not shrink) or ERROR (out of memory): send the message
+ * uncompressed then.  A second call for the same window bits returns
+ * what the first one did, without compressing again.
+ */
+ngx_chat_deflate_rc_e ngx_chat_deflate_shared_frame(
+    ngx_chat_deflate_ctx_t *ctx, ngx_chat_deflate_shared_t *sh,
+    unsigned window_bits, unsigned char **frame, size_t *frame_len);
+
+void ngx_chat_deflate_shared_free(ngx_chat_deflate_ctx_t *ctx,
+    ngx_chat_deflate_shared_t *sh);
 
 
 #endif /* _NGX_CHAT_DEFLATE_H_INCLUDED_ */

@@ -192,9 +192,14 @@ invalid:
 static void
 ngx_chat_deliver_to_sessions(const ngx_chat_wire_record_t *rec)
 {
-    int                  rc;
-    const char          *sids, *sid;
-    ngx_chat_session_t  *s;
+    int                         rc;
+    const char                 *sids, *sid;
+    ngx_chat_session_t         *s;
+    ngx_chat_deflate_shared_t   sh;
+
+    /* a frame is compressed once per window size among its recipients */
+    ngx_chat_deflate_shared_init(&sh, NGX_CHAT_WS_OP_TEXT,
+                                 (u_char *) rec->body, rec->body_len);
 
     sids = rec->args;
 
@@ -210,8 +215,7 @@ ngx_chat_deliver_to_sessions(const ngx_chat_wire_record_t *rec)
         switch (rec->type) {
 
         case NGX_CHAT_WIRE_RECORD_FRAME:
-            (void) ngx_chat_session_send_text(s, (u_char *) rec->body,
-                                              rec->body_len);
+            (void) ngx_chat_session_send_shared(s, &sh);
             break;
 
         case NGX_CHAT_WIRE_RECORD_KICK:
@@ -224,6 +228,8 @@ ngx_chat_deliver_to_sessions(const ngx_chat_wire_record_t *rec)
             break;
         }
     }
+
+    ngx_chat_session_shared_free(&sh);
 
     if (rc == -1) {
         ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,

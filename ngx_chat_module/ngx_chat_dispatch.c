@@ -62,15 +62,16 @@ ngx_chat_dispatch_main_conf(void)
 static ngx_int_t
 ngx_chat_dispatch_start(ngx_chat_session_t *s)
 {
-    u_char                 buf[512], *p;
+    u_char                 buf[512], sid[NGX_CHAT_WIRE_SID_LEN], *p;
     ngx_time_t            *tp;
     ngx_chat_main_conf_t  *mcf;
 
     mcf = ngx_chat_dispatch_main_conf();
     tp = ngx_timeofday();
 
-    s->rate_last = ngx_current_msec;
-    s->rate_tokens = s->conf->burst * 1000;
+    s->rate_last = (uint32_t) ngx_current_msec;
+    s->rate_tokens = (uint32_t) ngx_min((uint64_t) s->conf->burst * 1000,
+                                        NGX_MAX_UINT32_VALUE);
 
     if (ngx_chat_drain_enabled()) {
         /* not closed all at once by nginx's shutdown: ngx_chat_drain.c */
@@ -84,8 +85,10 @@ ngx_chat_dispatch_start(ngx_chat_session_t *s)
                      "\"heartbeat_s\":%M,\"max_message_bytes\":%uz,"
                      "\"features\":" NGX_CHAT_PROTO_FEATURES ","
                      "\"server_ts\":%M}",
-                     &s->user, &s->device, (size_t) NGX_CHAT_WIRE_SID_LEN,
-                     s->sid, &mcf->server_id, &mcf->node,
+                     ngx_chat_session_user(s), ngx_chat_session_device(s),
+                     (size_t) NGX_CHAT_WIRE_SID_LEN,
+                     ngx_chat_session_sid(s, sid), &mcf->server_id,
+                     &mcf->node,
                      s->conf->heartbeat / 1000, s->conf->max_message,
                      (ngx_msec_t) tp->sec * 1000 + tp->msec);
 
@@ -103,6 +106,7 @@ static void
 ngx_chat_dispatch_message(ngx_chat_session_t *s, ngx_uint_t opcode,
     u_char *data, size_t len)
 {
+    u_char                    sid[NGX_CHAT_WIRE_SID_LEN];
     ngx_time_t               *tp;
     ngx_msec_t                retry;
     ngx_chat_main_conf_t     *mcf;
@@ -118,13 +122,13 @@ ngx_chat_dispatch_message(ngx_chat_session_t *s, ngx_uint_t opcode,
     mcf = ngx_chat_dispatch_main_conf();
     tp = ngx_timeofday();
 
-    peer.user = (char *) s->user.data;
-    peer.user_len = s->user.len;
-    peer.device = (char *) s->device.data;
-    peer.device_len = s->device.len;
+    peer.user = (char *) ngx_chat_session_user(s)->data;
+    peer.user_len = s->user_len;
+    peer.device = (char *) ngx_chat_session_device(s)->data;
+    peer.device_len = s->device_len;
     peer.node = (char *) mcf->node.data;
     peer.node_len = mcf->node.len;
-    peer.sid = (char *) s->sid;
+    peer.sid = (char *) ngx_chat_session_sid(s, sid);
     peer.now_ms = (int64_t) tp->sec * 1000 + tp->msec;
 
     ngx_chat_proto_handle(&peer, (char *) data, len, &res);
@@ -259,17 +263,19 @@ ngx_chat_dispatch_auth(ngx_chat_session_t *s, ngx_chat_main_conf_t *mcf,
         return;
     }
 
-    if (ngx_strlen(claims.sub) != s->user.len
-        || ngx_strncmp(claims.sub, s->user.data, s->user.len) != 0
-        || ngx_strlen(claims.dev) != s->device.len
-        || ngx_strncmp(claims.dev, s->device.data, s->device.len) != 0)
+    if (ngx_strlen(claims.sub) != s->user_len
+        || ngx_strncmp(claims.sub, ngx_chat_session_user(s)->data, s->user_len) != 0
+        || ngx_strlen(claims.dev) != s->device_len
+        || ngx_strncmp(claims.dev, ngx_chat_session_device(s)->data, s->device_len) != 0)
     {
         ngx_chat_proto_set_error(res, "forbidden",
                                  "the token is for another user or device");
         return;
     }
 
-    s->expires = claims.exp;
+    /* exp is seconds: 32 bits last until 2106 */
+    s->expires = (uint32_t) ngx_min((uint64_t) claims.exp,
+                                    NGX_MAX_UINT32_VALUE);
 
     ngx_chat_proto_set_auth_ok(res, claims.exp * 1000);
 }
@@ -286,11 +292,13 @@ ngx_chat_dispatch_rate(ngx_chat_session_t *s)
 
     lcf = s->conf;
 
-    elapsed = ngx_current_msec - s->rate_last;
-    s->rate_last = ngx_current_msec;
+    /* 32 bits of milliseconds wrap after 49 days: the difference holds */
+    elapsed = (uint32_t) ((uint32_t) ngx_current_msec - s->rate_last);
+    s->rate_last = (uint32_t) ngx_current_msec;
 
     tokens = s->rate_tokens + (uint64_t) elapsed * lcf->rate;
     tokens = ngx_min(tokens, (uint64_t) lcf->burst * 1000);
+    tokens = ngx_min(tokens, NGX_MAX_UINT32_VALUE);
 
     if (tokens < 1000) {
         s->rate_tokens = (uint32_t) tokens;
@@ -318,13 +326,14 @@ ngx_chat_dispatch_typing_throttled(ngx_chat_session_t *s,
     hash = ngx_crc32_short((u_char *) res->key, res->key_len);
 
     if (hash == s->typing_hash
-        && ngx_current_msec - s->typing_last < NGX_CHAT_TYPING_EVERY)
+        && (uint32_t) ((uint32_t) ngx_current_msec - s->typing_last)
+           < NGX_CHAT_TYPING_EVERY)
     {
         return 1;
     }
 
     s->typing_hash = hash;
-    s->typing_last = ngx_current_msec;
+    s->typing_last = (uint32_t) ngx_current_msec;
 
     return 0;
 }

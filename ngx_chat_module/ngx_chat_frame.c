@@ -253,6 +253,14 @@ ngx_chat_ws_parser_init(ngx_chat_ws_parser_t *p, uint64_t max_message)
 }
 
 
+int
+ngx_chat_ws_parser_idle(const ngx_chat_ws_parser_t *p)
+{
+    return p->state == ngx_chat_ws_st_header && p->hdr_len == 0
+           && p->msg_opcode == 0;
+}
+
+
 ngx_chat_ws_rc_e
 ngx_chat_ws_parse(ngx_chat_ws_parser_t *p, unsigned char **pos,
     unsigned char *end, ngx_chat_ws_event_t *ev)

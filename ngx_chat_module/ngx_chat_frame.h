@@ -134,6 +134,13 @@ typedef struct {
 void ngx_chat_ws_parser_init(ngx_chat_ws_parser_t *p, uint64_t max_message);
 
 /*
+ * 1 when the parser is between messages with no frame begun (and not in
+ * error): it holds nothing a fresh parser with the same settings lacks,
+ * so a caller may drop it and start the next read with a new one.
+ */
+int ngx_chat_ws_parser_idle(const ngx_chat_ws_parser_t *p);
+
+/*
  * Consumes bytes from *pos up to end and returns at the first event; call
  * it again (with the advanced *pos) until it returns NGX_CHAT_WS_AGAIN.
  * Bytes of data frames are unmasked in place, so the buffer must be

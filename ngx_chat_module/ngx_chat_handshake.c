@@ -4,7 +4,9 @@
  * that guards it: everything that happens while the connection is still an
  * HTTP request, up to the 101 answer that ngx_chat_session.c sends first. A
  * request that fails here gets a plain HTTP answer (400, 401, 405, 426) and
- * leaves no trace anywhere else.
+ * leaves no trace anywhere else. The permessage-deflate offers are
+ * answered here too (ngx_chat_deflate.c chooses): an offer the location
+ * cannot honour is not an error, the 101 just goes without the extension.
  */
 
 
@@ -18,6 +20,9 @@
 
 #define NGX_CHAT_WS_GUID           "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
+/* the 101 with every header it may have, the extension's included */
+#define NGX_CHAT_RESPONSE_MAX      (256 + NGX_CHAT_DEFLATE_RESPONSE_MAX)
+
 
 static ngx_table_elt_t *ngx_chat_find_header(ngx_http_request_t *r,
     char *name, size_t len);
@@ -29,6 +34,8 @@ static ngx_int_t ngx_chat_get_token(ngx_http_request_t *r, ngx_str_t *token);
 static void ngx_chat_hide_token(ngx_http_request_t *r);
 static ngx_int_t ngx_chat_upgrade(ngx_http_request_t *r, ngx_str_t *user,
     ngx_str_t *device, ngx_str_t *protocol, ngx_str_t *key, int64_t expires);
+static ngx_int_t ngx_chat_deflate_offers(ngx_http_request_t *r,
+    ngx_chat_deflate_params_t *params, char *response, size_t *len);
 
 
 ngx_int_t
@@ -159,10 +166,19 @@ static ngx_int_t
 ngx_chat_upgrade(ngx_http_request_t *r, ngx_str_t *user, ngx_str_t *device,
     ngx_str_t *protocol, ngx_str_t *key, int64_t expires)
 {
-    u_char      hash[20], accept[28], response[256], *p;
-    ngx_int_t   rc;
-    ngx_str_t   src, dst;
-    ngx_sha1_t  sha1;
+    u_char                      hash[20], accept[28], *p;
+    u_char                      response[NGX_CHAT_RESPONSE_MAX];
+    char                        extension[NGX_CHAT_DEFLATE_RESPONSE_MAX];
+    size_t                      extension_len;
+    ngx_int_t                   rc, deflate;
+    ngx_str_t                   src, dst;
+    ngx_sha1_t                  sha1;
+    ngx_chat_deflate_params_t   params;
+
+    deflate = ngx_chat_deflate_offers(r, &params, extension, &extension_len);
+    if (deflate == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     ngx_sha1_init(&sha1);
     ngx_sha1_update(&sha1, key->data, key->len);
@@ -183,16 +199,114 @@ ngx_chat_upgrade(ngx_http_request_t *r, ngx_str_t *user, ngx_str_t *device,
         p = ngx_sprintf(p, "Sec-WebSocket-Protocol: %V\r\n", protocol);
     }
 
+    if (deflate == NGX_OK) {
+        p = ngx_sprintf(p, "Sec-WebSocket-Extensions: %*s\r\n",
+                        extension_len, extension);
+    }
+
     *p++ = CR; *p++ = LF;
 
     rc = ngx_chat_session_start(r, user, device, expires, response,
-                                p - response);
+                                p - response,
+                                deflate == NGX_OK ? &params : NULL);
 
     ngx_chat_stats->handshakes[rc == NGX_DONE
                                ? NGX_CHAT_HANDSHAKE_OK
                                : NGX_CHAT_HANDSHAKE_UNAVAILABLE]++;
 
     return rc;
+}
+
+
+/*
+ * permessage-deflate (RFC 7692): the offers of every
+ * Sec-WebSocket-Extensions header, in order, against the location's
+ * chat_deflate settings. NGX_OK with the parameters and the response
+ * header's value, NGX_DECLINED to answer without the extension.
+ */
+
+static ngx_int_t
+ngx_chat_deflate_offers(ngx_http_request_t *r,
+    ngx_chat_deflate_params_t *params, char *response, size_t *len)
+{
+    size_t                   n;
+    ngx_uint_t               i;
+    const char              *why;
+    ngx_list_part_t         *part;
+    ngx_table_elt_t         *h;
+    ngx_chat_loc_conf_t     *lcf;
+    ngx_chat_deflate_str_t  *values;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_chat_module);
+
+    if (!lcf->deflate_conf.enabled) {
+        return NGX_DECLINED;
+    }
+
+    /* two passes over the headers: count, then collect */
+
+    values = NULL;
+    n = 0;
+
+    for ( ;; ) {
+        part = &r->headers_in.headers.part;
+        h = part->elts;
+
+        for (i = 0; /* void */ ; i++) {
+
+            if (i >= part->nelts) {
+                if (part->next == NULL) {
+                    break;
+                }
+
+                part = part->next;
+                h = part->elts;
+                i = 0;
+            }
+
+            if (h[i].key.len == sizeof("Sec-WebSocket-Extensions") - 1
+                && ngx_strncasecmp(h[i].key.data,
+                                   (u_char *) "Sec-WebSocket-Extensions",
+                                   sizeof("Sec-WebSocket-Extensions") - 1)
+                   == 0)
+            {
+                if (values) {
+                    values[n].data = h[i].value.data;
+                    values[n].len = h[i].value.len;
+                }
+
+                n++;
+            }
+        }
+
+        if (n == 0 || values) {
+            break;
+        }
+
+        values = ngx_palloc(r->pool, n * sizeof(ngx_chat_deflate_str_t));
+        if (values == NULL) {
+            return NGX_ERROR;
+        }
+
+        n = 0;
+    }
+
+    if (n == 0) {
+        return NGX_DECLINED;
+    }
+
+    if (!ngx_chat_deflate_negotiate(&lcf->deflate_conf, values, n, params,
+                                    response, len, &why))
+    {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "chat: permessage-deflate declined: %s", why);
+        return NGX_DECLINED;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "chat: permessage-deflate: \"%s\"", response);
+
+    return NGX_OK;
 }
 
 

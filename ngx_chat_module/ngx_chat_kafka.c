@@ -85,6 +85,20 @@ ngx_chat_kafka_init(ngx_cycle_t *cycle, ngx_chat_main_conf_t *mcf,
            != NGX_OK
         || ngx_chat_kafka_set(conf, cycle->log, "socket.nagle.disable",
                               "true") != NGX_OK
+        /*
+         * a broker that restarts is connected to again within a second
+         * of its coming back (the default backoff grows to 10 s, which
+         * made the first ack after a broker restart take up to that
+         * much longer)
+         */
+        || ngx_chat_kafka_set(conf, cycle->log, "reconnect.backoff.ms",
+                              "100") != NGX_OK
+        || ngx_chat_kafka_set(conf, cycle->log, "reconnect.backoff.max.ms",
+                              "1000") != NGX_OK
+        /* and the partitions' leaders, lost with it, looked up as often */
+        || ngx_chat_kafka_set(conf, cycle->log,
+                              "topic.metadata.refresh.fast.interval.ms",
+                              "100") != NGX_OK
         || ngx_chat_kafka_set(conf, cycle->log, "message.timeout.ms",
                               timeout) != NGX_OK
         || ngx_chat_kafka_set(conf, cycle->log, "queue.buffering.max.kbytes",

@@ -34,6 +34,18 @@ static ngx_conf_num_bounds_t  ngx_chat_max_message_bounds = {
 };
 
 
+/* zlib's raw DEFLATE: 9..15 (see ngx_chat_deflate_conf_check()) */
+static ngx_conf_num_bounds_t  ngx_chat_deflate_bits_bounds = {
+    ngx_conf_check_num_bounds, 9, 15
+};
+
+
+/* zlib's compression level and memLevel */
+static ngx_conf_num_bounds_t  ngx_chat_deflate_level_bounds = {
+    ngx_conf_check_num_bounds, 1, 9
+};
+
+
 /* up to a million: the bucket counts thousandths in 32 bits */
 static ngx_conf_num_bounds_t  ngx_chat_rate_bounds = {
     ngx_conf_check_num_bounds, 1, 1000000
@@ -189,6 +201,55 @@ static ngx_command_t  ngx_chat_commands[] = {
       offsetof(ngx_chat_loc_conf_t, rate_strikes),
       &ngx_chat_rate_bounds },
 
+    { ngx_string("chat_deflate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_chat_loc_conf_t, deflate),
+      NULL },
+
+    { ngx_string("chat_deflate_window_bits"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_chat_loc_conf_t, deflate_window_bits),
+      &ngx_chat_deflate_bits_bounds },
+
+    { ngx_string("chat_deflate_client_window_bits"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_chat_loc_conf_t, deflate_client_window_bits),
+      &ngx_chat_deflate_bits_bounds },
+
+    { ngx_string("chat_deflate_client_context_takeover"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_chat_loc_conf_t, deflate_client_takeover),
+      NULL },
+
+    { ngx_string("chat_deflate_level"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_chat_main_conf_t, deflate_level),
+      &ngx_chat_deflate_level_bounds },
+
+    { ngx_string("chat_deflate_mem_level"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_chat_main_conf_t, deflate_mem_level),
+      &ngx_chat_deflate_level_bounds },
+
+    { ngx_string("chat_deflate_min_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_chat_main_conf_t, deflate_min_size),
+      NULL },
+
       ngx_null_command
 };
 
@@ -250,6 +311,9 @@ ngx_chat_create_main_conf(ngx_conf_t *cf)
     mcf->kafka_linger = NGX_CONF_UNSET_MSEC;
     mcf->presence_grace = NGX_CONF_UNSET_MSEC;
     mcf->drain = NGX_CONF_UNSET_MSEC;
+    mcf->deflate_level = NGX_CONF_UNSET_UINT;
+    mcf->deflate_mem_level = NGX_CONF_UNSET_UINT;
+    mcf->deflate_min_size = NGX_CONF_UNSET_SIZE;
 
     return mcf;
 }
@@ -259,6 +323,32 @@ static char *
 ngx_chat_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_chat_main_conf_t *mcf = conf;
+
+    const char  *err;
+
+    /*
+     * the per-process compression settings (the defaults are the core's:
+     * level 1 shrinks a chat frame about as much as 9, for less CPU)
+     */
+
+    ngx_chat_deflate_conf_init(&mcf->deflate);
+
+    ngx_conf_init_uint_value(mcf->deflate_level,
+                             (ngx_uint_t) mcf->deflate.level);
+    ngx_conf_init_uint_value(mcf->deflate_mem_level,
+                             (ngx_uint_t) mcf->deflate.mem_level);
+    ngx_conf_init_size_value(mcf->deflate_min_size, mcf->deflate.min_size);
+
+    mcf->deflate.level = (int) mcf->deflate_level;
+    mcf->deflate.mem_level = (int) mcf->deflate_mem_level;
+    mcf->deflate.min_size = mcf->deflate_min_size;
+
+    err = ngx_chat_deflate_conf_check(&mcf->deflate);
+    if (err) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"chat_deflate_*\" settings: %s", err);
+        return NGX_CONF_ERROR;
+    }
 
     if (mcf->redis_host.len == 0) {
         ngx_str_set(&mcf->redis_host, "127.0.0.1");
@@ -337,6 +427,10 @@ ngx_chat_create_loc_conf(ngx_conf_t *cf)
     conf->burst = NGX_CONF_UNSET_UINT;
     conf->rate_strikes = NGX_CONF_UNSET_UINT;
     conf->health_ready = NGX_CONF_UNSET;
+    conf->deflate = NGX_CONF_UNSET;
+    conf->deflate_window_bits = NGX_CONF_UNSET_UINT;
+    conf->deflate_client_window_bits = NGX_CONF_UNSET_UINT;
+    conf->deflate_client_takeover = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -347,6 +441,8 @@ ngx_chat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 {
     ngx_chat_loc_conf_t *prev = parent;
     ngx_chat_loc_conf_t *conf = child;
+
+    const char  *err;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_value(conf->echo, prev->echo, 0);
@@ -377,6 +473,35 @@ ngx_chat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (conf->heartbeat < 1000) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"chat_heartbeat\" must be at least 1s");
+        return NGX_CONF_ERROR;
+    }
+
+    /*
+     * permessage-deflate: off unless asked for; 15-bit windows both ways;
+     * by default a client gives up its context between messages, so that
+     * an idle connection holds no inflate stream (32 KB and more)
+     */
+    ngx_conf_merge_value(conf->deflate, prev->deflate, 0);
+    ngx_conf_merge_uint_value(conf->deflate_window_bits,
+                              prev->deflate_window_bits, 15);
+    ngx_conf_merge_uint_value(conf->deflate_client_window_bits,
+                              prev->deflate_client_window_bits, 15);
+    ngx_conf_merge_value(conf->deflate_client_takeover,
+                         prev->deflate_client_takeover, 0);
+
+    ngx_chat_deflate_conf_init(&conf->deflate_conf);
+    conf->deflate_conf.enabled = conf->deflate ? 1 : 0;
+    conf->deflate_conf.server_max_window_bits =
+                                      (unsigned) conf->deflate_window_bits;
+    conf->deflate_conf.client_max_window_bits =
+                               (unsigned) conf->deflate_client_window_bits;
+    conf->deflate_conf.client_context_takeover =
+                                   conf->deflate_client_takeover ? 1 : 0;
+
+    err = ngx_chat_deflate_conf_check(&conf->deflate_conf);
+    if (err) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"chat_deflate_*\" settings: %s", err);
         return NGX_CONF_ERROR;
     }
 
@@ -585,7 +710,7 @@ ngx_chat_init_process(ngx_cycle_t *cycle)
     }
 
     if (ngx_chat_metrics_init_process(cycle, mcf) != NGX_OK
-        || ngx_chat_session_init(cycle) != NGX_OK)
+        || ngx_chat_session_init(cycle, mcf) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -640,15 +765,15 @@ ngx_chat_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
-    if (!mcf->enabled) {
-        ngx_chat_metrics_exit_process(cycle);
-        return;
+    if (mcf->enabled) {
+        ngx_chat_session_close_all(NGX_CHAT_WIRE_CLOSE_AWAY,
+                                   "server going away");
+        ngx_chat_registry_exit(cycle);
+        ngx_chat_deliver_exit(cycle);
+        ngx_chat_kafka_exit(cycle);
+        ngx_chat_redis_exit(cycle);
     }
 
-    ngx_chat_session_close_all(NGX_CHAT_WIRE_CLOSE_AWAY, "server going away");
-    ngx_chat_registry_exit(cycle);
-    ngx_chat_deliver_exit(cycle);
-    ngx_chat_kafka_exit(cycle);
-    ngx_chat_redis_exit(cycle);
+    ngx_chat_session_exit(cycle);
     ngx_chat_metrics_exit_process(cycle);
 }

@@ -45,7 +45,7 @@ typedef struct {
  */
 typedef struct {
     ngx_queue_t                queue;
-    ngx_rbtree_key_t           sid;
+    uint64_t                   sid;
     json_t                    *ids;
     uint64_t                   after;
 } ngx_chat_presence_query_t;
@@ -117,7 +117,9 @@ ngx_chat_presence_request(ngx_chat_session_t *s,
 
     case NGX_CHAT_PROTO_PRESENCE_SUBSCRIBE:
 
-        if (s->nwatching + n > NGX_CHAT_PRESENCE_MAX_WATCH) {
+        if ((s->extra ? s->extra->nwatching : 0) + n
+            > NGX_CHAT_PRESENCE_MAX_WATCH)
+        {
             ngx_chat_proto_set_error(res, "too_large",
                                      "more than 1000 users watched");
             return;
@@ -158,20 +160,20 @@ ngx_chat_presence_request(ngx_chat_session_t *s,
 
         argv[0] = sess;
         argvlen[0] = ngx_chat_wire_key(sess, NGX_CHAT_WIRE_KEY_SESS,
-                                       (char *) s->user.data, s->user.len);
+                                       (char *) ngx_chat_session_user(s)->data, s->user_len);
         argv[1] = pres;
         argvlen[1] = ngx_chat_wire_key(pres, NGX_CHAT_WIRE_KEY_PRES,
-                                       (char *) s->user.data, s->user.len);
+                                       (char *) ngx_chat_session_user(s)->data, s->user_len);
         argv[2] = channel;
         argvlen[2] = ngx_chat_wire_key(channel,
                                        NGX_CHAT_WIRE_CHANNEL_PRESENCE,
-                                       (char *) s->user.data, s->user.len);
+                                       (char *) ngx_chat_session_user(s)->data, s->user_len);
         argv[3] = res->presence_status;
         argvlen[3] = ngx_strlen(res->presence_status);
         argv[4] = event;
         argvlen[4] = ngx_chat_wire_presence_event(event,
-                                                  (char *) s->user.data,
-                                                  s->user.len,
+                                                  (char *) ngx_chat_session_user(s)->data,
+                                                  s->user_len,
                                                   res->presence_status, -1);
 
         if (ngx_chat_redis_eval(&ngx_chat_presence_set_script, NULL, NULL, 3,
@@ -231,13 +233,21 @@ ngx_chat_presence_event(const u_char *p, size_t len)
 void
 ngx_chat_presence_drop(ngx_chat_session_t *s)
 {
-    while (s->nwatching) {
-        ngx_chat_presence_unwatch(s, s->watching[s->nwatching - 1]);
+    ngx_chat_session_extra_t  *x;
+
+    x = s->extra;
+    if (x == NULL) {
+        return;
     }
 
-    if (s->watching) {
-        ngx_free(s->watching);
-        s->watching = NULL;
+    while (x->nwatching) {
+        ngx_chat_presence_unwatch(s, x->watching[x->nwatching - 1]);
+    }
+
+    if (x->watching) {
+        ngx_free(x->watching);
+        x->watching = NULL;
+        x->nwatching_alloc = 0;
     }
 }
 
@@ -303,11 +313,17 @@ ngx_chat_presence_find(u_char *user, size_t len, ngx_uint_t create)
 static ngx_int_t
 ngx_chat_presence_watch(ngx_chat_session_t *s, ngx_chat_presence_watch_t *w)
 {
-    void        *p;
-    ngx_uint_t   i, size;
+    void                      *p;
+    ngx_uint_t                 i, size;
+    ngx_chat_session_extra_t  *x;
 
-    for (i = 0; i < s->nwatching; i++) {
-        if (s->watching[i] == w) {
+    x = ngx_chat_session_extra(s);
+    if (x == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < x->nwatching; i++) {
+        if (x->watching[i] == w) {
             return NGX_OK;
         }
     }
@@ -328,24 +344,24 @@ ngx_chat_presence_watch(ngx_chat_session_t *s, ngx_chat_presence_watch_t *w)
         w->nalloc = size;
     }
 
-    if (s->nwatching == s->nwatching_alloc) {
-        size = s->nwatching_alloc ? 2 * s->nwatching_alloc : 4;
+    if (x->nwatching == x->nwatching_alloc) {
+        size = x->nwatching_alloc ? 2 * x->nwatching_alloc : 4;
         p = ngx_alloc(size * sizeof(void *), ngx_cycle->log);
         if (p == NULL) {
             return NGX_ERROR;
         }
 
-        if (s->watching) {
-            ngx_memcpy(p, s->watching, s->nwatching * sizeof(void *));
-            ngx_free(s->watching);
+        if (x->watching) {
+            ngx_memcpy(p, x->watching, x->nwatching * sizeof(void *));
+            ngx_free(x->watching);
         }
 
-        s->watching = p;
-        s->nwatching_alloc = size;
+        x->watching = p;
+        x->nwatching_alloc = (uint16_t) size;
     }
 
     w->subs[w->nsubs++] = s;
-    s->watching[s->nwatching++] = w;
+    x->watching[x->nwatching++] = w;
 
     return NGX_OK;
 }
@@ -354,11 +370,14 @@ ngx_chat_presence_watch(ngx_chat_session_t *s, ngx_chat_presence_watch_t *w)
 static void
 ngx_chat_presence_unwatch(ngx_chat_session_t *s, ngx_chat_presence_watch_t *w)
 {
-    ngx_uint_t  i;
+    ngx_uint_t                 i;
+    ngx_chat_session_extra_t  *x;
 
-    for (i = 0; i < s->nwatching; i++) {
-        if (s->watching[i] == w) {
-            s->watching[i] = s->watching[--s->nwatching];
+    x = s->extra;
+
+    for (i = 0; x && i < x->nwatching; i++) {
+        if (x->watching[i] == w) {
+            x->watching[i] = x->watching[--x->nwatching];
             break;
         }
     }
@@ -433,7 +452,7 @@ ngx_chat_presence_query(ngx_chat_session_t *s, json_t *ids)
         return NGX_ERROR;
     }
 
-    q->sid = s->node.key;
+    q->sid = s->key;
     q->ids = json_incref(ids);
     q->after = ngx_chat_presence_asked;
 

@@ -41,6 +41,8 @@ static int ngx_chat_proto_ping(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_send(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_sync(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_history(ngx_chat_proto_ctx_t *ctx);
+static int ngx_chat_proto_conversations(ngx_chat_proto_ctx_t *ctx);
+static int ngx_chat_proto_receipts(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_create_group(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_members(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_set_role(ngx_chat_proto_ctx_t *ctx);
@@ -66,6 +68,8 @@ static const ngx_chat_proto_type_t  ngx_chat_proto_types[] = {
     { "send", "client_msg_id", 0, ngx_chat_proto_send },
     { "sync", "req_id", 1, ngx_chat_proto_sync },
     { "history", "req_id", 1, ngx_chat_proto_history },
+    { "conversations", "req_id", 1, ngx_chat_proto_conversations },
+    { "receipts", "req_id", 1, ngx_chat_proto_receipts },
     { "receipt", "req_id", 0, ngx_chat_proto_receipt },
     { "typing", "req_id", 0, ngx_chat_proto_typing },
     { "presence_subscribe", "req_id", 0, ngx_chat_proto_presence },
@@ -409,6 +413,103 @@ ngx_chat_proto_history(ngx_chat_proto_ctx_t *ctx)
     return ngx_chat_proto_record(ctx, NGX_CHAT_WIRE_OP_HISTORY,
                                  ctx->peer->user,
                                  ctx->peer->user_len);
+}
+
+
+/*
+ * A page of the conversation list: before_ts (activity older than that)
+ * and, for a page that ends inside one millisecond, before_message_id (the
+ * last item's last message): keyed by the user, as the other reads.
+ */
+
+static int
+ngx_chat_proto_conversations(ngx_chat_proto_ctx_t *ctx)
+{
+    json_t      *before, *before_id, *limit;
+    int64_t      ts, n;
+    size_t       i, len;
+    const char  *id;
+
+    ts = 0;
+    before = json_object_get(ctx->frame, "before_ts");
+    before_id = json_object_get(ctx->frame, "before_message_id");
+    limit = json_object_get(ctx->frame, "limit");
+
+    if (before && (ngx_chat_proto_seq(before, &ts) != 0 || ts < 0)) {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"before_ts\" must be a time in ms");
+    }
+
+    if (before_id) {
+        id = json_string_value(before_id);
+        len = json_string_length(before_id);
+
+        if (id == NULL || len == 0 || len > 19 || before == NULL) {
+            goto bad_id;
+        }
+
+        for (i = 0; i < len; i++) {
+            if (id[i] < '0' || id[i] > '9') {
+                goto bad_id;
+            }
+        }
+    }
+
+    n = NGX_CHAT_WIRE_LIST_LIMIT;
+
+    if (limit && (ngx_chat_proto_seq(limit, &n) != 0
+                  || n < 1 || n > NGX_CHAT_WIRE_LIST_MAX))
+    {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"limit\" must be an integer from 1 "
+                                   "to 200");
+    }
+
+    ctx->record = json_pack("{s:I}", NGX_CHAT_WIRE_F_LIMIT, (json_int_t) n);
+
+    if (ctx->record && before) {
+        json_object_set_new(ctx->record, NGX_CHAT_WIRE_F_BEFORE_TS,
+                            json_integer(ts));
+    }
+
+    if (ctx->record && before_id) {
+        json_object_set(ctx->record, NGX_CHAT_WIRE_F_BEFORE_ID, before_id);
+    }
+
+    return ngx_chat_proto_record(ctx, NGX_CHAT_WIRE_OP_CONVERSATIONS,
+                                 ctx->peer->user, ctx->peer->user_len);
+
+bad_id:
+
+    return ngx_chat_proto_fail(ctx, "bad_request",
+                               "\"before_message_id\" must be a message id "
+                               "and come with \"before_ts\"");
+}
+
+
+/*
+ * Every member's pointers of one conversation. Keyed by the conversation,
+ * as its receipts are: the answer then comes after the receipts this
+ * device sent before it.
+ */
+
+static int
+ngx_chat_proto_receipts(ngx_chat_proto_ctx_t *ctx)
+{
+    char    conv[NGX_CHAT_PROTO_KEY_MAX];
+    size_t  conv_len;
+
+    if (ngx_chat_proto_conversation(ctx, ctx->conversation_id, conv,
+                                    &conv_len)
+        != 0)
+    {
+        return -1;
+    }
+
+    ctx->record = json_pack("{s:s#}", NGX_CHAT_WIRE_F_CONV, conv, conv_len);
+
+    return ngx_chat_proto_record(ctx, NGX_CHAT_WIRE_OP_RECEIPTS, conv,
+                                 conv_len);
 }
 
 

@@ -159,6 +159,7 @@ void
 ngx_chat_registry_remove(ngx_chat_session_t *s)
 {
     char    value[NGX_CHAT_WIRE_SESSION_MAX];
+    u_char  sid[NGX_CHAT_WIRE_SID_LEN];
     size_t  len;
 
     if (!s->registered) {
@@ -170,11 +171,11 @@ ngx_chat_registry_remove(ngx_chat_session_t *s)
     len = ngx_chat_wire_session_value(value,
                                  (char *) ngx_chat_registry_conf->node.data,
                                  ngx_chat_registry_conf->node.len,
-                                 (char *) s->sid);
+                                 (char *) ngx_chat_session_sid(s, sid));
 
     /* when Redis is away, the entry goes with the restore's check */
-    ngx_chat_registry_eval_remove(s->user.data, s->user.len, s->device.data,
-                                  s->device.len, value, len);
+    ngx_chat_registry_eval_remove(ngx_chat_session_user(s)->data, s->user_len, ngx_chat_session_device(s)->data,
+                                  s->device_len, value, len);
 }
 
 
@@ -283,28 +284,29 @@ ngx_chat_registry_eval_add(ngx_chat_session_t *s, const char *mode)
     char         keys[4][NGX_CHAT_WIRE_KEY_MAX];
     char         value[NGX_CHAT_WIRE_SESSION_MAX];
     char         event[NGX_CHAT_WIRE_PRESENCE_MAX];
-    u_char       since[NGX_INT64_LEN];
+    u_char       since[NGX_INT64_LEN], sid[NGX_CHAT_WIRE_SID_LEN];
     const char  *argv[12];
     size_t       argvlen[12];
 
-    ngx_chat_registry_keys(s->user.data, s->user.len, keys, argv, argvlen);
+    ngx_chat_registry_keys(ngx_chat_session_user(s)->data, s->user_len, keys,
+                           argv, argvlen);
 
-    argv[6] = (char *) s->device.data;
-    argvlen[6] = s->device.len;
+    argv[6] = (char *) ngx_chat_session_device(s)->data;
+    argvlen[6] = s->device_len;
     argv[7] = value;
     argvlen[7] = ngx_chat_wire_session_value(value,
                                    (char *) ngx_chat_registry_conf->node.data,
                                    ngx_chat_registry_conf->node.len,
-                                   (char *) s->sid);
+                                   (char *) ngx_chat_session_sid(s, sid));
     argv[8] = mode;
     argvlen[8] = ngx_strlen(mode);
     argv[9] = (char *) since;
     argvlen[9] = ngx_sprintf(since, "%L", s->since) - since;
-    argv[10] = (char *) s->user.data;
-    argvlen[10] = s->user.len;
+    argv[10] = (char *) ngx_chat_session_user(s)->data;
+    argvlen[10] = s->user_len;
     argv[11] = event;
-    argvlen[11] = ngx_chat_wire_presence_event(event, (char *) s->user.data,
-                                               s->user.len, "online", -1);
+    argvlen[11] = ngx_chat_wire_presence_event(event, (char *) ngx_chat_session_user(s)->data,
+                                               s->user_len, "online", -1);
 
     (void) ngx_chat_redis_eval(
                          &ngx_chat_registry_scripts[NGX_CHAT_REGISTRY_ADD],

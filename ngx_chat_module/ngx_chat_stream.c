@@ -26,7 +26,7 @@
 
 typedef struct {
     ngx_chat_session_t        *session;
-    ngx_rbtree_key_t           sid;
+    uint64_t                   sid;
     ngx_event_t                poll;
     ngx_uint_t                 nkeys;
     ngx_str_t                  keys[1 + NGX_CHAT_STREAM_WAITING];
@@ -49,10 +49,16 @@ void
 ngx_chat_stream_announce(ngx_chat_session_t *s, const u_char *key,
     size_t len)
 {
-    ngx_uint_t          i;
-    ngx_chat_stream_t  *st;
+    ngx_uint_t                 i;
+    ngx_chat_stream_t         *st;
+    ngx_chat_session_extra_t  *extra;
 
-    st = s->stream;
+    extra = ngx_chat_session_extra(s);
+    if (extra == NULL) {
+        return;
+    }
+
+    st = extra->stream;
 
     if (st == NULL) {
         st = ngx_calloc(sizeof(ngx_chat_stream_t), ngx_cycle->log);
@@ -61,12 +67,12 @@ ngx_chat_stream_announce(ngx_chat_session_t *s, const u_char *key,
         }
 
         st->session = s;
-        st->sid = s->node.key;
+        st->sid = s->key;
         st->poll.handler = ngx_chat_stream_poll_handler;
         st->poll.data = st;
         st->poll.log = s->connection->log;
         st->poll.cancelable = 1;
-        s->stream = st;
+        extra->stream = st;
     }
 
     for (i = 0; i < st->nkeys; i++) {
@@ -106,8 +112,8 @@ ngx_chat_stream_announce(ngx_chat_session_t *s, const u_char *key,
 void
 ngx_chat_stream_drained(ngx_chat_session_t *s)
 {
-    if (s->stream) {
-        ngx_chat_stream_pop(s->stream);
+    if (s->extra && s->extra->stream) {
+        ngx_chat_stream_pop(s->extra->stream);
     }
 }
 
@@ -115,14 +121,33 @@ ngx_chat_stream_drained(ngx_chat_session_t *s)
 void
 ngx_chat_stream_drop(ngx_chat_session_t *s)
 {
+    ngx_uint_t          i;
+    const char         *argv[2];
+    size_t              argvlen[2];
     ngx_chat_stream_t  *st;
 
-    st = s->stream;
+    st = s->extra ? s->extra->stream : NULL;
     if (st == NULL) {
         return;
     }
 
-    s->stream = NULL;
+    s->extra->stream = NULL;
+
+    /*
+     * what the client will never read goes now, not at its expiry: a
+     * client that reconnects again and again mid-sync would otherwise keep
+     * one whole answer per attempt in Redis
+     */
+
+    argv[0] = "DEL";
+    argvlen[0] = sizeof("DEL") - 1;
+
+    for (i = 0; i < st->nkeys; i++) {
+        argv[1] = (char *) st->keys[i].data;
+        argvlen[1] = st->keys[i].len;
+
+        (void) ngx_chat_redis_command(NULL, NULL, 2, argv, argvlen);
+    }
 
     if (st->popping) {
         st->session = NULL;     /* freed when the pop answers */
@@ -230,6 +255,7 @@ static ngx_int_t
 ngx_chat_stream_piece(ngx_chat_stream_t *st, const char *p, size_t len)
 {
     int                      rc;
+    u_char                   own[NGX_CHAT_WIRE_SID_LEN];
     const char              *last, *sids, *sid;
     ngx_chat_session_t      *s;
     ngx_chat_wire_record_t   rec;
@@ -243,7 +269,8 @@ ngx_chat_stream_piece(ngx_chat_stream_t *st, const char *p, size_t len)
 
         if (ngx_chat_wire_sids_next(&sids, rec.args + rec.args_len, &sid)
             != 1
-            || ngx_strncmp(sid, s->sid, NGX_CHAT_WIRE_SID_LEN) != 0)
+            || ngx_strncmp(sid, ngx_chat_session_sid(s, own),
+                           NGX_CHAT_WIRE_SID_LEN) != 0)
         {
             continue;       /* for another session: not ours to write */
         }
@@ -292,7 +319,7 @@ ngx_chat_stream_next(ngx_chat_stream_t *st)
     ngx_memmove(&st->keys[0], &st->keys[1], st->nkeys * sizeof(ngx_str_t));
 
     if (st->nkeys == 0) {
-        st->session->stream = NULL;
+        st->session->extra->stream = NULL;
         ngx_chat_stream_free(st);
         return NGX_DONE;
     }

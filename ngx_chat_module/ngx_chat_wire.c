@@ -25,7 +25,9 @@ static const char  *ngx_chat_wire_ops[NGX_CHAT_WIRE_OP_COUNT] = {
     "repair",
     "revoke",
     "set_role",
-    "redact"
+    "redact",
+    "conversations",
+    "receipts"
 };
 
 

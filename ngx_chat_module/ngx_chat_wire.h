@@ -86,6 +86,11 @@ size_t ngx_chat_wire_chars(const char *p, size_t len);
 #define NGX_CHAT_WIRE_HISTORY_LIMIT      50
 #define NGX_CHAT_WIRE_HISTORY_MAX        100
 #define NGX_CHAT_WIRE_SYNC_CAP           100     /* messages per conversation */
+/* the conversation list: a page of the conversations request, and the
+ * first page that a sync answer holds */
+#define NGX_CHAT_WIRE_LIST_LIMIT         50
+#define NGX_CHAT_WIRE_LIST_MAX           200
+#define NGX_CHAT_WIRE_SYNC_LIST          200
 #define NGX_CHAT_WIRE_JSON_DEPTH_MAX     16
 #define NGX_CHAT_WIRE_GROUP_MEMBERS      256     /* default, creator included */
 #define NGX_CHAT_WIRE_GROUP_MEMBERS_MAX  1024
@@ -133,6 +138,8 @@ typedef enum {
     NGX_CHAT_WIRE_OP_REVOKE,
     NGX_CHAT_WIRE_OP_SET_ROLE,
     NGX_CHAT_WIRE_OP_REDACT,
+    NGX_CHAT_WIRE_OP_CONVERSATIONS,
+    NGX_CHAT_WIRE_OP_RECEIPTS,
     NGX_CHAT_WIRE_OP_COUNT
 } ngx_chat_wire_op_t;
 
@@ -172,6 +179,10 @@ int ngx_chat_wire_op_find(const char *name, size_t len);
 
 #define NGX_CHAT_WIRE_ROLE_ADMIN         "admin"
 #define NGX_CHAT_WIRE_ROLE_MEMBER        "member"
+/* conversations: the page ends before this activity (ms) and, at that
+ * very ms, before this message id (a string, as on the client's side) */
+#define NGX_CHAT_WIRE_F_BEFORE_TS        "before_ts"
+#define NGX_CHAT_WIRE_F_BEFORE_ID        "before_message_id"
 
 /* the values of "state": a receipt's, then typing's */
 #define NGX_CHAT_WIRE_STATE_DELIVERED    "delivered"
@@ -259,6 +270,10 @@ char *ngx_chat_wire_record_common(char *p, const ngx_chat_wire_peer_t *peer,
 /* "<topic>:<group>" follows; hash, field <partition>, value the last
  * offset whose answers went out */
 #define NGX_CHAT_WIRE_KEY_DELIVERED      "chat:delivered:"
+/* "<topic>:<group>" follows; hash, field <partition>, value the epoch (us)
+ * with which its worker took the partition: the newer one wins, an older
+ * one publishes nothing of it (a worker that lost it without noticing) */
+#define NGX_CHAT_WIRE_KEY_EPOCH          "chat:epoch:"
 
 /* channel of one node: payloads of records (below) */
 #define NGX_CHAT_WIRE_CHANNEL_NODE       "chat:node:"

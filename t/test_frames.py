@@ -77,6 +77,42 @@ def test_fragmented_message_with_ping_between(stack):
         c.close()
 
 
+def test_frames_cut_across_reads_while_others_are_read(stack):
+    """A frame that arrives in pieces keeps its state between reads, while
+    other connections' whole frames are parsed in between (the parser of
+    an idle connection is the process's, shared)."""
+    a = stack.connect(unique("cut"))
+    b = stack.connect(unique("cut"))
+    try:
+        whole = wsclient.build_frame(
+            OP_TEXT, json.dumps({"type": "ping", "req_id": "cut"}).encode())
+        fragment = wsclient.build_frame(OP_TEXT, b'{"type":"ping",',
+                                        fin=False)
+        last = wsclient.build_frame(OP_CONT, b'"req_id":"frag"}')
+        # cut inside the 2-byte header, inside the mask, inside the payload
+        for cut in (1, 2, 4, 6, 9, len(whole) - 1):
+            a.send_raw(whole[:cut])
+            time.sleep(0.05)
+            b.send_json({"type": "ping", "req_id": "b%d" % cut})
+            assert b.recv_type("pong", 10)["req_id"] == "b%d" % cut
+            a.send_raw(whole[cut:])
+            assert a.recv_type("pong", 10)["req_id"] == "cut", (
+                "frame cut after %d bytes" % cut)
+        # a message whose first fragment came in an earlier read
+        a.send_raw(fragment)
+        time.sleep(0.05)
+        b.send_json({"type": "ping", "req_id": "b-frag"})
+        assert b.recv_type("pong", 10)["req_id"] == "b-frag"
+        a.send_raw(last[:3])
+        time.sleep(0.05)
+        a.send_raw(last[3:])
+        assert a.recv_type("pong", 10)["req_id"] == "frag"
+        ping(a, "after-cuts")
+    finally:
+        a.close()
+        b.close()
+
+
 def test_many_small_fragments(stack):
     c = stack.connect(unique("frag"))
     try:

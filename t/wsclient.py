@@ -5,6 +5,11 @@ that the tests have full control: hand-made frames (unmasked, reserved bits,
 fragments, bad UTF-8), handshakes with chosen headers, and a view of every
 frame the server sends, control frames included.
 
+When the server's 101 agrees to permessage-deflate (a test offered it in its
+headers), the server's compressed frames (RSV1) are inflated as they are
+read; last_rsv and last_wire_len tell what came on the wire. What the client
+sends stays the test's own bytes.
+
 Only the Python standard library is used.
 """
 
@@ -18,6 +23,7 @@ import struct
 import threading
 import time
 import urllib.parse
+import zlib
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -352,6 +358,10 @@ class WSClient:
         self.last_fin = True
         self.hello = None
         self.frames_before_close = 0
+        ext = (headers.get("Sec-WebSocket-Extensions") or "").lower()
+        self.deflate = "permessage-deflate" in ext
+        self.last_rsv = 0               # RSV bits of the last frame read
+        self.last_wire_len = 0          # its size on the wire, header too
 
     # -- writing -----------------------------------------------------------
 
@@ -444,9 +454,20 @@ class WSClient:
             fin = bool(b0 & 0x80)
             rsv = (b0 >> 4) & 7
             op = b0 & 0xF
+            if rsv and not (rsv == 4 and self.deflate and fin
+                            and op in (OP_TEXT, OP_BINARY)):
+                raise ProtocolViolation("server frame with RSV bits %d (op %d)"
+                                        % (rsv, op))
             if rsv:
-                raise ProtocolViolation("server frame with RSV bits %d" % rsv)
+                # each message on its own (server_no_context_takeover)
+                z = zlib.decompressobj(-15)
+                try:
+                    payload = z.decompress(payload + b"\x00\x00\xff\xff")
+                except zlib.error as e:
+                    raise ProtocolViolation("bad compressed frame: %s" % e)
             self.last_fin = fin
+            self.last_rsv = rsv
+            self.last_wire_len = len(head) + n
             del head
         if op == OP_PING:
             self.pings.append(payload)

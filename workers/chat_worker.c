@@ -15,6 +15,13 @@
  * Redis is new or lost the hash (worker_control.c), and --metrics starts
  * the metrics endpoint's thread (worker_httpd.c), which reads the figures
  * the parts count and never touches the loop's objects.
+ *
+ * While it waits, the consumer is kept alive (chat_kafka_hold: paused and
+ * polled), however long the outage; a rebalance that takes a partition of
+ * the batch meanwhile makes the worker give the batch up and go on with
+ * what it still holds. The partitions' epochs, marks and chain heads
+ * (worker_chain.c) follow the assignments; a partition fenced by a newer
+ * owner is left to it.
  */
 
 #include <getopt.h>
@@ -49,6 +56,7 @@ typedef struct {
     int          partitions;
     long         max_group_members;
     const char  *metrics;
+    chat_kafka_tuning_t  kafka;
 } chat_options_t;
 
 
@@ -69,6 +77,10 @@ chat_usage(FILE *f)
         " (4)\n"
         "  --max-group-members N      group size limit, creator included"
         " (256, at most 1024)\n"
+        "  --max-poll-interval-ms N   Kafka's max.poll.interval.ms (300000;"
+        " tests set it low)\n"
+        "  --commit-every-ms N        offset commits at most this often"
+        " (200)\n"
         "  --metrics HOST:PORT        serve Prometheus metrics on"
         " http://HOST:PORT/metrics\n"
         "  --help\n"
@@ -93,6 +105,8 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
         { "partitions", required_argument, NULL, 'n' },
         { "max-group-members", required_argument, NULL, 'm' },
         { "metrics",    required_argument, NULL, 'M' },
+        { "max-poll-interval-ms", required_argument, NULL, 'P' },
+        { "commit-every-ms", required_argument, NULL, 'C' },
         { "help",       no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -109,6 +123,8 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
     o->partitions = 4;
     o->max_group_members = NGX_CHAT_WIRE_GROUP_MEMBERS;
     o->metrics = NULL;
+    o->kafka.max_poll_interval_ms = 0;
+    o->kafka.commit_every_ms = 0;
 
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
@@ -156,6 +172,25 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
             o->metrics = optarg;
             break;
 
+        case 'P':
+        case 'C':
+            /* Kafka itself refuses a poll interval below the session
+             * timeout (6 s) */
+            n = strtol(optarg, &end, 10);
+            if (*end || n < (c == 'P' ? 6000 : 1) || n > 86400000) {
+                fprintf(stderr, "chat_worker: --%s: %s to 86400000\n",
+                        c == 'P' ? "max-poll-interval-ms" : "commit-every-ms",
+                        c == 'P' ? "6000" : "1");
+                return false;
+            }
+
+            if (c == 'P') {
+                o->kafka.max_poll_interval_ms = (int) n;
+            } else {
+                o->kafka.commit_every_ms = (int) n;
+            }
+            break;
+
         case 'h':
             chat_usage(stdout);
             exit(0);
@@ -200,6 +235,9 @@ chat_signals(void)
 typedef struct {
     chat_batch_ctx_t      ctx;
     chat_members_cache_t  members;
+    chat_lists_t         *lists;
+    chat_stream_t         stream;
+    chat_chain_t          chain;
     chat_kafka_t         *kafka;
     chat_record_t        *records;
     chat_metrics_t        metrics;
@@ -223,14 +261,26 @@ chat_worker_log_start(const chat_options_t *o)
 }
 
 
+/* what the waits for PostgreSQL and Redis do meanwhile */
+static bool
+chat_worker_keepalive(void *data)
+{
+    chat_worker_t  *w = data;
+
+    return chat_kafka_hold(w->kafka);
+}
+
+
 static bool
 chat_worker_open(chat_worker_t *w, const chat_options_t *o)
 {
     char  delivered_key[NGX_CHAT_WIRE_KEY_MAX];
+    char  epoch_key[NGX_CHAT_WIRE_KEY_MAX];
 
     memset(w, 0, sizeof(*w));
     w->ctx.stop = &stop_requested;
     w->ctx.members = &w->members;
+    w->ctx.chain = &w->chain;
     w->ctx.max_group_members = (size_t) o->max_group_members;
     w->records = chat_alloc(CHAT_BATCH_MAX * sizeof(chat_record_t));
     chat_metrics_init(&w->metrics);
@@ -267,15 +317,70 @@ chat_worker_open(chat_worker_t *w, const chat_options_t *o)
     snprintf(delivered_key, sizeof(delivered_key),
              NGX_CHAT_WIRE_KEY_DELIVERED "%s:%s", o->topic, o->group);
 
-    w->ctx.redis = chat_redis_open(o->redis, delivered_key, w->ctx.stop);
+    snprintf(epoch_key, sizeof(epoch_key),
+             NGX_CHAT_WIRE_KEY_EPOCH "%s:%s", o->topic, o->group);
+
+    w->ctx.redis = chat_redis_open(o->redis, delivered_key, epoch_key,
+                                   &w->chain, w->ctx.stop);
     if (w->ctx.redis == NULL) {
         return false;
     }
 
-    w->kafka = chat_kafka_open(o->brokers, o->topic, o->group,
-                               o->partitions, w->ctx.stop);
+    w->lists = chat_lists_open(o->redis, w->ctx.stop);
+    if (w->lists == NULL) {
+        return false;
+    }
 
-    return w->kafka != NULL;
+    chat_stream_init(&w->stream, w->lists);
+    w->ctx.stream = &w->stream;
+
+    w->kafka = chat_kafka_open(o->brokers, o->topic, o->group,
+                               o->partitions, &o->kafka, w->ctx.stop);
+    if (w->kafka == NULL) {
+        return false;
+    }
+
+    chat_store_set_wait(w->ctx.store, chat_worker_keepalive, w);
+    chat_redis_set_wait(w->ctx.redis, chat_worker_keepalive, w);
+
+    return true;
+}
+
+
+/* the assignments since the last look: each partition taken gets a new
+ * epoch, its mark and heads to be loaded; each one lost is forgotten */
+static void
+chat_worker_rebalanced(chat_worker_t *w)
+{
+    chat_kafka_event_t  ev[64];
+    int64_t             now_us;
+    size_t              n, i;
+
+    while ((n = chat_kafka_events(w->kafka, ev, 64)) > 0) {
+        now_us = chat_now_ms() * 1000;
+
+        for (i = 0; i < n; i++) {
+            if (ev[i].assigned) {
+                chat_chain_assign(&w->chain, ev[i].partition, now_us);
+            } else {
+                chat_chain_revoke(&w->chain, ev[i].partition);
+            }
+        }
+    }
+}
+
+
+/* the partitions a newer owner fenced: not committed, not consumed */
+static void
+chat_worker_fenced(chat_worker_t *w)
+{
+    size_t  i;
+
+    for (i = 0; i < w->chain.nparts; i++) {
+        if (w->chain.parts[i].fenced) {
+            chat_kafka_fence(w->kafka, w->chain.parts[i].partition);
+        }
+    }
 }
 
 
@@ -293,6 +398,8 @@ chat_worker_run(chat_worker_t *w)
     while (!stop_requested) {
         n = chat_kafka_collect(w->kafka, w->records, CHAT_BATCH_MAX);
 
+        chat_worker_rebalanced(w);
+
         if (chat_kafka_rebalances(w->kafka) != rebalances) {
             /* partitions moved: another worker may have changed groups
              * this one has cached */
@@ -306,17 +413,37 @@ chat_worker_run(chat_worker_t *w)
             started_us = chat_metrics_now_us();
 
             if (!chat_batch_process(&w->ctx, w->records, n)) {
-                /* stopped while PostgreSQL or Redis was away: nothing of
-                 * this batch is committed */
-                chat_kafka_release(w->kafka);
-                break;
+                if (stop_requested) {
+                    /* stopped while PostgreSQL or Redis was away: nothing
+                     * of this batch is committed */
+                    chat_kafka_release(w->kafka);
+                    break;
+                }
+
+                /* its partitions moved while it waited: its new owners
+                 * answer it */
+                log_warn("a batch of %zu records given up: partitions moved"
+                         " while it waited", n);
+                chat_kafka_abandon(w->kafka);
+                chat_worker_rebalanced(w);
+                chat_kafka_resume(w->kafka);
+                continue;
             }
 
+            chat_worker_fenced(w);
             chat_kafka_commit(w->kafka);
+            chat_kafka_resume(w->kafka);
             chat_stats_batch(&stats, w->records, n, started, chat_now_ms());
             chat_metrics_batch(&w->metrics, n, started_us,
                                chat_metrics_now_us(),
                                chat_stats_queued(w->records, n, started));
+
+        } else {
+            /* idle: a Redis that restarted is noticed, and the chain
+             * heads written again, within a second */
+            chat_redis_tick(w->ctx.redis);
+            chat_worker_fenced(w);
+            chat_kafka_resume(w->kafka);
         }
 
         chat_stats_tick(&stats, chat_now_ms());
@@ -332,10 +459,13 @@ chat_worker_close(chat_worker_t *w)
     chat_lag_close(w->lag);
     chat_kafka_close(w->kafka);
     chat_control_close(w->ctx.control);
+    chat_stream_free(&w->stream);
+    chat_lists_close(w->lists);
     chat_redis_close(w->ctx.redis);
     chat_store_close(w->ctx.store);
     chat_members_clear(&w->members);
     chat_members_release(&w->members);
+    chat_chain_free(&w->chain);
     free(w->members.retired);
     free(w->records);
 }

@@ -17,8 +17,12 @@
  *   worker_answer.c    results -> frames for the requester
  *   worker_fanout.c    results -> frames for everyone else
  *   worker_outbox.c    which frame goes to which session or user
- *   worker_payload.c   the outbox -> one payload per nginx node
- *   worker_redis.c     sessions, the PUBLISHes, the delivered marks
+ *   worker_stream.c    an answer too large to publish -> pieces of a list
+ *   worker_lists.c     those pieces -> Redis lists (its own connection)
+ *   worker_payload.c   the outbox -> one payload per nginx node, in
+ *                      sections chained per partition
+ *   worker_redis.c     sessions, the fenced publish, the delivered marks,
+ *                      the chain heads
  *
  * The operators' revocations leave the store for Redis through a part of
  * their own, which the revoke op's store step and the loop call:
@@ -27,8 +31,10 @@
  *
  * Under them, pure helpers: worker_request.c (a record's envelope and
  * fields), worker_frame.c (the protocol frames), worker_members.c (the
- * membership cache), worker_util.c (log: JSON lines, clock, buffers,
- * arena, map), worker_metrics.h (the figures, atomic counters).
+ * membership cache), worker_chain.c (per partition held: its epoch, its
+ * delivered mark, its chain heads per node), worker_util.c (log: JSON
+ * lines, clock, buffers, arena, map, the waits), worker_metrics.h (the
+ * figures, atomic counters).
  * chat_worker.c is the command line and the loop that ties them, and
  * worker_stats.c the line the loop logs about its batches. The metrics
  * endpoint is a thread: worker_httpd.c (the server), worker_metrics.c

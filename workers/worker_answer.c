@@ -1,10 +1,15 @@
 /*
  * worker_answer.c: what the store found, as the frames that answer the
  * requesting session: acks, the read answers, the group frame, and the
- * errors, tagged as the request was (its client_msg_id or its req_id).
+ * errors, tagged as the request was (its client_msg_id or its req_id). A
+ * sync's frames go to a stream (worker_stream.c) as they are made, and
+ * its answer to the outbox is where they went.
  * Who else hears of what is worker_fanout.c's. Pure code: the unit tests
  * include this file.
  */
+
+#include <stdlib.h>
+#include <string.h>
 
 #include "worker_answer.h"
 #include "worker_frame.h"
@@ -30,6 +35,10 @@ void
 chat_answer_error(chat_outbox_t *out, const chat_request_t *req,
     const char *code, const char *message)
 {
+    if (req->sid == NULL) {
+        return;     /* a node's record (repair): no session to tell */
+    }
+
     chat_answer_frame(out, req, chat_frame_error_for(req, code, message));
 }
 
@@ -59,9 +68,8 @@ chat_answer_send(chat_op_ctx_t *ctx, const chat_item_t *item)
     case CHAT_SEND_REPLAY:
     case CHAT_SEND_RETRY:
         bytes = chat_frame_ack_text(&s->msg, &len);
-        chat_outbox_to_session(ctx->out,
-                               chat_outbox_bytes(ctx->out, bytes, len),
-                               item->req->node, item->req->sid);
+        chat_outbox_ack(ctx->out, chat_outbox_bytes(ctx->out, bytes, len),
+                        item->req->node, item->req->sid, item->req->ts);
         return;
 
     case CHAT_SEND_PENDING:
@@ -90,23 +98,127 @@ chat_answer_history(chat_op_ctx_t *ctx, const chat_item_t *item)
 }
 
 
-/* conversations, the messages after the device's cursors, sync_done */
+/* what a frame of a streamed answer may take: its record in one piece */
+#define CHAT_ANSWER_FRAME_MAX                                               \
+    (NGX_CHAT_WIRE_STREAM_PIECE - (2 + NGX_CHAT_WIRE_SID_LEN + 1 + 20 + 1))
+
+
+static void
+chat_answer_stream_frame(chat_op_ctx_t *ctx, json_t *frame)
+{
+    char    *bytes;
+    size_t   len;
+
+    bytes = chat_frame_dump(frame, &len);
+    chat_stream_frame(ctx->stream, bytes, len);
+    free(bytes);
+}
+
+
+/*
+ * A sync's answer, written into ctx->stream as worker_ops.c reads it: the
+ * conversations frame first (returns how many it lists: their messages
+ * follow), then each chunk of messages, then sync_done.
+ */
+size_t
+chat_answer_sync_list(chat_op_ctx_t *ctx, const chat_item_t *item)
+{
+    char    *bytes;
+    size_t   len, listed;
+
+    bytes = chat_frame_conversations_text(item->req->req_id,
+                                          &item->u.read.sync, true,
+                                          CHAT_ANSWER_FRAME_MAX, &listed,
+                                          &len);
+    chat_stream_frame(ctx->stream, bytes, len);
+    free(bytes);
+
+    return listed;
+}
+
+
+void
+chat_answer_sync_messages(chat_op_ctx_t *ctx, const chat_item_t *item)
+{
+    const chat_sync_rows_t  *s = &item->u.read.sync;
+    char                    *bytes;
+    size_t                   i, len;
+
+    for (i = 0; i < s->nmessages; i++) {
+        bytes = chat_frame_message_text(&s->messages[i], &len);
+        chat_stream_frame(ctx->stream, bytes, len);
+        free(bytes);
+    }
+}
+
+
+void
+chat_answer_sync_done(chat_op_ctx_t *ctx, const chat_item_t *item)
+{
+    chat_answer_stream_frame(ctx, chat_frame_sync_done(item->req->req_id));
+}
+
+
+/* the written answer to its session: the list's key, or its frames */
 void
 chat_answer_sync(chat_op_ctx_t *ctx, const chat_item_t *item)
 {
-    const chat_request_t    *req = item->req;
-    const chat_sync_rows_t  *s = &item->u.read.sync;
-    size_t                   i;
+    const chat_streamed_t   *a = &item->streamed;
+    const char              *p, *end;
+    char                    *bytes;
+    ngx_chat_wire_record_t   rec;
 
-    chat_answer_frame(ctx->out, req,
-                      chat_frame_conversations(req->req_id, s));
-
-    for (i = 0; i < s->nmessages; i++) {
-        chat_answer_frame(ctx->out, req,
-                          chat_frame_message_object(&s->messages[i], true));
+    if (a->key) {
+        chat_outbox_stream(ctx->out, a->key, a->key_len, item->req->node,
+                           item->req->sid);
+        return;
     }
 
-    chat_answer_frame(ctx->out, req, chat_frame_sync_done(req->req_id));
+    p = a->piece;
+    end = p + a->piece_len;
+
+    while (ngx_chat_wire_record_next(&p, end, &rec) == 1) {
+        bytes = chat_alloc(rec.body_len + 1);
+        memcpy(bytes, rec.body, rec.body_len);
+        bytes[rec.body_len] = '\0';
+
+        chat_outbox_to_session(ctx->out,
+                               chat_outbox_bytes(ctx->out, bytes,
+                                                 rec.body_len),
+                               item->req->node, item->req->sid);
+    }
+}
+
+
+/* a page of the list: one frame, small enough to go inline */
+void
+chat_answer_conversations(chat_op_ctx_t *ctx, const chat_item_t *item)
+{
+    char    *bytes;
+    size_t   len, listed;
+
+    bytes = chat_frame_conversations_text(item->req->req_id,
+                                          &item->u.read.sync, false,
+                                          CHAT_ANSWER_FRAME_MAX, &listed,
+                                          &len);
+    chat_outbox_to_session(ctx->out, chat_outbox_bytes(ctx->out, bytes, len),
+                           item->req->node, item->req->sid);
+}
+
+
+void
+chat_answer_receipts(chat_op_ctx_t *ctx, const chat_item_t *item)
+{
+    const chat_request_t  *req = item->req;
+
+    if (item->u.read.receipts.forbidden) {
+        chat_answer_not_member(ctx, item);
+        return;
+    }
+
+    chat_answer_frame(ctx->out, req,
+                      chat_frame_receipts(req->req_id, req->conv,
+                                          &item->u.read.receipts));
 }
 
 
@@ -158,6 +270,28 @@ chat_answer_receipt(chat_op_ctx_t *ctx, const chat_item_t *item)
     case CHAT_RECEIPT_MOVED:
         return;
     }
+}
+
+
+/* the R record to the node that asked; the fan-out fills it. A gap too
+ * large to send is not answered: the node gives up on it, and its
+ * sessions reconnect and sync */
+void
+chat_answer_repair(chat_op_ctx_t *ctx, const chat_item_t *item)
+{
+    const chat_request_t  *req = item->req;
+
+    if (item->u.repair.too_large) {
+        log_warn("partition %d offset %lld: the repair of (%lld, %lld] for"
+                 " %s holds more than %d messages: not answered",
+                 (int) req->partition, (long long) req->offset,
+                 (long long) req->repair.after, (long long) req->repair.upto,
+                 req->node, CHAT_REPAIR_ROWS_MAX);
+        return;
+    }
+
+    chat_outbox_repair(ctx->out, req->node, (int32_t) req->repair.partition,
+                       req->repair.after, req->repair.upto);
 }
 
 

@@ -16,11 +16,21 @@ void chat_answer_error(chat_outbox_t *out, const chat_request_t *req,
 
 void chat_answer_send(chat_op_ctx_t *ctx, const chat_item_t *item);
 void chat_answer_sync(chat_op_ctx_t *ctx, const chat_item_t *item);
+void chat_answer_conversations(chat_op_ctx_t *ctx, const chat_item_t *item);
+void chat_answer_receipts(chat_op_ctx_t *ctx, const chat_item_t *item);
+
+/* a sync's answer into ctx->stream, in this order, as worker_ops.c reads
+ * it: the conversations frame (the number of conversations it lists,
+ * whose messages follow), each chunk of their messages, sync_done */
+size_t chat_answer_sync_list(chat_op_ctx_t *ctx, const chat_item_t *item);
+void chat_answer_sync_messages(chat_op_ctx_t *ctx, const chat_item_t *item);
+void chat_answer_sync_done(chat_op_ctx_t *ctx, const chat_item_t *item);
 void chat_answer_history(chat_op_ctx_t *ctx, const chat_item_t *item);
 void chat_answer_group(chat_op_ctx_t *ctx, const chat_item_t *item);
 void chat_answer_receipt(chat_op_ctx_t *ctx, const chat_item_t *item);
 void chat_answer_typing(chat_op_ctx_t *ctx, const chat_item_t *item);
 void chat_answer_none(chat_op_ctx_t *ctx, const chat_item_t *item);
+void chat_answer_repair(chat_op_ctx_t *ctx, const chat_item_t *item);
 
 
 #endif /* CHAT_WORKER_ANSWER_H */

@@ -66,9 +66,7 @@ chat_batch_free(chat_batch_t *b)
         chat_request_free(&b->requests[i]);
     }
 
-    chat_outbox_reset(&b->out);
-    free(b->out.frames);
-    free(b->out.deliveries);
+    chat_outbox_free(&b->out);
     chat_arena_free(&b->arena);
     free(b->requests);
     free(b->items);
@@ -102,8 +100,21 @@ chat_batch_positions(chat_batch_t *b, const chat_record_t *records, size_t n)
 }
 
 
+/* was the record answered before (by a predecessor that died)? */
+static bool
+chat_batch_said(chat_batch_ctx_t *ctx, const chat_request_t *req)
+{
+    chat_chain_part_t  *part;
+
+    part = chat_chain_find(ctx->chain, req->partition);
+
+    return part && part->mark_known && req->offset <= part->mark;
+}
+
+
 static void
-chat_batch_parse(chat_batch_t *b, const chat_record_t *records, size_t n)
+chat_batch_parse(chat_batch_ctx_t *ctx, chat_batch_t *b,
+    const chat_record_t *records, size_t n)
 {
     chat_request_t   *req;
     chat_item_t      *item;
@@ -127,6 +138,7 @@ chat_batch_parse(chat_batch_t *b, const chat_record_t *records, size_t n)
             memset(item, 0, sizeof(*item));
             item->req = req;
             item->op = chat_ops_find(req->op);
+            item->answered = chat_batch_said(ctx, req);
             b->nrequests++;
             continue;
 
@@ -150,7 +162,11 @@ chat_batch_parse(chat_batch_t *b, const chat_record_t *records, size_t n)
             continue;
         }
 
-        chat_answer_error(&b->out, req, "bad_request", why);
+        if (!chat_batch_said(ctx, req)) {
+            chat_outbox_from(&b->out, req->partition);
+            chat_answer_error(&b->out, req, "bad_request", why);
+        }
+
         b->nrequests++;     /* its strings are in the outbox */
     }
 }
@@ -216,58 +232,50 @@ chat_batch_store(chat_batch_t *b, chat_item_t **items, size_t n)
 
 
 /*
- * A replay is an item stored by this very record before: the worker that
- * stored it died before committing the offset. If that worker also got its
- * answers out (the delivered positions in Redis reach the record), they
- * are not sent again; otherwise they are sent now.
+ * Replays: a worker that died after its delivery but before its offset
+ * commit leaves records that its successor consumes again. The delivered
+ * mark of each partition (read from Redis when the partition is taken,
+ * before any of its records is processed, in the same script that writes
+ * this worker's epoch; raised with every delivery) says how far the
+ * answers went out: a record at or below it is stored again
+ * (idempotently: the store recognises it) but says nothing, whatever its
+ * op. false: stopped waiting for Redis.
  */
 static bool
-chat_batch_replays(chat_batch_ctx_t *ctx, chat_item_t **items, size_t n)
+chat_batch_marks(chat_batch_ctx_t *ctx, chat_batch_t *b)
 {
-    int32_t  partitions[64];
-    int64_t  delivered[64];
-    size_t   i, k, nparts = 0;
+    chat_chain_part_t  *part;
+    int32_t            *parts;
+    int64_t            *marks;
+    size_t              i, n = 0;
 
-    for (i = 0; i < n; i++) {
-        if (!items[i]->replay) {
-            continue;
-        }
+    parts = chat_arena_alloc(&b->arena, (b->npositions + 1) * sizeof(int32_t));
+    marks = chat_arena_alloc(&b->arena, (b->npositions + 1) * sizeof(int64_t));
 
-        for (k = 0;
-             k < nparts && partitions[k] != items[i]->req->partition;
-             k++)
+    for (i = 0; i < b->npositions; i++) {
+        if (!chat_chain_part(ctx->chain,
+                             b->positions[i].partition)->mark_known)
         {
-            /* void */
-        }
-
-        if (k == nparts) {
-            if (nparts == sizeof(partitions) / sizeof(partitions[0])) {
-                continue;       /* more partitions than that: deliver */
-            }
-
-            partitions[nparts++] = items[i]->req->partition;
+            parts[n++] = b->positions[i].partition;
         }
     }
 
-    if (nparts == 0) {
+    if (n == 0) {
         return true;
     }
 
-    if (!chat_redis_delivered(ctx->redis, partitions, nparts, delivered)) {
+    if (!chat_redis_delivered(ctx->redis, parts, n, marks)) {
         return false;
     }
 
     for (i = 0; i < n; i++) {
-        if (!items[i]->replay) {
-            continue;
-        }
+        part = chat_chain_part(ctx->chain, parts[i]);
+        part->mark = marks[i] >= 0 ? marks[i] : -1;
+        part->mark_known = true;
 
-        for (k = 0; k < nparts; k++) {
-            if (partitions[k] == items[i]->req->partition
-                && items[i]->req->offset <= delivered[k])
-            {
-                items[i]->answered = true;
-            }
+        if (marks[i] >= 0) {
+            log_info("partition %d: answers went out up to offset %lld",
+                     (int) parts[i], (long long) marks[i]);
         }
     }
 
@@ -277,12 +285,11 @@ chat_batch_replays(chat_batch_ctx_t *ctx, chat_item_t **items, size_t n)
 
 /*
  * One stage's items, in record order: stored (the items of one store
- * function together), their replays checked, then each answered and
- * fanned out. false: stopped while waiting for PostgreSQL or Redis.
+ * function together), then each answered and fanned out unless it was
+ * answered before. false: stopped while waiting for PostgreSQL or Redis.
  */
 static bool
-chat_batch_run(chat_batch_ctx_t *ctx, chat_batch_t *b, chat_item_t **items,
-    size_t n)
+chat_batch_run(chat_batch_t *b, chat_item_t **items, size_t n)
 {
     chat_item_t     **group;
     chat_op_store_pt  store;
@@ -316,16 +323,14 @@ chat_batch_run(chat_batch_ctx_t *ctx, chat_batch_t *b, chat_item_t **items,
         }
     }
 
-    if (!chat_batch_replays(ctx, items, n)) {
-        return false;
-    }
-
     for (i = 0; i < n; i++) {
         chat_item_t  *item = items[i];
 
         if (item->answered) {
             continue;
         }
+
+        chat_outbox_from(&b->out, item->req->partition);
 
         if (item->failed) {
             chat_metrics_refused(b->op.metrics);
@@ -347,7 +352,7 @@ chat_batch_run(chat_batch_ctx_t *ctx, chat_batch_t *b, chat_item_t **items,
 
 /* the items of [from, to) that run in stage; false on stop */
 static bool
-chat_batch_stage(chat_batch_ctx_t *ctx, chat_batch_t *b, chat_stage_t stage,
+chat_batch_stage(chat_batch_t *b, chat_stage_t stage,
     size_t from, size_t to)
 {
     chat_item_t  **items;
@@ -365,7 +370,7 @@ chat_batch_stage(chat_batch_ctx_t *ctx, chat_batch_t *b, chat_stage_t stage,
         }
     }
 
-    return chat_batch_run(ctx, b, items, n);
+    return chat_batch_run(b, items, n);
 }
 
 
@@ -388,12 +393,19 @@ chat_batch_process(chat_batch_ctx_t *ctx, const chat_record_t *records,
     b.op.members = ctx->members;
     b.op.max_group_members = ctx->max_group_members;
     b.op.out = &b.out;
+    b.op.stream = ctx->stream;
     b.op.arena = &b.arena;
     b.op.control = ctx->control;
     b.op.metrics = ctx->metrics;
 
+    chat_outbox_from(&b.out, -1);
     chat_batch_positions(&b, records, n);
-    chat_batch_parse(&b, records, n);
+
+    if (!chat_batch_marks(ctx, &b)) {
+        goto stopped;
+    }
+
+    chat_batch_parse(ctx, &b, records, n);
 
     /* segments end at each membership change, which runs after them */
     start = 0;
@@ -406,7 +418,7 @@ chat_batch_process(chat_batch_ctx_t *ctx, const chat_record_t *records,
         for (s = 0; s < sizeof(chat_batch_segment)
                         / sizeof(chat_batch_segment[0]); s++)
         {
-            if (!chat_batch_stage(ctx, &b, chat_batch_segment[s], start, k)) {
+            if (!chat_batch_stage(&b, chat_batch_segment[s], start, k)) {
                 goto stopped;
             }
         }
@@ -414,7 +426,7 @@ chat_batch_process(chat_batch_ctx_t *ctx, const chat_record_t *records,
         if (k < b.nitems) {
             change = &b.items[k];
 
-            if (!chat_batch_run(ctx, &b, &change, 1)) {
+            if (!chat_batch_run(&b, &change, 1)) {
                 goto stopped;
             }
         }
@@ -423,7 +435,7 @@ chat_batch_process(chat_batch_ctx_t *ctx, const chat_record_t *records,
     }
 
     /* reads last: they see the whole batch */
-    if (!chat_batch_stage(ctx, &b, CHAT_STAGE_READ, 0, b.nitems)) {
+    if (!chat_batch_stage(&b, CHAT_STAGE_READ, 0, b.nitems)) {
         goto stopped;
     }
 

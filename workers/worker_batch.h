@@ -7,10 +7,12 @@
 #define CHAT_WORKER_BATCH_H
 
 #include "worker_control.h"
+#include "worker_chain.h"
 #include "worker_kafka.h"
 #include "worker_members.h"
 #include "worker_redis.h"
 #include "worker_store.h"
+#include "worker_stream.h"
 
 
 typedef struct {
@@ -18,13 +20,18 @@ typedef struct {
     chat_redis_t          *redis;
     chat_stop_t           *stop;
     chat_members_cache_t  *members;
+    chat_chain_t          *chain;       /* the partitions' marks */
     size_t                 max_group_members;
     chat_control_t        *control;
     chat_metrics_t        *metrics;
+    chat_stream_t         *stream;      /* for the answers too large to
+                                         * publish */
 } chat_batch_ctx_t;
 
 /* processes one batch to the end: stored, answered, delivered; false when
- * stop interrupted it before delivery (then commit nothing) */
+ * a wait for PostgreSQL or Redis was given up (stop, or the partitions
+ * taken meanwhile) before delivery: then commit nothing. The records of a
+ * partition found fenced are left out (worker_redis.h). */
 bool chat_batch_process(chat_batch_ctx_t *ctx, const chat_record_t *records,
     size_t n);
 

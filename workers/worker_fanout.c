@@ -11,6 +11,9 @@
  *     reader's included (read state syncs across its devices);
  *   - typing: the other members' devices, none of the typer's;
  *   - a redaction: its system message to every device of every member.
+ *   - a repair: the messages of the gap again, each as its first fan-out
+ *     had it (the members as of its seq, the sending device excluded from
+ *     a text), to the sessions on the node that asked only.
  *
  * The members of a direct conversation are in its id; a group's come from
  * the membership cache (worker_members.c), which holds them as of this
@@ -115,6 +118,82 @@ chat_fanout_group(chat_op_ctx_t *ctx, const chat_item_t *item)
                                                   op->members[i].user),
                                 NULL, NULL);
         }
+    }
+}
+
+
+/* was user a member at seq (it heard of its own removal, at seq)? */
+static bool
+chat_fanout_member_at(const chat_member_t *m, int64_t seq)
+{
+    return m->joined_seq <= seq
+           && (m->removed_seq < 0 || m->removed_seq >= seq);
+}
+
+
+void
+chat_fanout_repair(chat_op_ctx_t *ctx, const chat_item_t *item)
+{
+    const chat_repair_t      *r = &item->u.repair;
+    const chat_repair_row_t  *row;
+    const chat_members_t     *g;
+    char                     *bytes;
+    size_t                    i, k, frame, len;
+    bool                      text;
+    char                      a[NGX_CHAT_WIRE_ID_MAX + 1];
+    char                      b[NGX_CHAT_WIRE_ID_MAX + 1];
+
+    if (r->too_large || ctx->out->repair < 0) {
+        return;
+    }
+
+    for (i = 0; i < r->n; i++) {
+        row = &r->rows[i];
+        text = strcmp(row->msg.kind, "system") != 0;
+
+        if (text) {
+            bytes = chat_frame_message_text(&row->msg, &len);
+            frame = chat_outbox_bytes(ctx->out, bytes, len);
+
+        } else {
+            frame = chat_outbox_frame(ctx->out,
+                              chat_frame_message_object(&row->msg, true));
+        }
+
+        /* the sender's other devices hear of a text, not the sending one */
+#define chat_fanout_skip(user)                                                     (text && row->device && row->msg.sender                                     && strcmp(user, row->msg.sender) == 0 ? row->device : NULL)
+
+        if (chat_parse_dm(row->msg.conv, a, b)) {
+            chat_outbox_to_user_but_device(ctx->out, frame,
+                                           chat_arena_strdup(ctx->arena, a),
+                                           chat_fanout_skip(a));
+
+            if (strcmp(a, b) != 0) {
+                chat_outbox_to_user_but_device(ctx->out, frame,
+                                             chat_arena_strdup(ctx->arena, b),
+                                             chat_fanout_skip(b));
+            }
+
+            continue;
+        }
+
+        for (k = 0, g = NULL; k < r->ngroups; k++) {
+            if (strcmp(r->groups[k].conv, row->msg.conv) == 0) {
+                g = &r->groups[k];
+                break;
+            }
+        }
+
+        for (k = 0; g && k < g->n; k++) {
+            if (chat_fanout_member_at(&g->members[k], row->msg.seq)) {
+                chat_outbox_to_user_but_device(ctx->out, frame,
+                                               g->members[k].user,
+                                               chat_fanout_skip(
+                                                   g->members[k].user));
+            }
+        }
+
+#undef chat_fanout_skip
     }
 }
 

@@ -1,7 +1,7 @@
 /*
  * worker_frame.c: the protocol frames chat_worker answers with (ack,
  * message, error, receipt, typing, group, history, conversations,
- * sync_done), exactly as ../shared/PROTOCOL.md spells them.
+ * sync_done, receipts), exactly as ../shared/PROTOCOL.md spells them.
  *
  * Frames are built as jansson objects, which keep insertion order, and
  * serialized compactly once; the bytes then go to every session unchanged.
@@ -214,46 +214,164 @@ chat_frame_history(json_t *req_id, const char *conv,
 }
 
 
-/* the first frame of a sync answer: the user's conversations */
+/* one item of a conversations frame; truncated is the sync's */
 json_t *
-chat_frame_conversations(json_t *req_id, const chat_sync_rows_t *s)
+chat_frame_conversation_item(const chat_sync_conv_t *c, bool sync)
 {
-    json_t                  *o = json_object(), *items = json_array(), *item;
-    const chat_sync_conv_t  *c;
-    size_t                   i;
+    json_t  *item = json_object();
 
-    for (i = 0; i < s->nconvs; i++) {
-        c = &s->convs[i];
-        item = json_object();
+    json_object_set_new(item, "conversation_id", json_string(c->conv));
+    json_object_set_new(item, "kind", json_string(c->kind));
+    json_object_set_new(item, "name",
+                        c->name ? json_string(c->name) : json_null());
+    json_object_set_new(item, "member_count", json_integer(c->member_count));
+    json_object_set_new(item, "last_seq", json_integer(c->last_seq));
+    json_object_set_new(item, "delivered_seq",
+                        json_integer(c->delivered_seq));
+    json_object_set_new(item, "read_seq", json_integer(c->read_seq));
+    json_object_set_new(item, "others_delivered_seq",
+                        json_integer(c->others_delivered_seq));
+    json_object_set_new(item, "others_read_seq",
+                        json_integer(c->others_read_seq));
+    json_object_set_new(item, "unread", json_integer(c->unread));
+    json_object_set_new(item, "last_message",
+                        c->has_last
+                        ? chat_frame_message_object(&c->last, false)
+                        : json_null());
 
-        json_object_set_new(item, "conversation_id", json_string(c->conv));
-        json_object_set_new(item, "kind", json_string(c->kind));
-        json_object_set_new(item, "name",
-                            c->name ? json_string(c->name) : json_null());
-        json_object_set_new(item, "member_count",
-                            json_integer(c->member_count));
-        json_object_set_new(item, "last_seq", json_integer(c->last_seq));
-        json_object_set_new(item, "delivered_seq",
-                            json_integer(c->delivered_seq));
-        json_object_set_new(item, "read_seq", json_integer(c->read_seq));
-        json_object_set_new(item, "unread", json_integer(c->unread));
-        json_object_set_new(item, "last_message",
-                            c->has_last
-                            ? chat_frame_message_object(&c->last, false)
-                            : json_null());
-
-        if (c->truncated) {
-            json_object_set_new(item, "truncated", json_true());
-        }
-
-        json_array_append_new(items, item);
+    if (sync && c->truncated) {
+        json_object_set_new(item, "truncated", json_true());
     }
 
-    json_object_set_new(o, "type", json_string("conversations"));
+    return item;
+}
+
+
+/*
+ * How many of the rows a page lists. A page ends inside a run of items of
+ * the same activity only when the run is the whole page: a client that
+ * asks for the next one with before_ts alone (the last item's activity)
+ * misses none of them.
+ */
+static size_t
+chat_frame_page_end(const chat_sync_rows_t *s, size_t n)
+{
+    size_t  k;
+
+    if (n == 0 || n >= s->nconvs
+        || s->convs[n].activity != s->convs[n - 1].activity)
+    {
+        return n;
+    }
+
+    for (k = n - 1; k > 0 && s->convs[k - 1].activity == s->convs[n].activity;
+         k--)
+    {
+        /* void */
+    }
+
+    return k > 0 ? k : n;
+}
+
+
+/*
+ * A conversations frame (the first of a sync answer, or the answer to a
+ * conversations request) of at most the rows' limit and at most max
+ * bytes, however many rows there are: items that do not fit wait for the
+ * next page ("has_more"), which a client asks for with the last item's
+ * activity. One item always goes, so that paging never stops at an item
+ * larger than max. The items are serialized one by one, exactly as the
+ * whole frame would be.
+ */
+char *
+chat_frame_conversations_text(json_t *req_id, const chat_sync_rows_t *s,
+    bool sync, size_t max, size_t *listed, size_t *len)
+{
+    chat_buf_t   b = { 0 }, items = { 0 };
+    size_t      *ends, limit, n, i, head;
+    char        *text, *out;
+
+    limit = s->nconvs < s->limit || s->limit == 0 ? s->nconvs : s->limit;
+    ends = chat_alloc((limit + 1) * sizeof(size_t));
+
+    chat_buf_adds(&b, "{\"type\":\"conversations\"");
+
+    if (req_id) {
+        chat_buf_adds(&b, ",\"req_id\":");
+        text = json_dumps(req_id, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (text == NULL) {
+            log_error("cannot serialize a frame");
+            abort();
+        }
+        chat_buf_adds(&b, text);
+        free(text);
+    }
+
+    chat_buf_adds(&b, ",\"items\":[");
+
+    /* the frame's head and tail, and the items that fit between them */
+    head = b.len + sizeof("],\"has_more\":false}") - 1;
+
+    for (n = 0; n < limit; n++) {
+        text = chat_frame_dump(chat_frame_conversation_item(&s->convs[n],
+                                                            sync), &i);
+
+        if (n > 0 && head + items.len + 1 + i > max) {
+            free(text);
+            break;
+        }
+
+        if (n > 0) {
+            chat_buf_addc(&items, ',');
+        }
+
+        chat_buf_add(&items, text, i);
+        ends[n] = items.len;
+        free(text);
+    }
+
+    n = chat_frame_page_end(s, n);
+    chat_buf_add(&b, items.data, n ? ends[n - 1] : 0);
+    chat_buf_adds(&b, n < s->nconvs ? "],\"has_more\":true}"
+                                    : "],\"has_more\":false}");
+
+    chat_buf_free(&items);
+    free(ends);
+
+    *listed = n;
+    *len = b.len;
+
+    out = chat_alloc(b.len + 1);
+    memcpy(out, b.data, b.len);
+    out[b.len] = '\0';
+    chat_buf_free(&b);
+
+    return out;
+}
+
+
+/* every current member's pointers of a conversation */
+json_t *
+chat_frame_receipts(json_t *req_id, const char *conv,
+    const chat_receipts_rows_t *r)
+{
+    json_t  *o = json_object(), *members = json_array();
+    size_t   i;
+
+    for (i = 0; i < r->n; i++) {
+        json_array_append_new(members,
+            json_pack("{s:s,s:I,s:I}", "user_id", r->members[i].user,
+                      "delivered_seq",
+                      (json_int_t) r->members[i].delivered_seq,
+                      "read_seq", (json_int_t) r->members[i].read_seq));
+    }
+
+    json_object_set_new(o, "type", json_string("receipts"));
     if (req_id) {
         json_object_set(o, "req_id", req_id);
     }
-    json_object_set_new(o, "items", items);
+    json_object_set_new(o, "conversation_id", json_string(conv));
+    json_object_set_new(o, "members", members);
 
     return o;
 }

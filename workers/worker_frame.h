@@ -27,7 +27,9 @@ json_t *chat_frame_group(json_t *req_id, const char *conv, const char *name,
     const chat_member_t *members, size_t n);
 json_t *chat_frame_history(json_t *req_id, const char *conv,
     const chat_history_rows_t *h);
-json_t *chat_frame_conversations(json_t *req_id, const chat_sync_rows_t *s);
+json_t *chat_frame_conversation_item(const chat_sync_conv_t *c, bool sync);
+json_t *chat_frame_receipts(json_t *req_id, const char *conv,
+    const chat_receipts_rows_t *r);
 json_t *chat_frame_sync_done(json_t *req_id);
 char *chat_frame_dump(json_t *frame, size_t *len);
 
@@ -35,6 +37,12 @@ char *chat_frame_dump(json_t *frame, size_t *len);
  * bytes chat_frame_dump makes of the objects above, without building them) */
 char *chat_frame_ack_text(const chat_message_t *m, size_t *len);
 char *chat_frame_message_text(const chat_message_t *m, size_t *len);
+
+/* a conversations frame of the rows (at most their limit) that fit in max
+ * bytes: how many it lists in *listed, "has_more" when not all */
+char *chat_frame_conversations_text(json_t *req_id,
+    const chat_sync_rows_t *s, bool sync, size_t max, size_t *listed,
+    size_t *len);
 
 
 #endif /* CHAT_WORKER_FRAME_H */

@@ -16,6 +16,7 @@
 #include "worker_outbox.h"
 #include "worker_request.h"
 #include "worker_store.h"
+#include "worker_stream.h"
 
 
 typedef struct chat_op_s  chat_op_t;
@@ -30,6 +31,8 @@ typedef struct {
     bool                   answered;   /* a replay whose answers went out
                                         * before the crash: say nothing */
 
+    chat_streamed_t        streamed;   /* sync: where its answer went */
+
     /* what the store found, by the op's kind */
     union {
         chat_send_t        send;
@@ -37,6 +40,7 @@ typedef struct {
         chat_group_op_t    group;
         chat_receipt_t     receipt;
         chat_redact_t      redact;
+        chat_repair_t      repair;
         struct {
             bool           allowed;    /* typing: a member may type */
         }                  typing;
@@ -44,14 +48,16 @@ typedef struct {
 } chat_item_t;
 
 /* what a row's functions work with: the store and the cache for the
- * store step, the outbox for the answer and the fan-out, and the
- * batch's arena for everything that lives as long as the batch; the
- * revocations' Redis for their store step, the figures for anyone */
+ * store step, the outbox for the answer and the fan-out, the stream for
+ * the answers too large for the outbox, and the batch's arena for
+ * everything that lives as long as the batch; the revocations' Redis for
+ * their store step, the figures for anyone */
 typedef struct {
     chat_store_t          *store;
     chat_members_cache_t  *members;
     size_t                 max_group_members;
     chat_outbox_t         *out;
+    chat_stream_t         *stream;
     chat_arena_t          *arena;
     chat_control_t        *control;    /* revocations into Redis */
     chat_metrics_t        *metrics;    /* or NULL */

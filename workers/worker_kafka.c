@@ -21,7 +21,20 @@
  * commits what is pending synchronously, while the partitions are still
  * ours. Records of a revoked partition that the collection had already
  * picked up are dropped unprocessed and left to the partition's next owner.
- * Closing the consumer waits for the commit in flight.
+ * Closing the consumer waits for the commit in flight. The assignments and
+ * revocations are also kept, in order, for the loop (chat_kafka_events),
+ * which takes a new epoch for every partition assigned (worker_chain.c).
+ *
+ * Outages: while a batch waits for PostgreSQL or Redis, the waits call
+ * chat_kafka_hold, which pauses the assignment and polls the consumer, so
+ * that a worker waiting out a long outage stays in its group (librdkafka
+ * leaves the group when the application does not poll for
+ * max.poll.interval.ms). Should a rebalance take a partition of the batch
+ * meanwhile, the batch is given up (chat_kafka_abandon): nothing of it is
+ * published or committed, and what the worker still holds is consumed
+ * again from the batch's first record. A partition fenced by a newer owner
+ * (chat_kafka_fence) is neither committed nor consumed until assigned
+ * again.
  */
 
 #include <inttypes.h>
@@ -68,6 +81,19 @@ struct chat_kafka_s {
     /* every assignment and revocation: the membership cache is only
      * right for partitions held all along (worker_members.c) */
     unsigned                           rebalances;
+    chat_kafka_event_t                *events;
+    size_t                             nevents;
+    size_t                             events_cap;
+
+    /* a hold: the assignment paused, what the polls returned meanwhile
+     * (kept for the next batch), the partitions fenced */
+    bool                               paused;
+    rd_kafka_message_t               **stash;
+    size_t                             nstash;
+    size_t                             stash_cap;
+    rd_kafka_topic_partition_list_t   *fenced;
+
+    int64_t                            commit_every;
 };
 
 
@@ -169,7 +195,7 @@ chat_kafka_send_commit(chat_kafka_t *k)
     rd_kafka_resp_err_t  err;
 
     if (k->pending == NULL
-        || chat_monotonic_ms() - k->last_commit < CHAT_COMMIT_EVERY_MS)
+        || chat_monotonic_ms() - k->last_commit < k->commit_every)
     {
         return;
     }
@@ -245,6 +271,58 @@ chat_kafka_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 
 static void
+chat_kafka_event(chat_kafka_t *k, const rd_kafka_topic_partition_list_t *l,
+    bool assigned)
+{
+    int  i;
+
+    for (i = 0; i < l->cnt; i++) {
+        if (k->nevents == k->events_cap) {
+            k->events_cap = k->events_cap ? 2 * k->events_cap : 64;
+            k->events = chat_realloc(k->events, k->events_cap
+                                                * sizeof(chat_kafka_event_t));
+        }
+
+        k->events[k->nevents].partition = l->elems[i].partition;
+        k->events[k->nevents].assigned = assigned;
+        k->nevents++;
+
+    }
+}
+
+
+/* the fenced partitions assigned again are ours again: consumed again
+ * (a pause outlives a reassignment) */
+static void
+chat_kafka_unfence(chat_kafka_t *k, const rd_kafka_topic_partition_list_t *l)
+{
+    rd_kafka_topic_partition_list_t  *again;
+    int                               i;
+
+    if (k->fenced == NULL) {
+        return;
+    }
+
+    again = rd_kafka_topic_partition_list_new(l->cnt);
+
+    for (i = 0; i < l->cnt; i++) {
+        if (rd_kafka_topic_partition_list_del(k->fenced, l->elems[i].topic,
+                                              l->elems[i].partition))
+        {
+            rd_kafka_topic_partition_list_add(again, l->elems[i].topic,
+                                              l->elems[i].partition);
+        }
+    }
+
+    if (again->cnt && !k->paused) {
+        (void) rd_kafka_resume_partitions(k->rk, again);
+    }
+
+    rd_kafka_topic_partition_list_destroy(again);
+}
+
+
+static void
 chat_kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -261,6 +339,7 @@ chat_kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
     case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
         chat_kafka_log_partitions("assigned", parts);
+        chat_kafka_event(k, parts, true);
 
         if (cooperative) {
             error = rd_kafka_incremental_assign(rk, parts);
@@ -268,10 +347,12 @@ chat_kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             rc = rd_kafka_assign(rk, parts);
         }
 
+        chat_kafka_unfence(k, parts);
         break;
 
     case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
         chat_kafka_log_partitions("revoked", parts);
+        chat_kafka_event(k, parts, false);
 
         /* what is processed but not yet committed goes now, while the
          * partitions are still ours; after that, it is the next owner's */
@@ -492,18 +573,23 @@ chat_kafka_ensure_topic(chat_kafka_t *k, int partitions)
 
 chat_kafka_t *
 chat_kafka_open(const char *brokers, const char *topic, const char *group,
-    int partitions, chat_stop_t *stop)
+    int partitions, const chat_kafka_tuning_t *tuning, chat_stop_t *stop)
 {
     chat_kafka_t                     *k;
     rd_kafka_conf_t                  *conf;
     rd_kafka_topic_partition_list_t  *subscription;
     rd_kafka_resp_err_t               err;
-    char                              errstr[512];
+    char                              errstr[512], poll_interval[24];
 
     k = chat_alloc(sizeof(chat_kafka_t));
     memset(k, 0, sizeof(*k));
     k->topic = chat_strdup(topic);
     k->stop = stop;
+    k->commit_every = tuning && tuning->commit_every_ms > 0
+                      ? tuning->commit_every_ms : CHAT_COMMIT_EVERY_MS;
+    snprintf(poll_interval, sizeof(poll_interval), "%d",
+             tuning && tuning->max_poll_interval_ms > 0
+             ? tuning->max_poll_interval_ms : 300000);
     k->held = chat_alloc(CHAT_BATCH_MAX * sizeof(rd_kafka_message_t *));
 
     conf = rd_kafka_conf_new();
@@ -519,10 +605,25 @@ chat_kafka_open(const char *brokers, const char *topic, const char *group,
          * the wait only bounds how often an idle consumer asks */
         || !chat_kafka_set(conf, "fetch.wait.max.ms", "100")
         || !chat_kafka_set(conf, "socket.nagle.disable", "true")
-        /* a worker killed outright hands its partitions on after 10 s, not
-         * the default 45 */
-        || !chat_kafka_set(conf, "session.timeout.ms", "10000")
+        /* a worker killed outright hands its partitions on after 6 s, not
+         * the default 45. The same timeout bounds a broker restart: a
+         * consumer whose coordinator was away longer rejoins the group,
+         * and the restarted coordinator waits for its old membership to
+         * time out (measured: the first ack 10.2 s after the broker was
+         * back with 10 s, about 6 with 6 s). 6 s is the brokers' least
+         * (group.min.session.timeout.ms) */
+        || !chat_kafka_set(conf, "session.timeout.ms", "6000")
         || !chat_kafka_set(conf, "heartbeat.interval.ms", "1000")
+        /* a worker that waits out an outage keeps polling (the holds):
+         * this only catches one that is stuck; tests set it low */
+        || !chat_kafka_set(conf, "max.poll.interval.ms", poll_interval)
+        /* a broker that restarts is reconnected within a second of its
+         * coming back, not after the default backoff of up to 10 s */
+        || !chat_kafka_set(conf, "reconnect.backoff.ms", "100")
+        || !chat_kafka_set(conf, "reconnect.backoff.max.ms", "1000")
+        /* and a lost leader looked up again that often */
+        || !chat_kafka_set(conf, "topic.metadata.refresh.fast.interval.ms",
+                           "100")
         || !chat_kafka_set(conf, "log.connection.close", "false"))
     {
         rd_kafka_conf_destroy(conf);
@@ -616,6 +717,21 @@ chat_kafka_collect(chat_kafka_t *k, chat_record_t *records, size_t max)
 
     k->nheld = 0;
 
+    /* what the polls of a hold returned comes first, in order */
+    for (i = 0; i < k->nstash && k->nheld < max; i++) {
+        k->held[k->nheld++] = k->stash[i];
+    }
+
+    if (i) {
+        memmove(k->stash, k->stash + i,
+                (k->nstash - i) * sizeof(k->stash[0]));
+        k->nstash -= i;
+    }
+
+    if (k->nheld) {
+        deadline = chat_monotonic_ms();
+    }
+
     while (k->nheld < max) {
         if (k->nheld == 0) {
             if (*k->stop) {
@@ -706,6 +822,13 @@ chat_kafka_commit(chat_kafka_t *k)
         rd_kafka_message_t  *m = k->held[i];
         const char          *topic = rd_kafka_topic_name(m->rkt);
 
+        if (k->fenced
+            && rd_kafka_topic_partition_list_find(k->fenced, topic,
+                                                  m->partition))
+        {
+            continue;       /* its successor's to commit */
+        }
+
         p = rd_kafka_topic_partition_list_find(offsets, topic, m->partition);
         if (p == NULL) {
             p = rd_kafka_topic_partition_list_add(offsets, topic,
@@ -731,10 +854,238 @@ chat_kafka_rebalances(chat_kafka_t *k)
 }
 
 
+size_t
+chat_kafka_events(chat_kafka_t *k, chat_kafka_event_t *ev, size_t max)
+{
+    size_t  n;
+
+    n = k->nevents < max ? k->nevents : max;
+
+    if (n == 0) {
+        return 0;
+    }
+
+    memcpy(ev, k->events, n * sizeof(chat_kafka_event_t));
+    memmove(k->events, k->events + n,
+            (k->nevents - n) * sizeof(chat_kafka_event_t));
+    k->nevents -= n;
+
+    return n;
+}
+
+
+/* pauses (or resumes) the assignment, the fenced partitions left paused */
+static void
+chat_kafka_pause(chat_kafka_t *k, bool pause)
+{
+    rd_kafka_topic_partition_list_t  *parts, *fenced;
+    int                               i;
+
+    if (rd_kafka_assignment(k->rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        return;
+    }
+
+    if (!pause && k->fenced) {
+        fenced = parts;
+        parts = rd_kafka_topic_partition_list_new(fenced->cnt);
+
+        for (i = 0; i < fenced->cnt; i++) {
+            if (!rd_kafka_topic_partition_list_find(k->fenced,
+                    fenced->elems[i].topic, fenced->elems[i].partition))
+            {
+                rd_kafka_topic_partition_list_add(parts,
+                    fenced->elems[i].topic, fenced->elems[i].partition);
+            }
+        }
+
+        rd_kafka_topic_partition_list_destroy(fenced);
+    }
+
+    if (parts->cnt) {
+        if (pause) {
+            (void) rd_kafka_pause_partitions(k->rk, parts);
+        } else {
+            (void) rd_kafka_resume_partitions(k->rk, parts);
+        }
+    }
+
+    rd_kafka_topic_partition_list_destroy(parts);
+}
+
+
+static bool
+chat_kafka_revoked(chat_kafka_t *k, rd_kafka_message_t *m)
+{
+    return k->revoked
+           && rd_kafka_topic_partition_list_find(k->revoked,
+                  rd_kafka_topic_name(m->rkt), m->partition) != NULL;
+}
+
+
+bool
+chat_kafka_hold(chat_kafka_t *k)
+{
+    rd_kafka_message_t  *m;
+    size_t               i;
+
+    if (!k->paused) {
+        chat_kafka_pause(k, true);
+        k->paused = true;
+        log_info("kafka: consumption paused while the batch waits");
+    }
+
+    /* serves the group: the rebalance callback, max.poll.interval.ms */
+    while ((m = rd_kafka_consumer_poll(k->rk, 0)) != NULL) {
+        if (m->err) {
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+
+        /* a partition assigned meanwhile: its records wait their turn */
+        if (k->nstash == k->stash_cap) {
+            k->stash_cap = k->stash_cap ? 2 * k->stash_cap : 64;
+            k->stash = chat_realloc(k->stash,
+                                    k->stash_cap * sizeof(k->stash[0]));
+        }
+
+        k->stash[k->nstash++] = m;
+    }
+
+    for (i = 0; i < k->nheld; i++) {
+        if (chat_kafka_revoked(k, k->held[i])) {
+            log_warn("kafka: partition %d was revoked while its batch"
+                     " waited", k->held[i]->partition);
+            return false;
+        }
+    }
+
+    return !*k->stop;
+}
+
+
+void
+chat_kafka_resume(chat_kafka_t *k)
+{
+    if (!k->paused) {
+        return;
+    }
+
+    chat_kafka_pause(k, false);
+    k->paused = false;
+    log_info("kafka: consumption resumed");
+}
+
+
+/* the lowest offset per partition of these records into l */
+static void
+chat_kafka_lowest(rd_kafka_topic_partition_list_t *l,
+    rd_kafka_message_t **m, size_t n)
+{
+    rd_kafka_topic_partition_t  *p;
+    size_t                       i;
+
+    for (i = 0; i < n; i++) {
+        p = rd_kafka_topic_partition_list_find(l, rd_kafka_topic_name(m[i]->rkt),
+                                               m[i]->partition);
+        if (p == NULL) {
+            p = rd_kafka_topic_partition_list_add(l,
+                    rd_kafka_topic_name(m[i]->rkt), m[i]->partition);
+            p->offset = m[i]->offset;
+
+        } else if (m[i]->offset < p->offset) {
+            p->offset = m[i]->offset;
+        }
+    }
+}
+
+
+void
+chat_kafka_abandon(chat_kafka_t *k)
+{
+    rd_kafka_topic_partition_list_t  *lowest, *assigned = NULL, *seek;
+    rd_kafka_error_t                 *error;
+    int                               i;
+
+    lowest = rd_kafka_topic_partition_list_new(16);
+    chat_kafka_lowest(lowest, k->held, k->nheld);
+    chat_kafka_lowest(lowest, k->stash, k->nstash);
+
+    chat_kafka_release(k);
+
+    for (i = 0; (size_t) i < k->nstash; i++) {
+        rd_kafka_message_destroy(k->stash[i]);
+    }
+
+    k->nstash = 0;
+
+    /* what is still ours is read again from the batch's first record; a
+     * revoked partition is read by its next owner from the committed
+     * offset */
+    seek = rd_kafka_topic_partition_list_new(lowest->cnt);
+
+    if (rd_kafka_assignment(k->rk, &assigned) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (i = 0; i < lowest->cnt; i++) {
+            if (rd_kafka_topic_partition_list_find(assigned,
+                    lowest->elems[i].topic, lowest->elems[i].partition))
+            {
+                rd_kafka_topic_partition_list_add(seek,
+                    lowest->elems[i].topic, lowest->elems[i].partition)
+                    ->offset = lowest->elems[i].offset;
+            }
+        }
+
+        rd_kafka_topic_partition_list_destroy(assigned);
+    }
+
+    if (seek->cnt) {
+        error = rd_kafka_seek_partitions(k->rk, seek, 5000);
+
+        if (error) {
+            log_error("kafka: seeking back: %s", rd_kafka_error_string(error));
+            rd_kafka_error_destroy(error);
+        }
+    }
+
+    rd_kafka_topic_partition_list_destroy(seek);
+    rd_kafka_topic_partition_list_destroy(lowest);
+
+    if (k->revoked) {
+        rd_kafka_topic_partition_list_destroy(k->revoked);
+        k->revoked = NULL;
+    }
+}
+
+
+void
+chat_kafka_fence(chat_kafka_t *k, int32_t partition)
+{
+    rd_kafka_topic_partition_list_t  *one;
+
+    if (k->fenced == NULL) {
+        k->fenced = rd_kafka_topic_partition_list_new(4);
+    }
+
+    if (rd_kafka_topic_partition_list_find(k->fenced, k->topic, partition)) {
+        return;
+    }
+
+    rd_kafka_topic_partition_list_add(k->fenced, k->topic, partition);
+
+    one = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(one, k->topic, partition);
+    (void) rd_kafka_pause_partitions(k->rk, one);
+    rd_kafka_topic_partition_list_destroy(one);
+
+    log_warn("kafka: partition %d not consumed until assigned again",
+             (int) partition);
+}
+
+
 void
 chat_kafka_close(chat_kafka_t *k)
 {
     rd_kafka_resp_err_t  err;
+    size_t               i;
 
     if (k == NULL) {
         return;
@@ -762,6 +1113,16 @@ chat_kafka_close(chat_kafka_t *k)
         rd_kafka_topic_partition_list_destroy(k->pending);
     }
 
+    if (k->fenced) {
+        rd_kafka_topic_partition_list_destroy(k->fenced);
+    }
+
+    for (i = 0; i < k->nstash; i++) {
+        rd_kafka_message_destroy(k->stash[i]);
+    }
+
+    free(k->stash);
+    free(k->events);
     free(k->held);
     free(k->topic);
     free(k);

@@ -13,6 +13,12 @@
 extern const char  chat_lua_delivered[];
 /* raises fields of chat:revoked, never lowers one (lua/revoked.lua) */
 extern const char  chat_lua_revoked[];
+/* a batch's delivery, fenced per partition: epochs, delivered marks,
+ * chain heads and the PUBLISHes (lua/publish.lua) */
+extern const char  chat_lua_publish[];
+/* partitions taken: their epochs in, their delivered marks out
+ * (lua/take.lua) */
+extern const char  chat_lua_take[];
 
 
 #endif /* CHAT_WORKER_LUA_H */

@@ -5,11 +5,18 @@
  * answers and the fan-outs the rows name are worker_answer.c's and
  * worker_fanout.c's; worker_batch.c runs the rows.
  *
+ * A sync is the one answer that can be large: its store step reads the
+ * list, then alternates the store's chunks of messages with the frames
+ * worker_answer.c makes of them, which go to a stream (worker_stream.c)
+ * as they come, so that neither the rows nor the frames of the whole
+ * answer are ever in memory together.
+ *
  * The fields' names are the wire's (ngx_chat_wire.h); the module has
  * already checked types and limits, so a fault here is another producer's
  * or an older module's, answered with bad_request.
  */
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +27,8 @@
 
 
 static void chat_ops_audit(const chat_request_t *req, const char *result);
+/* the messages a sync reads at a time, whatever the conversations */
+#define CHAT_OPS_SYNC_CHUNK  400
 
 
 #define chat_bad(...)                                                      \
@@ -105,6 +114,59 @@ chat_ops_parse_history(chat_request_t *req, char *why, size_t why_size)
 
     if (req->before_seq < -1 || req->after_seq < -1) {
         chat_bad("negative before_seq or after_seq");
+    }
+
+    return CHAT_PARSE_OK;
+}
+
+
+/* a page of the conversation list: its size and where it starts */
+static chat_parse_rc_t
+chat_ops_parse_conversations(chat_request_t *req, char *why, size_t why_size)
+{
+    const char  *id;
+    char        *end;
+
+    if (!chat_request_int(req, NGX_CHAT_WIRE_F_LIMIT,
+                          NGX_CHAT_WIRE_LIST_LIMIT, &req->limit)
+        || req->limit < 1 || req->limit > NGX_CHAT_WIRE_LIST_MAX)
+    {
+        chat_bad("limit out of range");
+    }
+
+    if (!chat_request_int(req, NGX_CHAT_WIRE_F_BEFORE_TS, INT64_MAX,
+                          &req->before_ts)
+        || req->before_ts < 0)
+    {
+        chat_bad("before_ts is not a time");
+    }
+
+    id = chat_request_string(req, NGX_CHAT_WIRE_F_BEFORE_ID);
+    req->before_id = 0;
+
+    if (id) {
+        errno = 0;
+        req->before_id = strtoll(id, &end, 10);
+
+        if (id[0] < '0' || id[0] > '9' || *end != '\0' || errno != 0
+            || req->before_ts == INT64_MAX)
+        {
+            chat_bad("before_message_id is not a message id after "
+                     "before_ts");
+        }
+    }
+
+    return CHAT_PARSE_OK;
+}
+
+
+static chat_parse_rc_t
+chat_ops_parse_receipts(chat_request_t *req, char *why, size_t why_size)
+{
+    req->conv = chat_request_string(req, NGX_CHAT_WIRE_F_CONV);
+
+    if (req->conv == NULL || req->conv[0] == '\0') {
+        chat_bad("missing conv");
     }
 
     return CHAT_PARSE_OK;
@@ -305,6 +367,38 @@ chat_ops_parse_redact(chat_request_t *req, char *why, size_t why_size)
 }
 
 
+/* a node's gap: (after, upto] of the partition the record is in (so that
+ * every record of the gap came before it, stored), nothing older than
+ * since */
+static chat_parse_rc_t
+chat_ops_parse_repair(chat_request_t *req, char *why, size_t why_size)
+{
+    if (!chat_request_int(req, NGX_CHAT_WIRE_F_PARTITION, -1,
+                          &req->repair.partition)
+        || !chat_request_int(req, NGX_CHAT_WIRE_F_AFTER, -2,
+                             &req->repair.after)
+        || !chat_request_int(req, NGX_CHAT_WIRE_F_UPTO, -2,
+                             &req->repair.upto)
+        || !chat_request_int(req, NGX_CHAT_WIRE_F_SINCE, 0,
+                             &req->repair.since))
+    {
+        chat_bad("partition, after, upto or since is not an integer");
+    }
+
+    if (req->repair.partition != req->partition) {
+        chat_bad("a repair of partition %lld in partition %d",
+                 (long long) req->repair.partition, (int) req->partition);
+    }
+
+    if (req->repair.after < -1 || req->repair.upto < req->repair.after) {
+        chat_bad("not a range: after %lld, upto %lld",
+                 (long long) req->repair.after, (long long) req->repair.upto);
+    }
+
+    return CHAT_PARSE_OK;
+}
+
+
 /* ---- store: the items to the store, its results into the items ---- */
 
 /* the group conversations named, into the cache; false on stop (a load
@@ -361,12 +455,100 @@ chat_ops_store_sends(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
 }
 
 
-/* sync and history: one snapshot for all of them */
+/* the messages of convs[from..] that one chunk takes: at least one
+ * conversation's, at most CHAT_OPS_SYNC_CHUNK unless one alone has more */
+static size_t
+chat_ops_sync_chunk(const chat_sync_conv_t *convs, size_t from, size_t to)
+{
+    int64_t  want, total = 0;
+    size_t   k;
+
+    for (k = from; k < to; k++) {
+        want = convs[k].last_seq - convs[k].after_seq;
+        want = want < 0 ? 0 : want > NGX_CHAT_WIRE_SYNC_CAP
+                              ? NGX_CHAT_WIRE_SYNC_CAP : want;
+
+        if (k > from && total + want > CHAT_OPS_SYNC_CHUNK) {
+            break;
+        }
+
+        total += want;
+    }
+
+    return k - from;
+}
+
+
+/*
+ * A sync's answer, its list read: the conversations frame, each listed
+ * conversation's messages a chunk at a time, sync_done, into the stream.
+ * A Redis that failed under it (and came back) has it written again from
+ * the start; a chunk the store refused fails the sync (internal).
+ */
+static chat_store_rc_t
+chat_ops_stream_sync(chat_op_ctx_t *ctx, chat_item_t *item)
+{
+    chat_sync_rows_t  *s = &item->u.read.sync;
+    chat_arena_t       chunk;
+    chat_store_rc_t    rc;
+    size_t             listed, i, n;
+
+    for ( ;; ) {
+        chat_stream_begin(ctx->stream, item->req->sid);
+        listed = chat_answer_sync_list(ctx, item);
+
+        for (i = 0; i < listed && !chat_stream_broken(ctx->stream); i += n) {
+            n = chat_ops_sync_chunk(s->convs, i, listed);
+
+            memset(&chunk, 0, sizeof(chunk));
+            rc = chat_store_sync_messages(ctx->store, &s->convs[i], n, s,
+                                          &chunk);
+
+            if (rc == CHAT_STORE_OK) {
+                chat_answer_sync_messages(ctx, item);
+            }
+
+            s->messages = NULL;
+            s->nmessages = 0;
+            chat_arena_free(&chunk);
+
+            if (rc != CHAT_STORE_OK) {
+                chat_stream_abandon(ctx->stream);
+
+                if (rc == CHAT_STORE_STOPPED) {
+                    return rc;
+                }
+
+                item->failed = true;
+                return CHAT_STORE_OK;
+            }
+        }
+
+        chat_answer_sync_done(ctx, item);
+
+        switch (chat_stream_end(ctx->stream, &item->streamed, ctx->arena)) {
+
+        case CHAT_STREAM_DONE:
+            return CHAT_STORE_OK;
+
+        case CHAT_STREAM_STOPPED:
+            return CHAT_STORE_STOPPED;
+
+        case CHAT_STREAM_AGAIN:
+            break;
+        }
+    }
+}
+
+
+/* the reads: one snapshot for all of them; then the syncs' answers,
+ * which read on as they are written */
 static chat_store_rc_t
 chat_ops_store_reads(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
 {
-    chat_read_t  **reads;
-    size_t         i;
+    chat_read_t     **reads;
+    chat_store_rc_t   rc;
+    size_t            i;
 
     reads = chat_arena_alloc(ctx->arena, n * sizeof(chat_read_t *));
 
@@ -376,7 +558,23 @@ chat_ops_store_reads(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
         reads[i]->req = items[i]->req;
     }
 
-    return chat_store_reads(ctx->store, reads, n, ctx->arena);
+    rc = chat_store_reads(ctx->store, reads, n, ctx->arena);
+    if (rc != CHAT_STORE_OK) {
+        return rc;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (items[i]->req->op != NGX_CHAT_WIRE_OP_SYNC) {
+            continue;
+        }
+
+        rc = chat_ops_stream_sync(ctx, items[i]);
+        if (rc != CHAT_STORE_OK) {
+            return rc;
+        }
+    }
+
+    return CHAT_STORE_OK;
 }
 
 
@@ -591,6 +789,24 @@ chat_ops_store_redact(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
 }
 
 
+static chat_store_rc_t
+chat_ops_store_repairs(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
+{
+    chat_repair_t  **r;
+    size_t           i;
+
+    r = chat_arena_alloc(ctx->arena, n * sizeof(chat_repair_t *));
+
+    for (i = 0; i < n; i++) {
+        r[i] = &items[i]->u.repair;
+        memset(r[i], 0, sizeof(chat_repair_t));
+        r[i]->req = items[i]->req;
+    }
+
+    return chat_store_repairs(ctx->store, r, n, ctx->arena);
+}
+
+
 /* ---- the table ---- */
 
 static const chat_op_t  chat_ops[NGX_CHAT_WIRE_OP_COUNT] = {
@@ -628,6 +844,30 @@ static const chat_op_t  chat_ops[NGX_CHAT_WIRE_OP_COUNT] = {
         .parse = chat_ops_parse_history,
         .store = chat_ops_store_reads,
         .answer = chat_answer_history,
+        .fanout = NULL
+    },
+
+    [NGX_CHAT_WIRE_OP_CONVERSATIONS] = {
+        .op = NGX_CHAT_WIRE_OP_CONVERSATIONS,
+        .stage = CHAT_STAGE_READ,
+        .tag = CHAT_TAG_REQ_ID,
+        .split = true,
+        .refused = "the request failed",
+        .parse = chat_ops_parse_conversations,
+        .store = chat_ops_store_reads,
+        .answer = chat_answer_conversations,
+        .fanout = NULL
+    },
+
+    [NGX_CHAT_WIRE_OP_RECEIPTS] = {
+        .op = NGX_CHAT_WIRE_OP_RECEIPTS,
+        .stage = CHAT_STAGE_READ,
+        .tag = CHAT_TAG_REQ_ID,
+        .split = true,
+        .refused = "the request failed",
+        .parse = chat_ops_parse_receipts,
+        .store = chat_ops_store_reads,
+        .answer = chat_answer_receipts,
         .fanout = NULL
     },
 
@@ -734,6 +974,21 @@ static const chat_op_t  chat_ops[NGX_CHAT_WIRE_OP_COUNT] = {
         .answer = chat_answer_none,
         .fanout = chat_fanout_redact
     },
+
+    /* a node's gap, read again from the store: its answer is the R record
+     * to the node, its fan-out the messages to the node's sessions */
+    [NGX_CHAT_WIRE_OP_REPAIR] = {
+        .op = NGX_CHAT_WIRE_OP_REPAIR,
+        .stage = CHAT_STAGE_READ,
+        .tag = CHAT_TAG_REQ_ID,
+        .split = true,
+        .nosession = true,
+        .refused = "the repair failed",
+        .parse = chat_ops_parse_repair,
+        .store = chat_ops_store_repairs,
+        .answer = chat_answer_repair,
+        .fanout = chat_fanout_repair
+    },
 };
 
 
@@ -799,6 +1054,33 @@ chat_ops_parse_operator(chat_request_t *req, const chat_op_t *row,
 }
 
 
+/* a node's record: the node is where the answer goes; a fault cannot be
+ * answered (no session), so the record is dropped */
+static chat_parse_rc_t
+chat_ops_parse_node(chat_request_t *req, const chat_op_t *row, char *why,
+    size_t why_size)
+{
+    req->sid = NULL;
+    req->node = chat_request_string(req, NGX_CHAT_WIRE_F_NODE);
+
+    if (req->node == NULL
+        || !ngx_chat_wire_valid_node(req->node, strlen(req->node)))
+    {
+        req->node = NULL;
+        snprintf(why, why_size, "missing or invalid node");
+        return CHAT_PARSE_DROP;
+    }
+
+    if (!chat_request_int(req, NGX_CHAT_WIRE_F_TS, 0, &req->ts)) {
+        snprintf(why, why_size, "ts is not an integer");
+        return CHAT_PARSE_DROP;
+    }
+
+    return row->parse(req, why, why_size) == CHAT_PARSE_OK ? CHAT_PARSE_OK
+                                                           : CHAT_PARSE_DROP;
+}
+
+
 chat_parse_rc_t
 chat_ops_parse(chat_request_t *req, const char *payload, size_t len,
     char *why, size_t why_size)
@@ -817,6 +1099,10 @@ chat_ops_parse(chat_request_t *req, const char *payload, size_t len,
         snprintf(why, why_size, "op \"%s\" has no row in this worker",
                  req->op_name);
         rc = CHAT_PARSE_BAD;
+    }
+
+    if (rc == CHAT_PARSE_OK && row->nosession) {
+        return chat_ops_parse_node(req, row, why, why_size);
     }
 
     if (rc == CHAT_PARSE_OK

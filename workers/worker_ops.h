@@ -5,10 +5,12 @@
  * else hears of it.
  *
  * Adding an op is adding a row and its functions. A record whose op the
- * wire does not know, or that has no row here (repair, for now), is
- * answered bad_request (dropped when it names no session to answer) and
- * logged as an error: it is never taken for another op. A record with an
- * admin field is an operator's (chatctl): the rows say which ops take one.
+ * wire does not know, or that has no row here, is answered bad_request
+ * (dropped when it names no session to answer) and logged as an error: it
+ * is never taken for another op. A record with an admin field is an
+ * operator's (chatctl): the rows say which ops take one. A row marked
+ * nosession is a node's record (repair): its node is where the answer
+ * goes, and a fault in it cannot be answered.
  */
 
 #ifndef CHAT_WORKER_OPS_H
@@ -77,6 +79,8 @@ struct chat_op_s {
                                      * by one, so that only the faulty one
                                      * fails */
     chat_from_t          from;
+    bool                 nosession; /* a node's record: no sid, user or
+                                     * dev; answered to the node */
     const char          *refused;   /* the internal error's message */
 
     chat_op_parse_pt     parse;

@@ -39,12 +39,13 @@ chat_outbox_bytes(chat_outbox_t *out, char *bytes, size_t len)
     f = &out->frames[out->nframes];
     f->bytes = bytes;
     f->len = len;
+    f->type = NGX_CHAT_WIRE_RECORD_FRAME;
 
     return out->nframes++;
 }
 
 
-static void
+static chat_delivery_t *
 chat_outbox_add(chat_outbox_t *out, size_t frame, const char *user,
     const char *node, const char *sid)
 {
@@ -62,6 +63,12 @@ chat_outbox_add(chat_outbox_t *out, size_t frame, const char *user,
     d->user = user;
     d->node = node;
     d->sid = sid;
+    d->skip_dev = NULL;
+    d->partition = out->partition;
+    d->repair = out->repair;
+    d->ack_ms = -1;
+
+    return d;
 }
 
 
@@ -69,6 +76,32 @@ void
 chat_outbox_to_session(chat_outbox_t *out, size_t frame, const char *node,
     const char *sid)
 {
+    (void) chat_outbox_add(out, frame, NULL, node, sid);
+}
+
+
+void
+chat_outbox_ack(chat_outbox_t *out, size_t frame, const char *node,
+    const char *sid, int64_t ts)
+{
+    chat_outbox_add(out, frame, NULL, node, sid)->ack_ms = ts > 0 ? ts : 0;
+}
+
+
+void
+chat_outbox_stream(chat_outbox_t *out, const char *key, size_t key_len,
+    const char *node, const char *sid)
+{
+    char    *bytes;
+    size_t   frame;
+
+    bytes = chat_alloc(key_len + 1);
+    memcpy(bytes, key, key_len);
+    bytes[key_len] = '\0';
+
+    frame = chat_outbox_bytes(out, bytes, key_len);
+    out->frames[frame].type = NGX_CHAT_WIRE_RECORD_STREAM;
+
     chat_outbox_add(out, frame, NULL, node, sid);
 }
 
@@ -77,7 +110,45 @@ void
 chat_outbox_to_user(chat_outbox_t *out, size_t frame, const char *user,
     const char *skip_node, const char *skip_sid)
 {
-    chat_outbox_add(out, frame, user, skip_node, skip_sid);
+    (void) chat_outbox_add(out, frame, user, skip_node, skip_sid);
+}
+
+
+void
+chat_outbox_to_user_but_device(chat_outbox_t *out, size_t frame,
+    const char *user, const char *skip_dev)
+{
+    chat_outbox_add(out, frame, user, NULL, NULL)->skip_dev = skip_dev;
+}
+
+
+void
+chat_outbox_from(chat_outbox_t *out, int32_t partition)
+{
+    out->partition = partition;
+    out->repair = -1;
+}
+
+
+void
+chat_outbox_repair(chat_outbox_t *out, const char *node, int32_t partition,
+    int64_t after, int64_t upto)
+{
+    chat_outbox_repair_t  *r;
+
+    if (out->nrepairs == out->repairs_cap) {
+        out->repairs_cap = out->repairs_cap ? out->repairs_cap * 2 : 8;
+        out->repairs = chat_realloc(out->repairs, out->repairs_cap
+                                    * sizeof(chat_outbox_repair_t));
+    }
+
+    r = &out->repairs[out->nrepairs];
+    r->node = node;
+    r->partition = partition;
+    r->after = after;
+    r->upto = upto;
+
+    out->repair = (int32_t) out->nrepairs++;
 }
 
 
@@ -96,8 +167,22 @@ chat_outbox_truncate(chat_outbox_t *out, size_t nframes, size_t ndeliveries)
 
 
 void
+chat_outbox_free(chat_outbox_t *out)
+{
+    chat_outbox_reset(out);
+    free(out->frames);
+    free(out->deliveries);
+    free(out->repairs);
+    memset(out, 0, sizeof(*out));
+}
+
+
+void
 chat_outbox_reset(chat_outbox_t *out)
 {
     chat_outbox_truncate(out, 0, 0);
+    out->nrepairs = 0;
+    out->partition = -1;
+    out->repair = -1;
 }
 

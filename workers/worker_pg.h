@@ -32,6 +32,7 @@ extern const chat_pg_statements_t  chat_store_groups_statements;
 extern const chat_pg_statements_t  chat_store_receipts_statements;
 extern const chat_pg_statements_t  chat_store_members_statements;
 extern const chat_pg_statements_t  chat_store_admin_statements;
+extern const chat_pg_statements_t  chat_store_repairs_statements;
 
 
 struct chat_store_s {

@@ -1,33 +1,46 @@
 /*
  * worker_redis.h: chat_worker's Redis connection (worker_redis.c): the
- * delivery of a batch's outbox, in one MULTI/EXEC with the batch's
- * delivered marks, and the reading of those marks.
+ * delivery of a batch's outbox in one script call, fenced per partition,
+ * with the batch's delivered marks and chain heads; the reading of the
+ * marks; the idle ping that notices a restart.
  */
 
 #ifndef CHAT_WORKER_REDIS_H
 #define CHAT_WORKER_REDIS_H
 
+#include "worker_chain.h"
 #include "worker_payload.h"
 
 
 typedef struct chat_redis_s  chat_redis_t;
 
-/* the last offset of a partition that a batch answered */
-typedef struct {
-    int32_t  partition;
-    int64_t  offset;
-} chat_position_t;
-
+/* keys: the delivered marks' and the epochs' hashes of the topic and
+ * group; chain: what this worker published, which the calls below load
+ * and move (and write again after every reconnect) */
 chat_redis_t *chat_redis_open(const char *addr, const char *delivered_key,
-    chat_stop_t *stop);
-/* delivers everything in the outbox and records the batch's positions, in
- * one transaction; retries until it worked (true) or stop was requested
- * (false) */
+    const char *epoch_key, chat_chain_t *chain, chat_stop_t *stop);
+/* what the waits for Redis do meanwhile (worker_util.h) */
+void chat_redis_set_wait(chat_redis_t *r, chat_wait_pt meanwhile,
+    void *data);
+/*
+ * Delivers everything in the outbox and records the batch's positions:
+ * retries until it worked (true) or the wait was given up (false). A
+ * partition found fenced is marked so in the chain and its records left
+ * out (neither published nor to be committed).
+ */
 bool chat_redis_deliver(chat_redis_t *r, chat_outbox_t *out,
     chat_arena_t *arena, const chat_position_t *done, size_t ndone);
-/* the recorded positions of the partitions (-1: none); false on stop */
+/*
+ * Takes the partitions (their epochs from the chain go in: the previous
+ * owner is fenced from now on) and reads their delivered marks (-1: none;
+ * -2 and the partition marked fenced in the chain when a newer owner has
+ * it already); false when the wait was given up.
+ */
 bool chat_redis_delivered(chat_redis_t *r, const int32_t *partitions,
     size_t n, int64_t *offsets);
+/* while idle: a PING about every second, so that a restarted Redis is
+ * noticed (and the chain written again) without waiting for a batch */
+void chat_redis_tick(chat_redis_t *r);
 void chat_redis_close(chat_redis_t *r);
 
 

@@ -61,7 +61,7 @@ typedef struct {
     const char          *conv;          /* all but sync */
     const char          *body;          /* send */
     json_t              *cursors;       /* sync: object or NULL */
-    int64_t              limit;         /* history: 0 when absent */
+    int64_t              limit;         /* history, conversations */
     int64_t              before_seq;    /* history: -1 when absent */
     int64_t              after_seq;
     const char          *name;          /* create_group */
@@ -76,6 +76,15 @@ typedef struct {
     const char          *target_dev;    /* revoke: the device, NULL: all */
     const char          *role;          /* set_role */
     int64_t              message_id;    /* redact */
+    int64_t              before_ts;     /* conversations: INT64_MAX when
+                                         * absent */
+    int64_t              before_id;     /* conversations: 0 when absent */
+    struct {                            /* repair: what a node missed */
+        int64_t          partition;
+        int64_t          after;
+        int64_t          upto;
+        int64_t          since;         /* ms: nothing older is wanted */
+    }                    repair;
 } chat_request_t;
 
 typedef enum {

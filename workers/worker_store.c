@@ -17,6 +17,7 @@ static const chat_pg_statements_t  *chat_store_statements[] = {
     &chat_store_receipts_statements,
     &chat_store_members_statements,
     &chat_store_admin_statements,
+    &chat_store_repairs_statements,
     NULL
 };
 
@@ -46,6 +47,14 @@ void
 chat_store_set_metrics(chat_store_t *st, chat_metrics_t *m)
 {
     st->metrics = m;
+}
+
+
+void
+chat_store_set_wait(chat_store_t *st, chat_wait_pt meanwhile, void *data)
+{
+    st->backoff.meanwhile = meanwhile;
+    st->backoff.data = data;
 }
 
 

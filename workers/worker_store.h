@@ -5,12 +5,14 @@
  *
  *   worker_store.c           opening and closing the store
  *   worker_store_sends.c     chat_store_sends: a batch's messages
- *   worker_store_reads.c     chat_store_reads: history and sync
+ *   worker_store_reads.c     chat_store_reads: history, sync, the
+ *                            conversation list and the receipts
  *   worker_store_groups.c    chat_store_group_op: membership changes
  *   worker_store_receipts.c  chat_store_receipts: receipt pointers
  *   worker_store_members.c   chat_store_load_members: the cache's loads
  *   worker_store_admin.c     chat_store_revoke, chat_store_revocations,
  *                            chat_store_redact: the operators' ops
+ *   worker_store_repairs.c   chat_store_repairs: a node's gap, read again
  *   worker_pg.c              the connection, statements and retries they
  *                            share (worker_pg.h, theirs only)
  */
@@ -33,6 +35,9 @@ typedef enum {
 } chat_store_rc_t;
 
 chat_store_t *chat_store_open(const char *conninfo, chat_stop_t *stop);
+/* what the waits for PostgreSQL do meanwhile (worker_util.h) */
+void chat_store_set_wait(chat_store_t *st, chat_wait_pt meanwhile,
+    void *data);
 void chat_store_close(chat_store_t *st);
 /* where the transactions' durations and retries are counted (may be
  * NULL: not counted) */
@@ -89,7 +94,8 @@ typedef struct {
     bool             has_more;
 } chat_history_rows_t;
 
-/* one conversation of a sync, with this user's pointers */
+/* one conversation of a list (sync, conversations) as this user sees it:
+ * a member removed from a group sees it as of its removal */
 typedef struct {
     const char      *conv;
     const char      *kind;
@@ -101,30 +107,74 @@ typedef struct {
     int64_t          unread;
     bool             has_last;
     chat_message_t   last;
-    size_t           first;         /* its messages in the sync's list */
+    size_t           first;         /* sync: its messages in the chunk */
     size_t           n;
-    bool             truncated;     /* more than NGX_CHAT_WIRE_SYNC_CAP */
+    bool             truncated;     /* sync: more than NGX_CHAT_WIRE_SYNC_CAP
+                                     * after the device's cursor */
+    /* the highest seq every other member has delivered / read (a member's
+     * pointers count the seqs before its joining as done) */
+    int64_t          others_delivered_seq;
+    int64_t          others_read_seq;
+    int64_t          after_seq;     /* sync: its messages are those after
+                                     * this seq, up to last_seq */
+    int64_t          activity;      /* ms, the list's order */
+    int64_t          activity_id;   /* the last message's id: the order
+                                     * within one ms */
 } chat_sync_conv_t;
 
-/* what a sync reads: the conversations, newest activity first, and the
- * messages each has after the device's cursor, ascending per conversation */
+/*
+ * A list of conversations, newest activity first: a sync's first page or
+ * a page of the conversations request, the rows asked for and one more
+ * when there are more. A sync's messages come later, a chunk of its
+ * conversations at a time (chat_store_sync_messages), ascending per
+ * conversation.
+ */
 typedef struct {
     chat_sync_conv_t  *convs;
     size_t             nconvs;
+    size_t             limit;       /* rows asked for: an answer lists at
+                                     * most this many */
     chat_message_t    *messages;
     size_t             nmessages;
 } chat_sync_rows_t;
 
+/* a member's pointers, for the receipts request */
 typedef struct {
-    const chat_request_t  *req;     /* a sync or a history */
+    const char  *user;
+    int64_t      delivered_seq;
+    int64_t      read_seq;
+} chat_pointers_row_t;
+
+typedef struct {
+    bool                  forbidden;   /* not a current member */
+    chat_pointers_row_t  *members;     /* by user id */
+    size_t                n;
+} chat_receipts_rows_t;
+
+typedef struct {
+    const chat_request_t  *req;     /* sync, history, conversations,
+                                     * receipts */
     chat_history_rows_t    history;
-    chat_sync_rows_t       sync;
+    chat_sync_rows_t       sync;    /* sync and conversations */
+    chat_receipts_rows_t   receipts;
 } chat_read_t;
 
 /* the reads of a batch from one snapshot, in order; the rows live in the
  * arena */
 chat_store_rc_t chat_store_reads(chat_store_t *st, chat_read_t **reads,
     size_t n, chat_arena_t *arena);
+
+/*
+ * The messages of convs[0..n-1] of a sync's list (the newest
+ * NGX_CHAT_WIRE_SYNC_CAP after each one's after_seq), ascending per
+ * conversation and in the order given, into s->messages; each
+ * conversation's first and n say where its own are. Read outside the
+ * list's snapshot: the list's seqs bound what each one reads, so the
+ * answer is the same.
+ */
+chat_store_rc_t chat_store_sync_messages(chat_store_t *st,
+    chat_sync_conv_t *convs, size_t n, chat_sync_rows_t *s,
+    chat_arena_t *arena);
 
 
 /* ---- membership changes ---- */
@@ -206,6 +256,33 @@ typedef struct {
 
 chat_store_rc_t chat_store_redact(chat_store_t *st, chat_redact_t *r,
     chat_arena_t *arena);
+/* ---- repairs ---- */
+
+/* a gap bigger than this is not answered: the node gives up on it and its
+ * sessions sync (cheaper for everyone than one huge record) */
+#define CHAT_REPAIR_ROWS_MAX  10000
+
+/* a message a repair sends again, and the device that sent it */
+typedef struct {
+    chat_message_t   msg;
+    const char      *device;
+} chat_repair_row_t;
+
+/* what a repair reads: the messages of the Kafka records (after, upto] of
+ * its partition since its node started, in offset order, and the members,
+ * past and present, of the groups among them (to tell who was a member at
+ * each message's seq) */
+typedef struct {
+    const chat_request_t  *req;
+    bool                   too_large;
+    chat_repair_row_t     *rows;
+    size_t                 n;
+    chat_members_t        *groups;
+    size_t                 ngroups;
+} chat_repair_t;
+
+chat_store_rc_t chat_store_repairs(chat_store_t *st, chat_repair_t **r,
+    size_t n, chat_arena_t *arena);
 
 
 /* ---- the membership cache ---- */

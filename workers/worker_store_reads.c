@@ -1,7 +1,9 @@
 /*
- * worker_store_reads.c: the reads, history and sync, from one snapshot per
- * batch (REPEATABLE READ, READ ONLY), as rows: the answer's frames are
- * made by worker_answer.c.
+ * worker_store_reads.c: the reads (history, sync, the conversation list,
+ * the receipts of a conversation) from one snapshot per batch (REPEATABLE
+ * READ, READ ONLY), as rows: the answer's frames are made by
+ * worker_answer.c. A sync's messages are read afterwards, a chunk of its
+ * conversations at a time, so that no answer is ever whole in memory.
  *
  * A group member reads the seqs from its joining (joined_seq, the event
  * that added it) to its removal (removed_seq, the event that removed it,
@@ -37,40 +39,71 @@ static const chat_pg_statement_t  chat_reads_sql[] = {
       " ORDER BY seq LIMIT $3" },
 
     /*
-     * A user's conversations, newest activity first, with its pointers,
-     * the unread count and the last message. A conversation the user was
-     * removed from stays listed as it was at the removal (its last message
-     * is the removal), so that every device learns of it; what happened
-     * after is not shown, nor counted, nor used for the order.
+     * A page of a user's conversations, newest activity first (then the
+     * newest last message, for one ms), older than ($2, $3), at most $4,
+     * with its pointers, the unread count, the last message and the
+     * others' pointers. A conversation the user was removed from stays
+     * listed as it was at the removal (its last message is the removal),
+     * so that every device learns of it; what happened after is not shown,
+     * nor counted, nor used for the order. The page is cut before the
+     * counts, which only its rows need.
      */
-    { "sync_conversations",
-      "SELECT c.id, c.kind, c.name, COALESCE(m.removed_seq, c.last_seq),"
-      " m.delivered_seq, m.read_seq,"
+    { "list_page",
+      "SELECT p.id, p.kind, p.name, p.last_seq, p.delivered_seq,"
+      " p.read_seq,"
       " (SELECT count(*) FROM members x"
-      "  WHERE x.conversation_id = c.id AND x.removed_seq IS NULL),"
-      " (SELECT count(*) FROM messages x WHERE x.conversation_id = c.id"
-      "  AND x.seq > GREATEST(m.read_seq, m.joined_seq - 1)"
-      "  AND x.seq <= COALESCE(m.removed_seq, c.last_seq)"
-      "  AND x.sender_id <> m.user_id),"
-      " l.conversation_id, l.seq, l.message_id, l.sender_id,"
-      " l.client_msg_id, l.kind, l.body, l.server_ts, m.joined_seq"
-      " FROM members m JOIN conversations c ON c.id = m.conversation_id"
-      " LEFT JOIN messages l ON l.conversation_id = c.id"
-      " AND l.seq = COALESCE(m.removed_seq, c.last_seq)"
-      " WHERE m.user_id = $1"
-      " ORDER BY COALESCE(l.server_ts, c.last_activity) DESC,"
-      " l.message_id DESC, c.id" },
+      "  WHERE x.conversation_id = p.id AND x.removed_seq IS NULL),"
+      " (SELECT count(*) FROM messages x WHERE x.conversation_id = p.id"
+      "  AND x.seq > GREATEST(p.read_seq, p.joined_seq - 1)"
+      "  AND x.seq <= p.last_seq AND x.sender_id <> $1),"
+      " p.l_conv, p.l_seq, p.l_id, p.l_sender, p.l_cmid, p.l_kind,"
+      " p.l_body, p.l_ts, p.joined_seq, p.ts, p.mid,"
+      " (SELECT LEAST(COALESCE(min(GREATEST(x.delivered_seq,"
+      "  x.joined_seq - 1)), p.last_seq), p.last_seq) FROM members x"
+      "  WHERE x.conversation_id = p.id AND x.user_id <> $1"
+      "  AND x.removed_seq IS NULL),"
+      " (SELECT LEAST(COALESCE(min(GREATEST(x.read_seq,"
+      "  x.joined_seq - 1)), p.last_seq), p.last_seq) FROM members x"
+      "  WHERE x.conversation_id = p.id AND x.user_id <> $1"
+      "  AND x.removed_seq IS NULL)"
+      " FROM (SELECT c.id, c.kind, c.name,"
+      "  COALESCE(m.removed_seq, c.last_seq) AS last_seq,"
+      "  m.delivered_seq, m.read_seq, m.joined_seq,"
+      "  l.conversation_id AS l_conv, l.seq AS l_seq,"
+      "  l.message_id AS l_id, l.sender_id AS l_sender,"
+      "  l.client_msg_id AS l_cmid, l.kind AS l_kind, l.body AS l_body,"
+      "  l.server_ts AS l_ts,"
+      "  COALESCE(l.server_ts, c.last_activity) AS ts,"
+      "  COALESCE(l.message_id, 0) AS mid"
+      "  FROM members m JOIN conversations c ON c.id = m.conversation_id"
+      "  LEFT JOIN messages l ON l.conversation_id = c.id"
+      "  AND l.seq = COALESCE(m.removed_seq, c.last_seq)"
+      "  WHERE m.user_id = $1"
+      "  AND (COALESCE(l.server_ts, c.last_activity) < $2"
+      "  OR (COALESCE(l.server_ts, c.last_activity) = $2"
+      "  AND COALESCE(l.message_id, 0) < $3))"
+      "  ORDER BY COALESCE(l.server_ts, c.last_activity) DESC,"
+      "  COALESCE(l.message_id, 0) DESC, c.id"
+      "  LIMIT $4) AS p"
+      " ORDER BY p.ts DESC, p.mid DESC, p.id" },
 
-    /* the newest $4 messages in (from, to] per conversation, in the order
-     * given, ascending seq */
+    /* the messages in (from, to] of each conversation, in the order
+     * given, ascending seq: a range of the primary key each */
     { "sync_messages",
       "SELECT x." CHAT_PG_MESSAGE_COLUMNS
       " FROM unnest($1::text[], $2::bigint[], $3::bigint[])"
       " WITH ORDINALITY AS t(c, s, u, o)"
       " CROSS JOIN LATERAL (SELECT * FROM messages"
-      "  WHERE conversation_id = t.c AND seq > t.s AND seq <= t.u"
-      "  ORDER BY seq DESC LIMIT $4) AS x"
+      "  WHERE conversation_id = t.c AND seq > t.s AND seq <= t.u) AS x"
       " ORDER BY t.o, x.seq" },
+
+    /* the current members' pointers; those before a member's joining
+     * count as done: it can never see them */
+    { "receipts_members",
+      "SELECT user_id, GREATEST(delivered_seq, joined_seq - 1),"
+      " GREATEST(read_seq, joined_seq - 1) FROM members"
+      " WHERE conversation_id = $1 AND removed_seq IS NULL"
+      " ORDER BY user_id" },
 };
 
 const chat_pg_statements_t  chat_store_reads_statements = {
@@ -203,124 +236,261 @@ chat_sync_cursor(const chat_request_t *req, const char *conv)
 }
 
 
+/* a page of the user's conversations older than (before_ts, before_id):
+ * limit rows, and one more when there are more */
+static chat_pg_rc_t
+chat_read_list(chat_store_t *st, const chat_request_t *req, int64_t before_ts,
+    int64_t before_id, size_t limit, chat_sync_rows_t *s, chat_arena_t *arena)
+{
+    chat_sync_conv_t  *c;
+    const char        *params[4];
+    char               ts[24], id[24], rows[24];
+    PGresult          *res = NULL;
+    chat_pg_rc_t       rc;
+    int                row, nrows;
+
+    snprintf(ts, sizeof(ts), "%" PRId64, before_ts);
+    snprintf(id, sizeof(id), "%" PRId64, before_id);
+    snprintf(rows, sizeof(rows), "%zu", limit + 1);
+
+    params[0] = req->user;
+    params[1] = ts;
+    params[2] = id;
+    params[3] = rows;
+
+    rc = chat_pg_run(st, "list_page", 4, params, &res);
+    if (rc != CHAT_PG_OK) {
+        return rc;
+    }
+
+    nrows = PQntuples(res);
+
+    s->convs = chat_arena_alloc(arena, (nrows + 1) * sizeof(chat_sync_conv_t));
+    s->nconvs = nrows;
+    s->limit = limit;
+
+    for (row = 0; row < nrows; row++) {
+        c = &s->convs[row];
+        memset(c, 0, sizeof(*c));
+
+        c->conv = chat_arena_strdup(arena, PQgetvalue(res, row, 0));
+        c->kind = chat_arena_strdup(arena, PQgetvalue(res, row, 1));
+        c->name = PQgetisnull(res, row, 2)
+                  ? NULL : chat_arena_strdup(arena, PQgetvalue(res, row, 2));
+        c->last_seq = chat_pg_int(res, row, 3);
+        c->delivered_seq = chat_pg_int(res, row, 4);
+        c->read_seq = chat_pg_int(res, row, 5);
+        c->member_count = chat_pg_int(res, row, 6);
+        c->unread = chat_pg_int(res, row, 7);
+
+        if (!PQgetisnull(res, row, 8)) {
+            c->has_last = true;
+            chat_read_message(res, row, 8, &c->last, arena);
+        }
+
+        /* the member's window starts after its joining event */
+        c->after_seq = chat_pg_int(res, row, 16) - 1;
+        c->activity = chat_pg_int(res, row, 17);
+        c->activity_id = chat_pg_int(res, row, 18);
+        c->others_delivered_seq = chat_pg_int(res, row, 19);
+        c->others_read_seq = chat_pg_int(res, row, 20);
+    }
+
+    PQclear(res);
+
+    return CHAT_PG_OK;
+}
+
+
+/* the first page, and where each conversation's messages start: after the
+ * device's cursor, within the member's window */
 static chat_pg_rc_t
 chat_read_sync(chat_store_t *st, chat_read_t *read, chat_arena_t *arena)
 {
     const chat_request_t  *req = read->req;
     chat_sync_rows_t      *s = &read->sync;
     chat_sync_conv_t      *c;
-    chat_buf_t            *convs = &st->arrays[0], *cursors = &st->arrays[1];
-    chat_buf_t            *uppers = &st->arrays[2];
-    const char            *params[4];
-    char                   cap[24];
-    PGresult              *list = NULL, *msgs = NULL;
     chat_pg_rc_t           rc;
-    int                    row, nconvs, nmsgs, start, end, i, k;
-    int64_t                last_seq, from;
-    size_t                 asked = 0;
+    int64_t                cursor;
+    size_t                 i;
 
-    params[0] = req->user;
-
-    rc = chat_pg_run(st, "sync_conversations", 1, params, &list);
+    rc = chat_read_list(st, req, INT64_MAX, 0, NGX_CHAT_WIRE_SYNC_LIST, s,
+                        arena);
     if (rc != CHAT_PG_OK) {
         return rc;
     }
 
-    nconvs = PQntuples(list);
+    for (i = 0; i < s->nconvs; i++) {
+        c = &s->convs[i];
+        cursor = chat_sync_cursor(req, c->conv);
 
-    chat_pg_array_begin(convs);
-    chat_pg_array_begin(cursors);
-    chat_pg_array_begin(uppers);
-
-    for (row = 0; row < nconvs; row++) {
-        /* the member's window: after its joining event, up to its
-         * removal or the conversation's end */
-        last_seq = chat_pg_int(list, row, 3);
-        from = chat_sync_cursor(req, PQgetvalue(list, row, 0));
-
-        if (from < chat_pg_int(list, row, 16) - 1) {
-            from = chat_pg_int(list, row, 16) - 1;
+        if (c->after_seq < cursor) {
+            c->after_seq = cursor;
         }
 
-        if (last_seq > from) {
-            chat_pg_array_text(convs, PQgetvalue(list, row, 0));
-            chat_pg_array_int(cursors, from);
-            chat_pg_array_int(uppers, last_seq);
-            asked++;
-        }
+        c->truncated = c->last_seq - c->after_seq > NGX_CHAT_WIRE_SYNC_CAP;
     }
-
-    msgs = NULL;
-
-    if (asked > 0) {
-        /* one more than the cap tells which ones are truncated */
-        snprintf(cap, sizeof(cap), "%d", NGX_CHAT_WIRE_SYNC_CAP + 1);
-        params[0] = chat_pg_array_end(convs);
-        params[1] = chat_pg_array_end(cursors);
-        params[2] = chat_pg_array_end(uppers);
-        params[3] = cap;
-
-        rc = chat_pg_run(st, "sync_messages", 4, params, &msgs);
-        if (rc != CHAT_PG_OK) {
-            PQclear(list);
-            return rc;
-        }
-    }
-
-    nmsgs = msgs ? PQntuples(msgs) : 0;
-
-    s->convs = chat_arena_alloc(arena, (nconvs + 1) * sizeof(chat_sync_conv_t));
-    s->nconvs = nconvs;
-    s->messages = chat_arena_alloc(arena, (nmsgs + 1) * sizeof(chat_message_t));
-    s->nmessages = 0;
-
-    /* the messages come grouped by conversation in list order */
-    i = 0;
-
-    for (row = 0; row < nconvs; row++) {
-        c = &s->convs[row];
-        memset(c, 0, sizeof(*c));
-
-        c->conv = chat_arena_strdup(arena, PQgetvalue(list, row, 0));
-        c->kind = chat_arena_strdup(arena, PQgetvalue(list, row, 1));
-        c->name = PQgetisnull(list, row, 2)
-                  ? NULL : chat_arena_strdup(arena, PQgetvalue(list, row, 2));
-        c->member_count = chat_pg_int(list, row, 6);
-        c->last_seq = chat_pg_int(list, row, 3);
-        c->delivered_seq = chat_pg_int(list, row, 4);
-        c->read_seq = chat_pg_int(list, row, 5);
-        c->unread = chat_pg_int(list, row, 7);
-
-        if (!PQgetisnull(list, row, 8)) {
-            c->has_last = true;
-            chat_read_message(list, row, 8, &c->last, arena);
-        }
-
-        start = i;
-        while (i < nmsgs && strcmp(PQgetvalue(msgs, i, 0), c->conv) == 0) {
-            i++;
-        }
-        end = i;
-
-        if (end - start > NGX_CHAT_WIRE_SYNC_CAP) {
-            /* ascending: the oldest one is the one over the cap */
-            start = end - NGX_CHAT_WIRE_SYNC_CAP;
-            c->truncated = true;
-        }
-
-        c->first = s->nmessages;
-        c->n = end - start;
-
-        for (k = start; k < end; k++) {
-            chat_read_message(msgs, k, 0, &s->messages[s->nmessages++],
-                              arena);
-        }
-    }
-
-    PQclear(list);
-    PQclear(msgs);
 
     return CHAT_PG_OK;
+}
+
+
+static chat_pg_rc_t
+chat_read_conversations(chat_store_t *st, chat_read_t *read,
+    chat_arena_t *arena)
+{
+    const chat_request_t  *req = read->req;
+
+    return chat_read_list(st, req, req->before_ts, req->before_id,
+                          (size_t) req->limit, &read->sync, arena);
+}
+
+
+/* the members' pointers; for a current member only (a removed one has
+ * heard of no receipt since its removal, and hears of none now) */
+static chat_pg_rc_t
+chat_read_receipts(chat_store_t *st, chat_read_t *read, chat_arena_t *arena)
+{
+    const chat_request_t  *req = read->req;
+    chat_receipts_rows_t  *r = &read->receipts;
+    const char            *params[1];
+    PGresult              *res = NULL;
+    chat_pg_rc_t           rc;
+    int                    row, nrows;
+    bool                   member = false;
+
+    if (chat_direct_access(req->conv, req->user) == NGX_CHAT_WIRE_FORBIDDEN) {
+        r->forbidden = true;
+        return CHAT_PG_OK;
+    }
+
+    params[0] = req->conv;
+
+    rc = chat_pg_run(st, "receipts_members", 1, params, &res);
+    if (rc != CHAT_PG_OK) {
+        return rc;
+    }
+
+    nrows = PQntuples(res);
+    r->members = chat_arena_alloc(arena,
+                                  (nrows + 1) * sizeof(chat_pointers_row_t));
+
+    for (row = 0; row < nrows; row++) {
+        r->members[row].user = chat_arena_strdup(arena,
+                                                 PQgetvalue(res, row, 0));
+        r->members[row].delivered_seq = chat_pg_int(res, row, 1);
+        r->members[row].read_seq = chat_pg_int(res, row, 2);
+
+        if (strcmp(r->members[row].user, req->user) == 0) {
+            member = true;
+        }
+    }
+
+    r->n = nrows;
+    PQclear(res);
+
+    /* a direct conversation not begun yet has nobody's pointers; any
+     * other conversation must have the user in it */
+    if (!member && (nrows > 0 || !chat_is_dm_id(req->conv))) {
+        r->forbidden = true;
+        r->n = 0;
+    }
+
+    return CHAT_PG_OK;
+}
+
+
+typedef struct {
+    chat_sync_conv_t  *convs;
+    size_t             n;
+    chat_sync_rows_t  *s;
+    chat_arena_t      *arena;
+} chat_sync_chunk_args_t;
+
+
+static chat_pg_rc_t
+chat_sync_chunk_attempt(chat_store_t *st, void *data)
+{
+    chat_sync_chunk_args_t  *a = data;
+    chat_sync_conv_t        *c;
+    chat_buf_t              *convs = &st->arrays[0], *froms = &st->arrays[1];
+    chat_buf_t              *uppers = &st->arrays[2];
+    const char              *params[3];
+    PGresult                *res = NULL;
+    chat_pg_rc_t             rc;
+    int64_t                  from;
+    size_t                   i;
+    int                      row, nrows;
+
+    chat_pg_array_begin(convs);
+    chat_pg_array_begin(froms);
+    chat_pg_array_begin(uppers);
+
+    for (i = 0; i < a->n; i++) {
+        c = &a->convs[i];
+
+        /* the newest ones when there are more than the cap */
+        from = c->after_seq;
+        if (c->last_seq - from > NGX_CHAT_WIRE_SYNC_CAP) {
+            from = c->last_seq - NGX_CHAT_WIRE_SYNC_CAP;
+        }
+
+        chat_pg_array_text(convs, c->conv);
+        chat_pg_array_int(froms, from);
+        chat_pg_array_int(uppers, c->last_seq);
+    }
+
+    params[0] = chat_pg_array_end(convs);
+    params[1] = chat_pg_array_end(froms);
+    params[2] = chat_pg_array_end(uppers);
+
+    rc = chat_pg_run(st, "sync_messages", 3, params, &res);
+    if (rc != CHAT_PG_OK) {
+        return rc;
+    }
+
+    nrows = PQntuples(res);
+    a->s->messages = chat_arena_alloc(a->arena,
+                                      (nrows + 1) * sizeof(chat_message_t));
+    a->s->nmessages = nrows;
+
+    for (row = 0; row < nrows; row++) {
+        chat_read_message(res, row, 0, &a->s->messages[row], a->arena);
+    }
+
+    PQclear(res);
+
+    /* they come grouped by conversation, in the order given */
+    for (i = 0, row = 0; i < a->n; i++) {
+        c = &a->convs[i];
+        c->first = row;
+
+        while (row < nrows && strcmp(a->s->messages[row].conv, c->conv) == 0)
+        {
+            row++;
+        }
+
+        c->n = row - c->first;
+    }
+
+    return CHAT_PG_OK;
+}
+
+
+chat_store_rc_t
+chat_store_sync_messages(chat_store_t *st, chat_sync_conv_t *convs, size_t n,
+    chat_sync_rows_t *s, chat_arena_t *arena)
+{
+    chat_sync_chunk_args_t  args = { convs, n, s, arena };
+
+    s->messages = NULL;
+    s->nmessages = 0;
+
+    if (n == 0) {
+        return CHAT_STORE_OK;
+    }
+
+    return chat_pg_retry(st, chat_sync_chunk_attempt, &args);
 }
 
 
@@ -331,6 +501,8 @@ typedef chat_pg_rc_t (*chat_reader_pt)(chat_store_t *st, chat_read_t *read,
 static const chat_reader_pt  chat_readers[NGX_CHAT_WIRE_OP_COUNT] = {
     [NGX_CHAT_WIRE_OP_SYNC] = chat_read_sync,
     [NGX_CHAT_WIRE_OP_HISTORY] = chat_read_history,
+    [NGX_CHAT_WIRE_OP_CONVERSATIONS] = chat_read_conversations,
+    [NGX_CHAT_WIRE_OP_RECEIPTS] = chat_read_receipts,
 };
 
 
@@ -363,6 +535,7 @@ chat_reads_attempt(chat_store_t *st, void *data)
          * the arena until the batch ends) */
         memset(&read->history, 0, sizeof(read->history));
         memset(&read->sync, 0, sizeof(read->sync));
+        memset(&read->receipts, 0, sizeof(read->receipts));
 
         reader = (unsigned) read->req->op < NGX_CHAT_WIRE_OP_COUNT
                  ? chat_readers[read->req->op] : NULL;

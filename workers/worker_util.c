@@ -381,7 +381,32 @@ chat_backoff_wait(chat_backoff_t *b, chat_stop_t *stop)
         b->next_ms = 2000;
     }
 
-    return chat_sleep_ms(wait, stop);
+    return chat_backoff_pause(b, wait, stop);
+}
+
+
+bool
+chat_backoff_pause(chat_backoff_t *b, long ms, chat_stop_t *stop)
+{
+    long  step;
+
+    for ( ;; ) {
+        if (b->meanwhile && !b->meanwhile(b->data)) {
+            return false;
+        }
+
+        if (ms <= 0) {
+            return !*stop;
+        }
+
+        step = ms < CHAT_WAIT_SLICE_MS ? ms : CHAT_WAIT_SLICE_MS;
+
+        if (!chat_sleep_ms(step, stop)) {
+            return false;
+        }
+
+        ms -= step;
+    }
 }
 
 

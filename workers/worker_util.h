@@ -57,14 +57,30 @@ int64_t chat_now_ms(void);
 /* sleeps, waking early on stop; false when stop was requested */
 bool chat_sleep_ms(long ms, chat_stop_t *stop);
 
-/* exponential backoff with jitter for reconnects: 100 ms doubling to 2 s */
+/*
+ * What a part does while it waits for PostgreSQL or Redis: chat_worker.c
+ * gives the loop's keepalive (the consumer polled, its partitions paused,
+ * so that a long outage does not cost the worker its place in the group).
+ * false gives the wait up: stop was requested, or the batch's partitions
+ * went to another worker meanwhile.
+ */
+typedef bool (*chat_wait_pt)(void *data);
+
+/* exponential backoff with jitter for reconnects: 100 ms doubling to 2 s;
+ * the waits call meanwhile (if set) every CHAT_WAIT_SLICE_MS */
 typedef struct {
-    long      next_ms;
-    unsigned  seed;
+    long          next_ms;
+    unsigned      seed;
+    chat_wait_pt  meanwhile;
+    void         *data;
 } chat_backoff_t;
+
+#define CHAT_WAIT_SLICE_MS  200
 
 void chat_backoff_reset(chat_backoff_t *b);
 bool chat_backoff_wait(chat_backoff_t *b, chat_stop_t *stop);
+/* ms of waiting, meanwhile called as for a backoff; false: given up */
+bool chat_backoff_pause(chat_backoff_t *b, long ms, chat_stop_t *stop);
 
 
 typedef struct {

@@ -198,6 +198,10 @@ export class Emitter {
  *    (source `sync`) and its further pages (`page`)
  *  - `synced` (): a sync finished
  *  - `receipt` (frame), `presence` (frame), `group` (frame)
+ *  - `ticks` (conversation_id, {delivered, read}): the highest seq every
+ *    other member has delivered / read moved (from the conversation list's
+ *    `others_delivered_seq` / `others_read_seq`, a `receipts` answer, and
+ *    the receipts that follow it)
  *  - `typing` ({conversation_id, user_id, typing}): typing true on a start,
  *    false on a stop, a message from that user, or 6 s without renewal
  *  - `ack` (frame), `duplicate` (message), `close` ({code, reason}),
@@ -255,6 +259,10 @@ export class ChatClient extends Emitter {
         this._typingOut = new Map(); // conv -> time of our last start
         this._receiptsSent = new Map();   // conv -> {delivered, read}
         this._receiptsWanted = new Map(); // conv -> {delivered, read}
+        // conv -> {delivered, read, members}: how far every other member
+        // has got (the ticks of our own messages); members, user -> {delivered,
+        // read}, once a receipts answer told them all
+        this._others = new Map();
         this._deliverTimers = new Map();
         this._left = new Set();      // groups a system message removed us from
 
@@ -466,7 +474,10 @@ export class ChatClient extends Emitter {
         case 'message': this._onMessage(f); return;
         case 'ack': this._onAck(f); return;
         case 'error': this._onError(f); return;
-        case 'receipt': this.emit('receipt', f); return;
+        case 'receipt':
+            this._onReceipt(f);
+            this.emit('receipt', f);
+            return;
         case 'typing': this._onTyping(f); return;
         case 'presence':
             this.presence.set(f.user_id, f);
@@ -600,9 +611,7 @@ export class ChatClient extends Emitter {
         const items = Array.isArray(f.items) ? f.items : [];
         this._sync.items = items;
         this._sync.hasMore = !!f.has_more;
-        for (const it of items) {
-            this._notePointers(it.conversation_id, it.delivered_seq, it.read_seq);
-        }
+        for (const it of items) this._noteItem(it);
         // receipts the server does not have yet (one may have been lost
         // with the last connection)
         this._flushReceipts();
@@ -639,15 +648,18 @@ export class ChatClient extends Emitter {
         for (let i = 0; i < this.opts.conversationPages && last; i++) {
             const ts = activityTs(last);
             if (!ts) return;
+            const opts = { before_ts: ts };
+            // within one ms the last message's id says where the page ended
+            const id = last.last_message && last.last_message.message_id;
+            if (typeof id === 'string' && /^[0-9]{1,19}$/.test(id)) opts.before_message_id = id;
             let page;
             try {
-                page = await this.listConversations({ before_ts: ts });
+                page = await this.listConversations(opts);
             } catch (e) {
                 this.emit('error', e);
                 return;
             }
             const items = page.items || [];
-            for (const it of items) this._notePointers(it.conversation_id, it.delivered_seq, it.read_seq);
             this.emit('conversations', items, { source: 'page', has_more: !!page.has_more });
             if (!page.has_more || !items.length) return;
             last = items[items.length - 1];
@@ -671,7 +683,10 @@ export class ChatClient extends Emitter {
     }
 
     _deliver(f, source) {
-        if (f.kind === 'system') this._noteMembership(f);
+        if (f.kind === 'system') {
+            this._noteMembership(f);
+            this._othersMembership(f);
+        }
         if (f.sender_id) this._typingEnded(f.conversation_id, f.sender_id);
         this.emit('message', f, { source });
         if (f.sender_id !== this.userId) this._scheduleDelivered(f.conversation_id);
@@ -759,6 +774,25 @@ export class ChatClient extends Emitter {
         else if (b.event === 'members_added' || b.event === 'group_created') {
             this._left.delete(f.conversation_id);
         }
+    }
+
+    /**
+     * Who the ticks wait for changes with the group: a removed member no
+     * longer holds them back, an added one has nothing before its joining
+     * to receive.
+     */
+    _othersMembership(f) {
+        const o = this._others.get(f.conversation_id);
+        const b = f.body;
+        if (!o || !o.members || !b || !Array.isArray(b.user_ids)) return;
+        for (const u of b.user_ids) {
+            if (u === this.userId) continue;
+            if (b.event === 'members_removed') o.members.delete(u);
+            else if (b.event === 'members_added' && !o.members.has(u)) {
+                o.members.set(u, { delivered: f.seq - 1, read: f.seq - 1 });
+            }
+        }
+        this._othersFromMembers(f.conversation_id);
     }
 
     /** Whether a system message said we were removed from this group. */
@@ -961,25 +995,59 @@ export class ChatClient extends Emitter {
     /**
      * A page of the conversation list (contract part 2, feature
      * `conversations`; rejected with `unsupported` where the server lacks it).
-     * @param {{before_ts?: number, limit?: number}} [opts]
+     * The next page starts before the last item's activity (its last
+     * message's `server_ts`, and that message's id as `before_message_id`
+     * where the server takes it). The items' pointers are noted as the
+     * sync's are.
+     * @param {{before_ts?: number, before_message_id?: string, limit?: number}} [opts]
      * @returns {Promise<{items: object[], has_more: boolean}>}
      */
-    listConversations(opts = {}) {
+    async listConversations(opts = {}) {
         const frame = { type: 'conversations' };
         if (opts.before_ts !== undefined) frame.before_ts = opts.before_ts;
+        if (opts.before_message_id !== undefined) frame.before_message_id = opts.before_message_id;
         if (opts.limit !== undefined) frame.limit = opts.limit;
-        return this._request(frame, ['conversations'], { retry: true, feature: 'conversations' });
+        const page = await this._request(frame, ['conversations'],
+                                         { retry: true, feature: 'conversations' });
+        for (const it of Array.isArray(page.items) ? page.items : []) this._noteItem(it);
+        return page;
     }
 
     /**
      * Every member's delivered/read pointers of a conversation (part 2,
-     * feature `receipts`).
+     * feature `receipts`). The others' lowest become the conversation's
+     * ticks, kept up to date by the receipts that follow.
      * @param {string} conversationId
      * @returns {Promise<{members: {user_id: string, delivered_seq: number, read_seq: number}[]}>}
      */
-    fetchReceipts(conversationId) {
-        return this._request({ type: 'receipts', conversation_id: conversationId },
-                             ['receipts'], { retry: true, feature: 'receipts' });
+    async fetchReceipts(conversationId) {
+        const f = await this._request({ type: 'receipts', conversation_id: conversationId },
+                                      ['receipts'], { retry: true, feature: 'receipts' });
+        if (Array.isArray(f.members)) {
+            const members = new Map();
+            for (const m of f.members) {
+                if (m && typeof m.user_id === 'string' && m.user_id !== this.userId) {
+                    members.set(m.user_id, { delivered: Number(m.delivered_seq) || 0,
+                                             read: Number(m.read_seq) || 0 });
+                }
+            }
+            const o = this._othersOf(conversationId);
+            o.members = members;
+            this._othersFromMembers(conversationId);
+        }
+        return f;
+    }
+
+    /**
+     * How far every other member has got in a conversation: the highest
+     * seq all of them have delivered (double tick) and read (blue tick);
+     * null while the server has not said.
+     * @param {string} conversationId
+     * @returns {{delivered: number, read: number}|null}
+     */
+    ticks(conversationId) {
+        const o = this._others.get(conversationId);
+        return o && o.known ? { delivered: o.delivered, read: o.read } : null;
     }
 
     /**
@@ -1016,6 +1084,71 @@ export class ChatClient extends Emitter {
         if (seq > w[state]) w[state] = seq;
         this._receiptsWanted.set(conv, w);
         this._flushReceipts(conv);
+    }
+
+    /** A conversation item (sync or page): our pointers, the others'. */
+    _noteItem(it) {
+        if (!it || typeof it.conversation_id !== 'string') return;
+        this._notePointers(it.conversation_id, it.delivered_seq, it.read_seq);
+        if (Number.isInteger(it.others_delivered_seq) && Number.isInteger(it.others_read_seq)) {
+            this._noteOthers(it.conversation_id, it.others_delivered_seq, it.others_read_seq);
+        }
+    }
+
+    _othersOf(conv) {
+        let o = this._others.get(conv);
+        if (!o) {
+            o = { delivered: 0, read: 0, known: false, members: null };
+            this._others.set(conv, o);
+        }
+        return o;
+    }
+
+    /** The others' pointers only move forward; read implies delivered. */
+    _noteOthers(conv, delivered, read) {
+        const o = this._othersOf(conv);
+        const d = Math.max(o.delivered, delivered, read);
+        const r = Math.max(o.read, read);
+        if (o.known && d === o.delivered && r === o.read) return;
+        o.known = true;
+        o.delivered = d;
+        o.read = r;
+        this.emit('ticks', conv, { delivered: d, read: r });
+    }
+
+    _othersFromMembers(conv) {
+        const o = this._others.get(conv);
+        if (!o || !o.members) return;
+        let d = Infinity;
+        let r = Infinity;
+        for (const m of o.members.values()) {
+            d = Math.min(d, m.delivered);
+            r = Math.min(r, m.read);
+        }
+        // nobody else: nobody holds a tick back
+        if (d === Infinity) return;
+        this._noteOthers(conv, d, r);
+    }
+
+    /** Another member's receipt moves its pointer, and maybe the ticks. */
+    _onReceipt(f) {
+        const conv = f.conversation_id;
+        const user = f.user_id;
+        if (typeof conv !== 'string' || typeof user !== 'string' || user === this.userId
+            || !Number.isInteger(f.seq)) return;
+        const read = f.state === 'read';
+        if (directPeer(conv, this.userId) === user) {
+            // the one other member; a delivered leaves read where it was
+            this._noteOthers(conv, f.seq, read ? f.seq : 0);
+            return;
+        }
+        const o = this._others.get(conv);
+        if (!o || !o.members) return;
+        const m = o.members.get(user) || { delivered: 0, read: 0 };
+        m.delivered = Math.max(m.delivered, f.seq);
+        if (read) m.read = Math.max(m.read, f.seq);
+        o.members.set(user, m);
+        this._othersFromMembers(conv);
     }
 
     _notePointers(conv, delivered, read) {

@@ -95,6 +95,7 @@ typedef struct {
     int              scope[MAX_SCOPE];
     int              nscope;
     int              verbose;
+    int              deflate;      /* offer permessage-deflate */
 } opts_t;
 
 
@@ -367,6 +368,11 @@ struct bench_s {
     int64_t                  win_start, win_end;
     int64_t                  last_scan;
     int                      max_msg;
+    /* permessage-deflate: one raw inflate stream, reset per message (the
+     * server compresses each on its own), and its output */
+    void                    *zin;
+    uint8_t                 *zbuf;
+    size_t                   zcap;
 };
 
 

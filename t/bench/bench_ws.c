@@ -8,7 +8,9 @@
  * by the module's own code; client frames are masked; a fragmented
  * message is reassembled; pings are answered, closes echoed. A connection
  * that goes down is counted once, by why (FAIL_NAMES) before its hello and
- * by close code after it.
+ * by close code after it. With --deflate the upgrade offers
+ * permessage-deflate, the 101 must agree, and the server's compressed
+ * messages (RSV1) are inflated with zlib before they are read.
  */
 
 
@@ -26,6 +28,7 @@
 #include <unistd.h>
 
 #include <openssl/evp.h>
+#include <zlib.h>
 
 #include "ngx_chat_jwt.h"
 
@@ -366,10 +369,15 @@ conn_connected(bench_t *ctx, conn_t *c)
                  "Sec-WebSocket-Key: %s\r\n"
                  "Sec-WebSocket-Version: 13\r\n"
                  "Sec-WebSocket-Protocol: chat.v1\r\n"
+                 "%s"
                  "Authorization: Bearer %s\r\n"
                  "User-Agent: chat_bench\r\n"
                  "\r\n",
-                 ctx->opt.path, ctx->opt.host, ctx->opt.port, c->key, token);
+                 ctx->opt.path, ctx->opt.host, ctx->opt.port, c->key,
+                 ctx->opt.deflate ? "Sec-WebSocket-Extensions: "
+                                    "permessage-deflate; "
+                                    "client_max_window_bits\r\n" : "",
+                 token);
     c->state = CS_HANDSHAKE;
     conn_arm(ctx, c, 0);
     conn_write(ctx, c, req, (size_t) n);
@@ -416,7 +424,69 @@ handshake_ok(bench_t *ctx, conn_t *c, const uint8_t *buf, size_t hl)
         conn_down(ctx, c, FR_BAD_ACCEPT, 0);
         return 0;
     }
+    if (ctx->opt.deflate
+        && (p = strcasestr(hdr, "\r\nSec-WebSocket-Extensions:")) != NULL)
+    {
+        e = strstr(p + 2, "\r\n");
+        if (e && memmem(p, (size_t) (e - p), "permessage-deflate",
+                        sizeof("permessage-deflate") - 1))
+        {
+            return 1;
+        }
+    }
+    if (ctx->opt.deflate) {
+        set_error(ctx, "--deflate: the 101 has no permessage-deflate"
+                       " (a location with chat_deflate on?)");
+        conn_down(ctx, c, FR_HTTP_OTHER, 0);
+        return 0;
+    }
     return 1;
+}
+
+
+/* a compressed message, inflated into ctx->zbuf: its length, or -1 */
+static long
+ws_inflate(bench_t *ctx, const uint8_t *p, size_t n)
+{
+    static const uint8_t  tail[4] = { 0x00, 0x00, 0xff, 0xff };
+    z_stream             *z = ctx->zin;
+    size_t                out;
+    int                   rc, i;
+
+    if (z == NULL) {
+        z = xcalloc(1, sizeof(z_stream));
+        if (inflateInit2(z, -15) != Z_OK) {
+            die("inflateInit2 failed");
+        }
+        ctx->zin = z;
+    }
+    if (ctx->zcap == 0) {
+        ctx->zcap = 65536;
+        ctx->zbuf = xrealloc(NULL, ctx->zcap);
+    }
+    out = 0;
+    for (i = 0; i < 2; i++) {
+        z->next_in = (Bytef *) (i == 0 ? p : tail);
+        z->avail_in = (uInt) (i == 0 ? n : sizeof(tail));
+        do {
+            if (out == ctx->zcap) {
+                ctx->zcap *= 2;
+                ctx->zbuf = xrealloc(ctx->zbuf, ctx->zcap);
+            }
+            z->next_out = ctx->zbuf + out;
+            z->avail_out = (uInt) (ctx->zcap - out);
+            rc = inflate(z, Z_SYNC_FLUSH);
+            out = ctx->zcap - z->avail_out;
+            if ((rc != Z_OK && rc != Z_BUF_ERROR && rc != Z_STREAM_END)
+                || (rc == Z_BUF_ERROR && z->avail_in && z->avail_out))
+            {
+                inflateReset(z);
+                return -1;
+            }
+        } while (z->avail_in > 0 && rc != Z_STREAM_END);
+    }
+    inflateReset(z);
+    return (long) out;
 }
 
 
@@ -433,9 +503,26 @@ frag_append(conn_t *c, const uint8_t *p, size_t n)
 
 
 static void
-handle_frame(bench_t *ctx, conn_t *c, int fin, int op, uint8_t *p, size_t n)
+handle_frame(bench_t *ctx, conn_t *c, int fin, int rsv1, int op, uint8_t *p,
+    size_t n)
 {
-    int code;
+    int   code;
+    long  len;
+
+    if (rsv1) {
+        /* ngx_chat never fragments what it compresses */
+        if (!ctx->opt.deflate || !fin || (op != 0x1 && op != 0x2)) {
+            proto_err(ctx, c, "RSV1 where permessage-deflate allows none");
+            return;
+        }
+        len = ws_inflate(ctx, p, n);
+        if (len < 0) {
+            proto_err(ctx, c, "bad compressed frame");
+            return;
+        }
+        p = ctx->zbuf;
+        n = (size_t) len;
+    }
 
     switch (op) {
     case 0x1:
@@ -550,8 +637,8 @@ conn_parse(bench_t *ctx, conn_t *c, uint8_t *buf, size_t len)
                 pl[i] ^= buf[off + h - 4 + (i & 3)];
             }
         }
-        handle_frame(ctx, c, buf[off] & 0x80, buf[off] & 0x0f, pl,
-                     (size_t) plen);
+        handle_frame(ctx, c, buf[off] & 0x80, buf[off] & 0x40,
+                     buf[off] & 0x0f, pl, (size_t) plen);
         off += h + (size_t) plen;
     }
     return off;

@@ -79,7 +79,8 @@ usage(FILE *f)
 "  --secret S          HS256 secret (default $CHAT_JWT_SECRET)\n"
 "  --quick             small CI sizes: idle 500, dm 200 conns 500 msg/s 5 s,\n"
 "                      group 1x256 20 msg/s 5 s, storm 200\n"
-"  --conns N           idle: connections (50k); dm: connections, 2 per pair\n"
+"  --conns N           idle: connections (50k, at most 90%% of the nginx\n"
+"                      workers' fd limits); dm: connections, 2 per pair\n"
 "                      (2000); group: members, a multiple of --group-size\n"
 "                      (2048); storm: clients (20k)\n"
 "  --rate R[,R...]     dm: offered msg/s per step (1k,5k,20k,50k);\n"
@@ -108,6 +109,9 @@ usage(FILE *f)
 "  --max-fail N        idle: stop connecting after N failures\n"
 "  --no-skip           run every rate even after one saturated the stack\n"
 "  --cpu-scope PID[,PID...]  count only processes descending from these\n"
+"  --deflate           offer permessage-deflate (the location must agree:\n"
+"                      /chat-z of conf/nginx.conf.in); compressed server\n"
+"                      frames are inflated\n"
 "  --prefix P          user id prefix (default random: users are new)\n"
 "  --label TEXT        stored in the JSON\n"
 "  --json FILE         write the result as JSON\n"
@@ -226,7 +230,7 @@ opts_parse(bench_t *ctx, int argc, char **argv)
         { "prefix", 1, 0, 16 }, { "label", 1, 0, 17 },
         { "json", 1, 0, 'j' }, { "verbose", 0, 0, 'v' },
         { "report", 0, 0, 18 }, { "warmup", 1, 0, 19 },
-        { "max-backlog", 1, 0, 20 },
+        { "max-backlog", 1, 0, 20 }, { "deflate", 0, 0, 21 },
         { "help", 0, 0, 'h' },
         { 0, 0, 0, 0 }
     };
@@ -287,6 +291,7 @@ opts_parse(bench_t *ctx, int argc, char **argv)
         case 18: report = 1; break;
         case 19: o->warmup = atof(optarg); break;
         case 20: o->max_backlog = atof(optarg); break;
+        case 21: o->deflate = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;
         }
@@ -327,6 +332,23 @@ opts_finish(bench_t *ctx)
 
     if (o->conns < 0) {
         o->conns = o->quick ? ctx->sc->quick_conns : ctx->sc->conns;
+
+        /*
+         * idle by default: what nginx's workers can hold, or connections
+         * past their fd limits wait in the listen queue and are counted as
+         * failures of the server when they are the machine's
+         */
+        if (scen == SC_IDLE) {
+            ngxmem_t  m;
+
+            nginx_mem(ctx, &m);
+            if (m.nofile > 0 && o->conns > m.nofile * 9 / 10) {
+                fprintf(stderr, "chat_bench: idle: %ld connections, 90%% of"
+                        " the nginx workers' fd limits (%ld)\n",
+                        m.nofile * 9 / 10, m.nofile);
+                o->conns = m.nofile * 9 / 10;
+            }
+        }
     }
     if (o->nrates == 0) {
         if (scen == SC_DM) {

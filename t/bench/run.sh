@@ -21,6 +21,9 @@
 #   BENCH_ARGS           extra chat_bench options for every scenario
 #   BENCH_IDLE_ARGS, BENCH_DM_ARGS, BENCH_GROUP_ARGS, BENCH_STORM_ARGS
 #   BENCH_BIN            the chat_bench binary (built here when missing)
+#   BENCH_DEFLATE=1      every connection negotiates permessage-deflate: the
+#                        target's path /chat becomes /chat-z (chat_deflate on
+#                        in conf/nginx.conf.in) and chat_bench gets --deflate
 #   BENCH_ALLOW_VIOLATIONS=1  exit 0 even if messages were lost/duplicated
 #
 # Exit status: 0 when every scenario ran (a skipped scenario or a missed
@@ -70,7 +73,7 @@ if stale; then
     mkdir -p "$(dirname "$BIN")"
     say "building $BIN"
     ${CC:-cc} -O2 -g -Wall -Wextra -Werror -std=gnu11 \
-        -I"$ROOT/ngx_chat_module" "${SRCS[@]}" -o "$BIN" -ljansson -lcrypto
+        -I"$ROOT/ngx_chat_module" "${SRCS[@]}" -o "$BIN" -ljansson -lcrypto -lz
 fi
 
 # ------------------------------------------------------------ the stack
@@ -172,7 +175,13 @@ mkdir -p "$(dirname "$OUT")"
 RES_DIR=$(dirname "$OUT")/results
 mkdir -p "$RES_DIR"
 
+if [ "${BENCH_DEFLATE:-0}" = 1 ]; then
+    case $URL in */chat) URL=${URL}-z ;; esac
+    say "permessage-deflate: $URL"
+fi
+
 common=(--url "$URL")
+[ "${BENCH_DEFLATE:-0}" = 1 ] && common+=(--deflate)
 [ "$QUICK" = 1 ] && common+=(--quick)
 [ -n "$SCOPE" ] && common+=(--cpu-scope "$SCOPE")
 # shellcheck disable=SC2206

@@ -31,7 +31,9 @@
  *
  * Then the input, whole, is deflated as a server message at the same
  * window bits: it must inflate back (ours and zlib's), compress the same
- * twice, and as a frame carry FIN, RSV1 and a length that matches.
+ * twice, and as a frame carry FIN, RSV1 and a length that matches; as a
+ * message shared by many recipients (ngx_chat_deflate_shared_*), the same
+ * frame, built once per window bits value however often it is asked for.
  */
 
 
@@ -254,6 +256,62 @@ message(ngx_chat_deflate_ctx_t *ctx, ngx_chat_inflater_t *inf, ref_t *ref,
 }
 
 
+/*
+ * The same message for recipients at bits and at 15 bits, in turn: the
+ * frame at bits is the one ngx_chat_deflate_frame() made (frame, or NULL
+ * if it declined), and each window size is compressed once.
+ */
+
+static void
+shared(ngx_chat_deflate_ctx_t *ctx, unsigned bits, const uint8_t *data,
+    size_t len, const unsigned char *frame, size_t flen)
+{
+    size_t                      got_len, first_len[2];
+    uint64_t                    before;
+    unsigned                    i, w, distinct;
+    unsigned char              *got, *first[2];
+    ngx_chat_deflate_rc_e       rc;
+    ngx_chat_deflate_shared_t   sh;
+
+    ngx_chat_deflate_shared_init(&sh, NGX_CHAT_WS_OP_BINARY, data, len);
+
+    before = ctx->deflated;
+    first[0] = first[1] = NULL;
+    first_len[0] = first_len[1] = 0;
+    distinct = bits == 15 ? 1 : 2;
+
+    for (i = 0; i < 8; i++) {
+        w = (i & 1) ? 15 : bits;
+
+        rc = ngx_chat_deflate_shared_frame(ctx, &sh, w, &got, &got_len);
+        FUZZ_ASSERT(rc == NGX_CHAT_DEFLATE_OK
+                    || rc == NGX_CHAT_DEFLATE_DECLINED);
+
+        if (w == bits) {
+            FUZZ_ASSERT((rc == NGX_CHAT_DEFLATE_OK) == (frame != NULL));
+
+            if (frame) {
+                FUZZ_ASSERT(got_len == flen
+                            && memcmp(got, frame, flen) == 0);
+            }
+        }
+
+        if (rc == NGX_CHAT_DEFLATE_OK) {
+            if (first[i & 1] == NULL) {
+                first[i & 1] = got;
+                first_len[i & 1] = got_len;
+            }
+
+            FUZZ_ASSERT(got == first[i & 1] && got_len == first_len[i & 1]);
+        }
+    }
+
+    FUZZ_ASSERT(ctx->deflated - before <= distinct);
+
+    ngx_chat_deflate_shared_free(ctx, &sh);
+}
+
+
 /* our deflate of the input as a server message: it comes back */
 
 static void
@@ -381,6 +439,9 @@ round_trip(ngx_chat_deflate_ctx_t *ctx, unsigned bits, const uint8_t *data,
         FUZZ_ASSERT(rc == NGX_CHAT_DEFLATE_DECLINED);
         FUZZ_ASSERT(len < ctx->min_size || n >= len);
     }
+
+    shared(ctx, bits, data, len, rc == NGX_CHAT_DEFLATE_OK ? frame : NULL,
+           flen);
 
     free(c1);
     free(c2);

@@ -2,10 +2,13 @@
 # DIR/run/workerN.pid, DIR/log/workerN.log; started in phases as Redis is
 # (t/stack/redis.sh), one worker or several.
 
+# CHAT_WORKER_ARGS: more options, for a test that starts a worker of its
+# own kind (e.g. --max-poll-interval-ms 10000)
 worker_args() {
+    # shellcheck disable=SC2086
     echo --brokers "127.0.0.1:$KAFKA_PORT" --topic "$CHAT_TOPIC" \
          --group chat-workers --redis "127.0.0.1:$REDIS_PORT" \
-         --partitions "$CHAT_PARTITIONS"
+         --partitions "$CHAT_PARTITIONS" ${CHAT_WORKER_ARGS:-}
 }
 
 topic_ready() {

@@ -1885,14 +1885,14 @@ static unsigned
 session(ngx_chat_deflate_ctx_t *ctx, unsigned char *stream, size_t n,
     size_t limit, ngx_chat_deflate_buf_t *msg, unsigned *messages)
 {
-    size_t                 old;
     uint32_t               utf8;
+    unsigned               code, msg_start;
+    const char            *reason;
     unsigned char         *pos;
     ngx_chat_ws_rc_e       rc;
     ngx_chat_ws_event_t    ev;
     ngx_chat_inflater_t    inf;
     ngx_chat_ws_parser_t   p;
-    ngx_chat_inflate_rc_e  irc;
 
     ngx_chat_ws_parser_init(&p, limit);
     p.deflate = 1;
@@ -1900,6 +1900,8 @@ session(ngx_chat_deflate_ctx_t *ctx, unsigned char *stream, size_t n,
     utf8 = NGX_CHAT_UTF8_ACCEPT;
     *messages = 0;
     msg->len = 0;
+    msg_start = 1;
+    reason = NULL;
     pos = stream;
 
     for ( ;; ) {
@@ -1925,29 +1927,28 @@ session(ngx_chat_deflate_ctx_t *ctx, unsigned char *stream, size_t n,
             continue;
         }
 
-        old = msg->len;
-
-        irc = ngx_chat_inflate(ctx, &inf, ev.data, ev.len, ev.last, msg,
-                               limit);
-
-        if (irc != NGX_CHAT_INFLATE_OK) {
-            ngx_chat_inflate_end(ctx, &inf);
-            return irc == NGX_CHAT_INFLATE_TOO_BIG ? 1009
-                   : irc == NGX_CHAT_INFLATE_CORRUPT ? 1007 : 1011;
+        if (msg_start) {
+            msg->len = 0;
+            msg_start = 0;
         }
 
-        if (ev.opcode == NGX_CHAT_WS_OP_TEXT
-            && (ngx_chat_utf8_validate(&utf8, msg->data + old,
-                                       msg->len - old) != 0
-                || (ev.last && utf8 != NGX_CHAT_UTF8_ACCEPT)))
-        {
-            ngx_chat_inflate_end(ctx, &inf);
-            return 1007;
+        code = ngx_chat_inflate_event(ctx, &inf, &utf8, &ev, msg, limit,
+                                      &reason);
+
+        if (code != 0) {
+            /* the stream is back already: nothing to end */
+            if (inf.stream != NULL || utf8 != NGX_CHAT_UTF8_ACCEPT
+                || reason == NULL)
+            {
+                return 9998;
+            }
+
+            return code;
         }
 
         if (ev.last) {
             (*messages)++;
-            utf8 = NGX_CHAT_UTF8_ACCEPT;
+            msg_start = 1;
 
             if (inf.stream != NULL) {
                 ngx_chat_inflate_end(ctx, &inf);
@@ -2065,6 +2066,249 @@ test_session(void)
 }
 
 
+/* -------------------------------------------- one message, many recipients */
+
+/* the payload of a server frame and its header's first byte */
+
+static const unsigned char *
+frame_payload(const unsigned char *f, size_t len, unsigned *b0, size_t *plen)
+{
+    size_t  n, h;
+
+    *b0 = f[0];
+    n = f[1] & 0x7f;
+    h = 2;
+
+    if (n == 126) {
+        n = ((size_t) f[2] << 8) | f[3];
+        h = 4;
+
+    } else if (n == 127) {
+        n = 0;
+        for (h = 2; h < 10; h++) {
+            n = (n << 8) | f[h];
+        }
+    }
+
+    *plen = n;
+
+    return h + n == len ? f + h : NULL;
+}
+
+
+static void
+test_shared(void)
+{
+    long                        n;
+    size_t                      len, flen, plen, allocs, blocks;
+    unsigned                    i, b0, bits, distinct;
+    unsigned char              *frame, *first[16];
+    const unsigned char        *pl;
+    ngx_chat_deflate_rc_e       rc;
+    ngx_chat_deflate_ctx_t      ctx;
+    ngx_chat_deflate_shared_t   sh;
+    static unsigned char        msg[4096], out[8192];
+
+    mem_reset();
+    ctx_make(&ctx, 64);
+
+    /* 256 recipients over three window sizes: three deflates, no more */
+
+    len = chat_json(msg, sizeof(msg), 3, 100);
+    ngx_chat_deflate_shared_init(&sh, NGX_CHAT_WS_OP_TEXT, msg, len);
+    memset(first, 0, sizeof(first));
+    distinct = 0;
+
+    for (i = 0; i < 256; i++) {
+        bits = i % 7 == 0 ? 10 : i % 5 == 0 ? 12 : 15;
+
+        rc = ngx_chat_deflate_shared_frame(&ctx, &sh, bits, &frame, &flen);
+        CHECK(rc == NGX_CHAT_DEFLATE_OK, "shared: recipient %u: rc %d", i,
+              rc);
+        if (rc != NGX_CHAT_DEFLATE_OK) {
+            break;
+        }
+
+        if (first[bits] == NULL) {
+            first[bits] = frame;
+            distinct++;
+
+            pl = frame_payload(frame, flen, &b0, &plen);
+            CHECK(pl != NULL && b0 == (0x80 | NGX_CHAT_WS_RSV1
+                                       | NGX_CHAT_WS_OP_TEXT)
+                  && plen < len,
+                  "shared: %u bits: a compressed text frame (%zu of %zu)",
+                  bits, plen, len);
+
+            n = pl ? client_inflate((int) bits, pl, plen, out, sizeof(out))
+                   : -1;
+            CHECK(n == (long) len && memcmp(out, msg, len) == 0,
+                  "shared: %u bits: inflates to the message (%ld)", bits, n);
+        }
+
+        CHECK(frame == first[bits], "shared: recipient %u: the same bytes",
+              i);
+    }
+
+    CHECK(distinct == 3 && ctx.deflated == 3,
+          "shared: %llu deflates for %u window sizes",
+          (unsigned long long) ctx.deflated, distinct);
+
+    rc = ngx_chat_deflate_shared_frame(&ctx, &sh, 8, &frame, &flen);
+    CHECK(rc == NGX_CHAT_DEFLATE_ERROR, "shared: 8 bits: rc %d", rc);
+
+    ngx_chat_deflate_shared_free(&ctx, &sh);
+    blocks = mem.live_blocks;
+    CHECK(ctx.deflate_streams == 3 && blocks > 0,
+          "shared: the streams stay in the context (%u)",
+          ctx.deflate_streams);
+
+    /* shorter than min_size: declined, nothing allocated */
+
+    allocs = mem.allocs;
+    ngx_chat_deflate_shared_init(&sh, NGX_CHAT_WS_OP_TEXT, msg, 63);
+    rc = ngx_chat_deflate_shared_frame(&ctx, &sh, 15, &frame, &flen);
+    CHECK(rc == NGX_CHAT_DEFLATE_DECLINED && mem.allocs == allocs,
+          "shared: short: rc %d, %zu allocations", rc, mem.allocs - allocs);
+    ngx_chat_deflate_shared_free(&ctx, &sh);
+
+    /* incompressible: declined once per window size, tried once */
+
+    for (i = 0; i < 300; i++) {
+        msg[i] = (unsigned char) rnd();
+    }
+
+    ngx_chat_deflate_shared_init(&sh, NGX_CHAT_WS_OP_BINARY, msg, 300);
+    allocs = mem.allocs;
+
+    for (i = 0; i < 10; i++) {
+        rc = ngx_chat_deflate_shared_frame(&ctx, &sh, 15, &frame, &flen);
+        CHECK(rc == NGX_CHAT_DEFLATE_DECLINED,
+              "shared: incompressible: rc %d", rc);
+    }
+
+    CHECK(mem.allocs == allocs + 1 && mem.live_blocks == blocks,
+          "shared: incompressible: %zu allocations, %zu blocks left",
+          mem.allocs - allocs, mem.live_blocks - blocks);
+    ngx_chat_deflate_shared_free(&ctx, &sh);
+
+    /* out of memory: an error once, then declined without trying again */
+
+    len = chat_json(msg, sizeof(msg), 4, 100);
+    ngx_chat_deflate_shared_init(&sh, NGX_CHAT_WS_OP_TEXT, msg, len);
+    mem.fail_after = 0;
+    rc = ngx_chat_deflate_shared_frame(&ctx, &sh, 15, &frame, &flen);
+    CHECK(rc == NGX_CHAT_DEFLATE_ERROR, "shared: no memory: rc %d", rc);
+    mem.fail_after = -1;
+    allocs = mem.allocs;
+    rc = ngx_chat_deflate_shared_frame(&ctx, &sh, 15, &frame, &flen);
+    CHECK(rc == NGX_CHAT_DEFLATE_DECLINED && mem.allocs == allocs,
+          "shared: after no memory: rc %d", rc);
+
+    /* another window size is tried on its own */
+    rc = ngx_chat_deflate_shared_frame(&ctx, &sh, 12, &frame, &flen);
+    CHECK(rc == NGX_CHAT_DEFLATE_OK, "shared: 12 bits after: rc %d", rc);
+    ngx_chat_deflate_shared_free(&ctx, &sh);
+
+    CHECK(mem.live_blocks == blocks, "shared: %zu blocks left by free",
+          mem.live_blocks - blocks);
+
+    ngx_chat_deflate_ctx_cleanup(&ctx);
+    CHECK(mem.live_blocks == 0, "shared: %zu blocks leaked",
+          mem.live_blocks);
+}
+
+
+/* a bad UTF-8 byte fails a compressed text message at its first frame */
+
+static void
+test_event_utf8(void)
+{
+    size_t                  clen, n;
+    uint32_t                utf8;
+    unsigned                code;
+    z_stream                cz;
+    const char             *reason;
+    unsigned char          *pos;
+    ngx_chat_ws_rc_e        rc;
+    ngx_chat_ws_event_t     ev;
+    ngx_chat_inflater_t     inf;
+    ngx_chat_ws_parser_t    p;
+    ngx_chat_deflate_buf_t  msg;
+    ngx_chat_deflate_ctx_t  ctx;
+    static unsigned char    stream[4096], comp[2048], text[1024];
+
+    mem_reset();
+    ctx_make(&ctx, 0);
+    memset(&msg, 0, sizeof(msg));
+    client_init(&cz, 6, 15);
+
+    memset(text, 'a', sizeof(text));
+    text[3] = 0xff;
+    clen = client_deflate(&cz, text, sizeof(text), comp, sizeof(comp));
+
+    /* the first frame only: the message's end never comes */
+    n = client_frame(stream, NGX_CHAT_WS_RSV1 | NGX_CHAT_WS_OP_TEXT, comp,
+                     clen);
+
+    ngx_chat_ws_parser_init(&p, 16384);
+    p.deflate = 1;
+    ngx_chat_inflate_init(&inf, &params15);
+    utf8 = NGX_CHAT_UTF8_ACCEPT;
+    pos = stream;
+    code = 0;
+    reason = NULL;
+
+    while ((rc = ngx_chat_ws_parse(&p, &pos, stream + n, &ev))
+           == NGX_CHAT_WS_DATA)
+    {
+        code = ngx_chat_inflate_event(&ctx, &inf, &utf8, &ev, &msg, 16384,
+                                      &reason);
+        if (code) {
+            break;
+        }
+    }
+
+    CHECK(code == 1007 && reason != NULL && inf.stream == NULL
+          && utf8 == NGX_CHAT_UTF8_ACCEPT,
+          "event: bad UTF-8 in the first frame: %u (%s)", code,
+          reason ? reason : "-");
+
+    /* a limit passed is 1009, and says so */
+
+    memset(text, 'a', sizeof(text));
+    deflateReset(&cz);
+    clen = client_deflate(&cz, text, sizeof(text), comp, sizeof(comp));
+    n = client_frame(stream, 0x80 | NGX_CHAT_WS_RSV1 | NGX_CHAT_WS_OP_TEXT,
+                     comp, clen);
+
+    ngx_chat_ws_parser_init(&p, 1000);
+    p.deflate = 1;
+    pos = stream;
+    code = 0;
+    msg.len = 0;
+
+    while ((rc = ngx_chat_ws_parse(&p, &pos, stream + n, &ev))
+           == NGX_CHAT_WS_DATA)
+    {
+        code = ngx_chat_inflate_event(&ctx, &inf, &utf8, &ev, &msg, 1000,
+                                      &reason);
+        if (code) {
+            break;
+        }
+    }
+
+    CHECK(code == 1009 && msg.len == 1000 && inf.stream == NULL,
+          "event: 1024 inflated bytes over 1000: %u, %zu", code, msg.len);
+
+    deflateEnd(&cz);
+    buf_free(&ctx, &msg);
+    ngx_chat_deflate_ctx_cleanup(&ctx);
+    CHECK(mem.live_blocks == 0, "event: %zu blocks leaked",
+          mem.live_blocks);
+}
+
+
 int
 main(void)
 {
@@ -2081,6 +2325,8 @@ main(void)
     test_nomem();
     test_deflate();
     test_session();
+    test_shared();
+    test_event_utf8();
 
     printf("%u passed, %u failed\n", passed, failed);
 

@@ -222,10 +222,14 @@ add_close(buf_t *s, unsigned code, const void *reason, size_t len)
  * Chunking: mode 0 whole, 1 byte by byte, 2 cut at `arg`, 3 random sizes
  * up to `arg`.  Also checks the invariants of each event.  run_deflate
  * sets the parser's deflate flag (permessage-deflate negotiated).
+ * run_fresh swaps in a new parser after every chunk that leaves the old
+ * one idle, as a session that gives its parser back between reads does:
+ * the transcript must not change.
  */
 
 static int  invariant_failed;
 static int  run_deflate;
+static int  run_fresh;
 
 static void
 run(const unsigned char *stream, size_t n, uint64_t max, int mode,
@@ -290,6 +294,17 @@ run(const unsigned char *stream, size_t n, uint64_t max, int mode,
                     invariant_failed++;
                     printf("  AGAIN with bytes left\n");
                 }
+
+                if (run_fresh && ngx_chat_ws_parser_idle(&p)) {
+                    if (msg_op) {
+                        invariant_failed++;
+                        printf("  idle inside a message\n");
+                    }
+
+                    ngx_chat_ws_parser_init(&p, max);
+                    p.deflate = (uint8_t) run_deflate;
+                }
+
                 break;
             }
 
@@ -421,6 +436,24 @@ transcript(const char *name, const buf_t *s, uint64_t max, int splits)
         if (strcmp((char *) whole.p, (char *) other.p) != 0) {
             printf("  %s: chunking %zu gives \"%.200s\" not \"%.200s\"\n",
                    name, k, (char *) other.p, (char *) whole.p);
+            bad = 1;
+        }
+
+        buf_free(&other);
+    }
+
+    for (k = 1; splits && k <= 3 && !bad; k += 2) {
+        memset(&other, 0, sizeof(buf_t));
+        buf_add(&other, "", 0);
+
+        run_fresh = 1;
+        run(s->p, s->len, max, (int) k, 7, &other);
+        run_fresh = 0;
+
+        if (strcmp((char *) whole.p, (char *) other.p) != 0) {
+            printf("  %s: fresh parsers between reads give \"%.200s\" "
+                   "not \"%.200s\"\n", name, (char *) other.p,
+                   (char *) whole.p);
             bad = 1;
         }
 
@@ -939,6 +972,57 @@ test_close_frames(void)
     memset(&s, 0, sizeof(buf_t));
     add_close(&s, 1000, "\xed\xa0\x80", 3);
     expect("close reason surrogate", &s, 0, "E1007|");
+    buf_free(&s);
+}
+
+
+/* idle: only between messages, with no frame begun and no error */
+
+static void
+test_idle(void)
+{
+    size_t                i;
+    buf_t                 s;
+    unsigned char        *pos, *end;
+    ngx_chat_ws_event_t   ev;
+    ngx_chat_ws_parser_t  p;
+
+    ngx_chat_ws_parser_init(&p, 100);
+    CHECK(ngx_chat_ws_parser_idle(&p), "a new parser is idle");
+
+    /* a fragmented message with a ping inside it, fed byte by byte */
+
+    memset(&s, 0, sizeof(buf_t));
+    add_str(&s, TEXT, "ab");
+    add_str(&s, FIN | PING, "p");
+    add_str(&s, FIN | CONT, "cd");
+    add_str(&s, FIN | TEXT, "e");
+
+    pos = s.p;
+
+    for (i = 1; i <= s.len; i++) {
+        end = s.p + i;
+
+        while (ngx_chat_ws_parse(&p, &pos, end, &ev) != NGX_CHAT_WS_AGAIN) {
+            /* events are checked elsewhere */
+        }
+
+        /* frames of 8, 7, 8 and 7 bytes: idle after the 3rd and the 4th */
+
+        CHECK(ngx_chat_ws_parser_idle(&p) == (i == 23 || i == 30),
+              "idle after %zu bytes: %d", i, ngx_chat_ws_parser_idle(&p));
+    }
+
+    buf_free(&s);
+
+    /* an error is not idle, and stays so */
+
+    memset(&s, 0, sizeof(buf_t));
+    add_frame(&s, FIN | RSV2 | TEXT, "x", 1);
+    pos = s.p;
+    end = s.p + s.len;
+    CHECK(ngx_chat_ws_parse(&p, &pos, end, &ev) == NGX_CHAT_WS_ERROR
+          && !ngx_chat_ws_parser_idle(&p), "error: not idle");
     buf_free(&s);
 }
 
@@ -1711,6 +1795,7 @@ main(void)
     test_utf8_frames();
     test_close_frames();
     test_events();
+    test_idle();
     test_utf8();
     test_max_frames();
     test_rsv1();

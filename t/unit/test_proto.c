@@ -283,6 +283,93 @@ test_sync_history(void)
 }
 
 
+/* the conversations and receipts requests of the contract's second part */
+static void
+test_lists(void)
+{
+    json_t                   *j;
+    ngx_chat_proto_result_t   res;
+
+    j = run("{\"type\":\"conversations\",\"req_id\":\"c\"}", &res);
+    CHECK(res.record && strcmp(res.key, "alice") == 0,
+          "conversations keyed by user");
+    CHECK(j && strcmp(json_string_value(json_object_get(j, "op")),
+                      "conversations") == 0, "conversations op");
+    CHECK(j && json_integer_value(json_object_get(j, "limit")) == 50
+          && json_object_get(j, "before_ts") == NULL
+          && json_object_get(j, "before_message_id") == NULL,
+          "default limit 50, no start");
+    json_decref(j);
+    ngx_chat_proto_result_free(&res);
+
+    j = run("{\"type\":\"conversations\",\"req_id\":2,\"limit\":200,"
+            "\"before_ts\":1714128000123,\"before_message_id\":\"77\"}",
+            &res);
+    CHECK(j && json_integer_value(json_object_get(j, "limit")) == 200
+          && json_integer_value(json_object_get(j, "before_ts"))
+             == 1714128000123LL
+          && strcmp(json_string_value(json_object_get(j,
+                                          "before_message_id")), "77") == 0
+          && json_integer_value(json_object_get(j, "req_id")) == 2,
+          "conversations fields");
+    json_decref(j);
+    ngx_chat_proto_result_free(&res);
+
+    j = run("{\"type\":\"conversations\",\"req_id\":2,\"limit\":1,"
+            "\"before_ts\":0}", &res);
+    CHECK(res.record != NULL, "before_ts 0 and limit 1 are fine");
+    json_decref(j);
+    ngx_chat_proto_result_free(&res);
+
+    expect_error("{\"type\":\"conversations\",\"req_id\":\"c\","
+                 "\"limit\":0}", "bad_request", "req_id", "\"c\"");
+    expect_error("{\"type\":\"conversations\",\"req_id\":\"c\","
+                 "\"limit\":201}", "bad_request", "req_id", "\"c\"");
+    expect_error("{\"type\":\"conversations\",\"req_id\":\"c\","
+                 "\"limit\":\"5\"}", "bad_request", "req_id", "\"c\"");
+    expect_error("{\"type\":\"conversations\",\"req_id\":\"c\","
+                 "\"before_ts\":-1}", "bad_request", "req_id", "\"c\"");
+    expect_error("{\"type\":\"conversations\",\"req_id\":\"c\","
+                 "\"before_ts\":1.5}", "bad_request", "req_id", "\"c\"");
+    expect_error("{\"type\":\"conversations\",\"req_id\":\"c\","
+                 "\"before_message_id\":\"5\"}", "bad_request", "req_id",
+                 "\"c\"");
+    expect_error("{\"type\":\"conversations\",\"req_id\":\"c\","
+                 "\"before_ts\":1,\"before_message_id\":5}", "bad_request",
+                 "req_id", "\"c\"");
+    expect_error("{\"type\":\"conversations\",\"req_id\":\"c\","
+                 "\"before_ts\":1,\"before_message_id\":\"-5\"}",
+                 "bad_request", "req_id", "\"c\"");
+    expect_error("{\"type\":\"conversations\",\"req_id\":\"c\","
+                 "\"before_ts\":1,\"before_message_id\":"
+                 "\"12345678901234567890\"}", "bad_request", "req_id",
+                 "\"c\"");
+    expect_error("{\"type\":\"conversations\"}", "bad_request", NULL, NULL);
+
+    j = run("{\"type\":\"receipts\",\"req_id\":\"r\","
+            "\"conversation_id\":\"g:00000000000000ab1\"}", &res);
+    CHECK(res.record && strcmp(res.key, "g:00000000000000ab1") == 0,
+          "receipts keyed by the conversation");
+    CHECK(j && strcmp(json_string_value(json_object_get(j, "conv")),
+                      "g:00000000000000ab1") == 0
+          && strcmp(json_string_value(json_object_get(j, "op")),
+                    "receipts") == 0, "receipts fields");
+    json_decref(j);
+    ngx_chat_proto_result_free(&res);
+
+    expect_error("{\"type\":\"receipts\",\"req_id\":\"r\","
+                 "\"conversation_id\":\"dm:bob:carol\"}", "forbidden",
+                 "req_id", "\"r\"");
+    expect_error("{\"type\":\"receipts\",\"req_id\":\"r\"}", "bad_request",
+                 "req_id", "\"r\"");
+    expect_error("{\"type\":\"receipts\",\"req_id\":\"r\","
+                 "\"conversation_id\":7}", "bad_request", "req_id",
+                 "\"r\"");
+    expect_error("{\"type\":\"receipts\",\"conversation_id\":\"g:1\"}",
+                 "bad_request", NULL, NULL);
+}
+
+
 static void
 test_groups(void)
 {
@@ -601,6 +688,7 @@ main(void)
     test_ping();
     test_send();
     test_sync_history();
+    test_lists();
     test_groups();
     test_set_role();
     test_bad_frames();

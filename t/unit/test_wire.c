@@ -10,12 +10,14 @@
  */
 
 #include "../../workers/worker_util.c"
+#include "../../workers/worker_chain.c"
 #include "../../workers/worker_request.c"
 #include "../../workers/worker_ops.c"
 #include "../../workers/worker_answer.c"
 #include "../../workers/worker_fanout.c"
 #include "../../workers/worker_frame.c"
 #include "../../workers/worker_outbox.c"
+#include "../../workers/worker_stream.c"
 #include "../../workers/worker_payload.c"
 #include "../../workers/worker_members.c"
 

@@ -11,12 +11,14 @@
  */
 
 #include "../../workers/worker_util.c"
+#include "../../workers/worker_chain.c"
 #include "../../workers/worker_request.c"
 #include "../../workers/worker_ops.c"
 #include "../../workers/worker_answer.c"
 #include "../../workers/worker_fanout.c"
 #include "../../workers/worker_frame.c"
 #include "../../workers/worker_outbox.c"
+#include "../../workers/worker_stream.c"
 #include "../../workers/worker_members.c"
 #include "../../workers/worker_batch.c"
 
@@ -39,6 +41,7 @@
 
 
 static chat_members_cache_t  cache;
+static chat_chain_t          chain;
 
 /* what the membership loads find: alice and bob, carol gone */
 static const chat_fake_group_t  groups[] = {
@@ -52,8 +55,10 @@ static bool
 batch(const char *const *json, size_t n)
 {
     chat_batch_ctx_t  ctx;
+    chat_stream_t     stream;
     chat_record_t     records[16];
     size_t            i;
+    bool              done;
 
     for (i = 0; i < n; i++) {
         records[i].payload = json[i];
@@ -65,15 +70,27 @@ batch(const char *const *json, size_t n)
 
     memset(&ctx, 0, sizeof(ctx));
     ctx.members = &cache;
+    ctx.chain = &chain;
     ctx.max_group_members = 256;
+    chat_stream_init(&stream, NULL);
+    ctx.stream = &stream;
 
-    return chat_batch_process(&ctx, records, n);
+    /* a mark in the script is loaded (traced); none is known at once */
+    if (fake.delivered < 0) {
+        chat_chain_part(&chain, 3)->mark_known = true;
+    }
+
+    done = chat_batch_process(&ctx, records, n);
+    chat_stream_free(&stream);
+
+    return done;
 }
 
 
 static void
 start(void)
 {
+    chat_chain_free(&chain);
     fake_reset();
     fake.groups = groups;
     fake.ngroups = 1;
@@ -195,8 +212,8 @@ test_typing(void)
 }
 
 
-/* an unknown op, or one without a row (repair), is refused with
- * bad_request when it says where to, never taken for typing */
+/* an unknown op is refused with bad_request when it says where to, never
+ * taken for typing; a node's repair is no session's */
 static void
 test_unknown_op(void)
 {
@@ -209,7 +226,8 @@ test_unknown_op(void)
 
     start();
     check(batch(r, 5));
-    check_str(trace(), "load 1|deliver 3");
+    /* the repair is a node's: read, not answered with a frame here */
+    check_str(trace(), "load 1|repairs 1|deliver 3");
     check(count("\"type\":\"typing\"") == 1);
     check_str(sent(), "position 3 14\n"
                       SESSION "{\"type\":\"error\",\"code\":\"bad_request\","
@@ -284,34 +302,67 @@ test_refused(void)
 
 
 /*
- * A send stored by this very record before a crash: answered again unless
- * the delivered marks say its answers went out.
+ * Replays: the records at or below their partition's delivered mark (a
+ * predecessor died after its delivery, before its offset commit) are
+ * stored again and say nothing, whatever their op; the mark is asked once
+ * per partition taken, not per batch.
  */
 static void
 test_replay(void)
 {
     const char  *r[] = { SEND("dm:alice:bob", "c1"),
                          SEND("dm:alice:bob", "c2") };
+    const char  *g[] = {
+        "{\"op\":\"add_members\"," HEAD ",\"req_id\":1,\"conv\":\"g:1\","
+        "\"user_ids\":[\"dave\"]}",
+        RECEIPT("g:1", "1"),
+        TYPING("typing", "g:1"),
+        "{\"op\":\"history\"," HEAD ",\"req_id\":2,\"conv\":\"g:1\"}",
+        SEND("g:1", "c3"),
+    };
 
+    /* both at or below the mark: stored, nothing said */
     start();
     fake.replay_at = 11;
     fake.delivered = 11;
     check(batch(r, 2));
-    check_str(trace(), "sends 2|load 2|delivered 1|deliver 3");
+    check_str(trace(), "delivered 1|sends 2|load 2|deliver 0");
+    check(strstr(sent(), "\"c1\"") == NULL);
     check(strstr(sent(), "\"c2\"") == NULL);
-    check(count("\"client_msg_id\":\"c1\"") == 3);
 
+    /* the mark known: not asked again */
+    fake.trace.len = 0;
+    check(batch(r, 2));
+    check_str(trace(), "sends 2|load 2|deliver 0");
+
+    /* c2 is beyond it: answered again (its predecessor stored it but its
+     * answers did not go out) */
     start();
     fake.replay_at = 11;
     fake.delivered = 10;
     check(batch(r, 2));
-    check_str(trace(), "sends 2|load 2|delivered 1|deliver 6");
+    check_str(trace(), "delivered 1|sends 2|load 2|deliver 3");
+    check(count("\"client_msg_id\":\"c1\"") == 0);
     check(count("\"client_msg_id\":\"c2\"") == 3);
 
-    /* no replay, no question to Redis */
+    /* no mark: everything said */
     start();
     check(batch(r, 2));
     check_str(trace(), "sends 2|load 2|deliver 6");
+
+    /* every op: a change, a receipt, typing and a read say nothing at or
+     * below the mark (offsets 10 to 13), the send after it its all */
+    start();
+    fake.delivered = 13;
+    check(batch(g, 5));
+    check(count("\"type\":\"group\"") == 0);
+    check(count("\"members_added\"") == 0);
+    check(count("\"event\":\"x\"") == 0);
+    check(count("\"type\":\"receipt\"") == 0);
+    check(count("\"type\":\"typing\"") == 0);
+    check(count("\"type\":\"history\"") == 0);
+    check(count("\"client_msg_id\":\"c3\"") >= 2);
+    check(strncmp(sent(), "position 3 14\n", 14) == 0);
 }
 
 

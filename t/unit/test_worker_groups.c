@@ -15,6 +15,7 @@
 #include "../../workers/worker_fanout.c"
 #include "../../workers/worker_frame.c"
 #include "../../workers/worker_outbox.c"
+#include "../../workers/worker_stream.c"
 #include "../../workers/worker_members.c"
 
 

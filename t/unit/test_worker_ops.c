@@ -16,6 +16,7 @@
 #include "../../workers/worker_fanout.c"
 #include "../../workers/worker_frame.c"
 #include "../../workers/worker_outbox.c"
+#include "../../workers/worker_stream.c"
 #include "../../workers/worker_members.c"
 
 
@@ -29,12 +30,14 @@
 /*
  * The ops of the wire that this worker does not do yet: they have no row,
  * and their records are refused (test_no_row). Giving one a row is taking
- * it out of here.
+ * it out of here: none is left.
  */
 static bool
 not_yet(int op)
 {
-    return op == NGX_CHAT_WIRE_OP_REPAIR;
+    (void) op;
+
+    return false;
 }
 
 
@@ -88,6 +91,10 @@ test_table(void)
           == CHAT_STAGE_MEMBERS);
     check(chat_ops_find(NGX_CHAT_WIRE_OP_SYNC)->stage == CHAT_STAGE_READ);
     check(chat_ops_find(NGX_CHAT_WIRE_OP_HISTORY)->stage == CHAT_STAGE_READ);
+    /* a repair after every segment: it reads what the batch stored */
+    check(chat_ops_find(NGX_CHAT_WIRE_OP_REPAIR)->stage == CHAT_STAGE_READ);
+    check(chat_ops_find(NGX_CHAT_WIRE_OP_REPAIR)->nosession);
+    check(!chat_ops_find(NGX_CHAT_WIRE_OP_SEND)->nosession);
 
     /* the reads share one snapshot: one store function */
     check(chat_ops_find(NGX_CHAT_WIRE_OP_SYNC)->store
@@ -145,8 +152,9 @@ test_unknown_op(void)
 }
 
 
-/* an op the wire knows and this worker has no row for: refused, and said
- * to be unknown (the batch logs it as an error) */
+/* a node's repair: no session, its node is where the answer goes; a
+ * fault in it cannot be answered, so it is dropped; and an unknown op is
+ * still refused and said to be unknown (the batch logs it as an error) */
 static void
 test_no_row(void)
 {
@@ -154,24 +162,52 @@ test_no_row(void)
     const char     *r;
     char            why[160];
 
-    /* as the module asks for a repair: no session to answer */
+    /* as the module asks for a repair */
     r = "{\"op\":\"repair\",\"node\":\"s1:0\",\"partition\":3,"
-        "\"after\":5,\"upto\":9,\"since\":1,\"ts\":1}";
+        "\"after\":5,\"upto\":9,\"since\":1,\"ts\":7}";
     req.partition = 3;
     req.offset = 42;
     check(chat_ops_parse(&req, r, strlen(r), why, sizeof(why))
-          == CHAT_PARSE_DROP);
+          == CHAT_PARSE_OK);
     check(req.op == NGX_CHAT_WIRE_OP_REPAIR);
-    check(chat_ops_unknown(&req));
-    check_str(why, "op \"repair\" has no row in this worker");
+    check(!chat_ops_unknown(&req));
+    check_str(req.node, "s1:0");
+    check(req.sid == NULL);
+    check(req.ts == 7);
+    check(req.repair.partition == 3 && req.repair.after == 5
+          && req.repair.upto == 9 && req.repair.since == 1);
     chat_request_free(&req);
 
-    /* with a session: bad_request */
-    r = "{\"op\":\"repair\"," HEAD ",\"req_id\":1}";
+    /* a gap from the node's start on: after -1; since defaults to 0 */
+    r = "{\"op\":\"repair\",\"node\":\"s1:0\",\"partition\":3,"
+        "\"after\":-1,\"upto\":9}";
     check(chat_ops_parse(&req, r, strlen(r), why, sizeof(why))
-          == CHAT_PARSE_BAD);
-    check(chat_ops_unknown(&req));
-    check_str(why, "op \"repair\" has no row in this worker");
+          == CHAT_PARSE_OK);
+    check(req.repair.after == -1 && req.repair.since == 0);
+    chat_request_free(&req);
+
+    /* another partition than its own: its gap may not be stored yet */
+    r = "{\"op\":\"repair\",\"node\":\"s1:0\",\"partition\":2,"
+        "\"after\":5,\"upto\":9}";
+    check(chat_ops_parse(&req, r, strlen(r), why, sizeof(why))
+          == CHAT_PARSE_DROP);
+    check_str(why, "a repair of partition 2 in partition 3");
+    chat_request_free(&req);
+
+    /* not a range, no node: dropped, nobody to tell */
+    r = "{\"op\":\"repair\",\"node\":\"s1:0\",\"partition\":3,"
+        "\"after\":9,\"upto\":5}";
+    check(chat_ops_parse(&req, r, strlen(r), why, sizeof(why))
+          == CHAT_PARSE_DROP);
+    chat_request_free(&req);
+    r = "{\"op\":\"repair\",\"partition\":3,\"after\":1,\"upto\":5}";
+    check(chat_ops_parse(&req, r, strlen(r), why, sizeof(why))
+          == CHAT_PARSE_DROP);
+    check_str(why, "missing or invalid node");
+    chat_request_free(&req);
+    r = "{\"op\":\"repair\",\"node\":\"s1:0\",\"partition\":\"3\"}";
+    check(chat_ops_parse(&req, r, strlen(r), why, sizeof(why))
+          == CHAT_PARSE_DROP);
     chat_request_free(&req);
 
     /* an unknown one without a session is dropped, still unknown */
@@ -205,6 +241,7 @@ static chat_members_cache_t  cache;
 static chat_outbox_t         out;
 static chat_arena_t          arena;
 static chat_op_ctx_t         ctx;
+static chat_stream_t         stream;
 static chat_request_t        req;
 static chat_item_t           item;
 static chat_buf_t            got;
@@ -228,6 +265,8 @@ setup(const char *record)
     ctx.max_group_members = 256;
     ctx.out = &out;
     ctx.arena = &arena;
+    chat_stream_init(&stream, NULL);
+    ctx.stream = &stream;
 
     check(parse(&req, record) == CHAT_PARSE_OK);
 
@@ -260,6 +299,7 @@ teardown(void)
     chat_outbox_reset(&out);
     free(out.frames);
     free(out.deliveries);
+    chat_stream_free(&stream);
 }
 
 
@@ -684,9 +724,10 @@ test_reads(void)
     chat_sync_conv_t  c[2] = {
         { "g:1", "group", "T", 2, 5, 4, 3, 1, true,
           { "g:1", 5, 10, "alice", NULL, "system", "{\"event\":\"e\"}", 2 },
-          0, 2, true },
+          0, 2, true, 0, 0, 0, 0, 0 },
         { "dm:alice:bob", "direct", NULL, 2, 0, 0, 0, 0, false,
-          { NULL, 0, 0, NULL, NULL, NULL, NULL, 0 }, 2, 0, false },
+          { NULL, 0, 0, NULL, NULL, NULL, NULL, 0 }, 2, 0, false,
+          0, 0, 0, 0, 0 },
     };
 
     setup("{\"op\":\"history\"," HEAD ",\"req_id\":[1],\"conv\":\"g:1\"}");
@@ -712,16 +753,24 @@ test_reads(void)
                      "\"req_id\":1}\n");
     teardown();
 
-    /* conversations, then each one's messages, then sync_done */
+    /* conversations, then each one's messages, then sync_done: the
+     * store step writes them as it reads the messages (fake.messages) */
     setup("{\"op\":\"sync\"," HEAD ",\"req_id\":\"s\"}");
+    fake_reset();
+    fake.messages = m;
+    fake.nmessages = 2;
+    c[0].after_seq = 3;
+    c[0].others_delivered_seq = 5;
+    c[0].others_read_seq = 4;
     item.u.read.sync.convs = c;
     item.u.read.sync.nconvs = 2;
-    item.u.read.sync.messages = m;
-    item.u.read.sync.nmessages = 2;
+    check(chat_ops_stream_sync(&ctx, &item) == CHAT_STORE_OK);
+    check(fake.chunks == 1 && fake.pushed.len == 0);
     check_str(run(), SESSION "{\"type\":\"conversations\",\"req_id\":\"s\","
                      "\"items\":[{\"conversation_id\":\"g:1\",\"kind\":"
                      "\"group\",\"name\":\"T\",\"member_count\":2,"
                      "\"last_seq\":5,\"delivered_seq\":4,\"read_seq\":3,"
+                     "\"others_delivered_seq\":5,\"others_read_seq\":4,"
                      "\"unread\":1,\"last_message\":{\"message_id\":\"10\","
                      "\"conversation_id\":\"g:1\",\"seq\":5,\"sender_id\":"
                      "\"alice\",\"client_msg_id\":null,\"kind\":\"system\","
@@ -730,7 +779,9 @@ test_reads(void)
                      "{\"conversation_id\":\"dm:alice:bob\",\"kind\":"
                      "\"direct\",\"name\":null,\"member_count\":2,"
                      "\"last_seq\":0,\"delivered_seq\":0,\"read_seq\":0,"
-                     "\"unread\":0,\"last_message\":null}]}\n"
+                     "\"others_delivered_seq\":0,\"others_read_seq\":0,"
+                     "\"unread\":0,\"last_message\":null}],"
+                     "\"has_more\":false}\n"
                      SESSION "{\"type\":\"message\",\"message_id\":\"9\","
                      "\"conversation_id\":\"g:1\",\"seq\":4,\"sender_id\":"
                      "\"bob\",\"client_msg_id\":\"c4\",\"kind\":\"text\","

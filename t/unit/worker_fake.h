@@ -10,8 +10,15 @@
  *   refuse      the store refuses every call that names this conversation
  *   replay_at   a send at this offset was stored by this very record
  *   delivered   the delivered mark of every partition (-1: none)
- *   groups      what the membership loads find (conv, then its members)
+ *   messages    what a sync's chunks find (each conversation's in its
+ *               range); fake.chunks counts the chunks read
+ *   push_fail   the push of this number (1: the first) fails, once
+ *   groups      what the membership loads find (conv, then its members);
+ *               a repair's member lists too
+ *   repair_rows what a repair reads (every repair the same)
  * Sends into "g:none" are forbidden; receipts beyond seq 100 too far.
+ * The pushes to streamed answers' lists are written down in fake.pushed,
+ * one line each: "RPUSH key bytes", "EXPIRE key", "DEL key".
  */
 
 
@@ -23,6 +30,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../../workers/worker_lists.h"
 #include "../../workers/worker_redis.h"
 #include "../../workers/worker_store.h"
 
@@ -45,6 +53,17 @@ static struct {
     int64_t                   seq;
     const chat_fake_group_t  *groups;
     size_t                    ngroups;
+    const chat_message_t     *messages;
+    size_t                    nmessages;
+    size_t                    chunks;
+    chat_buf_t                pushed;
+    chat_buf_t                pieces;         /* their bytes, back to back */
+    size_t                    piece_end[256]; /* where each one ends */
+    size_t                    pushes;
+    size_t                    push_fail;
+    size_t                    waits;
+    const chat_repair_row_t  *repair_rows;
+    size_t                    nrepair_rows;
 } fake;
 
 
@@ -53,6 +72,8 @@ fake_reset(void)
 {
     chat_buf_free(&fake.trace);
     chat_buf_free(&fake.sent);
+    chat_buf_free(&fake.pushed);
+    chat_buf_free(&fake.pieces);
     memset(&fake, 0, sizeof(fake));
     fake.replay_at = -1;
     fake.delivered = -1;
@@ -128,7 +149,7 @@ chat_store_reads(chat_store_t *st, chat_read_t **reads, size_t n,
                                    0, 1, true,
                                    { "dm:alice:bob", 1, 101, "bob", "c9",
                                      "text", "old", 4 },
-                                   0, 1, false };
+                                   0, 1, false, 0, 0, 0, 0, 0 };
     size_t                   i;
 
     (void) st;
@@ -146,8 +167,12 @@ chat_store_reads(chat_store_t *st, chat_read_t **reads, size_t n,
         if (reads[i]->req->op == NGX_CHAT_WIRE_OP_SYNC) {
             reads[i]->sync.convs = &c;
             reads[i]->sync.nconvs = 1;
-            reads[i]->sync.messages = &m;
-            reads[i]->sync.nmessages = 1;
+
+            /* its message comes with the chunks */
+            if (fake.messages == NULL) {
+                fake.messages = &m;
+                fake.nmessages = 1;
+            }
 
         } else if (strcmp(reads[i]->req->conv, "g:none") == 0) {
             reads[i]->history.forbidden = true;
@@ -156,6 +181,52 @@ chat_store_reads(chat_store_t *st, chat_read_t **reads, size_t n,
             reads[i]->history.messages = &m;
             reads[i]->history.n = 1;
         }
+    }
+
+    return CHAT_STORE_OK;
+}
+
+
+/* the messages of fake.messages in each conversation's range */
+chat_store_rc_t
+chat_store_sync_messages(chat_store_t *st, chat_sync_conv_t *convs, size_t n,
+    chat_sync_rows_t *s, chat_arena_t *arena)
+{
+    const chat_message_t  *m;
+    size_t                 i, k;
+    int64_t                from;
+
+    (void) st;
+
+    fake.chunks++;
+    s->messages = chat_arena_alloc(arena,
+                                   (fake.nmessages + 1)
+                                   * sizeof(chat_message_t));
+    s->nmessages = 0;
+
+    for (i = 0; i < n; i++) {
+        if (fake_refused(convs[i].conv)) {
+            return CHAT_STORE_REFUSED;
+        }
+
+        from = convs[i].after_seq;
+        if (convs[i].last_seq - from > NGX_CHAT_WIRE_SYNC_CAP) {
+            from = convs[i].last_seq - NGX_CHAT_WIRE_SYNC_CAP;
+        }
+
+        convs[i].first = s->nmessages;
+
+        for (k = 0; k < fake.nmessages; k++) {
+            m = &fake.messages[k];
+
+            if (strcmp(m->conv, convs[i].conv) == 0 && m->seq > from
+                && m->seq <= convs[i].last_seq)
+            {
+                s->messages[s->nmessages++] = *m;
+            }
+        }
+
+        convs[i].n = s->nmessages - convs[i].first;
     }
 
     return CHAT_STORE_OK;
@@ -349,6 +420,98 @@ chat_control_revoked(chat_control_t *c, const char *admin, const char *user,
 }
 
 
+/* the lists of streamed answers */
+
+bool
+chat_lists_push(chat_lists_t *l, const char *key, size_t key_len,
+    const char *piece, size_t len, bool first)
+{
+    (void) l;
+
+    if (++fake.pushes == fake.push_fail) {
+        return false;
+    }
+
+    chat_buf_add(&fake.pieces, piece, len);
+    if (fake.pushes <= 256) {
+        fake.piece_end[fake.pushes - 1] = fake.pieces.len;
+    }
+
+    chat_buf_printf(&fake.pushed, "RPUSH %.*s %zu\n", (int) key_len, key,
+                    len);
+
+    if (first) {
+        chat_buf_printf(&fake.pushed, "EXPIRE %.*s\n", (int) key_len, key);
+    }
+
+    return true;
+}
+
+
+bool
+chat_lists_finish(chat_lists_t *l, const char *key, size_t key_len)
+{
+    (void) l;
+
+    chat_buf_printf(&fake.pushed, "EXPIRE %.*s\n", (int) key_len, key);
+
+    return true;
+}
+
+
+void
+chat_lists_drop(chat_lists_t *l, const char *key, size_t key_len)
+{
+    (void) l;
+
+    chat_buf_printf(&fake.pushed, "DEL %.*s\n", (int) key_len, key);
+}
+
+
+bool
+chat_lists_wait(chat_lists_t *l)
+{
+    (void) l;
+
+    fake.waits++;
+
+    return true;
+}
+
+
+chat_store_rc_t
+chat_store_repairs(chat_store_t *st, chat_repair_t **r, size_t n,
+    chat_arena_t *arena)
+{
+    size_t  i, k;
+
+    (void) st;
+
+    fake_trace("repairs", n);
+
+    for (i = 0; i < n; i++) {
+        if (fake_refused("repairs")) {
+            return CHAT_STORE_REFUSED;
+        }
+
+        r[i]->rows = (chat_repair_row_t *) fake.repair_rows;
+        r[i]->n = fake.nrepair_rows;
+        r[i]->groups = chat_arena_alloc(arena, (fake.ngroups + 1)
+                                               * sizeof(chat_members_t));
+        r[i]->ngroups = fake.ngroups;
+
+        for (k = 0; k < fake.ngroups; k++) {
+            r[i]->groups[k].conv = (char *) fake.groups[k].conv;
+            r[i]->groups[k].members = (chat_member_t *)
+                                      fake.groups[k].members;
+            r[i]->groups[k].n = fake.groups[k].n;
+        }
+    }
+
+    return CHAT_STORE_OK;
+}
+
+
 /* Redis */
 
 bool
@@ -385,7 +548,10 @@ fake_outbox(chat_buf_t *b, const chat_outbox_t *out)
         d = &out->deliveries[i];
         f = &out->frames[d->frame];
 
-        if (d->user == NULL) {
+        if (f->type == NGX_CHAT_WIRE_RECORD_STREAM) {
+            chat_buf_printf(b, "%s/%s stream ", d->node, d->sid);
+
+        } else if (d->user == NULL) {
             chat_buf_printf(b, "%s/%s ", d->node, d->sid);
 
         } else if (d->sid) {

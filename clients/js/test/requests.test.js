@@ -324,3 +324,87 @@ test('receipts after a reconnect: sent again where the sync shows the server lac
     client.markRead(A, 7);
     assert.equal(server.last.frames('receipt').length, 1);
 });
+
+test('ticks: the others\' pointers from the sync and its pages, forward only', async () => {
+    const { client, server } = setup();
+    const ticks = [];
+    client.on('ticks', (...args) => ticks.push(args));
+    client.connect();
+    const ws = server.last;
+    ws.accept({ features: ['conversations', 'receipts'] });
+    const sync = ws.lastOf('sync');
+    ws.push({ type: 'conversations', req_id: sync.req_id, has_more: true, items: [
+        { conversation_id: A, kind: 'direct', last_seq: 9, delivered_seq: 9, read_seq: 9,
+          others_delivered_seq: 8, others_read_seq: 6, unread: 0,
+          last_message: { ...msg(A, 9), message_id: '900', server_ts: 5000 } },
+        { conversation_id: 'g:1', kind: 'group', last_seq: 3, delivered_seq: 3, read_seq: 3,
+          unread: 0, last_message: { ...msg('g:1', 3), message_id: '300', server_ts: 4000 } }] });
+    ws.push({ type: 'sync_done', req_id: sync.req_id });
+    await flush();
+    assert.deepEqual(client.ticks(A), { delivered: 8, read: 6 });
+    assert.equal(client.ticks('g:1'), null, 'a server without others_* says nothing');
+
+    // the next page starts at the last item, within its ms by message id
+    const page = ws.lastOf('conversations');
+    assert.deepEqual([page.before_ts, page.before_message_id], [4000, '300']);
+    ws.push({ type: 'conversations', req_id: page.req_id, has_more: false, items: [
+        { conversation_id: 'g:old', kind: 'group', last_seq: 5, delivered_seq: 5, read_seq: 5,
+          others_delivered_seq: 5, others_read_seq: 2, unread: 0, last_message: null }] });
+    await flush();
+    assert.deepEqual(client.ticks('g:old'), { delivered: 5, read: 2 });
+
+    // an older answer never moves them back; a newer one does
+    const p = client.listConversations({ limit: 1 });
+    const f = ws.lastOf('conversations');
+    ws.push({ type: 'conversations', req_id: f.req_id, has_more: true, items: [
+        { conversation_id: A, kind: 'direct', last_seq: 9, delivered_seq: 9, read_seq: 9,
+          others_delivered_seq: 7, others_read_seq: 9, unread: 0, last_message: null }] });
+    await p;
+    assert.deepEqual(client.ticks(A), { delivered: 9, read: 9 });
+    assert.deepEqual(ticks.map((e) => e[0]), [A, 'g:old', A]);
+});
+
+test('ticks: a direct conversation follows the other\'s receipts', async () => {
+    const { client, server } = await ready();
+    const ws = server.last;
+    ws.push({ type: 'receipt', conversation_id: A, user_id: 'bob', state: 'delivered', seq: 4,
+              server_ts: 1 });
+    assert.deepEqual(client.ticks(A), { delivered: 4, read: 0 });
+    ws.push({ type: 'receipt', conversation_id: A, user_id: 'bob', state: 'read', seq: 3,
+              server_ts: 2 });
+    assert.deepEqual(client.ticks(A), { delivered: 4, read: 3 });
+    ws.push({ type: 'receipt', conversation_id: A, user_id: 'alice', state: 'read', seq: 9,
+              server_ts: 3 });
+    assert.deepEqual(client.ticks(A), { delivered: 4, read: 3 }, 'our own receipts are no ticks');
+});
+
+test('ticks: a group\'s from a receipts answer, kept up by receipts and membership', async () => {
+    const { client, server } = await ready({}, { hello: { features: ['receipts'] } });
+    const ws = server.last;
+    const G = 'g:5';
+    ws.push({ type: 'receipt', conversation_id: G, user_id: 'bob', state: 'read', seq: 2,
+              server_ts: 1 });
+    assert.equal(client.ticks(G), null, 'one member of a group says nothing of all');
+
+    const r = client.fetchReceipts(G);
+    const fr = ws.lastOf('receipts');
+    assert.equal(fr.conversation_id, G);
+    ws.push({ type: 'receipts', req_id: fr.req_id, conversation_id: G, members: [
+        { user_id: 'alice', delivered_seq: 9, read_seq: 9 },
+        { user_id: 'bob', delivered_seq: 7, read_seq: 5 },
+        { user_id: 'carol', delivered_seq: 6, read_seq: 3 }] });
+    assert.equal((await r).members.length, 3);
+    assert.deepEqual(client.ticks(G), { delivered: 6, read: 3 });
+
+    ws.push({ type: 'receipt', conversation_id: G, user_id: 'carol', state: 'read', seq: 8,
+              server_ts: 2 });
+    assert.deepEqual(client.ticks(G), { delivered: 7, read: 5 });
+
+    // dave joins at seq 10: nothing before it to receive; bob leaves
+    ws.push({ ...msg(G, 10, 'alice'), kind: 'system',
+              body: { event: 'members_added', user_ids: ['dave'], by: 'alice' } });
+    assert.deepEqual(client.ticks(G), { delivered: 7, read: 5 });
+    ws.push({ ...msg(G, 11, 'alice'), kind: 'system',
+              body: { event: 'members_removed', user_ids: ['bob'], by: 'alice' } });
+    assert.deepEqual(client.ticks(G), { delivered: 8, read: 8 });
+});
