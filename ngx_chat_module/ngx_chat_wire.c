@@ -418,6 +418,22 @@ ngx_chat_wire_presence_parse(const char *p, size_t len,
 
 /* ------------------------------------------------------- revocations */
 
+int
+ngx_chat_wire_revokes(int64_t revoked_ms, int64_t iat)
+{
+    if (iat <= 0) {
+        return 1;
+    }
+
+    /* iat beyond any ms of revocation: never revoked */
+    if (iat > INT64_MAX / 1000) {
+        return 0;
+    }
+
+    return iat * 1000 <= revoked_ms;
+}
+
+
 size_t
 ngx_chat_wire_revoked_field(char *buf, const char *user, size_t user_len,
     const char *dev, size_t dev_len)

@@ -323,6 +323,14 @@ size_t ngx_chat_wire_control_revoke(char *buf, const char *user,
 int ngx_chat_wire_control_parse(const char *p, size_t len,
     ngx_chat_wire_control_t *ev);
 
+/*
+ * 1 when a revocation at revoked_ms (chat:revoked, chat:control) revokes a
+ * token issued at iat (seconds; 0 when it has none): the token was not
+ * issued after it. A token issued in the second of the revocation is
+ * refused too; one of the next second is not.
+ */
+int ngx_chat_wire_revokes(int64_t revoked_ms, int64_t iat);
+
 /* channel of one user's presence events (below): only the processes that
  * have a watcher of the user subscribe to it */
 #define NGX_CHAT_WIRE_CHANNEL_PRESENCE   "chat:pc:"

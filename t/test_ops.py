@@ -1,6 +1,8 @@
 """Operating it: every chatctl command against the real stack (its --json
 parsed), revocations (PostgreSQL, chat:revoked, chat:control, and the
-hash written again after a flush and a worker restart), set_role from
+hash written again after a flush and a worker restart; nginx closing the
+revoked sessions with 4003 and refusing their tokens with 401, at the
+handshake and in an auth renewal), set_role from
 clients and from chatctl, redactions, and the workers' JSON log lines.
 """
 
@@ -378,6 +380,129 @@ def test_revoke(stack):
     # a bad device id never leaves chatctl
     rc, _, err = chatctl_text(stack, "revoke", user, "--device", "-")
     assert rc == 2, err
+
+
+# -- revocations on the nginx side -------------------------------------------
+
+def connect_fresh(stack, user, dev):
+    """A connection with a token minted now (iat: this second), never a
+    cached one; the token is returned with it."""
+    tok = stack.token(user, dev, jti=unique("j"))
+    c = wsclient.connect(stack.url, token=tok, timeout=10)
+    hello = c.recv_json(10)
+    assert hello.get("type") == "hello", hello
+    c.user, c.dev = user, dev
+    return c, tok
+
+
+def refused_401(stack, tok):
+    with pytest.raises(wsclient.HandshakeError) as ei:
+        c = wsclient.connect(stack.url, token=tok, timeout=10)
+        c.abort()
+    assert ei.value.status == 401, ei.value
+
+
+def after_second_of(ms):
+    """Sleeps into the second after ms: a token minted then has an iat
+    after the revocation."""
+    time.sleep(max(0.0, (ms // 1000 + 1) - time.time()) + 0.05)
+
+
+def auth(c, tok):
+    rid = unique("au")
+    c.send_json({"type": "auth", "req_id": rid, "token": tok})
+    return frame_of(c, lambda f: f.get("req_id") == rid, T,
+                    "answer to auth %s" % rid)
+
+
+def test_revoked_device_closed_4003_and_refused(stack):
+    user, other = unique("rd"), unique("rdo")
+    conns = []
+    try:
+        phone, phone_tok = connect_fresh(stack, user, "phone")
+        laptop, laptop_tok = connect_fresh(stack, user, "laptop")
+        o, _ = connect_fresh(stack, other, "phone")
+        conns += [phone, laptop, o]
+
+        doc = chatctl(stack, "revoke", user, "--device", "phone")
+        ms = doc["revoked_at"]
+        assert closed_with(phone) == 4003
+
+        # the user's other device and other users are untouched
+        ping(laptop)
+        ping(o)
+
+        # the device's old token is refused at the handshake; the other
+        # device's is not
+        refused_401(stack, phone_tok)
+        laptop2 = wsclient.connect(stack.url, token=laptop_tok, timeout=10)
+        conns.append(laptop2)
+        assert laptop2.recv_json(10)["type"] == "hello"
+
+        # a token issued after the revocation is taken
+        after_second_of(ms)
+        phone2, _ = connect_fresh(stack, user, "phone")
+        conns.append(phone2)
+        ping(phone2)
+
+        # Redis flushed while the workers are down, then the workers
+        # write chat:revoked again from PostgreSQL: still refused
+        stack.ctl("worker-stop")
+        try:
+            stack.redis_cli("FLUSHALL")
+            assert revoked(stack, user + " phone") is None
+        finally:
+            stack.ctl("worker-start")
+        assert wait_for(lambda: revoked(stack, user + " phone"), 20,
+                        what="chat:revoked after the restart") == ms
+        refused_401(stack, phone_tok)
+        # the new connection outlived the replayed revocation
+        ping(phone2)
+    finally:
+        for c in conns:
+            c.abort()
+
+
+def test_revoked_user_every_device_closed_and_auth_refused(stack):
+    user, other = unique("ru"), unique("ruo")
+    conns = []
+    try:
+        a, a_tok = connect_fresh(stack, user, "a")
+        b, _ = connect_fresh(stack, user, "b")
+        o, _ = connect_fresh(stack, other, "a")
+        conns += [a, b, o]
+        old_b_tok = stack.token(user, "b", jti=unique("j"))
+
+        # a good renewal first: the check answers auth_ok
+        f = auth(a, stack.token(user, "a", jti=unique("j")))
+        assert f["type"] == "auth_ok", f
+
+        doc = chatctl(stack, "revoke", user)
+        ms = doc["revoked_at"]
+        assert closed_with(a) == 4003
+        assert closed_with(b) == 4003
+        ping(o)
+        refused_401(stack, a_tok)
+        refused_401(stack, old_b_tok)
+        # every device of the user, even one never connected
+        refused_401(stack, stack.token(user, "tablet", iat=False,
+                                       jti=unique("j")))
+
+        after_second_of(ms)
+        b2, _ = connect_fresh(stack, user, "b")
+        conns.append(b2)
+
+        # an auth renewal with a token from before the revocation is
+        # refused, and the connection stays as it was
+        f = auth(b2, old_b_tok)
+        assert f["type"] == "error" and f["code"] == "bad_request", f
+        ping(b2)
+        f = auth(b2, stack.token(user, "b", jti=unique("j")))
+        assert f["type"] == "auth_ok", f
+        ping(b2)
+    finally:
+        for c in conns:
+            c.abort()
 
 
 # -- set_role -----------------------------------------------------------------

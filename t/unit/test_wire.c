@@ -259,6 +259,15 @@ test_control(void)
           "not a number");
     CHECK(!ngx_chat_wire_control_parse("revoke bob - 1 2", 16, &ev),
           "two times");
+
+    /* a token is revoked unless issued after the revocation: its iat in
+     * seconds, the revocation's time in ms */
+    CHECK(ngx_chat_wire_revokes(1000500, 1000), "same second: revoked");
+    CHECK(ngx_chat_wire_revokes(1000000, 1000), "the very ms: revoked");
+    CHECK(ngx_chat_wire_revokes(1000500, 999), "issued before: revoked");
+    CHECK(!ngx_chat_wire_revokes(1000500, 1001), "issued after: kept");
+    CHECK(ngx_chat_wire_revokes(1000500, 0), "no iat: revoked");
+    CHECK(!ngx_chat_wire_revokes(1000500, INT64_MAX), "far future: kept");
 }
 
 
