@@ -10,6 +10,9 @@
 #   make test      deps, build, unit, then the integration tests (pytest)
 #   make run       deps, build, then the whole stack in ./var (foreground)
 #   make dynamic   check that the module also builds as a dynamic module
+#   make install   PREFIX=... [DESTDIR=...]: nginx with the module, the
+#                  workers, chatctl, sql/, the web client, the systemd
+#                  units and the example configuration
 #   make fuzz      libFuzzer targets t/fuzz/fuzz_*.c, FUZZ_SECONDS (30) each
 #   make bench-deflate  permessage-deflate's ratio and CPU on chat frames
 #   make bench-deflate-wire  its bytes on the wire against the stack
@@ -91,9 +94,10 @@ MVN_DEP_PLUGIN := org.apache.maven.plugins:maven-dependency-plugin:3.6.1
 
 # the wire contract is the module's and the workers' alike
 WIRE_SRC     := ngx_chat_module/ngx_chat_wire.c
-# chat_pusher's own files (workers/pusher.h) are not chat_worker's
+# chat_pusher's own files (workers/pusher.h) are not chat_worker's, nor
+# chatctl's (workers/chatctl.h)
 PUSHER_MAIN  := workers/chat_pusher.c $(wildcard workers/pusher_*.c)
-WORKER_SRCS  := $(filter-out workers/chatctl.c $(PUSHER_MAIN),\
+WORKER_SRCS  := $(filter-out workers/chatctl%.c $(PUSHER_MAIN),\
                              $(wildcard workers/*.c))
 WORKER_OBJS  := $(patsubst workers/%.c,$(BUILD)/obj/workers/%.o,$(WORKER_SRCS)) \
                 $(BUILD)/obj/workers/ngx_chat_wire.o \
@@ -104,10 +108,13 @@ WORKER_LUA   := $(wildcard workers/lua/*.lua)
 WORKER_LUA_C := $(BUILD)/gen/worker_lua.c
 WORKER_LIBS  := -lrdkafka -lpq -lhiredis -ljansson -lcrypto -lpthread \
                 -lGraphicsMagick
-CHATCTL_SRCS ?= $(wildcard workers/chatctl.c)
+# chatctl: its main and one file per command group (workers/chatctl.h)
+CHATCTL_SRCS ?= $(wildcard workers/chatctl*.c)
 # the module's token signing, shared with nginx's check and chat_bench
-CHATCTL_DEPS := ngx_chat_module/ngx_chat_jwt.c ngx_chat_module/ngx_chat_wire.c
-CHATCTL_LIBS := -ljansson -lcrypto
+CHATCTL_OBJS := $(patsubst workers/%.c,$(BUILD)/obj/chatctl/%.o,$(CHATCTL_SRCS)) \
+                $(BUILD)/obj/chatctl/ngx_chat_jwt.o \
+                $(BUILD)/obj/workers/ngx_chat_wire.o
+CHATCTL_LIBS := -lrdkafka -lpq -lhiredis -ljansson -lcrypto
 
 # chat_pusher: its files, and chat_worker's PostgreSQL plumbing and tools
 PUSHER_OBJS := $(patsubst workers/%.c,$(BUILD)/obj/workers/%.o,\
@@ -136,8 +143,8 @@ UNIT_MOD_SRCS := $(wildcard ngx_chat_module/ngx_chat_frame.c \
 UNIT_LIBS := -ljansson -lcrypto -lz
 
 .PHONY: all deps pkgs nginx-source kafka-jars build nginx workers unit \
-        calls test run dynamic bench bench-deflate bench-deflate-wire \
-        leak clean FORCE
+        calls test run dynamic install bench bench-deflate \
+        bench-deflate-wire leak clean FORCE
 
 all: build
 
@@ -306,12 +313,19 @@ $(BUILD)/bin/chat_pusher: $(PUSHER_OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(SAN) -o $@ $^ $(PUSHER_LIBS)
 
-$(BUILD)/bin/chatctl: $(CHATCTL_SRCS) $(CHATCTL_DEPS)
-	@mkdir -p $(@D) $(BUILD)/obj
-	$(CC) $(CFLAGS_CHAT) -MMD -MP -MF $(BUILD)/obj/chatctl.d \
-	    -o $@ $^ $(CHATCTL_LIBS)
+$(BUILD)/obj/chatctl/%.o: workers/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_CHAT) -MMD -MP -c $< -o $@
 
--include $(WORKER_OBJS:.o=.d) $(PUSHER_OBJS:.o=.d) $(BUILD)/obj/chatctl.d
+$(BUILD)/obj/chatctl/ngx_chat_jwt.o: ngx_chat_module/ngx_chat_jwt.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_CHAT) -MMD -MP -c $< -o $@
+
+$(BUILD)/bin/chatctl: $(CHATCTL_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(SAN) -o $@ $^ $(CHATCTL_LIBS)
+
+-include $(WORKER_OBJS:.o=.d) $(PUSHER_OBJS:.o=.d) $(CHATCTL_OBJS:.o=.d)
 
 # ====================================================================== unit
 
@@ -353,6 +367,7 @@ calls: build
 	    $(NGX_SRC)/objs/addon/objs/ngx_chat_lua.o
 	@python3 t/calls.py workers $(WORKER_OBJS)
 	@python3 t/calls.py pusher $(PUSHER_OBJS)
+	@python3 t/calls.py chatctl $(CHATCTL_OBJS)
 
 # the JavaScript client's unit tests: node's own runner, nothing to install
 .PHONY: test-js
@@ -372,6 +387,73 @@ test: deps build unit calls test-js
 
 run: deps build
 	t/stack.sh run var
+
+# ================================================================== install
+#
+# make install [PREFIX=/usr/local/ngx_chat] [DESTDIR=...] [SYSCONFDIR=...]
+# [SYSTEMDDIR=...]: an nginx configured with --prefix=$(PREFIX) and the
+# module (built apart from the tests' one, in $(BUILD)/install), into
+# $(PREFIX)/sbin; chat_worker and chatctl into $(PREFIX)/bin; sql/ and the
+# web client (clients/) into $(PREFIX)/share/ngx_chat; the example
+# nginx.conf as $(PREFIX)/conf/nginx.conf and chat_worker.env in
+# $(SYSCONFDIR), each only when there is none; the systemd units, filled
+# from conf/systemd/*.in, into $(SYSTEMDDIR). DESTDIR prefixes every path
+# written, as packagers expect, and none that is compiled in.
+
+PREFIX     ?= /usr/local/ngx_chat
+DESTDIR    ?=
+BINDIR     := $(PREFIX)/bin
+SBINDIR    := $(PREFIX)/sbin
+DATADIR    := $(PREFIX)/share/ngx_chat
+SYSCONFDIR ?= $(PREFIX)/etc
+SYSTEMDDIR ?= $(PREFIX)/lib/systemd/system
+
+INST_DIR       := $(BUILD)/install
+INST_SRC       := $(INST_DIR)/nginx-src
+INST_CONF_ARGS := --prefix=$(PREFIX) $(NGX_OPTS) --add-module=$(CURDIR)
+
+$(INST_DIR)/.nginx-args: FORCE
+	@mkdir -p $(@D)
+	@echo "$(INST_CONF_ARGS)" | cmp -s - $@ || echo "$(INST_CONF_ARGS)" > $@
+
+$(INST_SRC)/objs/Makefile: $(INST_SRC)/.unpacked $(wildcard config) \
+                           $(INST_DIR)/.nginx-args $(NGX_LUA)
+	$(check-config)
+	cd $(INST_SRC) && ./configure $(INST_CONF_ARGS)
+
+install: pkgs workers $(INST_SRC)/objs/Makefile
+	$(MAKE) -C $(INST_SRC) -f objs/Makefile -j$(NGX_JOBS)
+	@set -e; d='$(DESTDIR)'; \
+	install -d "$$d$(PREFIX)/conf" "$$d$(BINDIR)" "$$d$(DATADIR)" \
+	    "$$d$(SYSCONFDIR)" "$$d$(SYSTEMDDIR)"; \
+	if [ ! -e "$$d$(PREFIX)/conf/nginx.conf" ]; then \
+	    install -m 644 conf/nginx.conf.example "$$d$(PREFIX)/conf/nginx.conf"; \
+	    echo "install: $(PREFIX)/conf/nginx.conf from conf/nginx.conf.example"; \
+	fi
+	$(MAKE) -C $(INST_SRC) -f objs/Makefile install DESTDIR='$(DESTDIR)' >/dev/null
+	@set -e; d='$(DESTDIR)'; \
+	install -m 755 $(BUILD)/bin/chat_worker $(BUILD)/bin/chatctl "$$d$(BINDIR)/"; \
+	rm -rf "$$d$(DATADIR)/sql" "$$d$(DATADIR)/clients"; \
+	install -d "$$d$(DATADIR)/sql"; \
+	install -m 644 sql/[0-9]*_*.sql "$$d$(DATADIR)/sql/"; \
+	cp -R clients "$$d$(DATADIR)/clients"; \
+	rm -rf "$$d$(DATADIR)/clients/js/test"; \
+	install -m 644 conf/chat_worker.env.example "$$d$(SYSCONFDIR)/"; \
+	if [ ! -e "$$d$(SYSCONFDIR)/chat_worker.env" ]; then \
+	    install -m 640 conf/chat_worker.env.example "$$d$(SYSCONFDIR)/chat_worker.env"; \
+	fi; \
+	for t in conf/systemd/*.in; do \
+	    u=$${t##*/}; u=$${u%.in}; \
+	    sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
+	        -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	        -e 's|@DATADIR@|$(DATADIR)|g' "$$t" > "$$d$(SYSTEMDDIR)/$$u.tmp"; \
+	    if grep -q '@[A-Z_]*@' "$$d$(SYSTEMDDIR)/$$u.tmp"; then \
+	        echo "install: $$t: a placeholder left unfilled" >&2; exit 1; \
+	    fi; \
+	    chmod 644 "$$d$(SYSTEMDDIR)/$$u.tmp"; \
+	    mv "$$d$(SYSTEMDDIR)/$$u.tmp" "$$d$(SYSTEMDDIR)/$$u"; \
+	done; \
+	echo "install: ngx_chat in $$d$(PREFIX) (units in $$d$(SYSTEMDDIR))"
 
 # ================================================================== dynamic
 

@@ -15,6 +15,9 @@
  *   ngx_chat_deliver.c       what arrives from Redis: payloads to sessions,
  *                            presence events to their watchers, gaps in
  *                            the chains of sections repaired
+ *   ngx_chat_revoke.c        revocations: the sessions chat:control
+ *                            names closed, tokens checked against
+ *                            chat:revoked without blocking
  *   ngx_chat_stream.c        large answers popped from Redis as a
  *                            session's socket drains
  *   ngx_chat_registry.c      the session registry in Redis
@@ -190,6 +193,9 @@ struct ngx_chat_session_s {
     uint32_t                   typing_hash;
     uint32_t                   typing_last;
 
+    /* ngx_chat_session.c: the token's iat, seconds; 0 when it had none */
+    uint32_t                   issued;
+
     /* ngx_chat_registry.c */
     int64_t                    since;       /* connected, us */
 };
@@ -238,6 +244,21 @@ void ngx_chat_deliver(const u_char *channel, size_t channel_len,
     const u_char *data, size_t len);
 
 
+/* ---- ngx_chat_revoke.c ---- */
+
+/* the answer of a check: NGX_OK (not revoked), NGX_ABORT (revoked) or
+ * NGX_DECLINED (Redis could not say) */
+typedef void (*ngx_chat_revoke_pt)(void *data, ngx_int_t rc);
+
+/* a token of user/device issued at iat (seconds, 0 none) against
+ * chat:revoked: NGX_AGAIN (handler is called later, exactly once),
+ * NGX_DECLINED (Redis is away: not checked) or NGX_ERROR */
+ngx_int_t ngx_chat_revoke_check(ngx_str_t *user, ngx_str_t *device,
+    int64_t iat, ngx_chat_revoke_pt handler, void *data);
+/* a message on chat:control */
+void ngx_chat_revoke_control(const u_char *p, size_t len);
+
+
 /* ---- ngx_chat_stream.c ---- */
 
 void ngx_chat_stream_announce(ngx_chat_session_t *s, const u_char *key,
@@ -279,14 +300,15 @@ void ngx_chat_presence_resubscribe(void);
 /* ---- ngx_chat_session.c ---- */
 
 /*
- * Takes the connection over from the upgrade request r: response is the
- * 101 answer to send first (copied), deflate what permessage-deflate
+ * Takes the connection over from the upgrade request r (expires and issued:
+ * the token's exp and iat, seconds): response is the 101 answer to send
+ * first (copied), deflate what permessage-deflate
  * agreed to (NULL if it was not), handlers what the session's events go
  * to. NGX_DONE, or an HTTP status to answer instead.
  */
 ngx_int_t ngx_chat_session_start(ngx_http_request_t *r, ngx_str_t *user,
-    ngx_str_t *device, int64_t expires, u_char *response, size_t len,
-    const ngx_chat_deflate_params_t *deflate);
+    ngx_str_t *device, int64_t expires, int64_t issued, u_char *response,
+    size_t len, const ngx_chat_deflate_params_t *deflate);
 
 /* the process's read buffer, session ids and deflate context */
 ngx_int_t ngx_chat_session_init(ngx_cycle_t *cycle,

@@ -119,6 +119,14 @@ ngx_chat_deliver(const u_char *channel, size_t channel_len,
         return;
     }
 
+    if (channel_len == sizeof(NGX_CHAT_WIRE_CHANNEL_CONTROL) - 1
+        && ngx_strncmp(channel, NGX_CHAT_WIRE_CHANNEL_CONTROL,
+                       channel_len) == 0)
+    {
+        ngx_chat_revoke_control(data, len);
+        return;
+    }
+
     /* the node channel is the only other one subscribed */
     ngx_chat_deliver_payload((const char *) data, (const char *) data + len,
                              1);

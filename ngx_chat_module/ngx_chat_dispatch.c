@@ -5,7 +5,9 @@
  * protocol (ngx_chat_proto.c), the per-connection token bucket and the
  * typing throttle, and ends as a reply, a Kafka record for the workers, or
  * a presence request; when the session goes, so do its registration and
- * its presence subscriptions. A "chat_echo" location sends every message
+ * its presence subscriptions. An "auth" renewal is answered once its token
+ * has passed the revocation check (ngx_chat_revoke.c), which Redis answers
+ * later: its answer may come after the answers to later frames. A "chat_echo" location sends every message
  * back.
  */
 
@@ -34,6 +36,19 @@ static ngx_uint_t ngx_chat_dispatch_typing_throttled(ngx_chat_session_t *s,
 static ngx_chat_main_conf_t *ngx_chat_dispatch_main_conf(void);
 static void ngx_chat_dispatch_auth(ngx_chat_session_t *s,
     ngx_chat_main_conf_t *mcf, ngx_chat_proto_result_t *res);
+static void ngx_chat_dispatch_auth_checked(void *data, ngx_int_t rc);
+
+
+/* an auth renewal waiting for its revocation check: both answers ready */
+typedef struct {
+    uint64_t                   session;     /* its key: it may go meanwhile */
+    int64_t                    exp;
+    int64_t                    iat;
+    char                      *ok;          /* auth_ok, malloc'ed */
+    size_t                     ok_len;
+    char                      *refused;     /* the error, malloc'ed */
+    size_t                     refused_len;
+} ngx_chat_dispatch_auth_t;
 
 
 const ngx_chat_session_handlers_t  ngx_chat_dispatch_chat = {
@@ -250,8 +265,10 @@ static void
 ngx_chat_dispatch_auth(ngx_chat_session_t *s, ngx_chat_main_conf_t *mcf,
     ngx_chat_proto_result_t *res)
 {
-    const char             *why;
-    ngx_chat_jwt_claims_t   claims;
+    const char                *why;
+    ngx_int_t                  rc;
+    ngx_chat_jwt_claims_t      claims;
+    ngx_chat_dispatch_auth_t  *a;
 
     if (ngx_chat_jwt_verify((u_char *) res->auth_token, res->auth_token_len,
                             mcf->jwt_secret.data, mcf->jwt_secret.len,
@@ -274,11 +291,85 @@ ngx_chat_dispatch_auth(ngx_chat_session_t *s, ngx_chat_main_conf_t *mcf,
         return;
     }
 
-    /* exp is seconds: 32 bits last until 2106 */
-    s->expires = (uint32_t) ngx_min((uint64_t) claims.exp,
-                                    NGX_MAX_UINT32_VALUE);
+    a = ngx_alloc(sizeof(ngx_chat_dispatch_auth_t), s->connection->log);
+    if (a == NULL) {
+        ngx_chat_proto_set_error(res, "internal", "out of memory");
+        return;
+    }
 
+    a->session = s->key;
+    a->exp = claims.exp;
+    a->iat = claims.iat;
+
+    /* both answers made now, while the frame's tag is at hand */
     ngx_chat_proto_set_auth_ok(res, claims.exp * 1000);
+    a->ok = res->reply;
+    a->ok_len = res->reply_len;
+    res->reply = NULL;
+
+    ngx_chat_proto_set_error(res, "bad_request", "the token was revoked");
+    a->refused = res->reply;
+    a->refused_len = res->reply_len;
+    res->reply = NULL;
+    res->reply_len = 0;
+    res->error = NULL;
+
+    rc = ngx_chat_revoke_check(ngx_chat_session_user(s),
+                               ngx_chat_session_device(s), claims.iat,
+                               ngx_chat_dispatch_auth_checked, a);
+
+    if (rc == NGX_DECLINED) {
+        /* Redis is away: taken as it is */
+        ngx_chat_dispatch_auth_checked(a, NGX_DECLINED);
+
+    } else if (rc != NGX_AGAIN) {
+        free(a->ok);
+        free(a->refused);
+        ngx_free(a);
+        ngx_chat_proto_set_error(res, "internal", "out of memory");
+    }
+}
+
+
+static void
+ngx_chat_dispatch_auth_checked(void *data, ngx_int_t rc)
+{
+    ngx_chat_dispatch_auth_t  *a = data;
+
+    ngx_chat_session_t        *s;
+
+    s = ngx_chat_session_find_key(a->session);
+
+    if (s == NULL || s->closing) {
+        goto done;
+    }
+
+    if (rc == NGX_ABORT) {
+        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                      "chat: auth refused: the token was revoked");
+        ngx_chat_metrics_error("bad_request");
+
+        if (a->refused) {
+            (void) ngx_chat_session_send_text(s, (u_char *) a->refused,
+                                              a->refused_len);
+        }
+
+        goto done;
+    }
+
+    /* exp is seconds: 32 bits last until 2106 */
+    s->expires = (uint32_t) ngx_min((uint64_t) a->exp, NGX_MAX_UINT32_VALUE);
+    s->issued = (uint32_t) ngx_max(ngx_min(a->iat, 0xffffffff), 0);
+
+    if (a->ok) {
+        (void) ngx_chat_session_send_text(s, (u_char *) a->ok, a->ok_len);
+    }
+
+done:
+
+    free(a->ok);
+    free(a->refused);
+    ngx_free(a);
 }
 
 

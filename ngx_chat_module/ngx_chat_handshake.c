@@ -7,6 +7,10 @@
  * leaves no trace anywhere else. The permessage-deflate offers are
  * answered here too (ngx_chat_deflate.c chooses): an offer the location
  * cannot honour is not an error, the 101 just goes without the extension.
+ *
+ * A good token is then checked against the revocations (ngx_chat_revoke.c:
+ * one Redis command, answered later): the request waits for the answer,
+ * holding a reference, and is upgraded or refused with 401 from there.
  */
 
 
@@ -32,8 +36,21 @@ static ngx_int_t ngx_chat_reject(ngx_http_request_t *r, ngx_uint_t status,
     char *why);
 static ngx_int_t ngx_chat_get_token(ngx_http_request_t *r, ngx_str_t *token);
 static void ngx_chat_hide_token(ngx_http_request_t *r);
+/* a request waiting for its token's revocation check */
+typedef struct {
+    ngx_http_request_t        *request;
+    ngx_str_t                  protocol;
+    ngx_str_t                  key;
+    ngx_chat_jwt_claims_t      claims;
+} ngx_chat_handshake_wait_t;
+
+
 static ngx_int_t ngx_chat_upgrade(ngx_http_request_t *r, ngx_str_t *user,
-    ngx_str_t *device, ngx_str_t *protocol, ngx_str_t *key, int64_t expires);
+    ngx_str_t *device, ngx_str_t *protocol, ngx_str_t *key, int64_t expires,
+    int64_t issued);
+static ngx_int_t ngx_chat_handshake_revoked(ngx_http_request_t *r,
+    ngx_str_t *protocol, ngx_str_t *key, ngx_chat_jwt_claims_t *claims);
+static void ngx_chat_handshake_checked(void *data, ngx_int_t rc);
 static ngx_int_t ngx_chat_deflate_offers(ngx_http_request_t *r,
     ngx_chat_deflate_params_t *params, char *response, size_t *len);
 
@@ -124,7 +141,7 @@ ngx_chat_handshake(ngx_http_request_t *r)
         ngx_str_null(&user);
         ngx_str_null(&device);
 
-        return ngx_chat_upgrade(r, &user, &device, &protocol, &key, 0);
+        return ngx_chat_upgrade(r, &user, &device, &protocol, &key, 0, 0);
     }
 
     if (ngx_chat_get_token(r, &token) != NGX_OK) {
@@ -142,11 +159,6 @@ ngx_chat_handshake(ngx_http_request_t *r)
         return ngx_chat_reject(r, NGX_HTTP_UNAUTHORIZED, (char *) why);
     }
 
-    user.data = (u_char *) claims.sub;
-    user.len = ngx_strlen(claims.sub);
-    device.data = (u_char *) claims.dev;
-    device.len = ngx_strlen(claims.dev);
-
     h = ngx_chat_find_header(r, "Sec-WebSocket-Protocol",
                              sizeof("Sec-WebSocket-Protocol") - 1);
 
@@ -156,7 +168,92 @@ ngx_chat_handshake(ngx_http_request_t *r)
         ngx_str_set(&protocol, "chat.v1");
     }
 
-    return ngx_chat_upgrade(r, &user, &device, &protocol, &key, claims.exp);
+    return ngx_chat_handshake_revoked(r, &protocol, &key, &claims);
+}
+
+
+/* the revocation check: the request waits for it (NGX_DONE) unless Redis
+ * is away, when the token is taken as it is */
+
+static ngx_int_t
+ngx_chat_handshake_revoked(ngx_http_request_t *r, ngx_str_t *protocol,
+    ngx_str_t *key, ngx_chat_jwt_claims_t *claims)
+{
+    ngx_int_t                   rc;
+    ngx_str_t                   user, device;
+    ngx_chat_handshake_wait_t  *w;
+
+    w = ngx_palloc(r->pool, sizeof(ngx_chat_handshake_wait_t));
+    if (w == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    w->request = r;
+    w->protocol = *protocol;
+    w->key = *key;
+    w->claims = *claims;
+
+    user.data = (u_char *) w->claims.sub;
+    user.len = ngx_strlen(w->claims.sub);
+    device.data = (u_char *) w->claims.dev;
+    device.len = ngx_strlen(w->claims.dev);
+
+    rc = ngx_chat_revoke_check(&user, &device, w->claims.iat,
+                               ngx_chat_handshake_checked, w);
+
+    switch (rc) {
+
+    case NGX_AGAIN:
+        /* held until ngx_chat_handshake_checked() finalizes it */
+        r->main->count++;
+        return NGX_DONE;
+
+    case NGX_DECLINED:
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "chat: Redis is away: the token of \"%V\" taken "
+                      "without its revocation check", &user);
+        return ngx_chat_upgrade(r, &user, &device, &w->protocol, &w->key,
+                                w->claims.exp, w->claims.iat);
+
+    default:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
+
+static void
+ngx_chat_handshake_checked(void *data, ngx_int_t rc)
+{
+    ngx_chat_handshake_wait_t  *w = data;
+
+    ngx_str_t                   user, device;
+    ngx_connection_t           *c;
+    ngx_http_request_t         *r;
+
+    r = w->request;
+    c = r->connection;
+
+    user.data = (u_char *) w->claims.sub;
+    user.len = ngx_strlen(w->claims.sub);
+    device.data = (u_char *) w->claims.dev;
+    device.len = ngx_strlen(w->claims.dev);
+
+    if (rc == NGX_ABORT) {
+        rc = ngx_chat_reject(r, NGX_HTTP_UNAUTHORIZED, "token revoked");
+
+    } else {
+        if (rc == NGX_DECLINED) {
+            ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                          "chat: Redis did not answer: the token of \"%V\" "
+                          "taken without its revocation check", &user);
+        }
+
+        rc = ngx_chat_upgrade(r, &user, &device, &w->protocol, &w->key,
+                              w->claims.exp, w->claims.iat);
+    }
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
 }
 
 
@@ -164,7 +261,7 @@ ngx_chat_handshake(ngx_http_request_t *r)
 
 static ngx_int_t
 ngx_chat_upgrade(ngx_http_request_t *r, ngx_str_t *user, ngx_str_t *device,
-    ngx_str_t *protocol, ngx_str_t *key, int64_t expires)
+    ngx_str_t *protocol, ngx_str_t *key, int64_t expires, int64_t issued)
 {
     u_char                      hash[20], accept[28], *p;
     u_char                      response[NGX_CHAT_RESPONSE_MAX];
@@ -206,7 +303,7 @@ ngx_chat_upgrade(ngx_http_request_t *r, ngx_str_t *user, ngx_str_t *device,
 
     *p++ = CR; *p++ = LF;
 
-    rc = ngx_chat_session_start(r, user, device, expires, response,
+    rc = ngx_chat_session_start(r, user, device, expires, issued, response,
                                 p - response,
                                 deflate == NGX_OK ? &params : NULL);
 

@@ -240,6 +240,7 @@ ngx_chat_jwt_verify(const unsigned char *token, size_t len,
         }
         break;
     case 1:
+        iat = 0;
         break;
     default:
         w = "iat is not a number of seconds";
@@ -252,6 +253,7 @@ ngx_chat_jwt_verify(const unsigned char *token, size_t len,
         memcpy(out->dev, dev, dev_len);
         out->dev[dev_len] = '\0';
         out->exp = exp;
+        out->iat = iat;
     }
 
     w = NULL;

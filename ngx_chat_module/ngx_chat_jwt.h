@@ -42,6 +42,7 @@ typedef struct {
     char                       sub[NGX_CHAT_WIRE_ID_MAX + 1];  /* user */
     char                       dev[NGX_CHAT_WIRE_ID_MAX + 1];  /* device */
     int64_t                    exp;   /* seconds; a fraction is rounded up */
+    int64_t                    iat;   /* the same; 0 when absent */
 } ngx_chat_jwt_claims_t;
 
 

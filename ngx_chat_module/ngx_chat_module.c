@@ -738,7 +738,7 @@ ngx_chat_init_process(ngx_cycle_t *cycle)
     }
 
     mcf->node.data = ngx_pnalloc(cycle->pool, NGX_CHAT_WIRE_NODE_MAX);
-    channels = ngx_palloc(cycle->pool, sizeof(ngx_str_t));
+    channels = ngx_palloc(cycle->pool, 2 * sizeof(ngx_str_t));
     if (mcf->node.data == NULL || channels == NULL) {
         return NGX_ERROR;
     }
@@ -757,11 +757,14 @@ ngx_chat_init_process(ngx_cycle_t *cycle)
                                         (char *) mcf->node.data,
                                         mcf->node.len);
 
+    /* the operators' revocations, for every process */
+    ngx_str_set(&channels[1], NGX_CHAT_WIRE_CHANNEL_CONTROL);
+
     if (ngx_chat_registry_init(cycle, mcf) != NGX_OK
         || ngx_chat_deliver_init(cycle, mcf) != NGX_OK
         || ngx_chat_drain_init(cycle, mcf) != NGX_OK
         || ngx_chat_presence_init(cycle, mcf) != NGX_OK
-        || ngx_chat_redis_init(cycle, mcf, channels, 1, &handlers) != NGX_OK
+        || ngx_chat_redis_init(cycle, mcf, channels, 2, &handlers) != NGX_OK
         || ngx_chat_kafka_init(cycle, mcf, ngx_chat_dispatch_undelivered)
            != NGX_OK)
     {

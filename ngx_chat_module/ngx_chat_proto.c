@@ -48,6 +48,7 @@ static int ngx_chat_proto_conversations(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_receipts(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_create_group(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_members(ngx_chat_proto_ctx_t *ctx);
+static int ngx_chat_proto_set_role(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_receipt(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_typing(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_presence(ngx_chat_proto_ctx_t *ctx);
@@ -83,6 +84,7 @@ static const ngx_chat_proto_type_t  ngx_chat_proto_types[] = {
     { "create_group", "req_id", 1, ngx_chat_proto_create_group },
     { "add_members", "req_id", 1, ngx_chat_proto_members },
     { "remove_members", "req_id", 1, ngx_chat_proto_members },
+    { "set_role", "req_id", 1, ngx_chat_proto_set_role },
     { "auth", "req_id", 1, ngx_chat_proto_auth },
     { "push_register", "req_id", 1, ngx_chat_proto_push_register },
     { "push_unregister", "req_id", 1, ngx_chat_proto_push_unregister },
@@ -646,6 +648,53 @@ ngx_chat_proto_members(ngx_chat_proto_ctx_t *ctx)
                             conv_len, NGX_CHAT_WIRE_F_USER_IDS, ids);
 
     return ngx_chat_proto_record(ctx, (ngx_chat_wire_op_t) op, conv,
+                                 conv_len);
+}
+
+
+/* one member's role in a group: whether the sender may is the worker's
+ * to decide (admins only) */
+static int
+ngx_chat_proto_set_role(ngx_chat_proto_ctx_t *ctx)
+{
+    char         conv[NGX_CHAT_PROTO_KEY_MAX];
+    size_t       conv_len;
+    json_t      *user, *role;
+    const char  *r;
+
+    if (ngx_chat_proto_conversation(ctx, ctx->conversation_id, conv,
+                                    &conv_len)
+        != 0)
+    {
+        return -1;
+    }
+
+    user = json_object_get(ctx->frame, "user_id");
+
+    if (!json_is_string(user)
+        || !ngx_chat_wire_valid_id(json_string_value(user),
+                                   json_string_length(user)))
+    {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"user_id\" must be a user id");
+    }
+
+    role = json_object_get(ctx->frame, "role");
+    r = json_string_value(role);
+
+    if (r == NULL || (strcmp(r, NGX_CHAT_WIRE_ROLE_ADMIN) != 0
+                      && strcmp(r, NGX_CHAT_WIRE_ROLE_MEMBER) != 0))
+    {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"role\" must be \"admin\" or "
+                                   "\"member\"");
+    }
+
+    ctx->record = json_pack("{s:s#,s:O,s:O}", NGX_CHAT_WIRE_F_CONV, conv,
+                            conv_len, NGX_CHAT_WIRE_F_USER_ID, user,
+                            NGX_CHAT_WIRE_F_ROLE, role);
+
+    return ngx_chat_proto_record(ctx, NGX_CHAT_WIRE_OP_SET_ROLE, conv,
                                  conv_len);
 }
 

@@ -189,8 +189,8 @@ ngx_chat_session_zfree(void *data, void *p)
 
 ngx_int_t
 ngx_chat_session_start(ngx_http_request_t *r, ngx_str_t *user,
-    ngx_str_t *device, int64_t expires, u_char *response, size_t len,
-    const ngx_chat_deflate_params_t *deflate)
+    ngx_str_t *device, int64_t expires, int64_t issued, u_char *response,
+    size_t len, const ngx_chat_deflate_params_t *deflate)
 {
     u_char                  *p;
     size_t                   size;
@@ -219,6 +219,7 @@ ngx_chat_session_start(ngx_http_request_t *r, ngx_str_t *user,
     s->connection = c;
     s->conf = lcf;
     s->expires = (uint32_t) ngx_min(expires, 0xffffffff);
+    s->issued = (uint32_t) ngx_max(ngx_min(issued, 0xffffffff), 0);
 
     p = (u_char *) (s + 1);
     p = ngx_cpymem(p, user->data, user->len);

@@ -24,6 +24,8 @@ static const char  *ngx_chat_wire_ops[NGX_CHAT_WIRE_OP_COUNT] = {
     "typing",
     "repair",
     "revoke",
+    "set_role",
+    "redact",
     "conversations",
     "receipts",
     "push_register",
@@ -412,6 +414,129 @@ ngx_chat_wire_presence_parse(const char *p, size_t len,
     }
 
     ev->last_seen = v;
+
+    return 1;
+}
+
+
+/* ------------------------------------------------------- revocations */
+
+int
+ngx_chat_wire_revokes(int64_t revoked_ms, int64_t iat)
+{
+    if (iat <= 0) {
+        return 1;
+    }
+
+    /* iat beyond any ms of revocation: never revoked */
+    if (iat > INT64_MAX / 1000) {
+        return 0;
+    }
+
+    return iat * 1000 <= revoked_ms;
+}
+
+
+size_t
+ngx_chat_wire_revoked_field(char *buf, const char *user, size_t user_len,
+    const char *dev, size_t dev_len)
+{
+    char  *p;
+
+    p = ngx_chat_wire_putn(buf, user, user_len);
+
+    if (dev && dev_len) {
+        *p++ = ' ';
+        p = ngx_chat_wire_putn(p, dev, dev_len);
+    }
+
+    *p = '\0';
+
+    return p - buf;
+}
+
+
+size_t
+ngx_chat_wire_control_revoke(char *buf, const char *user, size_t user_len,
+    const char *dev, size_t dev_len, int64_t ms)
+{
+    char  *p;
+
+    p = ngx_chat_wire_put(buf, "revoke ");
+    p = ngx_chat_wire_putn(p, user, user_len);
+    *p++ = ' ';
+
+    if (dev && dev_len) {
+        p = ngx_chat_wire_putn(p, dev, dev_len);
+
+    } else {
+        *p++ = '-';
+    }
+
+    p += sprintf(p, " %lld", (long long) ms);
+
+    return p - buf;
+}
+
+
+int
+ngx_chat_wire_control_parse(const char *p, size_t len,
+    ngx_chat_wire_control_t *ev)
+{
+    const char  *end, *sp1, *sp2, *q;
+    int64_t      v;
+
+    end = p + len;
+
+    if (len < 7 || memcmp(p, "revoke ", 7) != 0) {
+        return 0;
+    }
+
+    ev->type = NGX_CHAT_WIRE_CONTROL_REVOKE;
+    p += 7;
+
+    sp1 = memchr(p, ' ', end - p);
+    if (sp1 == NULL) {
+        return 0;
+    }
+
+    sp2 = memchr(sp1 + 1, ' ', end - (sp1 + 1));
+    if (sp2 == NULL) {
+        return 0;
+    }
+
+    ev->user = p;
+    ev->user_len = sp1 - p;
+    ev->dev = sp1 + 1;
+    ev->dev_len = sp2 - (sp1 + 1);
+
+    if (!ngx_chat_wire_valid_id(ev->user, ev->user_len)) {
+        return 0;
+    }
+
+    if (ev->dev_len == 1 && ev->dev[0] == '-') {
+        ev->dev = NULL;
+        ev->dev_len = 0;
+
+    } else if (!ngx_chat_wire_valid_id(ev->dev, ev->dev_len)) {
+        return 0;
+    }
+
+    q = sp2 + 1;
+
+    if (q == end || end - q > 18) {
+        return 0;
+    }
+
+    for (v = 0; q < end; q++) {
+        if (*q < '0' || *q > '9') {
+            return 0;
+        }
+
+        v = v * 10 + (*q - '0');
+    }
+
+    ev->ms = v;
 
     return 1;
 }

@@ -140,6 +140,8 @@ typedef enum {
     NGX_CHAT_WIRE_OP_TYPING,
     NGX_CHAT_WIRE_OP_REPAIR,
     NGX_CHAT_WIRE_OP_REVOKE,
+    NGX_CHAT_WIRE_OP_SET_ROLE,
+    NGX_CHAT_WIRE_OP_REDACT,
     NGX_CHAT_WIRE_OP_CONVERSATIONS,
     NGX_CHAT_WIRE_OP_RECEIPTS,
     NGX_CHAT_WIRE_OP_PUSH_REGISTER,
@@ -176,6 +178,14 @@ int ngx_chat_wire_op_find(const char *name, size_t len);
 #define NGX_CHAT_WIRE_F_USER_IDS         "user_ids"
 #define NGX_CHAT_WIRE_F_SEQ              "seq"
 #define NGX_CHAT_WIRE_F_STATE            "state"
+/* set_role: whose role, and which (admin or member) */
+#define NGX_CHAT_WIRE_F_USER_ID          "user_id"
+#define NGX_CHAT_WIRE_F_ROLE             "role"
+/* redact: the message (a string of digits, as clients see it) */
+#define NGX_CHAT_WIRE_F_MESSAGE_ID       "message_id"
+
+#define NGX_CHAT_WIRE_ROLE_ADMIN         "admin"
+#define NGX_CHAT_WIRE_ROLE_MEMBER        "member"
 /* conversations: the page ends before this activity (ms) and, at that
  * very ms, before this message id (a string, as on the client's side) */
 #define NGX_CHAT_WIRE_F_BEFORE_TS        "before_ts"
@@ -215,6 +225,10 @@ int ngx_chat_wire_op_find(const char *name, size_t len);
  * An operator's request (chatctl), not a session's: the fields op, ts,
  * admin (who asked, for the log) and the op's own; no node, sid, user or
  * dev of a session. revoke: user, and dev when one device only.
+ * set_role (which sessions send too, as a group op): conv, user_id, role.
+ * redact: conv (the key, so that it is ordered with the conversation's
+ * messages) and message_id. admin is an id (the id alphabet); ts is
+ * required, and is the revocation's time.
  */
 #define NGX_CHAT_WIRE_F_ADMIN            "admin"
 
@@ -304,6 +318,54 @@ char *ngx_chat_wire_record_common(char *p, const ngx_chat_wire_peer_t *peer,
  * is remembered for the handshake
  */
 #define NGX_CHAT_WIRE_CHANNEL_CONTROL    "chat:control"
+/* a chat:revoked field: "<user>" or "<user> <device>" */
+#define NGX_CHAT_WIRE_REVOKED_FIELD_MAX  (2 * NGX_CHAT_WIRE_ID_MAX + 2)
+
+/* into buf of NGX_CHAT_WIRE_REVOKED_FIELD_MAX bytes, NUL terminated: dev
+ * NULL (or dev_len 0) for every device; returns the length */
+size_t ngx_chat_wire_revoked_field(char *buf, const char *user,
+    size_t user_len, const char *dev, size_t dev_len);
+
+/*
+ * A chat:control message: "revoke <user> <device or -> <ms>". A session
+ * of the user (of that device) whose token was issued before <ms> is
+ * closed with 4003; one issued later is not (a message published again,
+ * as a worker that replays its record does, leaves the new token alone).
+ */
+#define NGX_CHAT_WIRE_CONTROL_MAX    (sizeof("revoke ") + 2 * NGX_CHAT_WIRE_ID_MAX \
+                                      + 2 + 20)
+
+typedef enum {
+    NGX_CHAT_WIRE_CONTROL_REVOKE = 1
+} ngx_chat_wire_control_type_e;
+
+typedef struct {
+    ngx_chat_wire_control_type_e  type;
+    const char                   *user;
+    size_t                        user_len;
+    const char                   *dev;        /* NULL: every device */
+    size_t                        dev_len;
+    int64_t                       ms;
+} ngx_chat_wire_control_t;
+
+/* into buf of NGX_CHAT_WIRE_CONTROL_MAX bytes (not NUL terminated); dev
+ * NULL for every device; returns the length */
+size_t ngx_chat_wire_control_revoke(char *buf, const char *user,
+    size_t user_len, const char *dev, size_t dev_len, int64_t ms);
+
+/* 1 when p is a well formed control message (valid ids, a known type),
+ * else 0 */
+int ngx_chat_wire_control_parse(const char *p, size_t len,
+    ngx_chat_wire_control_t *ev);
+
+/*
+ * 1 when a revocation at revoked_ms (chat:revoked, chat:control) revokes a
+ * token issued at iat (seconds; 0 when it has none): the token was not
+ * issued after it. A token issued in the second of the revocation is
+ * refused too; one of the next second is not.
+ */
+int ngx_chat_wire_revokes(int64_t revoked_ms, int64_t iat);
+
 /* channel of one user's presence events (below): only the processes that
  * have a watcher of the user subscribe to it */
 #define NGX_CHAT_WIRE_CHANNEL_PRESENCE   "chat:pc:"

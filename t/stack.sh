@@ -59,7 +59,9 @@ start reads (defaults in brackets): CHAT_PORT [8080], CHAT_TLS_PORT [8443],
 REDIS_PORT [6379], PG_PORT [5432], KAFKA_PORT [9092], KAFKA_CTRL_PORT [9093],
 CHAT_JWT_SECRET [generated once into DIR/jwt_secret], CHAT_WORKERS [2],
 CHAT_SERVER_ID [s1], CHAT_BUILD_DIR [\$ROOT/build], CHAT_CACHE
-[~/.cache/ngx_chat], NGINX_BIN, CHAT_WORKER_BIN, CHAT_PUSHER_BIN, CHATCTL_BIN, KAFKA_LIB,
+[~/.cache/ngx_chat], NGINX_BIN, CHAT_WORKER_BIN, CHAT_PUSHER_BIN, CHATCTL_BIN,
+KAFKA_LIB, CHAT_WORKER_METRICS_PORTS [spare ones, comma separated: worker N
+serves metrics on the Nth],
 STACK_SKIP (components not to start, e.g. "nginx worker").
 EOF
 }

@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -110,9 +111,93 @@ def test_ready_is_503_without_redis(stack):
              what="ready again with Redis")
 
 
+def worker_metrics_ports(stack):
+    """The metrics ports of the workers that run (stack.env lists one for
+    each worker the stack may start)."""
+    ports = stack.env["CHAT_WORKER_METRICS_PORTS"].split(",")
+    return ports[:int(stack.env["CHAT_WORKERS"])]
+
+
+def worker_metrics(port):
+    url = "http://127.0.0.1:%s/metrics" % port
+    with urllib.request.urlopen(url, timeout=10) as r:
+        assert r.status == 200
+        assert r.headers["Content-Type"].startswith("text/plain"), r.headers
+        body = r.read().decode()
+    return {f.name: f for f in text_string_to_metric_families(body)}, body
+
+
+def test_worker_metrics(stack, clients):
+    """A worker's figures, read by Prometheus's own parser: named as
+    nginx's are, and counting what the worker did."""
+    port = worker_metrics_ports(stack)[0]
+    before, _ = worker_metrics(port)
+    a_id, b_id = unique("wa"), unique("wb")
+    a = clients.add(stack.connect(a_id))
+    b = clients.add(stack.connect(b_id))
+    for i in range(5):
+        send_msg(a, "w%d" % i, "hello", to=b_id)
+        expect_ack(a, "w%d" % i)
+        expect_message(b, "w%d" % i)
+
+    def grown():
+        after, body = worker_metrics(port)
+        done = (sample(after, "chat_worker_records_total", op="send")
+                - sample(before, "chat_worker_records_total", op="send"))
+        return (after, body) if done >= 5 else None
+
+    after, body = wait_for(grown, 10, what="the sends counted")
+
+    for name, kind in (("chat_worker_records", "counter"),
+                       ("chat_worker_batch_records", "histogram"),
+                       ("chat_worker_batch_duration_seconds", "histogram"),
+                       ("chat_worker_queue_wait_seconds", "histogram"),
+                       ("chat_worker_pg_commit_duration_seconds",
+                        "histogram"),
+                       ("chat_worker_publish_duration_seconds", "histogram"),
+                       ("chat_worker_replays", "counter"),
+                       ("chat_worker_pg_retries", "counter"),
+                       ("chat_worker_last_batch_time_seconds", "gauge")):
+        assert after[name].type == kind, (name, after[name].type)
+    for line in body.split("\n"):
+        if line.startswith("# TYPE") and line.endswith("counter"):
+            assert line.split()[2].endswith("_total"), line
+
+    assert (sample(after, "chat_worker_batch_duration_seconds_count")
+            > sample(before, "chat_worker_batch_duration_seconds_count"))
+    assert (sample(after, "chat_worker_pg_commit_duration_seconds_count")
+            - sample(before, "chat_worker_pg_commit_duration_seconds_count")
+            >= 1)
+    assert (sample(after, "chat_worker_publish_duration_seconds_bucket",
+                   le="+Inf")
+            == sample(after, "chat_worker_publish_duration_seconds_count"))
+    assert sample(after, "chat_worker_last_batch_time_seconds") \
+        > time.time() - 60
+
+    # the group's lag, once the metrics thread has asked Kafka
+    def lag():
+        fams, _ = worker_metrics(port)
+        fam = fams.get("chat_worker_kafka_lag_records")
+        return fam if fam and fam.samples else None
+
+    fam = wait_for(lag, 15, what="the lag per partition")
+    assert sorted(int(s.labels["partition"]) for s in fam.samples) == \
+        list(range(int(stack.env["CHAT_PARTITIONS"])))
+    assert all(s.value >= 0 for s in fam.samples)
+
+    # anything but GET /metrics
+    for path, code in (("/", 404), ("/metricsx", 404)):
+        try:
+            urllib.request.urlopen("http://127.0.0.1:%s%s" % (port, path),
+                                   timeout=10)
+            raise AssertionError("%s answered" % path)
+        except urllib.error.HTTPError as e:
+            assert e.code == code, (path, e.code)
+
+
 def test_prometheus_scrapes_and_answers(stack, clients):
-    """Debian's Prometheus scrapes the stack's nginx and answers a query
-    over what it scraped."""
+    """Debian's Prometheus scrapes the stack's nginx and its workers and
+    answers a query over what it scraped of each."""
     prom = shutil.which("prometheus")
     assert prom, "Debian's prometheus package is missing (make pkgs)"
     port, = free_ports(1)
@@ -123,7 +208,12 @@ def test_prometheus_scrapes_and_answers(stack, clients):
                 "  - job_name: ngx_chat\n"
                 "    static_configs:\n"
                 "      - targets: ['127.0.0.1:%s']\n"
-                % stack.env["CHAT_PORT"])
+                "  - job_name: chat_worker\n"
+                "    static_configs:\n"
+                "      - targets: [%s]\n"
+                % (stack.env["CHAT_PORT"],
+                   ", ".join("'127.0.0.1:%s'" % p
+                             for p in worker_metrics_ports(stack))))
     log = open(os.path.join(d, "prometheus.log"), "w")
     p = subprocess.Popen([prom, "--config.file", d + "/prometheus.yml",
                           "--storage.tsdb.path", d + "/data",
@@ -145,6 +235,36 @@ def test_prometheus_scrapes_and_answers(stack, clients):
 
         res = wait_for(query, 60, interval=1, what="Prometheus's answer")
         assert res[0]["metric"]["job"] == "ngx_chat", res
+
+        def query_workers():
+            url = ("http://127.0.0.1:%d/api/v1/query?query=" % port
+                   + urllib.parse.quote('sum by (job) (chat_worker_records_'
+                                        'total{job="chat_worker"})'))
+            try:
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    out = json.loads(r.read())
+            except OSError:
+                return None
+            res = out.get("data", {}).get("result", [])
+            return res if res and float(res[0]["value"][1]) >= 1 else None
+
+        res = wait_for(query_workers, 60, interval=1,
+                       what="Prometheus's answer about the workers")
+        assert res[0]["metric"]["job"] == "chat_worker", res
+
+        def targets_up():
+            url = ("http://127.0.0.1:%d/api/v1/query?query=" % port
+                   + urllib.parse.quote('up{job="chat_worker"}'))
+            try:
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    out = json.loads(r.read())
+            except OSError:
+                return None
+            res = out.get("data", {}).get("result", [])
+            return res if len(res) == len(worker_metrics_ports(stack)) \
+                and all(float(x["value"][1]) == 1 for x in res) else None
+
+        wait_for(targets_up, 60, interval=1, what="every worker up")
         c.close()
     finally:
         p.terminate()

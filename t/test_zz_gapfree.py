@@ -14,6 +14,7 @@ it.
 """
 
 import collections
+import json
 import os
 import re
 import signal
@@ -461,11 +462,15 @@ def _owner(stack, partition):
     best = None
     for n in (1, 2):
         for line in worker_log(stack, n).splitlines():
-            m = re.search(r"^(\S+) .*kafka: assigned partitions \[([\d,]*)\]",
-                          line)
-            if m and str(partition) in m.group(2).split(","):
-                if best is None or m.group(1) > best[0]:
-                    best = (m.group(1), n)
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            m = re.search(r"kafka: assigned partitions \[([\d,]*)\]",
+                          str(rec.get("msg", "")))
+            if m and str(partition) in m.group(1).split(","):
+                if best is None or rec["time"] > best[0]:
+                    best = (rec["time"], n)
     return best and best[1]
 
 

@@ -11,6 +11,11 @@
  * batch is abandoned uncommitted: the next owner of its partitions gets it
  * again, and the store recognises what was already stored.
  *
+ * Beside the batches, the loop has chat:revoked written again when its
+ * Redis is new or lost the hash (worker_control.c), and --metrics starts
+ * the metrics endpoint's thread (worker_httpd.c), which reads the figures
+ * the parts count and never touches the loop's objects.
+ *
  * While it waits, the consumer is kept alive (chat_kafka_hold: paused and
  * polled), however long the outage; a rebalance that takes a partition of
  * the batch meanwhile makes the worker give the batch up and go on with
@@ -27,6 +32,7 @@
 
 #include "worker_batch.h"
 #include "worker_contacts.h"
+#include "worker_httpd.h"
 #include "worker_stats.h"
 
 
@@ -52,6 +58,7 @@ typedef struct {
     long         max_group_members;
     const char  *push_endpoints;
     chat_media_t media;
+    const char  *metrics;
     chat_kafka_tuning_t  kafka;
 } chat_options_t;
 
@@ -86,7 +93,15 @@ chat_usage(FILE *f)
         "  --media-url-ttl-ms N       how long a GET URL holds (900000)\n"
         "  --media-keep-ms N          uploads never attached go after this"
         " (86400000)\n"
-        "  --help\n");
+        "  --metrics HOST:PORT        serve Prometheus metrics on"
+        " http://HOST:PORT/metrics\n"
+        "  --help\n"
+        "\n"
+        "Logs one JSON object per line on stderr. SIGTERM or SIGINT: the"
+        " batch in\n"
+        "hand is finished and committed, then the worker leaves the group"
+        " and\n"
+        "exits 0.\n");
 }
 
 
@@ -101,6 +116,7 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
         { "redis",      required_argument, NULL, 'r' },
         { "partitions", required_argument, NULL, 'n' },
         { "max-group-members", required_argument, NULL, 'm' },
+        { "metrics",    required_argument, NULL, 'M' },
         { "max-poll-interval-ms", required_argument, NULL, 'P' },
         { "commit-every-ms", required_argument, NULL, 'C' },
         { "push-endpoints", required_argument, NULL, 'E' },
@@ -128,6 +144,7 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
     memset(&o->media, 0, sizeof(o->media));
     o->media.ttl_ms = 900000;
     o->media.keep_ms = 86400000;
+    o->metrics = NULL;
     o->kafka.max_poll_interval_ms = 0;
     o->kafka.commit_every_ms = 0;
 
@@ -171,6 +188,10 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
                 return false;
             }
             o->max_group_members = n;
+            break;
+
+        case 'M':
+            o->metrics = optarg;
             break;
 
         case 'P':
@@ -278,7 +299,25 @@ typedef struct {
     chat_contacts_t       contacts;
     chat_kafka_t         *kafka;
     chat_record_t        *records;
+    chat_metrics_t        metrics;
+    chat_lag_t           *lag;
+    chat_httpd_t         *httpd;
 } chat_worker_t;
+
+
+static void
+chat_worker_log_start(const chat_options_t *o)
+{
+    chat_log_line_t  l;
+
+    chat_log_begin(&l, "info", "starting");
+    chat_log_str(&l, "brokers", o->brokers);
+    chat_log_str(&l, "topic", o->topic);
+    chat_log_str(&l, "group", o->group);
+    chat_log_str(&l, "redis", o->redis);
+    chat_log_str(&l, "metrics", o->metrics);
+    chat_log_end(&l);
+}
 
 
 /* what the waits for PostgreSQL and Redis do meanwhile */
@@ -307,14 +346,36 @@ chat_worker_open(chat_worker_t *w, const chat_options_t *o)
     w->ctx.media = o->media.secret && o->media.url && o->media.root
                    ? &o->media : NULL;
     w->records = chat_alloc(CHAT_BATCH_MAX * sizeof(chat_record_t));
+    chat_metrics_init(&w->metrics);
+    w->ctx.metrics = &w->metrics;
 
-    log_info("starting: brokers %s topic %s group %s redis %s", o->brokers,
-             o->topic, o->group, o->redis);
+    chat_worker_log_start(o);
+
+    /* first, so that a scrape answers while the rest waits for servers */
+    if (o->metrics) {
+        w->lag = chat_lag_open(o->brokers, o->topic, o->group);
+        w->httpd = chat_httpd_start(o->metrics, &w->metrics, w->lag);
+
+        if (w->httpd == NULL) {
+            return false;
+        }
+    }
 
     w->ctx.store = chat_store_open(o->pg, w->ctx.stop);
     if (w->ctx.store == NULL) {
         return false;
     }
+
+    chat_store_set_metrics(w->ctx.store, &w->metrics);
+
+    w->ctx.control = chat_control_open(o->redis, w->ctx.stop, &w->metrics);
+    if (w->ctx.control == NULL) {
+        return false;
+    }
+
+    /* the revocations into Redis before the first record: a start may
+     * follow a Redis that lost them */
+    chat_control_tick(w->ctx.control, w->ctx.store);
 
     snprintf(delivered_key, sizeof(delivered_key),
              NGX_CHAT_WIRE_KEY_DELIVERED "%s:%s", o->topic, o->group);
@@ -421,7 +482,7 @@ chat_worker_run(chat_worker_t *w)
 {
     chat_stats_t  stats;
     unsigned      rebalances = 0;
-    int64_t       started, sweep_every, next_sweep = 0;
+    int64_t       started, started_us, sweep_every, next_sweep = 0;
     size_t        n;
 
     chat_stats_start(&stats, chat_now_ms());
@@ -451,6 +512,7 @@ chat_worker_run(chat_worker_t *w)
 
         if (n > 0) {
             started = chat_now_ms();
+            started_us = chat_metrics_now_us();
 
             if (!chat_batch_process(&w->ctx, w->records, n)) {
                 if (stop_requested) {
@@ -474,6 +536,9 @@ chat_worker_run(chat_worker_t *w)
             chat_kafka_commit(w->kafka);
             chat_kafka_resume(w->kafka);
             chat_stats_batch(&stats, w->records, n, started, chat_now_ms());
+            chat_metrics_batch(&w->metrics, n, started_us,
+                               chat_metrics_now_us(),
+                               chat_stats_queued(w->records, n, started));
 
         } else {
             /* idle: a Redis that restarted is noticed, and the chain
@@ -486,6 +551,7 @@ chat_worker_run(chat_worker_t *w)
         chat_contacts_tick(&w->contacts, w->ctx.store, w->ctx.redis,
                            chat_now_ms());
         chat_stats_tick(&stats, chat_now_ms());
+        chat_control_tick(w->ctx.control, w->ctx.store);
     }
 }
 
@@ -493,7 +559,10 @@ chat_worker_run(chat_worker_t *w)
 static void
 chat_worker_close(chat_worker_t *w)
 {
+    chat_httpd_stop(w->httpd);
+    chat_lag_close(w->lag);
     chat_kafka_close(w->kafka);
+    chat_control_close(w->ctx.control);
     chat_stream_free(&w->stream);
     chat_lists_close(w->lists);
     chat_redis_close(w->ctx.redis);
@@ -510,9 +579,10 @@ chat_worker_close(chat_worker_t *w)
 int
 main(int argc, char **argv)
 {
-    chat_options_t  o;
-    chat_worker_t   w;
-    int             rc = 0;
+    chat_options_t   o;
+    chat_worker_t    w;
+    chat_log_line_t  line;
+    int              rc = 0;
 
     if (!chat_parse_options(argc, argv, &o)) {
         return 2;
@@ -522,7 +592,8 @@ main(int argc, char **argv)
 
     if (chat_worker_open(&w, &o)) {
         chat_worker_run(&w);
-        log_info("stopping");
+        chat_log_begin(&line, "info", "stopping");
+        chat_log_end(&line);
 
     } else if (!stop_requested) {
         rc = 1;     /* a stop while still starting is no failure */

@@ -27,19 +27,28 @@
  * Beside the batches, worker_contacts.c writes those sets again from the
  * store after Redis lost them.
  *
+ * The operators' revocations leave the store for Redis through a part of
+ * their own, which the revoke op's store step and the loop call:
+ *
+ *   worker_control.c   chat:revoked and chat:control, its own connection
+ *
  * Under them, pure helpers: worker_request.c (a record's envelope and
  * fields), worker_frame.c (the protocol frames), worker_members.c (the
  * membership cache), worker_media.c (attachments' files and their signed
- * URLs), worker_thumb.c (images' sizes and thumbnails, GraphicsMagick), worker_chain.c (per partition held: its epoch, its
- * delivered mark, its chain heads per node), worker_util.c (log, clock,
- * buffers, arena, map, the waits).
+ * URLs), worker_thumb.c (images' sizes and thumbnails, GraphicsMagick),
+ * worker_chain.c (per partition held: its epoch, its delivered mark, its
+ * chain heads per node), worker_util.c (log: JSON lines, clock, buffers,
+ * arena, map, the waits), worker_metrics.h (the figures, atomic counters).
  * chat_worker.c is the command line and the loop that ties them, and
- * worker_stats.c the line the loop logs about its batches.
+ * worker_stats.c the line the loop logs about its batches. The metrics
+ * endpoint is a thread: worker_httpd.c (the server), worker_metrics.c
+ * (the text), worker_lag.c (the consumer group's lag, asked of Kafka).
  *
  * The only mutable global is the stop flag in chat_worker.c; everything
- * else hangs off the objects the parts return. Allocation failures abort:
- * a worker without memory cannot do anything useful, and at-least-once
- * processing with idempotent writes makes a restart safe.
+ * else hangs off the objects the parts return (the figures too: the
+ * metrics thread gets them from the loop's worker object). Allocation
+ * failures abort: a worker without memory cannot do anything useful, and
+ * at-least-once processing with idempotent writes makes a restart safe.
  */
 
 #ifndef CHAT_WORKER_H

@@ -19,6 +19,13 @@ static void
 chat_answer_frame(chat_outbox_t *out, const chat_request_t *req,
     json_t *frame)
 {
+    if (req->node == NULL) {
+        /* an operator's record: nobody to answer (chatctl reads the
+         * store to see what came of it) */
+        json_decref(frame);
+        return;
+    }
+
     chat_outbox_to_session(out, chat_outbox_frame(out, frame), req->node,
                            req->sid);
 }
@@ -331,4 +338,13 @@ chat_answer_upload(chat_op_ctx_t *ctx, const chat_item_t *item)
     }
 
     chat_answer_frame(ctx->out, req, chat_frame_upload(req));
+}
+
+
+/* an operator's op: what came of it is in the store and the log */
+void
+chat_answer_none(chat_op_ctx_t *ctx, const chat_item_t *item)
+{
+    (void) ctx;
+    (void) item;
 }

@@ -29,6 +29,7 @@ void chat_answer_history(chat_op_ctx_t *ctx, const chat_item_t *item);
 void chat_answer_group(chat_op_ctx_t *ctx, const chat_item_t *item);
 void chat_answer_receipt(chat_op_ctx_t *ctx, const chat_item_t *item);
 void chat_answer_typing(chat_op_ctx_t *ctx, const chat_item_t *item);
+void chat_answer_none(chat_op_ctx_t *ctx, const chat_item_t *item);
 void chat_answer_repair(chat_op_ctx_t *ctx, const chat_item_t *item);
 void chat_answer_push(chat_op_ctx_t *ctx, const chat_item_t *item);
 void chat_answer_upload(chat_op_ctx_t *ctx, const chat_item_t *item);

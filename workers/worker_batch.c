@@ -129,6 +129,7 @@ chat_batch_parse(chat_batch_ctx_t *ctx, chat_batch_t *b,
 
         rc = chat_ops_parse(req, records[i].payload, records[i].len,
                             why, sizeof(why));
+        chat_metrics_record(b->op.metrics, (int) req->op);
 
         switch (rc) {
 
@@ -332,6 +333,7 @@ chat_batch_run(chat_batch_t *b, chat_item_t **items, size_t n)
         chat_outbox_from(&b->out, item->req->partition);
 
         if (item->failed) {
+            chat_metrics_refused(b->op.metrics);
             chat_answer_error(&b->out, item->req, "internal",
                               item->op->refused);
             continue;
@@ -379,6 +381,7 @@ chat_batch_process(chat_batch_ctx_t *ctx, const chat_record_t *records,
     chat_batch_t   b;
     chat_item_t   *change;
     size_t         k, s, start;
+    int64_t        published;
     bool           done = false;
 
     memset(&b, 0, sizeof(b));
@@ -394,6 +397,8 @@ chat_batch_process(chat_batch_ctx_t *ctx, const chat_record_t *records,
     b.op.out = &b.out;
     b.op.stream = ctx->stream;
     b.op.arena = &b.arena;
+    b.op.control = ctx->control;
+    b.op.metrics = ctx->metrics;
 
     chat_outbox_from(&b.out, -1);
     chat_batch_positions(&b, records, n);
@@ -436,11 +441,16 @@ chat_batch_process(chat_batch_ctx_t *ctx, const chat_record_t *records,
         goto stopped;
     }
 
+    published = chat_metrics_now_us();
+
     if (!chat_redis_deliver(ctx->redis, &b.out, &b.arena, b.positions,
                             b.npositions))
     {
         goto stopped;
     }
+
+    chat_metrics_observe(ctx->metrics, CHAT_HIST_PUBLISH,
+                         chat_metrics_now_us() - published);
 
     done = true;
 

@@ -6,6 +6,7 @@
 #ifndef CHAT_WORKER_BATCH_H
 #define CHAT_WORKER_BATCH_H
 
+#include "worker_control.h"
 #include "worker_chain.h"
 #include "worker_kafka.h"
 #include "worker_media.h"
@@ -24,6 +25,8 @@ typedef struct {
     size_t                 max_group_members;
     const char            *push_endpoints;  /* chat_op_ctx_t's */
     const chat_media_t    *media;
+    chat_control_t        *control;
+    chat_metrics_t        *metrics;
     chat_stream_t         *stream;      /* for the answers too large to
                                          * publish */
 } chat_batch_ctx_t;

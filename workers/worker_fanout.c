@@ -10,6 +10,7 @@
  *   - a receipt that moved a pointer: every device of every member, the
  *     reader's included (read state syncs across its devices);
  *   - typing: the other members' devices, none of the typer's;
+ *   - a redaction: its system message to every device of every member.
  *   - a repair: the messages of the gap again, each as its first fan-out
  *     had it (the members as of its seq, the sending device excluded from
  *     a text), to the sessions on the node that asked only.
@@ -247,4 +248,19 @@ chat_fanout_typing(chat_op_ctx_t *ctx, const chat_item_t *item)
                           chat_frame_typing(req->conv, req->user,
                                             req->state)),
         req->conv, req->user, NULL, NULL);
+}
+
+
+void
+chat_fanout_redact(chat_op_ctx_t *ctx, const chat_item_t *item)
+{
+    const chat_redact_t  *r = &item->u.redact;
+
+    if (r->rc != CHAT_REDACT_DONE) {
+        return;
+    }
+
+    chat_fanout_members(ctx,
+        chat_outbox_frame(ctx->out, chat_frame_message_object(&r->msg, true)),
+        r->msg.conv, NULL, NULL, NULL);
 }

@@ -15,6 +15,7 @@ void chat_fanout_group(chat_op_ctx_t *ctx, const chat_item_t *item);
 void chat_fanout_repair(chat_op_ctx_t *ctx, const chat_item_t *item);
 void chat_fanout_receipt(chat_op_ctx_t *ctx, const chat_item_t *item);
 void chat_fanout_typing(chat_op_ctx_t *ctx, const chat_item_t *item);
+void chat_fanout_redact(chat_op_ctx_t *ctx, const chat_item_t *item);
 
 
 #endif /* CHAT_WORKER_FANOUT_H */

@@ -11,6 +11,7 @@
 #ifndef CHAT_WORKER_ITEM_H
 #define CHAT_WORKER_ITEM_H
 
+#include "worker_control.h"
 #include "worker_media.h"
 #include "worker_members.h"
 #include "worker_outbox.h"
@@ -39,6 +40,7 @@ typedef struct {
         chat_read_t        read;
         chat_group_op_t    group;
         chat_receipt_t     receipt;
+        chat_redact_t      redact;
         chat_repair_t      repair;
         chat_push_op_t     push;
         chat_upload_op_t   upload;
@@ -51,7 +53,8 @@ typedef struct {
 /* what a row's functions work with: the store and the cache for the
  * store step, the outbox for the answer and the fan-out, the stream for
  * the answers too large for the outbox, and the batch's arena for
- * everything that lives as long as the batch */
+ * everything that lives as long as the batch; the revocations' Redis for
+ * their store step, the figures for anyone */
 typedef struct {
     chat_store_t          *store;
     chat_members_cache_t  *members;
@@ -62,6 +65,8 @@ typedef struct {
     chat_outbox_t         *out;
     chat_stream_t         *stream;
     chat_arena_t          *arena;
+    chat_control_t        *control;    /* revocations into Redis */
+    chat_metrics_t        *metrics;    /* or NULL */
 } chat_op_ctx_t;
 
 

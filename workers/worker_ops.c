@@ -27,6 +27,7 @@
 #include "worker_thumb.h"
 
 
+static void chat_ops_audit(const chat_request_t *req, const char *result);
 /* the messages a sync reads at a time, whatever the conversations */
 #define CHAT_OPS_SYNC_CHUNK  400
 
@@ -288,6 +289,98 @@ chat_ops_parse_typing(chat_request_t *req, char *why, size_t why_size)
 {
     return chat_ops_parse_state(req, NGX_CHAT_WIRE_STATE_START,
                                 NGX_CHAT_WIRE_STATE_STOP, why, why_size);
+}
+
+
+/* set_role, from a session or an operator: a group, a user, a role */
+static chat_parse_rc_t
+chat_ops_parse_set_role(chat_request_t *req, char *why, size_t why_size)
+{
+    req->conv = chat_request_string(req, NGX_CHAT_WIRE_F_CONV);
+    req->target = chat_request_string(req, NGX_CHAT_WIRE_F_USER_ID);
+    req->role = chat_request_string(req, NGX_CHAT_WIRE_F_ROLE);
+
+    if (req->conv == NULL || req->conv[0] == '\0'
+        || chat_is_dm_id(req->conv))
+    {
+        chat_bad("missing conv or not a group");
+    }
+
+    if (!chat_valid_id(req->target)) {
+        chat_bad("missing or invalid user_id");
+    }
+
+    if (req->role == NULL
+        || (strcmp(req->role, NGX_CHAT_WIRE_ROLE_ADMIN) != 0
+            && strcmp(req->role, NGX_CHAT_WIRE_ROLE_MEMBER) != 0))
+    {
+        chat_bad("missing or invalid role");
+    }
+
+    return CHAT_PARSE_OK;
+}
+
+
+/* revoke: the user, and the device when only one */
+static chat_parse_rc_t
+chat_ops_parse_revoke(chat_request_t *req, char *why, size_t why_size)
+{
+    req->target = chat_request_string(req, NGX_CHAT_WIRE_F_USER);
+    req->target_dev = chat_request_string(req, NGX_CHAT_WIRE_F_DEV);
+
+    if (!chat_valid_id(req->target)) {
+        chat_bad("missing or invalid user");
+    }
+
+    /* "-" is every device on chat:control */
+    if (req->target_dev != NULL
+        && (!chat_valid_id(req->target_dev)
+            || strcmp(req->target_dev, "-") == 0))
+    {
+        chat_bad("invalid dev");
+    }
+
+    return CHAT_PARSE_OK;
+}
+
+
+/* redact: a message of a conversation; its id as a string of digits, as
+ * clients and chatctl write it, or a number */
+static chat_parse_rc_t
+chat_ops_parse_redact(chat_request_t *req, char *why, size_t why_size)
+{
+    const char  *id;
+    char        *end;
+
+    req->conv = chat_request_string(req, NGX_CHAT_WIRE_F_CONV);
+    id = chat_request_string(req, NGX_CHAT_WIRE_F_MESSAGE_ID);
+
+    if (req->conv == NULL || req->conv[0] == '\0') {
+        chat_bad("missing conv");
+    }
+
+    if (id != NULL) {
+        req->message_id = -1;
+
+        if (id[0] >= '0' && id[0] <= '9') {
+            req->message_id = strtoll(id, &end, 10);
+
+            if (*end != '\0') {
+                req->message_id = -1;
+            }
+        }
+
+    } else if (!chat_request_int(req, NGX_CHAT_WIRE_F_MESSAGE_ID, -1,
+                                 &req->message_id))
+    {
+        req->message_id = -1;
+    }
+
+    if (req->message_id < 1) {
+        chat_bad("missing or invalid message_id");
+    }
+
+    return CHAT_PARSE_OK;
 }
 
 
@@ -592,6 +685,9 @@ chat_ops_store_sends(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
     for (i = 0; i < n; i++) {
         s = sends[i];
         items[i]->replay = s->state == CHAT_SEND_REPLAY;
+        if (items[i]->replay) {
+            chat_metrics_replay(ctx->metrics);
+        }
 
         if (ctx->media && s->msg.attachments) {
             s->msg.attachments = chat_media_sign_list(ctx->media,
@@ -787,6 +883,11 @@ chat_ops_store_group(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
             chat_members_set(ctx->members, op->req->conv, op->members,
                              op->nmembers);
         }
+
+        if (op->req->admin) {
+            chat_ops_audit(op->req, op->rc != CHAT_GROUP_DONE ? "forbidden"
+                                    : op->changed ? "done" : "unchanged");
+        }
     }
 
     return CHAT_STORE_OK;
@@ -863,6 +964,109 @@ chat_ops_store_typing(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
     }
 
     return CHAT_STORE_OK;
+}
+
+
+/* an operator's op, in the log: who asked for what, and what came of it */
+static void
+chat_ops_audit(const chat_request_t *req, const char *result)
+{
+    chat_log_line_t  l;
+
+    chat_log_begin(&l, "info", "operator_op");
+    chat_log_str(&l, "op", ngx_chat_wire_op_name(req->op));
+    chat_log_str(&l, "admin", req->admin);
+    chat_log_int(&l, "partition", req->partition);
+    chat_log_int(&l, "offset", req->offset);
+
+    if (req->conv) {
+        chat_log_str(&l, "conv", req->conv);
+    }
+
+    if (req->target) {
+        chat_log_str(&l, "user", req->target);
+    }
+
+    if (req->role) {
+        chat_log_str(&l, "role", req->role);
+    }
+
+    if (req->message_id > 0) {
+        chat_log_int(&l, "message_id", req->message_id);
+    }
+
+    chat_log_str(&l, "result", result);
+    chat_log_end(&l);
+}
+
+
+/* revocations: stored, then into Redis (after the COMMIT: Redis holds
+ * only what PostgreSQL does) */
+static chat_store_rc_t
+chat_ops_store_revoke(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
+{
+    const chat_request_t  **reqs, *req;
+    chat_store_rc_t         rc;
+    size_t                  i;
+
+    reqs = chat_arena_alloc(ctx->arena, n * sizeof(chat_request_t *));
+
+    for (i = 0; i < n; i++) {
+        reqs[i] = items[i]->req;
+    }
+
+    rc = chat_store_revoke(ctx->store, reqs, n);
+    if (rc != CHAT_STORE_OK) {
+        return rc;
+    }
+
+    for (i = 0; i < n; i++) {
+        req = reqs[i];
+
+        if (!chat_control_revoked(ctx->control, req->admin, req->target,
+                                  req->target_dev, req->ts))
+        {
+            return CHAT_STORE_STOPPED;
+        }
+    }
+
+    return CHAT_STORE_OK;
+}
+
+
+/* a redaction: its own transaction; the members are loaded for the
+ * fan-out of its system message */
+static chat_store_rc_t
+chat_ops_store_redact(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
+{
+    static const char  *results[] = { "done", "not_found", "already" };
+
+    chat_redact_t    *r;
+    chat_store_rc_t   rc;
+    const char      **convs;
+    size_t            i, nconvs = 0;
+
+    convs = chat_arena_alloc(ctx->arena, n * sizeof(char *));
+
+    for (i = 0; i < n; i++) {
+        r = &items[i]->u.redact;
+        memset(r, 0, sizeof(*r));
+        r->req = items[i]->req;
+
+        rc = chat_store_redact(ctx->store, r, ctx->arena);
+        if (rc != CHAT_STORE_OK) {
+            return rc;
+        }
+
+        chat_ops_audit(r->req, results[r->rc]);
+
+        if (r->rc == CHAT_REDACT_DONE && !chat_is_dm_id(r->req->conv)) {
+            convs[nconvs++] = r->req->conv;
+        }
+    }
+
+    return chat_ops_load(ctx, convs, nconvs) ? CHAT_STORE_OK
+                                             : CHAT_STORE_STOPPED;
 }
 
 
@@ -1105,6 +1309,49 @@ static const chat_op_t  chat_ops[NGX_CHAT_WIRE_OP_COUNT] = {
         .fanout = chat_fanout_typing
     },
 
+    /* a member's role: an admin's (answered with the group frame) or an
+     * operator's (chatctl groups promote|demote) */
+    [NGX_CHAT_WIRE_OP_SET_ROLE] = {
+        .op = NGX_CHAT_WIRE_OP_SET_ROLE,
+        .stage = CHAT_STAGE_MEMBERS,
+        .tag = CHAT_TAG_REQ_ID,
+        .split = false,
+        .from = CHAT_FROM_EITHER,
+        .refused = "the change failed",
+        .parse = chat_ops_parse_set_role,
+        .store = chat_ops_store_group,
+        .answer = chat_answer_group,
+        .fanout = chat_fanout_group
+    },
+
+    /* the store, then chat:revoked and chat:control: its store step does
+     * both, there being nobody to answer and no frame to fan out */
+    [NGX_CHAT_WIRE_OP_REVOKE] = {
+        .op = NGX_CHAT_WIRE_OP_REVOKE,
+        .stage = CHAT_STAGE_MEMBERS,
+        .tag = CHAT_TAG_REQ_ID,
+        .split = false,
+        .from = CHAT_FROM_OPERATOR,
+        .refused = "the revocation failed",
+        .parse = chat_ops_parse_revoke,
+        .store = chat_ops_store_revoke,
+        .answer = chat_answer_none,
+        .fanout = NULL
+    },
+
+    [NGX_CHAT_WIRE_OP_REDACT] = {
+        .op = NGX_CHAT_WIRE_OP_REDACT,
+        .stage = CHAT_STAGE_MEMBERS,
+        .tag = CHAT_TAG_REQ_ID,
+        .split = false,
+        .from = CHAT_FROM_OPERATOR,
+        .refused = "the redaction failed",
+        .parse = chat_ops_parse_redact,
+        .store = chat_ops_store_redact,
+        .answer = chat_answer_none,
+        .fanout = chat_fanout_redact
+    },
+
     /* a node's gap, read again from the store: its answer is the R record
      * to the node, its fan-out the messages to the node's sessions */
     [NGX_CHAT_WIRE_OP_REPAIR] = {
@@ -1183,6 +1430,45 @@ chat_ops_find(ngx_chat_wire_op_t op)
 }
 
 
+/*
+ * An operator's record: admin says who asked, and there is no session,
+ * so whatever is wrong drops it. The admin stands for the user in what
+ * the store writes (a system message's sender), on the operator's device.
+ */
+static chat_parse_rc_t
+chat_ops_parse_operator(chat_request_t *req, const chat_op_t *row,
+    char *why, size_t why_size)
+{
+    req->node = NULL;
+    req->sid = NULL;
+    req->admin = chat_request_string(req, NGX_CHAT_WIRE_F_ADMIN);
+
+    if (row->from == CHAT_FROM_SESSION) {
+        snprintf(why, why_size, "op \"%s\" is no operator's", req->op_name);
+        return CHAT_PARSE_DROP;
+    }
+
+    if (!chat_valid_id(req->admin)) {
+        req->admin = NULL;
+        snprintf(why, why_size, "invalid admin");
+        return CHAT_PARSE_DROP;
+    }
+
+    if (!chat_request_int(req, NGX_CHAT_WIRE_F_TS, 0, &req->ts)
+        || req->ts < 1)
+    {
+        snprintf(why, why_size, "missing or invalid ts");
+        return CHAT_PARSE_DROP;
+    }
+
+    req->user = req->admin;
+    req->dev = CHAT_OPERATOR_DEVICE;
+
+    return row->parse(req, why, why_size) == CHAT_PARSE_OK ? CHAT_PARSE_OK
+                                                           : CHAT_PARSE_DROP;
+}
+
+
 /* a node's record: the node is where the answer goes; a fault cannot be
  * answered (no session), so the record is dropped */
 static chat_parse_rc_t
@@ -1234,6 +1520,12 @@ chat_ops_parse(chat_request_t *req, const char *payload, size_t len,
         return chat_ops_parse_node(req, row, why, why_size);
     }
 
+    if (rc == CHAT_PARSE_OK
+        && chat_request_json(req, NGX_CHAT_WIRE_F_ADMIN) != NULL)
+    {
+        return chat_ops_parse_operator(req, row, why, why_size);
+    }
+
     /* nobody to answer: whatever else is wrong, the record is dropped */
     if (req->node == NULL) {
         if (rc == CHAT_PARSE_OK) {
@@ -1255,6 +1547,12 @@ chat_ops_parse(chat_request_t *req, const char *payload, size_t len,
     rc = chat_request_check(req, why, why_size);
     if (rc != CHAT_PARSE_OK) {
         return rc;
+    }
+
+    if (row->from == CHAT_FROM_OPERATOR) {
+        snprintf(why, why_size, "op \"%s\" is an operator's",
+                 req->op_name);
+        return CHAT_PARSE_BAD;
     }
 
     return row->parse(req, why, why_size);

@@ -7,9 +7,10 @@
  * Adding an op is adding a row and its functions. A record whose op the
  * wire does not know, or that has no row here, is answered bad_request
  * (dropped when it names no session to answer) and logged as an error: it
- * is never taken for another op. A row marked nosession is a node's
- * record (repair): its node is where the answer goes, and a fault in it
- * cannot be answered.
+ * is never taken for another op. A record with an admin field is an
+ * operator's (chatctl): the rows say which ops take one. A row marked
+ * nosession is a node's record (repair): its node is where the answer
+ * goes, and a fault in it cannot be answered.
  */
 
 #ifndef CHAT_WORKER_OPS_H
@@ -30,6 +31,20 @@ typedef enum {
     CHAT_STAGE_MEMBERS,         /* ends a segment, alone */
     CHAT_STAGE_READ             /* after every segment, in one snapshot */
 } chat_stage_t;
+
+/*
+ * Who may send an op's records: a session (through nginx), an operator
+ * (chatctl: the record carries admin and no session, and whatever is
+ * wrong with it drops it, there being nobody to answer), or either.
+ */
+typedef enum {
+    CHAT_FROM_SESSION = 0,
+    CHAT_FROM_EITHER,
+    CHAT_FROM_OPERATOR
+} chat_from_t;
+
+/* the device an operator's system messages are stored as sent from */
+#define CHAT_OPERATOR_DEVICE  "chatctl"
 
 /* what the answers and errors of a request are tagged with */
 typedef enum {
@@ -63,6 +78,7 @@ struct chat_op_s {
     bool                 split;     /* refused together: stored again one
                                      * by one, so that only the faulty one
                                      * fails */
+    chat_from_t          from;
     bool                 nosession; /* a node's record: no sid, user or
                                      * dev; answered to the node */
     const char          *refused;   /* the internal error's message */

@@ -61,6 +61,17 @@ chat_pg_prepare(chat_store_t *st, const chat_pg_statements_t *stmts)
 }
 
 
+/* the server's notices (none are expected) go to the log as warnings,
+ * not to stderr as libpq's default would: the log is JSON lines */
+static void
+chat_pg_notice(void *data, const char *message)
+{
+    (void) data;
+
+    log_warn("postgresql: %.*s", (int) strcspn(message, "\n"), message);
+}
+
+
 bool
 chat_pg_connect(chat_store_t *st)
 {
@@ -83,6 +94,8 @@ chat_pg_connect(chat_store_t *st)
         chat_pg_disconnect(st);
         return false;
     }
+
+    PQsetNoticeProcessor(st->conn, chat_pg_notice, NULL);
 
     for (i = 0; st->statements[i]; i++) {
         if (!chat_pg_prepare(st, st->statements[i])) {
@@ -379,22 +392,29 @@ chat_store_rc_t
 chat_pg_retry(chat_store_t *st, chat_pg_attempt_pt attempt, void *data)
 {
     unsigned  failures = 0, conflicts = 0;
+    int64_t   began;
 
     for ( ;; ) {
         if (st->conn == NULL && !chat_pg_reconnect(st)) {
             return CHAT_STORE_STOPPED;
         }
 
+        began = chat_metrics_now_us();
+
         switch (attempt(st, data)) {
 
         case CHAT_PG_OK:
+            chat_metrics_observe(st->metrics, CHAT_HIST_PG_COMMIT,
+                                 chat_metrics_now_us() - began);
             return CHAT_STORE_OK;
 
         case CHAT_PG_DOWN:
+            chat_metrics_retry(st->metrics, CHAT_RETRY_CONNECTION);
             chat_pg_disconnect(st);
             break;
 
         case CHAT_PG_CONFLICT:
+            chat_metrics_retry(st->metrics, CHAT_RETRY_CONFLICT);
             chat_pg_rollback(st);
 
             if (++conflicts > CHAT_STORE_CONFLICTS_MAX) {
@@ -412,6 +432,7 @@ chat_pg_retry(chat_store_t *st, chat_pg_attempt_pt attempt, void *data)
             break;
 
         case CHAT_PG_FAILED:
+            chat_metrics_retry(st->metrics, CHAT_RETRY_FAILURE);
             chat_pg_rollback(st);
 
             if (++failures >= CHAT_STORE_FAILURES_MAX) {

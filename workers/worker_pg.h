@@ -31,6 +31,7 @@ extern const chat_pg_statements_t  chat_store_reads_statements;
 extern const chat_pg_statements_t  chat_store_groups_statements;
 extern const chat_pg_statements_t  chat_store_receipts_statements;
 extern const chat_pg_statements_t  chat_store_members_statements;
+extern const chat_pg_statements_t  chat_store_admin_statements;
 extern const chat_pg_statements_t  chat_store_repairs_statements;
 extern const chat_pg_statements_t  chat_store_push_statements;
 extern const chat_pg_statements_t  chat_store_uploads_statements;
@@ -43,6 +44,7 @@ struct chat_store_s {
     chat_backoff_t               backoff;
     const chat_pg_statements_t  *const *statements;  /* NULL-terminated */
     chat_buf_t                   arrays[16];     /* array parameters */
+    chat_metrics_t              *metrics;        /* or NULL */
 };
 
 

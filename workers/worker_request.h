@@ -70,6 +70,13 @@ typedef struct {
                                          * an array of valid user ids */
     int64_t              seq;           /* receipt */
     const char          *state;         /* receipt, typing */
+
+    /* an operator's record (chatctl): no session; user is the admin */
+    const char          *admin;         /* who asked; NULL: a session's */
+    const char          *target;        /* revoke: user; set_role: user_id */
+    const char          *target_dev;    /* revoke: the device, NULL: all */
+    const char          *role;          /* set_role */
+    int64_t              message_id;    /* redact */
     int64_t              before_ts;     /* conversations: INT64_MAX when
                                          * absent */
     int64_t              before_id;     /* conversations: 0 when absent */

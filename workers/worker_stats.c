@@ -1,8 +1,11 @@
 /*
- * worker_stats.c: the line chat_worker logs every 10 s about its batches:
+ * worker_stats.c: the event chat_worker logs every 10 s about its
+ * batches:
  *
- *   50003 records in 1482 batches, 4998 records/s; ms queued avg 11.7
- *   max 38, batch avg 4.7 max 23
+ *   {"time":...,"level":"info","event":"stats","pid":1234,
+ *    "records":50003,"batches":1482,"records_per_s":4998,
+ *    "queued_ms_avg":11.7,"queued_ms_max":38,"batch_ms_avg":4.7,
+ *    "batch_ms_max":23,"interval_ms":10004}
  *
  * "queued" is from nginx producing a record to this worker picking it up
  * (the producer's linger, Kafka and this worker's previous batches);
@@ -10,7 +13,6 @@
  * interval logs nothing.
  */
 
-#include <inttypes.h>
 #include <string.h>
 
 #include "worker_stats.h"
@@ -40,6 +42,15 @@ chat_stats_oldest(const chat_record_t *records, size_t n)
     }
 
     return oldest;
+}
+
+
+int64_t
+chat_stats_queued(const chat_record_t *records, size_t n, int64_t started)
+{
+    int64_t  oldest = chat_stats_oldest(records, n);
+
+    return oldest >= 0 ? started - oldest : -1;
 }
 
 
@@ -79,14 +90,24 @@ chat_stats_tick(chat_stats_t *s, int64_t now)
     }
 
     if (s->batches) {
-        log_info("%" PRIu64 " records in %" PRIu64 " batches,"
-                 " %.0f records/s; ms queued avg %.1f max %" PRId64
-                 ", batch avg %.1f max %" PRId64, s->records, s->batches,
-                 (double) s->records * 1000.0 / (double) (now - s->since),
-                 s->queued_n ? (double) s->queued_sum / (double) s->queued_n
-                             : 0.0,
-                 s->queued_max,
-                 (double) s->batch_sum / (double) s->batches, s->batch_max);
+        chat_log_line_t  l;
+
+        chat_log_begin(&l, "info", "stats");
+        chat_log_int(&l, "records", (int64_t) s->records);
+        chat_log_int(&l, "batches", (int64_t) s->batches);
+        chat_log_int(&l, "records_per_s",
+                     (int64_t) ((double) s->records * 1000.0
+                                / (double) (now - s->since) + 0.5));
+        chat_log_ms(&l, "queued_ms_avg",
+                    s->queued_n ? (double) s->queued_sum
+                                  / (double) s->queued_n
+                                : 0.0);
+        chat_log_ms(&l, "queued_ms_max", (double) s->queued_max);
+        chat_log_ms(&l, "batch_ms_avg",
+                    (double) s->batch_sum / (double) s->batches);
+        chat_log_ms(&l, "batch_ms_max", (double) s->batch_max);
+        chat_log_int(&l, "interval_ms", now - s->since);
+        chat_log_end(&l);
     }
 
     chat_stats_start(s, now);

@@ -27,6 +27,10 @@ void chat_stats_start(chat_stats_t *s, int64_t now);
 /* a batch of these records, picked up at started and delivered at done */
 void chat_stats_batch(chat_stats_t *s, const chat_record_t *records,
     size_t n, int64_t started, int64_t done);
+/* how long the oldest of these records waited for pickup at started (ms),
+ * -1 when none says when it was produced */
+int64_t chat_stats_queued(const chat_record_t *records, size_t n,
+    int64_t started);
 /* at the end of an interval, logs its line and starts the next */
 void chat_stats_tick(chat_stats_t *s, int64_t now);
 

@@ -16,6 +16,7 @@ static const chat_pg_statements_t  *chat_store_statements[] = {
     &chat_store_groups_statements,
     &chat_store_receipts_statements,
     &chat_store_members_statements,
+    &chat_store_admin_statements,
     &chat_store_repairs_statements,
     &chat_store_push_statements,
     &chat_store_uploads_statements,
@@ -41,6 +42,13 @@ chat_store_open(const char *conninfo, chat_stop_t *stop)
     }
 
     return st;
+}
+
+
+void
+chat_store_set_metrics(chat_store_t *st, chat_metrics_t *m)
+{
+    st->metrics = m;
 }
 
 

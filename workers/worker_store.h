@@ -11,6 +11,8 @@
  *   worker_store_receipts.c  chat_store_receipts: receipt pointers
  *   worker_store_members.c   chat_store_load_members: the cache's loads;
  *                            chat_store_memberships: every current one
+ *   worker_store_admin.c     chat_store_revoke, chat_store_revocations,
+ *                            chat_store_redact: the operators' ops
  *   worker_store_repairs.c   chat_store_repairs: a node's gap, read again
  *   worker_store_push.c      chat_store_push: push registrations
  *   worker_store_uploads.c   chat_store_uploads: announced uploads
@@ -22,6 +24,7 @@
 #define CHAT_WORKER_STORE_H
 
 #include "worker_members.h"
+#include "worker_metrics.h"
 #include "worker_request.h"
 
 
@@ -39,6 +42,9 @@ chat_store_t *chat_store_open(const char *conninfo, chat_stop_t *stop);
 void chat_store_set_wait(chat_store_t *st, chat_wait_pt meanwhile,
     void *data);
 void chat_store_close(chat_store_t *st);
+/* where the transactions' durations and retries are counted (may be
+ * NULL: not counted) */
+void chat_store_set_metrics(chat_store_t *st, chat_metrics_t *m);
 
 
 /* a stored message, as the store and the frames see it */
@@ -182,7 +188,8 @@ chat_store_rc_t chat_store_sync_messages(chat_store_t *st,
 
 /* ---- membership changes ---- */
 
-/* one create_group, add_members or remove_members, in one transaction */
+/* one create_group, add_members, remove_members or set_role, in one
+ * transaction */
 typedef enum {
     CHAT_GROUP_DONE,            /* answer group; system message if changed */
     CHAT_GROUP_FORBIDDEN,       /* not a member, not an admin, no group */
@@ -223,6 +230,41 @@ chat_store_rc_t chat_store_receipts(chat_store_t *st, chat_receipt_t **r,
     size_t n, chat_arena_t *arena);
 
 
+/* ---- the operators' ops ---- */
+
+/* revocations, stored in one transaction (idempotent: a record replayed
+ * stores nothing twice) */
+chat_store_rc_t chat_store_revoke(chat_store_t *st,
+    const chat_request_t *const *reqs, size_t n);
+
+/* the latest revocation of each user (device NULL) and device */
+typedef struct {
+    const char  *user;
+    const char  *device;        /* NULL: every device */
+    int64_t      ms;
+} chat_revocation_t;
+
+/* every revocation's latest time, for chat:revoked; the rows live in the
+ * arena */
+chat_store_rc_t chat_store_revocations(chat_store_t *st,
+    chat_revocation_t **rows, size_t *n, chat_arena_t *arena);
+
+/* one redaction: the message's text erased (it stays, marked), and a
+ * system message in its conversation that says so */
+typedef enum {
+    CHAT_REDACT_DONE,           /* erased now, or erased by this record */
+    CHAT_REDACT_NOT_FOUND,      /* no such text message in conv */
+    CHAT_REDACT_ALREADY         /* erased before, by another record */
+} chat_redact_rc_t;
+
+typedef struct {
+    const chat_request_t  *req;
+    chat_redact_rc_t       rc;
+    chat_message_t         msg;         /* DONE: the system message */
+} chat_redact_t;
+
+chat_store_rc_t chat_store_redact(chat_store_t *st, chat_redact_t *r,
+    chat_arena_t *arena);
 /* ---- repairs ---- */
 
 /* a gap bigger than this is not answered: the node gives up on it and its

@@ -12,7 +12,9 @@
  *
  * Authorization: the actor must be a current member; only admins add or
  * remove others; anyone may remove itself. A group that does not exist is
- * forbidden like one the user is not in.
+ * forbidden like one the user is not in. set_role is an admin's, and
+ * leaves the group at least one admin; an operator's set_role (chatctl)
+ * needs no membership and may leave it none.
  *
  * A create_group whose conversation already exists was stored by this
  * very record before a crash (the module makes a fresh id per request):
@@ -71,6 +73,10 @@ static const chat_pg_statement_t  chat_groups_sql[] = {
       " ON CONFLICT (conversation_id, user_id) DO UPDATE"
       " SET role = excluded.role, joined_seq = excluded.joined_seq,"
       " removed_seq = NULL" },
+
+    { "group_role",
+      "UPDATE members SET role = $3"
+      " WHERE conversation_id = $1 AND user_id = $2 AND removed_seq IS NULL" },
 
     { "group_leave",
       "UPDATE members SET removed_seq = $3"
@@ -150,6 +156,9 @@ chat_group_message(chat_store_t *st, chat_group_op_t *op, json_t *body,
     chat_pg_rc_t           rc;
 
     json_object_set_new(body, "by", json_string(req->user));
+    if (req->admin) {
+        json_object_set_new(body, "operator", json_true());
+    }
     text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
 
@@ -536,6 +545,107 @@ chat_group_change(chat_store_t *st, chat_group_op_t *op, int64_t now,
 }
 
 
+/* one member's role: admin or member */
+static chat_pg_rc_t
+chat_group_set_role(chat_store_t *st, chat_group_op_t *op, int64_t now,
+    chat_arena_t *arena)
+{
+    const chat_request_t  *req = op->req;
+    bool                   admin;
+    const char            *params[3];
+    char                   seq_text[24], now_text[24];
+    chat_member_t         *actor, *m;
+    PGresult              *res = NULL;
+    chat_pg_rc_t           rc;
+    int64_t                seq;
+    size_t                 i, admins;
+
+    params[0] = req->conv;
+
+    rc = chat_pg_run(st, "group_lock", 1, params, &res);
+    if (rc != CHAT_PG_OK) {
+        return rc;
+    }
+
+    if (PQntuples(res) == 0 || strcmp(PQgetvalue(res, 0, 0), "group") != 0) {
+        PQclear(res);
+        op->rc = CHAT_GROUP_FORBIDDEN;
+        return CHAT_PG_OK;
+    }
+
+    op->name = chat_arena_strdup(arena, PQgetvalue(res, 0, 1));
+    seq = chat_pg_int(res, 0, 2) + 1;
+    PQclear(res);
+
+    rc = chat_group_load_rows(st, op, arena, 0);
+    if (rc != CHAT_PG_OK) {
+        return rc;
+    }
+
+    rc = chat_group_replayed(st, op, seq - 1, arena);
+    if (rc != CHAT_PG_OK || op->changed) {
+        return rc;
+    }
+
+    admin = strcmp(req->role, NGX_CHAT_WIRE_ROLE_ADMIN) == 0;
+    admins = 0;
+
+    for (i = 0; i < op->nmembers; i++) {
+        admins += op->members[i].removed_seq < 0 && op->members[i].admin;
+    }
+
+    if (req->admin == NULL) {
+        actor = chat_group_find(op, req->user);
+
+        if (actor == NULL || actor->removed_seq >= 0 || !actor->admin) {
+            op->rc = CHAT_GROUP_FORBIDDEN;
+            return CHAT_PG_OK;
+        }
+    }
+
+    m = chat_group_find(op, req->target);
+
+    /* a stranger's role, or a role it has: nothing changes, and the
+     * answer shows the members as they are */
+    if (m == NULL || m->removed_seq >= 0 || m->admin == admin) {
+        return CHAT_PG_OK;
+    }
+
+    if (!admin && admins == 1 && req->admin == NULL) {
+        /* a group of members only could never change again */
+        op->rc = CHAT_GROUP_FORBIDDEN;
+        return CHAT_PG_OK;
+    }
+
+    params[1] = req->target;
+    params[2] = req->role;
+
+    rc = chat_pg_run(st, "group_role", 3, params, NULL);
+    if (rc != CHAT_PG_OK) {
+        return rc;
+    }
+
+    snprintf(seq_text, sizeof(seq_text), "%" PRId64, seq);
+    snprintf(now_text, sizeof(now_text), "%" PRId64, now);
+    params[1] = seq_text;
+    params[2] = now_text;
+
+    rc = chat_pg_run(st, "group_advance", 3, params, NULL);
+    if (rc != CHAT_PG_OK) {
+        return rc;
+    }
+
+    m->admin = admin;
+
+    return chat_group_message(st, op,
+                              json_pack("{s:s,s:s,s:s}",
+                                        "event", "role_changed",
+                                        "user_id", req->target,
+                                        "role", req->role),
+                              seq, now, arena);
+}
+
+
 typedef struct {
     chat_group_op_t  *op;
     chat_arena_t     *arena;
@@ -565,6 +675,8 @@ chat_group_attempt(chat_store_t *st, void *data)
 
     rc = op->req->op == NGX_CHAT_WIRE_OP_CREATE_GROUP
          ? chat_group_create(st, op, now, a->arena)
+         : op->req->op == NGX_CHAT_WIRE_OP_SET_ROLE
+         ? chat_group_set_role(st, op, now, a->arena)
          : chat_group_change(st, op, now, a->arena);
 
     if (rc != CHAT_PG_OK) {

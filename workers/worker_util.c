@@ -1,6 +1,6 @@
 /*
  * worker_util.c: the small tools every part of chat_worker uses: the log
- * line, the clock, interruptible sleeps and backoff, the growable buffer,
+ * (JSON lines), the clock, interruptible sleeps and backoff, the growable buffer,
  * the per-batch arena and a string map.
  *
  * Nothing here touches the network, so the unit tests include this file.
@@ -16,59 +16,267 @@
 #include "worker_util.h"
 
 
+/* room kept at the end of a line for what closes it: "}\n" */
+#define CHAT_LOG_TAIL  2
+
+
 /* the program the log lines name: set once by a main before any thread */
-static const char  *chat_log_name = "chat_worker";
+static const char  *chat_log_prog = "chat_worker";
 
 
 void
 chat_log_program(const char *name)
 {
-    chat_log_name = name;
+    chat_log_prog = name;
+}
+
+
+static void
+chat_log_raw(chat_log_line_t *l, const char *s, size_t n)
+{
+    if (n > CHAT_LOG_LINE_MAX - CHAT_LOG_TAIL - l->len) {
+        n = CHAT_LOG_LINE_MAX - CHAT_LOG_TAIL - l->len;
+    }
+
+    memcpy(l->buf + l->len, s, n);
+    l->len += n;
+}
+
+
+/* the length of the valid UTF-8 sequence at p (up to end), or 0 */
+static size_t
+chat_log_utf8(const unsigned char *p, const unsigned char *end)
+{
+    size_t  n, i;
+
+    if (*p < 0xc2 || *p > 0xf4) {
+        return 0;
+    }
+
+    n = *p >= 0xf0 ? 4 : *p >= 0xe0 ? 3 : 2;
+
+    if ((size_t) (end - p) < n) {
+        return 0;
+    }
+
+    for (i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+    }
+
+    /* overlong forms, surrogates and beyond U+10FFFF */
+    if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0)
+        || (p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90))
+    {
+        return 0;
+    }
+
+    return n;
 }
 
 
 /*
- * One line per event on stderr:
- * "2026-11-26T10:00:00.123Z chat_worker[1234] error: ..."
- * The whole line goes out in one write so that lines of several workers
- * sharing a log file do not interleave.
+ * A JSON string of s. A line that runs out of room ends its string
+ * early, whole: what a log reader gets is always JSON. Bytes that are not
+ * UTF-8 (a server's message in another encoding) become '?'.
  */
-void
-chat_log(const char *level, const char *fmt, ...)
+static void
+chat_log_quoted(chat_log_line_t *l, const char *s)
 {
-    char             line[2048];
+    const unsigned char  *p, *end;
+    char                  esc[8];
+    size_t                n, room;
+
+    /* the closing quote has its room from here on */
+    room = CHAT_LOG_LINE_MAX - CHAT_LOG_TAIL - 1;
+    chat_log_raw(l, "\"", 1);
+
+    p = (const unsigned char *) s;
+    end = p + strlen(s);
+
+    while (p < end) {
+        if (*p == '"' || *p == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char) *p;
+            n = 2;
+
+        } else if (*p < 0x20) {
+            n = (size_t) snprintf(esc, sizeof(esc), "\\u%04x", *p);
+
+        } else if (*p < 0x80) {
+            esc[0] = (char) *p;
+            n = 1;
+
+        } else if ((n = chat_log_utf8(p, end)) > 0) {
+            if (l->len + n > room) {
+                break;
+            }
+
+            memcpy(l->buf + l->len, p, n);
+            l->len += n;
+            p += n;
+            continue;
+
+        } else {
+            esc[0] = '?';
+            n = 1;
+        }
+
+        if (l->len + n > room) {
+            break;
+        }
+
+        memcpy(l->buf + l->len, esc, n);
+        l->len += n;
+        p++;
+    }
+
+    l->buf[l->len++] = '"';
+}
+
+
+/*
+ * A member is written only while this much room is left, so that its
+ * name, a number or a string's quotes always fit; a line that is full
+ * drops the members that come too late.
+ */
+#define CHAT_LOG_MEMBER_ROOM  96
+
+
+static bool
+chat_log_name(chat_log_line_t *l, const char *name)
+{
+    if (CHAT_LOG_LINE_MAX - CHAT_LOG_TAIL - l->len < CHAT_LOG_MEMBER_ROOM) {
+        return false;
+    }
+
+    chat_log_raw(l, ",", 1);
+    chat_log_quoted(l, name);
+    chat_log_raw(l, ":", 1);
+
+    return true;
+}
+
+
+void
+chat_log_begin(chat_log_line_t *l, const char *level, const char *event)
+{
+    char             head[96];
     struct timespec  now;
     struct tm        tm;
-    va_list          args;
-    int              n, m;
+    int              n;
 
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &tm);
 
-    n = snprintf(line, sizeof(line),
-                 "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%d] %s: ",
-                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                 tm.tm_hour, tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000,
-                 chat_log_name, (int) getpid(), level);
+    l->len = 0;
 
-    va_start(args, fmt);
-    m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, args);
-    va_end(args);
+    n = snprintf(head, sizeof(head),
+                 "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\","
+                 "\"level\":", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                 tm.tm_hour, tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000);
+    chat_log_raw(l, head, (size_t) n);
+    chat_log_quoted(l, level);
+    chat_log_str(l, "event", event);
+    chat_log_str(l, "program", chat_log_prog);
+    chat_log_int(l, "pid", (int64_t) getpid());
+}
 
-    if (m < 0) {
-        m = 0;
+
+void
+chat_log_str(chat_log_line_t *l, const char *name, const char *value)
+{
+    if (!chat_log_name(l, name)) {
+        return;
     }
 
-    n += m;
-    if ((size_t) n > sizeof(line) - 2) {
-        n = sizeof(line) - 2;
+    if (value == NULL) {
+        chat_log_raw(l, "null", 4);
+        return;
     }
 
-    line[n++] = '\n';
+    chat_log_quoted(l, value);
+}
 
-    if (write(STDERR_FILENO, line, n) < 0) {
+
+void
+chat_log_int(chat_log_line_t *l, const char *name, int64_t value)
+{
+    char  num[24];
+    int   n;
+
+    n = snprintf(num, sizeof(num), "%lld", (long long) value);
+
+    if (chat_log_name(l, name)) {
+        chat_log_raw(l, num, (size_t) n);
+    }
+}
+
+
+void
+chat_log_ms(chat_log_line_t *l, const char *name, double ms)
+{
+    char  num[40];
+    int   n;
+
+    n = snprintf(num, sizeof(num), "%.3f", ms >= 0 ? ms : 0.0);
+
+    if (chat_log_name(l, name)) {
+        chat_log_raw(l, num, (size_t) n);
+    }
+}
+
+
+/* the whole line in one write, so that the lines of several workers
+ * sharing a log file do not interleave */
+void
+chat_log_end(chat_log_line_t *l)
+{
+    l->buf[l->len++] = '}';
+    l->buf[l->len++] = '\n';
+
+    if (write(STDERR_FILENO, l->buf, l->len) < 0) {
         /* nowhere left to complain */
     }
+}
+
+
+/* the part of the worker a free-form line is about, from its first word */
+static const char *
+chat_log_event_of(const char *text)
+{
+    static const char  *parts[] = { "kafka", "postgresql", "redis", NULL };
+    size_t              i, n;
+
+    for (i = 0; parts[i]; i++) {
+        n = strlen(parts[i]);
+
+        if (strncmp(text, parts[i], n) == 0
+            && (text[n] == ':' || text[n] == ' '))
+        {
+            return parts[i];
+        }
+    }
+
+    return "worker";
+}
+
+
+void
+chat_log(const char *level, const char *fmt, ...)
+{
+    char             text[CHAT_LOG_LINE_MAX];
+    chat_log_line_t  l;
+    va_list          args;
+
+    va_start(args, fmt);
+    vsnprintf(text, sizeof(text), fmt, args);
+    va_end(args);
+
+    chat_log_begin(&l, level, chat_log_event_of(text));
+    chat_log_str(&l, "msg", text);
+    chat_log_end(&l);
 }
 
 

@@ -14,11 +14,38 @@
 #include "worker.h"
 
 
+/*
+ * The log: one JSON object per line on stderr, written whole in one
+ * write(2): {"time":"2026-11-26T10:00:00.123Z","level":"info",
+ * "event":"stats","pid":1234,...}. An event says what happened; its
+ * other members are ids (partition, offset, user, conv, admin) and
+ * durations (*_ms). Never a message body, never a token.
+ *
+ * chat_log() is the short form: the event is the part of the worker the
+ * text names first ("kafka: ...", "postgresql: ...", "redis ...";
+ * "worker" otherwise) and the text goes in "msg".
+ */
 void chat_log(const char *level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /* the name in the lines (chat_worker unless a main says otherwise) */
 void chat_log_program(const char *name);
+
+#define CHAT_LOG_LINE_MAX  4096
+
+typedef struct {
+    char    buf[CHAT_LOG_LINE_MAX];
+    size_t  len;
+} chat_log_line_t;
+
+void chat_log_begin(chat_log_line_t *l, const char *level,
+    const char *event);
+/* a string member; NULL is written as null */
+void chat_log_str(chat_log_line_t *l, const char *name, const char *value);
+void chat_log_int(chat_log_line_t *l, const char *name, int64_t value);
+/* a duration in milliseconds, to the microsecond */
+void chat_log_ms(chat_log_line_t *l, const char *name, double ms);
+void chat_log_end(chat_log_line_t *l);
 
 #define log_error(...)  chat_log("error", __VA_ARGS__)
 #define log_warn(...)   chat_log("warn", __VA_ARGS__)

@@ -152,6 +152,20 @@ port_busy() {
         /proc/net/tcp /proc/net/tcp6 2>/dev/null
 }
 
+# spare_ports N: N distinct ports between 20000 and 59999 that nothing
+# listens on now
+spare_ports() {
+    local n=$1 port picked=" "
+    while [ "$n" -gt 0 ]; do
+        port=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
+        port_busy "$port" && continue
+        case $picked in *" $port "*) continue ;; esac
+        picked="$picked$port "
+        n=$(( n - 1 ))
+    done
+    echo $picked
+}
+
 need_free_port() {
     local name=$1 port=$2
     if port_busy "$port"; then

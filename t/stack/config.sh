@@ -53,6 +53,13 @@ config_from_env() {
              KAFKA_CTRL_PORT CHAT_WORKERS CHAT_PARTITIONS; do
         [[ ${!v} =~ ^[0-9]+$ ]] || die "$v=${!v}: not a number"
     done
+    # a metrics port for each worker the stack may run (worker-start may
+    # add a few to CHAT_WORKERS), spare now, the same across restarts
+    if [ -z "${CHAT_WORKER_METRICS_PORTS:-}" ]; then
+        CHAT_WORKER_METRICS_PORTS=$(spare_ports $(( CHAT_WORKERS > 4 ? CHAT_WORKERS : 4 )) | tr ' ' ',')
+    fi
+    [[ $CHAT_WORKER_METRICS_PORTS =~ ^[0-9]+(,[0-9]+)*$ ]] \
+        || die "CHAT_WORKER_METRICS_PORTS=$CHAT_WORKER_METRICS_PORTS: ports, comma separated"
     [[ $CHAT_SERVER_ID =~ ^[A-Za-z0-9_.-]+$ ]] \
         || die "CHAT_SERVER_ID=$CHAT_SERVER_ID: use [A-Za-z0-9_.-]"
 
@@ -91,6 +98,8 @@ write_env() {
         env_line CHAT_JWT_SECRET "$CHAT_JWT_SECRET"
         env_line CHAT_JWT_SECRET_FILE "$DIR/jwt_secret"
         env_line CHAT_WORKERS "$CHAT_WORKERS"
+        env_line CHAT_WORKER_METRICS_PORTS "$CHAT_WORKER_METRICS_PORTS"
+        env_line CHAT_SQL_DIR "$ROOT/sql"
         env_line CHAT_TOPIC "$CHAT_TOPIC"
         env_line CHAT_PARTITIONS "$CHAT_PARTITIONS"
         env_line REDIS_PORT "$REDIS_PORT"

@@ -107,30 +107,18 @@ pg_start() {
 }
 
 # sql/NNN_*.sql in order, each in one transaction with its row in
-# schema_migrations (version = NNN).
+# schema_migrations (version = NNN): chatctl migrate, as an operator runs
+# it, so that there is one implementation.
 pg_migrate() {
-    local f base version n=0
-    psql_as chat chat -c "CREATE TABLE IF NOT EXISTS schema_migrations (
-        version text PRIMARY KEY,
-        applied_at timestamptz NOT NULL DEFAULT now())"
-    shopt -s nullglob
-    local files=("$ROOT"/sql/[0-9]*_*.sql)
-    shopt -u nullglob
-    [ ${#files[@]} -gt 0 ] || { say "pg: no sql/NNN_*.sql migrations yet"; return 0; }
-    while IFS= read -r f; do
-        base=${f##*/}
-        version=${base%%_*}
-        [[ $version =~ ^[0-9]+$ ]] || continue
-        if [ "$(psql_as chat chat -tAc "SELECT 1 FROM schema_migrations WHERE version = '$version'")" = 1 ]; then
-            continue
-        fi
-        say "pg: applying sql/$base"
-        psql_as chat chat -1 -f "$f" \
-            -c "INSERT INTO schema_migrations (version) VALUES ('$version')" \
-            || die "pg: migration sql/$base failed"
-        n=$(( n + 1 ))
-    done < <(printf '%s\n' "${files[@]}" | LC_ALL=C sort)
-    [ $n -gt 0 ] || say "pg: schema up to date"
+    local out line
+    [ -x "$CHATCTL_BIN" ] \
+        || die "no $CHATCTL_BIN: run 'make build' (chatctl migrate applies sql/)"
+    out=$("$CHATCTL_BIN" migrate --dir "$ROOT/sql" \
+              --pg "host=127.0.0.1 port=$PG_PORT dbname=chat user=chat" 2>&1) \
+        || { printf '%s\n' "$out" >&2; die "pg: chatctl migrate failed"; }
+    while IFS= read -r line; do
+        [ -n "$line" ] && say "pg: $line"
+    done <<< "$out"
 }
 
 pg_stop() {

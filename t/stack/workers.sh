@@ -46,11 +46,20 @@ worker_prepare() {
         || die "no $CHAT_WORKER_BIN: run 'make build' (or STACK_SKIP=worker)"
 }
 
+# worker_metrics_arg N: --metrics on worker N's port in stack.env, if any
+worker_metrics_arg() {
+    local ports
+    local p=${CHAT_WORKER_METRICS_PORTS:-}
+    read -r -a ports <<< "${p//,/ }"
+    [ -n "${ports[$(( $1 - 1 ))]:-}" ] && echo --metrics "127.0.0.1:${ports[$(( $1 - 1 ))]}"
+    return 0
+}
+
 # worker_launch N: chat_worker number N
 worker_launch() {
     # shellcheck disable=SC2046
     start_bg "worker$1" "$LOG/worker$1.log" "$CHAT_WORKER_BIN" \
-        $(worker_args) \
+        $(worker_args) $(worker_metrics_arg "$1") \
         --pg "host=127.0.0.1 port=$PG_PORT dbname=chat user=chat"
     mark_up "worker$1"
 }

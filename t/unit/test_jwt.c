@@ -181,6 +181,15 @@ test_valid(void)
                    SECRET));
     rc = verify(tok, &why, &c);
     CHECK(rc == 0 && c.exp == NOW + 7, "exp out: %lld", (long long) c.exp);
+    CHECK(rc == 0 && c.iat == 0, "iat out when absent: %lld",
+          (long long) c.iat);
+
+    /* iat is returned too: revocations compare it */
+
+    strcpy(tok, mk(HS256, claims("{\"sub\":\"a\",\"exp\":%lld,\"iat\":%lld}",
+                                 NOW + 7, NOW - 5), SECRET));
+    rc = verify(tok, &why, &c);
+    CHECK(rc == 0 && c.iat == NOW - 5, "iat out: %lld", (long long) c.iat);
 
     rc = ngx_chat_jwt_verify((const unsigned char *) tok, strlen(tok),
                              (const unsigned char *) SECRET, strlen(SECRET),

@@ -408,6 +408,49 @@ test_groups(void)
 }
 
 
+/* set_role: a group, a member, a role; the worker decides who may */
+static void
+test_set_role(void)
+{
+    json_t                   *j;
+    ngx_chat_proto_result_t   res;
+
+    j = run("{\"type\":\"set_role\",\"req_id\":3,"
+            "\"conversation_id\":\"g:x\",\"user_id\":\"bob\","
+            "\"role\":\"admin\"}", &res);
+    CHECK(j && strcmp(json_string_value(json_object_get(j, "op")),
+                      "set_role") == 0
+          && strcmp(json_string_value(json_object_get(j, "conv")), "g:x") == 0
+          && strcmp(json_string_value(json_object_get(j, "user_id")),
+                    "bob") == 0
+          && strcmp(json_string_value(json_object_get(j, "role")),
+                    "admin") == 0
+          && json_integer_value(json_object_get(j, "req_id")) == 3
+          && strcmp(json_string_value(json_object_get(j, "user")),
+                    "alice") == 0,
+          "record: %s", res.record);
+    CHECK(strcmp(res.key, "g:x") == 0, "keyed by the group: %s", res.key);
+    json_decref(j);
+    ngx_chat_proto_result_free(&res);
+
+    expect_error("{\"type\":\"set_role\",\"req_id\":3,"
+                 "\"conversation_id\":\"g:x\",\"user_id\":\"bob\","
+                 "\"role\":\"owner\"}", "bad_request", "req_id", "3");
+    expect_error("{\"type\":\"set_role\",\"req_id\":3,"
+                 "\"conversation_id\":\"g:x\",\"role\":\"admin\"}",
+                 "bad_request", "req_id", "3");
+    expect_error("{\"type\":\"set_role\",\"req_id\":3,"
+                 "\"conversation_id\":\"g:x\",\"user_id\":\"b b\","
+                 "\"role\":\"admin\"}", "bad_request", "req_id", "3");
+    expect_error("{\"type\":\"set_role\",\"req_id\":3,"
+                 "\"user_id\":\"bob\",\"role\":\"admin\"}",
+                 "bad_request", "req_id", "3");
+    expect_error("{\"type\":\"set_role\","
+                 "\"conversation_id\":\"g:x\",\"user_id\":\"bob\","
+                 "\"role\":\"admin\"}", "bad_request", NULL, NULL);
+}
+
+
 static void
 test_bad_frames(void)
 {
@@ -782,6 +825,7 @@ main(void)
     test_sync_history();
     test_lists();
     test_groups();
+    test_set_role();
     test_bad_frames();
     test_send_fast();
     test_record_failed();

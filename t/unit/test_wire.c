@@ -221,6 +221,58 @@ test_presence(void)
 }
 
 
+/* the revocations: chat:revoked's fields, chat:control's messages */
+static void
+test_control(void)
+{
+    char                     buf[NGX_CHAT_WIRE_CONTROL_MAX];
+    char                     field[NGX_CHAT_WIRE_REVOKED_FIELD_MAX];
+    size_t                   n;
+    ngx_chat_wire_control_t  ev;
+
+    n = ngx_chat_wire_revoked_field(field, "alice", 5, NULL, 0);
+    CHECK(n == 5 && strcmp(field, "alice") == 0, "%s", field);
+    n = ngx_chat_wire_revoked_field(field, "alice", 5, "phone", 5);
+    CHECK(n == 11 && strcmp(field, "alice phone") == 0, "%s", field);
+
+    n = ngx_chat_wire_control_revoke(buf, "alice", 5, NULL, 0,
+                                     1714128000123);
+    CHECK(n == 28 && memcmp(buf, "revoke alice - 1714128000123", n) == 0,
+          "%.*s", (int) n, buf);
+    CHECK(ngx_chat_wire_control_parse(buf, n, &ev)
+          && ev.type == NGX_CHAT_WIRE_CONTROL_REVOKE
+          && ev.user_len == 5 && memcmp(ev.user, "alice", 5) == 0
+          && ev.dev == NULL && ev.ms == 1714128000123, "parse every device");
+
+    n = ngx_chat_wire_control_revoke(buf, "bob", 3, "phone", 5, 7);
+    CHECK(n == 18 && memcmp(buf, "revoke bob phone 7", n) == 0, "%.*s",
+          (int) n, buf);
+    CHECK(ngx_chat_wire_control_parse(buf, n, &ev) && ev.dev_len == 5
+          && memcmp(ev.dev, "phone", 5) == 0 && ev.ms == 7, "parse device");
+
+    CHECK(!ngx_chat_wire_control_parse("kick bob - 1", 12, &ev), "type");
+    CHECK(!ngx_chat_wire_control_parse("revoke b:b - 1", 14, &ev), "user");
+    CHECK(!ngx_chat_wire_control_parse("revoke bob p:p 1", 16, &ev),
+          "device");
+    CHECK(!ngx_chat_wire_control_parse("revoke bob -", 12, &ev), "no time");
+    CHECK(!ngx_chat_wire_control_parse("revoke bob - ", 13, &ev),
+          "empty time");
+    CHECK(!ngx_chat_wire_control_parse("revoke bob - 1x", 15, &ev),
+          "not a number");
+    CHECK(!ngx_chat_wire_control_parse("revoke bob - 1 2", 16, &ev),
+          "two times");
+
+    /* a token is revoked unless issued after the revocation: its iat in
+     * seconds, the revocation's time in ms */
+    CHECK(ngx_chat_wire_revokes(1000500, 1000), "same second: revoked");
+    CHECK(ngx_chat_wire_revokes(1000000, 1000), "the very ms: revoked");
+    CHECK(ngx_chat_wire_revokes(1000500, 999), "issued before: revoked");
+    CHECK(!ngx_chat_wire_revokes(1000500, 1001), "issued after: kept");
+    CHECK(ngx_chat_wire_revokes(1000500, 0), "no iat: revoked");
+    CHECK(!ngx_chat_wire_revokes(1000500, INT64_MAX), "far future: kept");
+}
+
+
 /* every record of a payload: "<type>:<sids>:<body>|..." */
 static int
 dump(const char *payload, size_t len, char *out, size_t size)
@@ -423,6 +475,7 @@ main(void)
     test_record_common();
     test_keys_sessions();
     test_presence();
+    test_control();
     test_payload();
     test_records();
 

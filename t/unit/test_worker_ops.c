@@ -36,7 +36,9 @@
 static bool
 not_yet(int op)
 {
-    return op == NGX_CHAT_WIRE_OP_REVOKE;
+    (void) op;
+
+    return false;
 }
 
 
@@ -530,6 +532,192 @@ test_group(void)
 }
 
 
+/* an operator's record: admin, ts, no session */
+#define OPERATOR  "\"admin\":\"root\",\"ts\":1700000000000"
+
+
+/* which records an operator may send, and what a session may not */
+static void
+test_operator_parse(void)
+{
+    chat_request_t  r;
+
+    check(parse(&r, "{\"op\":\"revoke\"," OPERATOR ",\"user\":\"bob\"}")
+          == CHAT_PARSE_OK);
+    check_str(r.admin, "root");
+    check_str(r.target, "bob");
+    check(r.target_dev == NULL);
+    check(r.node == NULL && r.sid == NULL);
+    check(r.ts == 1700000000000);
+    /* the admin stands for the user in what is stored */
+    check_str(r.user, "root");
+    check_str(r.dev, CHAT_OPERATOR_DEVICE);
+    chat_request_free(&r);
+
+    check(parse(&r, "{\"op\":\"revoke\"," OPERATOR ",\"user\":\"bob\","
+                    "\"dev\":\"phone\"}") == CHAT_PARSE_OK);
+    check_str(r.target_dev, "phone");
+    chat_request_free(&r);
+
+    /* whatever is wrong drops it: nobody to answer */
+    check(parse(&r, "{\"op\":\"revoke\"," OPERATOR "}") == CHAT_PARSE_DROP);
+    chat_request_free(&r);
+    check(parse(&r, "{\"op\":\"revoke\"," OPERATOR ",\"user\":\"bob\","
+                    "\"dev\":\"-\"}") == CHAT_PARSE_DROP);
+    chat_request_free(&r);
+    check(parse(&r, "{\"op\":\"revoke\",\"admin\":\"r t\",\"ts\":1,"
+                    "\"user\":\"bob\"}") == CHAT_PARSE_DROP);
+    chat_request_free(&r);
+    check(parse(&r, "{\"op\":\"revoke\",\"admin\":\"root\","
+                    "\"user\":\"bob\"}") == CHAT_PARSE_DROP);
+    chat_request_free(&r);
+
+    /* a session's op is no operator's, and the other way round */
+    check(parse(&r, "{\"op\":\"send\"," OPERATOR ",\"conv\":\"dm:a:b\","
+                    "\"cmid\":\"c\",\"body\":\"x\"}") == CHAT_PARSE_DROP);
+    chat_request_free(&r);
+    check(parse(&r, "{\"op\":\"revoke\"," HEAD ",\"user\":\"bob\"}")
+          == CHAT_PARSE_BAD);
+    chat_request_free(&r);
+    check(parse(&r, "{\"op\":\"redact\"," HEAD ",\"conv\":\"g:1\","
+                    "\"message_id\":\"7\"}") == CHAT_PARSE_BAD);
+    chat_request_free(&r);
+
+    /* set_role from either */
+    check(parse(&r, "{\"op\":\"set_role\"," HEAD ",\"req_id\":1,"
+                    "\"conv\":\"g:1\",\"user_id\":\"bob\",\"role\":\"admin\"}")
+          == CHAT_PARSE_OK);
+    check(r.admin == NULL);
+    check_str(r.user, "alice");
+    check_str(r.target, "bob");
+    check_str(r.role, "admin");
+    chat_request_free(&r);
+    check(parse(&r, "{\"op\":\"set_role\"," OPERATOR ",\"conv\":\"g:1\","
+                    "\"user_id\":\"bob\",\"role\":\"member\"}")
+          == CHAT_PARSE_OK);
+    check_str(r.admin, "root");
+    chat_request_free(&r);
+    check(parse(&r, "{\"op\":\"set_role\"," HEAD ",\"req_id\":1,"
+                    "\"conv\":\"g:1\",\"user_id\":\"bob\",\"role\":\"boss\"}")
+          == CHAT_PARSE_BAD);
+    chat_request_free(&r);
+    check(parse(&r, "{\"op\":\"set_role\"," HEAD ",\"req_id\":1,"
+                    "\"conv\":\"dm:alice:bob\",\"user_id\":\"bob\","
+                    "\"role\":\"admin\"}") == CHAT_PARSE_BAD);
+    chat_request_free(&r);
+
+    /* redact: the id as a string of digits or a number */
+    check(parse(&r, "{\"op\":\"redact\"," OPERATOR ",\"conv\":\"g:1\","
+                    "\"message_id\":\"12345678901234567\"}") == CHAT_PARSE_OK);
+    check(r.message_id == 12345678901234567LL);
+    chat_request_free(&r);
+    check(parse(&r, "{\"op\":\"redact\"," OPERATOR ",\"conv\":\"g:1\","
+                    "\"message_id\":9}") == CHAT_PARSE_OK);
+    check(r.message_id == 9);
+    chat_request_free(&r);
+    check(parse(&r, "{\"op\":\"redact\"," OPERATOR ",\"conv\":\"g:1\","
+                    "\"message_id\":\"9x\"}") == CHAT_PARSE_DROP);
+    chat_request_free(&r);
+    check(parse(&r, "{\"op\":\"redact\"," OPERATOR ",\"conv\":\"g:1\","
+                    "\"message_id\":\"-1\"}") == CHAT_PARSE_DROP);
+    chat_request_free(&r);
+    check(parse(&r, "{\"op\":\"redact\"," OPERATOR ",\"message_id\":\"9\"}")
+          == CHAT_PARSE_DROP);
+    chat_request_free(&r);
+}
+
+
+#define ROLE_SYSTEM(by)                                                    \
+    "{\"type\":\"message\",\"message_id\":\"44\",\"conversation_id\":"     \
+    "\"g:1\",\"seq\":4,\"sender_id\":\"" by "\",\"client_msg_id\":null,"   \
+    "\"kind\":\"system\",\"body\":{\"event\":\"role_changed\"},"           \
+    "\"server_ts\":5}\n"
+
+
+static void
+test_operator_rows(void)
+{
+    chat_item_t  *items[1];
+
+    /* an admin's set_role: the group frame to it, the event to all */
+    setup("{\"op\":\"set_role\"," HEAD ",\"req_id\":\"r\",\"conv\":\"g:1\","
+          "\"user_id\":\"bob\",\"role\":\"admin\"}");
+    item.u.group.rc = CHAT_GROUP_DONE;
+    item.u.group.changed = true;
+    item.u.group.name = "T";
+    item.u.group.members = (chat_member_t *) g1;
+    item.u.group.nmembers = 1;
+    item.u.group.msg = (chat_message_t) { "g:1", 4, 44, "alice", NULL,
+                                          "system",
+                                          "{\"event\":\"role_changed\"}", 5,
+                                          NULL };
+    check_str(run(), SESSION "{\"type\":\"group\",\"req_id\":\"r\","
+                     "\"conversation_id\":\"g:1\",\"name\":\"T\","
+                     "\"members\":[{\"user_id\":\"alice\",\"role\":"
+                     "\"admin\"}]}\n"
+                     "@alice " ROLE_SYSTEM("alice")
+                     "@bob " ROLE_SYSTEM("alice"));
+    teardown();
+
+    /* an operator's: nobody to answer, the event to all; a refusal says
+     * nothing to anyone */
+    setup("{\"op\":\"set_role\"," OPERATOR ",\"conv\":\"g:1\","
+          "\"user_id\":\"bob\",\"role\":\"admin\"}");
+    item.u.group.rc = CHAT_GROUP_DONE;
+    item.u.group.changed = true;
+    item.u.group.name = "T";
+    item.u.group.msg = (chat_message_t) { "g:1", 4, 44, "root", NULL,
+                                          "system",
+                                          "{\"event\":\"role_changed\"}", 5,
+                                          NULL };
+    check_str(run(), "@alice " ROLE_SYSTEM("root")
+                     "@bob " ROLE_SYSTEM("root"));
+    teardown();
+
+    setup("{\"op\":\"set_role\"," OPERATOR ",\"conv\":\"g:1\","
+          "\"user_id\":\"bob\",\"role\":\"admin\"}");
+    item.u.group.rc = CHAT_GROUP_FORBIDDEN;
+    check_str(run(), "");
+    chat_answer_error(&out, &req, "internal", "the change failed");
+    check(out.ndeliveries == 0);
+    teardown();
+
+    /* a redaction: its event to every member's devices */
+    fake_reset();
+    setup("{\"op\":\"redact\"," OPERATOR ",\"conv\":\"g:1\","
+          "\"message_id\":\"7\"}");
+    items[0] = &item;
+    check(item.op->store(&ctx, items, 1) == CHAT_STORE_OK);
+    check(item.u.redact.rc == CHAT_REDACT_DONE);
+    check(strstr(run(), "@alice {\"type\":\"message\"") != NULL);
+    check(strstr(got.data, "@bob {\"type\":\"message\"") != NULL);
+    check(strstr(got.data, "\"sender_id\":\"root\"") != NULL);
+    check(strstr(got.data, "@carol") == NULL);
+    teardown();
+
+    setup("{\"op\":\"redact\"," OPERATOR ",\"conv\":\"g:1\","
+          "\"message_id\":\"8\"}");
+    items[0] = &item;
+    check(item.op->store(&ctx, items, 1) == CHAT_STORE_OK);
+    check(item.u.redact.rc == CHAT_REDACT_NOT_FOUND);
+    check_str(run(), "");
+    teardown();
+
+    /* a revocation: stored, then into Redis; no frame anywhere */
+    fake_reset();
+    setup("{\"op\":\"revoke\"," OPERATOR ",\"user\":\"bob\","
+          "\"dev\":\"phone\"}");
+    items[0] = &item;
+    check(item.op->store(&ctx, items, 1) == CHAT_STORE_OK);
+    check_str(chat_buf_cstr(&fake.sent),
+              "stored revoke bob phone 1700000000000 by root\n"
+              "control revoke bob phone 1700000000000 by root\n");
+    check_str(run(), "");
+    teardown();
+    fake_reset();
+}
+
+
 static void
 test_reads(void)
 {
@@ -626,6 +814,8 @@ main(void)
     test_receipt();
     test_typing();
     test_group();
+    test_operator_parse();
+    test_operator_rows();
     test_reads();
 
     chat_buf_free(&got);

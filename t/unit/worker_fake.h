@@ -353,6 +353,73 @@ chat_store_load_members(chat_store_t *st, chat_members_cache_t *c,
 }
 
 
+/* the operators' ops: a revocation is written down; a redaction of
+ * message 7 is done, of any other not found */
+
+chat_store_rc_t
+chat_store_revoke(chat_store_t *st, const chat_request_t *const *reqs,
+    size_t n)
+{
+    size_t  i;
+
+    (void) st;
+
+    fake_trace("revoke", n);
+
+    for (i = 0; i < n; i++) {
+        chat_buf_printf(&fake.sent, "stored revoke %s %s %" PRId64 " by %s\n",
+                        reqs[i]->target,
+                        reqs[i]->target_dev ? reqs[i]->target_dev : "-",
+                        reqs[i]->ts, reqs[i]->admin);
+    }
+
+    return CHAT_STORE_OK;
+}
+
+
+chat_store_rc_t
+chat_store_redact(chat_store_t *st, chat_redact_t *r, chat_arena_t *arena)
+{
+    (void) st;
+    (void) arena;
+
+    fake_trace("redact", 1);
+
+    if (fake_refused(r->req->conv)) {
+        return CHAT_STORE_REFUSED;
+    }
+
+    if (r->req->message_id != 7) {
+        r->rc = CHAT_REDACT_NOT_FOUND;
+        return CHAT_STORE_OK;
+    }
+
+    r->rc = CHAT_REDACT_DONE;
+    r->msg.conv = r->req->conv;
+    r->msg.seq = ++fake.seq;
+    r->msg.message_id = 100 + fake.seq;
+    r->msg.sender = r->req->user;
+    r->msg.kind = "system";
+    r->msg.body = "{\"event\":\"message_redacted\"}";
+    r->msg.server_ts = 5;
+
+    return CHAT_STORE_OK;
+}
+
+
+bool
+chat_control_revoked(chat_control_t *c, const char *admin, const char *user,
+    const char *dev, int64_t ms)
+{
+    (void) c;
+
+    chat_buf_printf(&fake.sent, "control revoke %s %s %" PRId64 " by %s\n",
+                    user, dev ? dev : "-", ms, admin);
+
+    return true;
+}
+
+
 /* the lists of streamed answers */
 
 bool
