@@ -73,6 +73,10 @@ typedef enum {
 ngx_chat_wire_access_t ngx_chat_wire_direct_access(const char *conv,
     size_t len, const char *user, size_t user_len);
 
+/* a message id as clients send it (decimal digits, positive, within
+ * int64): 1 and *id, else 0 */
+int ngx_chat_wire_message_id(const char *p, size_t len, int64_t *id);
+
 /* characters, not bytes, of valid UTF-8: the limits count characters */
 size_t ngx_chat_wire_chars(const char *p, size_t len);
 
@@ -94,6 +98,14 @@ size_t ngx_chat_wire_chars(const char *p, size_t len);
 #define NGX_CHAT_WIRE_JSON_DEPTH_MAX     16
 #define NGX_CHAT_WIRE_GROUP_MEMBERS      256     /* default, creator included */
 #define NGX_CHAT_WIRE_GROUP_MEMBERS_MAX  1024
+
+/* a reaction: 1-32 bytes of UTF-8 */
+#define NGX_CHAT_WIRE_EMOJI_MAX          32
+/* how long after sending its own text message a user may edit it, unless
+ * configured otherwise (seconds) */
+#define NGX_CHAT_WIRE_EDIT_WINDOW        900
+/* a message id on the wire: a string of 1-19 decimal digits */
+#define NGX_CHAT_WIRE_MESSAGE_ID_MAX     19
 
 /* a typing "start" holds this long on the other side unless renewed */
 #define NGX_CHAT_WIRE_TYPING_VALID_MS    6000
@@ -138,6 +150,9 @@ typedef enum {
     NGX_CHAT_WIRE_OP_REVOKE,
     NGX_CHAT_WIRE_OP_CONVERSATIONS,
     NGX_CHAT_WIRE_OP_RECEIPTS,
+    NGX_CHAT_WIRE_OP_EDIT,
+    NGX_CHAT_WIRE_OP_DELETE,
+    NGX_CHAT_WIRE_OP_REACT,
     NGX_CHAT_WIRE_OP_COUNT
 } ngx_chat_wire_op_t;
 
@@ -173,6 +188,16 @@ int ngx_chat_wire_op_find(const char *name, size_t len);
  * very ms, before this message id (a string, as on the client's side) */
 #define NGX_CHAT_WIRE_F_BEFORE_TS        "before_ts"
 #define NGX_CHAT_WIRE_F_BEFORE_ID        "before_message_id"
+/* edit, delete, react: the message they change (its id, as on the
+ * client's side); send: the message it answers */
+#define NGX_CHAT_WIRE_F_TARGET           "target"
+#define NGX_CHAT_WIRE_F_REPLY_TO         "reply_to"
+/* react: the emoji, or null to take one's reaction back */
+#define NGX_CHAT_WIRE_F_EMOJI            "emoji"
+/* edit: the edit window (ms) of the location the edit came through: the
+ * module's configuration decides, the worker checks it against the
+ * original's server_ts */
+#define NGX_CHAT_WIRE_F_WINDOW           "window_ms"
 
 /* the values of "state": a receipt's, then typing's */
 #define NGX_CHAT_WIRE_STATE_DELIVERED    "delivered"
@@ -208,6 +233,7 @@ typedef struct {
     size_t        node_len;
     const char   *sid;
     int64_t       now_ms;
+    int64_t       edit_window_ms;  /* what an edit record carries */
 } ngx_chat_wire_peer_t;
 
 /* the room the common fields take, for a buffer of known size */

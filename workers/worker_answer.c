@@ -57,6 +57,11 @@ chat_answer_send(chat_op_ctx_t *ctx, const chat_item_t *item)
         chat_answer_not_member(ctx, item);
         return;
 
+    case CHAT_SEND_REFUSED:
+        chat_answer_error(ctx->out, item->req, s->error_code,
+                          s->error_message);
+        return;
+
     case CHAT_SEND_NEW:
     case CHAT_SEND_REPLAY:
     case CHAT_SEND_RETRY:

@@ -39,6 +39,10 @@
 
 /* ---- parse: the record's fields of each op ---- */
 
+static bool chat_ops_message_id(chat_request_t *req, const char *field,
+    int64_t *id);
+
+
 static chat_parse_rc_t
 chat_ops_parse_send(chat_request_t *req, char *why, size_t why_size)
 {
@@ -62,8 +66,98 @@ chat_ops_parse_send(chat_request_t *req, char *why, size_t why_size)
         chat_bad("missing or empty body");
     }
 
+    if (!chat_ops_message_id(req, NGX_CHAT_WIRE_F_REPLY_TO, &req->reply_to))
+    {
+        chat_bad("reply_to is not a message id");
+    }
+
     return CHAT_PARSE_OK;
 }
+
+/* an optional message id field (a string of digits): 0 when absent */
+static bool
+chat_ops_message_id(chat_request_t *req, const char *field, int64_t *id)
+{
+    json_t  *v = chat_request_json(req, field);
+
+    *id = 0;
+
+    if (v == NULL || json_is_null(v)) {
+        return true;
+    }
+
+    return json_is_string(v)
+           && ngx_chat_wire_message_id(json_string_value(v),
+                                       json_string_length(v), id);
+}
+
+
+/* edit, delete, react: what a send has but the body, and the target */
+static chat_parse_rc_t
+chat_ops_parse_change(chat_request_t *req, char *why, size_t why_size)
+{
+    json_t  *emoji;
+
+    req->conv = chat_request_string(req, NGX_CHAT_WIRE_F_CONV);
+    req->body = chat_request_string(req, NGX_CHAT_WIRE_F_BODY);
+
+    if (req->cmid == NULL || req->cmid[0] == '\0'
+        || ngx_chat_wire_chars(req->cmid, strlen(req->cmid))
+           > NGX_CHAT_WIRE_CMID_MAX)
+    {
+        req->cmid = NULL;
+        chat_bad("missing or invalid cmid");
+    }
+
+    if (req->conv == NULL || req->conv[0] == '\0') {
+        chat_bad("missing conv");
+    }
+
+    if (!chat_ops_message_id(req, NGX_CHAT_WIRE_F_TARGET, &req->target)
+        || req->target == 0)
+    {
+        chat_bad("missing or invalid target");
+    }
+
+    switch (req->op) {
+
+    case NGX_CHAT_WIRE_OP_EDIT:
+        if (req->body == NULL || req->body[0] == '\0') {
+            chat_bad("missing or empty body");
+        }
+
+        if (!chat_request_int(req, NGX_CHAT_WIRE_F_WINDOW,
+                              (int64_t) NGX_CHAT_WIRE_EDIT_WINDOW * 1000,
+                              &req->window_ms)
+            || req->window_ms < 0)
+        {
+            chat_bad("window_ms is not a duration");
+        }
+
+        break;
+
+    case NGX_CHAT_WIRE_OP_REACT:
+        emoji = chat_request_json(req, NGX_CHAT_WIRE_F_EMOJI);
+        req->emoji = json_string_value(emoji);
+
+        if (!json_is_null(emoji)
+            && (req->emoji == NULL || req->emoji[0] == '\0'
+                || json_string_length(emoji) > NGX_CHAT_WIRE_EMOJI_MAX
+                || strlen(req->emoji) != json_string_length(emoji)))
+        {
+            chat_bad("emoji is not 1-32 bytes or null");
+        }
+
+        break;
+
+    default:
+        req->body = NULL;
+        break;
+    }
+
+    return CHAT_PARSE_OK;
+}
+
 
 
 static chat_parse_rc_t
@@ -359,6 +453,40 @@ chat_ops_store_sends(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
 }
 
 
+/* edit, delete, react: each alone, in its own transaction; the fan-out
+ * needs the members of the group changed */
+static chat_store_rc_t
+chat_ops_store_changes(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
+{
+    chat_send_t      *s;
+    chat_store_rc_t   rc;
+    size_t            i;
+
+    for (i = 0; i < n; i++) {
+        s = &items[i]->u.send;
+        memset(s, 0, sizeof(*s));
+        s->req = items[i]->req;
+        s->direct_forbidden = chat_direct_access(s->req->conv, s->req->user)
+                              == NGX_CHAT_WIRE_FORBIDDEN;
+
+        rc = chat_store_change(ctx->store, s, ctx->arena);
+        if (rc != CHAT_STORE_OK) {
+            return rc;
+        }
+
+        items[i]->replay = s->state == CHAT_SEND_REPLAY;
+
+        if ((s->state == CHAT_SEND_NEW || s->state == CHAT_SEND_REPLAY)
+            && !chat_ops_load(ctx, &s->msg.conv, 1))
+        {
+            return CHAT_STORE_STOPPED;
+        }
+    }
+
+    return CHAT_STORE_OK;
+}
+
+
 /* the messages of convs[from..] that one chunk takes: at least one
  * conversation's, at most CHAT_OPS_SYNC_CHUNK unless one alone has more */
 static size_t
@@ -615,6 +743,44 @@ static const chat_op_t  chat_ops[NGX_CHAT_WIRE_OP_COUNT] = {
         .refused = "the message could not be stored",
         .parse = chat_ops_parse_send,
         .store = chat_ops_store_sends,
+        .answer = chat_answer_send,
+        .fanout = chat_fanout_send
+    },
+
+    /* changes to a message: stored alone where they come, so that a
+     * change sees the messages before it and none after */
+    [NGX_CHAT_WIRE_OP_EDIT] = {
+        .op = NGX_CHAT_WIRE_OP_EDIT,
+        .stage = CHAT_STAGE_MEMBERS,
+        .tag = CHAT_TAG_CMID,
+        .split = false,
+        .refused = "the change could not be stored",
+        .parse = chat_ops_parse_change,
+        .store = chat_ops_store_changes,
+        .answer = chat_answer_send,
+        .fanout = chat_fanout_send
+    },
+
+    [NGX_CHAT_WIRE_OP_DELETE] = {
+        .op = NGX_CHAT_WIRE_OP_DELETE,
+        .stage = CHAT_STAGE_MEMBERS,
+        .tag = CHAT_TAG_CMID,
+        .split = false,
+        .refused = "the change could not be stored",
+        .parse = chat_ops_parse_change,
+        .store = chat_ops_store_changes,
+        .answer = chat_answer_send,
+        .fanout = chat_fanout_send
+    },
+
+    [NGX_CHAT_WIRE_OP_REACT] = {
+        .op = NGX_CHAT_WIRE_OP_REACT,
+        .stage = CHAT_STAGE_MEMBERS,
+        .tag = CHAT_TAG_CMID,
+        .split = false,
+        .refused = "the change could not be stored",
+        .parse = chat_ops_parse_change,
+        .store = chat_ops_store_changes,
         .answer = chat_answer_send,
         .fanout = chat_fanout_send
     },

@@ -27,6 +27,7 @@ typedef struct {
 } chat_pg_statements_t;
 
 extern const chat_pg_statements_t  chat_store_sends_statements;
+extern const chat_pg_statements_t  chat_store_changes_statements;
 extern const chat_pg_statements_t  chat_store_reads_statements;
 extern const chat_pg_statements_t  chat_store_groups_statements;
 extern const chat_pg_statements_t  chat_store_receipts_statements;
@@ -76,7 +77,11 @@ chat_store_rc_t chat_pg_retry(chat_store_t *st, chat_pg_attempt_pt attempt,
 
 #define CHAT_PG_MESSAGE_COLUMNS                                             \
     "conversation_id, seq, message_id, sender_id, client_msg_id, kind, "    \
-    "body, server_ts"
+    "body, server_ts, target_id, reply_to, edited_at, deleted, reactions"
+
+/* how many columns CHAT_PG_MESSAGE_COLUMNS is: what follows it is at
+ * its column plus this */
+#define CHAT_PG_MESSAGE_NCOLUMNS  13
 
 int64_t chat_pg_int(PGresult *res, int row, int col);
 const char *chat_pg_text(PGresult *res, int row, int col);

@@ -59,7 +59,11 @@ typedef struct {
 
     /* the ops' own fields (worker_ops.c) */
     const char          *conv;          /* all but sync */
-    const char          *body;          /* send */
+    const char          *body;          /* send, edit */
+    int64_t              reply_to;      /* send: 0 when absent */
+    int64_t              target;        /* edit, delete, react */
+    const char          *emoji;         /* react: NULL takes it back */
+    int64_t              window_ms;     /* edit: its edit window */
     json_t              *cursors;       /* sync: object or NULL */
     int64_t              limit;         /* history, conversations */
     int64_t              before_seq;    /* history: -1 when absent */

@@ -61,6 +61,18 @@ static const chat_pg_statement_t  chat_sends_sql[] = {
       " WHERE c.id = t.id AND c.kind = 'group'"
       " RETURNING c.id, c.last_seq" },
 
+    /* replies: the messages answered, text messages of the same
+     * conversation (asked only when a send of the batch is a reply) */
+    { "reply_targets",
+      "SELECT t.c, t.r FROM unnest($1::text[], $2::bigint[]) AS t(c, r)"
+      " JOIN messages m ON m.conversation_id = t.c AND m.message_id = t.r"
+      " WHERE m.kind = 'text'" },
+
+    { "set_replies",
+      "UPDATE messages AS m SET reply_to = t.r"
+      " FROM unnest($1::bigint[], $2::bigint[]) AS t(id, r)"
+      " WHERE m.message_id = t.id" },
+
     { "message_ids",
       "SELECT nextval('message_ids') FROM generate_series(1, $1::int)" },
 
@@ -310,9 +322,11 @@ chat_sends_find_stored(chat_store_t *st, chat_send_t **sends, size_t n,
         }
 
         chat_pg_message_keep(&rows[r], arena);
-        partitions[r] = PQgetisnull(res, r, 10)
-                        ? -1 : (int32_t) chat_pg_int(res, r, 10);
-        offsets[r] = PQgetisnull(res, r, 11) ? -1 : chat_pg_int(res, r, 11);
+        partitions[r] = PQgetisnull(res, r, 2 + CHAT_PG_MESSAGE_NCOLUMNS)
+                        ? -1 : (int32_t) chat_pg_int(res, r,
+                                               2 + CHAT_PG_MESSAGE_NCOLUMNS);
+        offsets[r] = PQgetisnull(res, r, 3 + CHAT_PG_MESSAGE_NCOLUMNS)
+                     ? -1 : chat_pg_int(res, r, 3 + CHAT_PG_MESSAGE_NCOLUMNS);
         chat_map_put(&stored, chat_map_pair(arena, rows[r].sender,
                                             rows[r].cmid), r);
     }
@@ -339,6 +353,107 @@ chat_sends_find_stored(chat_store_t *st, chat_send_t **sends, size_t n,
     chat_map_free(&stored);
 
     return CHAT_PG_OK;
+}
+
+
+/* replies to what is not a text message of the same conversation are
+ * refused; none of the batch a reply: nothing is asked */
+static chat_pg_rc_t
+chat_sends_check_replies(chat_store_t *st, chat_send_t **sends, size_t n,
+    chat_arena_t *arena)
+{
+    chat_buf_t   *convs = &st->arrays[0], *targets = &st->arrays[1];
+    const char   *params[2];
+    char          key[24];
+    chat_map_t    found = { 0 };
+    PGresult     *res = NULL;
+    chat_pg_rc_t  rc;
+    size_t        i, asked = 0, dummy;
+    int           row;
+
+    chat_pg_array_begin(convs);
+    chat_pg_array_begin(targets);
+
+    for (i = 0; i < n; i++) {
+        if (sends[i]->state == CHAT_SEND_PENDING && sends[i]->req->reply_to) {
+            chat_pg_array_text(convs, sends[i]->req->conv);
+            chat_pg_array_int(targets, sends[i]->req->reply_to);
+            asked++;
+        }
+    }
+
+    if (asked == 0) {
+        return CHAT_PG_OK;
+    }
+
+    params[0] = chat_pg_array_end(convs);
+    params[1] = chat_pg_array_end(targets);
+
+    rc = chat_pg_run(st, "reply_targets", 2, params, &res);
+    if (rc != CHAT_PG_OK) {
+        return rc;
+    }
+
+    for (row = 0; row < PQntuples(res); row++) {
+        chat_map_put(&found, chat_map_pair(arena, PQgetvalue(res, row, 0),
+                                            PQgetvalue(res, row, 1)), 1);
+    }
+
+    PQclear(res);
+
+    for (i = 0; i < n; i++) {
+        chat_send_t  *s = sends[i];
+
+        if (s->state != CHAT_SEND_PENDING || s->req->reply_to == 0) {
+            continue;
+        }
+
+        snprintf(key, sizeof(key), "%" PRId64, s->req->reply_to);
+
+        if (!chat_map_get(&found, chat_map_pair(arena, s->req->conv, key),
+                          &dummy))
+        {
+            s->state = CHAT_SEND_REFUSED;
+            s->error_code = "bad_request";
+            s->error_message = "reply_to is not a message of this "
+                               "conversation";
+        }
+    }
+
+    chat_map_free(&found);
+
+    return CHAT_PG_OK;
+}
+
+
+/* the replies among the new messages: what each answers */
+static chat_pg_rc_t
+chat_sends_set_replies(chat_store_t *st, chat_send_t **sends, size_t n)
+{
+    chat_buf_t   *ids = &st->arrays[0], *targets = &st->arrays[1];
+    const char   *params[2];
+    size_t        i, asked = 0;
+
+    chat_pg_array_begin(ids);
+    chat_pg_array_begin(targets);
+
+    for (i = 0; i < n; i++) {
+        if (sends[i]->state == CHAT_SEND_NEW && sends[i]->req->reply_to) {
+            sends[i]->msg.reply_to = sends[i]->req->reply_to;
+            chat_pg_array_int(ids, sends[i]->msg.message_id);
+            chat_pg_array_int(targets, sends[i]->req->reply_to);
+            asked++;
+        }
+    }
+
+    if (asked == 0) {
+        return CHAT_PG_OK;
+    }
+
+    params[0] = chat_pg_array_end(ids);
+    params[1] = chat_pg_array_end(targets);
+
+    return chat_pg_run(st, "set_replies", 2, params, NULL);
 }
 
 
@@ -561,6 +676,11 @@ chat_sends_once(chat_store_t *st, chat_send_t **sends, size_t n,
 
     chat_sends_fold(&w, sends, n, arena);
 
+    rc = chat_sends_check_replies(st, sends, n, arena);
+    if (rc != CHAT_PG_OK) {
+        goto done;
+    }
+
     for (i = 0; i < n; i++) {
         if (sends[i]->state == CHAT_SEND_PENDING) {
             chat_conv_slot(&w, sends[i]->req->conv, n)->nnew++;
@@ -628,6 +748,11 @@ chat_sends_once(chat_store_t *st, chat_send_t **sends, size_t n,
         PQclear(res);
 
         rc = chat_sends_insert(st, sends, n, now);
+        if (rc != CHAT_PG_OK) {
+            goto done;
+        }
+
+        rc = chat_sends_set_replies(st, sends, n);
         if (rc != CHAT_PG_OK) {
             goto done;
         }

@@ -20,7 +20,8 @@
 
 
 static const ngx_chat_proto_peer_t  alice = {
-    "alice", 5, "phone", 5, "s1:0", 4, "00000000000000ab", 1714128000123LL
+    "alice", 5, "phone", 5, "s1:0", 4, "00000000000000ab", 1714128000123LL,
+    900000
 };
 
 

@@ -197,7 +197,7 @@ test_frame_text(void)
     size_t           i, j, n = sizeof(strings) / sizeof(strings[0]);
     size_t           len, want_len;
     char            *got, *want;
-    chat_message_t   m = { "dm:a:b", 1, 42, "a", "c1", "text", "x", 5 };
+    chat_message_t   m = { "dm:a:b", 1, 42, "a", "c1", "text", "x", 5, 0, 0, 0, false, NULL };
 
     for (i = 0; i < n; i++) {
         for (j = 0; j < n; j++) {
@@ -240,7 +240,7 @@ static void
 test_frames(void)
 {
     chat_message_t   m = { "dm:alice:bob", 7, 9007199254740993LL, "alice",
-                           "c\"1", "text", "h\u00e9\n", 1714128000123LL };
+                           "c\"1", "text", "h\u00e9\n", 1714128000123LL, 0, 0, 0, false, NULL };
     chat_request_t   req;
     char            *s;
 
