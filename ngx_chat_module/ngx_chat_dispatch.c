@@ -62,7 +62,7 @@ ngx_chat_dispatch_main_conf(void)
 static ngx_int_t
 ngx_chat_dispatch_start(ngx_chat_session_t *s)
 {
-    u_char                 buf[512], sid[NGX_CHAT_WIRE_SID_LEN], *p;
+    u_char                 buf[1024], sid[NGX_CHAT_WIRE_SID_LEN], *p;
     ngx_time_t            *tp;
     ngx_chat_main_conf_t  *mcf;
 

@@ -41,6 +41,8 @@ static int ngx_chat_proto_ping(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_send(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_sync(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_change(ngx_chat_proto_ctx_t *ctx);
+static int ngx_chat_proto_block(ngx_chat_proto_ctx_t *ctx);
+static int ngx_chat_proto_search(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_history(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_conversations(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_receipts(ngx_chat_proto_ctx_t *ctx);
@@ -70,6 +72,9 @@ static const ngx_chat_proto_type_t  ngx_chat_proto_types[] = {
     { "edit", "client_msg_id", 0, ngx_chat_proto_change },
     { "delete", "client_msg_id", 0, ngx_chat_proto_change },
     { "react", "client_msg_id", 0, ngx_chat_proto_change },
+    { "block", "req_id", 1, ngx_chat_proto_block },
+    { "unblock", "req_id", 1, ngx_chat_proto_block },
+    { "search", "req_id", 1, ngx_chat_proto_search },
     { "sync", "req_id", 1, ngx_chat_proto_sync },
     { "history", "req_id", 1, ngx_chat_proto_history },
     { "conversations", "req_id", 1, ngx_chat_proto_conversations },
@@ -332,6 +337,114 @@ ngx_chat_proto_message_id(json_t *value, int64_t *id)
     return json_is_string(value)
            && ngx_chat_wire_message_id(json_string_value(value),
                                        json_string_length(value), id);
+}
+
+
+/* block, unblock: another user, keyed by the user like its reads */
+static int
+ngx_chat_proto_block(ngx_chat_proto_ctx_t *ctx)
+{
+    json_t      *other;
+    const char  *type;
+    int          op;
+
+    other = json_object_get(ctx->frame, "user_id");
+
+    if (!json_is_string(other)
+        || !ngx_chat_wire_valid_id(json_string_value(other),
+                                   json_string_length(other)))
+    {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"user_id\" must be a user id");
+    }
+
+    if (json_string_length(other) == ctx->peer->user_len
+        && memcmp(json_string_value(other), ctx->peer->user,
+                  ctx->peer->user_len) == 0)
+    {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "a user cannot block itself");
+    }
+
+    type = json_string_value(json_object_get(ctx->frame, "type"));
+    op = ngx_chat_wire_op_find(type, strlen(type));
+
+    ctx->record = json_pack("{s:O}", NGX_CHAT_WIRE_F_OTHER, other);
+
+    return ngx_chat_proto_record(ctx, (ngx_chat_wire_op_t) op,
+                                 ctx->peer->user, ctx->peer->user_len);
+}
+
+
+/* search: the query, maybe one conversation, a page */
+static int
+ngx_chat_proto_search(ngx_chat_proto_ctx_t *ctx)
+{
+    char         conv[NGX_CHAT_PROTO_KEY_MAX];
+    size_t       conv_len, chars;
+    int64_t      n, before_id;
+    json_t      *query, *before, *limit;
+
+    query = json_object_get(ctx->frame, "query");
+    before = json_object_get(ctx->frame, "before_id");
+    limit = json_object_get(ctx->frame, "limit");
+
+    if (!json_is_string(query)) {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"query\" must be a string");
+    }
+
+    chars = ngx_chat_wire_chars(json_string_value(query),
+                                json_string_length(query));
+
+    if (chars == 0 || chars > NGX_CHAT_WIRE_QUERY_MAX
+        || memchr(json_string_value(query), '\0', json_string_length(query))
+           != NULL)
+    {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"query\" must be 1-256 characters");
+    }
+
+    if (before && !json_is_null(before)
+        && !ngx_chat_proto_message_id(before, &before_id))
+    {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"before_id\" must be a message id");
+    }
+
+    n = NGX_CHAT_WIRE_SEARCH_LIMIT;
+
+    if (limit && (ngx_chat_proto_seq(limit, &n) != 0
+                  || n < 1 || n > NGX_CHAT_WIRE_SEARCH_MAX))
+    {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"limit\" must be an integer from 1 "
+                                   "to 50");
+    }
+
+    ctx->record = json_pack("{s:O,s:I}", NGX_CHAT_WIRE_F_QUERY, query,
+                            NGX_CHAT_WIRE_F_LIMIT, (json_int_t) n);
+
+    if (ctx->record && ctx->conversation_id
+        && !json_is_null(ctx->conversation_id))
+    {
+        if (ngx_chat_proto_conversation(ctx, ctx->conversation_id, conv,
+                                        &conv_len)
+            != 0)
+        {
+            return -1;
+        }
+
+        json_object_set_new(ctx->record, NGX_CHAT_WIRE_F_CONV,
+                            json_stringn(conv, conv_len));
+    }
+
+    if (ctx->record && before && !json_is_null(before)) {
+        json_object_set(ctx->record, NGX_CHAT_WIRE_F_BEFORE_MID, before);
+    }
+
+    return ngx_chat_proto_record(ctx, NGX_CHAT_WIRE_OP_SEARCH,
+                                 ctx->peer->user, ctx->peer->user_len);
 }
 
 

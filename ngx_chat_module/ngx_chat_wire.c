@@ -28,7 +28,10 @@ static const char  *ngx_chat_wire_ops[NGX_CHAT_WIRE_OP_COUNT] = {
     "receipts",
     "edit",
     "delete",
-    "react"
+    "react",
+    "block",
+    "unblock",
+    "search"
 };
 
 

@@ -107,6 +107,11 @@ size_t ngx_chat_wire_chars(const char *p, size_t len);
 /* a message id on the wire: a string of 1-19 decimal digits */
 #define NGX_CHAT_WIRE_MESSAGE_ID_MAX     19
 
+/* search: a query of 1-256 characters, pages of 1-50 results */
+#define NGX_CHAT_WIRE_QUERY_MAX          256
+#define NGX_CHAT_WIRE_SEARCH_LIMIT       20
+#define NGX_CHAT_WIRE_SEARCH_MAX         50
+
 /* a typing "start" holds this long on the other side unless renewed */
 #define NGX_CHAT_WIRE_TYPING_VALID_MS    6000
 
@@ -153,6 +158,9 @@ typedef enum {
     NGX_CHAT_WIRE_OP_EDIT,
     NGX_CHAT_WIRE_OP_DELETE,
     NGX_CHAT_WIRE_OP_REACT,
+    NGX_CHAT_WIRE_OP_BLOCK,
+    NGX_CHAT_WIRE_OP_UNBLOCK,
+    NGX_CHAT_WIRE_OP_SEARCH,
     NGX_CHAT_WIRE_OP_COUNT
 } ngx_chat_wire_op_t;
 
@@ -198,6 +206,11 @@ int ngx_chat_wire_op_find(const char *name, size_t len);
  * module's configuration decides, the worker checks it against the
  * original's server_ts */
 #define NGX_CHAT_WIRE_F_WINDOW           "window_ms"
+/* block, unblock: the other user */
+#define NGX_CHAT_WIRE_F_OTHER            "other"
+/* search: the query, and where a page ends (before this message id) */
+#define NGX_CHAT_WIRE_F_QUERY            "query"
+#define NGX_CHAT_WIRE_F_BEFORE_MID       "before_id"
 
 /* the values of "state": a receipt's, then typing's */
 #define NGX_CHAT_WIRE_STATE_DELIVERED    "delivered"

@@ -46,9 +46,10 @@ def answer(c, cmid):
                 what="answer to %r" % cmid)
 
 
-def changed(c, kind, target, timeout=T):
+def changed(c, kind, target, cmid=None, timeout=T):
     return want(c, lambda f: f.get("type") == "message"
-                and f.get("kind") == kind and f.get("target_id") == target,
+                and f.get("kind") == kind and f.get("target_id") == target
+                and (cmid is None or f.get("client_msg_id") == cmid),
                 timeout, what="%s of %s" % (kind, target))
 
 
@@ -298,7 +299,7 @@ def test_reactions(stack, clients):
     up, heart = "\U0001F44D", "\u2764\ufe0f"
 
     ok(b, "react", "r1", g, mid, emoji=up)
-    f = changed(a, "reaction", mid)
+    f = changed(a, "reaction", mid, "r1")
     assert f["body"] == {"emoji": up} and f["sender_id"] == bob, f
     # a new one replaces the old
     ok(b, "react", "r2", g, mid, emoji=heart)
@@ -311,7 +312,7 @@ def test_reactions(stack, clients):
 
     # taken back
     ok(b, "react", "r5", g, mid, emoji=None)
-    assert changed(a, "reaction", mid)["body"] == {"emoji": None}
+    assert changed(a, "reaction", mid, "r5")["body"] == {"emoji": None}
     ok(c, "react", "r6", g, mid, emoji=None)
     state = by_id(hist(a, g, "h2"), mid)["reactions"]
     assert state == {up: [alice]}, state
@@ -378,3 +379,156 @@ def test_sync_carries_state(stack, clients):
     assert s2["deleted"] is True and s2["body"] is None
     assert s3["reactions"] == {"ok": [alice]} and s3["reply_to"] == m1
     assert mine[5]["body"] == {"emoji": "ok"}
+
+
+# -- blocking ------------------------------------------------------------------
+
+def block(c, kind, user, rid=None):
+    rid = rid or unique("b")
+    c.send_json({"type": kind, "req_id": rid, "user_id": user})
+    f = want(c, lambda f: f.get("type") in ("blocked", "error")
+             and f.get("req_id") == rid, what="%s answer" % kind)
+    return f
+
+
+def test_block_direct_sends(stack, clients):
+    alice, bob, carol = unique("alice"), unique("bob"), unique("carol")
+    a = clients.add(stack.connect(alice))
+    b = clients.add(stack.connect(bob))
+    send(b, "m0", "before", to=alice)
+
+    f = block(a, "block", bob)
+    assert f["type"] == "blocked" and f["user_ids"] == [bob], f
+    f = block(a, "block", carol)
+    assert f["user_ids"] == sorted([bob, carol]), f
+    # twice: the same list
+    assert block(a, "block", bob)["user_ids"] == sorted([bob, carol])
+
+    send_msg(b, "m1", "blocked?", to=alice)
+    e = answer(b, "m1")
+    assert e["type"] == "error" and e["code"] == "forbidden", e
+    assert stored(stack, "select count(*) from messages where sender_id ="
+                  " '%s' and client_msg_id = 'm1'" % bob) == "0"
+    # the one who blocks may still write
+    send(a, "m2", "I may", to=bob)
+
+    # groups are not affected
+    g = group(a, "G", [bob])
+    send(b, "m3", "in the group", conv=g)
+    assert want(a, lambda f: f.get("type") == "message"
+                and f.get("client_msg_id") == "m3")["body"] == "in the group"
+
+    f = block(a, "unblock", bob)
+    assert f["type"] == "blocked" and f["user_ids"] == [carol], f
+    send(b, "m4", "again", to=alice)
+    assert want(a, lambda f: f.get("type") == "message"
+                and f.get("client_msg_id") == "m4")["body"] == "again"
+
+
+def test_block_bad_frames(stack, clients):
+    alice = unique("alice")
+    a = clients.add(stack.connect(alice))
+    for rid, frame in (("x1", {"user_id": alice}),
+                       ("x2", {"user_id": "bad id"}),
+                       ("x3", {})):
+        frame.update({"type": "block", "req_id": rid})
+        a.send_json(frame)
+        e = want(a, lambda f: f.get("req_id") == rid)
+        assert e["type"] == "error" and e["code"] == "bad_request", e
+    a.send_json({"type": "block", "user_id": "bob"})
+    e = want(a, lambda f: f.get("type") == "error")
+    assert e["code"] == "bad_request", e
+    assert block(a, "unblock", "nobody")["user_ids"] == []
+
+
+# -- search --------------------------------------------------------------------
+
+def search(c, query, rid=None, **kw):
+    rid = rid or unique("s")
+    frame = {"type": "search", "req_id": rid, "query": query}
+    frame.update(kw)
+    c.send_json(frame)
+    return want(c, lambda f: f.get("type") in ("search", "error")
+                and f.get("req_id") == rid, what="search %r" % query)
+
+
+def test_search_finds_pages_and_highlights(stack, clients):
+    alice, bob, dave = unique("alice"), unique("bob"), unique("dave")
+    word = unique("w").replace("_", "")     # a word nobody else uses
+    a = clients.add(stack.connect(alice))
+    conv = dm_id(alice, bob)
+    ids = [send(a, "m%d" % i, "the %s number %d" % (word, i),
+                to=bob)["message_id"] for i in range(5)]
+    send(a, "other", "nothing to see", to=bob)
+
+    r = search(a, word)
+    assert r["type"] == "search" and r["has_more"] is False, r
+    assert [x["message_id"] for x in r["results"]] == ids[::-1]
+    top = r["results"][0]
+    assert top["conversation_id"] == conv and top["kind"] == "text"
+    assert top["body"] == "the %s number 4" % word
+    assert "<b>%s</b>" % word in top["highlight"], top
+
+    # paged newest first
+    p1 = search(a, word, limit=2)
+    assert [x["message_id"] for x in p1["results"]] == ids[:2:-1] \
+        and p1["has_more"] is True, p1
+    p2 = search(a, word, limit=2,
+                before_id=p1["results"][-1]["message_id"])
+    assert [x["message_id"] for x in p2["results"]] == [ids[2], ids[1]]
+    p3 = search(a, word, limit=2,
+                before_id=p2["results"][-1]["message_id"])
+    assert [x["message_id"] for x in p3["results"]] == [ids[0]]
+    assert p3["has_more"] is False
+
+    # within one conversation; another user finds nothing of it
+    assert len(search(a, word, conversation_id=conv)["results"]) == 5
+    d = clients.add(stack.connect(dave))
+    assert search(d, word)["results"] == []
+    e = search(d, word, conversation_id=conv)
+    assert e["type"] == "error" and e["code"] == "forbidden", e
+
+    # an edit is found by its new text only; a deletion is gone
+    ok(a, "edit", "e1", conv, ids[0], body="renamed entirely")
+    ok(a, "delete", "d1", conv, ids[1])
+    found = [x["message_id"] for x in search(a, word)["results"]]
+    assert found == ids[:1:-1], found
+    assert [x["message_id"] for x in search(a, "renamed")["results"]
+            if x["conversation_id"] == conv] == [ids[0]]
+
+
+def test_search_respects_membership(stack, clients):
+    admin, carol = unique("admin"), unique("carol")
+    word = unique("w").replace("_", "")
+    a = clients.add(stack.connect(admin))
+    c = clients.add(stack.connect(carol))
+    g = group(a, "G", [carol])
+    before = send(a, "m1", "%s before" % word, conv=g)["message_id"]
+    rid = unique("rm")
+    a.send_json({"type": "remove_members", "req_id": rid,
+                 "conversation_id": g, "user_ids": [carol]})
+    want(a, lambda f: f.get("type") == "group" and f.get("req_id") == rid)
+    after = send(a, "m2", "%s after" % word, conv=g)["message_id"]
+
+    assert [x["message_id"] for x in search(a, word)["results"]] == \
+        [after, before]
+    # what it could read until its removal, nothing after
+    assert [x["message_id"] for x in search(c, word)["results"]] == [before]
+    assert [x["message_id"] for x in
+            search(c, word, conversation_id=g)["results"]] == [before]
+
+
+def test_search_bad_frames(stack, clients):
+    a = clients.add(stack.connect(unique("alice")))
+    for kw in ({"query": ""}, {"query": "x" * 257}, {"query": 5},
+               {"query": "x", "limit": 0}, {"query": "x", "limit": 51},
+               {"query": "x", "before_id": 5},
+               {"query": "x", "before_id": "x1"}):
+        rid = unique("bad")
+        frame = {"type": "search", "req_id": rid}
+        frame.update(kw)
+        a.send_json(frame)
+        e = want(a, lambda f: f.get("req_id") == rid)
+        assert e["type"] == "error" and e["code"] == "bad_request", (kw, e)
+    # 256 characters (not bytes) are fine
+    assert search(a, "\u00e9" * 256)["type"] == "search"

@@ -220,6 +220,32 @@ chat_answer_receipts(chat_op_ctx_t *ctx, const chat_item_t *item)
 }
 
 
+void
+chat_answer_search(chat_op_ctx_t *ctx, const chat_item_t *item)
+{
+    const chat_request_t  *req = item->req;
+
+    if (item->u.read.search.forbidden) {
+        chat_answer_not_member(ctx, item);
+        return;
+    }
+
+    chat_answer_frame(ctx->out, req,
+                      chat_frame_search(req->req_id, &item->u.read.search));
+}
+
+
+void
+chat_answer_blocked(chat_op_ctx_t *ctx, const chat_item_t *item)
+{
+    const chat_block_t  *b = &item->u.block;
+
+    chat_answer_frame(ctx->out, item->req,
+                      chat_frame_blocked(item->req->req_id, b->blocked,
+                                         b->n));
+}
+
+
 /* the members after the change, or why there was none */
 void
 chat_answer_group(chat_op_ctx_t *ctx, const chat_item_t *item)

@@ -273,6 +273,53 @@ chat_frame_history(json_t *req_id, const char *conv,
 }
 
 
+/* everyone the user blocks */
+json_t *
+chat_frame_blocked(json_t *req_id, const char *const *users, size_t n)
+{
+    json_t  *o = json_object(), *ids = json_array();
+    size_t   i;
+
+    for (i = 0; i < n; i++) {
+        json_array_append_new(ids, json_string(users[i]));
+    }
+
+    json_object_set_new(o, "type", json_string("blocked"));
+    if (req_id) {
+        json_object_set(o, "req_id", req_id);
+    }
+    json_object_set_new(o, "user_ids", ids);
+
+    return o;
+}
+
+
+/* a page of search results, newest first: each a message as history has
+ * it, with its highlight */
+json_t *
+chat_frame_search(json_t *req_id, const chat_search_rows_t *s)
+{
+    json_t  *o = json_object(), *results = json_array(), *m;
+    size_t   i;
+
+    for (i = 0; i < s->n; i++) {
+        m = chat_frame_message_object(&s->rows[i].msg, false);
+        json_object_set_new(m, "highlight",
+                            json_string(s->rows[i].highlight));
+        json_array_append_new(results, m);
+    }
+
+    json_object_set_new(o, "type", json_string("search"));
+    if (req_id) {
+        json_object_set(o, "req_id", req_id);
+    }
+    json_object_set_new(o, "results", results);
+    json_object_set_new(o, "has_more", json_boolean(s->has_more));
+
+    return o;
+}
+
+
 /* one item of a conversations frame; truncated is the sync's */
 json_t *
 chat_frame_conversation_item(const chat_sync_conv_t *c, bool sync)

@@ -31,6 +31,9 @@ json_t *chat_frame_conversation_item(const chat_sync_conv_t *c, bool sync);
 json_t *chat_frame_receipts(json_t *req_id, const char *conv,
     const chat_receipts_rows_t *r);
 json_t *chat_frame_sync_done(json_t *req_id);
+json_t *chat_frame_blocked(json_t *req_id, const char *const *users,
+    size_t n);
+json_t *chat_frame_search(json_t *req_id, const chat_search_rows_t *s);
 char *chat_frame_dump(json_t *frame, size_t *len);
 
 /* the two frames of every message, written straight to bytes (the same

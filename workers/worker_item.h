@@ -39,6 +39,7 @@ typedef struct {
         chat_group_op_t    group;
         chat_receipt_t     receipt;
         chat_repair_t      repair;
+        chat_block_t       block;
         struct {
             bool           allowed;    /* typing: a member may type */
         }                  typing;

@@ -92,6 +92,57 @@ chat_ops_message_id(chat_request_t *req, const char *field, int64_t *id)
 }
 
 
+/* block, unblock: the other user */
+static chat_parse_rc_t
+chat_ops_parse_block(chat_request_t *req, char *why, size_t why_size)
+{
+    req->other = chat_request_string(req, NGX_CHAT_WIRE_F_OTHER);
+
+    if (!chat_valid_id(req->other) || strcmp(req->other, req->user) == 0) {
+        chat_bad("missing or invalid other");
+    }
+
+    return CHAT_PARSE_OK;
+}
+
+
+/* search: a query, maybe one conversation, a page */
+static chat_parse_rc_t
+chat_ops_parse_search(chat_request_t *req, char *why, size_t why_size)
+{
+    size_t  chars;
+
+    req->query = chat_request_string(req, NGX_CHAT_WIRE_F_QUERY);
+    req->conv = chat_request_string(req, NGX_CHAT_WIRE_F_CONV);
+
+    chars = req->query ? ngx_chat_wire_chars(req->query, strlen(req->query))
+                       : 0;
+
+    if (chars == 0 || chars > NGX_CHAT_WIRE_QUERY_MAX) {
+        chat_bad("missing or invalid query");
+    }
+
+    if (req->conv && req->conv[0] == '\0') {
+        chat_bad("empty conv");
+    }
+
+    if (!chat_request_int(req, NGX_CHAT_WIRE_F_LIMIT,
+                          NGX_CHAT_WIRE_SEARCH_LIMIT, &req->limit)
+        || req->limit < 1 || req->limit > NGX_CHAT_WIRE_SEARCH_MAX)
+    {
+        chat_bad("limit out of range");
+    }
+
+    if (!chat_ops_message_id(req, NGX_CHAT_WIRE_F_BEFORE_MID,
+                             &req->before_mid))
+    {
+        chat_bad("before_id is not a message id");
+    }
+
+    return CHAT_PARSE_OK;
+}
+
+
 /* edit, delete, react: what a send has but the body, and the target */
 static chat_parse_rc_t
 chat_ops_parse_change(chat_request_t *req, char *why, size_t why_size)
@@ -487,6 +538,30 @@ chat_ops_store_changes(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
 }
 
 
+/* block, unblock: each alone, so that the sends after it in the batch
+ * meet it */
+static chat_store_rc_t
+chat_ops_store_block(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
+{
+    chat_block_t     *b;
+    chat_store_rc_t   rc;
+    size_t            i;
+
+    for (i = 0; i < n; i++) {
+        b = &items[i]->u.block;
+        memset(b, 0, sizeof(*b));
+        b->req = items[i]->req;
+
+        rc = chat_store_block(ctx->store, b, ctx->arena);
+        if (rc != CHAT_STORE_OK) {
+            return rc;
+        }
+    }
+
+    return CHAT_STORE_OK;
+}
+
+
 /* the messages of convs[from..] that one chunk takes: at least one
  * conversation's, at most CHAT_OPS_SYNC_CHUNK unless one alone has more */
 static size_t
@@ -783,6 +858,42 @@ static const chat_op_t  chat_ops[NGX_CHAT_WIRE_OP_COUNT] = {
         .store = chat_ops_store_changes,
         .answer = chat_answer_send,
         .fanout = chat_fanout_send
+    },
+
+    [NGX_CHAT_WIRE_OP_BLOCK] = {
+        .op = NGX_CHAT_WIRE_OP_BLOCK,
+        .stage = CHAT_STAGE_MEMBERS,
+        .tag = CHAT_TAG_REQ_ID,
+        .split = false,
+        .refused = "the change failed",
+        .parse = chat_ops_parse_block,
+        .store = chat_ops_store_block,
+        .answer = chat_answer_blocked,
+        .fanout = NULL
+    },
+
+    [NGX_CHAT_WIRE_OP_UNBLOCK] = {
+        .op = NGX_CHAT_WIRE_OP_UNBLOCK,
+        .stage = CHAT_STAGE_MEMBERS,
+        .tag = CHAT_TAG_REQ_ID,
+        .split = false,
+        .refused = "the change failed",
+        .parse = chat_ops_parse_block,
+        .store = chat_ops_store_block,
+        .answer = chat_answer_blocked,
+        .fanout = NULL
+    },
+
+    [NGX_CHAT_WIRE_OP_SEARCH] = {
+        .op = NGX_CHAT_WIRE_OP_SEARCH,
+        .stage = CHAT_STAGE_READ,
+        .tag = CHAT_TAG_REQ_ID,
+        .split = true,
+        .refused = "the request failed",
+        .parse = chat_ops_parse_search,
+        .store = chat_ops_store_reads,
+        .answer = chat_answer_search,
+        .fanout = NULL
     },
 
     [NGX_CHAT_WIRE_OP_SYNC] = {

@@ -28,6 +28,8 @@ typedef struct {
 
 extern const chat_pg_statements_t  chat_store_sends_statements;
 extern const chat_pg_statements_t  chat_store_changes_statements;
+extern const chat_pg_statements_t  chat_store_blocks_statements;
+extern const chat_pg_statements_t  chat_store_search_statements;
 extern const chat_pg_statements_t  chat_store_reads_statements;
 extern const chat_pg_statements_t  chat_store_groups_statements;
 extern const chat_pg_statements_t  chat_store_receipts_statements;
@@ -62,6 +64,10 @@ void chat_pg_disconnect(chat_store_t *st);
 chat_pg_rc_t chat_pg_run(chat_store_t *st, const char *stmt, int nparams,
     const char *const *params, PGresult **out);
 chat_pg_rc_t chat_pg_command(chat_store_t *st, const char *sql);
+
+/* the search read of chat_store_reads (worker_store_search.c) */
+chat_pg_rc_t chat_read_search(chat_store_t *st, chat_read_t *read,
+    chat_arena_t *arena);
 
 /*
  * Runs one kind of transaction until it commits: the connection is waited

@@ -64,6 +64,9 @@ typedef struct {
     int64_t              target;        /* edit, delete, react */
     const char          *emoji;         /* react: NULL takes it back */
     int64_t              window_ms;     /* edit: its edit window */
+    const char          *other;         /* block, unblock: a valid id */
+    const char          *query;         /* search; conv may be NULL */
+    int64_t              before_mid;    /* search: 0 when absent */
     json_t              *cursors;       /* sync: object or NULL */
     int64_t              limit;         /* history, conversations */
     int64_t              before_seq;    /* history: -1 when absent */

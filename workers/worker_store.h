@@ -7,6 +7,8 @@
  *   worker_store_sends.c     chat_store_sends: a batch's messages
  *   worker_store_changes.c   chat_store_change: edits, deletions and
  *                            reactions
+ *   worker_store_blocks.c    chat_store_block: whom a user blocks
+ *   worker_store_search.c    the search read (one of chat_store_reads')
  *   worker_store_reads.c     chat_store_reads: history, sync, the
  *                            conversation list and the receipts
  *   worker_store_groups.c    chat_store_group_op: membership changes
@@ -170,12 +172,27 @@ typedef struct {
     size_t                n;
 } chat_receipts_rows_t;
 
+/* a search result: the message as it is now, and its text with the
+ * matches marked */
+typedef struct {
+    chat_message_t   msg;
+    const char      *highlight;
+} chat_search_row_t;
+
+typedef struct {
+    bool                forbidden;  /* a conversation never the user's */
+    chat_search_row_t  *rows;       /* newest first */
+    size_t              n;
+    bool                has_more;
+} chat_search_rows_t;
+
 typedef struct {
     const chat_request_t  *req;     /* sync, history, conversations,
-                                     * receipts */
+                                     * receipts, search */
     chat_history_rows_t    history;
     chat_sync_rows_t       sync;    /* sync and conversations */
     chat_receipts_rows_t   receipts;
+    chat_search_rows_t     search;
 } chat_read_t;
 
 /* the reads of a batch from one snapshot, in order; the rows live in the
@@ -193,6 +210,20 @@ chat_store_rc_t chat_store_reads(chat_store_t *st, chat_read_t **reads,
  */
 chat_store_rc_t chat_store_sync_messages(chat_store_t *st,
     chat_sync_conv_t *convs, size_t n, chat_sync_rows_t *s,
+    chat_arena_t *arena);
+
+
+/* ---- blocks ---- */
+
+/* a block or unblock, in its own transaction: the user's whole list
+ * after it, by user id */
+typedef struct {
+    const chat_request_t  *req;
+    const char           **blocked;
+    size_t                 n;
+} chat_block_t;
+
+chat_store_rc_t chat_store_block(chat_store_t *st, chat_block_t *b,
     chat_arena_t *arena);
 
 

@@ -57,7 +57,8 @@ static const chat_pg_statement_t  chat_changes_sql[] = {
     /* the text goes from the store, not only from what is shown: the
      * message's and its edits' */
     { "change_erase",
-      "UPDATE messages SET body = NULL, deleted = true, reactions = NULL"
+      "UPDATE messages SET body = NULL, deleted = (message_id = $1),"
+      " reactions = NULL"
       " WHERE message_id = $1 OR (target_id = $1 AND kind = 'edit')" },
 
     { "change_unreact_all",

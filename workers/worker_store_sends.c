@@ -61,6 +61,11 @@ static const chat_pg_statement_t  chat_sends_sql[] = {
       " WHERE c.id = t.id AND c.kind = 'group'"
       " RETURNING c.id, c.last_seq" },
 
+    /* direct sends whose recipient blocks the sender */
+    { "blocked_sends",
+      "SELECT t.r, t.s FROM unnest($1::text[], $2::text[]) AS t(r, s)"
+      " JOIN blocks b ON b.user_id = t.r AND b.blocked_id = t.s" },
+
     /* replies: the messages answered, text messages of the same
      * conversation (asked only when a send of the batch is a reply) */
     { "reply_targets",
@@ -351,6 +356,84 @@ chat_sends_find_stored(chat_store_t *st, chat_send_t **sends, size_t n,
     }
 
     chat_map_free(&stored);
+
+    return CHAT_PG_OK;
+}
+
+
+/* a direct send to a user who blocks its sender is forbidden; group
+ * messages are not affected */
+static chat_pg_rc_t
+chat_sends_check_blocks(chat_store_t *st, chat_send_t **sends, size_t n,
+    chat_arena_t *arena)
+{
+    chat_buf_t   *rcpts = &st->arrays[0], *senders = &st->arrays[1];
+    const char   *params[2], *rcpt;
+    char          a[NGX_CHAT_WIRE_ID_MAX + 1], b[NGX_CHAT_WIRE_ID_MAX + 1];
+    chat_map_t    blocked = { 0 };
+    PGresult     *res = NULL;
+    chat_pg_rc_t  rc;
+    size_t        i, asked = 0, dummy;
+    int           row;
+
+    chat_pg_array_begin(rcpts);
+    chat_pg_array_begin(senders);
+
+    for (i = 0; i < n; i++) {
+        if (sends[i]->state == CHAT_SEND_PENDING
+            && chat_parse_dm(sends[i]->req->conv, a, b)
+            && strcmp(a, b) != 0)
+        {
+            rcpt = strcmp(a, sends[i]->req->user) == 0 ? b : a;
+            chat_pg_array_text(rcpts, rcpt);
+            chat_pg_array_text(senders, sends[i]->req->user);
+            asked++;
+        }
+    }
+
+    if (asked == 0) {
+        return CHAT_PG_OK;
+    }
+
+    params[0] = chat_pg_array_end(rcpts);
+    params[1] = chat_pg_array_end(senders);
+
+    rc = chat_pg_run(st, "blocked_sends", 2, params, &res);
+    if (rc != CHAT_PG_OK) {
+        return rc;
+    }
+
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return CHAT_PG_OK;
+    }
+
+    for (row = 0; row < PQntuples(res); row++) {
+        chat_map_put(&blocked, chat_map_pair(arena, PQgetvalue(res, row, 0),
+                                              PQgetvalue(res, row, 1)), 1);
+    }
+
+    PQclear(res);
+
+    for (i = 0; i < n; i++) {
+        chat_send_t  *s = sends[i];
+
+        if (s->state != CHAT_SEND_PENDING
+            || !chat_parse_dm(s->req->conv, a, b) || strcmp(a, b) == 0)
+        {
+            continue;
+        }
+
+        rcpt = strcmp(a, s->req->user) == 0 ? b : a;
+
+        if (chat_map_get(&blocked, chat_map_pair(arena, rcpt, s->req->user),
+                         &dummy))
+        {
+            s->state = CHAT_SEND_FORBIDDEN;
+        }
+    }
+
+    chat_map_free(&blocked);
 
     return CHAT_PG_OK;
 }
@@ -675,6 +758,11 @@ chat_sends_once(chat_store_t *st, chat_send_t **sends, size_t n,
     }
 
     chat_sends_fold(&w, sends, n, arena);
+
+    rc = chat_sends_check_blocks(st, sends, n, arena);
+    if (rc != CHAT_PG_OK) {
+        goto done;
+    }
 
     rc = chat_sends_check_replies(st, sends, n, arena);
     if (rc != CHAT_PG_OK) {

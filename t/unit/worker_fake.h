@@ -235,6 +235,25 @@ chat_store_sync_messages(chat_store_t *st, chat_sync_conv_t *convs, size_t n,
 }
 
 
+/* a block or unblock: the list is the other user alone, or empty */
+chat_store_rc_t
+chat_store_block(chat_store_t *st, chat_block_t *b, chat_arena_t *arena)
+{
+    (void) st;
+
+    fake_trace("block", 1);
+
+    b->blocked = chat_arena_alloc(arena, sizeof(char *));
+    b->n = 0;
+
+    if (b->req->op == NGX_CHAT_WIRE_OP_BLOCK) {
+        b->blocked[b->n++] = b->req->other;
+    }
+
+    return CHAT_STORE_OK;
+}
+
+
 /* an edit, delete or react: see the script above */
 chat_store_rc_t
 chat_store_change(chat_store_t *st, chat_send_t *s, chat_arena_t *arena)
