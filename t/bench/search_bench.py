@@ -4,8 +4,10 @@ takes in PostgreSQL.
 
 Starts a PostgreSQL of its own with t/stack.sh (the project's migrations
 applied, nothing else started), fills it with generate_series (10,000 group
-conversations of 100 messages each, 8 words a message out of 20,000, the
-word "hello" in every tenth message and "zebra" in ten messages in all),
+conversations of 100 messages each, their activity interleaved in time as
+in real life: message n goes to conversation n mod 10,000; 8 words a
+message out of 20,000, the word "hello" in every tenth message and "zebra"
+in ten messages in all),
 then runs the statement "search" exactly as workers/worker_store_search.c
 prepares it (its text is read from that file) under EXPLAIN ANALYZE, each
 case RUNS times, and prints the median and worst execution time.
@@ -94,12 +96,13 @@ INSERT INTO members (conversation_id, user_id, role, joined_seq, removed_seq)
 SELECT 'g:' || c, 'left', 'member', 1, 50 FROM generate_series(1, 500) AS c;
 INSERT INTO messages (conversation_id, seq, sender_id, device_id,
                       client_msg_id, kind, body, server_ts)
-SELECT 'g:' || ((g - 1) / {per} + 1), (g - 1) % {per} + 1,
+SELECT 'g:' || ((g - 1) % {nconv} + 1), (g - 1) / {nconv} + 1,
        'u' || (g % 997), 'd', 'b' || g, 'text',
        array_to_string(ARRAY(
            SELECT 'w' || floor(random() * 20000)::int
            FROM generate_series(1, 8) WHERE g > 0), ' ')
-       || CASE WHEN g % 10 = 0 THEN ' hello' ELSE '' END
+       || CASE WHEN ((g - 1) / {nconv} + g) % 10 = 0 THEN ' hello'
+               ELSE '' END
        || CASE WHEN g % ({n} / 10) = 7 THEN ' zebra' ELSE '' END,
        1714128000000 + g
 FROM generate_series(1, {n}) AS g;
