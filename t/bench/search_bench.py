@@ -18,8 +18,10 @@ conversations at their 50th message.
 
     flock /tmp/ngx-chat-stack.lock python3 t/bench/search_bench.py
 
-MESSAGES (default 1000000) and RUNS (default 5) change the size; KEEP=1
-keeps the scratch directory (and its database) for a look.
+MESSAGES (default 1000000) and RUNS (default 5) change the size;
+LAYOUT=contiguous gives each conversation a run of consecutive message ids
+instead (the worst case for a user whose conversations are all old);
+KEEP=1 keeps the scratch directory (and its database) for a look.
 """
 
 import os
@@ -35,6 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 MESSAGES = int(os.environ.get("MESSAGES", "1000000"))
 RUNS = int(os.environ.get("RUNS", "5"))
+LAYOUT = os.environ.get("LAYOUT", "interleaved")
 PER_CONV = 100
 
 
@@ -96,7 +99,7 @@ INSERT INTO members (conversation_id, user_id, role, joined_seq, removed_seq)
 SELECT 'g:' || c, 'left', 'member', 1, 50 FROM generate_series(1, 500) AS c;
 INSERT INTO messages (conversation_id, seq, sender_id, device_id,
                       client_msg_id, kind, body, server_ts)
-SELECT 'g:' || ((g - 1) % {nconv} + 1), (g - 1) / {nconv} + 1,
+SELECT 'g:' || {conv_of_g}, {seq_of_g},
        'u' || (g % 997), 'd', 'b' || g, 'text',
        array_to_string(ARRAY(
            SELECT 'w' || floor(random() * 20000)::int
@@ -125,7 +128,15 @@ def main():
     try:
         pg = Pg(port)
         nconv = MESSAGES // PER_CONV
-        pg.run(FILL.format(per=PER_CONV, nconv=nconv, n=MESSAGES))
+        if LAYOUT == "contiguous":
+            conv_of_g, seq_of_g = ("((g - 1) / %d + 1)" % PER_CONV,
+                                   "((g - 1) %% %d + 1)" % PER_CONV)
+        else:
+            conv_of_g, seq_of_g = ("((g - 1) %% %d + 1)" % nconv,
+                                   "((g - 1) / %d + 1)" % nconv)
+        pg.run(FILL.format(per=PER_CONV, nconv=nconv, n=MESSAGES,
+                           conv_of_g=conv_of_g, seq_of_g=seq_of_g))
+        print("layout %s" % LAYOUT)
         fill_s = time.monotonic() - t0
         total = pg.run("SELECT count(*) FROM messages").strip()
         size = pg.run("SELECT pg_size_pretty(pg_relation_size("
