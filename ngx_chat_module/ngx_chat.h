@@ -110,6 +110,7 @@ typedef struct {
     size_t                     send_buffer;
     ngx_msec_t                 send_timeout;
     ngx_msec_t                 heartbeat;
+    ngx_msec_t                 edit_window; /* own messages editable */
     ngx_uint_t                 rate;        /* client frames per second */
     ngx_uint_t                 burst;
     ngx_uint_t                 rate_strikes;

@@ -77,7 +77,7 @@ ngx_chat_dispatch_main_conf(void)
 static ngx_int_t
 ngx_chat_dispatch_start(ngx_chat_session_t *s)
 {
-    u_char                 buf[512], sid[NGX_CHAT_WIRE_SID_LEN], *p;
+    u_char                 buf[1024], sid[NGX_CHAT_WIRE_SID_LEN], *p;
     ngx_time_t            *tp;
     ngx_chat_main_conf_t  *mcf;
 
@@ -98,6 +98,7 @@ ngx_chat_dispatch_start(ngx_chat_session_t *s)
                      "\"device_id\":\"%V\",\"session_id\":\"%*s\","
                      "\"server_id\":\"%V\",\"node\":\"%V\","
                      "\"heartbeat_s\":%M,\"max_message_bytes\":%uz,"
+                     "\"edit_window_s\":%M,"
                      "\"features\":" NGX_CHAT_PROTO_FEATURES ","
                      "\"server_ts\":%M}",
                      ngx_chat_session_user(s), ngx_chat_session_device(s),
@@ -105,6 +106,7 @@ ngx_chat_dispatch_start(ngx_chat_session_t *s)
                      ngx_chat_session_sid(s, sid), &mcf->server_id,
                      &mcf->node,
                      s->conf->heartbeat / 1000, s->conf->max_message,
+                     s->conf->edit_window / 1000,
                      (ngx_msec_t) tp->sec * 1000 + tp->msec);
 
     if (ngx_chat_session_send_text(s, buf, p - buf) != NGX_OK) {
@@ -146,6 +148,7 @@ ngx_chat_dispatch_message(ngx_chat_session_t *s, ngx_uint_t opcode,
     peer.sid = (char *) ngx_chat_session_sid(s, sid);
     peer.now_ms = (int64_t) tp->sec * 1000 + tp->msec;
     peer.media = ngx_chat_media_conf();
+    peer.edit_window_ms = (int64_t) s->conf->edit_window;
 
     ngx_chat_proto_handle(&peer, (char *) data, len, &res);
 

@@ -195,6 +195,13 @@ static ngx_command_t  ngx_chat_commands[] = {
       offsetof(ngx_chat_loc_conf_t, heartbeat),
       NULL },
 
+    { ngx_string("chat_edit_window"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_chat_loc_conf_t, edit_window),
+      NULL },
+
     { ngx_string("chat_rate"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -441,6 +448,7 @@ ngx_chat_create_loc_conf(ngx_conf_t *cf)
     conf->send_buffer = NGX_CONF_UNSET_SIZE;
     conf->send_timeout = NGX_CONF_UNSET_MSEC;
     conf->heartbeat = NGX_CONF_UNSET_MSEC;
+    conf->edit_window = NGX_CONF_UNSET_MSEC;
     conf->rate = NGX_CONF_UNSET_UINT;
     conf->burst = NGX_CONF_UNSET_UINT;
     conf->rate_strikes = NGX_CONF_UNSET_UINT;
@@ -478,6 +486,8 @@ ngx_chat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->max_frames, prev->max_frames,
                               ngx_max(64, conf->max_message / 16));
     ngx_conf_merge_msec_value(conf->heartbeat, prev->heartbeat, 30000);
+    ngx_conf_merge_msec_value(conf->edit_window, prev->edit_window,
+                              NGX_CHAT_WIRE_EDIT_WINDOW * 1000);
 
     /*
      * a person types a few frames a second: these leave room for a bot,

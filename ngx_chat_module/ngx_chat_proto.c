@@ -43,6 +43,9 @@ typedef struct {
 static int ngx_chat_proto_ping(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_send(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_sync(ngx_chat_proto_ctx_t *ctx);
+static int ngx_chat_proto_change(ngx_chat_proto_ctx_t *ctx);
+static int ngx_chat_proto_block(ngx_chat_proto_ctx_t *ctx);
+static int ngx_chat_proto_search(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_history(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_conversations(ngx_chat_proto_ctx_t *ctx);
 static int ngx_chat_proto_receipts(ngx_chat_proto_ctx_t *ctx);
@@ -66,12 +69,19 @@ static int ngx_chat_proto_conversation(ngx_chat_proto_ctx_t *ctx,
 static int ngx_chat_proto_record(ngx_chat_proto_ctx_t *ctx,
     ngx_chat_wire_op_t op, const char *key, size_t key_len);
 static int ngx_chat_proto_seq(json_t *value, int64_t *seq);
+static int ngx_chat_proto_message_id(json_t *value, int64_t *id);
 static int ngx_chat_proto_too_deep(const char *text, size_t len);
 
 
 static const ngx_chat_proto_type_t  ngx_chat_proto_types[] = {
     { "ping", "req_id", 0, ngx_chat_proto_ping },
     { "send", "client_msg_id", 0, ngx_chat_proto_send },
+    { "edit", "client_msg_id", 0, ngx_chat_proto_change },
+    { "delete", "client_msg_id", 0, ngx_chat_proto_change },
+    { "react", "client_msg_id", 0, ngx_chat_proto_change },
+    { "block", "req_id", 1, ngx_chat_proto_block },
+    { "unblock", "req_id", 1, ngx_chat_proto_block },
+    { "search", "req_id", 1, ngx_chat_proto_search },
     { "sync", "req_id", 1, ngx_chat_proto_sync },
     { "history", "req_id", 1, ngx_chat_proto_history },
     { "conversations", "req_id", 1, ngx_chat_proto_conversations },
@@ -257,7 +267,8 @@ ngx_chat_proto_send(ngx_chat_proto_ctx_t *ctx)
 {
     char         conv[NGX_CHAT_PROTO_KEY_MAX];
     size_t       conv_len, i, k;
-    json_t      *cmid, *body, *to, *cid, *att, *id;
+    int64_t      reply_to;
+    json_t      *cmid, *body, *to, *cid, *att, *id, *reply;
 
     cmid = json_object_get(ctx->frame, "client_msg_id");
     body = json_object_get(ctx->frame, "body");
@@ -348,6 +359,15 @@ ngx_chat_proto_send(ngx_chat_proto_ctx_t *ctx)
         return -1;
     }
 
+    reply = json_object_get(ctx->frame, "reply_to");
+
+    if (reply && !json_is_null(reply)
+        && !ngx_chat_proto_message_id(reply, &reply_to))
+    {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"reply_to\" must be a message id");
+    }
+
     ctx->record = json_pack("{s:s#,s:O,s:o}",
                             NGX_CHAT_WIRE_F_CONV, conv, conv_len,
                             NGX_CHAT_WIRE_F_CMID, cmid,
@@ -358,7 +378,231 @@ ngx_chat_proto_send(ngx_chat_proto_ctx_t *ctx)
         json_object_set(ctx->record, NGX_CHAT_WIRE_F_ATTACHMENTS, att);
     }
 
+    if (ctx->record && reply && !json_is_null(reply)) {
+        json_object_set(ctx->record, NGX_CHAT_WIRE_F_REPLY_TO, reply);
+    }
+
     return ngx_chat_proto_record(ctx, NGX_CHAT_WIRE_OP_SEND, conv, conv_len);
+}
+
+
+/* a message id as the client names it: a string of digits */
+static int
+ngx_chat_proto_message_id(json_t *value, int64_t *id)
+{
+    return json_is_string(value)
+           && ngx_chat_wire_message_id(json_string_value(value),
+                                       json_string_length(value), id);
+}
+
+
+/* block, unblock: another user, keyed by the user like its reads */
+static int
+ngx_chat_proto_block(ngx_chat_proto_ctx_t *ctx)
+{
+    json_t      *other;
+    const char  *type;
+    int          op;
+
+    other = json_object_get(ctx->frame, "user_id");
+
+    if (!json_is_string(other)
+        || !ngx_chat_wire_valid_id(json_string_value(other),
+                                   json_string_length(other)))
+    {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"user_id\" must be a user id");
+    }
+
+    if (json_string_length(other) == ctx->peer->user_len
+        && memcmp(json_string_value(other), ctx->peer->user,
+                  ctx->peer->user_len) == 0)
+    {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "a user cannot block itself");
+    }
+
+    type = json_string_value(json_object_get(ctx->frame, "type"));
+    op = ngx_chat_wire_op_find(type, strlen(type));
+
+    ctx->record = json_pack("{s:O}", NGX_CHAT_WIRE_F_OTHER, other);
+
+    return ngx_chat_proto_record(ctx, (ngx_chat_wire_op_t) op,
+                                 ctx->peer->user, ctx->peer->user_len);
+}
+
+
+/* search: the query, maybe one conversation, a page */
+static int
+ngx_chat_proto_search(ngx_chat_proto_ctx_t *ctx)
+{
+    char         conv[NGX_CHAT_PROTO_KEY_MAX];
+    size_t       conv_len, chars;
+    int64_t      n, before_id;
+    json_t      *query, *before, *limit;
+
+    query = json_object_get(ctx->frame, "query");
+    before = json_object_get(ctx->frame, "before_id");
+    limit = json_object_get(ctx->frame, "limit");
+
+    if (!json_is_string(query)) {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"query\" must be a string");
+    }
+
+    chars = ngx_chat_wire_chars(json_string_value(query),
+                                json_string_length(query));
+
+    if (chars == 0 || chars > NGX_CHAT_WIRE_QUERY_MAX
+        || memchr(json_string_value(query), '\0', json_string_length(query))
+           != NULL)
+    {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"query\" must be 1-256 characters");
+    }
+
+    if (before && !json_is_null(before)
+        && !ngx_chat_proto_message_id(before, &before_id))
+    {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"before_id\" must be a message id");
+    }
+
+    n = NGX_CHAT_WIRE_SEARCH_LIMIT;
+
+    if (limit && (ngx_chat_proto_seq(limit, &n) != 0
+                  || n < 1 || n > NGX_CHAT_WIRE_SEARCH_MAX))
+    {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"limit\" must be an integer from 1 "
+                                   "to 50");
+    }
+
+    ctx->record = json_pack("{s:O,s:I}", NGX_CHAT_WIRE_F_QUERY, query,
+                            NGX_CHAT_WIRE_F_LIMIT, (json_int_t) n);
+
+    if (ctx->record && ctx->conversation_id
+        && !json_is_null(ctx->conversation_id))
+    {
+        if (ngx_chat_proto_conversation(ctx, ctx->conversation_id, conv,
+                                        &conv_len)
+            != 0)
+        {
+            return -1;
+        }
+
+        json_object_set_new(ctx->record, NGX_CHAT_WIRE_F_CONV,
+                            json_stringn(conv, conv_len));
+    }
+
+    if (ctx->record && before && !json_is_null(before)) {
+        json_object_set(ctx->record, NGX_CHAT_WIRE_F_BEFORE_MID, before);
+    }
+
+    return ngx_chat_proto_record(ctx, NGX_CHAT_WIRE_OP_SEARCH,
+                                 ctx->peer->user, ctx->peer->user_len);
+}
+
+
+/*
+ * edit, delete, react: a change to a message of the conversation, tagged
+ * and deduplicated by client_msg_id like a send and keyed by the
+ * conversation, so that it comes after the message it changes. The worker
+ * decides who may change what; an edit carries this location's window.
+ */
+
+static int
+ngx_chat_proto_change(ngx_chat_proto_ctx_t *ctx)
+{
+    char                 conv[NGX_CHAT_PROTO_KEY_MAX];
+    size_t               conv_len;
+    int64_t              target;
+    json_t              *cmid, *mid, *body, *emoji;
+    const char          *type;
+    ngx_chat_wire_op_t   op;
+
+    type = json_string_value(json_object_get(ctx->frame, "type"));
+    op = (ngx_chat_wire_op_t) ngx_chat_wire_op_find(type, strlen(type));
+
+    cmid = json_object_get(ctx->frame, "client_msg_id");
+
+    if (!json_is_string(cmid) || json_string_length(cmid) == 0) {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"client_msg_id\" must be a non-empty "
+                                   "string");
+    }
+
+    if (ngx_chat_wire_chars(json_string_value(cmid),
+                             json_string_length(cmid))
+        > NGX_CHAT_WIRE_CMID_MAX)
+    {
+        return ngx_chat_proto_fail(ctx, "too_large",
+                                   "\"client_msg_id\" is over 64 "
+                                   "characters");
+    }
+
+    if (ngx_chat_proto_conversation(ctx, ctx->conversation_id, conv,
+                                    &conv_len)
+        != 0)
+    {
+        return -1;
+    }
+
+    mid = json_object_get(ctx->frame, "message_id");
+
+    if (!ngx_chat_proto_message_id(mid, &target)) {
+        return ngx_chat_proto_fail(ctx, "bad_request",
+                                   "\"message_id\" must be a message id");
+    }
+
+    ctx->record = json_pack("{s:s#,s:O,s:O}",
+                            NGX_CHAT_WIRE_F_CONV, conv, conv_len,
+                            NGX_CHAT_WIRE_F_CMID, cmid,
+                            NGX_CHAT_WIRE_F_TARGET, mid);
+    if (ctx->record == NULL) {
+        return ngx_chat_proto_fail(ctx, "internal", "out of memory");
+    }
+
+    switch (op) {
+
+    case NGX_CHAT_WIRE_OP_EDIT:
+        body = json_object_get(ctx->frame, "body");
+
+        if (!json_is_string(body) || json_string_length(body) == 0) {
+            return ngx_chat_proto_fail(ctx, "bad_request",
+                                       "\"body\" must be a non-empty "
+                                       "string");
+        }
+
+        json_object_set(ctx->record, NGX_CHAT_WIRE_F_BODY, body);
+        json_object_set_new(ctx->record, NGX_CHAT_WIRE_F_WINDOW,
+                            json_integer(ctx->peer->edit_window_ms));
+        break;
+
+    case NGX_CHAT_WIRE_OP_REACT:
+        emoji = json_object_get(ctx->frame, "emoji");
+
+        if (emoji == NULL
+            || (!json_is_null(emoji)
+                && (!json_is_string(emoji)
+                    || json_string_length(emoji) == 0
+                    || json_string_length(emoji) > NGX_CHAT_WIRE_EMOJI_MAX
+                    || memchr(json_string_value(emoji), '\0',
+                              json_string_length(emoji)) != NULL)))
+        {
+            return ngx_chat_proto_fail(ctx, "bad_request",
+                                       "\"emoji\" must be 1-32 bytes of "
+                                       "UTF-8, or null");
+        }
+
+        json_object_set(ctx->record, NGX_CHAT_WIRE_F_EMOJI, emoji);
+        break;
+
+    default:
+        break;
+    }
+
+    return ngx_chat_proto_record(ctx, op, conv, conv_len);
 }
 
 
@@ -1359,7 +1603,8 @@ ngx_chat_proto_record_failed(const char *record, size_t len,
 
     memset(&res, 0, sizeof(ngx_chat_proto_result_t));
 
-    if (strcmp(json_string_value(op), "send") == 0) {
+    if (json_object_get(r, NGX_CHAT_WIRE_F_CMID) != NULL) {
+        /* send, edit, delete, react */
         res.tag_name = "client_msg_id";
         tag = json_object_get(r, "cmid");
 

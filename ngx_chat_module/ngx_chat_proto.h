@@ -79,7 +79,8 @@ void ngx_chat_proto_set_auth_ok(ngx_chat_proto_result_t *res,
 /* the additions of the contract's second part this server has, for hello */
 #define NGX_CHAT_PROTO_FEATURES                                           \
     "[\"auth\",\"reconnect\",\"conversations\",\"receipts\","      \
-    "\"set_role\",\"push_register\",\"push_unregister\",\"upload\"]"
+    "\"set_role\",\"push_register\",\"push_unregister\",\"upload\","  \
+    "\"edit\",\"delete\",\"react\",\"block\",\"unblock\",\"search\"]"
 
 /* the general path alone, through a jansson DOM (the tests compare it
  * with the fast path) */

@@ -30,7 +30,13 @@ static const char  *ngx_chat_wire_ops[NGX_CHAT_WIRE_OP_COUNT] = {
     "receipts",
     "push_register",
     "push_unregister",
-    "upload"
+    "upload",
+    "edit",
+    "delete",
+    "react",
+    "block",
+    "unblock",
+    "search"
 };
 
 
@@ -760,4 +766,37 @@ ngx_chat_wire_record_header(char *p, int type, const char *const *sids,
     p += sprintf(p, " %zu\n", body_len);
 
     return p;
+}
+
+
+int
+ngx_chat_wire_message_id(const char *p, size_t len, int64_t *id)
+{
+    int64_t  v = 0;
+    size_t   i;
+
+    if (len == 0 || len > NGX_CHAT_WIRE_MESSAGE_ID_MAX) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9') {
+            return 0;
+        }
+
+        /* 19 digits may pass INT64_MAX: no id that large is ever made */
+        if (v > (INT64_MAX - (p[i] - '0')) / 10) {
+            return 0;
+        }
+
+        v = v * 10 + (p[i] - '0');
+    }
+
+    if (v == 0) {
+        return 0;
+    }
+
+    *id = v;
+
+    return 1;
 }

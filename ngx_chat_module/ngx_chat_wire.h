@@ -73,6 +73,10 @@ typedef enum {
 ngx_chat_wire_access_t ngx_chat_wire_direct_access(const char *conv,
     size_t len, const char *user, size_t user_len);
 
+/* a message id as clients send it (decimal digits, positive, within
+ * int64): 1 and *id, else 0 */
+int ngx_chat_wire_message_id(const char *p, size_t len, int64_t *id);
+
 /* characters, not bytes, of valid UTF-8: the limits count characters */
 size_t ngx_chat_wire_chars(const char *p, size_t len);
 
@@ -98,6 +102,19 @@ size_t ngx_chat_wire_chars(const char *p, size_t len);
 /* push_register: bytes of the endpoint URL and of the device's token */
 #define NGX_CHAT_WIRE_PUSH_ENDPOINT_MAX  2048
 #define NGX_CHAT_WIRE_PUSH_TOKEN_MAX     4096
+
+/* a reaction: 1-32 bytes of UTF-8 */
+#define NGX_CHAT_WIRE_EMOJI_MAX          32
+/* how long after sending its own text message a user may edit it, unless
+ * configured otherwise (seconds) */
+#define NGX_CHAT_WIRE_EDIT_WINDOW        900
+/* a message id on the wire: a string of 1-19 decimal digits */
+#define NGX_CHAT_WIRE_MESSAGE_ID_MAX     19
+
+/* search: a query of 1-256 characters, pages of 1-50 results */
+#define NGX_CHAT_WIRE_QUERY_MAX          256
+#define NGX_CHAT_WIRE_SEARCH_LIMIT       20
+#define NGX_CHAT_WIRE_SEARCH_MAX         50
 
 /* a typing "start" holds this long on the other side unless renewed */
 #define NGX_CHAT_WIRE_TYPING_VALID_MS    6000
@@ -147,6 +164,12 @@ typedef enum {
     NGX_CHAT_WIRE_OP_PUSH_REGISTER,
     NGX_CHAT_WIRE_OP_PUSH_UNREGISTER,
     NGX_CHAT_WIRE_OP_UPLOAD,
+    NGX_CHAT_WIRE_OP_EDIT,
+    NGX_CHAT_WIRE_OP_DELETE,
+    NGX_CHAT_WIRE_OP_REACT,
+    NGX_CHAT_WIRE_OP_BLOCK,
+    NGX_CHAT_WIRE_OP_UNBLOCK,
+    NGX_CHAT_WIRE_OP_SEARCH,
     NGX_CHAT_WIRE_OP_COUNT
 } ngx_chat_wire_op_t;
 
@@ -204,6 +227,22 @@ int ngx_chat_wire_op_find(const char *name, size_t len);
 #define NGX_CHAT_WIRE_F_ATTACHMENTS      "attachments"
 #define NGX_CHAT_WIRE_ATTACHMENTS_MAX    10
 
+/* edit, delete, react: the message they change (its id, as on the
+ * client's side); send: the message it answers */
+#define NGX_CHAT_WIRE_F_TARGET           "target"
+#define NGX_CHAT_WIRE_F_REPLY_TO         "reply_to"
+/* react: the emoji, or null to take one's reaction back */
+#define NGX_CHAT_WIRE_F_EMOJI            "emoji"
+/* edit: the edit window (ms) of the location the edit came through: the
+ * module's configuration decides, the worker checks it against the
+ * original's server_ts */
+#define NGX_CHAT_WIRE_F_WINDOW           "window_ms"
+/* block, unblock: the other user */
+#define NGX_CHAT_WIRE_F_OTHER            "other"
+/* search: the query, and where a page ends (before this message id) */
+#define NGX_CHAT_WIRE_F_QUERY            "query"
+#define NGX_CHAT_WIRE_F_BEFORE_MID       "before_id"
+
 /* the values of "state": a receipt's, then typing's */
 #define NGX_CHAT_WIRE_STATE_DELIVERED    "delivered"
 #define NGX_CHAT_WIRE_STATE_READ         "read"
@@ -244,6 +283,7 @@ typedef struct {
     int64_t       now_ms;
     /* the upload settings (ngx_chat_media_sign.h), NULL: no uploads */
     const struct ngx_chat_media_conf_s  *media;
+    int64_t       edit_window_ms;  /* what an edit record carries */
 } ngx_chat_wire_peer_t;
 
 /* the room the common fields take, for a buffer of known size */

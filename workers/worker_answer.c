@@ -70,6 +70,11 @@ chat_answer_send(chat_op_ctx_t *ctx, const chat_item_t *item)
                           "in this conversation");
         return;
 
+    case CHAT_SEND_REFUSED:
+        chat_answer_error(ctx->out, item->req, s->error_code,
+                          s->error_message);
+        return;
+
     case CHAT_SEND_NEW:
     case CHAT_SEND_REPLAY:
     case CHAT_SEND_RETRY:
@@ -225,6 +230,32 @@ chat_answer_receipts(chat_op_ctx_t *ctx, const chat_item_t *item)
     chat_answer_frame(ctx->out, req,
                       chat_frame_receipts(req->req_id, req->conv,
                                           &item->u.read.receipts));
+}
+
+
+void
+chat_answer_search(chat_op_ctx_t *ctx, const chat_item_t *item)
+{
+    const chat_request_t  *req = item->req;
+
+    if (item->u.read.search.forbidden) {
+        chat_answer_not_member(ctx, item);
+        return;
+    }
+
+    chat_answer_frame(ctx->out, req,
+                      chat_frame_search(req->req_id, &item->u.read.search));
+}
+
+
+void
+chat_answer_blocked(chat_op_ctx_t *ctx, const chat_item_t *item)
+{
+    const chat_block_t  *b = &item->u.block;
+
+    chat_answer_frame(ctx->out, item->req,
+                      chat_frame_blocked(item->req->req_id, b->blocked,
+                                         b->n));
 }
 
 

@@ -18,6 +18,8 @@ void chat_answer_send(chat_op_ctx_t *ctx, const chat_item_t *item);
 void chat_answer_sync(chat_op_ctx_t *ctx, const chat_item_t *item);
 void chat_answer_conversations(chat_op_ctx_t *ctx, const chat_item_t *item);
 void chat_answer_receipts(chat_op_ctx_t *ctx, const chat_item_t *item);
+void chat_answer_search(chat_op_ctx_t *ctx, const chat_item_t *item);
+void chat_answer_blocked(chat_op_ctx_t *ctx, const chat_item_t *item);
 
 /* a sync's answer into ctx->stream, in this order, as worker_ops.c reads
  * it: the conversations frame (the number of conversations it lists,

@@ -25,6 +25,17 @@ chat_frame_body(const chat_message_t *m)
 {
     json_t  *body;
 
+    /* a reaction's body is {"emoji": ...}, null when taken back */
+    if (strcmp(m->kind, "reaction") == 0) {
+        return json_pack("{s:o}", "emoji",
+                         m->body ? json_string(m->body) : json_null());
+    }
+
+    /* erased by a deletion (or a deletion itself) */
+    if (m->body == NULL) {
+        return json_null();
+    }
+
     /* a system message's body is a JSON object on the wire; the store
      * keeps its text */
     if (strcmp(m->kind, "system") == 0) {
@@ -38,6 +49,44 @@ chat_frame_body(const chat_message_t *m)
     }
 
     return json_string(m->body);
+}
+
+
+/* a text message's current state, each part only when there is one (a
+ * fresh message has none): what it answers, its last edit, its deletion,
+ * its reactions (an object from the first reaction on, empty when all
+ * were taken back) */
+static void
+chat_frame_message_state(json_t *o, const chat_message_t *m)
+{
+    json_t  *reactions;
+    char     id[24];
+
+    if (m->reply_to != 0) {
+        snprintf(id, sizeof(id), "%lld", (long long) m->reply_to);
+        json_object_set_new(o, "reply_to", json_string(id));
+    }
+
+    if (m->edited_at != 0) {
+        json_object_set_new(o, "edited_at", json_integer(m->edited_at));
+    }
+
+    if (m->deleted) {
+        json_object_set_new(o, "deleted", json_true());
+    }
+
+    if (m->reactions) {
+        reactions = json_loads(m->reactions, 0, NULL);
+
+        if (json_is_object(reactions)) {
+            json_object_set_new(o, "reactions", reactions);
+
+        } else {
+            log_warn("conversation %s seq %lld: reactions are not an object",
+                     m->conv, (long long) m->seq);
+            json_decref(reactions);
+        }
+    }
 }
 
 
@@ -60,8 +109,18 @@ chat_frame_message_object(const chat_message_t *m, bool with_type)
     json_object_set_new(o, "client_msg_id",
                         m->cmid ? json_string(m->cmid) : json_null());
     json_object_set_new(o, "kind", json_string(m->kind));
+
+    if (m->target_id != 0) {
+        snprintf(id, sizeof(id), "%lld", (long long) m->target_id);
+        json_object_set_new(o, "target_id", json_string(id));
+    }
+
     json_object_set_new(o, "body", chat_frame_body(m));
     json_object_set_new(o, "server_ts", json_integer(m->server_ts));
+
+    if (strcmp(m->kind, "text") == 0) {
+        chat_frame_message_state(o, m);
+    }
 
     if (m->attachments) {
         json_object_set_new(o, "attachments",
@@ -214,6 +273,53 @@ chat_frame_history(json_t *req_id, const char *conv,
     json_object_set_new(o, "conversation_id", json_string(conv));
     json_object_set_new(o, "messages", messages);
     json_object_set_new(o, "has_more", json_boolean(h->has_more));
+
+    return o;
+}
+
+
+/* everyone the user blocks */
+json_t *
+chat_frame_blocked(json_t *req_id, const char *const *users, size_t n)
+{
+    json_t  *o = json_object(), *ids = json_array();
+    size_t   i;
+
+    for (i = 0; i < n; i++) {
+        json_array_append_new(ids, json_string(users[i]));
+    }
+
+    json_object_set_new(o, "type", json_string("blocked"));
+    if (req_id) {
+        json_object_set(o, "req_id", req_id);
+    }
+    json_object_set_new(o, "user_ids", ids);
+
+    return o;
+}
+
+
+/* a page of search results, newest first: each a message as history has
+ * it, with its highlight */
+json_t *
+chat_frame_search(json_t *req_id, const chat_search_rows_t *s)
+{
+    json_t  *o = json_object(), *results = json_array(), *m;
+    size_t   i;
+
+    for (i = 0; i < s->n; i++) {
+        m = chat_frame_message_object(&s->rows[i].msg, false);
+        json_object_set_new(m, "highlight",
+                            json_string(s->rows[i].highlight));
+        json_array_append_new(results, m);
+    }
+
+    json_object_set_new(o, "type", json_string("search"));
+    if (req_id) {
+        json_object_set(o, "req_id", req_id);
+    }
+    json_object_set_new(o, "results", results);
+    json_object_set_new(o, "has_more", json_boolean(s->has_more));
 
     return o;
 }
@@ -551,9 +657,13 @@ chat_frame_message_text(const chat_message_t *m, size_t *len)
 {
     chat_text_t  t;
 
-    if (strcmp(m->kind, "text") != 0 || m->attachments) {
+    if (strcmp(m->kind, "text") != 0 || m->body == NULL || m->deleted
+        || m->edited_at != 0 || m->reactions != NULL || m->reply_to != 0
+        || m->attachments)
+    {
         /* a system body is an object on the wire, and so are the
-         * attachments: the general path */
+         * attachments; a reply or a changed message has its state: the
+         * general path */
         return chat_frame_dump(chat_frame_message_object(m, true), len);
     }
 

@@ -33,6 +33,9 @@ json_t *chat_frame_receipts(json_t *req_id, const char *conv,
 json_t *chat_frame_sync_done(json_t *req_id);
 json_t *chat_frame_push_registered(json_t *req_id);
 json_t *chat_frame_upload(const chat_request_t *req);
+json_t *chat_frame_blocked(json_t *req_id, const char *const *users,
+    size_t n);
+json_t *chat_frame_search(json_t *req_id, const chat_search_rows_t *s);
 char *chat_frame_dump(json_t *frame, size_t *len);
 
 /* the two frames of every message, written straight to bytes (the same

@@ -44,6 +44,7 @@ typedef struct {
         chat_repair_t      repair;
         chat_push_op_t     push;
         chat_upload_op_t   upload;
+        chat_block_t       block;
         struct {
             bool           allowed;    /* typing: a member may type */
         }                  typing;

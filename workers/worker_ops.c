@@ -41,6 +41,10 @@ static void chat_ops_audit(const chat_request_t *req, const char *result);
 
 /* ---- parse: the record's fields of each op ---- */
 
+static bool chat_ops_message_id(chat_request_t *req, const char *field,
+    int64_t *id);
+
+
 static chat_parse_rc_t
 chat_ops_parse_send(chat_request_t *req, char *why, size_t why_size)
 {
@@ -80,8 +84,149 @@ chat_ops_parse_send(chat_request_t *req, char *why, size_t why_size)
         chat_bad("missing or empty body");
     }
 
+    if (!chat_ops_message_id(req, NGX_CHAT_WIRE_F_REPLY_TO, &req->reply_to))
+    {
+        chat_bad("reply_to is not a message id");
+    }
+
     return CHAT_PARSE_OK;
 }
+
+/* an optional message id field (a string of digits): 0 when absent */
+static bool
+chat_ops_message_id(chat_request_t *req, const char *field, int64_t *id)
+{
+    json_t  *v = chat_request_json(req, field);
+
+    *id = 0;
+
+    if (v == NULL || json_is_null(v)) {
+        return true;
+    }
+
+    return json_is_string(v)
+           && ngx_chat_wire_message_id(json_string_value(v),
+                                       json_string_length(v), id);
+}
+
+
+/* block, unblock: the other user */
+static chat_parse_rc_t
+chat_ops_parse_block(chat_request_t *req, char *why, size_t why_size)
+{
+    req->other = chat_request_string(req, NGX_CHAT_WIRE_F_OTHER);
+
+    if (!chat_valid_id(req->other) || strcmp(req->other, req->user) == 0) {
+        chat_bad("missing or invalid other");
+    }
+
+    return CHAT_PARSE_OK;
+}
+
+
+/* search: a query, maybe one conversation, a page */
+static chat_parse_rc_t
+chat_ops_parse_search(chat_request_t *req, char *why, size_t why_size)
+{
+    size_t  chars;
+
+    req->query = chat_request_string(req, NGX_CHAT_WIRE_F_QUERY);
+    req->conv = chat_request_string(req, NGX_CHAT_WIRE_F_CONV);
+
+    chars = req->query ? ngx_chat_wire_chars(req->query, strlen(req->query))
+                       : 0;
+
+    if (chars == 0 || chars > NGX_CHAT_WIRE_QUERY_MAX) {
+        chat_bad("missing or invalid query");
+    }
+
+    if (req->conv && req->conv[0] == '\0') {
+        chat_bad("empty conv");
+    }
+
+    if (!chat_request_int(req, NGX_CHAT_WIRE_F_LIMIT,
+                          NGX_CHAT_WIRE_SEARCH_LIMIT, &req->limit)
+        || req->limit < 1 || req->limit > NGX_CHAT_WIRE_SEARCH_MAX)
+    {
+        chat_bad("limit out of range");
+    }
+
+    if (!chat_ops_message_id(req, NGX_CHAT_WIRE_F_BEFORE_MID,
+                             &req->before_mid))
+    {
+        chat_bad("before_id is not a message id");
+    }
+
+    return CHAT_PARSE_OK;
+}
+
+
+/* edit, delete, react: what a send has but the body, and the target */
+static chat_parse_rc_t
+chat_ops_parse_change(chat_request_t *req, char *why, size_t why_size)
+{
+    json_t  *emoji;
+
+    req->conv = chat_request_string(req, NGX_CHAT_WIRE_F_CONV);
+    req->body = chat_request_string(req, NGX_CHAT_WIRE_F_BODY);
+
+    if (req->cmid == NULL || req->cmid[0] == '\0'
+        || ngx_chat_wire_chars(req->cmid, strlen(req->cmid))
+           > NGX_CHAT_WIRE_CMID_MAX)
+    {
+        req->cmid = NULL;
+        chat_bad("missing or invalid cmid");
+    }
+
+    if (req->conv == NULL || req->conv[0] == '\0') {
+        chat_bad("missing conv");
+    }
+
+    if (!chat_ops_message_id(req, NGX_CHAT_WIRE_F_TARGET, &req->target_mid)
+        || req->target_mid == 0)
+    {
+        chat_bad("missing or invalid target");
+    }
+
+    switch (req->op) {
+
+    case NGX_CHAT_WIRE_OP_EDIT:
+        if (req->body == NULL || req->body[0] == '\0') {
+            chat_bad("missing or empty body");
+        }
+
+        if (!chat_request_int(req, NGX_CHAT_WIRE_F_WINDOW,
+                              (int64_t) NGX_CHAT_WIRE_EDIT_WINDOW * 1000,
+                              &req->window_ms)
+            || req->window_ms < 0)
+        {
+            chat_bad("window_ms is not a duration");
+        }
+
+        break;
+
+    case NGX_CHAT_WIRE_OP_REACT:
+        emoji = chat_request_json(req, NGX_CHAT_WIRE_F_EMOJI);
+        req->emoji = json_string_value(emoji);
+
+        if (!json_is_null(emoji)
+            && (req->emoji == NULL || req->emoji[0] == '\0'
+                || json_string_length(emoji) > NGX_CHAT_WIRE_EMOJI_MAX
+                || strlen(req->emoji) != json_string_length(emoji)))
+        {
+            chat_bad("emoji is not 1-32 bytes or null");
+        }
+
+        break;
+
+    default:
+        req->body = NULL;
+        break;
+    }
+
+    return CHAT_PARSE_OK;
+}
+
 
 
 static chat_parse_rc_t
@@ -730,6 +875,64 @@ chat_ops_sign(chat_op_ctx_t *ctx, chat_message_t *m, size_t n,
 }
 
 
+/* edit, delete, react: each alone, in its own transaction; the fan-out
+ * needs the members of the group changed */
+static chat_store_rc_t
+chat_ops_store_changes(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
+{
+    chat_send_t      *s;
+    chat_store_rc_t   rc;
+    size_t            i;
+
+    for (i = 0; i < n; i++) {
+        s = &items[i]->u.send;
+        memset(s, 0, sizeof(*s));
+        s->req = items[i]->req;
+        s->direct_forbidden = chat_direct_access(s->req->conv, s->req->user)
+                              == NGX_CHAT_WIRE_FORBIDDEN;
+
+        rc = chat_store_change(ctx->store, s, ctx->arena);
+        if (rc != CHAT_STORE_OK) {
+            return rc;
+        }
+
+        items[i]->replay = s->state == CHAT_SEND_REPLAY;
+
+        if ((s->state == CHAT_SEND_NEW || s->state == CHAT_SEND_REPLAY)
+            && !chat_ops_load(ctx, &s->msg.conv, 1))
+        {
+            return CHAT_STORE_STOPPED;
+        }
+    }
+
+    return CHAT_STORE_OK;
+}
+
+
+/* block, unblock: each alone, so that the sends after it in the batch
+ * meet it */
+static chat_store_rc_t
+chat_ops_store_block(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
+{
+    chat_block_t     *b;
+    chat_store_rc_t   rc;
+    size_t            i;
+
+    for (i = 0; i < n; i++) {
+        b = &items[i]->u.block;
+        memset(b, 0, sizeof(*b));
+        b->req = items[i]->req;
+
+        rc = chat_store_block(ctx->store, b, ctx->arena);
+        if (rc != CHAT_STORE_OK) {
+            return rc;
+        }
+    }
+
+    return CHAT_STORE_OK;
+}
+
+
 /* the messages of convs[from..] that one chunk takes: at least one
  * conversation's, at most CHAT_OPS_SYNC_CHUNK unless one alone has more */
 static size_t
@@ -1198,6 +1401,80 @@ static const chat_op_t  chat_ops[NGX_CHAT_WIRE_OP_COUNT] = {
         .store = chat_ops_store_sends,
         .answer = chat_answer_send,
         .fanout = chat_fanout_send
+    },
+
+    /* changes to a message: stored alone where they come, so that a
+     * change sees the messages before it and none after */
+    [NGX_CHAT_WIRE_OP_EDIT] = {
+        .op = NGX_CHAT_WIRE_OP_EDIT,
+        .stage = CHAT_STAGE_MEMBERS,
+        .tag = CHAT_TAG_CMID,
+        .split = false,
+        .refused = "the change could not be stored",
+        .parse = chat_ops_parse_change,
+        .store = chat_ops_store_changes,
+        .answer = chat_answer_send,
+        .fanout = chat_fanout_send
+    },
+
+    [NGX_CHAT_WIRE_OP_DELETE] = {
+        .op = NGX_CHAT_WIRE_OP_DELETE,
+        .stage = CHAT_STAGE_MEMBERS,
+        .tag = CHAT_TAG_CMID,
+        .split = false,
+        .refused = "the change could not be stored",
+        .parse = chat_ops_parse_change,
+        .store = chat_ops_store_changes,
+        .answer = chat_answer_send,
+        .fanout = chat_fanout_send
+    },
+
+    [NGX_CHAT_WIRE_OP_REACT] = {
+        .op = NGX_CHAT_WIRE_OP_REACT,
+        .stage = CHAT_STAGE_MEMBERS,
+        .tag = CHAT_TAG_CMID,
+        .split = false,
+        .refused = "the change could not be stored",
+        .parse = chat_ops_parse_change,
+        .store = chat_ops_store_changes,
+        .answer = chat_answer_send,
+        .fanout = chat_fanout_send
+    },
+
+    [NGX_CHAT_WIRE_OP_BLOCK] = {
+        .op = NGX_CHAT_WIRE_OP_BLOCK,
+        .stage = CHAT_STAGE_MEMBERS,
+        .tag = CHAT_TAG_REQ_ID,
+        .split = false,
+        .refused = "the change failed",
+        .parse = chat_ops_parse_block,
+        .store = chat_ops_store_block,
+        .answer = chat_answer_blocked,
+        .fanout = NULL
+    },
+
+    [NGX_CHAT_WIRE_OP_UNBLOCK] = {
+        .op = NGX_CHAT_WIRE_OP_UNBLOCK,
+        .stage = CHAT_STAGE_MEMBERS,
+        .tag = CHAT_TAG_REQ_ID,
+        .split = false,
+        .refused = "the change failed",
+        .parse = chat_ops_parse_block,
+        .store = chat_ops_store_block,
+        .answer = chat_answer_blocked,
+        .fanout = NULL
+    },
+
+    [NGX_CHAT_WIRE_OP_SEARCH] = {
+        .op = NGX_CHAT_WIRE_OP_SEARCH,
+        .stage = CHAT_STAGE_READ,
+        .tag = CHAT_TAG_REQ_ID,
+        .split = true,
+        .refused = "the request failed",
+        .parse = chat_ops_parse_search,
+        .store = chat_ops_store_reads,
+        .answer = chat_answer_search,
+        .fanout = NULL
     },
 
     [NGX_CHAT_WIRE_OP_SYNC] = {

@@ -28,7 +28,8 @@ typedef enum {
     CHAT_STAGE_SEND,            /* stored together, first */
     CHAT_STAGE_RECEIPT,         /* then: they may name the seqs just sent */
     CHAT_STAGE_TYPING,          /* then: never stored */
-    CHAT_STAGE_MEMBERS,         /* ends a segment, alone */
+    CHAT_STAGE_MEMBERS,         /* ends a segment, alone: a membership
+                                 * change, or a change to a message */
     CHAT_STAGE_READ             /* after every segment, in one snapshot */
 } chat_stage_t;
 

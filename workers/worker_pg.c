@@ -371,6 +371,11 @@ chat_pg_message(PGresult *res, int row, int col, chat_message_t *m)
     m->kind = chat_pg_text(res, row, col + 5);
     m->body = chat_pg_text(res, row, col + 6);
     m->server_ts = chat_pg_int(res, row, col + 7);
+    m->target_id = chat_pg_int(res, row, col + 8);
+    m->reply_to = chat_pg_int(res, row, col + 9);
+    m->edited_at = chat_pg_int(res, row, col + 10);
+    m->deleted = PQgetvalue(res, row, col + 11)[0] == 't';
+    m->reactions = chat_pg_text(res, row, col + 12);
     m->attachments = NULL;
 }
 
@@ -382,7 +387,9 @@ chat_pg_message_keep(chat_message_t *m, chat_arena_t *arena)
     m->sender = chat_arena_strdup(arena, m->sender);
     m->cmid = m->cmid ? chat_arena_strdup(arena, m->cmid) : NULL;
     m->kind = chat_arena_strdup(arena, m->kind);
-    m->body = chat_arena_strdup(arena, m->body);
+    m->body = m->body ? chat_arena_strdup(arena, m->body) : NULL;
+    m->reactions = m->reactions ? chat_arena_strdup(arena, m->reactions)
+                                : NULL;
     m->attachments = m->attachments ? chat_arena_strdup(arena, m->attachments)
                                     : NULL;
 }

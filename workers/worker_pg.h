@@ -27,6 +27,9 @@ typedef struct {
 } chat_pg_statements_t;
 
 extern const chat_pg_statements_t  chat_store_sends_statements;
+extern const chat_pg_statements_t  chat_store_changes_statements;
+extern const chat_pg_statements_t  chat_store_blocks_statements;
+extern const chat_pg_statements_t  chat_store_search_statements;
 extern const chat_pg_statements_t  chat_store_reads_statements;
 extern const chat_pg_statements_t  chat_store_groups_statements;
 extern const chat_pg_statements_t  chat_store_receipts_statements;
@@ -66,6 +69,10 @@ chat_pg_rc_t chat_pg_run(chat_store_t *st, const char *stmt, int nparams,
     const char *const *params, PGresult **out);
 chat_pg_rc_t chat_pg_command(chat_store_t *st, const char *sql);
 
+/* the search read of chat_store_reads (worker_store_search.c) */
+chat_pg_rc_t chat_read_search(chat_store_t *st, chat_read_t *read,
+    chat_arena_t *arena);
+
 /*
  * Statements sent together and answered together: one round trip for what
  * would be n. A step without stmt runs sql (a command without parameters,
@@ -100,7 +107,11 @@ chat_store_rc_t chat_pg_retry(chat_store_t *st, chat_pg_attempt_pt attempt,
 
 #define CHAT_PG_MESSAGE_COLUMNS                                             \
     "conversation_id, seq, message_id, sender_id, client_msg_id, kind, "    \
-    "body, server_ts"
+    "body, server_ts, target_id, reply_to, edited_at, deleted, reactions"
+
+/* how many columns CHAT_PG_MESSAGE_COLUMNS is: what follows it is at
+ * its column plus this */
+#define CHAT_PG_MESSAGE_NCOLUMNS  13
 
 /* fills the attachments of these messages (worker_store_uploads.c) */
 chat_pg_rc_t chat_pg_attachments(chat_store_t *st, chat_message_t *messages,

@@ -59,7 +59,14 @@ typedef struct {
 
     /* the ops' own fields (worker_ops.c) */
     const char          *conv;          /* all but sync */
-    const char          *body;          /* send */
+    const char          *body;          /* send, edit */
+    int64_t              reply_to;      /* send: 0 when absent */
+    int64_t              target_mid;    /* edit, delete, react */
+    const char          *emoji;         /* react: NULL takes it back */
+    int64_t              window_ms;     /* edit: its edit window */
+    const char          *other;         /* block, unblock: a valid id */
+    const char          *query;         /* search; conv may be NULL */
+    int64_t              before_mid;    /* search: 0 when absent */
     json_t              *attachments;   /* send: attachment ids, or NULL */
     json_t              *cursors;       /* sync: object or NULL */
     int64_t              limit;         /* history, conversations */

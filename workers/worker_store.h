@@ -5,6 +5,10 @@
  *
  *   worker_store.c           opening and closing the store
  *   worker_store_sends.c     chat_store_sends: a batch's messages
+ *   worker_store_changes.c   chat_store_change: edits, deletions and
+ *                            reactions
+ *   worker_store_blocks.c    chat_store_block: whom a user blocks
+ *   worker_store_search.c    the search read (one of chat_store_reads')
  *   worker_store_reads.c     chat_store_reads: history, sync, the
  *                            conversation list and the receipts
  *   worker_store_groups.c    chat_store_group_op: membership changes
@@ -55,8 +59,16 @@ typedef struct {
     const char  *sender;
     const char  *cmid;          /* NULL for system messages */
     const char  *kind;          /* "text" or "system" */
-    const char  *body;          /* system: a JSON object as text */
+    const char  *body;          /* system: a JSON object as text; NULL:
+                                 * erased by a deletion, or none */
     int64_t      server_ts;
+    int64_t      target_id;     /* edit, delete, reaction: what it changes;
+                                 * 0 for the others */
+    int64_t      reply_to;      /* text: the message it answers, or 0 */
+    int64_t      edited_at;     /* text: ms of its last edit, or 0 */
+    bool         deleted;
+    const char  *reactions;     /* text: a JSON object emoji -> user ids,
+                                 * or NULL for none */
     /* a JSON array of its attachments (worker_media.h), or NULL */
     const char  *attachments;
 } chat_message_t;
@@ -71,8 +83,9 @@ typedef enum {
     CHAT_SEND_NEW,              /* stored now: ack and deliver */
     CHAT_SEND_REPLAY,           /* stored by this very record before a crash:
                                  * ack and deliver again */
-    CHAT_SEND_RETRY             /* stored before (or earlier in the batch):
+    CHAT_SEND_RETRY,            /* stored before (or earlier in the batch):
                                  * ack only */
+    CHAT_SEND_REFUSED           /* not stored: error_code, error_message */
 } chat_send_state_t;
 
 typedef struct {
@@ -85,12 +98,26 @@ typedef struct {
     size_t                 same_as;           /* RETRY of an earlier send */
     bool                   same_as_set;
     chat_message_t         msg;               /* NEW, REPLAY, RETRY */
+    const char            *error_code;        /* REFUSED: static strings */
+    const char            *error_message;
 } chat_send_t;
 
 /* stores the sends of a batch in one transaction; retries transient
  * failures and waits out a missing database */
 chat_store_rc_t chat_store_sends(chat_store_t *st, chat_send_t **sends,
     size_t n, chat_arena_t *arena);
+
+
+/*
+ * An edit, delete or react (req->op), in its own transaction: stored as
+ * a change (the next seq of its conversation, target_id its target) and
+ * applied to the target, or refused (not_found: no such message in the
+ * conversation; forbidden: not the user's to change; bad_request: not a
+ * text message). The states and msg are a send's; a retry of the same
+ * client_msg_id finds the stored change.
+ */
+chat_store_rc_t chat_store_change(chat_store_t *st, chat_send_t *s,
+    chat_arena_t *arena);
 
 
 /* ---- reads ---- */
@@ -160,12 +187,27 @@ typedef struct {
     size_t                n;
 } chat_receipts_rows_t;
 
+/* a search result: the message as it is now, and its text with the
+ * matches marked */
+typedef struct {
+    chat_message_t   msg;
+    const char      *highlight;
+} chat_search_row_t;
+
+typedef struct {
+    bool                forbidden;  /* a conversation never the user's */
+    chat_search_row_t  *rows;       /* newest first */
+    size_t              n;
+    bool                has_more;
+} chat_search_rows_t;
+
 typedef struct {
     const chat_request_t  *req;     /* sync, history, conversations,
-                                     * receipts */
+                                     * receipts, search */
     chat_history_rows_t    history;
     chat_sync_rows_t       sync;    /* sync and conversations */
     chat_receipts_rows_t   receipts;
+    chat_search_rows_t     search;
 } chat_read_t;
 
 /* the reads of a batch from one snapshot, in order; the rows live in the
@@ -183,6 +225,20 @@ chat_store_rc_t chat_store_reads(chat_store_t *st, chat_read_t **reads,
  */
 chat_store_rc_t chat_store_sync_messages(chat_store_t *st,
     chat_sync_conv_t *convs, size_t n, chat_sync_rows_t *s,
+    chat_arena_t *arena);
+
+
+/* ---- blocks ---- */
+
+/* a block or unblock, in its own transaction: the user's whole list
+ * after it, by user id */
+typedef struct {
+    const chat_request_t  *req;
+    const char           **blocked;
+    size_t                 n;
+} chat_block_t;
+
+chat_store_rc_t chat_store_block(chat_store_t *st, chat_block_t *b,
     chat_arena_t *arena);
 
 

@@ -248,9 +248,12 @@ chat_group_created_before(chat_store_t *st, chat_group_op_t *op,
         return rc;
     }
 
-    if (PQntuples(res) == 0 || PQgetisnull(res, 0, 8)
-        || chat_pg_int(res, 0, 8) != op->req->partition
-        || chat_pg_int(res, 0, 9) != op->req->offset)
+    if (PQntuples(res) == 0
+        || PQgetisnull(res, 0, CHAT_PG_MESSAGE_NCOLUMNS)
+        || chat_pg_int(res, 0, CHAT_PG_MESSAGE_NCOLUMNS)
+           != op->req->partition
+        || chat_pg_int(res, 0, CHAT_PG_MESSAGE_NCOLUMNS + 1)
+           != op->req->offset)
     {
         PQclear(res);
         op->rc = CHAT_GROUP_FORBIDDEN;

@@ -504,6 +504,7 @@ static const chat_reader_pt  chat_readers[NGX_CHAT_WIRE_OP_COUNT] = {
     [NGX_CHAT_WIRE_OP_HISTORY] = chat_read_history,
     [NGX_CHAT_WIRE_OP_CONVERSATIONS] = chat_read_conversations,
     [NGX_CHAT_WIRE_OP_RECEIPTS] = chat_read_receipts,
+    [NGX_CHAT_WIRE_OP_SEARCH] = chat_read_search,
 };
 
 
@@ -537,6 +538,7 @@ chat_reads_attempt(chat_store_t *st, void *data)
         memset(&read->history, 0, sizeof(read->history));
         memset(&read->sync, 0, sizeof(read->sync));
         memset(&read->receipts, 0, sizeof(read->receipts));
+        memset(&read->search, 0, sizeof(read->search));
 
         reader = (unsigned) read->req->op < NGX_CHAT_WIRE_OP_COUNT
                  ? chat_readers[read->req->op] : NULL;

@@ -63,6 +63,23 @@ static const chat_pg_statement_t  chat_sends_sql[] = {
       " WHERE c.id = t.id AND c.kind = 'group'"
       " RETURNING c.id, c.last_seq" },
 
+    /* direct sends whose recipient blocks the sender */
+    { "blocked_sends",
+      "SELECT t.r, t.s FROM unnest($1::text[], $2::text[]) AS t(r, s)"
+      " JOIN blocks b ON b.user_id = t.r AND b.blocked_id = t.s" },
+
+    /* replies: the messages answered, text messages of the same
+     * conversation (asked only when a send of the batch is a reply) */
+    { "reply_targets",
+      "SELECT t.c, t.r FROM unnest($1::text[], $2::bigint[]) AS t(c, r)"
+      " JOIN messages m ON m.conversation_id = t.c AND m.message_id = t.r"
+      " WHERE m.kind = 'text'" },
+
+    { "set_replies",
+      "UPDATE messages AS m SET reply_to = t.r"
+      " FROM unnest($1::bigint[], $2::bigint[]) AS t(id, r)"
+      " WHERE m.message_id = t.id" },
+
     { "message_ids",
       "SELECT nextval('message_ids') FROM generate_series(1, $1::int)" },
 
@@ -332,9 +349,11 @@ chat_sends_stored_apply(PGresult *res, chat_send_t **sends, size_t n,
         }
 
         chat_pg_message_keep(&rows[r], arena);
-        partitions[r] = PQgetisnull(res, r, 10)
-                        ? -1 : (int32_t) chat_pg_int(res, r, 10);
-        offsets[r] = PQgetisnull(res, r, 11) ? -1 : chat_pg_int(res, r, 11);
+        partitions[r] = PQgetisnull(res, r, 2 + CHAT_PG_MESSAGE_NCOLUMNS)
+                        ? -1 : (int32_t) chat_pg_int(res, r,
+                                               2 + CHAT_PG_MESSAGE_NCOLUMNS);
+        offsets[r] = PQgetisnull(res, r, 3 + CHAT_PG_MESSAGE_NCOLUMNS)
+                     ? -1 : chat_pg_int(res, r, 3 + CHAT_PG_MESSAGE_NCOLUMNS);
         chat_map_put(&stored, chat_map_pair(arena, rows[r].sender,
                                             rows[r].cmid), r);
     }
@@ -398,6 +417,190 @@ chat_sends_attach(chat_store_t *st, chat_send_t **sends, size_t n)
     params[2] = chat_pg_array_end(pos);
 
     return chat_pg_run(st, "attach", 3, params, NULL);
+}
+
+
+/* a direct send to a user who blocks its sender is forbidden; group
+ * messages are not affected */
+static chat_pg_rc_t
+chat_sends_check_blocks(chat_store_t *st, chat_send_t **sends, size_t n,
+    chat_arena_t *arena)
+{
+    chat_buf_t   *rcpts = &st->arrays[0], *senders = &st->arrays[1];
+    const char   *params[2], *rcpt;
+    char          a[NGX_CHAT_WIRE_ID_MAX + 1], b[NGX_CHAT_WIRE_ID_MAX + 1];
+    chat_map_t    blocked = { 0 };
+    PGresult     *res = NULL;
+    chat_pg_rc_t  rc;
+    size_t        i, asked = 0, dummy;
+    int           row;
+
+    chat_pg_array_begin(rcpts);
+    chat_pg_array_begin(senders);
+
+    for (i = 0; i < n; i++) {
+        if (sends[i]->state == CHAT_SEND_PENDING
+            && chat_parse_dm(sends[i]->req->conv, a, b)
+            && strcmp(a, b) != 0)
+        {
+            rcpt = strcmp(a, sends[i]->req->user) == 0 ? b : a;
+            chat_pg_array_text(rcpts, rcpt);
+            chat_pg_array_text(senders, sends[i]->req->user);
+            asked++;
+        }
+    }
+
+    if (asked == 0) {
+        return CHAT_PG_OK;
+    }
+
+    params[0] = chat_pg_array_end(rcpts);
+    params[1] = chat_pg_array_end(senders);
+
+    rc = chat_pg_run(st, "blocked_sends", 2, params, &res);
+    if (rc != CHAT_PG_OK) {
+        return rc;
+    }
+
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return CHAT_PG_OK;
+    }
+
+    for (row = 0; row < PQntuples(res); row++) {
+        chat_map_put(&blocked, chat_map_pair(arena, PQgetvalue(res, row, 0),
+                                              PQgetvalue(res, row, 1)), 1);
+    }
+
+    PQclear(res);
+
+    for (i = 0; i < n; i++) {
+        chat_send_t  *s = sends[i];
+
+        if (s->state != CHAT_SEND_PENDING
+            || !chat_parse_dm(s->req->conv, a, b) || strcmp(a, b) == 0)
+        {
+            continue;
+        }
+
+        rcpt = strcmp(a, s->req->user) == 0 ? b : a;
+
+        if (chat_map_get(&blocked, chat_map_pair(arena, rcpt, s->req->user),
+                         &dummy))
+        {
+            s->state = CHAT_SEND_FORBIDDEN;
+        }
+    }
+
+    chat_map_free(&blocked);
+
+    return CHAT_PG_OK;
+}
+
+
+/* replies to what is not a text message of the same conversation are
+ * refused; none of the batch a reply: nothing is asked */
+static chat_pg_rc_t
+chat_sends_check_replies(chat_store_t *st, chat_send_t **sends, size_t n,
+    chat_arena_t *arena)
+{
+    chat_buf_t   *convs = &st->arrays[0], *targets = &st->arrays[1];
+    const char   *params[2];
+    char          key[24];
+    chat_map_t    found = { 0 };
+    PGresult     *res = NULL;
+    chat_pg_rc_t  rc;
+    size_t        i, asked = 0, dummy;
+    int           row;
+
+    chat_pg_array_begin(convs);
+    chat_pg_array_begin(targets);
+
+    for (i = 0; i < n; i++) {
+        if (sends[i]->state == CHAT_SEND_PENDING && sends[i]->req->reply_to) {
+            chat_pg_array_text(convs, sends[i]->req->conv);
+            chat_pg_array_int(targets, sends[i]->req->reply_to);
+            asked++;
+        }
+    }
+
+    if (asked == 0) {
+        return CHAT_PG_OK;
+    }
+
+    params[0] = chat_pg_array_end(convs);
+    params[1] = chat_pg_array_end(targets);
+
+    rc = chat_pg_run(st, "reply_targets", 2, params, &res);
+    if (rc != CHAT_PG_OK) {
+        return rc;
+    }
+
+    for (row = 0; row < PQntuples(res); row++) {
+        chat_map_put(&found, chat_map_pair(arena, PQgetvalue(res, row, 0),
+                                            PQgetvalue(res, row, 1)), 1);
+    }
+
+    PQclear(res);
+
+    for (i = 0; i < n; i++) {
+        chat_send_t  *s = sends[i];
+
+        if (s->state != CHAT_SEND_PENDING || s->req->reply_to == 0) {
+            continue;
+        }
+
+        snprintf(key, sizeof(key), "%" PRId64, s->req->reply_to);
+
+        if (!chat_map_get(&found, chat_map_pair(arena, s->req->conv, key),
+                          &dummy))
+        {
+            s->state = CHAT_SEND_REFUSED;
+            s->error_code = "bad_request";
+            s->error_message = "reply_to is not a message of this "
+                               "conversation";
+        }
+    }
+
+    chat_map_free(&found);
+
+    return CHAT_PG_OK;
+}
+
+
+/* the replies among the new messages: what each answers */
+/* arrays 12 and 13: the replies' targets, once their rows are in */
+static bool
+chat_sends_replies_step(chat_store_t *st, chat_send_t **sends, size_t n,
+    const char **params, chat_pg_step_t *step)
+{
+    chat_buf_t  *ids = &st->arrays[12], *targets = &st->arrays[13];
+    size_t       i, asked = 0;
+
+    chat_pg_array_begin(ids);
+    chat_pg_array_begin(targets);
+
+    for (i = 0; i < n; i++) {
+        if (sends[i]->state == CHAT_SEND_NEW && sends[i]->req->reply_to) {
+            sends[i]->msg.reply_to = sends[i]->req->reply_to;
+            chat_pg_array_int(ids, sends[i]->msg.message_id);
+            chat_pg_array_int(targets, sends[i]->req->reply_to);
+            asked++;
+        }
+    }
+
+    if (asked == 0) {
+        return false;
+    }
+
+    params[0] = chat_pg_array_end(ids);
+    params[1] = chat_pg_array_end(targets);
+
+    step->stmt = "set_replies";
+    step->nparams = 2;
+    step->params = params;
+
+    return true;
 }
 
 
@@ -589,10 +792,10 @@ chat_sends_once(chat_store_t *st, chat_send_t **sends, size_t n,
 {
     chat_send_work_t   w;
     chat_conv_slot_t  *slot;
-    chat_pg_step_t     steps[3];
+    chat_pg_step_t     steps[4];
     chat_pg_rc_t       rc;
     const char        *p_first[2], *p_second[2], *p_count[1];
-    const char        *p_insert[10], *p_pointers[3];
+    const char        *p_insert[10], *p_pointers[3], *p_replies[2];
     char               count_text[24], now_text[24];
     PGresult          *members = NULL, *stored = NULL, *direct = NULL;
     PGresult          *group = NULL, *ids = NULL;
@@ -643,6 +846,15 @@ chat_sends_once(chat_store_t *st, chat_send_t **sends, size_t n,
 
     chat_sends_fold(&w, sends, n, arena);
 
+    rc = chat_sends_check_blocks(st, sends, n, arena);
+    if (rc != CHAT_PG_OK) {
+        goto done;
+    }
+
+    rc = chat_sends_check_replies(st, sends, n, arena);
+    if (rc != CHAT_PG_OK) {
+        goto done;
+    }
     npending = 0;
 
     for (i = 0; i < n; i++) {
@@ -747,6 +959,11 @@ chat_sends_once(chat_store_t *st, chat_send_t **sends, size_t n,
 
         if (chat_sends_pointers_step(st, &w, sends, n, arena, p_pointers,
                                      &steps[nsteps]))
+        {
+            nsteps++;
+        }
+
+        if (chat_sends_replies_step(st, sends, n, p_replies, &steps[nsteps]))
         {
             nsteps++;
         }

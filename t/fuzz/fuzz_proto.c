@@ -322,6 +322,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     peer.sid = dup_exact(sid, 16);
     peer.now_ms = NOW_MS;
     peer.media = NULL;
+    peer.edit_window_ms = 900000;
 
     text = dup_exact((const char *) data, size);
 

@@ -22,7 +22,7 @@
 
 static const ngx_chat_proto_peer_t  alice = {
     "alice", 5, "phone", 5, "s1:0", 4, "00000000000000ab", 1714128000123LL,
-    NULL
+    NULL, 900000
 };
 
 static const ngx_chat_media_conf_t  media = {
@@ -32,7 +32,7 @@ static const ngx_chat_media_conf_t  media = {
 
 static const ngx_chat_proto_peer_t  alice_media = {
     "alice", 5, "phone", 5, "s1:0", 4, "00000000000000ab", 1714128000123LL,
-    &media
+    &media, 900000
 };
 
 
@@ -451,6 +451,104 @@ test_set_role(void)
 }
 
 
+/* a record's field as a string (dumped), for the checks below */
+static int
+field_is(json_t *j, const char *field, const char *want)
+{
+    char  *s;
+    int    ok;
+
+    s = j ? json_dumps(json_object_get(j, field), JSON_ENCODE_ANY) : NULL;
+    ok = s && strcmp(s, want) == 0;
+    free(s);
+
+    return ok;
+}
+
+
+static void
+test_changes(void)
+{
+    json_t                   *j;
+    ngx_chat_proto_result_t   res;
+
+    j = run("{\"type\":\"edit\",\"client_msg_id\":\"e1\","
+            "\"conversation_id\":\"g:1\",\"message_id\":\"42\","
+            "\"body\":\"new\"}", &res);
+    CHECK(field_is(j, "op", "\"edit\"") && field_is(j, "cmid", "\"e1\"")
+          && field_is(j, "target", "\"42\"")
+          && field_is(j, "body", "\"new\"")
+          && field_is(j, "window_ms", "900000"), "edit record: %s",
+          res.record);
+    CHECK(strcmp(res.key, "g:1") == 0, "keyed by the conversation: %s",
+          res.key);
+    CHECK(!res.is_send, "an edit is no send");
+    json_decref(j);
+    ngx_chat_proto_result_free(&res);
+
+    j = run("{\"type\":\"react\",\"client_msg_id\":\"r1\","
+            "\"conversation_id\":\"dm:alice:bob\",\"message_id\":\"42\","
+            "\"emoji\":null}", &res);
+    CHECK(field_is(j, "op", "\"react\"") && field_is(j, "emoji", "null"),
+          "reaction taken back: %s", res.record);
+    json_decref(j);
+    ngx_chat_proto_result_free(&res);
+
+    j = run("{\"type\":\"send\",\"client_msg_id\":\"s1\",\"to\":\"bob\","
+            "\"body\":\"b\",\"reply_to\":\"7\"}", &res);
+    CHECK(field_is(j, "reply_to", "\"7\"") && res.is_send,
+          "a reply: %s", res.record);
+    json_decref(j);
+    ngx_chat_proto_result_free(&res);
+
+    expect_error("{\"type\":\"send\",\"client_msg_id\":\"s1\",\"to\":\"bob\","
+                 "\"body\":\"b\",\"reply_to\":7}", "bad_request",
+                 "client_msg_id", "\"s1\"");
+    expect_error("{\"type\":\"edit\",\"client_msg_id\":\"e1\","
+                 "\"conversation_id\":\"g:1\",\"message_id\":\"42\"}",
+                 "bad_request", "client_msg_id", "\"e1\"");
+    expect_error("{\"type\":\"delete\",\"client_msg_id\":\"d1\","
+                 "\"conversation_id\":\"g:1\",\"message_id\":\"4x\"}",
+                 "bad_request", "client_msg_id", "\"d1\"");
+    expect_error("{\"type\":\"delete\",\"client_msg_id\":\"d1\","
+                 "\"conversation_id\":\"dm:bob:carol\",\"message_id\":\"4\"}",
+                 "forbidden", "client_msg_id", "\"d1\"");
+    expect_error("{\"type\":\"react\",\"client_msg_id\":\"r1\","
+                 "\"conversation_id\":\"g:1\",\"message_id\":\"4\","
+                 "\"emoji\":\"123456789012345678901234567890123\"}",
+                 "bad_request", "client_msg_id", "\"r1\"");
+    expect_error("{\"type\":\"react\",\"client_msg_id\":\"r1\","
+                 "\"conversation_id\":\"g:1\",\"message_id\":\"4\"}",
+                 "bad_request", "client_msg_id", "\"r1\"");
+
+    /* block and search */
+    j = run("{\"type\":\"block\",\"req_id\":1,\"user_id\":\"bob\"}", &res);
+    CHECK(field_is(j, "op", "\"block\"") && field_is(j, "other", "\"bob\"")
+          && strcmp(res.key, "alice") == 0, "block: %s", res.record);
+    json_decref(j);
+    ngx_chat_proto_result_free(&res);
+    expect_error("{\"type\":\"block\",\"req_id\":1,\"user_id\":\"alice\"}",
+                 "bad_request", "req_id", "1");
+    expect_error("{\"type\":\"unblock\",\"user_id\":\"bob\"}",
+                 "bad_request", NULL, NULL);
+
+    j = run("{\"type\":\"search\",\"req_id\":2,\"query\":\"a b\","
+            "\"conversation_id\":\"g:1\",\"before_id\":\"9\"}", &res);
+    CHECK(field_is(j, "query", "\"a b\"") && field_is(j, "limit", "20")
+          && field_is(j, "conv", "\"g:1\"")
+          && field_is(j, "before_id", "\"9\""), "search: %s", res.record);
+    json_decref(j);
+    ngx_chat_proto_result_free(&res);
+    expect_error("{\"type\":\"search\",\"req_id\":2,\"query\":\"\"}",
+                 "bad_request", "req_id", "2");
+    expect_error("{\"type\":\"search\",\"req_id\":2,\"query\":\"x\","
+                 "\"limit\":51}", "bad_request", "req_id", "2");
+    expect_error("{\"type\":\"search\",\"req_id\":2,\"query\":\"x\","
+                 "\"conversation_id\":\"dm:bob:carol\"}", "forbidden",
+                 "req_id", "2");
+}
+
+
 static void
 test_bad_frames(void)
 {
@@ -826,6 +924,7 @@ main(void)
     test_lists();
     test_groups();
     test_set_role();
+    test_changes();
     test_bad_frames();
     test_send_fast();
     test_record_failed();

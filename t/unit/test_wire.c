@@ -128,7 +128,7 @@ test_ops(void)
 
 static const ngx_chat_wire_peer_t  alice = {
     "alice", 5, "phone", 5, "s1:0.k", 6, "00000000000000ab", 1714128000123,
-    NULL
+    NULL, 900000
 };
 
 

@@ -114,8 +114,7 @@ test_frames(void)
     };
     chat_message_t  m = { "g:1", 1, 77, "alice", NULL, "system",
                           "{\"event\":\"group_created\",\"name\":\"T\","
-                          "\"user_ids\":[\"alice\"],\"by\":\"alice\"}", 5,
-                          NULL };
+                          "\"user_ids\":[\"alice\"],\"by\":\"alice\"}", 5, 0, 0, 0, false, NULL, NULL };
     json_t         *rid = json_string("r1");
     char           *s;
 

@@ -72,8 +72,11 @@ test_table(void)
         check(row->store != NULL);
         check(row->refused != NULL && row->refused[0] != '\0');
         check(row->stage <= CHAT_STAGE_READ);
-        check(row->tag == (op == NGX_CHAT_WIRE_OP_SEND ? CHAT_TAG_CMID
-                                                        : CHAT_TAG_REQ_ID));
+        check(row->tag == (op == NGX_CHAT_WIRE_OP_SEND
+                           || op == NGX_CHAT_WIRE_OP_EDIT
+                           || op == NGX_CHAT_WIRE_OP_DELETE
+                           || op == NGX_CHAT_WIRE_OP_REACT
+                           ? CHAT_TAG_CMID : CHAT_TAG_REQ_ID));
     }
 
     check(chat_ops_find(NGX_CHAT_WIRE_OP_COUNT) == NULL);
@@ -96,6 +99,15 @@ test_table(void)
     check(chat_ops_find(NGX_CHAT_WIRE_OP_REPAIR)->stage == CHAT_STAGE_READ);
     check(chat_ops_find(NGX_CHAT_WIRE_OP_REPAIR)->nosession);
     check(!chat_ops_find(NGX_CHAT_WIRE_OP_SEND)->nosession);
+
+    /* a change to a message runs alone where it comes, like a
+     * membership change, and is answered and fanned out like a send */
+    check(chat_ops_find(NGX_CHAT_WIRE_OP_EDIT)->stage == CHAT_STAGE_MEMBERS);
+    check(chat_ops_find(NGX_CHAT_WIRE_OP_DELETE)->stage
+          == CHAT_STAGE_MEMBERS);
+    check(chat_ops_find(NGX_CHAT_WIRE_OP_REACT)->stage == CHAT_STAGE_MEMBERS);
+    check(chat_ops_find(NGX_CHAT_WIRE_OP_EDIT)->fanout == chat_fanout_send);
+    check(chat_ops_find(NGX_CHAT_WIRE_OP_REACT)->answer == chat_answer_send);
 
     /* the reads share one snapshot: one store function */
     check(chat_ops_find(NGX_CHAT_WIRE_OP_SYNC)->store
@@ -398,6 +410,206 @@ test_send(void)
 }
 
 
+#define CHANGE(op, conv, fields)                                           \
+    "{\"op\":\"" op "\"," HEAD ",\"conv\":\"" conv "\",\"cmid\":\"e1\"," \
+    "\"target\":\"42\"" fields "}"
+
+
+/* the store step of a change, through the fake store */
+static void
+store_change(void)
+{
+    chat_item_t  *items[1] = { &item };
+
+    check(item.op->store(&ctx, items, 1) == CHAT_STORE_OK);
+}
+
+
+static void
+test_change_parse(void)
+{
+    chat_request_t  r;
+    char            why[160];
+
+    check(parse(&r, CHANGE("edit", "g:1", ",\"body\":\"new\","
+                                          "\"window_ms\":2000"))
+          == CHAT_PARSE_OK);
+    check(r.target_mid == 42 && r.window_ms == 2000);
+    check_str(r.body, "new");
+    check_str(r.cmid, "e1");
+    chat_request_free(&r);
+
+    /* an older module's edit: the default window */
+    check(parse(&r, CHANGE("edit", "g:1", ",\"body\":\"new\""))
+          == CHAT_PARSE_OK);
+    check(r.window_ms == NGX_CHAT_WIRE_EDIT_WINDOW * 1000LL);
+    chat_request_free(&r);
+
+    check(parse(&r, CHANGE("edit", "g:1", "")) == CHAT_PARSE_BAD);
+    chat_request_free(&r);
+    check(parse(&r, CHANGE("edit", "g:1", ",\"body\":\"\""))
+          == CHAT_PARSE_BAD);
+    chat_request_free(&r);
+
+    /* a delete has no body, whatever the record says */
+    check(parse(&r, CHANGE("delete", "g:1", ",\"body\":\"x\""))
+          == CHAT_PARSE_OK);
+    check(r.body == NULL && r.target_mid == 42);
+    chat_request_free(&r);
+
+    check(parse(&r, CHANGE("react", "g:1", ",\"emoji\":\"\\ud83d\\udc4d\""))
+          == CHAT_PARSE_OK);
+    check_str(r.emoji, "\xf0\x9f\x91\x8d");
+    chat_request_free(&r);
+    check(parse(&r, CHANGE("react", "g:1", ",\"emoji\":null"))
+          == CHAT_PARSE_OK);
+    check(r.emoji == NULL);
+    chat_request_free(&r);
+    /* absent is not null: the module always writes it */
+    check(parse(&r, CHANGE("react", "g:1", "")) == CHAT_PARSE_BAD);
+    chat_request_free(&r);
+    check(parse(&r, CHANGE("react", "g:1",
+                           ",\"emoji\":\"123456789012345678901234567890123\""))
+          == CHAT_PARSE_BAD);
+    chat_request_free(&r);
+    check(parse(&r, CHANGE("react", "g:1", ",\"emoji\":\"\""))
+          == CHAT_PARSE_BAD);
+    chat_request_free(&r);
+    check(parse(&r, CHANGE("react", "g:1", ",\"emoji\":7"))
+          == CHAT_PARSE_BAD);
+    chat_request_free(&r);
+
+    /* the target: a string of digits, positive */
+    check(parse(&r, "{\"op\":\"delete\"," HEAD ",\"conv\":\"g:1\","
+                    "\"cmid\":\"e1\",\"target\":42}") == CHAT_PARSE_BAD);
+    check_str(r.cmid, "e1");
+    chat_request_free(&r);
+    check(parse(&r, "{\"op\":\"delete\"," HEAD ",\"conv\":\"g:1\","
+                    "\"cmid\":\"e1\",\"target\":\"0\"}") == CHAT_PARSE_BAD);
+    chat_request_free(&r);
+    check(parse(&r, "{\"op\":\"delete\"," HEAD ",\"conv\":\"g:1\","
+                    "\"cmid\":\"e1\",\"target\":\"99999999999999999999\"}")
+          == CHAT_PARSE_BAD);
+    chat_request_free(&r);
+    check(parse(&r, "{\"op\":\"delete\"," HEAD ",\"conv\":\"g:1\","
+                    "\"target\":\"5\"}") == CHAT_PARSE_BAD);
+    chat_request_free(&r);
+
+    /* a send's reply_to */
+    check(parse(&r, "{\"op\":\"send\"," HEAD ",\"conv\":\"g:1\","
+                    "\"cmid\":\"c\",\"body\":\"b\",\"reply_to\":\"17\"}")
+          == CHAT_PARSE_OK);
+    check(r.reply_to == 17);
+    chat_request_free(&r);
+    check(parse(&r, "{\"op\":\"send\"," HEAD ",\"conv\":\"g:1\","
+                    "\"cmid\":\"c\",\"body\":\"b\"}") == CHAT_PARSE_OK);
+    check(r.reply_to == 0);
+    chat_request_free(&r);
+    check(parse(&r, "{\"op\":\"send\"," HEAD ",\"conv\":\"g:1\","
+                    "\"cmid\":\"c\",\"body\":\"b\",\"reply_to\":\"x\"}")
+          == CHAT_PARSE_BAD);
+    chat_request_free(&r);
+
+    (void) why;
+}
+
+
+static void
+test_changes(void)
+{
+    fake_reset();
+
+    /* an edit: acked, the change to every member's devices but the
+     * sending one, with its target and the new text */
+    setup(CHANGE("edit", "g:1", ",\"body\":\"new\",\"window_ms\":5"));
+    store_change();
+    check(item.u.send.state == CHAT_SEND_NEW && !item.replay);
+    check_str(run(), SESSION "{\"type\":\"ack\",\"client_msg_id\":\"e1\","
+                     "\"message_id\":\"101\",\"conversation_id\":\"g:1\","
+                     "\"seq\":1,\"server_ts\":5}\n"
+                     "@alice -" SESSION "{\"type\":\"message\",\"message_id\":"
+                     "\"101\",\"conversation_id\":\"g:1\",\"seq\":1,"
+                     "\"sender_id\":\"alice\",\"client_msg_id\":\"e1\","
+                     "\"kind\":\"edit\",\"target_id\":\"42\",\"body\":\"new\","
+                     "\"server_ts\":5}\n"
+                     "@bob -" SESSION "{\"type\":\"message\",\"message_id\":"
+                     "\"101\",\"conversation_id\":\"g:1\",\"seq\":1,"
+                     "\"sender_id\":\"alice\",\"client_msg_id\":\"e1\","
+                     "\"kind\":\"edit\",\"target_id\":\"42\",\"body\":\"new\","
+                     "\"server_ts\":5}\n");
+    teardown();
+
+    /* a delete: body null */
+    setup(CHANGE("delete", "dm:alice:bob", ""));
+    store_change();
+    check_str(run(), SESSION "{\"type\":\"ack\",\"client_msg_id\":\"e1\","
+                     "\"message_id\":\"102\",\"conversation_id\":"
+                     "\"dm:alice:bob\",\"seq\":2,\"server_ts\":5}\n"
+                     "@alice -" SESSION "{\"type\":\"message\",\"message_id\":"
+                     "\"102\",\"conversation_id\":\"dm:alice:bob\",\"seq\":2,"
+                     "\"sender_id\":\"alice\",\"client_msg_id\":\"e1\","
+                     "\"kind\":\"delete\",\"target_id\":\"42\",\"body\":null,"
+                     "\"server_ts\":5}\n"
+                     "@bob -" SESSION "{\"type\":\"message\",\"message_id\":"
+                     "\"102\",\"conversation_id\":\"dm:alice:bob\",\"seq\":2,"
+                     "\"sender_id\":\"alice\",\"client_msg_id\":\"e1\","
+                     "\"kind\":\"delete\",\"target_id\":\"42\",\"body\":null,"
+                     "\"server_ts\":5}\n");
+    teardown();
+
+    /* a reaction, and one taken back: the body is an object */
+    setup(CHANGE("react", "dm:alice:bob", ",\"emoji\":\"+1\""));
+    store_change();
+    check(strstr(run(), "\"kind\":\"reaction\",\"target_id\":\"42\","
+                        "\"body\":{\"emoji\":\"+1\"}") != NULL);
+    teardown();
+    setup(CHANGE("react", "dm:alice:bob", ",\"emoji\":null"));
+    store_change();
+    check(strstr(run(), "\"body\":{\"emoji\":null}") != NULL);
+    teardown();
+
+    /* refusals: the store's code, tagged, nobody else told */
+    setup("{\"op\":\"delete\"," HEAD ",\"conv\":\"g:1\",\"cmid\":\"e1\","
+          "\"target\":\"1\"}");
+    store_change();
+    check_str(run(), SESSION "{\"type\":\"error\",\"code\":\"not_found\","
+                     "\"message\":\"no\",\"client_msg_id\":\"e1\"}\n");
+    teardown();
+    setup("{\"op\":\"edit\"," HEAD ",\"conv\":\"g:1\",\"cmid\":\"e1\","
+          "\"target\":\"2\",\"body\":\"x\"}");
+    store_change();
+    check_str(run(), SESSION "{\"type\":\"error\",\"code\":\"forbidden\","
+                     "\"message\":\"no\",\"client_msg_id\":\"e1\"}\n");
+    teardown();
+
+    /* a direct conversation without the user: forbidden before the store */
+    setup(CHANGE("react", "dm:bob:carol", ",\"emoji\":\"x\""));
+    store_change();
+    check(item.u.send.state == CHAT_SEND_FORBIDDEN);
+    check_str(run(), SESSION "{\"type\":\"error\",\"code\":\"forbidden\","
+                     "\"message\":\"not a member of this conversation\","
+                     "\"client_msg_id\":\"e1\"}\n");
+    teardown();
+
+    /* a retry: the ack alone */
+    setup(CHANGE("delete", "g:1", ""));
+    store_change();
+    item.u.send.state = CHAT_SEND_RETRY;
+    check_str(run(), SESSION "{\"type\":\"ack\",\"client_msg_id\":\"e1\","
+                     "\"message_id\":\"105\",\"conversation_id\":\"g:1\","
+                     "\"seq\":5,\"server_ts\":5}\n");
+    teardown();
+
+    /* this very record stored before a crash: a replay */
+    fake.replay_at = 42;
+    setup(CHANGE("delete", "g:1", ""));
+    store_change();
+    check(item.replay && item.u.send.state == CHAT_SEND_REPLAY);
+    teardown();
+    fake_reset();
+}
+
+
 static void
 test_receipt(void)
 {
@@ -494,7 +706,7 @@ test_group(void)
     item.u.group.msg = (chat_message_t) { "g:1", 3, 43, "alice", NULL,
                                           "system",
                                           "{\"event\":\"members_removed\"}",
-                                          5, NULL };
+                                          5, 0, 0, 0, false, NULL, NULL };
     check_str(run(), SESSION "{\"type\":\"group\",\"req_id\":\"r\","
                      "\"conversation_id\":\"g:1\",\"name\":\"T\","
                      "\"members\":[{\"user_id\":\"alice\",\"role\":"
@@ -650,7 +862,7 @@ test_operator_rows(void)
     item.u.group.msg = (chat_message_t) { "g:1", 4, 44, "alice", NULL,
                                           "system",
                                           "{\"event\":\"role_changed\"}", 5,
-                                          NULL };
+                                          0, 0, 0, false, NULL, NULL };
     check_str(run(), SESSION "{\"type\":\"group\",\"req_id\":\"r\","
                      "\"conversation_id\":\"g:1\",\"name\":\"T\","
                      "\"members\":[{\"user_id\":\"alice\",\"role\":"
@@ -669,7 +881,7 @@ test_operator_rows(void)
     item.u.group.msg = (chat_message_t) { "g:1", 4, 44, "root", NULL,
                                           "system",
                                           "{\"event\":\"role_changed\"}", 5,
-                                          NULL };
+                                          0, 0, 0, false, NULL, NULL };
     check_str(run(), "@alice " ROLE_SYSTEM("root")
                      "@bob " ROLE_SYSTEM("root"));
     teardown();
@@ -722,17 +934,16 @@ static void
 test_reads(void)
 {
     chat_message_t    m[2] = {
-        { "g:1", 4, 9, "bob", "c4", "text", "x", 1, NULL },
-        { "g:1", 5, 10, "alice", NULL, "system", "{\"event\":\"e\"}", 2,
-          NULL },
+        { "g:1", 4, 9, "bob", "c4", "text", "x", 1, 0, 0, 0, false, NULL, NULL },
+        { "g:1", 5, 10, "alice", NULL, "system", "{\"event\":\"e\"}", 2, 0, 0, 0, false, NULL, NULL },
     };
     chat_sync_conv_t  c[2] = {
         { "g:1", "group", "T", 2, 5, 4, 3, 1, true,
-          { "g:1", 5, 10, "alice", NULL, "system", "{\"event\":\"e\"}", 2,
-            NULL },
+          { "g:1", 5, 10, "alice", NULL, "system", "{\"event\":\"e\"}", 2, 0, 0, 0, false, NULL, NULL },
           0, 2, true, 0, 0, 0, 0, 0 },
         { "dm:alice:bob", "direct", NULL, 2, 0, 0, 0, 0, false,
-          { NULL, 0, 0, NULL, NULL, NULL, NULL, 0, NULL }, 2, 0, false,
+          { NULL, 0, 0, NULL, NULL, NULL, NULL, 0, 0, 0, 0, false, NULL, NULL },
+          2, 0, false,
           0, 0, 0, 0, 0 },
     };
 
@@ -811,6 +1022,8 @@ main(void)
     test_unknown_op();
     test_no_row();
     test_send();
+    test_change_parse();
+    test_changes();
     test_receipt();
     test_typing();
     test_group();

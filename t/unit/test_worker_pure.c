@@ -198,8 +198,7 @@ test_frame_text(void)
     size_t           i, j, n = sizeof(strings) / sizeof(strings[0]);
     size_t           len, want_len;
     char            *got, *want;
-    chat_message_t   m = { "dm:a:b", 1, 42, "a", "c1", "text", "x", 5,
-                           NULL };
+    chat_message_t   m = { "dm:a:b", 1, 42, "a", "c1", "text", "x", 5, 0, 0, 0, false, NULL, NULL };
 
     for (i = 0; i < n; i++) {
         for (j = 0; j < n; j++) {
@@ -238,12 +237,90 @@ test_frame_text(void)
 }
 
 
+/* a message's state: only what there is, on either path */
+static void
+test_message_state(void)
+{
+    chat_message_t      m = { "g:1", 3, 42, "a", "c1", "text", "x", 5,
+                              0, 0, 0, false, NULL, NULL };
+    chat_search_row_t   row;
+    chat_search_rows_t  rows = { false, &row, 1, true };
+    const char         *users[2] = { "bob", "carol" };
+    char               *got;
+    size_t              len;
+
+    /* a fresh message has none */
+    got = chat_frame_message_text(&m, &len);
+    check_str(got, "{\"type\":\"message\",\"message_id\":\"42\","
+                   "\"conversation_id\":\"g:1\",\"seq\":3,\"sender_id\":"
+                   "\"a\",\"client_msg_id\":\"c1\",\"kind\":\"text\","
+                   "\"body\":\"x\",\"server_ts\":5}");
+    free(got);
+
+    m.reply_to = 17;
+    m.edited_at = 9;
+    m.reactions = "{\"ok\": [\"a\", \"b\"]}";
+    got = chat_frame_message_text(&m, &len);
+    check_str(got, "{\"type\":\"message\",\"message_id\":\"42\","
+                   "\"conversation_id\":\"g:1\",\"seq\":3,\"sender_id\":"
+                   "\"a\",\"client_msg_id\":\"c1\",\"kind\":\"text\","
+                   "\"body\":\"x\",\"server_ts\":5,\"reply_to\":\"17\","
+                   "\"edited_at\":9,\"reactions\":{\"ok\":[\"a\",\"b\"]}}");
+    free(got);
+
+    /* deleted: body null; reactions that are not an object are left out */
+    m.deleted = true;
+    m.body = NULL;
+    m.reactions = "[1]";
+    got = chat_frame_dump(chat_frame_message_object(&m, false), &len);
+    check_str(got, "{\"message_id\":\"42\",\"conversation_id\":\"g:1\","
+                   "\"seq\":3,\"sender_id\":\"a\",\"client_msg_id\":\"c1\","
+                   "\"kind\":\"text\",\"body\":null,\"server_ts\":5,"
+                   "\"reply_to\":\"17\",\"edited_at\":9,\"deleted\":true}");
+    free(got);
+
+    /* a change: its target; no state of its own */
+    m = (chat_message_t) { "g:1", 4, 43, "a", "c2", "reaction", NULL, 6,
+                           42, 0, 0, false, NULL, NULL };
+    got = chat_frame_message_text(&m, &len);
+    check_str(got, "{\"type\":\"message\",\"message_id\":\"43\","
+                   "\"conversation_id\":\"g:1\",\"seq\":4,\"sender_id\":"
+                   "\"a\",\"client_msg_id\":\"c2\",\"kind\":\"reaction\","
+                   "\"target_id\":\"42\",\"body\":{\"emoji\":null},"
+                   "\"server_ts\":6}");
+    free(got);
+
+    m.kind = "edit";
+    m.body = "new";
+    got = chat_frame_message_text(&m, &len);
+    check(strstr(got, "\"kind\":\"edit\",\"target_id\":\"42\","
+                      "\"body\":\"new\"") != NULL);
+    free(got);
+
+    /* the answers of search and block */
+    row.msg = (chat_message_t) { "g:1", 3, 42, "a", "c1", "text", "a b", 5,
+                                 0, 0, 0, false, NULL, NULL };
+    row.highlight = "<b>a</b> b";
+    got = chat_frame_dump(chat_frame_search(json_string("q"), &rows), &len);
+    check_str(got, "{\"type\":\"search\",\"req_id\":\"q\",\"results\":"
+                   "[{\"message_id\":\"42\",\"conversation_id\":\"g:1\","
+                   "\"seq\":3,\"sender_id\":\"a\",\"client_msg_id\":\"c1\","
+                   "\"kind\":\"text\",\"body\":\"a b\",\"server_ts\":5,"
+                   "\"highlight\":\"<b>a</b> b\"}],\"has_more\":true}");
+    free(got);
+
+    got = chat_frame_dump(chat_frame_blocked(NULL, users, 2), &len);
+    check_str(got, "{\"type\":\"blocked\",\"user_ids\":[\"bob\","
+                   "\"carol\"]}");
+    free(got);
+}
+
+
 static void
 test_frames(void)
 {
     chat_message_t   m = { "dm:alice:bob", 7, 9007199254740993LL, "alice",
-                           "c\"1", "text", "h\u00e9\n", 1714128000123LL,
-                           NULL };
+                           "c\"1", "text", "h\u00e9\n", 1714128000123LL, 0, 0, 0, false, NULL, NULL };
     chat_request_t   req;
     char            *s;
 
@@ -421,6 +498,7 @@ main(void)
     test_parse();
     test_frames();
     test_frame_text();
+    test_message_state();
     test_payload();
     test_outbox();
     test_pg_arrays();

@@ -114,7 +114,7 @@ conversations(size_t n, int64_t last_seq, const char *last_body)
             c[i].last = (chat_message_t) { c[i].conv, last_seq,
                                            c[i].activity_id, "bob", "x",
                                            "text", last_body,
-                                           c[i].activity, NULL };
+                                           c[i].activity, 0, 0, 0, false, NULL, NULL };
         }
     }
 
@@ -379,7 +379,7 @@ test_sync(void)
         for (k = 1; k <= 120; k++, n++) {
             m[n] = (chat_message_t) { names[i], (int64_t) k,
                                       (int64_t) n + 1, "bob", "x", "text",
-                                      body, 5, NULL };
+                                      body, 5, 0, 0, 0, false, NULL, NULL };
         }
     }
 

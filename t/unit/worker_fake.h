@@ -16,7 +16,9 @@
  *   groups      what the membership loads find (conv, then its members);
  *               a repair's member lists too
  *   repair_rows what a repair reads (every repair the same)
- * Sends into "g:none" are forbidden; receipts beyond seq 100 too far.
+ * Sends into "g:none" are forbidden; receipts beyond seq 100 too far;
+ * a change of message 1 finds no such message, of message 2 is not the
+ * user's to make.
  * The pushes to streamed answers' lists are written down in fake.pushed,
  * one line each: "RPUSH key bytes", "EXPIRE key", "DEL key".
  */
@@ -144,11 +146,11 @@ chat_store_reads(chat_store_t *st, chat_read_t **reads, size_t n,
     chat_arena_t *arena)
 {
     static chat_message_t    m = { "dm:alice:bob", 1, 101, "bob", "c9",
-                                   "text", "old", 4, NULL };
+                                   "text", "old", 4, 0, 0, 0, false, NULL, NULL };
     static chat_sync_conv_t  c = { "dm:alice:bob", "direct", NULL, 2, 1, 1,
                                    0, 1, true,
                                    { "dm:alice:bob", 1, 101, "bob", "c9",
-                                     "text", "old", 4, NULL },
+                                     "text", "old", 4, 0, 0, 0, false, NULL, NULL },
                                    0, 1, false, 0, 0, 0, 0, 0 };
     size_t                   i;
 
@@ -228,6 +230,70 @@ chat_store_sync_messages(chat_store_t *st, chat_sync_conv_t *convs, size_t n,
 
         convs[i].n = s->nmessages - convs[i].first;
     }
+
+    return CHAT_STORE_OK;
+}
+
+
+/* a block or unblock: the list is the other user alone, or empty */
+chat_store_rc_t
+chat_store_block(chat_store_t *st, chat_block_t *b, chat_arena_t *arena)
+{
+    (void) st;
+
+    fake_trace("block", 1);
+
+    b->blocked = chat_arena_alloc(arena, sizeof(char *));
+    b->n = 0;
+
+    if (b->req->op == NGX_CHAT_WIRE_OP_BLOCK) {
+        b->blocked[b->n++] = b->req->other;
+    }
+
+    return CHAT_STORE_OK;
+}
+
+
+/* an edit, delete or react: see the script above */
+chat_store_rc_t
+chat_store_change(chat_store_t *st, chat_send_t *s, chat_arena_t *arena)
+{
+    (void) st;
+    (void) arena;
+
+    fake_trace("change", 1);
+
+    if (fake_refused(s->req->conv)) {
+        return CHAT_STORE_REFUSED;
+    }
+
+    if (s->direct_forbidden || strcmp(s->req->conv, "g:none") == 0) {
+        s->state = CHAT_SEND_FORBIDDEN;
+        return CHAT_STORE_OK;
+    }
+
+    if (s->req->target_mid == 1 || s->req->target_mid == 2) {
+        s->state = CHAT_SEND_REFUSED;
+        s->error_code = s->req->target_mid == 1 ? "not_found" : "forbidden";
+        s->error_message = "no";
+        return CHAT_STORE_OK;
+    }
+
+    s->state = s->req->offset == fake.replay_at ? CHAT_SEND_REPLAY
+                                                : CHAT_SEND_NEW;
+    s->msg.conv = s->req->conv;
+    s->msg.seq = ++fake.seq;
+    s->msg.message_id = 100 + fake.seq;
+    s->msg.sender = s->req->user;
+    s->msg.cmid = s->req->cmid;
+    s->msg.kind = s->req->op == NGX_CHAT_WIRE_OP_EDIT ? "edit"
+                  : s->req->op == NGX_CHAT_WIRE_OP_DELETE ? "delete"
+                  : "reaction";
+    s->msg.body = s->req->op == NGX_CHAT_WIRE_OP_EDIT ? s->req->body
+                  : s->req->op == NGX_CHAT_WIRE_OP_REACT ? s->req->emoji
+                  : NULL;
+    s->msg.server_ts = 5;
+    s->msg.target_id = s->req->target_mid;
 
     return CHAT_STORE_OK;
 }
