@@ -24,7 +24,7 @@ pusher_launch() {
 
 pusher_ready() {
     tail -n "+${PUSHER_LOG_FROM:-1}" "$LOG/pusher.log" 2>/dev/null \
-        | grep -q ' ready$'
+        | grep -q '"msg":"ready"'
 }
 
 pusher_ready_wait() {
