@@ -131,11 +131,49 @@ def test_presence_follows_group_membership(stack, clients):
     quiet(member, "presence reached a removed member")
 
 
+def block(c, req_id, other, op="block"):
+    c.send_json({"type": op, "req_id": req_id, "user_id": other})
+    return c.recv_until(lambda f: f.get("req_id") == req_id, 15,
+                        what="%s answered" % op)
+
+
+def test_blocked_user_sees_the_blocker_offline(stack, clients):
+    a_id, b_id = unique("pbk"), unique("pbd")
+    a = clients.add(stack.connect(a_id))
+    b = clients.add(stack.connect(b_id))
+    befriend(b, a_id)
+    b.send_json({"type": "presence_subscribe", "req_id": 1,
+                 "user_ids": [a_id]})
+    assert presence(b, a_id)["status"] == "online"
+
+    assert block(a, "k1", b_id)["type"] == "blocked"
+    b.send_json({"type": "presence_subscribe", "req_id": 2,
+                 "user_ids": [a_id]})
+    assert presence(b, a_id) == {"type": "presence", "user_id": a_id,
+                                 "status": "offline", "last_seen": None}
+    a.send_json({"type": "presence_set", "status": "away"})
+    quiet(b, "presence reached a blocked user")
+
+    # the blocker still sees the one it blocks
+    a.send_json({"type": "presence_subscribe", "req_id": 3,
+                 "user_ids": [b_id]})
+    assert presence(a, b_id)["status"] == "online"
+
+    assert block(a, "k2", b_id, "unblock")["type"] == "blocked"
+    b.send_json({"type": "presence_subscribe", "req_id": 4,
+                 "user_ids": [a_id]})
+    assert presence(b, a_id)["status"] == "away"
+
+
 def test_contacts_written_again_after_redis_lost_them(stack, clients):
     a_id = unique("pfl")
     w = clients.add(stack.connect(unique("pfw")))
     befriend(w, a_id)
-    clients.add(stack.connect(a_id))
+    a = clients.add(stack.connect(a_id))
+    blocked_id = unique("pfb")
+    blocked = clients.add(stack.connect(blocked_id))
+    befriend(blocked, a_id)
+    assert block(a, "k", blocked_id)["type"] == "blocked"
     stack.redis_cli("FLUSHALL")
     # a worker writes every membership again, then the mark
     wait_for(lambda: stack.redis_cli("EXISTS", "chat:convs").strip() == "1",
@@ -145,6 +183,10 @@ def test_contacts_written_again_after_redis_lost_them(stack, clients):
     w.send_json({"type": "presence_subscribe", "req_id": 1,
                  "user_ids": [a_id]})
     assert presence(w, a_id)["status"] == "online"
+    # the blocks are written again too
+    blocked.send_json({"type": "presence_subscribe", "req_id": 1,
+                       "user_ids": [a_id]})
+    assert presence(blocked, a_id)["last_seen"] is None
 
 
 def test_presence_shared_with_everyone_when_configured(stack, clients):

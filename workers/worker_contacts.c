@@ -7,6 +7,10 @@
  * the one that claims the job, has written every current membership again
  * and set the mark that says the sets are whole.
  *
+ * The users' sets of blocked users (chat:blocks:<user>, which hide a
+ * blocker's presence from whom it blocks) go the same way, after the
+ * memberships and before the mark.
+ *
  * A membership that ends while the sets are written again may be written
  * back from a page read just before: that user then stays the other's
  * contact until either's next change of membership, a narrow and
@@ -72,6 +76,7 @@ chat_contacts_tick(chat_contacts_t *c, chat_store_t *st, chat_redis_t *r,
         log_info("conversation sets: writing them again from the store");
         chat_contacts_from(c, "", "");
         c->writing = true;
+        c->blocks = false;
         break;
 
     case CHAT_REDIS_CONTACTS_GO_ON:
@@ -82,6 +87,7 @@ chat_contacts_tick(chat_contacts_t *c, chat_store_t *st, chat_redis_t *r,
         /* a claim of this worker's that it forgot (it restarted): again */
         chat_contacts_from(c, "", "");
         c->writing = true;
+        c->blocks = false;
         break;
 
     default:
@@ -91,16 +97,17 @@ chat_contacts_tick(chat_contacts_t *c, chat_store_t *st, chat_redis_t *r,
 
     rows = chat_alloc(CHAT_CONTACTS_PAGE * sizeof(chat_membership_t));
 
-    if (chat_store_memberships(st, c->after_user, c->after_conv, rows,
-                               CHAT_CONTACTS_PAGE, &n, &arena)
+    if (chat_store_memberships(st, c->blocks, c->after_user, c->after_conv,
+                               rows, CHAT_CONTACTS_PAGE, &n, &arena)
         != CHAT_STORE_OK)
     {
         goto done;
     }
 
-    last = n < CHAT_CONTACTS_PAGE;
+    /* the memberships, then the blocks; the mark after both */
+    last = n < CHAT_CONTACTS_PAGE && c->blocks;
 
-    if (!chat_redis_contacts_write(r, rows, n, last)) {
+    if (!chat_redis_contacts_write(r, rows, n, c->blocks, last)) {
         /* claimed again later, from the start if the claim was lost */
         c->writing = false;
         goto done;
@@ -109,6 +116,10 @@ chat_contacts_tick(chat_contacts_t *c, chat_store_t *st, chat_redis_t *r,
     if (last) {
         log_info("conversation sets: whole again");
         c->writing = false;
+
+    } else if (n < CHAT_CONTACTS_PAGE) {
+        c->blocks = true;
+        chat_contacts_from(c, "", "");
 
     } else {
         chat_contacts_from(c, rows[n - 1].user, rows[n - 1].conv);

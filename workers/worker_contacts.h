@@ -13,6 +13,7 @@
 typedef struct {
     char         writer[64];    /* this worker, in the claim */
     bool         writing;
+    bool         blocks;        /* the memberships are written: the blocks */
     int64_t      next_look;     /* ms */
     char        *after_user;    /* where the next page starts */
     char        *after_conv;

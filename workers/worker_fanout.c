@@ -264,3 +264,13 @@ chat_fanout_redact(chat_op_ctx_t *ctx, const chat_item_t *item)
         chat_outbox_frame(ctx->out, chat_frame_message_object(&r->msg, true)),
         r->msg.conv, NULL, NULL, NULL);
 }
+
+
+void
+chat_fanout_block(chat_op_ctx_t *ctx, const chat_item_t *item)
+{
+    const chat_request_t  *req = item->req;
+
+    chat_outbox_block(ctx->out, req->user, req->other,
+                      req->op == NGX_CHAT_WIRE_OP_BLOCK);
+}

@@ -15,6 +15,8 @@ void chat_fanout_group(chat_op_ctx_t *ctx, const chat_item_t *item);
 void chat_fanout_repair(chat_op_ctx_t *ctx, const chat_item_t *item);
 void chat_fanout_receipt(chat_op_ctx_t *ctx, const chat_item_t *item);
 void chat_fanout_typing(chat_op_ctx_t *ctx, const chat_item_t *item);
+/* block, unblock: the blocker's set of blocked users in Redis */
+void chat_fanout_block(chat_op_ctx_t *ctx, const chat_item_t *item);
 void chat_fanout_redact(chat_op_ctx_t *ctx, const chat_item_t *item);
 
 

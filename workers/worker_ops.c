@@ -1450,7 +1450,7 @@ static const chat_op_t  chat_ops[NGX_CHAT_WIRE_OP_COUNT] = {
         .parse = chat_ops_parse_block,
         .store = chat_ops_store_block,
         .answer = chat_answer_blocked,
-        .fanout = NULL
+        .fanout = chat_fanout_block
     },
 
     [NGX_CHAT_WIRE_OP_UNBLOCK] = {
@@ -1462,7 +1462,7 @@ static const chat_op_t  chat_ops[NGX_CHAT_WIRE_OP_COUNT] = {
         .parse = chat_ops_parse_block,
         .store = chat_ops_store_block,
         .answer = chat_answer_blocked,
-        .fanout = NULL
+        .fanout = chat_fanout_block
     },
 
     [NGX_CHAT_WIRE_OP_SEARCH] = {

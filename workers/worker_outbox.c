@@ -168,6 +168,16 @@ chat_outbox_member(chat_outbox_t *out, const char *user, const char *conv,
     m->user = user;
     m->conv = conv;
     m->joined = joined;
+    m->block = false;
+}
+
+
+void
+chat_outbox_block(chat_outbox_t *out, const char *user, const char *other,
+    bool blocked)
+{
+    chat_outbox_member(out, user, other, blocked);
+    out->members[out->nmembers - 1].block = true;
 }
 
 

@@ -46,12 +46,14 @@ typedef struct {
     int64_t      upto;
 } chat_outbox_repair_t;
 
-/* a user joined or left a conversation: its set of conversations in
- * Redis, which says who its contacts are, changes with the delivery */
+/* a user joined or left a conversation (or blocked or unblocked another
+ * user): its set of conversations (of blocked users) in Redis, which says
+ * who sees its presence, changes with the delivery */
 typedef struct {
     const char  *user;
-    const char  *conv;
-    bool         joined;
+    const char  *conv;          /* or the user blocked */
+    bool         joined;        /* or blocked */
+    bool         block;         /* the set of blocked users */
 } chat_outbox_member_t;
 
 typedef struct {
@@ -100,6 +102,9 @@ void chat_outbox_repair(chat_outbox_t *out, const char *node,
 /* user joined (or left) conv; both strings outlive the outbox's use */
 void chat_outbox_member(chat_outbox_t *out, const char *user,
     const char *conv, bool joined);
+/* user blocked (or unblocked) other */
+void chat_outbox_block(chat_outbox_t *out, const char *user,
+    const char *other, bool blocked);
 void chat_outbox_reset(chat_outbox_t *out);
 void chat_outbox_free(chat_outbox_t *out);
 /* forgets what was added after the outbox held nframes and ndeliveries */

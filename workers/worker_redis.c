@@ -942,15 +942,17 @@ chat_redis_answers(chat_redis_t *r, size_t n, const char *what)
 }
 
 
-/* one SADD or SREM of conv to user's set of conversations */
+/* one SADD or SREM of conv to user's set of conversations (or of a user
+ * to its set of blocked users) */
 static void
 chat_redis_append_member(chat_redis_t *r, const char *user, const char *conv,
-    bool joined)
+    bool joined, bool block)
 {
     char  key[NGX_CHAT_WIRE_KEY_MAX];
 
-    (void) ngx_chat_wire_key(key, NGX_CHAT_WIRE_KEY_CONVS, user,
-                             strlen(user));
+    (void) ngx_chat_wire_key(key, block ? NGX_CHAT_WIRE_KEY_BLOCKS
+                                        : NGX_CHAT_WIRE_KEY_CONVS,
+                             user, strlen(user));
     redisAppendCommand(r->ctx, joined ? "SADD %s %s" : "SREM %s %s", key,
                        conv);
 }
@@ -965,7 +967,8 @@ chat_redis_members(chat_redis_t *r, const chat_outbox_t *out)
     for (i = 0; i < out->nmembers; i++) {
         chat_redis_append_member(r, out->members[i].user,
                                  out->members[i].conv,
-                                 out->members[i].joined);
+                                 out->members[i].joined,
+                                 out->members[i].block);
     }
 
     return chat_redis_answers(r, out->nmembers, "conversation sets");
@@ -1043,7 +1046,7 @@ chat_redis_contacts_claim(chat_redis_t *r, const char *writer)
 
 bool
 chat_redis_contacts_write(chat_redis_t *r, const chat_membership_t *rows,
-    size_t n, bool last)
+    size_t n, bool blocks, bool last)
 {
     size_t  i;
 
@@ -1052,7 +1055,8 @@ chat_redis_contacts_write(chat_redis_t *r, const chat_membership_t *rows,
     }
 
     for (i = 0; i < n; i++) {
-        chat_redis_append_member(r, rows[i].user, rows[i].conv, true);
+        chat_redis_append_member(r, rows[i].user, rows[i].conv, true,
+                                 blocks);
     }
 
     if (last) {

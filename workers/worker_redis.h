@@ -61,10 +61,11 @@ typedef enum {
 
 chat_redis_contacts_t chat_redis_contacts_claim(chat_redis_t *r,
     const char *writer);
-/* SADDs the memberships; last: the sets are whole, the claim given back.
- * false: the connection broke (the job is to be claimed again) */
+/* SADDs the memberships (blocks: the blocks, user then whom); last: the
+ * sets are whole, the claim given back. false: the connection broke (the
+ * job is to be claimed again) */
 bool chat_redis_contacts_write(chat_redis_t *r, const chat_membership_t *rows,
-    size_t n, bool last);
+    size_t n, bool blocks, bool last);
 
 
 #endif /* CHAT_WORKER_REDIS_H */

@@ -409,9 +409,10 @@ chat_store_rc_t chat_store_load_members(chat_store_t *st,
     chat_members_cache_t *c, const char *const *convs, size_t n);
 
 /* up to limit current memberships after (after_user, after_conv), in that
- * order ("", "" for the first page); *n says how many (fewer than limit:
- * the last page); strings from arena */
-chat_store_rc_t chat_store_memberships(chat_store_t *st,
+ * order ("", "" for the first page), or with blocks the blocks (user, then
+ * whom it blocks in conv); *n says how many (fewer than limit: the last
+ * page); strings from arena */
+chat_store_rc_t chat_store_memberships(chat_store_t *st, bool blocks,
     const char *after_user, const char *after_conv, chat_membership_t *rows,
     size_t limit, size_t *n, chat_arena_t *arena);
 

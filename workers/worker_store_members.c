@@ -4,9 +4,9 @@
  * conversations a batch names that the cache does not hold yet, in one
  * statement. A conversation without rows is cached as empty: no such
  * group, and nobody may use it until one is made (which sets the entry).
- * And chat_store_memberships: every current membership, page by page in
- * (user, conversation) order, from which the contacts' sets in Redis are
- * written again (worker_contacts.c).
+ * And chat_store_memberships: every current membership (or every block),
+ * page by page in (user, conversation) order, from which the sets in
+ * Redis that presence asks are written again (worker_contacts.c).
  */
 
 #include <stdio.h>
@@ -29,6 +29,12 @@ static const chat_pg_statement_t  chat_members_sql[] = {
       "SELECT user_id, conversation_id FROM members"
       " WHERE removed_seq IS NULL AND (user_id, conversation_id) > ($1, $2)"
       " ORDER BY user_id, conversation_id LIMIT $3" },
+
+    /* and the primary key here */
+    { "blocks_page",
+      "SELECT user_id, blocked_id FROM blocks"
+      " WHERE (user_id, blocked_id) > ($1, $2)"
+      " ORDER BY user_id, blocked_id LIMIT $3" },
 };
 
 const chat_pg_statements_t  chat_store_members_statements = {
@@ -134,6 +140,7 @@ chat_store_load_members(chat_store_t *st, chat_members_cache_t *c,
 
 
 typedef struct {
+    const char        *stmt;
     const char        *after_user;
     const char        *after_conv;
     size_t             limit;
@@ -158,7 +165,7 @@ chat_memberships_attempt(chat_store_t *st, void *data)
     params[1] = a->after_conv;
     params[2] = limit;
 
-    rc = chat_pg_run(st, "memberships_page", 3, params, &res);
+    rc = chat_pg_run(st, a->stmt, 3, params, &res);
     if (rc != CHAT_PG_OK) {
         return rc;
     }
@@ -180,11 +187,13 @@ chat_memberships_attempt(chat_store_t *st, void *data)
 
 
 chat_store_rc_t
-chat_store_memberships(chat_store_t *st, const char *after_user,
+chat_store_memberships(chat_store_t *st, bool blocks, const char *after_user,
     const char *after_conv, chat_membership_t *rows, size_t limit,
     size_t *n, chat_arena_t *arena)
 {
-    chat_memberships_args_t  args = { after_user, after_conv, limit, rows, n,
+    chat_memberships_args_t  args = { blocks ? "blocks_page"
+                                             : "memberships_page",
+                                      after_user, after_conv, limit, rows, n,
                                       arena };
 
     *n = 0;

@@ -312,7 +312,30 @@ teardown(void)
     chat_outbox_reset(&out);
     free(out.frames);
     free(out.deliveries);
+    free(out.members);
     chat_stream_free(&stream);
+}
+
+
+/* a block changes the blocker's set of blocked users, which presence
+ * asks; an unblock takes the user out again */
+static void
+test_block(void)
+{
+    static const char  *bob[] = { "bob" };
+
+    setup("{\"op\":\"block\"," HEAD ",\"req_id\":1,\"other\":\"bob\"}");
+    item.u.block.req = &req;
+    item.u.block.blocked = bob;
+    item.u.block.n = 1;
+    check(strstr(run(), "\nb+alice bob\n") != NULL);
+    teardown();
+
+    setup("{\"op\":\"unblock\"," HEAD ",\"req_id\":1,"
+          "\"other\":\"bob\"}");
+    item.u.block.req = &req;
+    check(strstr(run(), "\nb-alice bob\n") != NULL);
+    teardown();
 }
 
 
@@ -1027,6 +1050,7 @@ main(void)
     test_receipt();
     test_typing();
     test_group();
+    test_block();
     test_operator_parse();
     test_operator_rows();
     test_reads();

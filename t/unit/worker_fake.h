@@ -700,7 +700,8 @@ fake_outbox(chat_buf_t *b, const chat_outbox_t *out)
 
     /* the joins and leaves for the sets of conversations */
     for (i = 0; i < out->nmembers; i++) {
-        chat_buf_printf(b, "%c%s %s\n", out->members[i].joined ? '+' : '-',
+        chat_buf_printf(b, "%s%c%s %s\n", out->members[i].block ? "b" : "",
+                        out->members[i].joined ? '+' : '-',
                         out->members[i].user, out->members[i].conv);
     }
 }
