@@ -15,7 +15,8 @@ import time
 import pytest
 
 import wsclient
-from chatlib import dm_id, unique, wait_for
+from chatlib import ExtraServer, dm_id, unique, wait_for
+from conftest import free_ports
 
 T = 15.0
 
@@ -760,3 +761,30 @@ def test_worker_log_is_json_lines(stack):
     # what the tests above made the workers do is there
     assert {"starting", "revoked", "revoked_written", "operator_op",
             "stopping"} <= events, events
+
+
+def test_revocation_reaches_every_server(stack):
+    """A revocation closes the user's devices on each server of the stack,
+    and each refuses the old tokens."""
+    user = unique("r2")
+    server = ExtraServer(stack, "rev2", free_ports(2)).start()
+    conns = []
+    try:
+        here, here_tok = connect_fresh(stack, user, "here")
+        tok = stack.token(user, "there", jti=unique("j"))
+        there = wsclient.connect(server.url, token=tok, timeout=10)
+        assert there.recv_json(10)["type"] == "hello"
+        conns += [here, there]
+
+        chatctl(stack, "revoke", user)
+        assert closed_with(here) == 4003
+        assert closed_with(there) == 4003
+
+        refused_401(stack, here_tok)
+        with pytest.raises(wsclient.HandshakeError) as ei:
+            wsclient.connect(server.url, token=tok, timeout=10).abort()
+        assert ei.value.status == 401, ei.value
+    finally:
+        for c in conns:
+            c.abort()
+        server.stop()
