@@ -246,6 +246,7 @@ test_message_state(void)
     chat_search_row_t   row;
     chat_search_rows_t  rows = { false, &row, 1, true };
     const char         *users[2] = { "bob", "carol" };
+    json_t             *q;
     char               *got;
     size_t              len;
 
@@ -301,7 +302,9 @@ test_message_state(void)
     row.msg = (chat_message_t) { "g:1", 3, 42, "a", "c1", "text", "a b", 5,
                                  0, 0, 0, false, NULL, NULL };
     row.highlight = "<b>a</b> b";
-    got = chat_frame_dump(chat_frame_search(json_string("q"), &rows), &len);
+    q = json_string("q");
+    got = chat_frame_dump(chat_frame_search(q, &rows), &len);
+    json_decref(q);
     check_str(got, "{\"type\":\"search\",\"req_id\":\"q\",\"results\":"
                    "[{\"message_id\":\"42\",\"conversation_id\":\"g:1\","
                    "\"seq\":3,\"sender_id\":\"a\",\"client_msg_id\":\"c1\","
