@@ -195,7 +195,7 @@ def test_worker_metrics(stack, clients):
             assert e.code == code, (path, e.code)
 
 
-def test_prometheus_scrapes_and_answers(stack, clients):
+def test_prometheus_scrapes_and_answers(stack, clients, capsys):
     """Debian's Prometheus scrapes the stack's nginx and its workers and
     answers a query over what it scraped of each."""
     prom = shutil.which("prometheus")
@@ -266,6 +266,21 @@ def test_prometheus_scrapes_and_answers(stack, clients):
 
         wait_for(targets_up, 60, interval=1, what="every worker up")
         c.close()
+
+        # what an operator sees: the queries' answers and a few lines of
+        # each endpoint
+        _, _, ngx = http_get(stack, "/metrics")
+        port0 = worker_metrics_ports(stack)[0]
+        with urllib.request.urlopen("http://127.0.0.1:%s/metrics" % port0,
+                                    timeout=10) as r:
+            wrk = r.read().decode()
+        with capsys.disabled():
+            print("\n    [test_metrics] Prometheus: %s" % json.dumps(res))
+            for name, text in (("nginx", ngx), ("worker", wrk)):
+                lines = [x for x in text.splitlines()
+                         if x and not x.startswith("#")][:12]
+                print("    [test_metrics] %s /metrics:\n      %s"
+                      % (name, "\n      ".join(lines)))
     finally:
         p.terminate()
         p.wait(20)
