@@ -432,7 +432,8 @@ install: pkgs workers $(INST_SRC)/objs/Makefile
 	fi
 	$(MAKE) -C $(INST_SRC) -f objs/Makefile install DESTDIR='$(DESTDIR)' >/dev/null
 	@set -e; d='$(DESTDIR)'; \
-	install -m 755 $(BUILD)/bin/chat_worker $(BUILD)/bin/chatctl "$$d$(BINDIR)/"; \
+	install -m 755 $(BUILD)/bin/chat_worker $(BUILD)/bin/chat_pusher \
+	    $(BUILD)/bin/chatctl "$$d$(BINDIR)/"; \
 	rm -rf "$$d$(DATADIR)/sql" "$$d$(DATADIR)/clients"; \
 	install -d "$$d$(DATADIR)/sql"; \
 	install -m 644 sql/[0-9]*_*.sql "$$d$(DATADIR)/sql/"; \

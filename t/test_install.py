@@ -41,7 +41,7 @@ def installed(tmp_path_factory):
 def test_the_tree(installed):
     destdir, root, out = installed
     for path, mode in (("sbin/nginx", 0o755), ("bin/chat_worker", 0o755),
-                       ("bin/chatctl", 0o755)):
+                       ("bin/chat_pusher", 0o755), ("bin/chatctl", 0o755)):
         st = os.stat(os.path.join(root, path))
         assert st.st_mode & 0o777 == mode, (path, oct(st.st_mode))
 
@@ -64,7 +64,8 @@ def test_the_tree(installed):
                            os.path.join(root, "etc", f), False)
 
     units = os.path.join(root, "lib/systemd/system")
-    assert sorted(os.listdir(units)) == ["chat-worker@.service",
+    assert sorted(os.listdir(units)) == ["chat-pusher.service",
+                                         "chat-worker@.service",
                                          "ngx-chat-nginx.service"]
     for u in os.listdir(units):
         text = open(os.path.join(units, u)).read()
@@ -74,6 +75,9 @@ def test_the_tree(installed):
     worker = open(os.path.join(units, "chat-worker@.service")).read()
     assert "ExecStart=%s/bin/chat_worker " % PREFIX in worker
     assert "EnvironmentFile=%s/etc/chat_worker.env" % PREFIX in worker
+    pusher = open(os.path.join(units, "chat-pusher.service")).read()
+    assert "ExecStart=%s/bin/chat_pusher " % PREFIX in pusher
+    assert "EnvironmentFile=%s/etc/chat_worker.env" % PREFIX in pusher
     nginx = open(os.path.join(units, "ngx-chat-nginx.service")).read()
     assert "ExecStart=%s/sbin/nginx" % PREFIX in nginx
     assert "PIDFile=%s/logs/nginx.pid" % PREFIX in nginx
