@@ -82,6 +82,9 @@ def test_metrics_count_what_happens(stack, clients):
             - sample(before, "chat_handshakes_total", status="401")) >= 1
     assert (sample(after, "chat_messages_sent_total")
             - sample(before, "chat_messages_sent_total")) >= 5
+    # each of the five acks came back as an ack record with its send's time
+    assert (sample(after, "chat_send_ack_seconds_count")
+            - sample(before, "chat_send_ack_seconds_count")) >= 5
     assert (sample(after, "chat_errors_total", code="bad_request")
             - sample(before, "chat_errors_total", code="bad_request")) >= 1
     assert sample(after, "chat_received_bytes_total") > 0
