@@ -282,8 +282,12 @@ def test_large_account_sync_streams_and_pages(stack, clients, capsys):
            "worker RSS %d kB before, peak %d kB (+%d kB)"
            % (loaded, took, len(listed), len(msgs), size / 1e6, rss0, peak,
               peak - rss0))
-    # rows and frames of the whole answer would be twice its size
-    assert peak - rss0 < 16 * 1024, (
+    # rows and frames of the whole answer would be twice its size; under
+    # AddressSanitizer (make test SANITIZE=1) freed memory waits in its
+    # quarantine, so the peak says nothing about what the worker holds
+    sanitized = os.path.basename(
+        os.environ.get("CHAT_BUILD_DIR", "").rstrip("/")) == "build-san"
+    assert sanitized or peak - rss0 < 16 * 1024, (
         "the worker's peak grew by %d kB for a %.1f MB answer" % (
             peak - rss0, size / 1e6))
 

@@ -446,6 +446,11 @@ chat_buf_reserve(chat_buf_t *b, size_t extra)
 void
 chat_buf_add(chat_buf_t *b, const void *p, size_t n)
 {
+    /* nothing to add may come as (NULL, 0), which memcpy may not take */
+    if (n == 0) {
+        return;
+    }
+
     chat_buf_reserve(b, n);
     memcpy(b->data + b->len, p, n);
     b->len += n;
