@@ -420,20 +420,16 @@ chat_sends_attach(chat_store_t *st, chat_send_t **sends, size_t n)
 }
 
 
-/* a direct send to a user who blocks its sender is forbidden; group
- * messages are not affected */
-static chat_pg_rc_t
-chat_sends_check_blocks(chat_store_t *st, chat_send_t **sends, size_t n,
-    chat_arena_t *arena)
+/* arrays 4 and 5: the direct sends' recipients who block their senders,
+ * asked with the first round trip */
+static bool
+chat_sends_blocks_step(chat_store_t *st, chat_send_t **sends, size_t n,
+    const char **params, chat_pg_step_t *step)
 {
-    chat_buf_t   *rcpts = &st->arrays[0], *senders = &st->arrays[1];
-    const char   *params[2], *rcpt;
-    char          a[NGX_CHAT_WIRE_ID_MAX + 1], b[NGX_CHAT_WIRE_ID_MAX + 1];
-    chat_map_t    blocked = { 0 };
-    PGresult     *res = NULL;
-    chat_pg_rc_t  rc;
-    size_t        i, asked = 0, dummy;
-    int           row;
+    chat_buf_t  *rcpts = &st->arrays[4], *senders = &st->arrays[5];
+    const char  *rcpt;
+    char         a[NGX_CHAT_WIRE_ID_MAX + 1], b[NGX_CHAT_WIRE_ID_MAX + 1];
+    size_t       i, asked = 0;
 
     chat_pg_array_begin(rcpts);
     chat_pg_array_begin(senders);
@@ -451,28 +447,40 @@ chat_sends_check_blocks(chat_store_t *st, chat_send_t **sends, size_t n,
     }
 
     if (asked == 0) {
-        return CHAT_PG_OK;
+        return false;
     }
 
     params[0] = chat_pg_array_end(rcpts);
     params[1] = chat_pg_array_end(senders);
 
-    rc = chat_pg_run(st, "blocked_sends", 2, params, &res);
-    if (rc != CHAT_PG_OK) {
-        return rc;
-    }
+    step->stmt = "blocked_sends";
+    step->nparams = 2;
+    step->params = params;
+
+    return true;
+}
+
+
+/* the sends still to store whose recipient blocks their sender are
+ * forbidden; retries of what was stored before keep their answers */
+static void
+chat_sends_blocks_apply(PGresult *res, chat_send_t **sends, size_t n,
+    chat_arena_t *arena)
+{
+    const char  *rcpt;
+    char         a[NGX_CHAT_WIRE_ID_MAX + 1], b[NGX_CHAT_WIRE_ID_MAX + 1];
+    chat_map_t   blocked = { 0 };
+    size_t       i, dummy;
+    int          row;
 
     if (PQntuples(res) == 0) {
-        PQclear(res);
-        return CHAT_PG_OK;
+        return;
     }
 
     for (row = 0; row < PQntuples(res); row++) {
         chat_map_put(&blocked, chat_map_pair(arena, PQgetvalue(res, row, 0),
                                               PQgetvalue(res, row, 1)), 1);
     }
-
-    PQclear(res);
 
     for (i = 0; i < n; i++) {
         chat_send_t  *s = sends[i];
@@ -493,8 +501,6 @@ chat_sends_check_blocks(chat_store_t *st, chat_send_t **sends, size_t n,
     }
 
     chat_map_free(&blocked);
-
-    return CHAT_PG_OK;
 }
 
 
@@ -794,10 +800,12 @@ chat_sends_once(chat_store_t *st, chat_send_t **sends, size_t n,
     chat_conv_slot_t  *slot;
     chat_pg_step_t     steps[4];
     chat_pg_rc_t       rc;
-    const char        *p_first[2], *p_second[2], *p_count[1];
+    const char        *p_first[2], *p_second[2], *p_blocks[2];
+    const char        *p_count[1];
     const char        *p_insert[10], *p_pointers[3], *p_replies[2];
     char               count_text[24], now_text[24];
-    PGresult          *members = NULL, *stored = NULL, *direct = NULL;
+    PGresult          *members = NULL, *stored = NULL, *blocks = NULL;
+    PGresult          *direct = NULL;
     PGresult          *group = NULL, *ids = NULL;
     int64_t            now = chat_now_ms();
     size_t             i, k, nsteps, npending, nnew;
@@ -814,7 +822,7 @@ chat_sends_once(chat_store_t *st, chat_send_t **sends, size_t n,
         memset(&sends[i]->msg, 0, sizeof(chat_message_t));
     }
 
-    /* 1: BEGIN, who may send, what is stored already */
+    /* 1: BEGIN, who may send, what is stored already, who is blocked */
     memset(steps, 0, sizeof(steps));
     steps[0].sql = "BEGIN";
     nsteps = 1;
@@ -829,6 +837,10 @@ chat_sends_once(chat_store_t *st, chat_send_t **sends, size_t n,
                                         &steps[nsteps]);
     if (ask_stored) {
         steps[nsteps++].out = &stored;
+    }
+
+    if (chat_sends_blocks_step(st, sends, n, p_blocks, &steps[nsteps])) {
+        steps[nsteps++].out = &blocks;
     }
 
     rc = chat_pg_pipeline(st, steps, nsteps);
@@ -846,9 +858,8 @@ chat_sends_once(chat_store_t *st, chat_send_t **sends, size_t n,
 
     chat_sends_fold(&w, sends, n, arena);
 
-    rc = chat_sends_check_blocks(st, sends, n, arena);
-    if (rc != CHAT_PG_OK) {
-        goto done;
+    if (blocks) {
+        chat_sends_blocks_apply(blocks, sends, n, arena);
     }
 
     rc = chat_sends_check_replies(st, sends, n, arena);
@@ -986,6 +997,7 @@ done:
 
     PQclear(members);
     PQclear(stored);
+    PQclear(blocks);
     PQclear(direct);
     PQclear(group);
     PQclear(ids);
