@@ -16,6 +16,7 @@
 #   make fuzz      libFuzzer targets t/fuzz/fuzz_*.c, FUZZ_SECONDS (30) each
 #   make bench-deflate  permessage-deflate's ratio and CPU on chat frames
 #   make bench-deflate-wire  its bytes on the wire against the stack
+#   make bench-typing   typing by the Redis script against the Kafka way
 #   make clean
 #
 # SANITIZE=1 builds everything with ASan and UBSan into build-san/ instead
@@ -535,6 +536,15 @@ bench-deflate: $(DEFLATE_BENCH_BIN)
 
 bench-deflate-wire: deps build
 	python3 t/bench/deflate_wire.py $(WIRE_ARGS) $(WIRE_STACK)
+
+# make bench-typing [FRAMES=2000 RATE=150 MEMBERS=10]: t/bench/typing_bench.py,
+# typing by nginx's Redis script against typing through Kafka and a worker
+# (the fallback), on a stack of its own: Kafka records per frame, latency,
+# CPU of nginx, chat_worker and the broker, Redis's time in the script.
+
+.PHONY: bench-typing
+bench-typing: deps build
+	python3 t/bench/typing_bench.py
 
 # ====================================================================== fuzz
 #

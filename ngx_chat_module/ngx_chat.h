@@ -10,6 +10,9 @@
  *   ngx_chat_handshake.c     the HTTP upgrade request, its token, the 101
  *   ngx_chat_dispatch.c      what a client frame does: protocol, rate,
  *                            replies, Kafka records, presence requests
+ *   ngx_chat_typing.c        typing to the other members' nodes through
+ *                            one Redis script, or through Kafka while
+ *                            Redis's sets of members are not whole
  *   ngx_chat_drain.c         closing the sessions over a while when the
  *                            process stops gracefully
  *   ngx_chat_deliver.c       what arrives from Redis: payloads to sessions,
@@ -296,6 +299,19 @@ void ngx_chat_presence_drop(ngx_chat_session_t *s);
 /* the subscription link: a channel's subscription confirmed, a new link */
 void ngx_chat_presence_subscribed(const u_char *channel, size_t len);
 void ngx_chat_presence_resubscribe(void);
+
+
+/* ---- ngx_chat_typing.c ---- */
+
+ngx_int_t ngx_chat_typing_init(ngx_cycle_t *cycle);
+/*
+ * A typing record of the result (not throttled): NGX_OK when the script
+ * took it (the record is gone from res, and so is any reply: the session
+ * hears back only if the typer is not a member), NGX_DECLINED when it goes
+ * through Kafka as it is (Redis is away)
+ */
+ngx_int_t ngx_chat_typing_send(ngx_chat_session_t *s,
+    struct ngx_chat_proto_result_s *res);
 
 
 /* ---- ngx_chat_session.c ---- */

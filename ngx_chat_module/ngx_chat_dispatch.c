@@ -3,8 +3,9 @@
  * What a client frame does. A session of a "chat" location starts with the
  * hello frame and its registration; each text message goes through the
  * protocol (ngx_chat_proto.c), the per-connection token bucket and the
- * typing throttle, and ends as a reply, a Kafka record for the workers, or
- * a presence request; when the session goes, so do its registration and
+ * typing throttle, and ends as a reply, a Kafka record for the workers, a
+ * typing frame for the members (ngx_chat_typing.c), or a presence
+ * request; when the session goes, so do its registration and
  * its presence subscriptions. An "auth" renewal is answered once its token
  * has passed the revocation check (ngx_chat_revoke.c), which Redis answers
  * later: its answer may come after the answers to later frames. A "chat_echo" location sends every message
@@ -187,6 +188,12 @@ ngx_chat_dispatch_message(ngx_chat_session_t *s, ngx_uint_t opcode,
 
     if (res.typing_stop) {
         s->typing_hash = 0;     /* the next start goes out at once */
+    }
+
+    if ((res.typing_start || res.typing_stop) && res.record
+        && ngx_chat_typing_send(s, &res) != NGX_OK)
+    {
+        ngx_chat_stats->typing[NGX_CHAT_TYPING_KAFKA]++;
     }
 
     if (res.record) {
@@ -409,7 +416,7 @@ ngx_chat_dispatch_rate(ngx_chat_session_t *s)
 /*
  * Typing is ephemeral and frequent: a "start" holds for 6 s on the other
  * side, so one every NGX_CHAT_TYPING_EVERY per conversation is enough and
- * the rest never reach Kafka. A "stop" always goes through.
+ * the rest never reach Redis (or Kafka). A "stop" always goes through.
  */
 
 static ngx_uint_t

@@ -18,6 +18,7 @@ extern const char  ngx_chat_lua_registry_due[];
 extern const char  ngx_chat_lua_registry_gone[];
 extern const char  ngx_chat_lua_presence_query[];
 extern const char  ngx_chat_lua_presence_set[];
+extern const char  ngx_chat_lua_typing[];
 
 
 #endif /* _NGX_CHAT_LUA_H_INCLUDED_ */

@@ -289,6 +289,7 @@ ngx_chat_metrics_add(ngx_chat_metrics_t *to, ngx_chat_metrics_t *from,
     ngx_chat_metrics_add_array(errors);
     ngx_chat_metrics_add_array(ack_buckets);
     ngx_chat_metrics_add_array(redis_reconnects);
+    ngx_chat_metrics_add_array(typing);
 
     to->frames_in += from->frames_in;
     to->frames_out += from->frames_out;
@@ -424,6 +425,10 @@ ngx_chat_metrics_handler(ngx_http_request_t *r)
 
     static const char  *links[NGX_CHAT_REDIS_LINKS] = {
         "commands", "subscription"
+    };
+
+    static const char  *paths[NGX_CHAT_TYPING_PATHS] = {
+        "redis", "kafka"
     };
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
@@ -573,6 +578,15 @@ ngx_chat_metrics_handler(ngx_http_request_t *r)
                               "watchers");
     p = ngx_sprintf(p, "chat_presence_events_total %uL\n",
                     m.presence_events);
+
+    p = ngx_chat_metrics_help(p, "chat_typing_total", "counter",
+                              "typing frames passed on, by the way they "
+                              "went: the Redis script, or Kafka while "
+                              "Redis's sets are written again");
+    for (i = 0; i < NGX_CHAT_TYPING_PATHS; i++) {
+        p = ngx_sprintf(p, "chat_typing_total{path=\"%s\"} %uL\n",
+                        paths[i], m.typing[i]);
+    }
 
     r->headers_out.content_type_len = sizeof("text/plain; version=0.0.4")
                                       - 1;

@@ -46,6 +46,14 @@ typedef enum {
 } ngx_chat_redis_link_e;
 
 
+/* the way a typing frame went: the script, or Kafka and a worker */
+typedef enum {
+    NGX_CHAT_TYPING_REDIS = 0,
+    NGX_CHAT_TYPING_KAFKA,
+    NGX_CHAT_TYPING_PATHS
+} ngx_chat_typing_path_e;
+
+
 /* one process's figures: counters only grow; gauges are marked */
 typedef struct {
     ngx_pid_t                  pid;         /* 0: a free slot */
@@ -79,6 +87,7 @@ typedef struct {
     uint64_t                   repairs;
     uint64_t                   gaps_given_up;
     uint64_t                   presence_events;
+    uint64_t                   typing[NGX_CHAT_TYPING_PATHS];
 } ngx_chat_metrics_t;
 
 

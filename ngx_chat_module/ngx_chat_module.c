@@ -774,6 +774,7 @@ ngx_chat_init_process(ngx_cycle_t *cycle)
         || ngx_chat_deliver_init(cycle, mcf) != NGX_OK
         || ngx_chat_drain_init(cycle, mcf) != NGX_OK
         || ngx_chat_presence_init(cycle, mcf) != NGX_OK
+        || ngx_chat_typing_init(cycle) != NGX_OK
         || ngx_chat_redis_init(cycle, mcf, channels, 2, &handlers) != NGX_OK
         || ngx_chat_kafka_init(cycle, mcf, ngx_chat_dispatch_undelivered)
            != NGX_OK)

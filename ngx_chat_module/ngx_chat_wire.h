@@ -338,6 +338,16 @@ char *ngx_chat_wire_record_common(char *p, const ngx_chat_wire_peer_t *peer,
  */
 #define NGX_CHAT_WIRE_KEY_CONVS          "chat:convs:"
 #define NGX_CHAT_WIRE_KEY_CONVS_READY    "chat:convs"
+/*
+ * set of the current members of a group (direct conversations have theirs
+ * in their id): the other side of the users' sets, written with them, and
+ * KEY_MEMBERS_READY exists while these and the blocks are whole (set with
+ * KEY_CONVS_READY). The module's typing script (lua/typing.lua) checks the
+ * typer and finds the members there; without the mark, typing goes
+ * through Kafka and a worker instead
+ */
+#define NGX_CHAT_WIRE_KEY_MEMBERS        "chat:members:"
+#define NGX_CHAT_WIRE_KEY_MEMBERS_READY  "chat:members"
 /* string: the worker that writes the sets again, while it does */
 #define NGX_CHAT_WIRE_KEY_CONVS_WRITER   "chat:convs-writer"
 /* set of the users a user blocks: they see it offline, never seen */
@@ -504,7 +514,9 @@ int ngx_chat_wire_presence_parse(const char *p, size_t len,
  *     E <sid> 0                  the end of such an answer
  *
  * The frame bytes are complete protocol frames: nginx never parses them.
- * F, A, K and S records come alone or inside P and R records.
+ * F, A, K and S records come alone or inside P and R records. Besides
+ * ngx_chat_wire_record_header(), the module's typing script
+ * (lua/typing.lua) writes F records, alone: keep the two alike.
  */
 #define NGX_CHAT_WIRE_RECORD_FRAME    'F'
 #define NGX_CHAT_WIRE_RECORD_ACK      'A'

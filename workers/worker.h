@@ -23,6 +23,7 @@
  *                      sections chained per partition
  *   worker_redis.c     sessions, the fenced publish, the delivered marks,
  *                      the chain heads, the users' sets of conversations
+ *                      and the groups' sets of members
  *
  * Beside the batches, worker_contacts.c writes those sets again from the
  * store after Redis lost them.

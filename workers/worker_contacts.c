@@ -7,6 +7,11 @@
  * the one that claims the job, has written every current membership again
  * and set the mark that says the sets are whole.
  *
+ * Each group's set of members (chat:members:<conv>), from which the nodes
+ * pass typing on, is written alongside, and has a mark of its own that
+ * the claim asks for too: a Redis that has the sets of conversations but
+ * not yet those of members gets them all written again once.
+ *
  * The users' sets of blocked users (chat:blocks:<user>, which hide a
  * blocker's presence from whom it blocks) go the same way, after the
  * memberships and before the mark.

@@ -942,9 +942,10 @@ chat_redis_answers(chat_redis_t *r, size_t n, const char *what)
 }
 
 
-/* one SADD or SREM of conv to user's set of conversations (or of a user
- * to its set of blocked users) */
-static void
+/* one SADD or SREM of conv to user's set of conversations, and of user
+ * to a group's set of members (or of a user to its set of blocked users):
+ * the number of commands */
+static size_t
 chat_redis_append_member(chat_redis_t *r, const char *user, const char *conv,
     bool joined, bool block)
 {
@@ -955,6 +956,17 @@ chat_redis_append_member(chat_redis_t *r, const char *user, const char *conv,
                              user, strlen(user));
     redisAppendCommand(r->ctx, joined ? "SADD %s %s" : "SREM %s %s", key,
                        conv);
+
+    if (block || ngx_chat_wire_is_direct(conv, strlen(conv))) {
+        return 1;
+    }
+
+    (void) ngx_chat_wire_key(key, NGX_CHAT_WIRE_KEY_MEMBERS, conv,
+                             strlen(conv));
+    redisAppendCommand(r->ctx, joined ? "SADD %s %s" : "SREM %s %s", key,
+                       user);
+
+    return 2;
 }
 
 
@@ -962,16 +974,18 @@ chat_redis_append_member(chat_redis_t *r, const char *user, const char *conv,
 static bool
 chat_redis_members(chat_redis_t *r, const chat_outbox_t *out)
 {
-    size_t  i;
+    size_t  i, n;
+
+    n = 0;
 
     for (i = 0; i < out->nmembers; i++) {
-        chat_redis_append_member(r, out->members[i].user,
-                                 out->members[i].conv,
-                                 out->members[i].joined,
-                                 out->members[i].block);
+        n += chat_redis_append_member(r, out->members[i].user,
+                                      out->members[i].conv,
+                                      out->members[i].joined,
+                                      out->members[i].block);
     }
 
-    return chat_redis_answers(r, out->nmembers, "conversation sets");
+    return chat_redis_answers(r, n, "conversation sets");
 }
 
 
@@ -988,7 +1002,10 @@ chat_redis_contacts_claim(chat_redis_t *r, const char *writer)
 
     /* the writer's key lasts while it writes: a writer that died leaves
      * the job to another within half a minute */
-    redisAppendCommand(r->ctx, "EXISTS %s", NGX_CHAT_WIRE_KEY_CONVS_READY);
+    /* both marks: a Redis written before the sets of members had them
+     * gets them written too */
+    redisAppendCommand(r->ctx, "EXISTS %s %s", NGX_CHAT_WIRE_KEY_CONVS_READY,
+                       NGX_CHAT_WIRE_KEY_MEMBERS_READY);
     redisAppendCommand(r->ctx, "SET %s %s NX EX 30",
                        NGX_CHAT_WIRE_KEY_CONVS_WRITER, writer);
     redisAppendCommand(r->ctx, "GET %s", NGX_CHAT_WIRE_KEY_CONVS_WRITER);
@@ -1006,7 +1023,7 @@ chat_redis_contacts_claim(chat_redis_t *r, const char *writer)
 
     r->last_io = chat_now_ms();
 
-    if (reply[0]->type == REDIS_REPLY_INTEGER && reply[0]->integer == 1) {
+    if (reply[0]->type == REDIS_REPLY_INTEGER && reply[0]->integer == 2) {
         rc = CHAT_REDIS_CONTACTS_READY;
 
     } else if (reply[1]->type == REDIS_REPLY_STATUS) {
@@ -1048,23 +1065,28 @@ bool
 chat_redis_contacts_write(chat_redis_t *r, const chat_membership_t *rows,
     size_t n, bool blocks, bool last)
 {
-    size_t  i;
+    size_t  i, ncmds;
 
     if (r->ctx == NULL) {
         return false;
     }
 
+    ncmds = 0;
+
     for (i = 0; i < n; i++) {
-        chat_redis_append_member(r, rows[i].user, rows[i].conv, true,
-                                 blocks);
+        ncmds += chat_redis_append_member(r, rows[i].user, rows[i].conv, true,
+                                          blocks);
     }
 
     if (last) {
         redisAppendCommand(r->ctx, "SET %s 1", NGX_CHAT_WIRE_KEY_CONVS_READY);
+        redisAppendCommand(r->ctx, "SET %s 1",
+                           NGX_CHAT_WIRE_KEY_MEMBERS_READY);
         redisAppendCommand(r->ctx, "DEL %s", NGX_CHAT_WIRE_KEY_CONVS_WRITER);
+        ncmds += 3;
     }
 
-    if (!chat_redis_answers(r, n + (last ? 2 : 0), "conversation sets")) {
+    if (!chat_redis_answers(r, ncmds, "conversation sets")) {
         chat_redis_drop(r);
         return false;
     }

@@ -47,8 +47,8 @@ void chat_redis_close(chat_redis_t *r);
 
 /*
  * The sets of conversations by user, from which the nginx nodes tell who
- * may see whose presence: the batches' joins and leaves go with their
- * deliveries; after Redis lost the sets a worker writes them all again
+ * may see whose presence, and of members by group, from which they pass
+ * typing on: the batches' joins and leaves go with their deliveries; after Redis lost the sets a worker writes them all again
  * (worker_contacts.c), claiming the job first.
  */
 typedef enum {
@@ -61,8 +61,8 @@ typedef enum {
 
 chat_redis_contacts_t chat_redis_contacts_claim(chat_redis_t *r,
     const char *writer);
-/* SADDs the memberships (blocks: the blocks, user then whom); last: the
- * sets are whole, the claim given back. false: the connection broke (the
+/* SADDs the memberships, both ways (blocks: the blocks, user then whom);
+ * last: the sets are whole (both marks), the claim given back. false: the connection broke (the
  * job is to be claimed again) */
 bool chat_redis_contacts_write(chat_redis_t *r, const chat_membership_t *rows,
     size_t n, bool blocks, bool last);
