@@ -98,6 +98,9 @@ size_t ngx_chat_wire_chars(const char *p, size_t len);
 #define NGX_CHAT_WIRE_JSON_DEPTH_MAX     16
 #define NGX_CHAT_WIRE_GROUP_MEMBERS      256     /* default, creator included */
 #define NGX_CHAT_WIRE_GROUP_MEMBERS_MAX  1024
+/* groups of more members than this (by default) hear of a receipt only
+ * as its reader's devices and the senders of what it covers */
+#define NGX_CHAT_WIRE_RECEIPT_FANOUT     256
 
 /* push_register: bytes of the endpoint URL and of the device's token */
 #define NGX_CHAT_WIRE_PUSH_ENDPOINT_MAX  2048

@@ -56,6 +56,7 @@ typedef struct {
     const char  *redis;
     int          partitions;
     long         max_group_members;
+    long         receipt_fanout_max;
     const char  *push_endpoints;
     chat_media_t media;
     const char  *metrics;
@@ -80,6 +81,10 @@ chat_usage(FILE *f)
         " (4)\n"
         "  --max-group-members N      group size limit, creator included"
         " (256, at most 1024)\n"
+        "  --receipt-fanout-max N     groups of more members hear of a"
+        " receipt only as its\n"
+        "                             reader's devices and the senders it"
+        " covers (256)\n"
         "  --max-poll-interval-ms N   Kafka's max.poll.interval.ms (300000;"
         " tests set it low)\n"
         "  --commit-every-ms N        offset commits at most this often"
@@ -116,6 +121,7 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
         { "redis",      required_argument, NULL, 'r' },
         { "partitions", required_argument, NULL, 'n' },
         { "max-group-members", required_argument, NULL, 'm' },
+        { "receipt-fanout-max", required_argument, NULL, 'F' },
         { "metrics",    required_argument, NULL, 'M' },
         { "max-poll-interval-ms", required_argument, NULL, 'P' },
         { "commit-every-ms", required_argument, NULL, 'C' },
@@ -140,6 +146,7 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
     o->redis = "127.0.0.1:6379";
     o->partitions = 4;
     o->max_group_members = NGX_CHAT_WIRE_GROUP_MEMBERS;
+    o->receipt_fanout_max = NGX_CHAT_WIRE_RECEIPT_FANOUT;
     o->push_endpoints = NULL;
     memset(&o->media, 0, sizeof(o->media));
     o->media.ttl_ms = 900000;
@@ -188,6 +195,16 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
                 return false;
             }
             o->max_group_members = n;
+            break;
+
+        case 'F':
+            n = strtol(optarg, &end, 10);
+            if (*end || n < 1 || n > NGX_CHAT_WIRE_GROUP_MEMBERS_MAX) {
+                fprintf(stderr, "chat_worker: --receipt-fanout-max: 1 to %d\n",
+                        NGX_CHAT_WIRE_GROUP_MEMBERS_MAX);
+                return false;
+            }
+            o->receipt_fanout_max = n;
             break;
 
         case 'M':
@@ -316,6 +333,8 @@ chat_worker_log_start(const chat_options_t *o)
     chat_log_str(&l, "group", o->group);
     chat_log_str(&l, "redis", o->redis);
     chat_log_str(&l, "metrics", o->metrics);
+    chat_log_int(&l, "max_group_members", o->max_group_members);
+    chat_log_int(&l, "receipt_fanout_max", o->receipt_fanout_max);
     chat_log_end(&l);
 }
 
@@ -342,6 +361,7 @@ chat_worker_open(chat_worker_t *w, const chat_options_t *o)
     w->ctx.chain = &w->chain;
     chat_contacts_init(&w->contacts);
     w->ctx.max_group_members = (size_t) o->max_group_members;
+    w->ctx.receipt_fanout_max = (size_t) o->receipt_fanout_max;
     w->ctx.push_endpoints = o->push_endpoints;
     w->ctx.media = o->media.secret && o->media.url && o->media.root
                    ? &o->media : NULL;

@@ -392,6 +392,7 @@ chat_batch_process(chat_batch_ctx_t *ctx, const chat_record_t *records,
     b.op.store = ctx->store;
     b.op.members = ctx->members;
     b.op.max_group_members = ctx->max_group_members;
+    b.op.receipt_fanout_max = ctx->receipt_fanout_max;
     b.op.push_endpoints = ctx->push_endpoints;
     b.op.media = ctx->media;
     b.op.out = &b.out;

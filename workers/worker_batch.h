@@ -23,6 +23,7 @@ typedef struct {
     chat_members_cache_t  *members;
     chat_chain_t          *chain;       /* the partitions' marks */
     size_t                 max_group_members;
+    size_t                 receipt_fanout_max;  /* chat_op_ctx_t's */
     const char            *push_endpoints;  /* chat_op_ctx_t's */
     const chat_media_t    *media;
     chat_control_t        *control;

@@ -8,7 +8,11 @@
  *     member after the change, the requesting one included, and to the
  *     members it removed (their last message);
  *   - a receipt that moved a pointer: every device of every member, the
- *     reader's included (read state syncs across its devices);
+ *     reader's included (read state syncs across its devices); in a
+ *     group over the receipt fan-out limit, the reader's devices and the
+ *     current members who sent the messages it covers, and only the last
+ *     move of the batch for the reader and that state (the others ask
+ *     with receipts or read others_*_seq in their conversation lists);
  *   - typing: the other members' devices, none of the typer's;
  *   - a redaction: its system message to every device of every member.
  *   - a repair: the messages of the gap again, each as its first fan-out
@@ -220,17 +224,35 @@ void
 chat_fanout_receipt(chat_op_ctx_t *ctx, const chat_item_t *item)
 {
     const chat_request_t  *req = item->req;
+    const chat_receipt_t  *r = &item->u.receipt;
+    const chat_members_t  *g;
+    size_t                 frame, i;
 
-    if (item->u.receipt.rc != CHAT_RECEIPT_MOVED) {
+    if (r->rc != CHAT_RECEIPT_MOVED || (r->coalesce && r->superseded)) {
         return;
     }
 
-    chat_fanout_members(ctx,
-        chat_outbox_frame(ctx->out,
-                          chat_frame_receipt(req->conv, req->user,
-                                             req->state, req->seq,
-                                             chat_now_ms())),
-        req->conv, NULL, NULL, NULL);
+    frame = chat_outbox_frame(ctx->out,
+                              chat_frame_receipt(req->conv, req->user,
+                                                 req->state, req->seq,
+                                                 chat_now_ms()));
+
+    if (!r->coalesce) {
+        chat_fanout_members(ctx, frame, req->conv, NULL, NULL, NULL);
+        return;
+    }
+
+    chat_outbox_to_user(ctx->out, frame, req->user, NULL, NULL);
+
+    g = chat_members_find(ctx->members, req->conv);
+
+    for (i = 0; g && i < r->nsenders; i++) {
+        if (strcmp(r->senders[i], req->user) != 0
+            && chat_members_has(g, r->senders[i]))
+        {
+            chat_outbox_to_user(ctx->out, frame, r->senders[i], NULL, NULL);
+        }
+    }
 }
 
 

@@ -60,6 +60,9 @@ typedef struct {
     chat_store_t          *store;
     chat_members_cache_t  *members;
     size_t                 max_group_members;
+    size_t                 receipt_fanout_max;  /* groups of more members
+                                                 * coalesce receipts; 0:
+                                                 * none */
     const char            *push_endpoints;  /* allowed URL prefixes, comma
                                              * separated; NULL: any */
     const chat_media_t    *media;           /* attachments' files */

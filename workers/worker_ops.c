@@ -1100,16 +1100,18 @@ chat_ops_store_group(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
 static chat_store_rc_t
 chat_ops_store_receipts(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
 {
-    chat_receipt_t  **r;
-    const char      **convs;
-    chat_store_rc_t   rc;
-    size_t            i;
+    chat_receipt_t        **r;
+    const char            **convs;
+    const chat_members_t   *g;
+    chat_store_rc_t         rc;
+    size_t                  i;
 
     r = chat_arena_alloc(ctx->arena, n * sizeof(chat_receipt_t *));
     convs = chat_arena_alloc(ctx->arena, n * sizeof(char *));
 
     for (i = 0; i < n; i++) {
         r[i] = &items[i]->u.receipt;
+        memset(r[i], 0, sizeof(*r[i]));
         r[i]->req = items[i]->req;
         r[i]->rc = CHAT_RECEIPT_FORBIDDEN;
         convs[i] = items[i]->req->conv;
@@ -1121,7 +1123,19 @@ chat_ops_store_receipts(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
         return CHAT_STORE_STOPPED;
     }
 
-    return rc;
+    if (rc != CHAT_STORE_OK || ctx->receipt_fanout_max == 0) {
+        return rc;
+    }
+
+    /* groups over the limit hear of a receipt only where it matters:
+     * the reader's devices and the senders whose messages it covers */
+    for (i = 0; i < n; i++) {
+        g = chat_members_find(ctx->members, convs[i]);
+        r[i]->coalesce = g != NULL
+                         && chat_members_count(g) > ctx->receipt_fanout_max;
+    }
+
+    return chat_store_receipt_senders(ctx->store, r, n, ctx->arena);
 }
 
 

@@ -12,7 +12,8 @@
  *   worker_store_reads.c     chat_store_reads: history, sync, the
  *                            conversation list and the receipts
  *   worker_store_groups.c    chat_store_group_op: membership changes
- *   worker_store_receipts.c  chat_store_receipts: receipt pointers
+ *   worker_store_receipts.c  chat_store_receipts: receipt pointers;
+ *                            chat_store_receipt_senders: whom they cover
  *   worker_store_members.c   chat_store_load_members: the cache's loads;
  *                            chat_store_memberships: every current one
  *   worker_store_admin.c     chat_store_revoke, chat_store_revocations,
@@ -279,11 +280,28 @@ typedef enum {
 typedef struct {
     const chat_request_t  *req;
     chat_receipt_rc_t      rc;
+
+    /* a moved pointer that a later receipt of the batch moved further
+     * (the same state, or read over this delivered): that one says it */
+    bool                   superseded;
+    int64_t                from;        /* this state's pointer before the
+                                         * batch */
+
+    /* in a group too large to hear of every receipt: the senders of the
+     * messages in (from, seq] */
+    bool                   coalesce;
+    const char           **senders;
+    size_t                 nsenders;
 } chat_receipt_t;
 
 /* a batch's receipts in one transaction, in record order */
 chat_store_rc_t chat_store_receipts(chat_store_t *st, chat_receipt_t **r,
     size_t n, chat_arena_t *arena);
+
+/* the senders of the receipts marked coalesce that moved and are not
+ * superseded (messages of others, not membership events) */
+chat_store_rc_t chat_store_receipt_senders(chat_store_t *st,
+    chat_receipt_t **r, size_t n, chat_arena_t *arena);
 
 
 /* ---- the operators' ops ---- */

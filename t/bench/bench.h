@@ -96,6 +96,7 @@ typedef struct {
     int              nscope;
     int              verbose;
     int              deflate;      /* offer permessage-deflate */
+    int              receipts;     /* group: members send delivered+read */
 } opts_t;
 
 
@@ -147,6 +148,8 @@ typedef struct {
     uint64_t   order_err;
     uint64_t   acks_in_win;    /* received during the sending window */
     uint64_t   deliv_in_win;
+    uint64_t   receipts_sent;  /* group --receipts: receipt frames sent */
+    uint64_t   receipt_frames; /* and receipt frames received */
     int64_t    max_lag;        /* us the generator sent behind schedule */
     hist_t     ack;
     hist_t     deliv;
@@ -275,6 +278,7 @@ typedef struct {
     uint32_t   gg;
     int        first, size;
     int        state;                 /* 0 pending, 1 ready, -1 failed */
+    int        named;                 /* members named so far (setup) */
     char       conv[160];
     uint64_t   nsent, cap;
     int64_t   *ts, *t_first, *t_last;
@@ -482,6 +486,7 @@ void group_error(bench_t *ctx, group_t *g, uint64_t n);
 void group_create_error(bench_t *ctx, const char *req, const char *code,
     const char *msg);
 void on_group(bench_t *ctx, conn_t *c, json_t *j);
+void group_receipt(bench_t *ctx, conn_t *c, json_t *j);
 void group_final(bench_t *ctx);
 uint64_t groups_active(bench_t *ctx);
 int scen_group(bench_t *ctx, json_t *res);

@@ -43,6 +43,7 @@ static const frame_handler_t  frame_handlers[] = {
     { "error",         on_error },
     { "pong",          on_pong },
     { "group",         on_group },
+    { "receipt",       group_receipt },
     { "sync_done",     storm_sync_done },
     { "conversations", storm_conversations },
     { "hello",         on_second_hello },

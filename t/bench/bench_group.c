@@ -1,10 +1,14 @@
 
 /*
  * chat_bench: groups of --group-size members. Member 0 of each creates
- * its group (create_group) and, in the rate steps, sends all its
+ * its group (create_group, then add_members for more than a request
+ * names) and, in the rate steps, sends all its
  * messages; every other member must see every one of them, once and in
  * order. Deliveries per second, and the latency to the first and to the
- * last member. Skipped when no group could be created.
+ * last member. Skipped when no group could be created. With --receipts
+ * every member answers each message with delivered and read, as a client
+ * that shows it does: the receipts sent and the receipt frames received
+ * are counted per step.
  */
 
 
@@ -66,39 +70,71 @@ group_layout(bench_t *ctx, long u1)
 }
 
 
-/* CMD_SETUP: each group's creator asks for it, naming the other members */
-void
-group_setup(bench_t *ctx)
+/* members named per create_group / add_members: a frame stays well under
+ * the server's message limit */
+#define GROUP_CHUNK  400
+
+
+/*
+ * the next request filling group g: create_group with the first members,
+ * then add_members with the next ones; 0 when every member is named
+ */
+static int
+group_fill(bench_t *ctx, group_t *g)
 {
     char     *buf;
     size_t    len, cap;
-    int       i, k, m;
-    group_t  *g;
-    conn_t   *c;
+    int       k, m, end;
+    conn_t   *c = &ctx->conns[g->first];
 
-    cap = (size_t) ctx->opt.group_size * 80 + 256;
+    if (g->named > 0 && g->named >= g->size - 1) {
+        return 0;
+    }
+    cap = (size_t) GROUP_CHUNK * 80 + 512;
     buf = xrealloc(NULL, cap);
-    for (i = 0; i < ctx->ngroups; i++) {
-        g = &ctx->groups[i];
-        c = &ctx->conns[g->first];
-        if (!conn_live(c)) {
-            g->state = -1;
-            INC(ctx->slot->groups_failed);
-            continue;
-        }
+    if (g->named == 0) {
         len = (size_t) snprintf(buf, cap,
                 "{\"type\":\"create_group\",\"req_id\":\"cg%u\","
                 "\"name\":\"bench group %u\",\"members\":[",
                 g->gg, g->gg);
-        for (k = 1, m = 0; k < g->size; k++) {
-            len += (size_t) snprintf(buf + len, cap - len, "%s\"%s\"",
-                                     m++ ? "," : "",
-                                     ctx->conns[g->first + k].user);
-        }
-        len += (size_t) snprintf(buf + len, cap - len, "]}");
-        ws_text(ctx, c, buf, len);
+    } else {
+        len = (size_t) snprintf(buf, cap,
+                "{\"type\":\"add_members\",\"req_id\":\"ag%u\","
+                "\"conversation_id\":\"%s\",\"user_ids\":[",
+                g->gg, g->conv);
     }
+    end = g->named + GROUP_CHUNK < g->size - 1 ? g->named + GROUP_CHUNK
+                                               : g->size - 1;
+    for (k = g->named + 1, m = 0; k <= end; k++) {
+        len += (size_t) snprintf(buf + len, cap - len, "%s\"%s\"",
+                                 m++ ? "," : "",
+                                 ctx->conns[g->first + k].user);
+    }
+    len += (size_t) snprintf(buf + len, cap - len, "]}");
+    g->named = end;
+    ws_text(ctx, c, buf, len);
     free(buf);
+    return 1;
+}
+
+
+/* CMD_SETUP: each group's creator asks for it, naming the other members */
+void
+group_setup(bench_t *ctx)
+{
+    int       i;
+    group_t  *g;
+
+    for (i = 0; i < ctx->ngroups; i++) {
+        g = &ctx->groups[i];
+        if (!conn_live(&ctx->conns[g->first])) {
+            g->state = -1;
+            INC(ctx->slot->groups_failed);
+            continue;
+        }
+        g->named = 0;
+        group_fill(ctx, g);
+    }
 }
 
 
@@ -264,7 +300,9 @@ group_create_error(bench_t *ctx, const char *req, const char *code,
     uint64_t  unit;
     group_t  *g;
 
-    if (req == NULL || req[0] != 'c' || req[1] != 'g' || ctx->ngroups == 0) {
+    if (req == NULL || (req[0] != 'c' && req[0] != 'a') || req[1] != 'g'
+        || ctx->ngroups == 0)
+    {
         return;
     }
     unit = strtoull(req + 2, NULL, 10);
@@ -286,6 +324,26 @@ group_create_error(bench_t *ctx, const char *req, const char *code,
 }
 
 
+/* what a client does with a message it got: delivered, then read */
+static void
+group_send_receipts(bench_t *ctx, conn_t *c, group_t *g, int64_t seq)
+{
+    static const char *const  states[] = { "delivered", "read" };
+    char                      buf[320];
+    size_t                    len;
+    int                       i;
+
+    for (i = 0; i < 2; i++) {
+        len = (size_t) snprintf(buf, sizeof(buf),
+                "{\"type\":\"receipt\",\"conversation_id\":\"%s\","
+                "\"seq\":%" PRId64 ",\"state\":\"%s\"}",
+                g->conv, seq, states[i]);
+        ws_text(ctx, c, buf, len);
+        INC(ctx->slot->steps[ctx->step].receipts_sent);
+    }
+}
+
+
 void
 group_message(bench_t *ctx, conn_t *c, json_t *j)
 {
@@ -297,8 +355,9 @@ group_message(bench_t *ctx, conn_t *c, json_t *j)
     step_t     *st;
 
     if (kind != NULL && strcmp(kind, "text") != 0) {
-        /* group_created at seq 1; counted in the order check below */
-        if (seq != c->last_seq + 1) {
+        /* group_created at seq 1, or members_added where the member
+         * joined: its first; counted in the order check below */
+        if (c->last_seq > 0 && seq != c->last_seq + 1) {
             INC(ctx->slot->steps[ctx->step].order_err);
         }
         if (seq > c->last_seq) {
@@ -335,6 +394,9 @@ group_message(bench_t *ctx, conn_t *c, json_t *j)
     if (in_window(ctx)) {
         INC(st->deliv_in_win);
     }
+    if (ctx->opt.receipts) {
+        group_send_receipts(ctx, c, g, seq);
+    }
     ts = body ? strtoll(body, NULL, 10) : 0;
     if (ts <= 0) {
         proto_err(ctx, c, "message body without the timestamp");
@@ -357,7 +419,9 @@ on_group(bench_t *ctx, conn_t *c, json_t *j)
     uint64_t    unit;
     group_t    *g;
 
-    if (req == NULL || req[0] != 'c' || req[1] != 'g' || ctx->ngroups == 0) {
+    if (req == NULL || (req[0] != 'c' && req[0] != 'a') || req[1] != 'g'
+        || ctx->ngroups == 0)
+    {
         INC(ctx->slot->other_frames);
         return;
     }
@@ -379,8 +443,22 @@ on_group(bench_t *ctx, conn_t *c, json_t *j)
         return;
     }
     strcpy(g->conv, conv);
+    if (group_fill(ctx, g)) {
+        return;
+    }
     g->state = 1;
     INC(ctx->slot->groups_ok);
+}
+
+
+/* a receipt: the sender hears of its readers, each reader of its own */
+void
+group_receipt(bench_t *ctx, conn_t *c, json_t *j)
+{
+    (void) c;
+    (void) j;
+
+    INC(ctx->slot->steps[ctx->step].receipt_frames);
 }
 
 

@@ -422,6 +422,10 @@ run_step(bench_t *ctx, int idx, double rate, double dur, const char *kind,
         set_int(o, "deliveries", agg->deliveries);
         set_int(o, "complete", agg->complete);
         set_real(o, "deliveries_per_s", (double) agg->deliv_in_win / dur_real);
+        if (ctx->opt.receipts) {
+            set_int(o, "receipts_sent", agg->receipts_sent);
+            set_int(o, "receipt_frames", agg->receipt_frames);
+        }
         json_object_set_new(o, "first_member_ms", lat_json(&agg->first));
         json_object_set_new(o, "last_member_ms", lat_json(&agg->last));
         dps = (double) agg->deliv_in_win / dur_real;

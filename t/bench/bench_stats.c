@@ -154,6 +154,8 @@ step_merge(step_t *d, const step_t *s)
     d->order_err += s->order_err;
     d->acks_in_win += s->acks_in_win;
     d->deliv_in_win += s->deliv_in_win;
+    d->receipts_sent += s->receipts_sent;
+    d->receipt_frames += s->receipt_frames;
     if (s->max_lag > d->max_lag) {
         d->max_lag = s->max_lag;
     }

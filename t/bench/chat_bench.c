@@ -97,7 +97,10 @@ usage(FILE *f)
 "                      (45; quick 0)\n"
 "  --procs P           load processes (default: enough for the fd limit)\n"
 "  --per-proc N        connections per process at most (15000)\n"
-"  --group-size N      (256)\n"
+"  --group-size N      (256, at most 4096; named 400 a request: the\n"
+"                      create_group, then add_members)\n"
+"  --receipts          group: every member sends delivered and read for\n"
+"                      each message it gets (receipt frames counted)\n"
 "  --body-bytes N      message body size (100)\n"
 "  --src-ips N         source addresses 127.0.0.2... to spread over (200)\n"
 "  --window N          connects in flight per process (128; storm: unlimited)\n"
@@ -231,6 +234,7 @@ opts_parse(bench_t *ctx, int argc, char **argv)
         { "json", 1, 0, 'j' }, { "verbose", 0, 0, 'v' },
         { "report", 0, 0, 18 }, { "warmup", 1, 0, 19 },
         { "max-backlog", 1, 0, 20 }, { "deflate", 0, 0, 21 },
+        { "receipts", 0, 0, 22 },
         { "help", 0, 0, 'h' },
         { 0, 0, 0, 0 }
     };
@@ -292,6 +296,7 @@ opts_parse(bench_t *ctx, int argc, char **argv)
         case 19: o->warmup = atof(optarg); break;
         case 20: o->max_backlog = atof(optarg); break;
         case 21: o->deflate = 1; break;
+        case 22: o->receipts = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 1;
         }
@@ -519,6 +524,7 @@ result_start(bench_t *ctx, long nofile)
     }
     if (o->scenario == SC_GROUP) {
         set_int(params, "group_size", o->group_size);
+        set_int(params, "receipts", o->receipts);
         set_int(params, "groups", ctx->units);
     }
     if (o->nscope) {

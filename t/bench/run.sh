@@ -25,6 +25,9 @@
 #                        target's path /chat becomes /chat-z (chat_deflate on
 #                        in conf/nginx.conf.in) and chat_bench gets --deflate
 #   BENCH_ALLOW_VIOLATIONS=1  exit 0 even if messages were lost/duplicated
+#   CHAT_WORKER_ARGS     options of our own stack's workers, e.g.
+#                        "--max-group-members 1024" for BENCH_GROUP_ARGS
+#                        "--group-size 1024 --conns 1024 --receipts"
 #
 # Exit status: 0 when every scenario ran (a skipped scenario or a missed
 # performance target is not a failure), 1 when a scenario broke (no

@@ -43,6 +43,7 @@
 
 static chat_members_cache_t  cache;
 static chat_chain_t          chain;
+static size_t                fanout_max;    /* the batches' receipt limit */
 
 /* what the membership loads find: alice and bob, carol gone */
 static const chat_fake_group_t  groups[] = {
@@ -73,6 +74,7 @@ batch(const char *const *json, size_t n)
     ctx.members = &cache;
     ctx.chain = &chain;
     ctx.max_group_members = 256;
+    ctx.receipt_fanout_max = fanout_max;
     chat_stream_init(&stream, NULL);
     ctx.stream = &stream;
 
@@ -192,6 +194,41 @@ test_order(void)
 
 
 /* typing goes to the members but is never stored */
+/*
+ * A group over the receipt fan-out limit: the senders of what a receipt
+ * covers are asked, and the receipt goes to the reader and to those who
+ * are members still (the fake's senders: carol, gone, and the reader);
+ * a direct conversation is never coalesced
+ */
+static void
+test_coalesced_receipts(void)
+{
+    const char  *r[] = { RECEIPT("g:1", "1"), RECEIPT("dm:alice:bob", "1") };
+
+    start();
+    fanout_max = 1;
+    check(batch(r, 2));
+    fanout_max = 0;
+
+    check_str(trace(), "receipts 2|load 2|senders 1|deliver 3");
+    check(strstr(sent(), "@alice {\"type\":\"receipt\",\"conversation_id\":"
+                         "\"g:1\"") != NULL);
+    check(strstr(sent(), "@bob {\"type\":\"receipt\",\"conversation_id\":"
+                         "\"g:1\"") == NULL);
+    check(strstr(sent(), "@carol {\"type\":\"receipt\"") == NULL);
+    check(count("\"conversation_id\":\"g:1\"") == 1);
+    check(count("\"conversation_id\":\"dm:alice:bob\"") == 2);
+
+    /* at the limit: every member, as without one */
+    start();
+    fanout_max = 2;
+    check(batch(r, 1));
+    fanout_max = 0;
+    check_str(trace(), "receipts 1|load 1|deliver 2");
+    check(count("\"type\":\"receipt\"") == 2);
+}
+
+
 static void
 test_typing(void)
 {
@@ -449,6 +486,7 @@ main(void)
 
     test_order();
     test_typing();
+    test_coalesced_receipts();
     test_unknown_op();
     test_refused();
     test_replay();

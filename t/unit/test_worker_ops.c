@@ -639,6 +639,7 @@ test_receipt(void)
     const char  *r = "{\"op\":\"receipt\"," HEAD ",\"req_id\":3,"
                      "\"conv\":\"g:1\",\"seq\":4,\"state\":\"read\"}";
     const char  *receipt;
+    const char  *senders[] = { "carol", "alice", "bob" };
 
     /* a moved pointer: every member, the reader's devices included */
     setup(r);
@@ -652,6 +653,36 @@ test_receipt(void)
     check(strncmp(receipt, "{\"type\":\"receipt\",\"conversation_id\":"
                   "\"g:1\",\"user_id\":\"alice\",\"state\":\"read\","
                   "\"seq\":4,\"server_ts\":", 95) == 0);
+    teardown();
+
+    /* coalesced: the reader and the senders still members (carol went) */
+    setup(r);
+    item.u.receipt.rc = CHAT_RECEIPT_MOVED;
+    item.u.receipt.coalesce = true;
+    item.u.receipt.senders = senders;
+    item.u.receipt.nsenders = 2;
+    run();
+    check(out.ndeliveries == 1);
+    check_str(out.deliveries[0].user, "alice");
+    teardown();
+
+    setup(r);
+    item.u.receipt.rc = CHAT_RECEIPT_MOVED;
+    item.u.receipt.coalesce = true;
+    item.u.receipt.senders = senders + 1;
+    item.u.receipt.nsenders = 2;
+    run();
+    check(out.ndeliveries == 2);
+    check_str(out.deliveries[0].user, "alice");
+    check_str(out.deliveries[1].user, "bob");
+    teardown();
+
+    /* a later move of the batch says it */
+    setup(r);
+    item.u.receipt.rc = CHAT_RECEIPT_MOVED;
+    item.u.receipt.coalesce = true;
+    item.u.receipt.superseded = true;
+    check_str(run(), "");
     teardown();
 
     setup(r);

