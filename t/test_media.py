@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 
 import pytest
 
@@ -397,3 +398,130 @@ def test_unattached_uploads_cleaned_up(stack):
         assert r["type"] == "error" and r["code"] == "bad_request", r
     finally:
         ca.close()
+
+
+def search(c, query, rid, **kw):
+    frame = {"type": "search", "req_id": rid, "query": query}
+    frame.update(kw)
+    c.send_json(frame)
+    return c.recv_until(lambda o: o.get("req_id") == rid
+                        and o.get("type") in ("search", "error"), T,
+                        what="answer to search %r" % query)
+
+
+def found(c, query, rid, **kw):
+    r = search(c, query, rid, **kw)
+    assert r["type"] == "search", r
+    return r["results"]
+
+
+def test_search_finds_attachment_names(stack):
+    """An attachment's name is searched as the words its punctuation
+    separates (quarterly-report.pdf: quarterly, report, pdf), together with
+    the message's text; the highlight marks them in the name as written;
+    the results show the attachments as history does; only members find
+    them; a deletion erases the names with the text."""
+    a, b, x = unique("ma"), unique("mb"), unique("mx")
+    conv = dm_id(a, b)
+    word = "q" + uuid.uuid4().hex[:10]
+    name = "%s-report_Q3.pdf" % word
+    data = b"%PDF not really\n"
+    ca = stack.connect(a, "phone")
+    cb = stack.connect(b, "phone")
+    cx = stack.connect(x, "phone")
+    try:
+        aid = put_file(stack, ca, conv, data, ctype="application/pdf",
+                       name=name)
+        ack = send_att(ca, "s1", conv, [aid], body="see attached")
+        assert ack["type"] == "ack", ack
+        ca.send_json({"type": "send", "client_msg_id": "s2",
+                      "conversation_id": conv, "body": "%s, report" % word})
+        assert ca.recv_type("ack", T, client_msg_id="s2")
+
+        for q, mark in ((word, "<b>%s</b>-report_Q3.pdf" % word),
+                        ("report", "%s-<b>report</b>_Q3.pdf" % word),
+                        ("q3", "%s-report_<b>Q3</b>.pdf" % word),
+                        ("%s report pdf" % word,
+                         "<b>%s</b>-<b>report</b>_Q3.<b>pdf</b>" % word)):
+            res = [r for r in found(cb, q, "q-" + q, conversation_id=conv)
+                   if r["message_id"] == ack["message_id"]]
+            assert len(res) == 1, (q, res)
+            assert res[0]["highlight"] == mark, (q, res[0])
+        # the whole name as written, and words of the text and the name
+        assert [r["message_id"] for r in found(cb, name, "whole")] \
+            == [ack["message_id"]]
+        both = found(cb, "attached %s" % word, "both")
+        assert [r["message_id"] for r in both] == [ack["message_id"]]
+        assert both[0]["highlight"] == "see <b>attached</b>\n" \
+            "<b>%s</b>-report_Q3.pdf" % word, both[0]
+        # the text's own match comes first; both are newest first
+        res = found(cb, "%s report" % word, "two")
+        assert [r["client_msg_id"] for r in res] == ["s2", "s1"], res
+        assert res[0]["highlight"] == "<b>%s</b>, <b>report</b>" % word
+        # as history shows it: the attachment, with a fresh URL
+        check_entry(stack, res[1]["attachments"][0], aid, data,
+                    "application/pdf", name)
+        assert "attachments" not in res[0], res[0]
+
+        # only members
+        assert found(cx, word, "x") == []
+
+        # a deletion erases the name with the text; the upload goes
+        ca.send_json({"type": "delete", "client_msg_id": "d1",
+                      "conversation_id": conv,
+                      "message_id": ack["message_id"]})
+        assert ca.recv_type("ack", T, client_msg_id="d1")
+        assert [r["client_msg_id"] for r in found(cb, word, "after")] \
+            == ["s2"]
+        assert found(cb, "q3", "after-q3") == []
+        assert stack.psql("select count(*) from attachments where"
+                          " name like '%%%s%%'" % word) == "0"
+        assert stack.psql("select count(*) from messages where"
+                          " attachment_names like '%%%s%%'" % word) == "0"
+        ca.send_json({"type": "history", "req_id": "h",
+                      "conversation_id": conv})
+        h = ca.recv_type("history", T, req_id="h")
+        gone = [m for m in h["messages"]
+                if m["message_id"] == ack["message_id"]][0]
+        assert gone["deleted"] is True and "attachments" not in gone, gone
+        path = "%s/nginx/media/%s" % (stack.dir, aid)
+        from chatlib import wait_for
+        import os
+        wait_for(lambda: not os.path.exists(path), 30, interval=0.5,
+                 what="the deleted message's file removed")
+    finally:
+        ca.close()
+        cb.close()
+        cx.close()
+
+
+def test_search_attachment_names_membership(stack):
+    """A member removed from a group finds the names of what was attached
+    until its removal, nothing after."""
+    a, c = unique("ma"), unique("mc")
+    word = "n" + uuid.uuid4().hex[:10]
+    ca = stack.connect(a, "phone")
+    cc = stack.connect(c, "phone")
+    try:
+        ca.send_json({"type": "create_group", "req_id": "g", "name": "G",
+                      "members": [c]})
+        g = ca.recv_type("group", T, req_id="g")["conversation_id"]
+        one = put_file(stack, ca, g, b"one", ctype="text/plain",
+                       name="%s_before.txt" % word, req_id="u1")
+        before = send_att(ca, "b1", g, [one])
+        assert before["type"] == "ack", before
+        ca.send_json({"type": "remove_members", "req_id": "rm",
+                      "conversation_id": g, "user_ids": [c]})
+        assert ca.recv_type("group", T, req_id="rm")
+        two = put_file(stack, ca, g, b"two", ctype="text/plain",
+                       name="%s_after.txt" % word, req_id="u2")
+        after = send_att(ca, "a1", g, [two])
+        assert after["type"] == "ack", after
+        assert [r["message_id"] for r in found(ca, word, "a")] \
+            == [after["message_id"], before["message_id"]]
+        assert [r["message_id"] for r in found(cc, word, "c")] \
+            == [before["message_id"]]
+        assert found(cc, "after", "c2", conversation_id=g) == []
+    finally:
+        ca.close()
+        cc.close()

@@ -24,8 +24,10 @@ import time
 
 import pytest
 
+import test_media as media
 import test_zz_faults as faults
-from chatlib import close_all, unique, wait_for
+from chatlib import (Collector, close_all, dm_id, expect_ack, history_all,
+                     unique, wait_for)
 from conftest import STACK_SH
 
 REPAIR_RE = re.compile(r"partition (\d+) repaired after (-?\d+) up to (\d+) "
@@ -296,6 +298,120 @@ def test_slow_subscriber_dropped_no_gap(stack):
     extra.append("subscriptions dropped by Redis: %d" % dropped)
     print("\n".join(extra))
     assert dropped > 0, "Redis never dropped a subscriber: no test"
+
+
+def _without_urls(frame):
+    """A message as a frame shows it, but for what a fresh signature
+    changes (the GET URLs) and the frame's type."""
+    f = {k: v for k, v in frame.items() if k != "type"}
+    if "attachments" in f:
+        f["attachments"] = [{k: v for k, v in e.items()
+                             if k not in ("url", "thumbnail_url")}
+                            for e in f["attachments"]]
+    return f
+
+
+def test_repaired_messages_are_live_frames(stack):
+    """Messages that reach a connection by repair (its subscription dropped
+    by Redis for being slow) are the frames it would have had live: their
+    attachments with GET URLs signed afresh, reply_to, as history shows
+    them; not their bare text."""
+    old = stack.redis_cli("CONFIG", "GET",
+                          "client-output-buffer-limit").split("\n")[1]
+    restore = "pubsub %s %s %s" % re.search(r"pubsub (\d+) (\d+) (\d+)",
+                                            old).groups()
+    a_id, b_id = unique("ra"), unique("rb")
+    conv = dm_id(a_id, b_id)
+    a = b = got = None
+    log_from = len(nginx_log(stack))
+    try:
+        a = stack.connect(a_id, "p")
+        b = stack.connect(b_id, "p")
+        a.send_json({"type": "send", "client_msg_id": "r0",
+                     "conversation_id": conv, "body": "the first"})
+        first = expect_ack(a, "r0")["message_id"]
+        files = [b"file number %d\n" % i for i in range(30)]
+        ids = [media.put_file(stack, a, conv, data, ctype="text/plain",
+                              name="notes-%d.txt" % i, req_id="up%d" % i)
+               for i, data in enumerate(files)]
+        got = Collector(b, "repaired").start()
+
+        frames = {}
+        dropped = False
+        stack.redis_cli("CONFIG", "SET", "client-output-buffer-limit",
+                        "pubsub 1 1 0")
+        try:
+            # bursts of three 9 KB messages, as in the test above, until
+            # Redis drops a subscriber
+            for k in range(10):
+                for i in range(3 * k, 3 * k + 3):
+                    cmid = "r%d" % (i + 1)
+                    frames[cmid] = {"type": "send", "client_msg_id": cmid,
+                                    "conversation_id": conv,
+                                    "body": cmid * (9000 // len(cmid)),
+                                    "attachments": [ids[i]],
+                                    "reply_to": first}
+                    a.send_json(frames[cmid])
+                deadline = time.monotonic() + 0.5
+                while time.monotonic() < deadline and not dropped:
+                    dropped = "redis subscription connection lost" \
+                        in nginx_log(stack)[log_from:]
+                    time.sleep(0.005)
+                if dropped:
+                    break
+        finally:
+            stack.redis_cli("CONFIG", "SET", "client-output-buffer-limit",
+                            restore)
+        assert dropped, "Redis never dropped a subscriber: no test"
+
+        # every send acked (an ack the drop lost: the send again)
+        acked = {}
+        deadline = time.monotonic() + 60
+        while len(acked) < len(frames) and time.monotonic() < deadline:
+            try:
+                f = a.recv_json(3.0)
+            except TimeoutError:
+                for cmid, frame in frames.items():
+                    if cmid not in acked:
+                        a.send_json(frame)
+                continue
+            if f.get("type") == "ack":
+                acked[f["client_msg_id"]] = f["message_id"]
+            elif f.get("type") == "error":
+                raise AssertionError("a send refused: %r" % f)
+        assert len(acked) == len(frames), sorted(set(frames) - set(acked))
+
+        # all of them at the recipient, live or repaired
+        def arrived(fs):
+            return {f.get("client_msg_id") for f in fs
+                    if f.get("type") == "message"} >= set(frames)
+        assert got.wait(arrived, 30), "the recipient misses %r" % sorted(
+            set(frames) - {f.get("client_msg_id")
+                           for f in got.snapshot("message")})
+        got.stop()
+        reps = repairs_since(stack, log_from)
+        assert reps, "nothing was repaired: no test"
+
+        stored = {m["client_msg_id"]: m for m in history_all(b, conv)}
+        n = 0
+        for f in got.snapshot("message"):
+            if f.get("client_msg_id") not in frames:
+                continue
+            n += 1
+            want = stored[f["client_msg_id"]]
+            assert _without_urls(f) == _without_urls(want), (f, want)
+            assert f["reply_to"] == first, f
+            i = int(f["client_msg_id"][1:]) - 1
+            media.check_entry(stack, f["attachments"][0], ids[i], files[i],
+                              "text/plain", "notes-%d.txt" % i)
+        print("\n%d messages at the recipient, %d repairs: %r"
+              % (n, len(reps), reps))
+    finally:
+        stack.redis_cli("CONFIG", "SET", "client-output-buffer-limit",
+                        restore)
+        if got:
+            got.stop()
+        close_all(a, b)
 
 
 def test_kafka_restart_first_ack_fast(stack):

@@ -683,7 +683,7 @@ chat_ops_check_attachments(chat_op_ctx_t *ctx, chat_send_t **sends, size_t n)
     chat_upload_row_t  *rows;
     const char        **ids;
     chat_map_t          index = { 0 }, taken = { 0 };
-    chat_buf_t          list = { 0 };
+    chat_buf_t          list = { 0 }, names = { 0 };
     chat_store_rc_t     rc;
     json_t             *id;
     size_t              i, k, r, nids = 0, nrows, dummy;
@@ -728,6 +728,7 @@ chat_ops_check_attachments(chat_op_ctx_t *ctx, chat_send_t **sends, size_t n)
         ok = true;
         retry = false;
         list.len = 0;
+        names.len = 0;
         chat_buf_addc(&list, '[');
 
         json_array_foreach(req->attachments, k, id) {
@@ -765,8 +766,10 @@ chat_ops_check_attachments(chat_op_ctx_t *ctx, chat_send_t **sends, size_t n)
 
             if (k > 0) {
                 chat_buf_addc(&list, ',');
+                chat_buf_addc(&names, '\n');
             }
             chat_buf_adds(&list, chat_ops_image(ctx, u));
+            chat_buf_adds(&names, u->name);
         }
 
         if (retry) {
@@ -785,9 +788,12 @@ chat_ops_check_attachments(chat_op_ctx_t *ctx, chat_send_t **sends, size_t n)
         chat_buf_addc(&list, ']');
         sends[i]->attachments = chat_arena_strdup(ctx->arena,
                                                   chat_buf_cstr(&list));
+        sends[i]->names = chat_arena_strdup(ctx->arena,
+                                            chat_buf_cstr(&names));
     }
 
     chat_buf_free(&list);
+    chat_buf_free(&names);
     chat_map_free(&index);
     chat_map_free(&taken);
 
@@ -1027,7 +1033,7 @@ chat_ops_store_reads(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
 {
     chat_read_t     **reads;
     chat_store_rc_t   rc;
-    size_t            i;
+    size_t            i, k;
 
     reads = chat_arena_alloc(ctx->arena, n * sizeof(chat_read_t *));
 
@@ -1045,6 +1051,10 @@ chat_ops_store_reads(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
     for (i = 0; i < n; i++) {
         chat_ops_sign(ctx, reads[i]->history.messages, reads[i]->history.n,
                       ctx->arena);
+
+        for (k = 0; k < reads[i]->search.n; k++) {
+            chat_ops_sign(ctx, &reads[i]->search.rows[k].msg, 1, ctx->arena);
+        }
     }
 
     for (i = 0; i < n; i++) {
@@ -1290,8 +1300,9 @@ chat_ops_store_redact(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
 static chat_store_rc_t
 chat_ops_store_repairs(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
 {
-    chat_repair_t  **r;
-    size_t           i;
+    chat_repair_t   **r;
+    chat_store_rc_t   rc;
+    size_t            i, k;
 
     r = chat_arena_alloc(ctx->arena, n * sizeof(chat_repair_t *));
 
@@ -1301,7 +1312,19 @@ chat_ops_store_repairs(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
         r[i]->req = items[i]->req;
     }
 
-    return chat_store_repairs(ctx->store, r, n, ctx->arena);
+    rc = chat_store_repairs(ctx->store, r, n, ctx->arena);
+    if (rc != CHAT_STORE_OK) {
+        return rc;
+    }
+
+    /* fresh GET URLs, as in history */
+    for (i = 0; i < n; i++) {
+        for (k = 0; k < r[i]->n; k++) {
+            chat_ops_sign(ctx, &r[i]->rows[k].msg, 1, ctx->arena);
+        }
+    }
+
+    return CHAT_STORE_OK;
 }
 
 

@@ -113,9 +113,12 @@ chat_store_rc_t chat_pg_retry(chat_store_t *st, chat_pg_attempt_pt attempt,
  * its column plus this */
 #define CHAT_PG_MESSAGE_NCOLUMNS  13
 
-/* fills the attachments of these messages (worker_store_uploads.c) */
+/* fills the attachments of these messages (worker_store_uploads.c); _of
+ * for messages that are not one array (inside search results, repairs) */
 chat_pg_rc_t chat_pg_attachments(chat_store_t *st, chat_message_t *messages,
     size_t n, chat_arena_t *arena);
+chat_pg_rc_t chat_pg_attachments_of(chat_store_t *st,
+    chat_message_t **messages, size_t n, chat_arena_t *arena);
 
 int64_t chat_pg_int(PGresult *res, int row, int col);
 const char *chat_pg_text(PGresult *res, int row, int col);

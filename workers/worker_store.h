@@ -95,6 +95,8 @@ typedef struct {
     bool                   bad_attachments;   /* decided before the store:
                                                * answered bad_request */
     const char            *attachments;       /* what it attaches (JSON) */
+    const char            *names;             /* their names, one a line,
+                                               * for search */
     chat_send_state_t      state;
     size_t                 same_as;           /* RETRY of an earlier send */
     bool                   same_as_set;
@@ -405,6 +407,7 @@ typedef struct {
     const char  *content_type;
     bool         has_dims;      /* its size in pixels is known */
     const char  *json;          /* as members see it, without URLs */
+    const char  *name;
 } chat_upload_row_t;
 
 chat_store_rc_t chat_store_upload_rows(chat_store_t *st, const char **ids,

@@ -43,9 +43,16 @@ static const chat_pg_statement_t  chat_admin_sql[] = {
       " WHERE conversation_id = $1 AND seq > $2 AND kind = 'system'"
       " AND kafka_partition = $3 AND kafka_offset = $4" },
 
+    /* the names of its attachments go with the text, and the uploads
+     * are no one's: the sweep removes them and their files */
     { "admin_erase",
-      "UPDATE messages SET body = '', redacted_at = $3, redacted_by = $4"
+      "UPDATE messages SET body = '', redacted_at = $3, redacted_by = $4,"
+      " attachment_names = NULL"
       " WHERE conversation_id = $1 AND message_id = $2" },
+
+    { "admin_erase_attachments",
+      "UPDATE attachments SET name = '', uploader_id = '', message_id = NULL,"
+      " position = NULL, created_at = 0 WHERE message_id = $1" },
 
     { "admin_advance",
       "UPDATE conversations SET last_seq = $2,"
@@ -332,6 +339,11 @@ chat_redact_attempt(chat_store_t *st, void *data)
     params[3] = req->admin;
 
     rc = chat_pg_run(st, "admin_erase", 4, params, NULL);
+    if (rc != CHAT_PG_OK) {
+        return rc;
+    }
+
+    rc = chat_pg_run(st, "admin_erase_attachments", 1, &params[1], NULL);
     if (rc != CHAT_PG_OK) {
         return rc;
     }

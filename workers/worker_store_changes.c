@@ -7,8 +7,9 @@
  * target_id names the message it changes, and the same transaction
  * applies it to the target's row (which history and sync read): the new
  * body and edited_at, the deletion (the text of the message and of its
- * edits erased, its reactions gone), or the user's one reaction replaced
- * or taken back and the target's summary of reactions rewritten.
+ * edits erased, its reactions gone, its attachments no one's), or the
+ * user's one reaction replaced or taken back and the target's summary of
+ * reactions rewritten.
  *
  * Changes are rare next to sends: each has its own transaction, run alone
  * in its place in the batch (worker_ops.c), so that it sees every message
@@ -55,11 +56,17 @@ static const chat_pg_statement_t  chat_changes_sql[] = {
       "UPDATE messages SET body = $2, edited_at = $3 WHERE message_id = $1" },
 
     /* the text goes from the store, not only from what is shown: the
-     * message's and its edits' */
+     * message's and its edits', and the names of its attachments */
     { "change_erase",
       "UPDATE messages SET body = NULL, deleted = (message_id = $1),"
-      " reactions = NULL"
+      " reactions = NULL, attachment_names = NULL"
       " WHERE message_id = $1 OR (target_id = $1 AND kind = 'edit')" },
+
+    /* its uploads are no one's: the sweep of those never attached removes
+     * them and their files (sql/043_search_attachments.sql) */
+    { "change_erase_attachments",
+      "UPDATE attachments SET name = '', uploader_id = '', message_id = NULL,"
+      " position = NULL, created_at = 0 WHERE message_id = $1" },
 
     { "change_unreact_all",
       "DELETE FROM reactions WHERE message_id = $1" },
@@ -361,6 +368,11 @@ chat_change_apply(chat_store_t *st, chat_send_t *s, int64_t now)
 
     case NGX_CHAT_WIRE_OP_DELETE:
         rc = chat_pg_run(st, "change_erase", 1, params, NULL);
+
+        if (rc == CHAT_PG_OK) {
+            rc = chat_pg_run(st, "change_erase_attachments", 1, params, NULL);
+        }
+
         if (rc != CHAT_PG_OK) {
             return rc;
         }

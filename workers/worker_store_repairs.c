@@ -4,8 +4,10 @@
  * started, in offset order (one conversation stays in one partition, so
  * this is its seq order), with the device that sent each; and the members,
  * past and present, of the groups among them, so that the fan-out can
- * tell who was a member at each message's seq. Two statements on the
- * index of sql/010_messages_by_offset.sql; nothing is written.
+ * tell who was a member at each message's seq; and the attachments of
+ * the text messages, as history has them (the live frame had them).
+ * Statements on the index of sql/010_messages_by_offset.sql and on the
+ * attachments' own; nothing is written.
  */
 
 #include <inttypes.h>
@@ -50,7 +52,9 @@ chat_repair_messages(chat_store_t *st, chat_repair_t *r, chat_arena_t *arena)
     const char            *params[5];
     char                   v[5][24];
     PGresult              *res = NULL;
+    chat_message_t       **texts;
     chat_pg_rc_t           rc;
+    size_t                 ntexts = 0;
     int                    row, nrows;
 
     snprintf(v[0], 24, "%" PRId64, req->repair.partition);
@@ -77,6 +81,7 @@ chat_repair_messages(chat_store_t *st, chat_repair_t *r, chat_arena_t *arena)
     }
 
     r->rows = chat_arena_alloc(arena, (nrows + 1) * sizeof(chat_repair_row_t));
+    texts = chat_arena_alloc(arena, (nrows + 1) * sizeof(chat_message_t *));
     r->n = 0;
 
     for (row = 0; row < nrows; row++) {
@@ -85,11 +90,17 @@ chat_repair_messages(chat_store_t *st, chat_repair_t *r, chat_arena_t *arena)
         x->device = chat_arena_strdup(arena, chat_pg_text(res, row, 0));
         chat_pg_message(res, row, 1, &x->msg);
         chat_pg_message_keep(&x->msg, arena);
+
+        if (strcmp(x->msg.kind, "text") == 0) {
+            texts[ntexts++] = &x->msg;
+        }
     }
 
     PQclear(res);
 
-    return CHAT_PG_OK;
+    /* a message goes out again as its live frame had it: with its
+     * attachments */
+    return chat_pg_attachments_of(st, texts, ntexts, arena);
 }
 
 

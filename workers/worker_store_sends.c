@@ -86,11 +86,13 @@ static const chat_pg_statement_t  chat_sends_sql[] = {
     { "insert_messages",
       "INSERT INTO messages (conversation_id, seq, message_id, sender_id,"
       " device_id, client_msg_id, kind, body, server_ts, kafka_partition,"
-      " kafka_offset)"
-      " SELECT t.c, t.s, t.id, t.u, t.d, t.cm, 'text', t.b, $8, t.p, t.o"
+      " kafka_offset, attachment_names)"
+      " SELECT t.c, t.s, t.id, t.u, t.d, t.cm, 'text', t.b, $8, t.p, t.o,"
+      " t.n"
       " FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[],"
-      " $5::text[], $6::text[], $7::text[], $9::int[], $10::bigint[])"
-      " AS t(c, s, id, u, d, cm, b, p, o)" },
+      " $5::text[], $6::text[], $7::text[], $9::int[], $10::bigint[],"
+      " $11::text[])"
+      " AS t(c, s, id, u, d, cm, b, p, o, n)" },
 
     /* the uploads a message attaches: the ops checked them before */
     { "attach",
@@ -376,6 +378,31 @@ chat_sends_stored_apply(PGresult *res, chat_send_t **sends, size_t n,
     }
 
     chat_map_free(&stored);
+}
+
+
+/* the replays go out again as they went the first time: with their
+ * attachments (the rows say what they are now) */
+static chat_pg_rc_t
+chat_sends_replayed_attachments(chat_store_t *st, chat_send_t **sends,
+    size_t n, chat_arena_t *arena)
+{
+    chat_message_t  **replays = NULL;
+    size_t            i, nreplays = 0;
+
+    for (i = 0; i < n; i++) {
+        if (sends[i]->state != CHAT_SEND_REPLAY) {
+            continue;
+        }
+
+        if (replays == NULL) {
+            replays = chat_arena_alloc(arena, n * sizeof(chat_message_t *));
+        }
+
+        replays[nreplays++] = &sends[i]->msg;
+    }
+
+    return chat_pg_attachments_of(st, replays, nreplays, arena);
 }
 
 
@@ -692,17 +719,19 @@ chat_sends_allocate_apply(PGresult *res, chat_send_work_t *w)
 }
 
 
-/* arrays 0 to 8 */
+/* arrays 0 to 8, and 14: the names of what each attaches, for search */
 static void
 chat_sends_insert_step(chat_store_t *st, chat_send_t **sends, size_t n,
     const char *now_text, const char **params, chat_pg_step_t *step)
 {
-    chat_buf_t  *a = st->arrays;
+    chat_buf_t  *a = st->arrays, *names = &st->arrays[14];
     size_t       i, k;
 
     for (k = 0; k < 9; k++) {
         chat_pg_array_begin(&a[k]);
     }
+
+    chat_pg_array_begin(names);
 
     for (i = 0; i < n; i++) {
         chat_send_t  *s = sends[i];
@@ -720,6 +749,7 @@ chat_sends_insert_step(chat_store_t *st, chat_send_t **sends, size_t n,
         chat_pg_array_text(&a[6], s->req->body);
         chat_pg_array_int(&a[7], s->req->partition);
         chat_pg_array_int(&a[8], s->req->offset);
+        chat_pg_array_text(names, s->names);
     }
 
     for (k = 0; k < 7; k++) {
@@ -729,9 +759,10 @@ chat_sends_insert_step(chat_store_t *st, chat_send_t **sends, size_t n,
     params[7] = now_text;
     params[8] = chat_pg_array_end(&a[7]);
     params[9] = chat_pg_array_end(&a[8]);
+    params[10] = chat_pg_array_end(names);
 
     step->stmt = "insert_messages";
-    step->nparams = 10;
+    step->nparams = 11;
     step->params = params;
 }
 
@@ -802,7 +833,7 @@ chat_sends_once(chat_store_t *st, chat_send_t **sends, size_t n,
     chat_pg_rc_t       rc;
     const char        *p_first[2], *p_second[2], *p_blocks[2];
     const char        *p_count[1];
-    const char        *p_insert[10], *p_pointers[3], *p_replies[2];
+    const char        *p_insert[11], *p_pointers[3], *p_replies[2];
     char               count_text[24], now_text[24];
     PGresult          *members = NULL, *stored = NULL, *blocks = NULL;
     PGresult          *direct = NULL;
@@ -854,6 +885,11 @@ chat_sends_once(chat_store_t *st, chat_send_t **sends, size_t n,
 
     if (stored) {
         chat_sends_stored_apply(stored, sends, n, arena);
+
+        rc = chat_sends_replayed_attachments(st, sends, n, arena);
+        if (rc != CHAT_PG_OK) {
+            goto done;
+        }
     }
 
     chat_sends_fold(&w, sends, n, arena);

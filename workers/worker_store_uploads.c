@@ -26,7 +26,7 @@ static const chat_pg_statement_t  chat_uploads_sql[] = {
       " name, 'width', width, 'height', height)::text,"
       " (SELECT m.client_msg_id FROM messages m"
       "  WHERE m.message_id = a.message_id AND m.sender_id = a.uploader_id),"
-      " content_type, width IS NOT NULL"
+      " content_type, width IS NOT NULL, name"
       " FROM attachments a WHERE attachment_id = ANY($1::text[])" },
 
     /* what history and sync show of their messages' attachments */
@@ -167,6 +167,7 @@ chat_upload_rows_attempt(chat_store_t *st, void *data)
         r->content_type = chat_arena_strdup(a->arena,
                                             PQgetvalue(res, row, 7));
         r->has_dims = PQgetvalue(res, row, 8)[0] == 't';
+        r->name = chat_arena_strdup(a->arena, PQgetvalue(res, row, 9));
         r->attached_cmid = PQgetisnull(res, row, 6)
                            ? NULL
                            : chat_arena_strdup(a->arena,
@@ -201,6 +202,27 @@ chat_pg_rc_t
 chat_pg_attachments(chat_store_t *st, chat_message_t *messages, size_t n,
     chat_arena_t *arena)
 {
+    chat_message_t  **each;
+    size_t            i;
+
+    if (n == 0) {
+        return CHAT_PG_OK;
+    }
+
+    each = chat_arena_alloc(arena, n * sizeof(chat_message_t *));
+
+    for (i = 0; i < n; i++) {
+        each[i] = &messages[i];
+    }
+
+    return chat_pg_attachments_of(st, each, n, arena);
+}
+
+
+chat_pg_rc_t
+chat_pg_attachments_of(chat_store_t *st, chat_message_t **messages, size_t n,
+    chat_arena_t *arena)
+{
     chat_buf_t    *ids = &st->arrays[9];
     const char    *params[1];
     chat_map_t     index = { 0 };
@@ -217,7 +239,7 @@ chat_pg_attachments(chat_store_t *st, chat_message_t *messages, size_t n,
     chat_pg_array_begin(ids);
 
     for (i = 0; i < n; i++) {
-        chat_pg_array_int(ids, messages[i].message_id);
+        chat_pg_array_int(ids, messages[i]->message_id);
     }
 
     params[0] = chat_pg_array_end(ids);
@@ -230,13 +252,13 @@ chat_pg_attachments(chat_store_t *st, chat_message_t *messages, size_t n,
     if (PQntuples(res) > 0) {
         for (i = 0; i < n; i++) {
             snprintf(key, sizeof(key), "%lld",
-                     (long long) messages[i].message_id);
+                     (long long) messages[i]->message_id);
             chat_map_put(&index, chat_arena_strdup(arena, key), i);
         }
 
         for (row = 0; row < PQntuples(res); row++) {
             if (chat_map_get(&index, PQgetvalue(res, row, 0), &k)) {
-                messages[k].attachments = chat_arena_strdup(arena,
+                messages[k]->attachments = chat_arena_strdup(arena,
                                                  PQgetvalue(res, row, 1));
             }
         }

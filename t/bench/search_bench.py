@@ -7,7 +7,8 @@ applied, nothing else started), fills it with generate_series (10,000 group
 conversations of 100 messages each, their activity interleaved in time as
 in real life: message n goes to conversation n mod 10,000; 8 words a
 message out of 20,000, the word "hello" in every tenth message and "zebra"
-in ten messages in all),
+in ten messages in all; with sql/043 one message in 100 attaches
+"quarterly-report-<n>.pdf"),
 then runs the statement "search" exactly as workers/worker_store_search.c
 prepares it (its text is read from that file) under EXPLAIN ANALYZE, each
 case RUNS times, and prints the median and worst execution time.
@@ -98,7 +99,7 @@ FROM generate_series(1, {nconv}) AS c;
 INSERT INTO members (conversation_id, user_id, role, joined_seq, removed_seq)
 SELECT 'g:' || c, 'left', 'member', 1, 50 FROM generate_series(1, 500) AS c;
 INSERT INTO messages (conversation_id, seq, sender_id, device_id,
-                      client_msg_id, kind, body, server_ts)
+                      client_msg_id, kind, body, server_ts{names_col})
 SELECT 'g:' || {conv_of_g}, {seq_of_g},
        'u' || (g % 997), 'd', 'b' || g, 'text',
        array_to_string(ARRAY(
@@ -107,11 +108,29 @@ SELECT 'g:' || {conv_of_g}, {seq_of_g},
        || CASE WHEN ((g - 1) / {nconv} + g) % 10 = 0 THEN ' hello'
                ELSE '' END
        || CASE WHEN g % ({n} / 10) = 7 THEN ' zebra' ELSE '' END,
-       1714128000000 + g
+       1714128000000 + g{names_val}
 FROM generate_series(1, {n}) AS g;
+{attachments}
 CREATE INDEX messages_search ON messages USING gin (search);
 VACUUM ANALYZE messages;
 VACUUM ANALYZE members;
+"""
+
+
+# with sql/043_search_attachments.sql: one message in 100 has an attachment
+# "quarterly-report-<n>.pdf", in the attachments table and in the names the
+# vector indexes
+NAMES_COL = ", attachment_names"
+NAMES_VAL = """,
+       CASE WHEN g % 100 = 3 THEN 'quarterly-report-' || g || '.pdf' END"""
+ATTACHMENTS = """
+INSERT INTO attachments (attachment_id, conversation_id, uploader_id,
+                         device_id, content_type, size, name, created_at,
+                         message_id, position)
+SELECT 'a' || message_id, conversation_id, sender_id, 'd', 'application/pdf',
+       1000, attachment_names, 0, message_id, 0
+FROM messages WHERE attachment_names IS NOT NULL;
+VACUUM ANALYZE attachments;
 """
 
 
@@ -134,9 +153,16 @@ def main():
         else:
             conv_of_g, seq_of_g = ("((g - 1) %% %d + 1)" % nconv,
                                    "((g - 1) / %d + 1)" % nconv)
+        names = pg.run("SELECT count(*) FROM information_schema.columns"
+                       " WHERE table_name = 'messages'"
+                       " AND column_name = 'attachment_names'").strip() == "1"
         pg.run(FILL.format(per=PER_CONV, nconv=nconv, n=MESSAGES,
-                           conv_of_g=conv_of_g, seq_of_g=seq_of_g))
-        print("layout %s" % LAYOUT)
+                           conv_of_g=conv_of_g, seq_of_g=seq_of_g,
+                           names_col=NAMES_COL if names else "",
+                           names_val=NAMES_VAL if names else "",
+                           attachments=ATTACHMENTS if names else ""))
+        print("layout %s; attachment names %s" % (
+            LAYOUT, "in 1 message of 100" if names else "not searched"))
         fill_s = time.monotonic() - t0
         total = pg.run("SELECT count(*) FROM messages").strip()
         size = pg.run("SELECT pg_size_pretty(pg_relation_size("
@@ -161,6 +187,13 @@ def main():
             ("left (removed), common word", "left", "hello", None, None, 20),
             ("heavy, absent word", "heavy", "nosuchword", None, None, 20),
         ]
+        if names:
+            cases += [
+                ("heavy, attachment name word", "heavy", "quarterly", None,
+                 None, 20),
+                ("heavy, name word and text", "heavy", "report hello", None,
+                 None, 20),
+            ]
         page2 = pg.run("SELECT message_id FROM messages m JOIN members b ON"
                        " b.conversation_id = m.conversation_id AND"
                        " b.user_id = 'heavy' WHERE m.body LIKE '%hello%'"
