@@ -117,12 +117,14 @@ CHATCTL_OBJS := $(patsubst workers/%.c,$(BUILD)/obj/chatctl/%.o,$(CHATCTL_SRCS))
                 $(BUILD)/obj/workers/ngx_chat_wire.o
 CHATCTL_LIBS := -lrdkafka -lpq -lhiredis -ljansson -lcrypto
 
-# chat_pusher: its files, and chat_worker's PostgreSQL plumbing and tools
+# chat_pusher: its files, and chat_worker's PostgreSQL plumbing, Redis
+# connections and tools
 PUSHER_OBJS := $(patsubst workers/%.c,$(BUILD)/obj/workers/%.o,\
                  $(wildcard $(PUSHER_MAIN)) workers/worker_pg.c \
-                 workers/worker_util.c) \
+                 workers/worker_redis_link.c workers/worker_util.c) \
                $(BUILD)/obj/workers/ngx_chat_wire.o
-PUSHER_LIBS := -lpq -lhiredis -ljansson -lcurl
+# libcrypto: worker_redis_link.c names Redis scripts by their SHA1
+PUSHER_LIBS := -lpq -lhiredis -ljansson -lcurl -lcrypto
 
 WORKER_BINS := $(if $(WORKER_SRCS),$(BUILD)/bin/chat_worker) \
                $(if $(wildcard workers/chat_pusher.c),$(BUILD)/bin/chat_pusher) \
@@ -338,7 +340,8 @@ $(BUILD)/unit/%: t/unit/%.c $(UNIT_MOD_SRCS)
 	    -o $@ $< $(UNIT_MOD_SRCS) $(UNIT_LIBS)
 
 # the worker's tests include its PostgreSQL plumbing (array parameters)
-$(BUILD)/unit/test_worker_%: UNIT_LIBS += -lpq
+# and its Redis connections (the --redis address)
+$(BUILD)/unit/test_worker_%: UNIT_LIBS += -lpq -lhiredis
 
 # the tests that include the worker's sources depend on all of them: the
 # .d above is written by the last file of the command, not by the test

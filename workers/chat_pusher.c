@@ -12,7 +12,6 @@
  */
 
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,18 +20,6 @@
 #include "pusher_jobs.h"
 #include "pusher_online.h"
 #include "worker_util.h"
-
-
-static volatile sig_atomic_t  stop_requested;
-
-
-static void
-chat_on_signal(int signo)
-{
-    (void) signo;
-
-    stop_requested = 1;
-}
 
 
 typedef struct {
@@ -66,24 +53,6 @@ chat_usage(FILE *f)
 
 
 static bool
-chat_number(const char *name, const char *arg, long min, long max, long *out)
-{
-    char  *end;
-    long   n;
-
-    n = strtol(arg, &end, 10);
-
-    if (*arg == '\0' || *end != '\0' || n < min || n > max) {
-        fprintf(stderr, "chat_pusher: --%s: %ld to %ld\n", name, min, max);
-        return false;
-    }
-
-    *out = n;
-    return true;
-}
-
-
-static bool
 chat_parse_options(int argc, char **argv, chat_pusher_options_t *o)
 {
     static const struct option  longopts[] = {
@@ -99,6 +68,8 @@ chat_parse_options(int argc, char **argv, chat_pusher_options_t *o)
         { "help",         no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
+
+    static const char  prog[] = "chat_pusher";
 
     long  n;
     int   c;
@@ -125,43 +96,47 @@ chat_parse_options(int argc, char **argv, chat_pusher_options_t *o)
             break;
 
         case 'b':
-            if (!chat_number("batch", optarg, 1, 10000, &o->batch)) {
+            if (!chat_option_long(prog, "batch", optarg, 1, 10000,
+                                  &o->batch))
+            {
                 return false;
             }
             break;
 
         case 'P':
-            if (!chat_number("poll-ms", optarg, 1, 60000, &o->poll_ms)) {
+            if (!chat_option_long(prog, "poll-ms", optarg, 1, 60000,
+                                  &o->poll_ms))
+            {
                 return false;
             }
             break;
 
         case 't':
-            if (!chat_number("timeout-ms", optarg, 10, 600000,
-                             &o->http.timeout_ms))
+            if (!chat_option_long(prog, "timeout-ms", optarg, 10, 600000,
+                                  &o->http.timeout_ms))
             {
                 return false;
             }
             break;
 
         case 'R':
-            if (!chat_number("retry-ms", optarg, 1, 3600000,
-                             &o->policy.retry_ms))
+            if (!chat_option_long(prog, "retry-ms", optarg, 1, 3600000,
+                                  &o->policy.retry_ms))
             {
                 return false;
             }
             break;
 
         case 'M':
-            if (!chat_number("retry-max-ms", optarg, 1, 86400000,
-                             &o->policy.retry_max_ms))
+            if (!chat_option_long(prog, "retry-max-ms", optarg, 1, 86400000,
+                                  &o->policy.retry_max_ms))
             {
                 return false;
             }
             break;
 
         case 'a':
-            if (!chat_number("max-attempts", optarg, 1, 100, &n)) {
+            if (!chat_option_long(prog, "max-attempts", optarg, 1, 100, &n)) {
                 return false;
             }
             o->policy.max_attempts = (int) n;
@@ -195,22 +170,6 @@ chat_parse_options(int argc, char **argv, chat_pusher_options_t *o)
 }
 
 
-static void
-chat_signals(void)
-{
-    struct sigaction  sa;
-
-    memset(&sa, 0, sizeof(sa));
-    sigemptyset(&sa.sa_mask);
-    sa.sa_handler = chat_on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
-}
-
-
 /* what became of a job whose device was asked about and, maybe, POSTed */
 static chat_push_outcome_t
 chat_outcome(const chat_push_job_t *j, bool posted, int max_attempts)
@@ -237,9 +196,9 @@ chat_outcome(const chat_push_job_t *j, bool posted, int max_attempts)
 
 /* one batch; the number of rows claimed, -1 on stop */
 static long
-chat_pusher_round(const chat_pusher_options_t *o, chat_store_t *st,
-    chat_online_t *online, chat_http_t *http, chat_push_job_t *jobs,
-    bool *todo, chat_push_outcome_t *outcomes)
+chat_pusher_round(const chat_pusher_options_t *o, chat_stop_t *stop,
+    chat_store_t *st, chat_online_t *online, chat_http_t *http,
+    chat_push_job_t *jobs, bool *todo, chat_push_outcome_t *outcomes)
 {
     long    n, i, sent = 0, skipped = 0, retried = 0, failed = 0;
     bool    ok;
@@ -253,7 +212,7 @@ chat_pusher_round(const chat_pusher_options_t *o, chat_store_t *st,
         log_warn("redis unavailable: %ld pushes put back", n);
         ok = chat_jobs_release(st, jobs, (size_t) n);
         chat_jobs_free(jobs, (size_t) n);
-        chat_sleep_ms(1000, &stop_requested);
+        chat_sleep_ms(1000, stop);
         return ok ? 0 : -1;
     }
 
@@ -294,6 +253,7 @@ int
 main(int argc, char **argv)
 {
     chat_pusher_options_t   o;
+    chat_stop_t            *stop;
     chat_store_t           *st;
     chat_online_t          *online;
     chat_http_t            *http;
@@ -307,7 +267,7 @@ main(int argc, char **argv)
     }
 
     chat_log_program("chat_pusher");
-    chat_signals();
+    stop = chat_stop_on_signals();
     srand((unsigned) chat_now_ms());
 
     log_info("starting: redis %s, batch %ld, timeout %ld ms, retries from"
@@ -315,9 +275,9 @@ main(int argc, char **argv)
              o.http.timeout_ms, o.policy.retry_ms, o.policy.max_attempts,
              o.http.with_body ? "in" : "left out");
 
-    st = chat_jobs_open(o.pg, &stop_requested);
+    st = chat_jobs_open(o.pg, stop);
     if (st == NULL) {
-        return stop_requested ? 0 : 1;
+        return *stop ? 0 : 1;
     }
 
     http = chat_http_open(&o.http);
@@ -328,6 +288,12 @@ main(int argc, char **argv)
     }
 
     online = chat_online_open(o.redis);
+    if (online == NULL) {
+        chat_http_close(http);
+        chat_jobs_close(st);
+        return 1;
+    }
+
     jobs = chat_alloc((size_t) o.batch * sizeof(chat_push_job_t));
     memset(jobs, 0, (size_t) o.batch * sizeof(chat_push_job_t));
     todo = chat_alloc((size_t) o.batch * sizeof(bool));
@@ -335,8 +301,9 @@ main(int argc, char **argv)
 
     log_info("ready");
 
-    while (!stop_requested) {
-        n = chat_pusher_round(&o, st, online, http, jobs, todo, outcomes);
+    while (!*stop) {
+        n = chat_pusher_round(&o, stop, st, online, http, jobs, todo,
+                              outcomes);
 
         if (n < 0) {
             break;
@@ -344,7 +311,7 @@ main(int argc, char **argv)
 
         /* a full batch: more may be due right away */
         if (n < o.batch) {
-            chat_sleep_ms(o.poll_ms, &stop_requested);
+            chat_sleep_ms(o.poll_ms, stop);
         }
     }
 

@@ -25,7 +25,6 @@
  */
 
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,18 +33,6 @@
 #include "worker_contacts.h"
 #include "worker_httpd.h"
 #include "worker_stats.h"
-
-
-static volatile sig_atomic_t  stop_requested;
-
-
-static void
-chat_on_signal(int signo)
-{
-    (void) signo;
-
-    stop_requested = 1;
-}
 
 
 typedef struct {
@@ -135,9 +122,10 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
         { NULL, 0, NULL, 0 }
     };
 
-    char  *end;
-    long   n;
-    int    c;
+    static const char  prog[] = "chat_worker";
+
+    long  n;
+    int   c;
 
     o->brokers = "127.0.0.1:9092";
     o->topic = NGX_CHAT_WIRE_TOPIC;
@@ -179,22 +167,19 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
             break;
 
         case 'n':
-            n = strtol(optarg, &end, 10);
-            if (*end || n < 1 || n > 10000) {
-                fprintf(stderr, "chat_worker: --partitions: 1 to 10000\n");
+            if (!chat_option_long(prog, "partitions", optarg, 1, 10000, &n)) {
                 return false;
             }
             o->partitions = (int) n;
             break;
 
         case 'm':
-            n = strtol(optarg, &end, 10);
-            if (*end || n < 1 || n > NGX_CHAT_WIRE_GROUP_MEMBERS_MAX) {
-                fprintf(stderr, "chat_worker: --max-group-members: 1 to %d\n",
-                        NGX_CHAT_WIRE_GROUP_MEMBERS_MAX);
+            if (!chat_option_long(prog, "max-group-members", optarg, 1,
+                                  NGX_CHAT_WIRE_GROUP_MEMBERS_MAX,
+                                  &o->max_group_members))
+            {
                 return false;
             }
-            o->max_group_members = n;
             break;
 
         case 'F':
@@ -215,11 +200,10 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
         case 'C':
             /* Kafka itself refuses a poll interval below the session
              * timeout (6 s) */
-            n = strtol(optarg, &end, 10);
-            if (*end || n < (c == 'P' ? 6000 : 1) || n > 86400000) {
-                fprintf(stderr, "chat_worker: --%s: %s to 86400000\n",
-                        c == 'P' ? "max-poll-interval-ms" : "commit-every-ms",
-                        c == 'P' ? "6000" : "1");
+            if (!chat_option_long(prog, c == 'P' ? "max-poll-interval-ms"
+                                                 : "commit-every-ms",
+                                  optarg, c == 'P' ? 6000 : 1, 86400000, &n))
+            {
                 return false;
             }
 
@@ -247,20 +231,18 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
             break;
 
         case 'T':
-            n = strtol(optarg, &end, 10);
-            if (*end || n < 1000 || n > 604800000) {
-                fprintf(stderr, "chat_worker: --media-url-ttl-ms: 1000 to"
-                        " 604800000\n");
+            if (!chat_option_long(prog, "media-url-ttl-ms", optarg, 1000,
+                                  604800000, &n))
+            {
                 return false;
             }
             o->media.ttl_ms = n;
             break;
 
         case 'K':
-            n = strtol(optarg, &end, 10);
-            if (*end || n < 1000 || n > 31536000000L) {
-                fprintf(stderr, "chat_worker: --media-keep-ms: 1000 to"
-                        " 31536000000\n");
+            if (!chat_option_long(prog, "media-keep-ms", optarg, 1000,
+                                  31536000000L, &n))
+            {
                 return false;
             }
             o->media.keep_ms = n;
@@ -283,24 +265,6 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
     }
 
     return true;
-}
-
-
-static void
-chat_signals(void)
-{
-    struct sigaction  sa;
-
-    memset(&sa, 0, sizeof(sa));
-    sigemptyset(&sa.sa_mask);
-    sa.sa_handler = chat_on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-
-    /* a Redis or PostgreSQL socket closing under a write is an error to
-     * handle, not a reason to die */
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
 }
 
 
@@ -350,13 +314,14 @@ chat_worker_keepalive(void *data)
 
 
 static bool
-chat_worker_open(chat_worker_t *w, const chat_options_t *o)
+chat_worker_open(chat_worker_t *w, const chat_options_t *o,
+    chat_stop_t *stop)
 {
     char  delivered_key[NGX_CHAT_WIRE_KEY_MAX];
     char  epoch_key[NGX_CHAT_WIRE_KEY_MAX];
 
     memset(w, 0, sizeof(*w));
-    w->ctx.stop = &stop_requested;
+    w->ctx.stop = stop;
     w->ctx.members = &w->members;
     w->ctx.chain = &w->chain;
     chat_contacts_init(&w->contacts);
@@ -512,7 +477,7 @@ chat_worker_run(chat_worker_t *w)
     sweep_every = sweep_every < 1000 ? 1000
                   : sweep_every > 60000 ? 60000 : sweep_every;
 
-    while (!stop_requested) {
+    while (!*w->ctx.stop) {
         if (w->ctx.media && chat_now_ms() >= next_sweep) {
             chat_worker_sweep(w);
             next_sweep = chat_now_ms() + sweep_every;
@@ -535,7 +500,7 @@ chat_worker_run(chat_worker_t *w)
             started_us = chat_metrics_now_us();
 
             if (!chat_batch_process(&w->ctx, w->records, n)) {
-                if (stop_requested) {
+                if (*w->ctx.stop) {
                     /* stopped while PostgreSQL or Redis was away: nothing
                      * of this batch is committed */
                     chat_kafka_release(w->kafka);
@@ -601,6 +566,7 @@ main(int argc, char **argv)
 {
     chat_options_t   o;
     chat_worker_t    w;
+    chat_stop_t     *stop;
     chat_log_line_t  line;
     int              rc = 0;
 
@@ -608,14 +574,14 @@ main(int argc, char **argv)
         return 2;
     }
 
-    chat_signals();
+    stop = chat_stop_on_signals();
 
-    if (chat_worker_open(&w, &o)) {
+    if (chat_worker_open(&w, &o, stop)) {
         chat_worker_run(&w);
         chat_log_begin(&line, "info", "stopping");
         chat_log_end(&line);
 
-    } else if (!stop_requested) {
+    } else if (!*stop) {
         rc = 1;     /* a stop while still starting is no failure */
     }
 

@@ -13,7 +13,8 @@
  *   pusher_http.c      libcurl's multi interface: a batch of POSTs at once
  *
  * and under them chat_worker's worker_pg.c (the connection, statements,
- * retried transactions) and worker_util.c (log, clock, sleeps, buffers).
+ * retried transactions), worker_redis_link.c (a Redis connection from the
+ * --redis address) and worker_util.c (log, clock, sleeps, buffers).
  *
  * A row is claimed (state 'sending', committed) before its POST and its
  * outcome is recorded after: a pusher that dies between the two leaves

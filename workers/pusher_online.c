@@ -11,13 +11,16 @@
 #include <hiredis/hiredis.h>
 
 #include "pusher_online.h"
-#include "worker_util.h"
+#include "worker_redis_link.h"
+
+
+/* a lookup waits this long at most: the batch in hand waits for it */
+#define CHAT_ONLINE_TIMEOUT_MS  2000
 
 
 struct chat_online_s {
-    char           *host;
-    int             port;        /* 0: host is a socket path */
-    redisContext   *c;
+    chat_redis_link_t   link;
+    redisContext       *c;
 };
 
 
@@ -25,22 +28,16 @@ chat_online_t *
 chat_online_open(const char *addr)
 {
     chat_online_t  *o;
-    const char     *colon;
 
     o = chat_alloc(sizeof(chat_online_t));
     memset(o, 0, sizeof(*o));
 
-    colon = strrchr(addr, ':');
-
-    if (addr[0] != '/' && colon != NULL) {
-        o->host = chat_alloc((size_t) (colon - addr) + 1);
-        memcpy(o->host, addr, (size_t) (colon - addr));
-        o->host[colon - addr] = '\0';
-        o->port = atoi(colon + 1);
-
-    } else {
-        o->host = chat_strdup(addr);
+    if (!chat_redis_link_init(&o->link, addr, "")) {
+        free(o);
+        return NULL;
     }
+
+    o->link.timeout_ms = CHAT_ONLINE_TIMEOUT_MS;
 
     return o;
 }
@@ -57,7 +54,7 @@ chat_online_close(chat_online_t *o)
         redisFree(o->c);
     }
 
-    free(o->host);
+    chat_redis_link_free(&o->link);
     free(o);
 }
 
@@ -65,28 +62,11 @@ chat_online_close(chat_online_t *o)
 static bool
 chat_online_connect(chat_online_t *o)
 {
-    struct timeval  tv = { 2, 0 };
-
-    if (o->c) {
-        return true;
+    if (o->c == NULL) {
+        o->c = chat_redis_link_connect(&o->link);
     }
 
-    o->c = o->port ? redisConnectWithTimeout(o->host, o->port, tv)
-                   : redisConnectUnixWithTimeout(o->host, tv);
-
-    if (o->c == NULL || o->c->err) {
-        log_warn("redis %s:%d: %s", o->host, o->port,
-                 o->c ? o->c->errstr : "out of memory");
-        if (o->c) {
-            redisFree(o->c);
-        }
-        o->c = NULL;
-        return false;
-    }
-
-    redisSetTimeout(o->c, tv);
-
-    return true;
+    return o->c != NULL;
 }
 
 
@@ -116,7 +96,8 @@ chat_online_check(chat_online_t *o, chat_push_job_t *jobs, size_t n)
         r = NULL;
 
         if (redisGetReply(o->c, (void **) &r) != REDIS_OK || r == NULL) {
-            log_warn("redis %s:%d: %s", o->host, o->port, o->c->errstr);
+            log_warn("redis %s:%d: %s", o->link.host, o->link.port,
+                     o->c->errstr);
             redisFree(o->c);
             o->c = NULL;
             return false;

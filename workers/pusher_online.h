@@ -12,7 +12,8 @@
 
 typedef struct chat_online_s  chat_online_t;
 
-/* "host:port" or a socket path; connects lazily */
+/* as --redis gives it (worker_redis_link.h); connects lazily; NULL
+ * after saying why on a bad address */
 chat_online_t *chat_online_open(const char *addr);
 void chat_online_close(chat_online_t *o);
 

@@ -33,19 +33,26 @@
  *
  *   worker_control.c   chat:revoked and chat:control, its own connection
  *
+ * Each of worker_lists.c, worker_redis.c and worker_control.c keeps a
+ * connection of its own, made by the one below them all that reaches
+ * Redis: worker_redis_link.c (the --redis address, the timeouts, the
+ * keepalive, the scripts loaded and named by their SHA1).
+ *
  * Under them, pure helpers: worker_request.c (a record's envelope and
  * fields), worker_frame.c (the protocol frames), worker_members.c (the
  * membership cache), worker_media.c (attachments' files and their signed
  * URLs), worker_thumb.c (images' sizes and thumbnails, GraphicsMagick),
  * worker_chain.c (per partition held: its epoch, its delivered mark, its
  * chain heads per node), worker_util.c (log: JSON lines, clock, buffers,
- * arena, map, the waits), worker_metrics.h (the figures, atomic counters).
+ * arena, map, the waits, a main's stop signals and option numbers),
+ * worker_metrics.h (the figures, atomic counters).
  * chat_worker.c is the command line and the loop that ties them, and
  * worker_stats.c the line the loop logs about its batches. The metrics
  * endpoint is a thread: worker_httpd.c (the server), worker_metrics.c
  * (the text), worker_lag.c (the consumer group's lag, asked of Kafka).
  *
- * The only mutable global is the stop flag in chat_worker.c; everything
+ * The only mutable global is the stop flag, which worker_util.c's signal
+ * handler sets (chat_stop_on_signals, called by the main); everything
  * else hangs off the objects the parts return (the figures too: the
  * metrics thread gets them from the loop's worker object). Allocation
  * failures abort: a worker without memory cannot do anything useful, and

@@ -23,10 +23,10 @@
 #include <string.h>
 
 #include <hiredis/hiredis.h>
-#include <openssl/evp.h>
 
 #include "worker_control.h"
 #include "worker_lua.h"
+#include "worker_redis_link.h"
 
 
 /* how often the hash is looked at; the fields sent per script call */
@@ -37,8 +37,7 @@
 
 struct chat_control_s {
     redisContext    *ctx;
-    char            *host;          /* or a unix socket path */
-    int              port;          /* 0: unix socket */
+    chat_redis_link_t  link;
     chat_stop_t     *stop;
     chat_metrics_t  *metrics;
     chat_backoff_t   backoff;
@@ -48,29 +47,6 @@ struct chat_control_s {
     int64_t          next_check;    /* ms */
     int64_t          retry_ms;      /* the checks' backoff */
 };
-
-
-static void
-chat_control_sha1(const char *script, char hex[41])
-{
-    static const char  digits[] = "0123456789abcdef";
-    unsigned char      md[EVP_MAX_MD_SIZE];
-    unsigned int       len, i;
-
-    if (!EVP_Digest(script, strlen(script), md, &len, EVP_sha1(), NULL)
-        || len != 20)
-    {
-        log_error("cannot compute a SHA1");
-        abort();
-    }
-
-    for (i = 0; i < len; i++) {
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 0xf];
-    }
-
-    hex[40] = '\0';
-}
 
 
 static void
@@ -87,47 +63,13 @@ chat_control_drop(chat_control_t *c)
 static bool
 chat_control_connect(chat_control_t *c)
 {
-    struct timeval  connect_timeout = { 2, 0 };
-    struct timeval  command_timeout = { 10, 0 };
-    redisReply     *reply;
-    bool            ok;
+    c->ctx = chat_redis_link_connect(&c->link);
 
-    if (c->port) {
-        c->ctx = redisConnectWithTimeout(c->host, c->port, connect_timeout);
-    } else {
-        c->ctx = redisConnectUnixWithTimeout(c->host, connect_timeout);
-    }
-
-    if (c->ctx == NULL || c->ctx->err) {
-        log_error("redis %s:%d: control: cannot connect: %s", c->host,
-                  c->port, c->ctx ? c->ctx->errstr : "out of memory");
-        chat_control_drop(c);
+    if (c->ctx == NULL) {
         return false;
     }
 
-    redisSetTimeout(c->ctx, command_timeout);
-
-    if (c->port) {
-        redisEnableKeepAlive(c->ctx);
-    }
-
-    reply = redisCommand(c->ctx, "SCRIPT LOAD %s", chat_lua_revoked);
-
-    ok = reply != NULL && reply->type == REDIS_REPLY_STRING
-         && strcmp(reply->str, c->sha) == 0;
-
-    if (!ok) {
-        log_error("redis: control: SCRIPT LOAD: %s",
-                  reply == NULL ? c->ctx->errstr
-                  : reply->type == REDIS_REPLY_ERROR ? reply->str
-                  : "another SHA1 than ours");
-    }
-
-    if (reply) {
-        freeReplyObject(reply);
-    }
-
-    if (!ok) {
+    if (!chat_redis_link_load(&c->link, c->ctx, chat_lua_revoked, c->sha)) {
         chat_control_drop(c);
         return false;
     }
@@ -143,9 +85,6 @@ chat_control_t *
 chat_control_open(const char *addr, chat_stop_t *stop, chat_metrics_t *m)
 {
     chat_control_t  *c;
-    const char      *colon;
-    char            *end;
-    long             port = 6379;
 
     c = chat_alloc(sizeof(chat_control_t));
     memset(c, 0, sizeof(*c));
@@ -153,30 +92,12 @@ chat_control_open(const char *addr, chat_stop_t *stop, chat_metrics_t *m)
     c->metrics = m;
     c->stale = true;
     chat_backoff_reset(&c->backoff);
-    chat_control_sha1(chat_lua_revoked, c->sha);
+    chat_redis_link_sha1(chat_lua_revoked, c->sha);
 
-    colon = strrchr(addr, ':');
-
-    if (addr[0] == '/') {
-        c->host = chat_strdup(addr);
-        port = 0;
-
-    } else if (colon) {
-        port = strtol(colon + 1, &end, 10);
-        if (*end || port < 1 || port > 65535) {
-            log_error("--redis %s: bad port", addr);
-            free(c);
-            return NULL;
-        }
-
-        c->host = chat_strdup(addr);
-        c->host[colon - addr] = '\0';
-
-    } else {
-        c->host = chat_strdup(addr);
+    if (!chat_redis_link_init(&c->link, addr, ": control")) {
+        free(c);
+        return NULL;
     }
-
-    c->port = (int) port;
 
     /* a Redis that is not there yet is waited for at the first use */
     (void) chat_control_connect(c);
@@ -195,8 +116,8 @@ chat_control_wait(chat_control_t *c)
         }
 
         if (chat_control_connect(c)) {
-            log_info("redis %s:%d: control: connected again", c->host,
-                     c->port);
+            log_info("redis %s:%d: control: connected again",
+                     c->link.host, c->link.port);
             chat_backoff_reset(&c->backoff);
         }
     }
@@ -468,6 +389,6 @@ chat_control_close(chat_control_t *c)
     }
 
     chat_control_drop(c);
-    free(c->host);
+    chat_redis_link_free(&c->link);
     free(c);
 }

@@ -23,16 +23,16 @@
 #include <hiredis/hiredis.h>
 
 #include "worker_lists.h"
+#include "worker_redis_link.h"
 
 
 #define CHAT_LISTS_UNANSWERED  4
 
 
 struct chat_lists_s {
-    redisContext    *ctx;
-    char            *host;          /* or a unix socket path */
-    int              port;          /* 0: unix socket */
-    chat_stop_t     *stop;
+    redisContext       *ctx;
+    chat_redis_link_t   link;
+    chat_stop_t        *stop;
     chat_backoff_t   backoff;
     size_t           unanswered;
 };
@@ -41,29 +41,10 @@ struct chat_lists_s {
 static bool
 chat_lists_connect(chat_lists_t *l)
 {
-    struct timeval  connect_timeout = { 2, 0 };
-    struct timeval  command_timeout = { 10, 0 };
+    l->ctx = chat_redis_link_connect(&l->link);
 
-    if (l->port) {
-        l->ctx = redisConnectWithTimeout(l->host, l->port, connect_timeout);
-    } else {
-        l->ctx = redisConnectUnixWithTimeout(l->host, connect_timeout);
-    }
-
-    if (l->ctx == NULL || l->ctx->err) {
-        log_error("redis %s:%d (streams): cannot connect: %s", l->host,
-                  l->port, l->ctx ? l->ctx->errstr : "out of memory");
-        if (l->ctx) {
-            redisFree(l->ctx);
-            l->ctx = NULL;
-        }
+    if (l->ctx == NULL) {
         return false;
-    }
-
-    redisSetTimeout(l->ctx, command_timeout);
-
-    if (l->port) {
-        redisEnableKeepAlive(l->ctx);
     }
 
     l->unanswered = 0;
@@ -95,8 +76,8 @@ chat_lists_wait(chat_lists_t *l)
         }
 
         if (chat_lists_connect(l)) {
-            log_info("redis %s:%d (streams): connected again", l->host,
-                     l->port);
+            log_info("redis %s:%d (streams): connected again",
+                     l->link.host, l->link.port);
             chat_backoff_reset(&l->backoff);
             return true;
         }
@@ -108,35 +89,16 @@ chat_lists_t *
 chat_lists_open(const char *addr, chat_stop_t *stop)
 {
     chat_lists_t  *l;
-    const char    *colon;
-    char          *end;
-    long           port = 6379;
 
     l = chat_alloc(sizeof(chat_lists_t));
     memset(l, 0, sizeof(*l));
     l->stop = stop;
     chat_backoff_reset(&l->backoff);
 
-    colon = strrchr(addr, ':');
-
-    if (addr[0] == '/') {
-        port = 0;
-
-    } else if (colon) {
-        port = strtol(colon + 1, &end, 10);
-        if (*end || port < 1 || port > 65535) {
-            log_error("--redis %s: bad port", addr);
-            free(l);
-            return NULL;
-        }
+    if (!chat_redis_link_init(&l->link, addr, " (streams)")) {
+        free(l);
+        return NULL;
     }
-
-    l->host = chat_strdup(addr);
-    if (port && colon) {
-        l->host[colon - addr] = '\0';
-    }
-
-    l->port = (int) port;
 
     if (!chat_lists_connect(l) && !chat_lists_wait(l)) {
         chat_lists_close(l);
@@ -155,7 +117,7 @@ chat_lists_close(chat_lists_t *l)
     }
 
     chat_lists_broken(l);
-    free(l->host);
+    chat_redis_link_free(&l->link);
     free(l);
 }
 

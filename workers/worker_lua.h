@@ -2,7 +2,8 @@
  * worker_lua.h: chat_worker's Redis scripts, from the .lua files in lua/:
  * the Makefile runs ngx_chat_module/lua/embed.sh on them into
  * $(BUILD)/gen/worker_lua.c, so a .lua file is the only place a script is
- * written. worker_redis.c and worker_control.c load them and calls them by their SHA1.
+ * written. worker_redis.c and worker_control.c load them
+ * (worker_redis_link.c) and call them by their SHA1.
  */
 
 #ifndef CHAT_WORKER_LUA_H

@@ -51,10 +51,10 @@
 #include <string.h>
 
 #include <hiredis/hiredis.h>
-#include <openssl/evp.h>
 
 #include "worker_lua.h"
 #include "worker_redis.h"
+#include "worker_redis_link.h"
 
 
 #define CHAT_REDIS_PING_EVERY_MS   1000
@@ -77,8 +77,7 @@ typedef struct {
 
 struct chat_redis_s {
     redisContext    *ctx;
-    char            *host;          /* or a unix socket path */
-    int              port;          /* 0: unix socket */
+    chat_redis_link_t  link;
     char            *delivered_key;
     char            *epoch_key;
     chat_chain_t    *chain;
@@ -95,93 +94,24 @@ struct chat_redis_s {
 };
 
 
-/* the name EVALSHA knows a script by: its SHA1, in lowercase hex */
-static void
-chat_redis_sha1(const char *script, char hex[41])
-{
-    static const char  digits[] = "0123456789abcdef";
-    unsigned char      md[EVP_MAX_MD_SIZE];
-    unsigned int       len, i;
-
-    if (!EVP_Digest(script, strlen(script), md, &len, EVP_sha1(), NULL)
-        || len != 20)
-    {
-        log_error("cannot compute a SHA1");
-        abort();
-    }
-
-    for (i = 0; i < len; i++) {
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 0xf];
-    }
-
-    hex[40] = '\0';
-}
-
-
-static bool
-chat_redis_load_one(chat_redis_t *r, const char *script, const char *sha)
-{
-    redisReply  *reply;
-    bool         ok;
-
-    reply = redisCommand(r->ctx, "SCRIPT LOAD %s", script);
-
-    if (reply == NULL) {
-        log_error("redis: SCRIPT LOAD failed: %s", r->ctx->errstr);
-        return false;
-    }
-
-    ok = reply->type == REDIS_REPLY_STRING && strcmp(reply->str, sha) == 0;
-
-    if (!ok) {
-        log_error("redis: SCRIPT LOAD: %s",
-                  reply->type == REDIS_REPLY_ERROR ? reply->str
-                  : "another SHA1 than ours");
-    }
-
-    freeReplyObject(reply);
-
-    return ok;
-}
-
-
 /* SCRIPT LOAD, once per connection; false when it did not work */
 static bool
 chat_redis_load(chat_redis_t *r)
 {
-    return chat_redis_load_one(r, chat_lua_publish, r->publish_sha)
-           && chat_redis_load_one(r, chat_lua_take, r->take_sha);
+    return chat_redis_link_load(&r->link, r->ctx, chat_lua_publish,
+                                r->publish_sha)
+           && chat_redis_link_load(&r->link, r->ctx, chat_lua_take,
+                                   r->take_sha);
 }
 
 
 static bool
 chat_redis_connect(chat_redis_t *r)
 {
-    struct timeval  connect_timeout = { 2, 0 };
-    struct timeval  command_timeout = { 10, 0 };
+    r->ctx = chat_redis_link_connect(&r->link);
 
-    if (r->port) {
-        r->ctx = redisConnectWithTimeout(r->host, r->port, connect_timeout);
-    } else {
-        r->ctx = redisConnectUnixWithTimeout(r->host, connect_timeout);
-    }
-
-    if (r->ctx == NULL || r->ctx->err) {
-        log_error("redis %s:%d: cannot connect: %s", r->host, r->port,
-                  r->ctx ? r->ctx->errstr : "out of memory");
-        if (r->ctx) {
-            redisFree(r->ctx);
-            r->ctx = NULL;
-        }
+    if (r->ctx == NULL) {
         return false;
-    }
-
-    /* a Redis that hangs must not hang the worker for good */
-    redisSetTimeout(r->ctx, command_timeout);
-
-    if (r->port) {
-        redisEnableKeepAlive(r->ctx);
     }
 
     /* a new connection may be to a Redis that has never seen the script */
@@ -606,7 +536,8 @@ chat_redis_reconnect(chat_redis_t *r)
         }
 
         if (chat_redis_restore(r) && chat_redis_settle(r)) {
-            log_info("redis %s:%d: connected again", r->host, r->port);
+            log_info("redis %s:%d: connected again", r->link.host,
+                     r->link.port);
             chat_backoff_reset(&r->backoff);
             return true;
         }
@@ -621,9 +552,6 @@ chat_redis_open(const char *addr, const char *delivered_key,
     const char *epoch_key, chat_chain_t *chain, chat_stop_t *stop)
 {
     chat_redis_t  *r;
-    const char    *colon;
-    char          *end;
-    long           port = 6379;
 
     r = chat_alloc(sizeof(chat_redis_t));
     memset(r, 0, sizeof(*r));
@@ -632,31 +560,13 @@ chat_redis_open(const char *addr, const char *delivered_key,
     r->chain = chain;
     r->stop = stop;
     chat_backoff_reset(&r->backoff);
-    chat_redis_sha1(chat_lua_publish, r->publish_sha);
-    chat_redis_sha1(chat_lua_take, r->take_sha);
+    chat_redis_link_sha1(chat_lua_publish, r->publish_sha);
+    chat_redis_link_sha1(chat_lua_take, r->take_sha);
 
-    colon = strrchr(addr, ':');
-
-    if (addr[0] == '/') {
-        r->host = chat_strdup(addr);
-        port = 0;
-
-    } else if (colon) {
-        port = strtol(colon + 1, &end, 10);
-        if (*end || port < 1 || port > 65535) {
-            log_error("--redis %s: bad port", addr);
-            chat_redis_close(r);
-            return NULL;
-        }
-
-        r->host = chat_strdup(addr);
-        r->host[colon - addr] = '\0';
-
-    } else {
-        r->host = chat_strdup(addr);
+    if (!chat_redis_link_init(&r->link, addr, "")) {
+        chat_redis_close(r);
+        return NULL;
     }
-
-    r->port = (int) port;
 
     if (!chat_redis_connect(r) && !chat_redis_reconnect(r)) {
         chat_redis_close(r);
@@ -689,7 +599,7 @@ chat_redis_close(chat_redis_t *r)
     }
 
     free(r->nodes);
-    free(r->host);
+    chat_redis_link_free(&r->link);
     free(r->delivered_key);
     free(r->epoch_key);
     free(r);

@@ -1,12 +1,14 @@
 /*
- * worker_util.c: the small tools every part of chat_worker uses: the log
- * (JSON lines), the clock, interruptible sleeps and backoff, the growable buffer,
- * the per-batch arena and a string map.
+ * worker_util.c: the small tools every part of chat_worker (and
+ * chat_pusher) uses: the log (JSON lines), the clock, interruptible sleeps
+ * and backoff, the stop signals and the command line's numbers of a main,
+ * the growable buffer, the per-batch arena and a string map.
  *
  * Nothing here touches the network, so the unit tests include this file.
  */
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -361,6 +363,58 @@ chat_sleep_ms(long ms, chat_stop_t *stop)
     }
 
     return !*stop;
+}
+
+
+/* the process's one mutable global: only the handler writes it */
+static volatile sig_atomic_t  chat_stop_flag;
+
+
+static void
+chat_stop_handler(int signo)
+{
+    (void) signo;
+
+    chat_stop_flag = 1;
+}
+
+
+chat_stop_t *
+chat_stop_on_signals(void)
+{
+    struct sigaction  sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = chat_stop_handler;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
+    /* a socket closing under a write is an error to handle, not a reason
+     * to die */
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+
+    return &chat_stop_flag;
+}
+
+
+bool
+chat_option_long(const char *program, const char *name, const char *arg,
+    long min, long max, long *out)
+{
+    char  *end;
+    long   n;
+
+    n = strtol(arg, &end, 10);
+
+    if (*arg == '\0' || *end != '\0' || n < min || n > max) {
+        fprintf(stderr, "%s: --%s: %ld to %ld\n", program, name, min, max);
+        return false;
+    }
+
+    *out = n;
+    return true;
 }
 
 

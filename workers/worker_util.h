@@ -1,8 +1,8 @@
 /*
  * worker_util.h: the small tools every part of chat_worker uses
  * (worker_util.c): the log line, allocation that cannot fail, the clock,
- * interruptible sleeps and backoff, the growable buffer, the per-batch
- * arena and a string map.
+ * interruptible sleeps and backoff, the stop signals, the command line's
+ * numbers, the growable buffer, the per-batch arena and a string map.
  */
 
 #ifndef CHAT_WORKER_UTIL_H
@@ -59,6 +59,15 @@ int64_t chat_now_ms(void);
 
 /* sleeps, waking early on stop; false when stop was requested */
 bool chat_sleep_ms(long ms, chat_stop_t *stop);
+
+/* SIGTERM and SIGINT set the flag returned (and do nothing else), SIGPIPE
+ * is ignored; a main calls it once, before it opens anything */
+chat_stop_t *chat_stop_on_signals(void);
+
+/* a command line's number: arg, whole, within [min, max]; false after
+ * saying "<program>: --<name>: <min> to <max>" on stderr */
+bool chat_option_long(const char *program, const char *name,
+    const char *arg, long min, long max, long *out);
 
 /*
  * What a part does while it waits for PostgreSQL or Redis: chat_worker.c

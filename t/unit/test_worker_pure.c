@@ -1,12 +1,14 @@
 /*
  * test_worker_pure.c: unit tests of chat_worker's pure parts: identifiers
  * and direct conversation ids as the worker sees them, Kafka record
- * parsing, the frames, the outbox, PostgreSQL array literals and the small
- * containers (the wire itself: test_wire.c).
+ * parsing, the frames, the outbox, PostgreSQL array literals, the small
+ * containers, the --redis address and a main's option numbers (the wire
+ * itself: test_wire.c).
  *
  * The worker's files are included, not linked (the store and Redis are
  * worker_fake.h's), so that this program stands alone:
- * cc -I/usr/include/postgresql test_worker_pure.c -ljansson -lpq
+ * cc -I/usr/include/postgresql test_worker_pure.c -ljansson -lpq -lhiredis
+ * -lcrypto
  * Prints "N passed, N failed" and exits 1 on a failure.
  */
 
@@ -23,6 +25,7 @@
 #include "../../workers/worker_payload.c"
 #include "../../workers/worker_members.c"
 #include "../../workers/worker_pg.c"
+#include "../../workers/worker_redis_link.c"
 
 
 #include "worker_fake.h"
@@ -493,6 +496,70 @@ test_containers(void)
 }
 
 
+/* the --redis address every Redis connection of the workers is made from */
+static void
+test_redis_link(void)
+{
+    chat_redis_link_t  l;
+    char               hex[41];
+
+    check(chat_redis_link_init(&l, "10.0.0.5:6380", " (streams)"));
+    check_str(l.host, "10.0.0.5");
+    check(l.port == 6380);
+    check_str(l.name, " (streams)");
+    check(l.timeout_ms == 10000);
+    chat_redis_link_free(&l);
+    check(l.host == NULL);
+
+    /* no port: Redis's own, not a socket path */
+    check(chat_redis_link_init(&l, "redis.internal", ""));
+    check_str(l.host, "redis.internal");
+    check(l.port == 6379);
+    chat_redis_link_free(&l);
+
+    /* a path, colons and all */
+    check(chat_redis_link_init(&l, "/run/redis:a/redis.sock", ""));
+    check_str(l.host, "/run/redis:a/redis.sock");
+    check(l.port == 0);
+    chat_redis_link_free(&l);
+
+    check(!chat_redis_link_init(&l, "10.0.0.5:", ""));
+    check(!chat_redis_link_init(&l, "10.0.0.5:0", ""));
+    check(!chat_redis_link_init(&l, "10.0.0.5:65536", ""));
+    check(!chat_redis_link_init(&l, "10.0.0.5:63x", ""));
+    check(l.host == NULL);
+
+    /* FIPS 180's first example */
+    chat_redis_link_sha1("abc", hex);
+    check_str(hex, "a9993e364706816aba3e25717850c26c9cd0d89d");
+}
+
+
+static void
+test_option_long(void)
+{
+    long  n = -1;
+
+    check(chat_option_long("t", "batch", "64", 1, 10000, &n) && n == 64);
+    check(chat_option_long("t", "batch", "1", 1, 10000, &n) && n == 1);
+    check(chat_option_long("t", "batch", "10000", 1, 10000, &n)
+          && n == 10000);
+    check(chat_option_long("t", "keep", "31536000000", 1000, 31536000000L,
+                           &n)
+          && n == 31536000000L);
+
+    n = 7;
+    check(!chat_option_long("t", "batch", "0", 1, 10000, &n));
+    check(!chat_option_long("t", "batch", "10001", 1, 10000, &n));
+    check(!chat_option_long("t", "batch", "", 1, 10000, &n));
+    check(!chat_option_long("t", "batch", "12x", 1, 10000, &n));
+    check(!chat_option_long("t", "batch", "-3", 1, 10000, &n));
+    check(!chat_option_long("t", "batch", "99999999999999999999", 1, 10000,
+                            &n));
+    check(n == 7);
+}
+
+
 int
 main(void)
 {
@@ -506,6 +573,8 @@ main(void)
     test_outbox();
     test_pg_arrays();
     test_containers();
+    test_redis_link();
+    test_option_long();
 
     printf("%d passed, %d failed\n", passed, failed);
 
