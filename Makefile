@@ -116,12 +116,14 @@ CHATCTL_OBJS := $(patsubst workers/%.c,$(BUILD)/obj/chatctl/%.o,$(CHATCTL_SRCS))
                 $(BUILD)/obj/workers/ngx_chat_wire.o
 CHATCTL_LIBS := -lrdkafka -lpq -lhiredis -ljansson -lcrypto
 
-# chat_pusher: its files, and chat_worker's PostgreSQL plumbing and tools
+# chat_pusher: its files, and chat_worker's consumer, PostgreSQL plumbing
+# and tools
 PUSHER_OBJS := $(patsubst workers/%.c,$(BUILD)/obj/workers/%.o,\
-                 $(wildcard $(PUSHER_MAIN)) workers/worker_pg.c \
+                 $(wildcard $(PUSHER_MAIN)) workers/worker_kafka.c \
+                 workers/worker_topic.c workers/worker_pg.c \
                  workers/worker_util.c) \
                $(BUILD)/obj/workers/ngx_chat_wire.o
-PUSHER_LIBS := -lpq -lhiredis -ljansson -lcurl
+PUSHER_LIBS := -lrdkafka -lpq -lhiredis -ljansson -lcurl
 
 WORKER_BINS := $(if $(WORKER_SRCS),$(BUILD)/bin/chat_worker) \
                $(if $(wildcard workers/chat_pusher.c),$(BUILD)/bin/chat_pusher) \

@@ -3,7 +3,8 @@
  * chat_worker, the consumer of the requests topic (worker.h lists the
  * parts).
  *
- *   collect a batch -> store and answer it -> commit its offsets
+ *   collect a batch -> store and answer it -> its pushes acknowledged by
+ *   Kafka -> commit its offsets
  *
  * SIGTERM and SIGINT only set a flag: the batch in hand is finished and its
  * offsets committed, then the worker leaves the consumer group and exits 0.
@@ -57,6 +58,7 @@ typedef struct {
     int          partitions;
     long         max_group_members;
     const char  *push_endpoints;
+    const char  *push_topic;
     chat_media_t media;
     const char  *metrics;
     chat_kafka_tuning_t  kafka;
@@ -86,6 +88,9 @@ chat_usage(FILE *f)
         " (200)\n"
         "  --push-endpoints P[,P...]  the URL prefixes push_register may"
         " name (any http(s) URL)\n"
+        "  --push-topic NAME          where pushes to offline devices go ("
+        NGX_CHAT_WIRE_PUSH_TOPIC ";\n"
+        "                             created with --partitions)\n"
         "  --media-secret S           nginx's chat_media_secret (attachments"
         " off without it)\n"
         "  --media-url URL            nginx's chat_media_url\n"
@@ -120,6 +125,7 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
         { "max-poll-interval-ms", required_argument, NULL, 'P' },
         { "commit-every-ms", required_argument, NULL, 'C' },
         { "push-endpoints", required_argument, NULL, 'E' },
+        { "push-topic", required_argument, NULL, 'Q' },
         { "media-secret", required_argument, NULL, 'S' },
         { "media-url", required_argument, NULL, 'U' },
         { "media-root", required_argument, NULL, 'R' },
@@ -141,12 +147,14 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
     o->partitions = 4;
     o->max_group_members = NGX_CHAT_WIRE_GROUP_MEMBERS;
     o->push_endpoints = NULL;
+    o->push_topic = NGX_CHAT_WIRE_PUSH_TOPIC;
     memset(&o->media, 0, sizeof(o->media));
     o->media.ttl_ms = 900000;
     o->media.keep_ms = 86400000;
     o->metrics = NULL;
     o->kafka.max_poll_interval_ms = 0;
     o->kafka.commit_every_ms = 0;
+    o->kafka.client_id = NULL;
 
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
@@ -215,6 +223,10 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
 
         case 'E':
             o->push_endpoints = optarg;
+            break;
+
+        case 'Q':
+            o->push_topic = optarg;
             break;
 
         case 'S':
@@ -297,6 +309,7 @@ typedef struct {
     chat_stream_t         stream;
     chat_chain_t          chain;
     chat_contacts_t       contacts;
+    chat_pushes_t        *pushes;
     chat_kafka_t         *kafka;
     chat_record_t        *records;
     chat_metrics_t        metrics;
@@ -313,6 +326,7 @@ chat_worker_log_start(const chat_options_t *o)
     chat_log_begin(&l, "info", "starting");
     chat_log_str(&l, "brokers", o->brokers);
     chat_log_str(&l, "topic", o->topic);
+    chat_log_str(&l, "push_topic", o->push_topic);
     chat_log_str(&l, "group", o->group);
     chat_log_str(&l, "redis", o->redis);
     chat_log_str(&l, "metrics", o->metrics);
@@ -397,6 +411,15 @@ chat_worker_open(chat_worker_t *w, const chat_options_t *o)
     chat_stream_init(&w->stream, w->lists);
     w->ctx.stream = &w->stream;
 
+    /* before the consumer: a batch's pushes need the topic */
+    w->pushes = chat_pushes_open(o->brokers, o->push_topic, o->partitions,
+                                 w->ctx.stop);
+    if (w->pushes == NULL) {
+        return false;
+    }
+
+    w->ctx.pushes = w->pushes;
+
     w->kafka = chat_kafka_open(o->brokers, o->topic, o->group,
                                o->partitions, &o->kafka, w->ctx.stop);
     if (w->kafka == NULL) {
@@ -405,6 +428,7 @@ chat_worker_open(chat_worker_t *w, const chat_options_t *o)
 
     chat_store_set_wait(w->ctx.store, chat_worker_keepalive, w);
     chat_redis_set_wait(w->ctx.redis, chat_worker_keepalive, w);
+    chat_pushes_set_wait(w->pushes, chat_worker_keepalive, w);
 
     return true;
 }
@@ -562,6 +586,7 @@ chat_worker_close(chat_worker_t *w)
     chat_httpd_stop(w->httpd);
     chat_lag_close(w->lag);
     chat_kafka_close(w->kafka);
+    chat_pushes_close(w->pushes);
     chat_control_close(w->ctx.control);
     chat_stream_free(&w->stream);
     chat_lists_close(w->lists);
