@@ -114,17 +114,6 @@ chat_monotonic_ms(void)
 
 
 static void
-chat_kafka_log_cb(const rd_kafka_t *rk, int level, const char *facility,
-    const char *message)
-{
-    (void) rk;
-
-    chat_log(level <= 3 ? "error" : level <= 4 ? "warn" : "info",
-             "kafka %s: %s", facility, message);
-}
-
-
-static void
 chat_kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     (void) rk;
@@ -478,7 +467,7 @@ chat_kafka_open(const char *brokers, const char *topic, const char *group,
     rd_kafka_conf_set_rebalance_cb(conf, chat_kafka_rebalance_cb);
     rd_kafka_conf_set_offset_commit_cb(conf, chat_kafka_commit_cb);
     rd_kafka_conf_set_error_cb(conf, chat_kafka_error_cb);
-    rd_kafka_conf_set_log_cb(conf, chat_kafka_log_cb);
+    rd_kafka_conf_set_log_cb(conf, chat_topic_log);
 
     k->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
     if (k->rk == NULL) {

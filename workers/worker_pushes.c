@@ -106,6 +106,7 @@ chat_pushes_client(chat_pushes_t *p)
     rd_kafka_conf_set_opaque(conf, p);
     rd_kafka_conf_set_dr_msg_cb(conf, chat_pushes_delivered);
     rd_kafka_conf_set_error_cb(conf, chat_pushes_error);
+    rd_kafka_conf_set_log_cb(conf, chat_topic_log);
 
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
     if (rk == NULL) {

@@ -1,7 +1,7 @@
 /*
  * worker_topic.c: what the Kafka clients of chat_worker (its consumer of
  * the requests, its producer of the pushes) and chat_pusher's consumer
- * share: a setting, checked, and a topic created when missing with the
+ * share: a setting, checked, their log lines, and a topic created when missing with the
  * partitions asked for, then waited for until the broker's metadata shows
  * it, through the admin API of whichever client handle the caller has.
  */
@@ -28,6 +28,17 @@ chat_topic_set(rd_kafka_conf_t *conf, const char *name, const char *value)
     }
 
     return true;
+}
+
+
+void
+chat_topic_log(const rd_kafka_t *rk, int level, const char *facility,
+    const char *message)
+{
+    (void) rk;
+
+    chat_log(level <= 3 ? "error" : level <= 4 ? "warn" : "info",
+             "kafka %s: %s", facility, message);
 }
 
 

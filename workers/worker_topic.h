@@ -1,5 +1,5 @@
 /*
- * worker_topic.h: a client's setting and a topic made sure of
+ * worker_topic.h: a client's setting, its log, and a topic made sure of
  * (worker_topic.c).
  */
 
@@ -14,6 +14,11 @@
 /* one setting of a client's configuration; false (logged) when refused */
 bool chat_topic_set(rd_kafka_conf_t *conf, const char *name,
     const char *value);
+
+/* librdkafka's log lines as the worker's own (JSON lines): every client's
+ * log callback */
+void chat_topic_log(const rd_kafka_t *rk, int level, const char *facility,
+    const char *message);
 
 /* creates the topic unless it exists and waits until it is usable: a
  * consumer subscribed to a topic it cannot see yet would only look again
