@@ -117,14 +117,15 @@ CHATCTL_OBJS := $(patsubst workers/%.c,$(BUILD)/obj/chatctl/%.o,$(CHATCTL_SRCS))
                 $(BUILD)/obj/workers/ngx_chat_wire.o
 CHATCTL_LIBS := -lrdkafka -lpq -lhiredis -ljansson -lcrypto
 
-# chat_pusher: its files, and chat_worker's PostgreSQL plumbing, Redis
-# connections and tools
+# chat_pusher: its files, and chat_worker's consumer, PostgreSQL plumbing,
+# Redis connections and tools
 PUSHER_OBJS := $(patsubst workers/%.c,$(BUILD)/obj/workers/%.o,\
-                 $(wildcard $(PUSHER_MAIN)) workers/worker_pg.c \
+                 $(wildcard $(PUSHER_MAIN)) workers/worker_kafka.c \
+                 workers/worker_topic.c workers/worker_pg.c \
                  workers/worker_redis_link.c workers/worker_util.c) \
                $(BUILD)/obj/workers/ngx_chat_wire.o
 # libcrypto: worker_redis_link.c names Redis scripts by their SHA1
-PUSHER_LIBS := -lpq -lhiredis -ljansson -lcurl -lcrypto
+PUSHER_LIBS := -lrdkafka -lpq -lhiredis -ljansson -lcurl -lcrypto
 
 WORKER_BINS := $(if $(WORKER_SRCS),$(BUILD)/bin/chat_worker) \
                $(if $(wildcard workers/chat_pusher.c),$(BUILD)/bin/chat_pusher) \

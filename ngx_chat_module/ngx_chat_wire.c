@@ -425,6 +425,79 @@ ngx_chat_wire_presence_parse(const char *p, size_t len,
 }
 
 
+/* ---------------------------------------------------------- push topic */
+
+size_t
+ngx_chat_wire_push_record(char *buf, const ngx_chat_wire_push_t *push)
+{
+    char  *p;
+
+    p = buf + sprintf(buf, "%lld ", (long long) push->message_id);
+    p = ngx_chat_wire_putn(p, push->user, push->user_len);
+    *p++ = ' ';
+    p = ngx_chat_wire_putn(p, push->device, push->device_len);
+    p += sprintf(p, " %lld", (long long) push->ts);
+
+    return p - buf;
+}
+
+
+int
+ngx_chat_wire_push_parse(const char *p, size_t len, ngx_chat_wire_push_t *push)
+{
+    const char  *end, *sp1, *sp2, *sp3, *q;
+    int64_t      v;
+
+    end = p + len;
+
+    sp1 = memchr(p, ' ', len);
+    if (sp1 == NULL
+        || !ngx_chat_wire_message_id(p, sp1 - p, &push->message_id))
+    {
+        return 0;
+    }
+
+    sp2 = memchr(sp1 + 1, ' ', end - (sp1 + 1));
+    if (sp2 == NULL) {
+        return 0;
+    }
+
+    sp3 = memchr(sp2 + 1, ' ', end - (sp2 + 1));
+    if (sp3 == NULL) {
+        return 0;
+    }
+
+    push->user = sp1 + 1;
+    push->user_len = sp2 - (sp1 + 1);
+    push->device = sp2 + 1;
+    push->device_len = sp3 - (sp2 + 1);
+
+    if (!ngx_chat_wire_valid_id(push->user, push->user_len)
+        || !ngx_chat_wire_valid_id(push->device, push->device_len))
+    {
+        return 0;
+    }
+
+    q = sp3 + 1;
+
+    if (q == end || end - q > 18) {
+        return 0;
+    }
+
+    for (v = 0; q < end; q++) {
+        if (*q < '0' || *q > '9') {
+            return 0;
+        }
+
+        v = v * 10 + (*q - '0');
+    }
+
+    push->ts = v;
+
+    return 1;
+}
+
+
 /* ------------------------------------------------------- revocations */
 
 int

@@ -274,6 +274,43 @@ int ngx_chat_wire_op_find(const char *name, size_t len);
  */
 #define NGX_CHAT_WIRE_F_ADMIN            "admin"
 
+/*
+ * The push topic: one record per (text message, registered device of a
+ * recipient) that had no live session when the message was delivered,
+ * produced by chat_worker once the message is committed and consumed by
+ * chat_pusher's group, which enters it in the push outbox (whose primary
+ * key drops the records a replay produces again). Keyed by the recipient's
+ * user id; the value is text:
+ *
+ *     <message_id> <user> <device> <server_ts>
+ *
+ * The message's text is not in it: chat_pusher reads the message from the
+ * store when it sends, and leaves the body out when configured to.
+ */
+#define NGX_CHAT_WIRE_PUSH_TOPIC         "chat.push"
+
+#define NGX_CHAT_WIRE_PUSH_RECORD_MAX    (NGX_CHAT_WIRE_MESSAGE_ID_MAX + 1    \
+                                          + 2 * (NGX_CHAT_WIRE_ID_MAX + 1)    \
+                                          + 21)
+
+typedef struct {
+    int64_t       message_id;
+    const char   *user;
+    size_t        user_len;
+    const char   *device;
+    size_t        device_len;
+    int64_t       ts;             /* ms, the message's server_ts */
+} ngx_chat_wire_push_t;
+
+/* into buf of NGX_CHAT_WIRE_PUSH_RECORD_MAX bytes (not NUL terminated);
+ * returns the length */
+size_t ngx_chat_wire_push_record(char *buf, const ngx_chat_wire_push_t *push);
+
+/* 1 when p is a well formed push record (a message id, valid ids, a time),
+ * else 0 */
+int ngx_chat_wire_push_parse(const char *p, size_t len,
+    ngx_chat_wire_push_t *push);
+
 /* who sent a record: every id valid, sid NGX_CHAT_WIRE_SID_LEN bytes */
 typedef struct {
     const char   *user;

@@ -1,10 +1,16 @@
-"""Push to offline devices: push_register / push_unregister, and
-chat_pusher's POSTs to a gateway (a small HTTP receiver in this test):
-one per message to an offline device, none to an online one, retried
-after failures and delivered once, none after unregistering; endpoints
-the server does not allow are refused."""
+"""Push to offline devices: push_register / push_unregister, the push
+topic's records (chat_worker produces one per message and offline
+device, read here with kcat), and chat_pusher's POSTs to a gateway (a
+small HTTP receiver in this test): one per message to an offline device,
+none to an online one, retried after failures and delivered once, none
+after unregistering, none twice across a restart of the pusher or a
+record produced again, bodies left out when configured; endpoints the
+server does not allow are refused."""
 
 import json
+import os
+import signal
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,6 +21,7 @@ from chatlib import (dm_id, expect_ack, expect_error, send_msg, unique,
                      wait_for)
 
 T = 15.0
+PUSH_TOPIC = "chat.push"
 
 
 class Receiver:
@@ -116,6 +123,28 @@ def offline_device(stack, user, dev, endpoint, token):
     wait_for(lambda: stack.redis_cli("HEXISTS", "chat:sess:" + user,
                                      dev).strip() == "0",
              T, what="the session of %s/%s gone" % (user, dev))
+
+
+def topic_records(stack):
+    """Every record of the push topic as (key, message_id, user, device,
+    ts), read from the beginning; what is not a push record is left out."""
+    p = subprocess.run(["kcat", "-b", "127.0.0.1:%d" % stack.kafka_port,
+                        "-C", "-t", PUSH_TOPIC, "-o", "beginning", "-e",
+                        "-q", "-f", "%k %s\\n"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr.decode(errors="replace")
+    out = []
+    for line in p.stdout.decode().splitlines():
+        f = line.split(" ")
+        # the malformed record a test produces is no push record
+        if len(f) == 5 and f[1].isdigit() and f[4].isdigit():
+            out.append((f[0], f[1], f[2], f[3], int(f[4])))
+    return out
+
+
+def records_of(stack, user):
+    return [r for r in topic_records(stack) if r[0] == user]
 
 
 def outbox(stack, message_id):
@@ -230,10 +259,15 @@ def test_offline_device_one_post_per_message_online_none(stack, rx):
         assert rx.got("ok/" + a + "/laptop") == [], \
             "the sender's device was pushed"
         assert "application/json" in rx.content_types()
+        # the online phone never got a record, so no outbox row either
         for ack in acks:
             assert outbox(stack, ack["message_id"]) == [
-                ("phone", "skipped", "1"), ("tablet", "sent", "1")], \
-                outbox(stack, ack["message_id"])
+                ("tablet", "sent", "1")], outbox(stack, ack["message_id"])
+        recs = records_of(stack, b)
+        assert sorted(r[1] for r in recs) == sorted(
+            x["message_id"] for x in acks), recs
+        assert {r[3] for r in recs} == {"tablet"}, recs
+        assert records_of(stack, a) == [], "the sender's device has records"
     finally:
         phone.close()
         ca.close()
@@ -365,3 +399,131 @@ def test_group_members_offline_devices(stack, rx):
             assert p[0]["sender_id"] == a and p[0]["body"] == "to the group"
     finally:
         ca.close()
+
+
+# -- the push topic and the pusher's restarts --------------------------------
+
+def test_offline_device_record_on_push_topic(stack, rx):
+    """The record chat_worker leaves for an offline device: keyed by the
+    user, the message's id and server_ts, no text."""
+    a, b = unique("pa"), unique("pb")
+    offline_device(stack, b, "tablet", rx.url("ok/" + b), "t-" + b)
+    ca = stack.connect(a, "web")
+    try:
+        t0 = int(time.time() * 1000)
+        send_msg(ca, "k1", "secret text", to=b)
+        ack = expect_ack(ca, "k1")
+        recs = wait_for(lambda: records_of(stack, b), T,
+                        what="the push record of " + b)
+        assert len(recs) == 1, recs
+        key, mid, user, dev, ts = recs[0]
+        assert (key, mid, user, dev) == (b, ack["message_id"], b,
+                                         "tablet"), recs
+        assert t0 - 5000 <= ts <= int(time.time() * 1000), (t0, ts)
+        assert str(ts) == stack.psql(
+            "select server_ts from messages where message_id = %d"
+            % int(mid))
+        wait_for(lambda: rx.got("ok/" + b), T, what="its push")
+    finally:
+        ca.close()
+
+
+def produce_record(stack, key, value):
+    p = subprocess.run(["kcat", "-b", "127.0.0.1:%d" % stack.kafka_port,
+                        "-P", "-t", PUSH_TOPIC, "-K", "\t"],
+                       input=("%s\t%s\n" % (key, value)).encode(),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=30)
+    assert p.returncode == 0, p.stderr.decode(errors="replace")
+
+
+def test_pusher_restarted_midway_sends_nothing_twice(stack, rx):
+    """Pushes sent, the pusher stopped, more messages (their records wait
+    on the topic), a record of a message already pushed produced again
+    (as a chat_worker's replay does) and a malformed one: after the
+    restart every message is pushed once, the first ones not again."""
+    a, b = unique("pa"), unique("pb")
+    path = "ok/" + b
+    offline_device(stack, b, "tablet", rx.url(path), "t-" + b)
+    ca = stack.connect(a, "web")
+    acks = []
+    try:
+        for i in range(3):
+            send_msg(ca, "s%d" % i, "before %d" % i, to=b)
+            acks.append(expect_ack(ca, "s%d" % i))
+        wait_for(lambda: len(rx.got(path)) == 3, T, what="the first pushes")
+        stack.ctl("pusher-stop")
+        try:
+            for i in range(3, 6):
+                send_msg(ca, "s%d" % i, "while away %d" % i, to=b)
+                acks.append(expect_ack(ca, "s%d" % i))
+            wait_for(lambda: len(records_of(stack, b)) == 6, T,
+                     what="6 records on the topic")
+            first = [r for r in records_of(stack, b)
+                     if r[1] == acks[0]["message_id"]][0]
+            produce_record(stack, b, " ".join(map(str, first[1:])))
+            produce_record(stack, b, "not a push record")
+            time.sleep(0.5)
+            assert len(rx.got(path)) == 3, rx.got(path)
+        finally:
+            stack.ctl("pusher-start")
+        wait_for(lambda: len(rx.got(path)) >= 6, T,
+                 what="the pushes of the messages sent meanwhile")
+        time.sleep(2.0)     # a second POST of any of them would come now
+        got = rx.got(path)
+        assert sorted(p["message_id"] for p in got) == sorted(
+            x["message_id"] for x in acks), got
+        for ack in acks:
+            assert outbox(stack, ack["message_id"]) == [
+                ("tablet", "sent", "1")], outbox(stack, ack["message_id"])
+    finally:
+        ca.close()
+
+
+def test_bodies_left_out(stack, rx):
+    """chat_pusher --no-body: the payload without the message's text,
+    everything else as before. The stack's pusher is stopped meanwhile
+    and this test's own runs in its group."""
+    env = stack.env
+    log = os.path.join(stack.dir, "log", "pusher-nobody.log")
+    a, b = unique("pa"), unique("pb")
+    path = "ok/" + b
+    offline_device(stack, b, "tablet", rx.url(path), "t-" + b)
+    stack.ctl("pusher-stop")
+    proc = None
+    try:
+        with open(log, "ab") as f:
+            proc = subprocess.Popen(
+                [env["CHAT_PUSHER_BIN"],
+                 "--brokers", "127.0.0.1:%d" % stack.kafka_port,
+                 "--group", "chat-pushers",
+                 "--redis", "127.0.0.1:%d" % stack.redis_port,
+                 "--pg", "host=127.0.0.1 port=%d dbname=chat user=chat"
+                 % stack.pg_port]
+                + env.get("CHAT_PUSHER_ARGS", "").split() + ["--no-body"],
+                stdout=f, stderr=f)
+        wait_for(lambda: '"msg":"ready"' in open(log).read(), T,
+                 what="the --no-body pusher ready")
+        ca = stack.connect(a, "web")
+        try:
+            send_msg(ca, "n1", "not for the gateway", to=b)
+            ack = expect_ack(ca, "n1")
+            got = wait_for(lambda: rx.got(path), T, what="the push")
+        finally:
+            ca.close()
+        assert len(got) == 1, got
+        assert got[0] == {"token": "t-" + b,
+                          "conversation_id": dm_id(a, b),
+                          "message_id": ack["message_id"], "sender_id": a,
+                          "seq": ack["seq"], "unread": 1}, got
+        assert "starting" in open(log).read()
+        assert "left out" in open(log).read()
+    finally:
+        if proc is not None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                assert proc.wait(30) == 0
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+        stack.ctl("pusher-start")

@@ -2,13 +2,15 @@
  * chat_pusher.c: the command line, the signals and the loop of
  * chat_pusher (pusher.h lists the parts).
  *
+ *   the push topic's records -> the outbox, then their offsets committed;
  *   claim due outbox rows -> skip the online and the unregistered ->
  *   POST the rest at once -> record each outcome
  *
  * SIGTERM and SIGINT only set a flag: the batch in hand is finished (its
- * POSTs are bounded by the timeout) and recorded, then the pusher exits 0.
- * Any number of pushers may run against one database: a row is claimed
- * by one of them only.
+ * POSTs are bounded by the timeout) and recorded, then the pusher leaves
+ * its consumer group and exits 0. Any number of pushers may run in one
+ * group against one database: the topic's partitions are spread over
+ * them, and a row of the outbox is claimed by one of them only.
  */
 
 #include <getopt.h>
@@ -19,10 +21,15 @@
 #include "pusher_http.h"
 #include "pusher_jobs.h"
 #include "pusher_online.h"
+#include "worker_kafka.h"
 #include "worker_util.h"
 
 
 typedef struct {
+    const char           *brokers;
+    const char           *topic;
+    const char           *group;
+    long                  partitions;
     const char           *pg;
     const char           *redis;
     long                  batch;
@@ -37,6 +44,12 @@ chat_usage(FILE *f)
 {
     fprintf(f,
         "usage: chat_pusher [options]\n"
+        "  --brokers HOST:PORT[,...]  Kafka bootstrap servers"
+        " (127.0.0.1:9092)\n"
+        "  --topic NAME           the push topic (" NGX_CHAT_WIRE_PUSH_TOPIC
+        ")\n"
+        "  --group NAME           consumer group (chat-pushers)\n"
+        "  --partitions N         partitions when creating the topic (4)\n"
         "  --pg CONNINFO          PostgreSQL connection string (dbname=chat)\n"
         "  --redis HOST:PORT|PATH Redis of the session registry"
         " (127.0.0.1:6379)\n"
@@ -56,6 +69,10 @@ static bool
 chat_parse_options(int argc, char **argv, chat_pusher_options_t *o)
 {
     static const struct option  longopts[] = {
+        { "brokers",      required_argument, NULL, 'k' },
+        { "topic",        required_argument, NULL, 'T' },
+        { "group",        required_argument, NULL, 'g' },
+        { "partitions",   required_argument, NULL, 'n' },
         { "pg",           required_argument, NULL, 'p' },
         { "redis",        required_argument, NULL, 'r' },
         { "batch",        required_argument, NULL, 'b' },
@@ -74,6 +91,10 @@ chat_parse_options(int argc, char **argv, chat_pusher_options_t *o)
     long  n;
     int   c;
 
+    o->brokers = "127.0.0.1:9092";
+    o->topic = NGX_CHAT_WIRE_PUSH_TOPIC;
+    o->group = "chat-pushers";
+    o->partitions = 4;
     o->pg = "dbname=chat";
     o->redis = "127.0.0.1:6379";
     o->batch = 64;
@@ -86,6 +107,26 @@ chat_parse_options(int argc, char **argv, chat_pusher_options_t *o)
 
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
+
+        case 'k':
+            o->brokers = optarg;
+            break;
+
+        case 'T':
+            o->topic = optarg;
+            break;
+
+        case 'g':
+            o->group = optarg;
+            break;
+
+        case 'n':
+            if (!chat_option_long(prog, "partitions", optarg, 1, 10000,
+                                  &o->partitions))
+            {
+                return false;
+            }
+            break;
 
         case 'p':
             o->pg = optarg;
@@ -249,18 +290,64 @@ chat_pusher_round(const chat_pusher_options_t *o, chat_stop_t *stop,
 }
 
 
+/* what the waits for PostgreSQL do meanwhile: the consumer kept in its
+ * group, its partitions paused */
+static bool
+chat_pusher_keepalive(void *data)
+{
+    return chat_kafka_hold(data);
+}
+
+
+/* the topic's records in hand into the outbox, then their offsets
+ * committed; false on stop */
+static bool
+chat_pusher_enter(chat_kafka_t *kafka, chat_store_t *st,
+    const chat_record_t *records, size_t n, chat_stop_t *stop)
+{
+    long  entered;
+
+    entered = chat_jobs_enter(st, records, n);
+
+    if (entered < 0) {
+        if (*stop) {
+            /* not committed: the group's next owner enters them */
+            chat_kafka_release(kafka);
+            return false;
+        }
+
+        log_warn("%zu push records given up: partitions moved while"
+                 " PostgreSQL was away", n);
+        chat_kafka_abandon(kafka);
+        chat_kafka_resume(kafka);
+        return true;
+    }
+
+    chat_kafka_commit(kafka);
+    chat_kafka_resume(kafka);
+
+    return true;
+}
+
+
 int
 main(int argc, char **argv)
 {
     chat_pusher_options_t   o;
     chat_stop_t            *stop;
+    chat_kafka_tuning_t     tuning;
+    chat_kafka_event_t      ev[64];
+    chat_kafka_t           *kafka;
+    chat_record_t          *records;
     chat_store_t           *st;
     chat_online_t          *online;
     chat_http_t            *http;
     chat_push_job_t        *jobs;
     chat_push_outcome_t    *outcomes;
-    bool                   *todo;
-    long                    n;
+    bool                   *todo, due = true;
+    int64_t                 last_claim = 0;
+    size_t                  n;
+    long                    claimed;
 
     if (!chat_parse_options(argc, argv, &o)) {
         return 2;
@@ -270,8 +357,9 @@ main(int argc, char **argv)
     stop = chat_stop_on_signals();
     srand((unsigned) chat_now_ms());
 
-    log_info("starting: redis %s, batch %ld, timeout %ld ms, retries from"
-             " %ld ms, %d attempts, bodies %s", o.redis, o.batch,
+    log_info("starting: brokers %s, topic %s, group %s, redis %s, batch %ld,"
+             " timeout %ld ms, retries from %ld ms, %d attempts, bodies %s",
+             o.brokers, o.topic, o.group, o.redis, o.batch,
              o.http.timeout_ms, o.policy.retry_ms, o.policy.max_attempts,
              o.http.with_body ? "in" : "left out");
 
@@ -287,13 +375,31 @@ main(int argc, char **argv)
         return 1;
     }
 
+    memset(&tuning, 0, sizeof(tuning));
+    tuning.client_id = "chat_pusher";
+    /* an idle consumer costs the broker a fetch per wait; a push is for a
+     * phone that is away, which a tenth of a second more does not change */
+    tuning.fetch_wait_ms = 100;
+
+    kafka = chat_kafka_open(o.brokers, o.topic, o.group, (int) o.partitions,
+                            &tuning, stop);
+    if (kafka == NULL) {
+        chat_http_close(http);
+        chat_jobs_close(st);
+        return *stop ? 0 : 1;
+    }
+
+    chat_jobs_set_wait(st, chat_pusher_keepalive, kafka);
+
     online = chat_online_open(o.redis);
     if (online == NULL) {
+        chat_kafka_close(kafka);
         chat_http_close(http);
         chat_jobs_close(st);
         return 1;
     }
 
+    records = chat_alloc(CHAT_BATCH_MAX * sizeof(chat_record_t));
     jobs = chat_alloc((size_t) o.batch * sizeof(chat_push_job_t));
     memset(jobs, 0, (size_t) o.batch * sizeof(chat_push_job_t));
     todo = chat_alloc((size_t) o.batch * sizeof(bool));
@@ -302,24 +408,47 @@ main(int argc, char **argv)
     log_info("ready");
 
     while (!*stop) {
-        n = chat_pusher_round(&o, stop, st, online, http, jobs, todo,
-                              outcomes);
+        /* waits a moment when there is nothing */
+        n = chat_kafka_collect(kafka, records, CHAT_BATCH_MAX);
 
-        if (n < 0) {
+        /* the pusher keeps nothing per partition */
+        while (chat_kafka_events(kafka, ev, 64) > 0) {
+            /* nothing */
+        }
+
+        if (n > 0) {
+            if (!chat_pusher_enter(kafka, st, records, n, stop)) {
+                break;
+            }
+
+            due = true;
+        }
+
+        /* the outbox: at once after new records or a full batch, else
+         * every poll-ms for the retries that fall due */
+        if (!due && chat_now_ms() - last_claim < o.poll_ms) {
+            continue;
+        }
+
+        last_claim = chat_now_ms();
+        claimed = chat_pusher_round(&o, stop, st, online, http, jobs, todo,
+                                    outcomes);
+        chat_kafka_resume(kafka);
+
+        if (claimed < 0) {
             break;
         }
 
-        /* a full batch: more may be due right away */
-        if (n < o.batch) {
-            chat_sleep_ms(o.poll_ms, stop);
-        }
+        due = claimed == o.batch;
     }
 
     log_info("stopping");
 
+    free(records);
     free(jobs);
     free(todo);
     free(outcomes);
+    chat_kafka_close(kafka);
     chat_online_close(online);
     chat_http_close(http);
     chat_jobs_close(st);

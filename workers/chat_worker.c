@@ -3,7 +3,8 @@
  * chat_worker, the consumer of the requests topic (worker.h lists the
  * parts).
  *
- *   collect a batch -> store and answer it -> commit its offsets
+ *   collect a batch -> store and answer it -> its pushes acknowledged by
+ *   Kafka -> commit its offsets
  *
  * SIGTERM and SIGINT only set a flag: the batch in hand is finished and its
  * offsets committed, then the worker leaves the consumer group and exits 0.
@@ -45,6 +46,7 @@ typedef struct {
     long         max_group_members;
     long         receipt_fanout_max;
     const char  *push_endpoints;
+    const char  *push_topic;
     chat_media_t media;
     const char  *metrics;
     chat_kafka_tuning_t  kafka;
@@ -78,6 +80,9 @@ chat_usage(FILE *f)
         " (200)\n"
         "  --push-endpoints P[,P...]  the URL prefixes push_register may"
         " name (any http(s) URL)\n"
+        "  --push-topic NAME          where pushes to offline devices go ("
+        NGX_CHAT_WIRE_PUSH_TOPIC ";\n"
+        "                             created with --partitions)\n"
         "  --media-secret S           nginx's chat_media_secret (attachments"
         " off without it)\n"
         "  --media-url URL            nginx's chat_media_url\n"
@@ -113,6 +118,7 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
         { "max-poll-interval-ms", required_argument, NULL, 'P' },
         { "commit-every-ms", required_argument, NULL, 'C' },
         { "push-endpoints", required_argument, NULL, 'E' },
+        { "push-topic", required_argument, NULL, 'Q' },
         { "media-secret", required_argument, NULL, 'S' },
         { "media-url", required_argument, NULL, 'U' },
         { "media-root", required_argument, NULL, 'R' },
@@ -136,12 +142,14 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
     o->max_group_members = NGX_CHAT_WIRE_GROUP_MEMBERS;
     o->receipt_fanout_max = NGX_CHAT_WIRE_RECEIPT_FANOUT;
     o->push_endpoints = NULL;
+    o->push_topic = NGX_CHAT_WIRE_PUSH_TOPIC;
     memset(&o->media, 0, sizeof(o->media));
     o->media.ttl_ms = 900000;
     o->media.keep_ms = 86400000;
     o->metrics = NULL;
     o->kafka.max_poll_interval_ms = 0;
     o->kafka.commit_every_ms = 0;
+    o->kafka.client_id = NULL;
 
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
@@ -183,13 +191,12 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
             break;
 
         case 'F':
-            n = strtol(optarg, &end, 10);
-            if (*end || n < 1 || n > NGX_CHAT_WIRE_GROUP_MEMBERS_MAX) {
-                fprintf(stderr, "chat_worker: --receipt-fanout-max: 1 to %d\n",
-                        NGX_CHAT_WIRE_GROUP_MEMBERS_MAX);
+            if (!chat_option_long(prog, "receipt-fanout-max", optarg, 1,
+                                  NGX_CHAT_WIRE_GROUP_MEMBERS_MAX,
+                                  &o->receipt_fanout_max))
+            {
                 return false;
             }
-            o->receipt_fanout_max = n;
             break;
 
         case 'M':
@@ -216,6 +223,10 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
 
         case 'E':
             o->push_endpoints = optarg;
+            break;
+
+        case 'Q':
+            o->push_topic = optarg;
             break;
 
         case 'S':
@@ -278,6 +289,7 @@ typedef struct {
     chat_stream_t         stream;
     chat_chain_t          chain;
     chat_contacts_t       contacts;
+    chat_pushes_t        *pushes;
     chat_kafka_t         *kafka;
     chat_record_t        *records;
     chat_metrics_t        metrics;
@@ -294,6 +306,7 @@ chat_worker_log_start(const chat_options_t *o)
     chat_log_begin(&l, "info", "starting");
     chat_log_str(&l, "brokers", o->brokers);
     chat_log_str(&l, "topic", o->topic);
+    chat_log_str(&l, "push_topic", o->push_topic);
     chat_log_str(&l, "group", o->group);
     chat_log_str(&l, "redis", o->redis);
     chat_log_str(&l, "metrics", o->metrics);
@@ -382,6 +395,15 @@ chat_worker_open(chat_worker_t *w, const chat_options_t *o,
     chat_stream_init(&w->stream, w->lists);
     w->ctx.stream = &w->stream;
 
+    /* before the consumer: a batch's pushes need the topic */
+    w->pushes = chat_pushes_open(o->brokers, o->push_topic, o->partitions,
+                                 w->ctx.stop);
+    if (w->pushes == NULL) {
+        return false;
+    }
+
+    w->ctx.pushes = w->pushes;
+
     w->kafka = chat_kafka_open(o->brokers, o->topic, o->group,
                                o->partitions, &o->kafka, w->ctx.stop);
     if (w->kafka == NULL) {
@@ -390,6 +412,7 @@ chat_worker_open(chat_worker_t *w, const chat_options_t *o,
 
     chat_store_set_wait(w->ctx.store, chat_worker_keepalive, w);
     chat_redis_set_wait(w->ctx.redis, chat_worker_keepalive, w);
+    chat_pushes_set_wait(w->pushes, chat_worker_keepalive, w);
 
     return true;
 }
@@ -547,6 +570,7 @@ chat_worker_close(chat_worker_t *w)
     chat_httpd_stop(w->httpd);
     chat_lag_close(w->lag);
     chat_kafka_close(w->kafka);
+    chat_pushes_close(w->pushes);
     chat_control_close(w->ctx.control);
     chat_stream_free(&w->stream);
     chat_lists_close(w->lists);

@@ -1,18 +1,24 @@
 /*
  * pusher.h: what the parts of chat_pusher share, and only that.
  *
- * chat_pusher sends one HTTP POST per (message, device) in the push
- * outbox (sql/040_push.sql) to the device's push gateway. The outbox rows
- * are written by the store of record itself, in the transaction of the
- * message, so the pusher needs neither Kafka nor chat_worker. Its parts,
- * each calling only those after it:
+ * chat_pusher sends one HTTP POST per (message, device) to the device's
+ * push gateway. chat_worker produces a record to the push topic
+ * (ngx_chat_wire.h) for each device of a text message's recipients that
+ * had no live session when the message was delivered; chat_pusher's
+ * consumer group enters the records in the push outbox (sql/040_push.sql)
+ * and commits their offsets after that, and the outbox is the retry
+ * schedule and the once-only guard. Its parts, each calling only those
+ * after it:
  *
  *   chat_pusher.c      the command line, the signals and the loop
- *   pusher_jobs.c      PostgreSQL: due rows claimed, outcomes recorded
+ *   pusher_jobs.c      PostgreSQL: records entered, due rows claimed,
+ *                      outcomes recorded
  *   pusher_online.c    Redis: which claimed devices have a live session
+ *                      (again: one may have come back since)
  *   pusher_http.c      libcurl's multi interface: a batch of POSTs at once
  *
- * and under them chat_worker's worker_pg.c (the connection, statements,
+ * and under them chat_worker's worker_kafka.c (the consumer group, offset
+ * commits), worker_topic.c, worker_pg.c (the connection, statements,
  * retried transactions), worker_redis_link.c (a Redis connection from the
  * --redis address) and worker_util.c (log, clock, sleeps, buffers).
  *

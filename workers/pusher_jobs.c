@@ -1,6 +1,12 @@
 /*
  * pusher_jobs.c: the push outbox (sql/040_push.sql) as chat_pusher sees
- * it: due rows claimed with everything their POST needs, and outcomes.
+ * it: the push topic's records entered, due rows claimed with everything
+ * their POST needs, and outcomes.
+ *
+ * A record is entered with ON CONFLICT DO NOTHING: the outbox's primary
+ * key (message, user, device) is what makes a push happen at most once,
+ * whatever the topic delivers again (a chat_worker's replay, this
+ * pusher's own offsets not committed before it died).
  *
  * A claim is its own transaction: the rows go to 'sending' with a lease
  * (next_at) and are committed before any POST, so two pushers never take
@@ -19,6 +25,15 @@
 
 
 static const chat_pg_statement_t  chat_jobs_sql[] = {
+
+    /* $1-$4: the records' messages, users, devices and times */
+    { "push_enter",
+      "INSERT INTO push_outbox"
+      " (message_id, user_id, device_id, next_at, created_at)"
+      " SELECT t.m, t.u, t.d, t.ts, t.ts"
+      " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])"
+      " AS t(m, u, d, ts)"
+      " ON CONFLICT DO NOTHING" },
 
     { "push_lapsed",
       "UPDATE push_outbox SET state = 'unknown', done_at = $1,"
@@ -95,6 +110,108 @@ chat_jobs_open(const char *conninfo, chat_stop_t *stop)
     }
 
     return st;
+}
+
+
+void
+chat_jobs_set_wait(chat_store_t *st, chat_wait_pt meanwhile, void *data)
+{
+    st->backoff.meanwhile = meanwhile;
+    st->backoff.data = data;
+}
+
+
+typedef struct {
+    const chat_record_t  *records;
+    size_t                n;
+    size_t                entered;
+} chat_enter_args_t;
+
+
+static chat_pg_rc_t
+chat_jobs_enter_attempt(chat_store_t *st, void *data)
+{
+    chat_enter_args_t     *a = data;
+    chat_buf_t            *m = &st->arrays[0], *u = &st->arrays[1];
+    chat_buf_t            *d = &st->arrays[2], *t = &st->arrays[3];
+    ngx_chat_wire_push_t   push;
+    const char            *params[4];
+    char                   user[NGX_CHAT_WIRE_ID_MAX + 1];
+    char                   device[NGX_CHAT_WIRE_ID_MAX + 1];
+    size_t                 i;
+
+    chat_pg_array_begin(m);
+    chat_pg_array_begin(u);
+    chat_pg_array_begin(d);
+    chat_pg_array_begin(t);
+    a->entered = 0;
+
+    for (i = 0; i < a->n; i++) {
+        if (!ngx_chat_wire_push_parse(a->records[i].payload,
+                                      a->records[i].len, &push))
+        {
+            log_warn("partition %d offset %lld: not a push record: skipped",
+                     (int) a->records[i].partition,
+                     (long long) a->records[i].offset);
+            continue;
+        }
+
+        memcpy(user, push.user, push.user_len);
+        user[push.user_len] = '\0';
+        memcpy(device, push.device, push.device_len);
+        device[push.device_len] = '\0';
+
+        chat_pg_array_int(m, push.message_id);
+        chat_pg_array_text(u, user);
+        chat_pg_array_text(d, device);
+        chat_pg_array_int(t, push.ts);
+        a->entered++;
+    }
+
+    if (a->entered == 0) {
+        return CHAT_PG_OK;
+    }
+
+    params[0] = chat_pg_array_end(m);
+    params[1] = chat_pg_array_end(u);
+    params[2] = chat_pg_array_end(d);
+    params[3] = chat_pg_array_end(t);
+
+    /* one statement: its own transaction, committed as it returns */
+    return chat_pg_run(st, "push_enter", 4, params, NULL);
+}
+
+
+long
+chat_jobs_enter(chat_store_t *st, const chat_record_t *records, size_t n)
+{
+    chat_enter_args_t  args = { records, n, 0 };
+
+    for ( ;; ) {
+        switch (chat_pg_retry(st, chat_jobs_enter_attempt, &args)) {
+
+        case CHAT_STORE_OK:
+            return (long) args.entered;
+
+        case CHAT_STORE_REFUSED:
+            /* one INSERT of checked values: the schema is not what it
+             * should be. The records wait (uncommitted) for an operator
+             * rather than being lost */
+            log_error("push outbox: %zu records could not be entered:"
+                      " trying again in 5 s", n);
+
+            if (!chat_backoff_pause(&st->backoff, 5000, st->stop)) {
+                return -1;
+            }
+
+            continue;
+
+        case CHAT_STORE_STOPPED:
+            break;
+        }
+
+        return -1;
+    }
 }
 
 

@@ -6,6 +6,7 @@
 #define CHAT_PUSHER_JOBS_H
 
 #include "pusher.h"
+#include "worker_kafka.h"
 #include "worker_store.h"
 
 
@@ -17,7 +18,17 @@ typedef struct {
 } chat_push_policy_t;
 
 chat_store_t *chat_jobs_open(const char *conninfo, chat_stop_t *stop);
+/* what the waits for PostgreSQL do meanwhile (worker_util.h) */
+void chat_jobs_set_wait(chat_store_t *st, chat_wait_pt meanwhile,
+    void *data);
 void chat_jobs_close(chat_store_t *st);
+
+/* the push topic's records into the outbox, due at once, each (message,
+ * user, device) once ever; a record that is not a push record is logged
+ * and skipped. Returns how many were well formed, -1 when the wait for
+ * PostgreSQL was given up */
+long chat_jobs_enter(chat_store_t *st, const chat_record_t *records,
+    size_t n);
 
 /* claims up to max due rows into jobs (each job's strings are its own);
  * rows whose claim has lapsed become 'unknown'. Returns how many, or -1

@@ -4,7 +4,8 @@
  * file has its own header for the rest.
  *
  * chat_worker takes batches of client requests from Kafka, stores and
- * reads them in PostgreSQL and answers through Redis pub/sub. Data flows
+ * reads them in PostgreSQL, answers through Redis pub/sub and leaves the
+ * pushes for chat_pusher on a topic of their own. Data flows
  * one way through its parts, each with its own header: a part calls only
  * those after it, never one before.
  *
@@ -24,6 +25,9 @@
  *   worker_redis.c     sessions, the fenced publish, the delivered marks,
  *                      the chain heads, the users' sets of conversations
  *                      and the groups' sets of members
+ *   worker_pushes.c    the pushes to devices without a live session ->
+ *                      the push topic, acknowledged before the batch's
+ *                      offsets are committed
  *
  * Beside the batches, worker_contacts.c writes those sets again from the
  * store after Redis lost them.
@@ -45,7 +49,8 @@
  * worker_chain.c (per partition held: its epoch, its delivered mark, its
  * chain heads per node), worker_util.c (log: JSON lines, clock, buffers,
  * arena, map, the waits, a main's stop signals and option numbers),
- * worker_metrics.h (the figures, atomic counters).
+ * worker_metrics.h (the figures, atomic counters), and worker_topic.c (the
+ * Kafka clients' settings, a topic made sure of).
  * chat_worker.c is the command line and the loop that ties them, and
  * worker_stats.c the line the loop logs about its batches. The metrics
  * endpoint is a thread: worker_httpd.c (the server), worker_metrics.c

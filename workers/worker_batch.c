@@ -12,7 +12,9 @@
  * name their seqs), then typing; reads come last, after every segment.
  * Within a stage, the items whose rows share a store function are stored
  * together (all sends in one transaction, all reads in one snapshot); then
- * each item is answered and fanned out, in record order.
+ * each item is answered and fanned out, in record order. The pushes of a
+ * batch's text messages to devices without a live session go to the push
+ * topic after the delivery, and the batch is done when Kafka has them.
  *
  * A record that cannot be parsed is logged and skipped (answered with
  * bad_request when it says where to); it never stops the partition, and
@@ -326,11 +328,17 @@ chat_batch_run(chat_batch_t *b, chat_item_t **items, size_t n)
     for (i = 0; i < n; i++) {
         chat_item_t  *item = items[i];
 
+        chat_outbox_from(&b->out, item->req->partition);
+
+        /* a replay pushes again even if its answers went out: its push
+         * records may not have (chat_pusher drops the second of one) */
+        if (item->op->push && !item->failed) {
+            item->op->push(&b->op, item);
+        }
+
         if (item->answered) {
             continue;
         }
-
-        chat_outbox_from(&b->out, item->req->partition);
 
         if (item->failed) {
             chat_metrics_refused(b->op.metrics);
@@ -371,6 +379,37 @@ chat_batch_stage(chat_batch_t *b, chat_stage_t stage,
     }
 
     return chat_batch_run(b, items, n);
+}
+
+
+/* the pushes to devices the delivery found without a live session, but
+ * those of partitions found fenced (their next owner's), acknowledged by
+ * Kafka before the batch may be committed; false: the wait was given up */
+static bool
+chat_batch_pushes(chat_batch_ctx_t *ctx, chat_batch_t *b)
+{
+    const chat_outbox_push_t  **todo;
+    const chat_outbox_push_t   *p;
+    chat_chain_part_t          *part;
+    size_t                      i, n = 0;
+
+    if (b->out.npushes == 0) {
+        return true;
+    }
+
+    todo = chat_arena_alloc(&b->arena,
+                            b->out.npushes * sizeof(chat_outbox_push_t *));
+
+    for (i = 0; i < b->out.npushes; i++) {
+        p = &b->out.pushes[i];
+        part = chat_chain_find(ctx->chain, p->partition);
+
+        if (!p->online && !(part && part->fenced)) {
+            todo[n++] = p;
+        }
+    }
+
+    return chat_pushes_produce(ctx->pushes, todo, n);
 }
 
 
@@ -452,6 +491,10 @@ chat_batch_process(chat_batch_ctx_t *ctx, const chat_record_t *records,
 
     chat_metrics_observe(ctx->metrics, CHAT_HIST_PUBLISH,
                          chat_metrics_now_us() - published);
+
+    if (!chat_batch_pushes(ctx, &b)) {
+        goto stopped;
+    }
 
     done = true;
 

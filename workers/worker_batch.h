@@ -11,6 +11,7 @@
 #include "worker_kafka.h"
 #include "worker_media.h"
 #include "worker_members.h"
+#include "worker_pushes.h"
 #include "worker_redis.h"
 #include "worker_store.h"
 #include "worker_stream.h"
@@ -30,11 +31,13 @@ typedef struct {
     chat_metrics_t        *metrics;
     chat_stream_t         *stream;      /* for the answers too large to
                                          * publish */
+    chat_pushes_t         *pushes;      /* the push topic's producer */
 } chat_batch_ctx_t;
 
-/* processes one batch to the end: stored, answered, delivered; false when
- * a wait for PostgreSQL or Redis was given up (stop, or the partitions
- * taken meanwhile) before delivery: then commit nothing. The records of a
+/* processes one batch to the end: stored, answered, delivered, and its
+ * push records acknowledged by Kafka; false when a wait for PostgreSQL,
+ * Redis or Kafka was given up (stop, or the partitions taken meanwhile):
+ * then commit nothing. The records of a
  * partition found fenced are left out (worker_redis.h). */
 bool chat_batch_process(chat_batch_ctx_t *ctx, const chat_record_t *records,
     size_t n);

@@ -110,6 +110,23 @@ chat_fanout_send(chat_op_ctx_t *ctx, const chat_item_t *item)
 
 
 void
+chat_fanout_push(chat_op_ctx_t *ctx, const chat_item_t *item)
+{
+    const chat_send_t  *s = &item->u.send;
+    size_t              i;
+
+    if (s->state != CHAT_SEND_NEW && s->state != CHAT_SEND_REPLAY) {
+        return;
+    }
+
+    for (i = 0; i < s->npush; i++) {
+        chat_outbox_push(ctx->out, s->msg.message_id, s->push[i].user,
+                         s->push[i].device, s->msg.server_ts);
+    }
+}
+
+
+void
 chat_fanout_group(chat_op_ctx_t *ctx, const chat_item_t *item)
 {
     const chat_group_op_t  *op = &item->u.group;

@@ -11,6 +11,8 @@
 
 
 void chat_fanout_send(chat_op_ctx_t *ctx, const chat_item_t *item);
+/* send: a push for each device of the recipients registered for push */
+void chat_fanout_push(chat_op_ctx_t *ctx, const chat_item_t *item);
 void chat_fanout_group(chat_op_ctx_t *ctx, const chat_item_t *item);
 void chat_fanout_repair(chat_op_ctx_t *ctx, const chat_item_t *item);
 void chat_fanout_receipt(chat_op_ctx_t *ctx, const chat_item_t *item);

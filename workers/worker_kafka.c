@@ -1,7 +1,7 @@
 /*
- * worker_kafka.c: the Kafka side of chat_worker: creating the requests
- * topic, the consumer group membership, collecting batches, rebalances and
- * offset commits.
+ * worker_kafka.c: the Kafka consumer of chat_worker (and of chat_pusher):
+ * the topic made sure of (worker_topic.c), the consumer group membership,
+ * collecting batches, rebalances and offset commits.
  *
  * Offsets are committed by hand (enable.auto.commit=false), only after the
  * batch's PostgreSQL COMMIT and its Redis PUBLISH: a worker that dies in
@@ -46,6 +46,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "worker_kafka.h"
+#include "worker_topic.h"
 #include "worker_util.h"
 
 
@@ -54,7 +55,7 @@
 /* a fetch waits this long at most for this many bytes: a light load pays
  * a few ms of latency for batches several records large; measured at
  * 1,000 msg/s, the whole stack used a third less CPU */
-#define CHAT_FETCH_WAIT_MS     "8"
+#define CHAT_FETCH_WAIT_MS     8
 #define CHAT_FETCH_MIN_BYTES   "65536"
 /* an OffsetCommit costs the broker a write to __consumer_offsets and a group
  * coordinator event: once per batch it was most of the broker's CPU at low
@@ -62,7 +63,6 @@
  * window are consumed again, and the store and the delivered marks
  * recognise them. */
 #define CHAT_COMMIT_EVERY_MS   200
-#define CHAT_ADMIN_TIMEOUT_MS  15000
 
 
 struct chat_kafka_s {
@@ -110,17 +110,6 @@ chat_monotonic_ms(void)
     clock_gettime(CLOCK_MONOTONIC, &now);
 
     return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
-
-static void
-chat_kafka_log_cb(const rd_kafka_t *rk, int level, const char *facility,
-    const char *message)
-{
-    (void) rk;
-
-    chat_log(level <= 3 ? "error" : level <= 4 ? "warn" : "info",
-             "kafka %s: %s", facility, message);
 }
 
 
@@ -409,173 +398,6 @@ chat_kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 }
 
 
-static bool
-chat_kafka_set(rd_kafka_conf_t *conf, const char *name, const char *value)
-{
-    char  errstr[512];
-
-    if (rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr))
-        != RD_KAFKA_CONF_OK)
-    {
-        log_error("kafka: cannot set %s=%s: %s", name, value, errstr);
-        return false;
-    }
-
-    return true;
-}
-
-
-static bool
-chat_kafka_topic_once(chat_kafka_t *k, int partitions)
-{
-    rd_kafka_NewTopic_t                  *topic;
-    rd_kafka_AdminOptions_t              *options;
-    rd_kafka_queue_t                     *queue;
-    rd_kafka_event_t                     *event;
-    const rd_kafka_CreateTopics_result_t *result;
-    const rd_kafka_topic_result_t       **topics;
-    rd_kafka_resp_err_t                   err;
-    size_t                                ntopics;
-    int                                   waited;
-    char                                  errstr[512];
-    bool                                  ok = false;
-
-    topic = rd_kafka_NewTopic_new(k->topic, partitions, 1, errstr,
-                                  sizeof(errstr));
-    if (topic == NULL) {
-        log_error("kafka: topic %s: %s", k->topic, errstr);
-        return false;
-    }
-
-    options = rd_kafka_AdminOptions_new(k->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-
-    if (rd_kafka_AdminOptions_set_operation_timeout(options,
-            CHAT_ADMIN_TIMEOUT_MS, errstr, sizeof(errstr))
-        || rd_kafka_AdminOptions_set_request_timeout(options,
-            CHAT_ADMIN_TIMEOUT_MS, errstr, sizeof(errstr)))
-    {
-        log_error("kafka: admin options: %s", errstr);
-    }
-
-    queue = rd_kafka_queue_new(k->rk);
-    rd_kafka_CreateTopics(k->rk, &topic, 1, options, queue);
-
-    /* in slices, so that SIGTERM does not wait for the admin timeout */
-    event = NULL;
-
-    for (waited = 0;
-         event == NULL && waited < CHAT_ADMIN_TIMEOUT_MS + 5000 && !*k->stop;
-         waited += 200)
-    {
-        event = rd_kafka_queue_poll(queue, 200);
-    }
-
-    if (event == NULL) {
-        log_error("kafka: creating topic %s: %s", k->topic,
-                  *k->stop ? "stopped" : "no answer");
-
-    } else if (rd_kafka_event_error(event)) {
-        log_error("kafka: creating topic %s: %s", k->topic,
-                  rd_kafka_event_error_string(event));
-
-    } else {
-        result = rd_kafka_event_CreateTopics_result(event);
-        topics = rd_kafka_CreateTopics_result_topics(result, &ntopics);
-        err = ntopics ? rd_kafka_topic_result_error(topics[0])
-                      : RD_KAFKA_RESP_ERR_UNKNOWN;
-
-        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            log_info("kafka: created topic %s with %d partitions", k->topic,
-                     partitions);
-            ok = true;
-
-        } else if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-            ok = true;
-
-        } else {
-            log_error("kafka: creating topic %s: %s", k->topic,
-                      ntopics ? rd_kafka_topic_result_error_string(topics[0])
-                              : "no result");
-        }
-    }
-
-    if (event) {
-        rd_kafka_event_destroy(event);
-    }
-
-    rd_kafka_queue_destroy(queue);
-    rd_kafka_AdminOptions_destroy(options);
-    rd_kafka_NewTopic_destroy(topic);
-
-    return ok;
-}
-
-
-/* the topic's partition count once the broker's metadata shows it; 0 while
- * it does not yet */
-static int
-chat_kafka_partition_count(chat_kafka_t *k)
-{
-    const struct rd_kafka_metadata  *md;
-    rd_kafka_topic_t                *rkt;
-    rd_kafka_resp_err_t              err;
-    int                              count = 0;
-
-    rkt = rd_kafka_topic_new(k->rk, k->topic, NULL);
-    if (rkt == NULL) {
-        return 0;
-    }
-
-    err = rd_kafka_metadata(k->rk, 0, rkt, &md, 5000);
-
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        if (md->topic_cnt == 1 && md->topics[0].err == 0) {
-            count = md->topics[0].partition_cnt;
-        }
-
-        rd_kafka_metadata_destroy(md);
-    }
-
-    rd_kafka_topic_destroy(rkt);
-
-    return count;
-}
-
-
-/* creates the topic unless it exists and waits until it is usable: a
- * consumer subscribed to a topic it cannot see yet would only look again
- * minutes later */
-static bool
-chat_kafka_ensure_topic(chat_kafka_t *k, int partitions)
-{
-    chat_backoff_t  backoff = { 0 };
-    int             count, tries;
-
-    while (!chat_kafka_topic_once(k, partitions)) {
-        if (!chat_backoff_wait(&backoff, k->stop)) {
-            return false;
-        }
-    }
-
-    for (tries = 0; (count = chat_kafka_partition_count(k)) == 0; tries++) {
-        if (tries == 100 || !chat_sleep_ms(100, k->stop)) {
-            log_error("kafka: topic %s does not show in the metadata",
-                      k->topic);
-            return false;
-        }
-    }
-
-    if (count != partitions) {
-        /* adding partitions would move conversations between partitions
-         * and break their order: that is an operator's decision */
-        log_warn("kafka: topic %s has %d partitions, not %d", k->topic,
-                 count, partitions);
-    }
-
-    return true;
-}
-
-
 chat_kafka_t *
 chat_kafka_open(const char *brokers, const char *topic, const char *group,
     int partitions, const chat_kafka_tuning_t *tuning, chat_stop_t *stop)
@@ -585,6 +407,7 @@ chat_kafka_open(const char *brokers, const char *topic, const char *group,
     rd_kafka_topic_partition_list_t  *subscription;
     rd_kafka_resp_err_t               err;
     char                              errstr[512], poll_interval[24];
+    char                              fetch_wait[24];
 
     k = chat_alloc(sizeof(chat_kafka_t));
     memset(k, 0, sizeof(*k));
@@ -595,25 +418,30 @@ chat_kafka_open(const char *brokers, const char *topic, const char *group,
     snprintf(poll_interval, sizeof(poll_interval), "%d",
              tuning && tuning->max_poll_interval_ms > 0
              ? tuning->max_poll_interval_ms : 300000);
+    snprintf(fetch_wait, sizeof(fetch_wait), "%d",
+             tuning && tuning->fetch_wait_ms > 0
+             ? tuning->fetch_wait_ms : CHAT_FETCH_WAIT_MS);
     k->held = chat_alloc(CHAT_BATCH_MAX * sizeof(rd_kafka_message_t *));
 
     conf = rd_kafka_conf_new();
 
-    if (!chat_kafka_set(conf, "bootstrap.servers", brokers)
-        || !chat_kafka_set(conf, "group.id", group)
-        || !chat_kafka_set(conf, "client.id", "chat_worker")
+    if (!chat_topic_set(conf, "bootstrap.servers", brokers)
+        || !chat_topic_set(conf, "group.id", group)
+        || !chat_topic_set(conf, "client.id",
+                           tuning && tuning->client_id ? tuning->client_id
+                                                       : "chat_worker")
         /* offsets are committed by hand after the store and the publish */
-        || !chat_kafka_set(conf, "enable.auto.commit", "false")
-        || !chat_kafka_set(conf, "enable.auto.offset.store", "false")
-        || !chat_kafka_set(conf, "auto.offset.reset", "earliest")
+        || !chat_topic_set(conf, "enable.auto.commit", "false")
+        || !chat_topic_set(conf, "enable.auto.offset.store", "false")
+        || !chat_topic_set(conf, "auto.offset.reset", "earliest")
         /* a fetch returns when it has a batch's worth of bytes or after
          * the wait: under load batches fill at once; a light load comes
          * in one fetch, one store transaction and one fsync every few ms,
          * not one per record or two (each costs the broker, PostgreSQL
          * and this worker the same whatever it carries) */
-        || !chat_kafka_set(conf, "fetch.wait.max.ms", CHAT_FETCH_WAIT_MS)
-        || !chat_kafka_set(conf, "fetch.min.bytes", CHAT_FETCH_MIN_BYTES)
-        || !chat_kafka_set(conf, "socket.nagle.disable", "true")
+        || !chat_topic_set(conf, "fetch.wait.max.ms", fetch_wait)
+        || !chat_topic_set(conf, "fetch.min.bytes", CHAT_FETCH_MIN_BYTES)
+        || !chat_topic_set(conf, "socket.nagle.disable", "true")
         /* a worker killed outright hands its partitions on after 6 s, not
          * the default 45. The same timeout bounds a broker restart: a
          * consumer whose coordinator was away longer rejoins the group,
@@ -621,19 +449,19 @@ chat_kafka_open(const char *brokers, const char *topic, const char *group,
          * time out (measured: the first ack 10.2 s after the broker was
          * back with 10 s, about 6 with 6 s). 6 s is the brokers' least
          * (group.min.session.timeout.ms) */
-        || !chat_kafka_set(conf, "session.timeout.ms", "6000")
-        || !chat_kafka_set(conf, "heartbeat.interval.ms", "1000")
+        || !chat_topic_set(conf, "session.timeout.ms", "6000")
+        || !chat_topic_set(conf, "heartbeat.interval.ms", "1000")
         /* a worker that waits out an outage keeps polling (the holds):
          * this only catches one that is stuck; tests set it low */
-        || !chat_kafka_set(conf, "max.poll.interval.ms", poll_interval)
+        || !chat_topic_set(conf, "max.poll.interval.ms", poll_interval)
         /* a broker that restarts is reconnected within a second of its
          * coming back, not after the default backoff of up to 10 s */
-        || !chat_kafka_set(conf, "reconnect.backoff.ms", "100")
-        || !chat_kafka_set(conf, "reconnect.backoff.max.ms", "1000")
+        || !chat_topic_set(conf, "reconnect.backoff.ms", "100")
+        || !chat_topic_set(conf, "reconnect.backoff.max.ms", "1000")
         /* and a lost leader looked up again that often */
-        || !chat_kafka_set(conf, "topic.metadata.refresh.fast.interval.ms",
+        || !chat_topic_set(conf, "topic.metadata.refresh.fast.interval.ms",
                            "100")
-        || !chat_kafka_set(conf, "log.connection.close", "false"))
+        || !chat_topic_set(conf, "log.connection.close", "false"))
     {
         rd_kafka_conf_destroy(conf);
         goto failed;
@@ -643,7 +471,7 @@ chat_kafka_open(const char *brokers, const char *topic, const char *group,
     rd_kafka_conf_set_rebalance_cb(conf, chat_kafka_rebalance_cb);
     rd_kafka_conf_set_offset_commit_cb(conf, chat_kafka_commit_cb);
     rd_kafka_conf_set_error_cb(conf, chat_kafka_error_cb);
-    rd_kafka_conf_set_log_cb(conf, chat_kafka_log_cb);
+    rd_kafka_conf_set_log_cb(conf, chat_topic_log);
 
     k->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
     if (k->rk == NULL) {
@@ -655,7 +483,7 @@ chat_kafka_open(const char *brokers, const char *topic, const char *group,
     /* the rebalance and error callbacks are served by consumer_poll */
     rd_kafka_poll_set_consumer(k->rk);
 
-    if (!chat_kafka_ensure_topic(k, partitions)) {
+    if (!chat_topic_ensure(k->rk, k->topic, partitions, k->stop)) {
         goto failed;
     }
 

@@ -1,6 +1,7 @@
 /*
  * worker_kafka.h: the consumer of the requests topic (worker_kafka.c):
  * batches of records in, offsets committed after the batch is answered.
+ * chat_pusher consumes the push topic with it too.
  */
 
 #ifndef CHAT_WORKER_KAFKA_H
@@ -22,8 +23,11 @@ typedef struct chat_kafka_s  chat_kafka_t;
 
 /* what may be tuned from the command line; 0: the default */
 typedef struct {
-    int   max_poll_interval_ms;     /* Kafka's max.poll.interval.ms */
-    int   commit_every_ms;          /* offset commits at most this often */
+    int          max_poll_interval_ms;  /* Kafka's max.poll.interval.ms */
+    int          commit_every_ms;       /* offset commits at most this
+                                         * often */
+    const char  *client_id;             /* NULL: chat_worker */
+    int          fetch_wait_ms;         /* Kafka's fetch.wait.max.ms */
 } chat_kafka_tuning_t;
 
 /* a partition assigned to this worker or taken from it, in order */

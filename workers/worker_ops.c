@@ -1437,7 +1437,8 @@ static const chat_op_t  chat_ops[NGX_CHAT_WIRE_OP_COUNT] = {
         .parse = chat_ops_parse_send,
         .store = chat_ops_store_sends,
         .answer = chat_answer_send,
-        .fanout = chat_fanout_send
+        .fanout = chat_fanout_send,
+        .push = chat_fanout_push
     },
 
     /* changes to a message: stored alone where they come, so that a

@@ -88,6 +88,9 @@ struct chat_op_s {
     chat_op_store_pt     store;     /* NULL: nothing to store */
     chat_op_answer_pt    answer;
     chat_op_fanout_pt    fanout;    /* NULL: nobody else hears of it */
+    /* the outbox's pushes (a text message's offline devices): run even
+     * for a replay whose answers went out; NULL: none */
+    chat_op_fanout_pt    push;
 };
 
 

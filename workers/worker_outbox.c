@@ -173,6 +173,28 @@ chat_outbox_member(chat_outbox_t *out, const char *user, const char *conv,
 
 
 void
+chat_outbox_push(chat_outbox_t *out, int64_t message_id, const char *user,
+    const char *device, int64_t ts)
+{
+    chat_outbox_push_t  *p;
+
+    if (out->npushes == out->pushes_cap) {
+        out->pushes_cap = out->pushes_cap ? out->pushes_cap * 2 : 8;
+        out->pushes = chat_realloc(out->pushes, out->pushes_cap
+                                   * sizeof(chat_outbox_push_t));
+    }
+
+    p = &out->pushes[out->npushes++];
+    p->message_id = message_id;
+    p->user = user;
+    p->device = device;
+    p->ts = ts;
+    p->partition = out->partition;
+    p->online = false;
+}
+
+
+void
 chat_outbox_block(chat_outbox_t *out, const char *user, const char *other,
     bool blocked)
 {
@@ -203,6 +225,7 @@ chat_outbox_free(chat_outbox_t *out)
     free(out->deliveries);
     free(out->repairs);
     free(out->members);
+    free(out->pushes);
     memset(out, 0, sizeof(*out));
 }
 
@@ -213,6 +236,7 @@ chat_outbox_reset(chat_outbox_t *out)
     chat_outbox_truncate(out, 0, 0);
     out->nrepairs = 0;
     out->nmembers = 0;
+    out->npushes = 0;
     out->partition = -1;
     out->repair = -1;
 }

@@ -9,6 +9,10 @@
  * whether it is an ack (an A record, with the record's ts), and the repair
  * it answers, if any: a repair's frames go to its node only, in its R
  * record, which goes out even when it holds no frame.
+ *
+ * Beside the frames, the pushes: a text message's recipient devices
+ * registered for push, to go to the push topic unless the delivery's
+ * lookup of the sessions finds the device live (worker_pushes.c).
  */
 
 #ifndef CHAT_WORKER_OUTBOX_H
@@ -56,6 +60,17 @@ typedef struct {
     bool         block;         /* the set of blocked users */
 } chat_outbox_member_t;
 
+/* a push record to produce unless the device is online */
+typedef struct {
+    int64_t      message_id;
+    const char  *user;
+    const char  *device;
+    int64_t      ts;            /* the message's server_ts */
+    int32_t      partition;     /* the record's */
+    bool         online;        /* the device has a live session: set by
+                                 * the delivery's lookup */
+} chat_outbox_push_t;
+
 typedef struct {
     chat_frame_t     *frames;
     size_t            nframes;
@@ -69,6 +84,9 @@ typedef struct {
     chat_outbox_member_t  *members;
     size_t            nmembers;
     size_t            members_cap;
+    chat_outbox_push_t    *pushes;
+    size_t            npushes;
+    size_t            pushes_cap;
 
     /* what the deliveries added now come from (chat_outbox_from) */
     int32_t           partition;
@@ -102,6 +120,10 @@ void chat_outbox_repair(chat_outbox_t *out, const char *node,
 /* user joined (or left) conv; both strings outlive the outbox's use */
 void chat_outbox_member(chat_outbox_t *out, const char *user,
     const char *conv, bool joined);
+/* a push of message_id to user's device, unless it is online; the
+ * strings outlive the outbox's use */
+void chat_outbox_push(chat_outbox_t *out, int64_t message_id,
+    const char *user, const char *device, int64_t ts);
 /* user blocked (or unblocked) other */
 void chat_outbox_block(chat_outbox_t *out, const char *user,
     const char *other, bool blocked);

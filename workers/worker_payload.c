@@ -38,7 +38,8 @@ chat_payload_users(chat_payload_users_t *u, const chat_outbox_t *out)
     size_t       i;
 
     memset(u, 0, sizeof(*u));
-    u->users = chat_alloc((out->ndeliveries + 1) * sizeof(const char *));
+    u->users = chat_alloc((out->ndeliveries + out->npushes + 1)
+                          * sizeof(const char *));
 
     for (i = 0; i < out->ndeliveries; i++) {
         user = out->deliveries[i].user;
@@ -48,8 +49,47 @@ chat_payload_users(chat_payload_users_t *u, const chat_outbox_t *out)
         }
     }
 
+    /* the recipients of pushes are the messages' too, but a replay whose
+     * answers went out delivers nothing and still pushes */
+    for (i = 0; i < out->npushes; i++) {
+        user = out->pushes[i].user;
+
+        if (chat_map_put(&u->index, user, u->n) == u->n) {
+            u->users[u->n++] = user;
+        }
+    }
+
     u->found = chat_alloc((u->n ? u->n : 1) * sizeof(chat_user_sessions_t));
     memset(u->found, 0, (u->n ? u->n : 1) * sizeof(chat_user_sessions_t));
+}
+
+
+void
+chat_payload_online(const chat_payload_users_t *u, chat_outbox_t *out)
+{
+    const chat_user_sessions_t  *f;
+    chat_outbox_push_t          *p;
+    size_t                       i, j, k;
+
+    for (i = 0; i < out->npushes; i++) {
+        p = &out->pushes[i];
+        p->online = false;
+
+        if (!chat_map_get(&u->index, p->user, &k)) {
+            continue;
+        }
+
+        f = &u->found[k];
+
+        for (j = 0; j < f->n; j++) {
+            if (f->sessions[j].device
+                && strcmp(f->sessions[j].device, p->device) == 0)
+            {
+                p->online = true;
+                break;
+            }
+        }
+    }
 }
 
 

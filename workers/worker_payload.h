@@ -91,9 +91,13 @@ typedef struct {
 } chat_payloads_t;
 
 
-/* the users out delivers to, each once; their sessions still empty */
+/* the users out delivers or pushes to, each once; their sessions still
+ * empty */
 void chat_payload_users(chat_payload_users_t *u, const chat_outbox_t *out);
 void chat_payload_users_free(chat_payload_users_t *u);
+/* each push of out marked online when its device is among its user's
+ * sessions (looked up in u) */
+void chat_payload_online(const chat_payload_users_t *u, chat_outbox_t *out);
 
 /* the outbox as records per node and partition, the sessions of its
  * users known; every repair gets its record, frames or not */

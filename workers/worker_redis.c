@@ -1027,6 +1027,7 @@ chat_redis_deliver(chat_redis_t *r, chat_outbox_t *out, chat_arena_t *arena,
         chat_redis_drop(r);
     }
 
+    chat_payload_online(&users, out);
     chat_payload_build(&payloads, out, &users);
 
     for ( ;; ) {

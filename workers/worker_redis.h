@@ -26,7 +26,9 @@ void chat_redis_set_wait(chat_redis_t *r, chat_wait_pt meanwhile,
     void *data);
 /*
  * Delivers everything in the outbox and records the batch's positions:
- * retries until it worked (true) or the wait was given up (false). A
+ * retries until it worked (true) or the wait was given up (false). The
+ * outbox's pushes whose device has a live session are marked online from
+ * the same lookup of the sessions. A
  * partition found fenced is marked so in the chain and its records left
  * out (neither published nor to be committed).
  */

@@ -89,6 +89,12 @@ typedef enum {
     CHAT_SEND_REFUSED           /* not stored: error_code, error_message */
 } chat_send_state_t;
 
+/* a device registered for push (push_register) */
+typedef struct {
+    const char  *user;
+    const char  *device;
+} chat_push_device_t;
+
 typedef struct {
     const chat_request_t  *req;
     bool                   direct_forbidden;  /* decided before the store */
@@ -101,11 +107,16 @@ typedef struct {
     size_t                 same_as;           /* RETRY of an earlier send */
     bool                   same_as_set;
     chat_message_t         msg;               /* NEW, REPLAY, RETRY */
+    /* NEW, REPLAY: the registered devices of the other members, found in
+     * the transaction that stores it (the push topic's records) */
+    chat_push_device_t    *push;
+    size_t                 npush;
     const char            *error_code;        /* REFUSED: static strings */
     const char            *error_message;
 } chat_send_t;
 
-/* stores the sends of a batch in one transaction; retries transient
+/* stores the sends of a batch in one transaction, and finds their
+ * recipients' push devices in its last round trip; retries transient
  * failures and waits out a missing database */
 chat_store_rc_t chat_store_sends(chat_store_t *st, chat_send_t **sends,
     size_t n, chat_arena_t *arena);

@@ -8,7 +8,10 @@
  * statements; many rows travel as array parameters expanded by unnest(),
  * and the statements that do not wait for each other's answers are sent
  * together (libpq's pipeline mode), so that a batch of one send or of
- * 1000 is three round trips. A conflict with
+ * 1000 is three round trips. The last one also finds the push devices of
+ * the messages' recipients (the push topic's records, worker_pushes.c):
+ * one statement a batch, never one a message, and no round trip of its
+ * own. A conflict with
  * another worker (unique violation or deadlock while partitions move
  * between workers) retries the batch, whose retry then finds the other
  * worker's rows and acks them.
@@ -93,6 +96,26 @@ static const chat_pg_statement_t  chat_sends_sql[] = {
       " $5::text[], $6::text[], $7::text[], $9::int[], $10::bigint[],"
       " $11::text[])"
       " AS t(c, s, id, u, d, cm, b, p, o, n)" },
+
+    /* the registered devices of the members of the conversations a
+     * batch stores text messages in: a direct conversation's two (named
+     * by its id: their members rows may come with this very batch) or a
+     * group's current ones; the senders are left out by the caller.
+     * Without any registration it is one probe of an empty table */
+    { "push_targets",
+      "SELECT t.c, d.user_id, d.device_id"
+      " FROM unnest($1::text[]) AS t(c)"
+      " JOIN LATERAL ("
+      "  SELECT split_part(t.c, ':', 2) AS u WHERE t.c LIKE 'dm:%'"
+      "  UNION ALL"
+      "  SELECT split_part(t.c, ':', 3) WHERE t.c LIKE 'dm:%'"
+      "   AND split_part(t.c, ':', 3) <> split_part(t.c, ':', 2)"
+      "  UNION ALL"
+      "  SELECT m.user_id FROM members m"
+      "  WHERE m.conversation_id = t.c AND m.removed_seq IS NULL"
+      "   AND t.c NOT LIKE 'dm:%') r ON true"
+      " JOIN push_devices d ON d.user_id = r.u"
+      " WHERE EXISTS (SELECT 1 FROM push_devices)" },
 
     /* the uploads a message attaches: the ops checked them before */
     { "attach",
@@ -637,6 +660,110 @@ chat_sends_replies_step(chat_store_t *st, chat_send_t **sends, size_t n,
 }
 
 
+/* array 14: the conversations of the messages stored now or by this
+ * very record before (a replay produces its push records again) */
+static bool
+chat_sends_push_step(chat_store_t *st, chat_send_t **sends, size_t n,
+    const char **params, chat_pg_step_t *step)
+{
+    chat_buf_t  *convs = &st->arrays[14];
+    chat_map_t   seen = { 0 };
+    size_t       i, asked = 0;
+
+    chat_pg_array_begin(convs);
+
+    for (i = 0; i < n; i++) {
+        if ((sends[i]->state == CHAT_SEND_NEW
+             || sends[i]->state == CHAT_SEND_REPLAY)
+            && chat_map_put(&seen, sends[i]->msg.conv, asked) == asked)
+        {
+            chat_pg_array_text(convs, sends[i]->msg.conv);
+            asked++;
+        }
+    }
+
+    chat_map_free(&seen);
+
+    if (asked == 0) {
+        return false;
+    }
+
+    params[0] = chat_pg_array_end(convs);
+    step->stmt = "push_targets";
+    step->nparams = 1;
+    step->params = params;
+
+    return true;
+}
+
+
+/* each message's push devices: its conversation's, but the sender's */
+static void
+chat_sends_push_apply(PGresult *res, chat_send_t **sends, size_t n,
+    chat_arena_t *arena)
+{
+    chat_push_device_t  *rows;
+    chat_map_t           first = { 0 };
+    size_t              *next, *last, i, k, head, count;
+    int                  nrows, r;
+
+    nrows = PQntuples(res);
+    if (nrows == 0) {
+        return;
+    }
+
+    rows = chat_arena_alloc(arena, nrows * sizeof(chat_push_device_t));
+    next = chat_arena_alloc(arena, nrows * sizeof(size_t));
+    last = chat_arena_alloc(arena, nrows * sizeof(size_t));
+
+    /* the rows of each conversation, chained from its first one */
+    for (r = 0; r < nrows; r++) {
+        rows[r].user = chat_arena_strdup(arena, PQgetvalue(res, r, 1));
+        rows[r].device = chat_arena_strdup(arena, PQgetvalue(res, r, 2));
+        next[r] = SIZE_MAX;
+        head = chat_map_put(&first, PQgetvalue(res, r, 0), (size_t) r);
+
+        if (head == (size_t) r) {
+            last[r] = (size_t) r;
+
+        } else {
+            next[last[head]] = (size_t) r;
+            last[head] = (size_t) r;
+        }
+    }
+
+    for (i = 0; i < n; i++) {
+        chat_send_t  *s = sends[i];
+
+        if ((s->state != CHAT_SEND_NEW && s->state != CHAT_SEND_REPLAY)
+            || !chat_map_get(&first, s->msg.conv, &head))
+        {
+            continue;
+        }
+
+        count = 0;
+
+        for (k = head; k != SIZE_MAX; k = next[k]) {
+            count += strcmp(rows[k].user, s->msg.sender) != 0;
+        }
+
+        if (count == 0) {
+            continue;
+        }
+
+        s->push = chat_arena_alloc(arena, count * sizeof(chat_push_device_t));
+
+        for (k = head; k != SIZE_MAX; k = next[k]) {
+            if (strcmp(rows[k].user, s->msg.sender) != 0) {
+                s->push[s->npush++] = rows[k];
+            }
+        }
+    }
+
+    chat_map_free(&first);
+}
+
+
 /* a send repeated inside the batch is a retry of its first occurrence */
 static void
 chat_sends_fold(chat_send_work_t *w, chat_send_t **sends, size_t n,
@@ -829,17 +956,17 @@ chat_sends_once(chat_store_t *st, chat_send_t **sends, size_t n,
 {
     chat_send_work_t   w;
     chat_conv_slot_t  *slot;
-    chat_pg_step_t     steps[4];
+    chat_pg_step_t     steps[5];
     chat_pg_rc_t       rc;
     const char        *p_first[2], *p_second[2], *p_blocks[2];
-    const char        *p_count[1];
+    const char        *p_count[1], *p_push[1];
     const char        *p_insert[11], *p_pointers[3], *p_replies[2];
     char               count_text[24], now_text[24];
     PGresult          *members = NULL, *stored = NULL, *blocks = NULL;
-    PGresult          *direct = NULL;
+    PGresult          *direct = NULL, *push = NULL;
     PGresult          *group = NULL, *ids = NULL;
     int64_t            now = chat_now_ms();
-    size_t             i, k, nsteps, npending, nnew;
+    size_t             i, k, nsteps, npending, nnew = 0;
     bool               ask_members, ask_stored;
 
     memset(&w, 0, sizeof(w));
@@ -851,6 +978,8 @@ chat_sends_once(chat_store_t *st, chat_send_t **sends, size_t n,
                           : CHAT_SEND_PENDING;
         sends[i]->same_as_set = false;
         memset(&sends[i]->msg, 0, sizeof(chat_message_t));
+        sends[i]->push = NULL;
+        sends[i]->npush = 0;
     }
 
     /* 1: BEGIN, who may send, what is stored already, who is blocked */
@@ -912,8 +1041,7 @@ chat_sends_once(chat_store_t *st, chat_send_t **sends, size_t n,
     }
 
     if (npending == 0) {
-        rc = chat_pg_command(st, "COMMIT");
-        goto done;
+        goto commit;        /* replays may still want their pushes */
     }
 
     /* 2: seqs and message ids; ids for a conversation that turns out not
@@ -989,7 +1117,9 @@ chat_sends_once(chat_store_t *st, chat_send_t **sends, size_t n,
         nnew++;
     }
 
-    /* 3: the rows, and COMMIT */
+commit:
+
+    /* 3: the rows, the push devices, and COMMIT */
     memset(steps, 0, sizeof(steps));
     nsteps = 0;
 
@@ -1016,11 +1146,21 @@ chat_sends_once(chat_store_t *st, chat_send_t **sends, size_t n,
         }
     }
 
+    /* its rows are few (the devices of the recipients) and only COMMIT
+     * is written after it */
+    if (chat_sends_push_step(st, sends, n, p_push, &steps[nsteps])) {
+        steps[nsteps++].out = &push;
+    }
+
     steps[nsteps++].sql = "COMMIT";
 
     rc = chat_pg_pipeline(st, steps, nsteps);
     if (rc != CHAT_PG_OK) {
         goto done;
+    }
+
+    if (push) {
+        chat_sends_push_apply(push, sends, n, arena);
     }
 
     for (i = 0; i < n; i++) {
@@ -1037,6 +1177,7 @@ done:
     PQclear(direct);
     PQclear(group);
     PQclear(ids);
+    PQclear(push);
     chat_send_work_free(&w);
 
     return rc;

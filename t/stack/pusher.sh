@@ -1,11 +1,15 @@
 # t/stack/pusher.sh: the chat_pusher daemon for t/stack.sh (sourced):
-# DIR/run/pusher.pid, DIR/log/pusher.log. It needs PostgreSQL (the push
-# outbox) and Redis (the sessions); it starts after the workers.
+# DIR/run/pusher.pid, DIR/log/pusher.log. It needs Kafka (the push topic,
+# which the workers create before they consume: it exists once they are
+# up), PostgreSQL (the push outbox) and Redis (the sessions); it starts
+# after the workers.
 
 # CHAT_PUSHER_ARGS: more options (the tests' retries are fast)
 pusher_args() {
     # shellcheck disable=SC2086
-    echo --redis "127.0.0.1:$REDIS_PORT" ${CHAT_PUSHER_ARGS:-}
+    echo --brokers "127.0.0.1:$KAFKA_PORT" --group chat-pushers \
+         --partitions "$CHAT_PARTITIONS" --redis "127.0.0.1:$REDIS_PORT" \
+         ${CHAT_PUSHER_ARGS:-}
 }
 
 pusher_prepare() {

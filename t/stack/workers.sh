@@ -67,7 +67,8 @@ worker_launch() {
 # workers_ready "LOGS" PID...: the workers just started are up
 workers_ready() {
     local logs=$1 pid; shift
-    # the first worker creates the topic; nginx needs it to produce
+    # the first worker creates the topics (the push topic first); nginx
+    # needs the requests topic to produce
     wait_ready chat_worker "$1" 60 "$logs" topic_ready
     sleep 0.3
     for pid in "$@"; do

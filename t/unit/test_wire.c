@@ -221,6 +221,62 @@ test_presence(void)
 }
 
 
+/* the push topic's records: written by chat_worker, read by chat_pusher */
+static void
+test_push_record(void)
+{
+    char                  buf[NGX_CHAT_WIRE_PUSH_RECORD_MAX];
+    char                  id[NGX_CHAT_WIRE_ID_MAX];
+    size_t                n;
+    ngx_chat_wire_push_t  in, out;
+
+    in.message_id = 4711;
+    in.user = "bob";
+    in.user_len = 3;
+    in.device = "tablet";
+    in.device_len = 6;
+    in.ts = 1714128000123;
+
+    n = ngx_chat_wire_push_record(buf, &in);
+    CHECK(n == 29 && memcmp(buf, "4711 bob tablet 1714128000123", n) == 0,
+          "%.*s", (int) n, buf);
+    memset(&out, 0, sizeof(out));
+    CHECK(ngx_chat_wire_push_parse(buf, n, &out)
+          && out.message_id == 4711 && out.user_len == 3
+          && memcmp(out.user, "bob", 3) == 0 && out.device_len == 6
+          && memcmp(out.device, "tablet", 6) == 0
+          && out.ts == 1714128000123, "round trip");
+
+    /* the longest ids and the largest message id fit the buffer */
+    memset(id, 'x', sizeof(id));
+    in.message_id = INT64_MAX;
+    in.user = id;
+    in.user_len = sizeof(id);
+    in.device = id;
+    in.device_len = sizeof(id);
+    in.ts = 999999999999999999LL;
+    n = ngx_chat_wire_push_record(buf, &in);
+    CHECK(n == 19 + 1 + 64 + 1 + 64 + 1 + 18, "%zu", n);
+    CHECK(ngx_chat_wire_push_parse(buf, n, &out)
+          && out.message_id == INT64_MAX && out.user_len == sizeof(id)
+          && out.device_len == sizeof(id) && out.ts == in.ts,
+          "round trip at the limits");
+
+    CHECK(!ngx_chat_wire_push_parse("0 bob tab 1", 11, &out), "id 0");
+    CHECK(!ngx_chat_wire_push_parse("x bob tab 1", 11, &out), "id");
+    CHECK(!ngx_chat_wire_push_parse("1 b:b tab 1", 11, &out), "user");
+    CHECK(!ngx_chat_wire_push_parse("1 bob t:b 1", 11, &out), "device");
+    CHECK(!ngx_chat_wire_push_parse("1 bob  1", 8, &out), "empty device");
+    CHECK(!ngx_chat_wire_push_parse("1 bob tab", 9, &out), "no time");
+    CHECK(!ngx_chat_wire_push_parse("1 bob tab ", 10, &out), "empty time");
+    CHECK(!ngx_chat_wire_push_parse("1 bob tab 1x", 12, &out),
+          "not a number");
+    CHECK(!ngx_chat_wire_push_parse("1 bob tab 1 2", 13, &out),
+          "two times");
+    CHECK(!ngx_chat_wire_push_parse("", 0, &out), "empty");
+}
+
+
 /* the revocations: chat:revoked's fields, chat:control's messages */
 static void
 test_control(void)
@@ -476,6 +532,7 @@ main(void)
     test_keys_sessions();
     test_presence();
     test_control();
+    test_push_record();
     test_payload();
     test_records();
 

@@ -404,6 +404,57 @@ test_replay(void)
 }
 
 
+/*
+ * The pushes: a record for each device of the recipients that the
+ * delivery found without a session, none for the online one; a replay
+ * pushes again even when its answers went out before (its records may
+ * not have); a wait for Kafka given up leaves the batch undone.
+ */
+static void
+test_pushes(void)
+{
+    const char          *r[] = { SEND("dm:alice:bob", "c1") };
+    chat_push_device_t   devices[] = { { "bob", "tablet" },
+                                       { "bob", "phone" } };
+
+    start();
+    fake.push_devices = devices;
+    fake.npush_devices = 2;
+    fake.online_device = "phone";
+    check(batch(r, 1));
+    check_str(trace(), "sends 1|load 1|deliver 3|pushes 1");
+    check(count("push 101 bob tablet 5\n") == 1);
+    check(count(" phone ") == 0);
+
+    /* at or below the mark: nothing said, the push produced again */
+    start();
+    fake.push_devices = devices;
+    fake.npush_devices = 2;
+    fake.replay_at = 10;
+    fake.delivered = 10;
+    check(batch(r, 1));
+    check_str(trace(), "delivered 1|sends 1|load 1|deliver 0|pushes 2");
+    check(count("\"client_msg_id\":\"c1\"") == 0);
+    check(count("push 101 bob tablet 5\n") == 1);
+    check(count("push 101 bob phone 5\n") == 1);
+
+    /* its one device online: nothing produced */
+    start();
+    fake.push_devices = devices;
+    fake.npush_devices = 1;
+    fake.online_device = "tablet";
+    check(batch(r, 1));
+    check_str(trace(), "sends 1|load 1|deliver 3");
+    check(count("push ") == 0);
+
+    start();
+    fake.push_devices = devices;
+    fake.npush_devices = 2;
+    fake.produce_fail = true;
+    check(!batch(r, 1));
+}
+
+
 /* a record nobody can be told about is skipped; one that says where to
  * answer gets bad_request; both count for the position */
 static void
@@ -490,6 +541,7 @@ main(void)
     test_unknown_op();
     test_refused();
     test_replay();
+    test_pushes();
     test_bad_records();
     test_change_then_send();
     test_direct_joins();

@@ -645,10 +645,49 @@ test_follow(void)
 }
 
 
+/* the pushes: a device among its user's sessions is online; a user the
+ * outbox names only for a push is looked up too */
+static void
+test_pushes_online(void)
+{
+    static const session_t  s[] = { { "bob", "phone", "s1:0", SID_B },
+                                    { "carol", "web", "s1:0", SID_B } };
+    chat_outbox_t          out = { 0 };
+    chat_payload_users_t   users;
+    chat_arena_t           arena = { 0 };
+
+    chat_outbox_from(&out, 2);
+    chat_outbox_to_user(&out, chat_outbox_bytes(&out, chat_strdup("m"), 1),
+                        "bob", NULL, NULL);
+    chat_outbox_push(&out, 7, "bob", "phone", 5);
+    chat_outbox_push(&out, 7, "bob", "tablet", 5);
+    chat_outbox_push(&out, 7, "carol", "tablet", 5);
+    chat_outbox_push(&out, 7, "dave", "phone", 5);
+
+    chat_payload_users(&users, &out);
+    check(users.n == 3);
+    sessions(&users, s, 2, &arena);
+    chat_payload_online(&users, &out);
+
+    check(out.npushes == 4);
+    check(out.pushes[0].online);
+    check(!out.pushes[1].online);
+    check(!out.pushes[2].online);
+    check(!out.pushes[3].online);
+    check(out.pushes[3].partition == 2 && out.pushes[3].ts == 5
+          && out.pushes[3].message_id == 7);
+
+    chat_payload_users_free(&users);
+    chat_outbox_free(&out);
+    chat_arena_free(&arena);
+}
+
+
 int
 main(void)
 {
     test_chain_state();
+    test_pushes_online();
     test_sections();
     test_split();
     test_repair();

@@ -16,11 +16,15 @@
  *   groups      what the membership loads find (conv, then its members);
  *               a repair's member lists too
  *   repair_rows what a repair reads (every repair the same)
+ *   push_devices the push devices every send stored (or replayed) finds
+ *   online_device the device that the delivery finds with a session
+ *   produce_fail the producer of pushes gives its wait up
  * Sends into "g:none" are forbidden; receipts beyond seq 100 too far;
  * a change of message 1 finds no such message, of message 2 is not the
  * user's to make.
  * The pushes to streamed answers' lists are written down in fake.pushed,
  * one line each: "RPUSH key bytes", "EXPIRE key", "DEL key".
+ * The push records produced go to fake.sent, "push <record>" a line.
  */
 
 
@@ -33,6 +37,7 @@
 #include <string.h>
 
 #include "../../workers/worker_lists.h"
+#include "../../workers/worker_pushes.h"
 #include "../../workers/worker_redis.h"
 #include "../../workers/worker_store.h"
 
@@ -66,6 +71,10 @@ static struct {
     size_t                    waits;
     const chat_repair_row_t  *repair_rows;
     size_t                    nrepair_rows;
+    chat_push_device_t       *push_devices;
+    size_t                    npush_devices;
+    const char               *online_device;
+    bool                      produce_fail;
 } fake;
 
 
@@ -135,6 +144,8 @@ chat_store_sends(chat_store_t *st, chat_send_t **sends, size_t n,
         s->msg.kind = "text";
         s->msg.body = s->req->body;
         s->msg.server_ts = 5;
+        s->push = fake.push_devices;
+        s->npush = fake.npush_devices;
     }
 
     return CHAT_STORE_OK;
@@ -753,6 +764,49 @@ chat_redis_deliver(chat_redis_t *r, chat_outbox_t *out, chat_arena_t *arena,
     }
 
     fake_outbox(&fake.sent, out);
+
+    for (i = 0; i < out->npushes; i++) {
+        out->pushes[i].online = fake.online_device
+                                && strcmp(out->pushes[i].device,
+                                          fake.online_device) == 0;
+    }
+
+    return true;
+}
+
+
+/* Kafka */
+
+bool
+chat_pushes_produce(chat_pushes_t *p, const chat_outbox_push_t *const *pushes,
+    size_t n)
+{
+    ngx_chat_wire_push_t  rec;
+    char                  buf[NGX_CHAT_WIRE_PUSH_RECORD_MAX];
+    size_t                i, len;
+
+    (void) p;
+
+    if (n == 0) {
+        return true;
+    }
+
+    fake_trace("pushes", n);
+
+    if (fake.produce_fail) {
+        return false;
+    }
+
+    for (i = 0; i < n; i++) {
+        rec.message_id = pushes[i]->message_id;
+        rec.user = pushes[i]->user;
+        rec.user_len = strlen(pushes[i]->user);
+        rec.device = pushes[i]->device;
+        rec.device_len = strlen(pushes[i]->device);
+        rec.ts = pushes[i]->ts;
+        len = ngx_chat_wire_push_record(buf, &rec);
+        chat_buf_printf(&fake.sent, "push %.*s\n", (int) len, buf);
+    }
 
     return true;
 }
