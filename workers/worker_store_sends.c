@@ -660,13 +660,13 @@ chat_sends_replies_step(chat_store_t *st, chat_send_t **sends, size_t n,
 }
 
 
-/* array 14: the conversations of the messages stored now or by this
+/* array 15: the conversations of the messages stored now or by this
  * very record before (a replay produces its push records again) */
 static bool
 chat_sends_push_step(chat_store_t *st, chat_send_t **sends, size_t n,
     const char **params, chat_pg_step_t *step)
 {
-    chat_buf_t  *convs = &st->arrays[14];
+    chat_buf_t  *convs = &st->arrays[15];
     chat_map_t   seen = { 0 };
     size_t       i, asked = 0;
 
