@@ -137,6 +137,15 @@ def _read_until_up(p, timeout):
     return out, None
 
 
+def _as_from_a_terminal():
+    """A shell cannot trap a signal that was ignored when it started, and a
+    suite started in the background of a non-interactive shell (nohup, a
+    CI runner's `cmd &`) hands SIGINT ignored down to everything it runs.
+    The run is started as a terminal would start it: SIGINT at its
+    default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_run_restarts_what_dies_and_stops_everything_on_sigint():
     ports = free_ports(6)
     env = os.environ.copy()
@@ -154,7 +163,8 @@ def test_run_restarts_what_dies_and_stops_everything_on_sigint():
     os.chmod(d, 0o755)
     p = subprocess.Popen(["bash", STACK_SH, "run", d], env=env,
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, start_new_session=True)
+                         stderr=subprocess.STDOUT, start_new_session=True,
+                         preexec_fn=_as_from_a_terminal)
     ok = False
     try:
         out, why = _read_until_up(p, START_TIMEOUT)
