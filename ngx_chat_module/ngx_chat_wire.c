@@ -108,6 +108,31 @@ ngx_chat_wire_valid_node(const char *p, size_t len)
 }
 
 
+/* the whole of [p, end) as an unsigned decimal: 1 to 18 digits, so that
+ * it fits an int64_t whatever they are */
+static int
+ngx_chat_wire_decimal(const char *p, const char *end, int64_t *v)
+{
+    int64_t  n;
+
+    if (p == end || end - p > 18) {
+        return 0;
+    }
+
+    for (n = 0; p < end; p++) {
+        if (*p < '0' || *p > '9') {
+            return 0;
+        }
+
+        n = n * 10 + (*p - '0');
+    }
+
+    *v = n;
+
+    return 1;
+}
+
+
 static int
 ngx_chat_wire_cmp(const char *a, size_t a_len, const char *b, size_t b_len)
 {
@@ -372,7 +397,6 @@ ngx_chat_wire_presence_parse(const char *p, size_t len,
     ngx_chat_wire_presence_t *ev)
 {
     const char  *end, *sp1, *sp2, *q;
-    int64_t      v;
 
     end = p + len;
 
@@ -407,19 +431,9 @@ ngx_chat_wire_presence_parse(const char *p, size_t len,
         return 1;
     }
 
-    if (q == end || end - q > 18) {
+    if (!ngx_chat_wire_decimal(q, end, &ev->last_seen)) {
         return 0;
     }
-
-    for (v = 0; q < end; q++) {
-        if (*q < '0' || *q > '9') {
-            return 0;
-        }
-
-        v = v * 10 + (*q - '0');
-    }
-
-    ev->last_seen = v;
 
     return 1;
 }
@@ -446,7 +460,6 @@ int
 ngx_chat_wire_push_parse(const char *p, size_t len, ngx_chat_wire_push_t *push)
 {
     const char  *end, *sp1, *sp2, *sp3, *q;
-    int64_t      v;
 
     end = p + len;
 
@@ -480,19 +493,9 @@ ngx_chat_wire_push_parse(const char *p, size_t len, ngx_chat_wire_push_t *push)
 
     q = sp3 + 1;
 
-    if (q == end || end - q > 18) {
+    if (!ngx_chat_wire_decimal(q, end, &push->ts)) {
         return 0;
     }
-
-    for (v = 0; q < end; q++) {
-        if (*q < '0' || *q > '9') {
-            return 0;
-        }
-
-        v = v * 10 + (*q - '0');
-    }
-
-    push->ts = v;
 
     return 1;
 }
@@ -563,7 +566,6 @@ ngx_chat_wire_control_parse(const char *p, size_t len,
     ngx_chat_wire_control_t *ev)
 {
     const char  *end, *sp1, *sp2, *q;
-    int64_t      v;
 
     end = p + len;
 
@@ -603,19 +605,9 @@ ngx_chat_wire_control_parse(const char *p, size_t len,
 
     q = sp2 + 1;
 
-    if (q == end || end - q > 18) {
+    if (!ngx_chat_wire_decimal(q, end, &ev->ms)) {
         return 0;
     }
-
-    for (v = 0; q < end; q++) {
-        if (*q < '0' || *q > '9') {
-            return 0;
-        }
-
-        v = v * 10 + (*q - '0');
-    }
-
-    ev->ms = v;
 
     return 1;
 }

@@ -274,6 +274,10 @@ test_push_record(void)
     CHECK(!ngx_chat_wire_push_parse("1 bob tab 1 2", 13, &out),
           "two times");
     CHECK(!ngx_chat_wire_push_parse("", 0, &out), "empty");
+    CHECK(ngx_chat_wire_push_parse("1 bob tab 123456789012345678", 28, &out)
+          && out.ts == 123456789012345678LL, "18 digits");
+    CHECK(!ngx_chat_wire_push_parse("1 bob tab 1234567890123456789", 29,
+                                    &out), "19 digits");
 }
 
 
