@@ -49,16 +49,16 @@ $$;
 CREATE TEMP TABLE c_deployed (LIKE messages INCLUDING ALL);
 -- the search vector kept, its GIN index not
 CREATE TEMP TABLE c_no_gin (LIKE messages INCLUDING ALL);
-SELECT pg_temp.drop_index_like('c_no_gin', '%USING gin%');
+SELECT pg_temp.drop_index_like('c_no_gin', '%USING gin%') \gset
 -- no search at all
 CREATE TEMP TABLE c_no_search (LIKE messages INCLUDING ALL);
 ALTER TABLE c_no_search DROP COLUMN search;
 -- and no index by Kafka position either
 CREATE TEMP TABLE c_no_search_no_offset (LIKE messages INCLUDING ALL);
 ALTER TABLE c_no_search_no_offset DROP COLUMN search;
-SELECT pg_temp.drop_index_like('c_no_search_no_offset', '%kafka_offset%');
+SELECT pg_temp.drop_index_like('c_no_search_no_offset', '%kafka_offset%') \gset
 
-SELECT pg_temp.insert_rows('c_deployed', 1000);     -- warm the caches
+SELECT pg_temp.insert_rows('c_deployed', 1000) AS warm_ms \gset
 
 DO $$
 DECLARE
