@@ -272,6 +272,38 @@ def test_typing_through_kafka_while_the_sets_are_not_whole(stack, clients):
     assert typing_count(stack, "redis") - redis == 3
 
 
+def test_blocked_pair_sees_no_typing_through_kafka(stack, clients):
+    """The worker's way hides a blocked pair's typing as the script does:
+    neither sees the other's, and the blocked one is told nothing."""
+    a, b = unique("tkba"), unique("tkbb")
+    a1 = clients.add(stack.connect(a))
+    b1 = clients.add(stack.connect(b))
+    dm = dm_id(a, b)
+    g.send_ack(a1, "tkb1", "hello", to=b)
+    g.wait_frame(b1, lambda f: f.get("type") == "message"
+                 and f.get("conversation_id") == dm, what="a's message")
+    block(a1, "block", b)
+    fresh(a1, b1)
+    records = worker_typing_records(stack)
+    hold_the_rewrite(stack)
+    try:
+        g.typing(b1, dm, "start")
+        g.typing(a1, dm, "start")
+        wait_for(lambda: worker_typing_records(stack) - records >= 2, 10,
+                 what="the worker took both typing records")
+        sees_nothing([a1, b1], dm)
+        assert not [f for f in g.log_of(b1)
+                    if f.get("type") == "error"], b1.log
+        block(a1, "unblock", b)
+        fresh(a1, b1)
+        g.typing(b1, dm, "stop")
+        sees((a1,), dm, b, "stop", "b's typing through Kafka once unblocked")
+        wait_for(lambda: worker_typing_records(stack) - records >= 3, 10,
+                 what="the worker took the third typing record")
+    finally:
+        let_the_rewrite_go(stack)
+
+
 def test_typing_after_redis_lost_its_data(stack, clients):
     users, devs, conv = group(stack, clients, 3, "tl")
     (a, b, c), (a1, b1, c1) = users, devs

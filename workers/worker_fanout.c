@@ -278,7 +278,7 @@ chat_fanout_typing(chat_op_ctx_t *ctx, const chat_item_t *item)
 {
     const chat_request_t  *req = item->req;
 
-    if (!item->u.typing.allowed) {
+    if (!item->u.typing.allowed || item->u.typing.hidden) {
         return;
     }
 

@@ -47,6 +47,8 @@ typedef struct {
         chat_block_t       block;
         struct {
             bool           allowed;    /* typing: a member may type */
+            bool           hidden;     /* one of a direct pair blocks
+                                          the other: shown to nobody */
         }                  typing;
     } u;
 } chat_item_t;

@@ -1150,16 +1150,26 @@ chat_ops_store_receipts(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
 
 
 /* typing is never stored: this step only asks the membership cache
- * (loaded from PostgreSQL when it lacks a group) who may type */
+ * (loaded from PostgreSQL when it lacks a group) who may type, and, for
+ * direct conversations, the blocks: nginx's script hides a blocked
+ * pair's typing without a word to either, and so does this way */
 static chat_store_rc_t
 chat_ops_store_typing(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
 {
     const chat_members_t  *g;
     const chat_request_t  *req;
-    const char           **convs;
-    size_t                 i;
+    const char           **convs, **a, **b;
+    chat_store_rc_t        rc;
+    chat_item_t          **direct;
+    bool                  *blocked;
+    size_t                 i, nd = 0;
+    char                  *da, *db;
 
     convs = chat_arena_alloc(ctx->arena, n * sizeof(char *));
+    direct = chat_arena_alloc(ctx->arena, n * sizeof(chat_item_t *));
+    a = chat_arena_alloc(ctx->arena, n * sizeof(char *));
+    b = chat_arena_alloc(ctx->arena, n * sizeof(char *));
+    blocked = chat_arena_alloc(ctx->arena, n * sizeof(bool));
 
     for (i = 0; i < n; i++) {
         convs[i] = items[i]->req->conv;
@@ -1171,11 +1181,21 @@ chat_ops_store_typing(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
 
     for (i = 0; i < n; i++) {
         req = items[i]->req;
+        items[i]->u.typing.hidden = false;
 
         switch (chat_direct_access(req->conv, req->user)) {
 
         case NGX_CHAT_WIRE_ALLOWED:
             items[i]->u.typing.allowed = true;
+
+            da = chat_arena_alloc(ctx->arena, NGX_CHAT_WIRE_ID_MAX + 1);
+            db = chat_arena_alloc(ctx->arena, NGX_CHAT_WIRE_ID_MAX + 1);
+
+            if (chat_parse_dm(req->conv, da, db)) {
+                a[nd] = da;
+                b[nd] = db;
+                direct[nd++] = items[i];
+            }
             break;
 
         case NGX_CHAT_WIRE_ASK_STORE:
@@ -1188,6 +1208,19 @@ chat_ops_store_typing(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
             items[i]->u.typing.allowed = false;
             break;
         }
+    }
+
+    if (nd == 0) {
+        return CHAT_STORE_OK;
+    }
+
+    rc = chat_store_blocked_pairs(ctx->store, a, b, nd, blocked);
+    if (rc != CHAT_STORE_OK) {
+        return rc;
+    }
+
+    for (i = 0; i < nd; i++) {
+        direct[i]->u.typing.hidden = blocked[i];
     }
 
     return CHAT_STORE_OK;

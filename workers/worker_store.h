@@ -7,7 +7,8 @@
  *   worker_store_sends.c     chat_store_sends: a batch's messages
  *   worker_store_changes.c   chat_store_change: edits, deletions and
  *                            reactions
- *   worker_store_blocks.c    chat_store_block: whom a user blocks
+ *   worker_store_blocks.c    chat_store_block: whom a user blocks;
+ *                            chat_store_blocked_pairs
  *   worker_store_search.c    the search read (one of chat_store_reads')
  *   worker_store_reads.c     chat_store_reads: history, sync, the
  *                            conversation list and the receipts
@@ -254,6 +255,10 @@ typedef struct {
 
 chat_store_rc_t chat_store_block(chat_store_t *st, chat_block_t *b,
     chat_arena_t *arena);
+
+/* blocked[i]: a[i] blocks b[i] or b[i] blocks a[i] */
+chat_store_rc_t chat_store_blocked_pairs(chat_store_t *st, const char **a,
+    const char **b, size_t n, bool *blocked);
 
 
 /* ---- membership changes ---- */

@@ -238,7 +238,7 @@ test_typing(void)
 
     start();
     check(batch(r, 3));
-    check_str(trace(), "load 3|deliver 3");
+    check_str(trace(), "load 3|blocked_pairs 1|deliver 3");
     check_str(sent(), "position 3 12\n"
                       "@bob {\"type\":\"typing\",\"conversation_id\":\"g:1\","
                       "\"user_id\":\"alice\",\"state\":\"start\"}\n"
@@ -247,6 +247,24 @@ test_typing(void)
                       "\"state\":\"start\"}\n"
                       SESSION "{\"type\":\"error\",\"code\":\"forbidden\","
                       "\"message\":\"not a member of this conversation\"}\n");
+}
+
+
+/* a direct pair of which one blocks the other: the typing goes to nobody
+ * and the typer is told nothing, as by nginx's script */
+static void
+test_typing_blocked(void)
+{
+    const char  *r[] = { TYPING("typing", "dm:alice:blockedbob"),
+                         TYPING("typing", "dm:alice:bob") };
+
+    start();
+    check(batch(r, 2));
+    check_str(trace(), "load 2|blocked_pairs 2|deliver 1");
+    check_str(sent(), "position 3 11\n"
+                      "@bob {\"type\":\"typing\",\"conversation_id\":"
+                      "\"dm:alice:bob\",\"user_id\":\"alice\","
+                      "\"state\":\"start\"}\n");
 }
 
 
@@ -537,6 +555,7 @@ main(void)
 
     test_order();
     test_typing();
+    test_typing_blocked();
     test_coalesced_receipts();
     test_unknown_op();
     test_refused();

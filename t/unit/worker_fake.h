@@ -246,6 +246,26 @@ chat_store_sync_messages(chat_store_t *st, chat_sync_conv_t *convs, size_t n,
 }
 
 
+/* a user whose name begins with "blocked" is blocked by everyone */
+chat_store_rc_t
+chat_store_blocked_pairs(chat_store_t *st, const char **a, const char **b,
+    size_t n, bool *blocked)
+{
+    size_t  i;
+
+    (void) st;
+
+    fake_trace("blocked_pairs", n);
+
+    for (i = 0; i < n; i++) {
+        blocked[i] = strncmp(a[i], "blocked", 7) == 0
+                     || strncmp(b[i], "blocked", 7) == 0;
+    }
+
+    return CHAT_STORE_OK;
+}
+
+
 /* a block or unblock: the list is the other user alone, or empty */
 chat_store_rc_t
 chat_store_block(chat_store_t *st, chat_block_t *b, chat_arena_t *arena)
