@@ -78,6 +78,10 @@ chat_usage(FILE *f)
         " tests set it low)\n"
         "  --commit-every-ms N        offset commits at most this often"
         " (200)\n"
+        "  --fetch-wait-ms N          a fetch waits this long at most for a"
+        " fuller batch (8):\n"
+        "                             lower is less latency, more Kafka"
+        " requests at light load\n"
         "  --push-endpoints P[,P...]  the URL prefixes push_register may"
         " name (any http(s) URL)\n"
         "  --push-topic NAME          where pushes to offline devices go ("
@@ -117,6 +121,7 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
         { "metrics",    required_argument, NULL, 'M' },
         { "max-poll-interval-ms", required_argument, NULL, 'P' },
         { "commit-every-ms", required_argument, NULL, 'C' },
+        { "fetch-wait-ms", required_argument, NULL, 'W' },
         { "push-endpoints", required_argument, NULL, 'E' },
         { "push-topic", required_argument, NULL, 'Q' },
         { "media-secret", required_argument, NULL, 'S' },
@@ -150,6 +155,7 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
     o->kafka.max_poll_interval_ms = 0;
     o->kafka.commit_every_ms = 0;
     o->kafka.client_id = NULL;
+    o->kafka.fetch_wait_ms = 0;
 
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
@@ -219,6 +225,15 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
             } else {
                 o->kafka.commit_every_ms = (int) n;
             }
+            break;
+
+        case 'W':
+            if (!chat_option_long(prog, "fetch-wait-ms", optarg, 1, 1000,
+                                  &n))
+            {
+                return false;
+            }
+            o->kafka.fetch_wait_ms = (int) n;
             break;
 
         case 'E':

@@ -21,7 +21,7 @@ nginx_conf() {
         CHAT_PORT="$CHAT_PORT" CHAT_TLS_PORT="$CHAT_TLS_PORT" \
         REDIS_PORT="$REDIS_PORT" KAFKA_PORT="$KAFKA_PORT" PG_PORT="$PG_PORT" \
         SERVER_ID="$CHAT_SERVER_ID" TOPIC="$CHAT_TOPIC" \
-        JWT_SECRET="$CHAT_JWT_SECRET"
+        JWT_SECRET="$CHAT_JWT_SECRET" KAFKA_LINGER="${CHAT_KAFKA_LINGER:-5ms}"
     rm -rf "$ndir/app"; cp -R "$ROOT/clients" "$ndir/app"   # location /app/
 }
 
