@@ -26,6 +26,7 @@
  */
 
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,7 @@ typedef struct {
     const char  *push_topic;
     chat_media_t media;
     const char  *metrics;
+    long         search_index_ms;
     chat_kafka_tuning_t  kafka;
 } chat_options_t;
 
@@ -92,6 +94,10 @@ chat_usage(FILE *f)
         " (86400000)\n"
         "  --metrics HOST:PORT        serve Prometheus metrics on"
         " http://HOST:PORT/metrics\n"
+        "  --search-index-ms N        sent messages wait at most this long"
+        " for the search\n"
+        "                             index (250; less when many are"
+        " waiting)\n"
         "  --help\n"
         "\n"
         "Logs one JSON object per line on stderr. SIGTERM or SIGINT: the"
@@ -124,6 +130,7 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
         { "media-root", required_argument, NULL, 'R' },
         { "media-url-ttl-ms", required_argument, NULL, 'T' },
         { "media-keep-ms", required_argument, NULL, 'K' },
+        { "search-index-ms", required_argument, NULL, 'I' },
         { "help",       no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -147,6 +154,7 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
     o->media.ttl_ms = 900000;
     o->media.keep_ms = 86400000;
     o->metrics = NULL;
+    o->search_index_ms = 250;
     o->kafka.max_poll_interval_ms = 0;
     o->kafka.commit_every_ms = 0;
     o->kafka.client_id = NULL;
@@ -259,6 +267,14 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
             o->media.keep_ms = n;
             break;
 
+        case 'I':
+            if (!chat_option_long(prog, "search-index-ms", optarg, 1,
+                                  86400000, &o->search_index_ms))
+            {
+                return false;
+            }
+            break;
+
         case 'h':
             chat_usage(stdout);
             exit(0);
@@ -295,6 +311,7 @@ typedef struct {
     chat_metrics_t        metrics;
     chat_lag_t           *lag;
     chat_httpd_t         *httpd;
+    chat_index_t          index;
 } chat_worker_t;
 
 
@@ -312,6 +329,7 @@ chat_worker_log_start(const chat_options_t *o)
     chat_log_str(&l, "metrics", o->metrics);
     chat_log_int(&l, "max_group_members", o->max_group_members);
     chat_log_int(&l, "receipt_fanout_max", o->receipt_fanout_max);
+    chat_log_int(&l, "search_index_ms", o->search_index_ms);
     chat_log_end(&l);
 }
 
@@ -346,6 +364,9 @@ chat_worker_open(chat_worker_t *w, const chat_options_t *o,
     w->records = chat_alloc(CHAT_BATCH_MAX * sizeof(chat_record_t));
     chat_metrics_init(&w->metrics);
     w->ctx.metrics = &w->metrics;
+    chat_index_init(&w->index, o->search_index_ms, CHAT_INDEX_MAX,
+                    CHAT_INDEX_SWEEP_MS);
+    w->ctx.index = &w->index;
 
     chat_worker_log_start(o);
 
@@ -433,8 +454,10 @@ chat_worker_rebalanced(chat_worker_t *w)
         for (i = 0; i < n; i++) {
             if (ev[i].assigned) {
                 chat_chain_assign(&w->chain, ev[i].partition, now_us);
+                chat_index_assign(&w->index, ev[i].partition);
             } else {
                 chat_chain_revoke(&w->chain, ev[i].partition);
+                chat_index_revoke(&w->index, ev[i].partition);
             }
         }
     }
@@ -481,6 +504,61 @@ chat_worker_sweep(chat_worker_t *w)
     }
 
     chat_arena_free(&arena);
+}
+
+
+/*
+ * The search index's next statement, if one is due: at most one per turn
+ * of the loop, so that a batch waits for one at most. A partition taken
+ * is looked over for what a predecessor stored and never indexed.
+ */
+static void
+chat_worker_index(chat_worker_t *w, bool force)
+{
+    chat_index_t     *ix = &w->index;
+    chat_store_rc_t   rc;
+    int64_t           indexed;
+    int32_t           partition;
+
+    switch (chat_index_next(ix, chat_now_ms(), force, &partition)) {
+
+    case CHAT_INDEX_PARTITION:
+        rc = chat_store_index_partition(w->ctx.store, partition, &indexed);
+
+        if (rc == CHAT_STORE_OK) {
+            chat_index_looked_over(ix, partition);
+
+            if (indexed > 0) {
+                log_info("search: %" PRId64 " messages of partition %d"
+                         " indexed late", indexed, (int) partition);
+            }
+
+        } else if (rc == CHAT_STORE_REFUSED) {
+            log_error("search: partition %d could not be looked over",
+                      (int) partition);
+            chat_index_looked_over(ix, partition);
+        }
+
+        break;
+
+    case CHAT_INDEX_FLUSH:
+        rc = chat_store_index(w->ctx.store, ix->ids, ix->n, ix->parts,
+                              ix->offsets, ix->nparts);
+
+        if (rc == CHAT_STORE_REFUSED) {
+            log_error("search: %zu messages could not be indexed: their"
+                      " partitions are looked over instead", ix->n);
+        }
+
+        if (rc != CHAT_STORE_STOPPED) {
+            chat_index_flushed(ix, rc == CHAT_STORE_OK);
+        }
+
+        break;
+
+    case CHAT_INDEX_IDLE:
+        break;
+    }
 }
 
 
@@ -556,6 +634,7 @@ chat_worker_run(chat_worker_t *w)
             chat_kafka_resume(w->kafka);
         }
 
+        chat_worker_index(w, false);
         chat_contacts_tick(&w->contacts, w->ctx.store, w->ctx.redis,
                            chat_now_ms());
         chat_stats_tick(&stats, chat_now_ms());
@@ -580,6 +659,7 @@ chat_worker_close(chat_worker_t *w)
     chat_members_release(&w->members);
     chat_chain_free(&w->chain);
     chat_contacts_free(&w->contacts);
+    chat_index_free(&w->index);
     free(w->members.retired);
     free(w->records);
 }
@@ -602,6 +682,9 @@ main(int argc, char **argv)
 
     if (chat_worker_open(&w, &o, stop)) {
         chat_worker_run(&w);
+        /* what is pending, if PostgreSQL answers; else the partitions'
+         * next owners index it */
+        chat_worker_index(&w, true);
         chat_log_begin(&line, "info", "stopping");
         chat_log_end(&line);
 

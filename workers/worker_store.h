@@ -9,6 +9,8 @@
  *                            reactions
  *   worker_store_blocks.c    chat_store_block: whom a user blocks
  *   worker_store_search.c    the search read (one of chat_store_reads')
+ *   worker_store_index.c     chat_store_index, chat_store_index_partition:
+ *                            the search index, written after the sends
  *   worker_store_reads.c     chat_store_reads: history, sync, the
  *                            conversation list and the receipts
  *   worker_store_groups.c    chat_store_group_op: membership changes
@@ -132,6 +134,22 @@ chat_store_rc_t chat_store_sends(chat_store_t *st, chat_send_t **sends,
  */
 chat_store_rc_t chat_store_change(chat_store_t *st, chat_send_t *s,
     chat_arena_t *arena);
+
+
+/* ---- the search index ---- */
+
+/*
+ * The text messages of these ids (stored and committed) into the search
+ * index, and the partitions (ascending) indexed up to these offsets, in one
+ * statement; a message deleted or redacted meanwhile is left out.
+ */
+chat_store_rc_t chat_store_index(chat_store_t *st, const int64_t *ids,
+    size_t n, const int32_t *parts, const int64_t *offsets, size_t nparts);
+
+/* whatever the records of this partition stored after its indexed position
+ * and is not in the index, indexed; *indexed says how many */
+chat_store_rc_t chat_store_index_partition(chat_store_t *st,
+    int32_t partition, int64_t *indexed);
 
 
 /* ---- reads ---- */
