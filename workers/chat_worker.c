@@ -13,9 +13,11 @@
  * again, and the store recognises what was already stored.
  *
  * Beside the batches, the loop has chat:revoked written again when its
- * Redis is new or lost the hash (worker_control.c), and --metrics starts
- * the metrics endpoint's thread (worker_httpd.c), which reads the figures
- * the parts count and never touches the loop's objects.
+ * Redis is new or lost the hash (worker_control.c), writes the search
+ * index after the sends, one statement a turn at most (worker_index.c),
+ * and --metrics starts the metrics endpoint's thread (worker_httpd.c),
+ * which reads the figures the parts count and never touches the loop's
+ * objects.
  *
  * While it waits, the consumer is kept alive (chat_kafka_hold: paused and
  * polled), however long the outage; a rebalance that takes a partition of
