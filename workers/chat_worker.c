@@ -314,6 +314,7 @@ typedef struct {
     chat_lag_t           *lag;
     chat_httpd_t         *httpd;
     chat_index_t          index;
+    chat_store_t         *index_store;  /* the search index's connection */
 } chat_worker_t;
 
 
@@ -389,6 +390,12 @@ chat_worker_open(chat_worker_t *w, const chat_options_t *o,
 
     chat_store_set_metrics(w->ctx.store, &w->metrics);
 
+    /* its statements are not the send path's: not in its figures */
+    w->index_store = chat_store_open(o->pg, w->ctx.stop);
+    if (w->index_store == NULL) {
+        return false;
+    }
+
     w->ctx.control = chat_control_open(o->redis, w->ctx.stop, &w->metrics);
     if (w->ctx.control == NULL) {
         return false;
@@ -434,6 +441,7 @@ chat_worker_open(chat_worker_t *w, const chat_options_t *o,
     }
 
     chat_store_set_wait(w->ctx.store, chat_worker_keepalive, w);
+    chat_store_set_wait(w->index_store, chat_worker_keepalive, w);
     chat_redis_set_wait(w->ctx.redis, chat_worker_keepalive, w);
     chat_pushes_set_wait(w->pushes, chat_worker_keepalive, w);
 
@@ -510,22 +518,45 @@ chat_worker_sweep(chat_worker_t *w)
 
 
 /*
- * The search index's next statement, if one is due: at most one per turn
- * of the loop, so that a batch waits for one at most. A partition taken
- * is looked over for what a predecessor stored and never indexed.
+ * The search index, at each turn of the loop, on its own connection: the
+ * statement running asked how it went, or the next one started (its ids
+ * are indexed while the batches go on). A partition taken is looked over
+ * for what a predecessor stored and never indexed, waited for: one
+ * statement, rarely. On a stop, what runs and what is pending are waited
+ * for.
  */
 static void
-chat_worker_index(chat_worker_t *w, bool force)
+chat_worker_index(chat_worker_t *w, bool stopping)
 {
-    chat_index_t     *ix = &w->index;
-    chat_store_rc_t   rc;
-    int64_t           indexed;
-    int32_t           partition;
+    chat_index_t           *ix = &w->index;
+    chat_store_rc_t         rc;
+    chat_store_index_rc_t   irc;
+    int64_t                 indexed = 0;
+    int32_t                 partition;
 
-    switch (chat_index_next(ix, chat_now_ms(), force, &partition)) {
+    if (ix->running) {
+        irc = chat_store_index_poll(w->index_store, stopping, &indexed);
+
+        if (irc == CHAT_STORE_INDEX_RUNNING) {
+            return;
+        }
+
+        if (irc == CHAT_STORE_INDEX_FAILED) {
+            log_error("search: %zu messages not indexed: their partitions"
+                      " are looked over instead", ix->nrun);
+        }
+
+        chat_index_flushed(ix, irc == CHAT_STORE_INDEX_DONE);
+
+        if (!stopping) {
+            return;
+        }
+    }
+
+    switch (chat_index_next(ix, chat_now_ms(), stopping, &partition)) {
 
     case CHAT_INDEX_PARTITION:
-        rc = chat_store_index_partition(w->ctx.store, partition, &indexed);
+        rc = chat_store_index_partition(w->index_store, partition, &indexed);
 
         if (rc == CHAT_STORE_OK) {
             chat_index_looked_over(ix, partition);
@@ -544,16 +575,19 @@ chat_worker_index(chat_worker_t *w, bool force)
         break;
 
     case CHAT_INDEX_FLUSH:
-        rc = chat_store_index(w->ctx.store, ix->ids, ix->n, ix->parts,
-                              ix->offsets, ix->nparts);
+        chat_index_take(ix);
 
-        if (rc == CHAT_STORE_REFUSED) {
-            log_error("search: %zu messages could not be indexed: their"
-                      " partitions are looked over instead", ix->n);
-        }
+        if (!chat_store_index_start(w->index_store, ix->run_ids, ix->nrun,
+                                    ix->run_parts, ix->run_offsets,
+                                    ix->nrun_parts))
+        {
+            log_error("search: %zu messages not indexed: their partitions"
+                      " are looked over instead", ix->nrun);
+            chat_index_flushed(ix, false);
 
-        if (rc != CHAT_STORE_STOPPED) {
-            chat_index_flushed(ix, rc == CHAT_STORE_OK);
+        } else if (stopping) {
+            irc = chat_store_index_poll(w->index_store, true, &indexed);
+            chat_index_flushed(ix, irc == CHAT_STORE_INDEX_DONE);
         }
 
         break;
@@ -657,6 +691,7 @@ chat_worker_close(chat_worker_t *w)
     chat_lists_close(w->lists);
     chat_redis_close(w->ctx.redis);
     chat_store_close(w->ctx.store);
+    chat_store_close(w->index_store);
     chat_members_clear(&w->members);
     chat_members_release(&w->members);
     chat_chain_free(&w->chain);
@@ -684,8 +719,8 @@ main(int argc, char **argv)
 
     if (chat_worker_open(&w, &o, stop)) {
         chat_worker_run(&w);
-        /* what is pending, if PostgreSQL answers; else the partitions'
-         * next owners index it */
+        /* what runs and what is pending, if PostgreSQL answers; else the
+         * partitions' next owners index it */
         chat_worker_index(&w, true);
         chat_log_begin(&line, "info", "stopping");
         chat_log_end(&line);

@@ -32,7 +32,8 @@
  * Beside the batches, worker_contacts.c writes those sets again from the
  * store after Redis lost them, and the loop writes the search index after
  * the sends committed, from worker_index.c's to-do list (which the sends'
- * store step fills) through worker_store_index.c.
+ * store step fills) through worker_store_index.c, on a connection of its
+ * own while the batches go on.
  *
  * The operators' revocations leave the store for Redis through a part of
  * their own, which the revoke op's store step and the loop call:

@@ -26,6 +26,9 @@ chat_index_free(chat_index_t *ix)
     free(ix->ids);
     free(ix->parts);
     free(ix->offsets);
+    free(ix->run_ids);
+    free(ix->run_parts);
+    free(ix->run_offsets);
     free(ix->held);
     free(ix->todo);
     memset(ix, 0, sizeof(*ix));
@@ -144,6 +147,10 @@ chat_index_next(chat_index_t *ix, int64_t now_ms, bool force,
 {
     size_t  i;
 
+    if (ix->running) {
+        return CHAT_INDEX_IDLE;
+    }
+
     if (force) {
         return ix->n > 0 ? CHAT_INDEX_FLUSH : CHAT_INDEX_IDLE;
     }
@@ -174,6 +181,26 @@ chat_index_next(chat_index_t *ix, int64_t now_ms, bool force,
 }
 
 
+#define chat_index_swap(type, a, b)                                         \
+    do { type t_ = a; a = b; b = t_; } while (0)
+
+void
+chat_index_take(chat_index_t *ix)
+{
+    chat_index_swap(int64_t *, ix->ids, ix->run_ids);
+    chat_index_swap(size_t, ix->n, ix->nrun);
+    chat_index_swap(size_t, ix->cap, ix->caprun);
+    chat_index_swap(int32_t *, ix->parts, ix->run_parts);
+    chat_index_swap(int64_t *, ix->offsets, ix->run_offsets);
+    chat_index_swap(size_t, ix->nparts, ix->nrun_parts);
+    chat_index_swap(size_t, ix->capparts, ix->caprun_parts);
+
+    ix->n = 0;
+    ix->nparts = 0;
+    ix->running = true;
+}
+
+
 void
 chat_index_flushed(chat_index_t *ix, bool ok)
 {
@@ -181,17 +208,18 @@ chat_index_flushed(chat_index_t *ix, bool ok)
 
     if (!ok) {
         /* their partitions, when still held, are looked over instead */
-        for (i = 0; i < ix->nparts; i++) {
-            k = chat_index_find(ix->held, ix->nheld, ix->parts[i]);
+        for (i = 0; i < ix->nrun_parts; i++) {
+            k = chat_index_find(ix->held, ix->nheld, ix->run_parts[i]);
 
-            if (k < ix->nheld && ix->held[k] == ix->parts[i]) {
+            if (k < ix->nheld && ix->held[k] == ix->run_parts[i]) {
                 ix->todo[k] = true;
             }
         }
     }
 
-    ix->n = 0;
-    ix->nparts = 0;
+    ix->nrun = 0;
+    ix->nrun_parts = 0;
+    ix->running = false;
 }
 
 

@@ -3,9 +3,10 @@
  * (worker_index.c), pure state: the ids of the text messages its sends
  * stored and committed, and the partitions whose stored messages are to
  * be looked over for any that a killed predecessor left out. The loop
- * asks it for the next statement to run (chat_store_index and
+ * asks it for the next statement to run (chat_store_index_start and
  * chat_store_index_partition, worker_store_index.c) and tells it how that
- * went.
+ * went. The ids of a statement still running are apart from those that
+ * came since: a failure sends back only its own.
  *
  * The pending ids wait at most interval_ms, or until max of them are
  * pending; each partition held is looked over when it is taken and every
@@ -40,6 +41,16 @@ typedef struct {
     size_t     nparts;
     size_t     capparts;
 
+    /* the ids and positions of the statement running, if one is */
+    bool       running;
+    int64_t   *run_ids;
+    size_t     nrun;
+    size_t     caprun;
+    int32_t   *run_parts;
+    int64_t   *run_offsets;
+    size_t     nrun_parts;
+    size_t     caprun_parts;
+
     int32_t   *held;            /* partitions held, ascending */
     size_t     nheld;
     size_t     capheld;
@@ -48,8 +59,8 @@ typedef struct {
 } chat_index_t;
 
 typedef enum {
-    CHAT_INDEX_IDLE,            /* nothing due */
-    CHAT_INDEX_FLUSH,           /* the pending ids (chat_store_index) */
+    CHAT_INDEX_IDLE,            /* nothing due, or a statement running */
+    CHAT_INDEX_FLUSH,           /* the pending ids: chat_index_take them */
     CHAT_INDEX_PARTITION        /* one partition looked over */
 } chat_index_job_t;
 
@@ -65,15 +76,18 @@ void chat_index_add(chat_index_t *ix, int64_t message_id, int32_t partition,
 void chat_index_assign(chat_index_t *ix, int32_t partition);
 void chat_index_revoke(chat_index_t *ix, int32_t partition);
 
-/* what to run now, if anything: partitions to look over come first, then
- * the pending ids when they are due; with force (a stop) the pending ids,
- * due or not, and nothing else; *partition is set for
- * CHAT_INDEX_PARTITION */
+/* what to run now, if anything (nothing while a statement runs):
+ * partitions to look over come first, then the pending ids when they are
+ * due; with force (a stop) the pending ids, due or not, and nothing else;
+ * *partition is set for CHAT_INDEX_PARTITION */
 chat_index_job_t chat_index_next(chat_index_t *ix, int64_t now_ms,
     bool force, int32_t *partition);
 
-/* the pending ids are indexed (or, failed for good, left to the look over
- * of their partitions, which is queued) */
+/* the pending ids become the running statement's (run_ids, run_parts,
+ * run_offsets); those that come after wait for the next one */
+void chat_index_take(chat_index_t *ix);
+/* the running statement's ids are indexed (or, failed, left to the look
+ * over of their partitions, which is queued) */
 void chat_index_flushed(chat_index_t *ix, bool ok);
 /* the partition is looked over */
 void chat_index_looked_over(chat_index_t *ix, int32_t partition);

@@ -1,7 +1,12 @@
 /*
- * worker_store_index.c: chat_store_index and chat_store_index_partition,
- * the search index's writes after the sends' commits (sql/044: the table
- * message_search and the positions per partition).
+ * worker_store_index.c: chat_store_index_start and _poll, and
+ * chat_store_index_partition, the search index's writes after the sends'
+ * commits (sql/044: the table message_search and the positions per
+ * partition), on a connection of their own.
+ *
+ * The ids' statement is sent and left to run while the loop goes on with
+ * its batches; the loop asks for its result at each turn. A partition's
+ * look-over, rare, is waited for.
  *
  * Each is one statement in a transaction of its own, off the send path:
  * the rows of the messages it indexes are read under a share lock, so that
@@ -104,14 +109,19 @@ chat_index_attempt(chat_store_t *st, void *data)
 }
 
 
-chat_store_rc_t
-chat_store_index(chat_store_t *st, const int64_t *ids, size_t n,
+bool
+chat_store_index_start(chat_store_t *st, const int64_t *ids, size_t n,
     const int32_t *parts, const int64_t *offsets, size_t nparts)
 {
-    chat_index_args_t  a = { "index_messages", 3, { NULL }, 0 };
-    chat_buf_t        *bids = &st->arrays[0], *bparts = &st->arrays[1];
-    chat_buf_t        *boffs = &st->arrays[2];
-    size_t             i;
+    chat_buf_t   *bids = &st->arrays[0], *bparts = &st->arrays[1];
+    chat_buf_t   *boffs = &st->arrays[2];
+    const char   *params[3];
+    size_t        i;
+
+    /* one try: a database away is waited out by the batches */
+    if (st->conn == NULL && !chat_pg_connect(st)) {
+        return false;
+    }
 
     chat_pg_array_begin(bids);
     chat_pg_array_begin(bparts);
@@ -126,11 +136,63 @@ chat_store_index(chat_store_t *st, const int64_t *ids, size_t n,
         chat_pg_array_int(boffs, offsets[i]);
     }
 
-    a.params[0] = chat_pg_array_end(bids);
-    a.params[1] = chat_pg_array_end(bparts);
-    a.params[2] = chat_pg_array_end(boffs);
+    params[0] = chat_pg_array_end(bids);
+    params[1] = chat_pg_array_end(bparts);
+    params[2] = chat_pg_array_end(boffs);
 
-    return chat_pg_retry(st, chat_index_attempt, &a);
+    if (!PQsendQueryPrepared(st->conn, "index_messages", 3, params, NULL,
+                             NULL, 0))
+    {
+        log_error("postgresql: index_messages: %s", PQerrorMessage(st->conn));
+        chat_pg_disconnect(st);
+        return false;
+    }
+
+    return true;
+}
+
+
+chat_store_index_rc_t
+chat_store_index_poll(chat_store_t *st, bool wait, int64_t *indexed)
+{
+    PGresult  *res;
+    bool       ok = false;
+
+    if (st->conn == NULL) {
+        return CHAT_STORE_INDEX_FAILED;
+    }
+
+    if (!wait) {
+        if (!PQconsumeInput(st->conn)) {
+            log_error("postgresql: index_messages: %s",
+                      PQerrorMessage(st->conn));
+            chat_pg_disconnect(st);
+            return CHAT_STORE_INDEX_FAILED;
+        }
+
+        if (PQisBusy(st->conn)) {
+            return CHAT_STORE_INDEX_RUNNING;
+        }
+    }
+
+    while ((res = PQgetResult(st->conn)) != NULL) {
+        if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+            *indexed = chat_pg_int(res, 0, 0);
+            ok = true;
+
+        } else {
+            log_error("postgresql: index_messages: %s",
+                      PQresultErrorMessage(res));
+        }
+
+        PQclear(res);
+    }
+
+    if (PQstatus(st->conn) != CONNECTION_OK) {
+        chat_pg_disconnect(st);
+    }
+
+    return ok ? CHAT_STORE_INDEX_DONE : CHAT_STORE_INDEX_FAILED;
 }
 
 
