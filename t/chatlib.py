@@ -36,6 +36,21 @@ def wait_for(pred, timeout=10.0, interval=0.1, what="condition"):
         time.sleep(interval)
 
 
+def indexed(stack, message_ids):
+    """How many of these messages the search index has."""
+    ids = ",".join(str(int(m)) for m in message_ids)
+    return int(stack.psql("SELECT count(*) FROM message_search"
+                          " WHERE message_id IN (%s)" % ids))
+
+
+def wait_indexed(stack, message_ids, timeout=10.0):
+    """Until the search index has every one of these messages: the
+    workers write it after the sends' acks, within --search-index-ms."""
+    ids = sorted(set(message_ids))
+    wait_for(lambda: indexed(stack, ids) == len(ids), timeout,
+             what="messages %r in the search index" % ids)
+
+
 def send_msg(c, cmid, body, to=None, conv=None, **extra):
     frame = {"type": "send", "client_msg_id": cmid, "body": body}
     if to is not None:

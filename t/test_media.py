@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from chatlib import dm_id, expect_error, unique
+from chatlib import dm_id, expect_error, indexed, unique, wait_indexed
 
 T = 15.0
 MAX_BYTES = 1024 * 1024          # chat_media_max_bytes in conf/nginx.conf.in
@@ -436,7 +436,9 @@ def test_search_finds_attachment_names(stack):
         assert ack["type"] == "ack", ack
         ca.send_json({"type": "send", "client_msg_id": "s2",
                       "conversation_id": conv, "body": "%s, report" % word})
-        assert ca.recv_type("ack", T, client_msg_id="s2")
+        s2 = ca.recv_type("ack", T, client_msg_id="s2")
+        assert s2
+        wait_indexed(stack, [ack["message_id"], s2["message_id"]])
 
         for q, mark in ((word, "<b>%s</b>-report_Q3.pdf" % word),
                         ("report", "%s-<b>report</b>_Q3.pdf" % word),
@@ -478,6 +480,7 @@ def test_search_finds_attachment_names(stack):
                           " name like '%%%s%%'" % word) == "0"
         assert stack.psql("select count(*) from messages where"
                           " attachment_names like '%%%s%%'" % word) == "0"
+        assert indexed(stack, [ack["message_id"]]) == 0
         ca.send_json({"type": "history", "req_id": "h",
                       "conversation_id": conv})
         h = ca.recv_type("history", T, req_id="h")
@@ -517,6 +520,7 @@ def test_search_attachment_names_membership(stack):
                        name="%s_after.txt" % word, req_id="u2")
         after = send_att(ca, "a1", g, [two])
         assert after["type"] == "ack", after
+        wait_indexed(stack, [before["message_id"], after["message_id"]])
         assert [r["message_id"] for r in found(ca, word, "a")] \
             == [after["message_id"], before["message_id"]]
         assert [r["message_id"] for r in found(cc, word, "c")] \

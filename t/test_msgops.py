@@ -7,7 +7,8 @@ PostgreSQL."""
 
 import time
 
-from chatlib import dm_id, expect_ack, send_msg, sync, unique
+from chatlib import (dm_id, expect_ack, indexed, send_msg, sync, unique,
+                     wait_indexed)
 
 T = 15.0
 
@@ -459,7 +460,8 @@ def test_search_finds_pages_and_highlights(stack, clients):
     conv = dm_id(alice, bob)
     ids = [send(a, "m%d" % i, "the %s number %d" % (word, i),
                 to=bob)["message_id"] for i in range(5)]
-    send(a, "other", "nothing to see", to=bob)
+    other = send(a, "other", "nothing to see", to=bob)["message_id"]
+    wait_indexed(stack, ids + [other])
 
     r = search(a, word)
     assert r["type"] == "search" and r["has_more"] is False, r
@@ -509,6 +511,7 @@ def test_search_respects_membership(stack, clients):
                  "conversation_id": g, "user_ids": [carol]})
     want(a, lambda f: f.get("type") == "group" and f.get("req_id") == rid)
     after = send(a, "m2", "%s after" % word, conv=g)["message_id"]
+    wait_indexed(stack, [before, after])
 
     assert [x["message_id"] for x in search(a, word)["results"]] == \
         [after, before]
@@ -516,6 +519,33 @@ def test_search_respects_membership(stack, clients):
     assert [x["message_id"] for x in search(c, word)["results"]] == [before]
     assert [x["message_id"] for x in
             search(c, word, conversation_id=g)["results"]] == [before]
+
+
+def test_search_never_shows_what_was_deleted_before_indexing(stack, clients):
+    """A message deleted right after its ack, before the index has it, and
+    one edited as quickly: once a message sent after them is indexed (so
+    that theirs would have been too), the deleted one has no vector and is
+    not found, the edited one is found by its new text only."""
+    alice, bob = unique("alice"), unique("bob")
+    word, old, new = (unique(w).replace("_", "") for w in ("w", "o", "n"))
+    a = clients.add(stack.connect(alice))
+    conv = dm_id(alice, bob)
+    gone = send(a, "g1", "%s to be deleted" % word, to=bob)["message_id"]
+    ok(a, "delete", "g1d", conv, gone)
+    edited = send(a, "e1", "%s %s" % (word, old), to=bob)["message_id"]
+    ok(a, "edit", "e1e", conv, edited, body="%s %s" % (word, new))
+    later = send(a, "l1", "%s later" % word, to=bob)["message_id"]
+    wait_indexed(stack, [later])
+
+    assert [x["message_id"] for x in search(a, word)["results"]] == \
+        [later, edited]
+    assert search(a, old)["results"] == []
+    assert [x["message_id"] for x in search(a, new)["results"]] == [edited]
+    assert indexed(stack, [gone]) == 0
+    # an edit writes its vector itself: nothing of the old text is left
+    assert stack.psql("SELECT search @@ to_tsquery('simple', '%s')"
+                      " FROM message_search WHERE message_id = %s"
+                      % (old, edited)) == "f"
 
 
 def test_search_bad_frames(stack, clients):

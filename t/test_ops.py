@@ -15,7 +15,8 @@ import time
 import pytest
 
 import wsclient
-from chatlib import ExtraServer, dm_id, unique, wait_for
+from chatlib import (ExtraServer, dm_id, indexed, unique, wait_for,
+                     wait_indexed)
 from conftest import free_ports
 
 T = 15.0
@@ -658,9 +659,12 @@ def test_message_show_and_redact(stack, clients):
     assert doc["seq"] == ack["seq"] and doc["kind"] == "text"
     assert doc["redacted"] is False and doc["redacted_at"] is None
 
+    wait_indexed(stack, [mid])
     doc = chatctl(stack, "message", "redact", mid)
     assert doc["message_id"] == mid and doc["redacted"] is True
     assert doc["body"] == "" and doc["redacted_by"] == "ops.tester"
+    # its search vector went with the text
+    assert indexed(stack, [mid]) == 0
     assert stack.psql("SELECT body = '' AND redacted_at IS NOT NULL FROM"
                       " messages WHERE message_id = %s" % mid) == "t"
     assert stack.psql("SELECT count(*) FROM messages WHERE body LIKE '%%%s%%'"

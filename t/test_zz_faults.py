@@ -5,13 +5,16 @@ Each prints a report (run pytest with -s or -rA to see it on success).
 """
 
 import collections
+import os
+import subprocess
 import threading
 import time
 
 import pytest
 
 import wsclient
-from chatlib import dm_id, history, sync, unique, wait_for
+from chatlib import dm_id, history, indexed, sync, unique, wait_for
+from conftest import STACK_SH
 
 
 class Peer:
@@ -680,3 +683,70 @@ def test_redis_hang_detected_and_recovered(stack):
     finally:
         a.close()
         b.close()
+
+
+def _workers_with(stack, args):
+    """Every worker (running or not) stopped, then started with args."""
+    stack.ctl("worker-stop")
+    env = dict(stack._proc_env or os.environ)
+    env["CHAT_WORKER_ARGS"] = args
+    p = subprocess.run(["bash", STACK_SH, "worker-start", stack.dir],
+                       env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=120)
+    assert p.returncode == 0, p.stdout.decode("utf-8", "replace")[-2000:]
+
+
+def _search(c, query, rid):
+    c.send_json({"type": "search", "req_id": rid, "query": query})
+    r = c.recv_until(lambda f: f.get("req_id") == rid, 15)
+    assert r["type"] == "search", r
+    return [x["message_id"] for x in r["results"]]
+
+
+def test_search_indexes_what_a_killed_worker_left(stack):
+    """A message acknowledged, then every worker SIGKILLed before it was
+    indexed (the workers wait ten minutes to index a send): the workers
+    started after them index it when they take its partition, and search
+    finds it."""
+    slow = "--search-index-ms 600000"
+    a_id, b_id = unique("si"), unique("si")
+    word = unique("k").replace("_", "")
+    _workers_with(stack, slow)
+    try:
+        a = stack.connect(a_id, "p")
+        try:
+            # the first send's batch comes after the partition's taking
+            # and its look-over: nothing indexes the second one after it
+            for cmid, body in (("w1", "warming up"), ("k1", word)):
+                a.send_json({"type": "send", "client_msg_id": cmid,
+                             "to": b_id, "body": body})
+                ack = a.recv_until(lambda f: f.get("client_msg_id") == cmid,
+                                   30)
+                assert ack["type"] == "ack", ack
+                time.sleep(0.5)
+            mid = ack["message_id"]
+            time.sleep(1.0)
+            assert indexed(stack, [mid]) == 0, "indexed before the kill"
+        finally:
+            a.close(timeout=1)
+
+        stack.ctl("worker-kill")
+        _workers_with(stack, slow)
+
+        a = stack.connect(a_id, "p")
+        try:
+            n = [0]
+
+            def found():
+                n[0] += 1
+                return mid in _search(a, word, "s%d" % n[0])
+            wait_for(found, 90, interval=0.5, what="the message found")
+        finally:
+            a.close(timeout=1)
+        logs = "".join(open(os.path.join(stack.dir, "log", f),
+                            errors="replace").read()
+                       for f in os.listdir(os.path.join(stack.dir, "log"))
+                       if f.startswith("worker"))
+        assert "indexed late" in logs
+    finally:
+        _workers_with(stack, "")

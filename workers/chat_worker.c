@@ -13,9 +13,11 @@
  * again, and the store recognises what was already stored.
  *
  * Beside the batches, the loop has chat:revoked written again when its
- * Redis is new or lost the hash (worker_control.c), and --metrics starts
- * the metrics endpoint's thread (worker_httpd.c), which reads the figures
- * the parts count and never touches the loop's objects.
+ * Redis is new or lost the hash (worker_control.c), writes the search
+ * index after the sends, one statement a turn at most (worker_index.c),
+ * and --metrics starts the metrics endpoint's thread (worker_httpd.c),
+ * which reads the figures the parts count and never touches the loop's
+ * objects.
  *
  * While it waits, the consumer is kept alive (chat_kafka_hold: paused and
  * polled), however long the outage; a rebalance that takes a partition of
@@ -26,6 +28,7 @@
  */
 
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +52,7 @@ typedef struct {
     const char  *push_topic;
     chat_media_t media;
     const char  *metrics;
+    long         search_index_ms;
     chat_kafka_tuning_t  kafka;
 } chat_options_t;
 
@@ -96,6 +100,10 @@ chat_usage(FILE *f)
         " (86400000)\n"
         "  --metrics HOST:PORT        serve Prometheus metrics on"
         " http://HOST:PORT/metrics\n"
+        "  --search-index-ms N        sent messages wait at most this long"
+        " for the search\n"
+        "                             index (250; less when many are"
+        " waiting)\n"
         "  --help\n"
         "\n"
         "Logs one JSON object per line on stderr. SIGTERM or SIGINT: the"
@@ -129,6 +137,7 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
         { "media-root", required_argument, NULL, 'R' },
         { "media-url-ttl-ms", required_argument, NULL, 'T' },
         { "media-keep-ms", required_argument, NULL, 'K' },
+        { "search-index-ms", required_argument, NULL, 'I' },
         { "help",       no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -152,6 +161,7 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
     o->media.ttl_ms = 900000;
     o->media.keep_ms = 86400000;
     o->metrics = NULL;
+    o->search_index_ms = 250;
     o->kafka.max_poll_interval_ms = 0;
     o->kafka.commit_every_ms = 0;
     o->kafka.client_id = NULL;
@@ -274,6 +284,14 @@ chat_parse_options(int argc, char **argv, chat_options_t *o)
             o->media.keep_ms = n;
             break;
 
+        case 'I':
+            if (!chat_option_long(prog, "search-index-ms", optarg, 1,
+                                  86400000, &o->search_index_ms))
+            {
+                return false;
+            }
+            break;
+
         case 'h':
             chat_usage(stdout);
             exit(0);
@@ -310,6 +328,8 @@ typedef struct {
     chat_metrics_t        metrics;
     chat_lag_t           *lag;
     chat_httpd_t         *httpd;
+    chat_index_t          index;
+    chat_store_t         *index_store;  /* the search index's connection */
 } chat_worker_t;
 
 
@@ -327,6 +347,7 @@ chat_worker_log_start(const chat_options_t *o)
     chat_log_str(&l, "metrics", o->metrics);
     chat_log_int(&l, "max_group_members", o->max_group_members);
     chat_log_int(&l, "receipt_fanout_max", o->receipt_fanout_max);
+    chat_log_int(&l, "search_index_ms", o->search_index_ms);
     chat_log_end(&l);
 }
 
@@ -361,6 +382,9 @@ chat_worker_open(chat_worker_t *w, const chat_options_t *o,
     w->records = chat_alloc(CHAT_BATCH_MAX * sizeof(chat_record_t));
     chat_metrics_init(&w->metrics);
     w->ctx.metrics = &w->metrics;
+    chat_index_init(&w->index, o->search_index_ms, CHAT_INDEX_MAX,
+                    CHAT_INDEX_SWEEP_MS);
+    w->ctx.index = &w->index;
 
     chat_worker_log_start(o);
 
@@ -380,6 +404,12 @@ chat_worker_open(chat_worker_t *w, const chat_options_t *o,
     }
 
     chat_store_set_metrics(w->ctx.store, &w->metrics);
+
+    /* its statements are not the send path's: not in its figures */
+    w->index_store = chat_store_open(o->pg, w->ctx.stop);
+    if (w->index_store == NULL) {
+        return false;
+    }
 
     w->ctx.control = chat_control_open(o->redis, w->ctx.stop, &w->metrics);
     if (w->ctx.control == NULL) {
@@ -426,6 +456,7 @@ chat_worker_open(chat_worker_t *w, const chat_options_t *o,
     }
 
     chat_store_set_wait(w->ctx.store, chat_worker_keepalive, w);
+    chat_store_set_wait(w->index_store, chat_worker_keepalive, w);
     chat_redis_set_wait(w->ctx.redis, chat_worker_keepalive, w);
     chat_pushes_set_wait(w->pushes, chat_worker_keepalive, w);
 
@@ -448,8 +479,10 @@ chat_worker_rebalanced(chat_worker_t *w)
         for (i = 0; i < n; i++) {
             if (ev[i].assigned) {
                 chat_chain_assign(&w->chain, ev[i].partition, now_us);
+                chat_index_assign(&w->index, ev[i].partition);
             } else {
                 chat_chain_revoke(&w->chain, ev[i].partition);
+                chat_index_revoke(&w->index, ev[i].partition);
             }
         }
     }
@@ -496,6 +529,87 @@ chat_worker_sweep(chat_worker_t *w)
     }
 
     chat_arena_free(&arena);
+}
+
+
+/*
+ * The search index, at each turn of the loop, on its own connection: the
+ * statement running asked how it went, or the next one started (its ids
+ * are indexed while the batches go on). A partition taken is looked over
+ * for what a predecessor stored and never indexed, waited for: one
+ * statement, rarely. On a stop, what runs and what is pending are waited
+ * for.
+ */
+static void
+chat_worker_index(chat_worker_t *w, bool stopping)
+{
+    chat_index_t           *ix = &w->index;
+    chat_store_rc_t         rc;
+    chat_store_index_rc_t   irc;
+    int64_t                 indexed = 0;
+    int32_t                 partition;
+
+    if (ix->running) {
+        irc = chat_store_index_poll(w->index_store, stopping, &indexed);
+
+        if (irc == CHAT_STORE_INDEX_RUNNING) {
+            return;
+        }
+
+        if (irc == CHAT_STORE_INDEX_FAILED) {
+            log_error("search: %zu messages not indexed: their partitions"
+                      " are looked over instead", ix->nrun);
+        }
+
+        chat_index_flushed(ix, irc == CHAT_STORE_INDEX_DONE);
+
+        if (!stopping) {
+            return;
+        }
+    }
+
+    switch (chat_index_next(ix, chat_now_ms(), stopping, &partition)) {
+
+    case CHAT_INDEX_PARTITION:
+        rc = chat_store_index_partition(w->index_store, partition, &indexed);
+
+        if (rc == CHAT_STORE_OK) {
+            chat_index_looked_over(ix, partition);
+
+            if (indexed > 0) {
+                log_info("search: %" PRId64 " messages of partition %d"
+                         " indexed late", indexed, (int) partition);
+            }
+
+        } else if (rc == CHAT_STORE_REFUSED) {
+            log_error("search: partition %d could not be looked over",
+                      (int) partition);
+            chat_index_looked_over(ix, partition);
+        }
+
+        break;
+
+    case CHAT_INDEX_FLUSH:
+        chat_index_take(ix);
+
+        if (!chat_store_index_start(w->index_store, ix->run_ids, ix->nrun,
+                                    ix->run_parts, ix->run_offsets,
+                                    ix->nrun_parts))
+        {
+            log_error("search: %zu messages not indexed: their partitions"
+                      " are looked over instead", ix->nrun);
+            chat_index_flushed(ix, false);
+
+        } else if (stopping) {
+            irc = chat_store_index_poll(w->index_store, true, &indexed);
+            chat_index_flushed(ix, irc == CHAT_STORE_INDEX_DONE);
+        }
+
+        break;
+
+    case CHAT_INDEX_IDLE:
+        break;
+    }
 }
 
 
@@ -571,6 +685,7 @@ chat_worker_run(chat_worker_t *w)
             chat_kafka_resume(w->kafka);
         }
 
+        chat_worker_index(w, false);
         chat_contacts_tick(&w->contacts, w->ctx.store, w->ctx.redis,
                            chat_now_ms());
         chat_stats_tick(&stats, chat_now_ms());
@@ -591,10 +706,12 @@ chat_worker_close(chat_worker_t *w)
     chat_lists_close(w->lists);
     chat_redis_close(w->ctx.redis);
     chat_store_close(w->ctx.store);
+    chat_store_close(w->index_store);
     chat_members_clear(&w->members);
     chat_members_release(&w->members);
     chat_chain_free(&w->chain);
     chat_contacts_free(&w->contacts);
+    chat_index_free(&w->index);
     free(w->members.retired);
     free(w->records);
 }
@@ -617,6 +734,9 @@ main(int argc, char **argv)
 
     if (chat_worker_open(&w, &o, stop)) {
         chat_worker_run(&w);
+        /* what runs and what is pending, if PostgreSQL answers; else the
+         * partitions' next owners index it */
+        chat_worker_index(&w, true);
         chat_log_begin(&line, "info", "stopping");
         chat_log_end(&line);
 

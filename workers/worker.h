@@ -30,7 +30,10 @@
  *                      offsets are committed
  *
  * Beside the batches, worker_contacts.c writes those sets again from the
- * store after Redis lost them.
+ * store after Redis lost them, and the loop writes the search index after
+ * the sends committed, from worker_index.c's to-do list (which the sends'
+ * store step fills) through worker_store_index.c, on a connection of its
+ * own while the batches go on.
  *
  * The operators' revocations leave the store for Redis through a part of
  * their own, which the revoke op's store step and the loop call:
@@ -49,6 +52,7 @@
  * worker_chain.c (per partition held: its epoch, its delivered mark, its
  * chain heads per node), worker_util.c (log: JSON lines, clock, buffers,
  * arena, map, the waits, a main's stop signals and option numbers),
+ * worker_index.c (what the search index has still to get),
  * worker_metrics.h (the figures, atomic counters), and worker_topic.c (the
  * Kafka clients' settings, a topic made sure of).
  * chat_worker.c is the command line and the loop that ties them, and

@@ -439,6 +439,7 @@ chat_batch_process(chat_batch_ctx_t *ctx, const chat_record_t *records,
     b.op.arena = &b.arena;
     b.op.control = ctx->control;
     b.op.metrics = ctx->metrics;
+    b.op.index = ctx->index;
 
     chat_outbox_from(&b.out, -1);
     chat_batch_positions(&b, records, n);

@@ -8,6 +8,7 @@
 
 #include "worker_control.h"
 #include "worker_chain.h"
+#include "worker_index.h"
 #include "worker_kafka.h"
 #include "worker_media.h"
 #include "worker_members.h"
@@ -32,6 +33,7 @@ typedef struct {
     chat_stream_t         *stream;      /* for the answers too large to
                                          * publish */
     chat_pushes_t         *pushes;      /* the push topic's producer */
+    chat_index_t          *index;       /* the search index's to-do list */
 } chat_batch_ctx_t;
 
 /* processes one batch to the end: stored, answered, delivered, and its

@@ -12,6 +12,7 @@
 #define CHAT_WORKER_ITEM_H
 
 #include "worker_control.h"
+#include "worker_index.h"
 #include "worker_media.h"
 #include "worker_members.h"
 #include "worker_outbox.h"
@@ -57,7 +58,8 @@ typedef struct {
  * store step, the outbox for the answer and the fan-out, the stream for
  * the answers too large for the outbox, and the batch's arena for
  * everything that lives as long as the batch; the revocations' Redis for
- * their store step, the figures for anyone */
+ * their store step, the figures for anyone, and the search index's to-do
+ * list for the sends' store step */
 typedef struct {
     chat_store_t          *store;
     chat_members_cache_t  *members;
@@ -73,6 +75,8 @@ typedef struct {
     chat_arena_t          *arena;
     chat_control_t        *control;    /* revocations into Redis */
     chat_metrics_t        *metrics;    /* or NULL */
+    chat_index_t          *index;      /* the sends' messages to index, or
+                                        * NULL */
 } chat_op_ctx_t;
 
 

@@ -849,6 +849,14 @@ chat_ops_store_sends(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
 
         if (s->state == CHAT_SEND_NEW || s->state == CHAT_SEND_REPLAY) {
             convs[nconvs++] = s->msg.conv;
+
+            /* committed: searchable once the index has it (a replay's
+             * may have been lost with its worker) */
+            if (ctx->index) {
+                chat_index_add(ctx->index, s->msg.message_id,
+                               s->req->partition, s->req->offset,
+                               chat_now_ms());
+            }
         }
     }
 

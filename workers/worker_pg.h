@@ -30,6 +30,7 @@ extern const chat_pg_statements_t  chat_store_sends_statements;
 extern const chat_pg_statements_t  chat_store_changes_statements;
 extern const chat_pg_statements_t  chat_store_blocks_statements;
 extern const chat_pg_statements_t  chat_store_search_statements;
+extern const chat_pg_statements_t  chat_store_index_statements;
 extern const chat_pg_statements_t  chat_store_reads_statements;
 extern const chat_pg_statements_t  chat_store_groups_statements;
 extern const chat_pg_statements_t  chat_store_receipts_statements;

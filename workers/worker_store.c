@@ -15,6 +15,7 @@ static const chat_pg_statements_t  *chat_store_statements[] = {
     &chat_store_changes_statements,
     &chat_store_blocks_statements,
     &chat_store_search_statements,
+    &chat_store_index_statements,
     &chat_store_reads_statements,
     &chat_store_groups_statements,
     &chat_store_receipts_statements,

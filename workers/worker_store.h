@@ -10,6 +10,8 @@
  *   worker_store_blocks.c    chat_store_block: whom a user blocks;
  *                            chat_store_blocked_pairs
  *   worker_store_search.c    the search read (one of chat_store_reads')
+ *   worker_store_index.c     chat_store_index_start, _poll and _partition:
+ *                            the search index, written after the sends
  *   worker_store_reads.c     chat_store_reads: history, sync, the
  *                            conversation list and the receipts
  *   worker_store_groups.c    chat_store_group_op: membership changes
@@ -133,6 +135,35 @@ chat_store_rc_t chat_store_sends(chat_store_t *st, chat_send_t **sends,
  */
 chat_store_rc_t chat_store_change(chat_store_t *st, chat_send_t *s,
     chat_arena_t *arena);
+
+
+/* ---- the search index ---- */
+
+/*
+ * On a store of its own (its connection is busy while a statement runs):
+ * the text messages of these ids (stored and committed) into the search
+ * index, and the partitions (ascending) indexed up to these offsets, in
+ * one statement, sent and not waited for; a message deleted or redacted
+ * meanwhile is left out. False when it could not be sent.
+ */
+bool chat_store_index_start(chat_store_t *st, const int64_t *ids,
+    size_t n, const int32_t *parts, const int64_t *offsets, size_t nparts);
+
+typedef enum {
+    CHAT_STORE_INDEX_RUNNING,
+    CHAT_STORE_INDEX_DONE,
+    CHAT_STORE_INDEX_FAILED     /* the ids are not indexed */
+} chat_store_index_rc_t;
+
+/* how the statement sent went; with wait, until it is over; *indexed says
+ * how many it indexed */
+chat_store_index_rc_t chat_store_index_poll(chat_store_t *st, bool wait,
+    int64_t *indexed);
+
+/* whatever the records of this partition stored after its indexed position
+ * and is not in the index, indexed, waited for; *indexed says how many */
+chat_store_rc_t chat_store_index_partition(chat_store_t *st,
+    int32_t partition, int64_t *indexed);
 
 
 /* ---- reads ---- */

@@ -34,19 +34,24 @@ static const chat_pg_statement_t  chat_admin_sql[] = {
     { "admin_lock",
       "SELECT last_seq FROM conversations WHERE id = $1 FOR UPDATE" },
 
+    /* locked before the erase's statement begins, so that its snapshot
+     * has whatever the search indexing wrote before the lock came
+     * (worker_store_index.c) */
     { "admin_target",
       "SELECT kind, redacted_at IS NOT NULL FROM messages"
-      " WHERE conversation_id = $1 AND message_id = $2" },
+      " WHERE conversation_id = $1 AND message_id = $2 FOR UPDATE" },
 
     { "admin_replayed",
       "SELECT " CHAT_PG_MESSAGE_COLUMNS " FROM messages"
       " WHERE conversation_id = $1 AND seq > $2 AND kind = 'system'"
       " AND kafka_partition = $3 AND kafka_offset = $4" },
 
-    /* the names of its attachments go with the text, and the uploads
-     * are no one's: the sweep removes them and their files */
+    /* the names of its attachments and its search vector go with the
+     * text, and the uploads are no one's: the sweep removes them and
+     * their files */
     { "admin_erase",
-      "UPDATE messages SET body = '', redacted_at = $3, redacted_by = $4,"
+      "WITH f AS (DELETE FROM message_search WHERE message_id = $2)"
+      " UPDATE messages SET body = '', redacted_at = $3, redacted_by = $4,"
       " attachment_names = NULL"
       " WHERE conversation_id = $1 AND message_id = $2" },
 

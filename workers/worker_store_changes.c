@@ -52,13 +52,25 @@ static const chat_pg_statement_t  chat_changes_sql[] = {
       " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
       " RETURNING message_id" },
 
+    /* the search vector rewritten with the text, in the same statement
+     * (worker_store_index.c: the indexing after a send waits for the row
+     * lock change_target holds, or came before it) */
     { "change_edit",
-      "UPDATE messages SET body = $2, edited_at = $3 WHERE message_id = $1" },
+      "WITH e AS (UPDATE messages SET body = $2, edited_at = $3"
+      "  WHERE message_id = $1 RETURNING message_id, conversation_id, seq,"
+      "  body, attachment_names, redacted_at)"
+      " INSERT INTO message_search (message_id, conversation_id, seq, search)"
+      " SELECT message_id, conversation_id, seq,"
+      " chat_search_vector(body, attachment_names) FROM e"
+      " WHERE redacted_at IS NULL"
+      " ON CONFLICT (message_id) DO UPDATE SET search = excluded.search" },
 
     /* the text goes from the store, not only from what is shown: the
-     * message's and its edits', and the names of its attachments */
+     * message's and its edits', the names of its attachments and its
+     * search vector */
     { "change_erase",
-      "UPDATE messages SET body = NULL, deleted = (message_id = $1),"
+      "WITH f AS (DELETE FROM message_search WHERE message_id = $1)"
+      " UPDATE messages SET body = NULL, deleted = (message_id = $1),"
       " reactions = NULL, attachment_names = NULL"
       " WHERE message_id = $1 OR (target_id = $1 AND kind = 'edit')" },
 

@@ -2,10 +2,13 @@
  * worker_store_search.c: the search read, one of the reads of a batch's
  * snapshot (worker_store_reads.c runs it).
  *
- * PostgreSQL's full-text search over the generated column messages.search
- * (sql/032_search.sql: text bodies and, sql/043_search_attachments.sql,
- * the names of their attachments; none for deleted messages, changes or
- * system messages), through its GIN index, restricted to what the user
+ * PostgreSQL's full-text search over the vectors of message_search
+ * (sql/044_search_table.sql: text bodies and the names of their
+ * attachments, sql/043_search_attachments.sql; none for deleted or
+ * redacted messages, changes or system messages), through its GIN index,
+ * written a moment after each send (worker_store_index.c); the messages
+ * rows are checked again, so that nothing deleted or redacted shows even
+ * before its vector goes. Restricted to what the user
  * may read: the conversations it is a member of, from its joining to its
  * removal (a removed member finds what it could read until then, nothing
  * after). Newest first by message id, which is also the next page's
@@ -52,14 +55,16 @@ static const chat_pg_statement_t  chat_search_sql[] = {
       "  WHERE s.attachment_names IS NOT NULL"
       "  AND a.message_id = s.message_id)"
       " FROM (SELECT m.* FROM members b"
-      "  JOIN messages m ON m.conversation_id = b.conversation_id"
+      "  JOIN message_search x ON x.conversation_id = b.conversation_id"
+      "  JOIN messages m ON m.message_id = x.message_id"
       "  WHERE b.user_id = $1"
       "  AND ($3::text IS NULL OR b.conversation_id = $3::text)"
-      "  AND m.search @@ websearch_to_tsquery(chat_search_config(), $2)"
-      "  AND m.seq >= b.joined_seq"
-      "  AND (b.removed_seq IS NULL OR m.seq <= b.removed_seq)"
-      "  AND m.message_id < $4"
-      "  ORDER BY m.message_id DESC LIMIT $5) AS s"
+      "  AND x.search @@ websearch_to_tsquery(chat_search_config(), $2)"
+      "  AND x.seq >= b.joined_seq"
+      "  AND (b.removed_seq IS NULL OR x.seq <= b.removed_seq)"
+      "  AND x.message_id < $4"
+      "  AND m.kind = 'text' AND NOT m.deleted AND m.redacted_at IS NULL"
+      "  ORDER BY x.message_id DESC LIMIT $5) AS s"
       " ORDER BY s.message_id DESC" },
 };
 

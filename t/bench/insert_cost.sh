@@ -4,8 +4,10 @@
 # PostgreSQL of a started stack DIR (its stack.env), or of a stack of its
 # own with only PostgreSQL, started in a scratch directory and destroyed
 # after. Prints microseconds per row of the send path's messages INSERT,
-# as deployed and without the search vector's index, the vector, and the
-# index by Kafka position. Start it under the stack lock like any stack.
+# as deployed, with the search vector and its index in the row (as before
+# sql/044), and without the index by Kafka position; then what indexing a
+# row for search costs after the commit. Start it under the stack lock
+# like any stack.
 
 set -euo pipefail
 

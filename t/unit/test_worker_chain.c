@@ -22,6 +22,7 @@
 #include "../../workers/worker_stream.c"
 #include "../../workers/worker_payload.c"
 #include "../../workers/worker_members.c"
+#include "../../workers/worker_index.c"
 
 
 #include "worker_fake.h"

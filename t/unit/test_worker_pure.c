@@ -24,6 +24,7 @@
 #include "../../workers/worker_stream.c"
 #include "../../workers/worker_payload.c"
 #include "../../workers/worker_members.c"
+#include "../../workers/worker_index.c"
 #include "../../workers/worker_pg.c"
 #include "../../workers/worker_redis_link.c"
 
