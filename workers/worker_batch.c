@@ -15,6 +15,8 @@
  * each item is answered and fanned out, in record order. The pushes of a
  * batch's text messages to devices without a live session go to the push
  * topic after the delivery, and the batch is done when Kafka has them.
+ * Work that no answer waits for (an uploaded image's thumbnail) runs
+ * after all that, so that it never delays the batch's sends.
  *
  * A record that cannot be parsed is logged and skipped (answered with
  * bad_request when it says where to); it never stops the partition, and
@@ -493,6 +495,13 @@ chat_batch_process(chat_batch_ctx_t *ctx, const chat_record_t *records,
                          chat_metrics_now_us() - published);
 
     if (!chat_batch_pushes(ctx, &b)) {
+        goto stopped;
+    }
+
+    /* what nobody in the batch waits for, once their answers are out;
+     * before the commit, so that a worker dying in it leaves it to the
+     * next one */
+    if (!chat_batch_stage(&b, CHAT_STAGE_AFTER, 0, b.nitems)) {
         goto stopped;
     }
 

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ngx_chat_media_sign.h"
 #include "worker_answer.h"
 #include "worker_fanout.h"
 #include "worker_ops.h"
@@ -622,6 +623,28 @@ chat_ops_parse_upload(chat_request_t *req, char *why, size_t why_size)
 }
 
 
+/* uploaded: nginx's word that an upload's bytes are stored */
+static chat_parse_rc_t
+chat_ops_parse_uploaded(chat_request_t *req, char *why, size_t why_size)
+{
+    req->upload.id = chat_request_string(req, NGX_CHAT_WIRE_F_ATTACHMENT_ID);
+
+    if (req->upload.id == NULL
+        || !ngx_chat_media_valid_id(req->upload.id, strlen(req->upload.id)))
+    {
+        chat_bad("missing or invalid attachment_id");
+    }
+
+    if (!chat_request_int(req, NGX_CHAT_WIRE_F_SIZE, 0, &req->upload.size)
+        || req->upload.size < 1)
+    {
+        chat_bad("size is not a positive integer");
+    }
+
+    return CHAT_PARSE_OK;
+}
+
+
 /* ---- store: the items to the store, its results into the items ---- */
 
 /* the group conversations named, into the cache; false on stop (a load
@@ -634,8 +657,10 @@ chat_ops_load(chat_op_ctx_t *ctx, const char **convs, size_t n)
 }
 
 
-/* an image's size in pixels and its thumbnail, made once, when it is
- * first attached; what members see of it, with them */
+/* an image's size in pixels and its thumbnail, made when a send attaches
+ * it and they are not there yet: the uploaded record that makes them
+ * (chat_ops_store_uploaded) was overtaken, or never came; what members
+ * see of it, with them */
 static const char *
 chat_ops_image(chat_op_ctx_t *ctx, chat_upload_row_t *u)
 {
@@ -1424,6 +1449,106 @@ chat_ops_store_uploads(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
 }
 
 
+/*
+ * Uploaded records, after the batch's answers went out: each upload's
+ * row, its file checked against the size announced and signed, then an
+ * image's size in pixels and thumbnail made and stored, once. Whatever
+ * does not fit (no such upload, no file or another size, no image, bytes
+ * that do not decode) is logged and skipped: nobody waits for an answer,
+ * and a send that attaches it checks the same again.
+ */
+static chat_store_rc_t
+chat_ops_store_uploaded(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
+{
+    chat_upload_row_t     *rows, *u;
+    const chat_request_t  *req;
+    const char           **ids;
+    chat_map_t             index = { 0 };
+    chat_store_rc_t        rc;
+    int64_t                t0;
+    size_t                 i, r, nrows;
+    int                    w, h;
+
+    ids = chat_arena_alloc(ctx->arena, n * sizeof(char *));
+
+    for (i = 0; i < n; i++) {
+        ids[i] = items[i]->req->upload.id;
+    }
+
+    rc = chat_store_upload_rows(ctx->store, ids, n, &rows, &nrows,
+                                ctx->arena);
+    if (rc != CHAT_STORE_OK) {
+        if (rc == CHAT_STORE_REFUSED) {
+            log_error("%zu uploaded records skipped: the store refused to"
+                      " read their uploads", n);
+        }
+
+        return rc == CHAT_STORE_STOPPED ? rc : CHAT_STORE_OK;
+    }
+
+    for (r = 0; r < nrows; r++) {
+        chat_map_put(&index, rows[r].id, r);
+    }
+
+    for (i = 0; i < n; i++) {
+        req = items[i]->req;
+
+        if (!chat_map_get(&index, req->upload.id, &r)) {
+            log_warn("uploaded %s: no such upload (forgotten, or never"
+                     " announced): skipped", req->upload.id);
+            continue;
+        }
+
+        u = &rows[r];
+
+        if (u->has_dims) {
+            continue;       /* an overtaking send made them */
+        }
+
+        if (!chat_thumb_type(u->content_type)) {
+            log_info("uploaded %s: %s is no image type: nothing to make",
+                     u->id, u->content_type);
+            continue;
+        }
+
+        if (u->size != req->upload.size || ctx->media == NULL
+            || !chat_media_stored(ctx->media, u->id, u->size))
+        {
+            log_warn("uploaded %s: its file is missing or not of the %lld"
+                     " bytes announced: skipped", u->id, (long long) u->size);
+            continue;
+        }
+
+        t0 = chat_now_ms();
+
+        /* bytes that are no such image: chat_thumb_make says so */
+        if (!chat_thumb_make(ctx->media, u->id, u->content_type, &w, &h)) {
+            continue;
+        }
+
+        rc = chat_store_upload_dims(ctx->store, u->id, w, h);
+
+        if (rc == CHAT_STORE_STOPPED) {
+            break;
+        }
+
+        if (rc != CHAT_STORE_OK) {
+            log_error("uploaded %s: the store refused its size: the send"
+                      " that attaches it makes it again", u->id);
+            continue;
+        }
+
+        u->has_dims = true;
+        log_info("uploaded %s: %dx%d, thumbnail made in %lld ms", u->id, w,
+                 h, (long long) (chat_now_ms() - t0));
+    }
+
+    chat_map_free(&index);
+
+    return rc == CHAT_STORE_STOPPED ? rc : CHAT_STORE_OK;
+}
+
+
 /* ---- the table ---- */
 
 static const chat_op_t  chat_ops[NGX_CHAT_WIRE_OP_COUNT] = {
@@ -1705,6 +1830,22 @@ static const chat_op_t  chat_ops[NGX_CHAT_WIRE_OP_COUNT] = {
         .parse = chat_ops_parse_upload,
         .store = chat_ops_store_uploads,
         .answer = chat_answer_upload,
+        .fanout = NULL
+    },
+
+    /* nginx's own record (a node's, never a session's: no client frame
+     * becomes one): after the batch's delivery, so that no answer in the
+     * batch waits for an image to be decoded */
+    [NGX_CHAT_WIRE_OP_UPLOADED] = {
+        .op = NGX_CHAT_WIRE_OP_UPLOADED,
+        .stage = CHAT_STAGE_AFTER,
+        .tag = CHAT_TAG_REQ_ID,
+        .split = false,
+        .nosession = true,
+        .refused = "the upload's thumbnail could not be made",
+        .parse = chat_ops_parse_uploaded,
+        .store = chat_ops_store_uploaded,
+        .answer = chat_answer_none,
         .fanout = NULL
     },
 

@@ -586,6 +586,13 @@ chat_lists_wait(chat_lists_t *l)
 
 
 bool
+chat_thumb_type(const char *content_type)
+{
+    return content_type != NULL && strncmp(content_type, "image/", 6) == 0;
+}
+
+
+bool
 chat_thumb_make(const chat_media_t *m, const char *id,
     const char *content_type, int *width, int *height)
 {
