@@ -278,6 +278,29 @@ test_unknown_op(void)
 }
 
 
+/* nginx's uploaded records, whatever their place in the batch, are looked
+ * at once the batch's sends are stored and delivered: no send waits for
+ * an image to decode; they say nothing to anyone */
+static void
+test_uploaded_after_delivery(void)
+{
+    const char  *r[] = { "{\"op\":\"uploaded\",\"node\":\"s1:0\",\"ts\":1,"
+                         "\"attachment_id\":"
+                         "\"0123456789abcdef0123456789abcdef\",\"size\":9}",
+                         SEND("g:1", "c1"),
+                         "{\"op\":\"uploaded\",\"node\":\"s1:0\",\"ts\":1,"
+                         "\"attachment_id\":"
+                         "\"fedcba9876543210fedcba9876543210\",\"size\":9}",
+                         SEND("g:1", "c2") };
+
+    start();
+    check(batch(r, 4));
+    check_str(trace(), "sends 2|load 2|deliver 6|upload_rows 2");
+    check(count("\"type\":\"ack\"") == 2);
+    check(count("uploaded") == 0);
+}
+
+
 /* a refused batch of sends is stored again one by one: only the faulty
  * record fails; a refused batch of receipts fails as a whole */
 static void
@@ -539,6 +562,7 @@ main(void)
     test_typing();
     test_coalesced_receipts();
     test_unknown_op();
+    test_uploaded_after_delivery();
     test_refused();
     test_replay();
     test_pushes();
