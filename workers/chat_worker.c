@@ -366,6 +366,14 @@ chat_worker_open(chat_worker_t *w, const chat_options_t *o,
 
     chat_store_set_metrics(w->ctx.store, &w->metrics);
 
+    /* uploaded images decoded beside the batches, not in them */
+    if (w->ctx.media) {
+        w->ctx.images = chat_images_start(o->pg, w->ctx.media, w->ctx.stop);
+        if (w->ctx.images == NULL) {
+            return false;
+        }
+    }
+
     w->ctx.control = chat_control_open(o->redis, w->ctx.stop, &w->metrics);
     if (w->ctx.control == NULL) {
         return false;
@@ -575,6 +583,7 @@ chat_worker_close(chat_worker_t *w)
     chat_stream_free(&w->stream);
     chat_lists_close(w->lists);
     chat_redis_close(w->ctx.redis);
+    chat_images_stop(w->ctx.images);
     chat_store_close(w->ctx.store);
     chat_members_clear(&w->members);
     chat_members_release(&w->members);

@@ -436,6 +436,7 @@ chat_batch_process(chat_batch_ctx_t *ctx, const chat_record_t *records,
     b.op.receipt_fanout_max = ctx->receipt_fanout_max;
     b.op.push_endpoints = ctx->push_endpoints;
     b.op.media = ctx->media;
+    b.op.images = ctx->images;
     b.op.out = &b.out;
     b.op.stream = ctx->stream;
     b.op.arena = &b.arena;

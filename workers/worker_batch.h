@@ -8,6 +8,7 @@
 
 #include "worker_control.h"
 #include "worker_chain.h"
+#include "worker_images.h"
 #include "worker_kafka.h"
 #include "worker_media.h"
 #include "worker_members.h"
@@ -27,6 +28,7 @@ typedef struct {
     size_t                 receipt_fanout_max;  /* chat_op_ctx_t's */
     const char            *push_endpoints;  /* chat_op_ctx_t's */
     const chat_media_t    *media;
+    chat_images_t         *images;      /* chat_op_ctx_t's */
     chat_control_t        *control;
     chat_metrics_t        *metrics;
     chat_stream_t         *stream;      /* for the answers too large to

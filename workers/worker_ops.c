@@ -659,8 +659,8 @@ chat_ops_load(chat_op_ctx_t *ctx, const char **convs, size_t n)
 
 /* an image's size in pixels and its thumbnail, made when a send attaches
  * it and they are not there yet: the uploaded record that makes them
- * (chat_ops_store_uploaded) was overtaken, or never came; what members
- * see of it, with them */
+ * (chat_ops_store_uploaded) was overtaken, or never came, or its thread
+ * is on it; what members see of it, with them */
 static const char *
 chat_ops_image(chat_op_ctx_t *ctx, chat_upload_row_t *u)
 {
@@ -668,11 +668,30 @@ chat_ops_image(chat_op_ctx_t *ctx, chat_upload_row_t *u)
     char    *text;
     int      w, h;
 
-    if (u->has_dims
-        || !chat_thumb_make(ctx->media, u->id, u->content_type, &w, &h)
-        || chat_store_upload_dims(ctx->store, u->id, w, h) != CHAT_STORE_OK)
-    {
+    if (u->has_dims) {
         return u->json;
+    }
+
+    /* the images' thread may be making it now: waited for, not made
+     * twice */
+    switch (ctx->images ? chat_images_claim(ctx->images, u->id, &w, &h)
+                        : CHAT_IMAGES_YOURS)
+    {
+    case CHAT_IMAGES_MADE:
+        break;
+
+    case CHAT_IMAGES_NONE:
+        return u->json;
+
+    case CHAT_IMAGES_YOURS:
+        if (!chat_thumb_make(ctx->media, u->id, u->content_type, &w, &h)
+            || chat_store_upload_dims(ctx->store, u->id, w, h)
+               != CHAT_STORE_OK)
+        {
+            return u->json;
+        }
+
+        break;
     }
 
     u->has_dims = true;
@@ -1451,101 +1470,35 @@ chat_ops_store_uploads(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
 
 /*
  * Uploaded records, after the batch's answers went out: each upload's
- * row, its file checked against the size announced and signed, then an
- * image's size in pixels and thumbnail made and stored, once. Whatever
- * does not fit (no such upload, no file or another size, no image, bytes
- * that do not decode) is logged and skipped: nobody waits for an answer,
- * and a send that attaches it checks the same again.
+ * size in pixels and thumbnail, handed to the images' thread when there
+ * is one (worker_images.h), so that the next batch does not wait for the
+ * decoding either; made here when there is none or its queue is full.
+ * Whatever does not fit (no such upload, no file or another size, no
+ * image, bytes that do not decode) is logged and skipped: nobody waits
+ * for an answer, and a send that attaches it checks the same again.
  */
 static chat_store_rc_t
 chat_ops_store_uploaded(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
 {
-    chat_upload_row_t     *rows, *u;
     const chat_request_t  *req;
-    const char           **ids;
-    chat_map_t             index = { 0 };
-    chat_store_rc_t        rc;
-    int64_t                t0;
-    size_t                 i, r, nrows;
+    size_t                 i;
     int                    w, h;
-
-    ids = chat_arena_alloc(ctx->arena, n * sizeof(char *));
-
-    for (i = 0; i < n; i++) {
-        ids[i] = items[i]->req->upload.id;
-    }
-
-    rc = chat_store_upload_rows(ctx->store, ids, n, &rows, &nrows,
-                                ctx->arena);
-    if (rc != CHAT_STORE_OK) {
-        if (rc == CHAT_STORE_REFUSED) {
-            log_error("%zu uploaded records skipped: the store refused to"
-                      " read their uploads", n);
-        }
-
-        return rc == CHAT_STORE_STOPPED ? rc : CHAT_STORE_OK;
-    }
-
-    for (r = 0; r < nrows; r++) {
-        chat_map_put(&index, rows[r].id, r);
-    }
 
     for (i = 0; i < n; i++) {
         req = items[i]->req;
 
-        if (!chat_map_get(&index, req->upload.id, &r)) {
-            log_warn("uploaded %s: no such upload (forgotten, or never"
-                     " announced): skipped", req->upload.id);
-            continue;
-        }
-
-        u = &rows[r];
-
-        if (u->has_dims) {
-            continue;       /* an overtaking send made them */
-        }
-
-        if (!chat_thumb_type(u->content_type)) {
-            log_info("uploaded %s: %s is no image type: nothing to make",
-                     u->id, u->content_type);
-            continue;
-        }
-
-        if (u->size != req->upload.size || ctx->media == NULL
-            || !chat_media_stored(ctx->media, u->id, u->size))
+        if (ctx->images
+            && chat_images_queue(ctx->images, req->upload.id,
+                                 req->upload.size))
         {
-            log_warn("uploaded %s: its file is missing or not of the %lld"
-                     " bytes announced: skipped", u->id, (long long) u->size);
             continue;
         }
 
-        t0 = chat_now_ms();
-
-        /* bytes that are no such image: chat_thumb_make says so */
-        if (!chat_thumb_make(ctx->media, u->id, u->content_type, &w, &h)) {
-            continue;
-        }
-
-        rc = chat_store_upload_dims(ctx->store, u->id, w, h);
-
-        if (rc == CHAT_STORE_STOPPED) {
-            break;
-        }
-
-        if (rc != CHAT_STORE_OK) {
-            log_error("uploaded %s: the store refused its size: the send"
-                      " that attaches it makes it again", u->id);
-            continue;
-        }
-
-        u->has_dims = true;
-        log_info("uploaded %s: %dx%d, thumbnail made in %lld ms", u->id, w,
-                 h, (long long) (chat_now_ms() - t0));
+        (void) chat_images_make(ctx->store, ctx->media, req->upload.id,
+                                req->upload.size, &w, &h);
     }
 
-    chat_map_free(&index);
-
-    return rc == CHAT_STORE_STOPPED ? rc : CHAT_STORE_OK;
+    return CHAT_STORE_OK;
 }
 
 

@@ -8,6 +8,7 @@
  */
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -47,6 +48,22 @@ chat_thumb_decoder(const char *content_type)
 }
 
 
+static void
+chat_thumb_once(void)
+{
+    InitializeMagick(NULL);
+}
+
+
+void
+chat_thumb_init(void)
+{
+    static pthread_once_t  once = PTHREAD_ONCE_INIT;
+
+    (void) pthread_once(&once, chat_thumb_once);
+}
+
+
 bool
 chat_thumb_type(const char *content_type)
 {
@@ -58,7 +75,6 @@ bool
 chat_thumb_make(const chat_media_t *m, const char *id,
     const char *content_type, int *width, int *height)
 {
-    static bool     initialized;
     const char     *decoder;
     ImageInfo      *info;
     Image          *img, *thumb = NULL;
@@ -75,10 +91,7 @@ chat_thumb_make(const chat_media_t *m, const char *id,
         return false;
     }
 
-    if (!initialized) {
-        InitializeMagick(NULL);
-        initialized = true;
-    }
+    chat_thumb_init();
 
     GetExceptionInfo(&ex);
     info = CloneImageInfo(NULL);

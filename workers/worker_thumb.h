@@ -14,6 +14,10 @@
 /* the longest side of a thumbnail, in pixels */
 #define CHAT_THUMB_SIDE  256
 
+/* GraphicsMagick set up, once whatever the threads (chat_thumb_make does
+ * it too) */
+void chat_thumb_init(void);
+
 /* is content_type one whose images chat_thumb_make decodes? */
 bool chat_thumb_type(const char *content_type);
 

@@ -20,7 +20,8 @@ their logs) or inside a send's batch (the rest).
 this one), so that the same measurement runs against another build (a
 worktree of main, built). Not a test: it asserts only that every step
 worked. DURATION (default 20), RATE (default 20), IMAGERS (default 2),
-SIDE (default 3000).
+SIDE (default 3000), THINK_MS (default 0: how long a user waits between
+the PUT and the send that attaches the image).
 """
 
 import argparse
@@ -46,6 +47,7 @@ DURATION = float(os.environ.get("DURATION", "20"))
 RATE = float(os.environ.get("RATE", "20"))
 IMAGERS = int(os.environ.get("IMAGERS", "2"))
 SIDE = int(os.environ.get("SIDE", "3000"))
+THINK = float(os.environ.get("THINK_MS", "0")) / 1000.0
 WAIT = 30.0
 
 
@@ -121,6 +123,8 @@ def images(stack, png, stop, out):
                                                   "image/png"})
             with urllib.request.urlopen(req, timeout=WAIT) as r:
                 assert r.status in (201, 204), r.status
+            if THINK:
+                time.sleep(THINK)
             cmid = "i%d" % n
             sent = time.monotonic()
             c.send_json({"type": "send", "client_msg_id": cmid,
@@ -162,8 +166,10 @@ def main():
                                      "stack.sh")
 
     png = gradient_png(SIDE)
-    print("tree %s; a %dx%d PNG of %d bytes; text sends at %.0f/s for"
-          " %.0f s" % (a.root, SIDE, SIDE, len(png), RATE, DURATION))
+    print("tree %s; a %dx%d PNG of %d bytes, %d users attaching one after"
+          " the other, %.0f ms from the PUT to the send; text sends at %.0f/s"
+          " for %.0f s" % (a.root, SIDE, SIDE, len(png), IMAGERS,
+                           THINK * 1000, RATE, DURATION))
 
     stack = conftest._start_stack()
     try:

@@ -295,7 +295,7 @@ test_uploaded_after_delivery(void)
 
     start();
     check(batch(r, 4));
-    check_str(trace(), "sends 2|load 2|deliver 6|upload_rows 2");
+    check_str(trace(), "sends 2|load 2|deliver 6|images 1|images 1");
     check(count("\"type\":\"ack\"") == 2);
     check(count("uploaded") == 0);
 }
