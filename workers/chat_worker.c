@@ -499,7 +499,7 @@ chat_worker_run(chat_worker_t *w)
     chat_stats_t  stats;
     unsigned      rebalances = 0;
     int64_t       started, started_us, sweep_every, next_sweep = 0;
-    size_t        n;
+    size_t        n, i;
 
     chat_stats_start(&stats, chat_now_ms());
 
@@ -549,6 +549,12 @@ chat_worker_run(chat_worker_t *w)
             }
 
             chat_worker_fenced(w);
+
+            for (i = 0; i < w->ctx.ncuts; i++) {
+                chat_kafka_defer(w->kafka, w->ctx.cuts[i].partition,
+                                 w->ctx.cuts[i].offset);
+            }
+
             chat_kafka_commit(w->kafka);
             chat_kafka_resume(w->kafka);
             chat_stats_batch(&stats, w->records, n, started, chat_now_ms());

@@ -18,6 +18,20 @@
 #include "worker_stream.h"
 
 
+/* where a partition's records wait for a later batch: from offset on */
+typedef struct {
+    int32_t                partition;
+    int64_t                offset;
+    int64_t                since;       /* ms: first cut there */
+} chat_batch_cut_t;
+
+/* partitions cut in one batch at most */
+#define CHAT_BATCH_CUTS_MAX  64
+
+/* how long a send may wait in Kafka for its image (ms): then it is made
+ * in the send's batch */
+#define CHAT_BATCH_CUT_MAX_MS  2000
+
 typedef struct {
     chat_store_t          *store;
     chat_redis_t          *redis;
@@ -34,6 +48,14 @@ typedef struct {
     chat_stream_t         *stream;      /* for the answers too large to
                                          * publish */
     chat_pushes_t         *pushes;      /* the push topic's producer */
+
+    /* out: the partitions whose records from an offset on the batch left
+     * for a later one (a send whose image the images' thread is making,
+     * and what follows it there): neither committed nor answered, to be
+     * consumed again (chat_kafka_defer); kept from batch to batch for
+     * their since */
+    chat_batch_cut_t       cuts[CHAT_BATCH_CUTS_MAX];
+    size_t                 ncuts;
 } chat_batch_ctx_t;
 
 /* processes one batch to the end: stored, answered, delivered, and its

@@ -230,7 +230,7 @@ chat_images_queue(chat_images_t *im, const char *id, int64_t size)
     chat_images_job_t  *job;
     bool                ok = false;
 
-    if (strlen(id) != NGX_CHAT_MEDIA_ID_LEN) {
+    if (!ngx_chat_media_valid_id(id, strlen(id)) || size < 1) {
         return false;
     }
 
@@ -248,6 +248,27 @@ chat_images_queue(chat_images_t *im, const char *id, int64_t size)
     pthread_mutex_unlock(&im->lock);
 
     return ok;
+}
+
+
+bool
+chat_images_pending(chat_images_t *im, const char *id)
+{
+    bool    found;
+    size_t  i;
+
+    pthread_mutex_lock(&im->lock);
+
+    found = strcmp(im->busy, id) == 0;
+
+    for (i = 0; !found && i < im->n; i++) {
+        found = strcmp(im->jobs[(im->head + i) % CHAT_IMAGES_QUEUE].id, id)
+                == 0;
+    }
+
+    pthread_mutex_unlock(&im->lock);
+
+    return found;
 }
 
 

@@ -48,6 +48,9 @@ chat_images_t *chat_images_start(const char *conninfo,
  * full (then the send makes it) */
 bool chat_images_queue(chat_images_t *im, const char *id, int64_t size);
 
+/* is the upload queued or being made? */
+bool chat_images_pending(chat_images_t *im, const char *id);
+
 /* a send's image without a size yet: taken out of the queue when it
  * waits there, waited for when the thread is making it */
 chat_images_rc_t chat_images_claim(chat_images_t *im, const char *id,

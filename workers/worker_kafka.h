@@ -67,6 +67,10 @@ void chat_kafka_resume(chat_kafka_t *k);
 /* gives the batch in hand up: nothing committed, the partitions still
  * held consumed again from its first record */
 void chat_kafka_abandon(chat_kafka_t *k);
+/* the batch in hand left this partition's records from offset on for a
+ * later one: the commit stops before them, and the partition is read
+ * again from there */
+void chat_kafka_defer(chat_kafka_t *k, int32_t partition, int64_t offset);
 /* a newer owner fenced this partition: its records in hand are not
  * committed, and it is not consumed until it is assigned again */
 void chat_kafka_fence(chat_kafka_t *k, int32_t partition);

@@ -1487,9 +1487,11 @@ chat_ops_store_uploaded(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
     for (i = 0; i < n; i++) {
         req = items[i]->req;
 
+        /* the batch queued it when it began (worker_batch.c) */
         if (ctx->images
-            && chat_images_queue(ctx->images, req->upload.id,
-                                 req->upload.size))
+            && (chat_images_pending(ctx->images, req->upload.id)
+                || chat_images_queue(ctx->images, req->upload.id,
+                                     req->upload.size)))
         {
             continue;
         }

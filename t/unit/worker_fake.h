@@ -75,6 +75,7 @@ static struct {
     size_t                    npush_devices;
     const char               *online_device;
     bool                      produce_fail;
+    const char               *pending;        /* the images' thread's */
 } fake;
 
 
@@ -610,6 +611,15 @@ chat_images_queue(chat_images_t *im, const char *id, int64_t size)
     (void) size;
 
     return false;
+}
+
+
+bool
+chat_images_pending(chat_images_t *im, const char *id)
+{
+    (void) im;
+
+    return fake.pending != NULL && strstr(fake.pending, id) != NULL;
 }
 
 
