@@ -295,6 +295,10 @@ typedef struct {
     chat_metrics_t        metrics;
     chat_lag_t           *lag;
     chat_httpd_t         *httpd;
+    /* partitions cut for an image (paused until it is made), and cuts
+     * resumed a moment ago: how long their sends have waited */
+    chat_batch_cut_t      waiting[CHAT_BATCH_CUTS_MAX];
+    size_t                nwaiting;
 } chat_worker_t;
 
 
@@ -493,6 +497,75 @@ chat_worker_sweep(chat_worker_t *w)
 
 
 /* collect a batch -> process it -> commit it, until stopped */
+/* the batch's cuts, paused now, among those waited on */
+static void
+chat_worker_cuts(chat_worker_t *w)
+{
+    chat_batch_cut_t  *c;
+    size_t             i, k;
+
+    for (i = 0; i < w->ctx.ncuts; i++) {
+        c = &w->ctx.cuts[i];
+
+        for (k = 0; k < w->nwaiting; k++) {
+            if (w->waiting[k].partition == c->partition) {
+                break;
+            }
+        }
+
+        if (k == w->nwaiting) {
+            if (w->nwaiting == CHAT_BATCH_CUTS_MAX) {
+                continue;   /* resumed at once: cut again, or taken */
+            }
+
+            w->nwaiting++;
+        }
+
+        w->waiting[k] = *c;
+        w->waiting[k].paused = true;
+    }
+}
+
+
+/*
+ * The partitions paused for an image are consumed again once it is made
+ * (or they have waited long enough); a resumed one is remembered a while
+ * for its since. While any is paused, an idle poll waits little, so that
+ * the image's send follows its image closely.
+ */
+static void
+chat_worker_waiting(chat_worker_t *w)
+{
+    chat_batch_cut_t  *c;
+    int64_t            now = chat_now_ms();
+    size_t             i, kept, paused = 0;
+
+    for (i = 0, kept = 0; i < w->nwaiting; i++) {
+        c = &w->waiting[i];
+
+        if (c->paused
+            && (!chat_images_pending(w->ctx.images, c->id)
+                || now - c->since >= CHAT_BATCH_CUT_MAX_MS))
+        {
+            chat_kafka_undefer(w->kafka, c->partition);
+            c->paused = false;
+        }
+
+        if (!c->paused && now - c->since >= 2 * CHAT_BATCH_CUT_MAX_MS) {
+            continue;
+        }
+
+        paused += c->paused;
+        w->waiting[kept++] = *c;
+    }
+
+    w->nwaiting = kept;
+    w->ctx.waiting = w->waiting;
+    w->ctx.nwaiting = w->nwaiting;
+    chat_kafka_set_idle(w->kafka, paused ? 5 : 0);
+}
+
+
 static void
 chat_worker_run(chat_worker_t *w)
 {
@@ -512,6 +585,10 @@ chat_worker_run(chat_worker_t *w)
         if (w->ctx.media && chat_now_ms() >= next_sweep) {
             chat_worker_sweep(w);
             next_sweep = chat_now_ms() + sweep_every;
+        }
+
+        if (w->nwaiting) {
+            chat_worker_waiting(w);
         }
 
         n = chat_kafka_collect(w->kafka, w->records, CHAT_BATCH_MAX);
@@ -556,6 +633,7 @@ chat_worker_run(chat_worker_t *w)
             }
 
             chat_kafka_commit(w->kafka);
+            chat_worker_cuts(w);
             chat_kafka_resume(w->kafka);
             chat_stats_batch(&stats, w->records, n, started, chat_now_ms());
             chat_metrics_batch(&w->metrics, n, started_us,

@@ -30,6 +30,7 @@
  */
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -124,15 +125,12 @@ chat_batch_has(const chat_record_t *r, const char *needle)
 static void
 chat_batch_cut(chat_batch_ctx_t *ctx, const chat_record_t *records, size_t n)
 {
-    chat_batch_cut_t  before[CHAT_BATCH_CUTS_MAX], *c;
-    json_t          **docs, *o, *list, *id, *size;
-    const char       *op;
-    size_t            i, k, nbefore;
-    int64_t           now;
-    bool              cut;
+    const chat_batch_cut_t  *c;
+    json_t                 **docs, *o, *list, *id, *size;
+    const char              *op, *image;
+    size_t                   i, k;
+    int64_t                  now;
 
-    nbefore = ctx->ncuts;
-    memcpy(before, ctx->cuts, nbefore * sizeof(chat_batch_cut_t));
     ctx->ncuts = 0;
 
     if (ctx->images == NULL) {
@@ -180,28 +178,28 @@ chat_batch_cut(chat_batch_ctx_t *ctx, const chat_record_t *records, size_t n)
             continue;
         }
 
-        cut = false;
+        image = NULL;
 
         json_array_foreach(list, k, id) {
             if (json_is_string(id)
                 && chat_images_pending(ctx->images, json_string_value(id)))
             {
-                cut = true;
+                image = json_string_value(id);
             }
         }
 
-        if (!cut || chat_batch_left(ctx, &records[i])) {
+        if (image == NULL || chat_batch_left(ctx, &records[i])) {
             continue;
         }
 
         /* cut there before: since then, not since now */
         c = NULL;
 
-        for (k = 0; k < nbefore; k++) {
-            if (before[k].partition == records[i].partition
-                && before[k].offset == records[i].offset)
+        for (k = 0; k < ctx->nwaiting; k++) {
+            if (ctx->waiting[k].partition == records[i].partition
+                && ctx->waiting[k].offset == records[i].offset)
             {
-                c = &before[k];
+                c = &ctx->waiting[k];
             }
         }
 
@@ -232,6 +230,8 @@ chat_batch_cut(chat_batch_ctx_t *ctx, const chat_record_t *records, size_t n)
         ctx->cuts[k].partition = records[i].partition;
         ctx->cuts[k].offset = records[i].offset;
         ctx->cuts[k].since = c ? c->since : now;
+        ctx->cuts[k].paused = false;
+        snprintf(ctx->cuts[k].id, sizeof(ctx->cuts[k].id), "%s", image);
     }
 
     for (i = 0; i < n; i++) {

@@ -8,6 +8,7 @@
 
 #include "worker_control.h"
 #include "worker_chain.h"
+#include "ngx_chat_media_sign.h"
 #include "worker_images.h"
 #include "worker_kafka.h"
 #include "worker_media.h"
@@ -23,6 +24,9 @@ typedef struct {
     int32_t                partition;
     int64_t                offset;
     int64_t                since;       /* ms: first cut there */
+    char                   id[NGX_CHAT_MEDIA_ID_LEN + 1];  /* the image */
+    bool                   paused;      /* chat_worker's: not consumed
+                                         * until the image is made */
 } chat_batch_cut_t;
 
 /* partitions cut in one batch at most */
@@ -52,10 +56,12 @@ typedef struct {
     /* out: the partitions whose records from an offset on the batch left
      * for a later one (a send whose image the images' thread is making,
      * and what follows it there): neither committed nor answered, to be
-     * consumed again (chat_kafka_defer); kept from batch to batch for
-     * their since */
+     * consumed again (chat_kafka_defer) */
     chat_batch_cut_t       cuts[CHAT_BATCH_CUTS_MAX];
     size_t                 ncuts;
+    /* in: the cuts of earlier batches, for how long their sends waited */
+    const chat_batch_cut_t *waiting;
+    size_t                 nwaiting;
 } chat_batch_ctx_t;
 
 /* processes one batch to the end: stored, answered, delivered, and its

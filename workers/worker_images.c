@@ -19,6 +19,8 @@
 #include "worker_thumb.h"
 
 
+#define CHAT_IMAGES_RECENT  256
+
 typedef struct {
     char      id[NGX_CHAT_MEDIA_ID_LEN + 1];
     int64_t   size;
@@ -36,6 +38,10 @@ struct chat_images_s {
     size_t               n;
 
     char                 busy[NGX_CHAT_MEDIA_ID_LEN + 1];  /* "": none */
+    /* the last ones done: a record consumed again (its partition was cut
+     * after it) is not looked at again */
+    char                 recent[CHAT_IMAGES_RECENT][NGX_CHAT_MEDIA_ID_LEN + 1];
+    size_t               nrecent;
     chat_images_rc_t     last;          /* what became of the last one */
     char                 last_id[NGX_CHAT_MEDIA_ID_LEN + 1];
     int                  last_width;
@@ -168,6 +174,8 @@ chat_images_main(void *data)
         pthread_mutex_lock(&im->lock);
 
         im->busy[0] = '\0';
+        memcpy(im->recent[im->nrecent++ % CHAT_IMAGES_RECENT], job.id,
+               sizeof(job.id));
         im->last = rc;
         memcpy(im->last_id, job.id, sizeof(im->last_id));
         im->last_width = w;
@@ -224,6 +232,32 @@ chat_images_start(const char *conninfo, const chat_media_t *media,
 }
 
 
+/* queued, being made or made a moment ago; under the lock */
+static bool
+chat_images_known(chat_images_t *im, const char *id, bool recent)
+{
+    size_t  i;
+
+    if (strcmp(im->busy, id) == 0) {
+        return true;
+    }
+
+    for (i = 0; i < im->n; i++) {
+        if (strcmp(im->jobs[(im->head + i) % CHAT_IMAGES_QUEUE].id, id) == 0) {
+            return true;
+        }
+    }
+
+    for (i = 0; recent && i < CHAT_IMAGES_RECENT && i < im->nrecent; i++) {
+        if (strcmp(im->recent[i], id) == 0) {
+            return true;
+        }
+    }
+
+    return false;
+}
+
+
 bool
 chat_images_queue(chat_images_t *im, const char *id, int64_t size)
 {
@@ -236,7 +270,10 @@ chat_images_queue(chat_images_t *im, const char *id, int64_t size)
 
     pthread_mutex_lock(&im->lock);
 
-    if (im->n < CHAT_IMAGES_QUEUE) {
+    if (chat_images_known(im, id, true)) {
+        ok = true;
+
+    } else if (im->n < CHAT_IMAGES_QUEUE) {
         job = &im->jobs[(im->head + im->n) % CHAT_IMAGES_QUEUE];
         memcpy(job->id, id, sizeof(job->id));
         job->size = size;
@@ -254,18 +291,10 @@ chat_images_queue(chat_images_t *im, const char *id, int64_t size)
 bool
 chat_images_pending(chat_images_t *im, const char *id)
 {
-    bool    found;
-    size_t  i;
+    bool  found;
 
     pthread_mutex_lock(&im->lock);
-
-    found = strcmp(im->busy, id) == 0;
-
-    for (i = 0; !found && i < im->n; i++) {
-        found = strcmp(im->jobs[(im->head + i) % CHAT_IMAGES_QUEUE].id, id)
-                == 0;
-    }
-
+    found = chat_images_known(im, id, false);
     pthread_mutex_unlock(&im->lock);
 
     return found;

@@ -101,6 +101,7 @@ struct chat_kafka_s {
     /* partitions whose records from an offset on the batch left for a
      * later one: not committed, consumed again from there */
     rd_kafka_topic_partition_list_t   *deferred;
+    int                                idle_ms;     /* an idle poll's wait */
 
     int64_t                            commit_every;
 };
@@ -579,7 +580,9 @@ chat_kafka_collect(chat_kafka_t *k, chat_record_t *records, size_t max)
                 break;
             }
 
-            m = rd_kafka_consumer_poll(k->rk, CHAT_POLL_IDLE_MS);
+            m = rd_kafka_consumer_poll(k->rk, k->idle_ms
+                                              ? k->idle_ms
+                                              : CHAT_POLL_IDLE_MS);
 
         } else {
             left = deadline - chat_monotonic_ms();
@@ -726,6 +729,10 @@ chat_kafka_seek_deferred(chat_kafka_t *k)
     }
 
     if (seek->cnt) {
+        /* paused first: nothing of them is fetched again until the loop
+         * says (chat_kafka_undefer) */
+        (void) rd_kafka_pause_partitions(k->rk, seek);
+
         error = rd_kafka_seek_partitions(k->rk, seek, 5000);
 
         if (error) {
@@ -738,6 +745,31 @@ chat_kafka_seek_deferred(chat_kafka_t *k)
     rd_kafka_topic_partition_list_destroy(seek);
     rd_kafka_topic_partition_list_destroy(k->deferred);
     k->deferred = NULL;
+}
+
+
+void
+chat_kafka_undefer(chat_kafka_t *k, int32_t partition)
+{
+    rd_kafka_topic_partition_list_t  *one;
+
+    if (k->fenced
+        && rd_kafka_topic_partition_list_find(k->fenced, k->topic, partition))
+    {
+        return;
+    }
+
+    one = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(one, k->topic, partition);
+    (void) rd_kafka_resume_partitions(k->rk, one);
+    rd_kafka_topic_partition_list_destroy(one);
+}
+
+
+void
+chat_kafka_set_idle(chat_kafka_t *k, int ms)
+{
+    k->idle_ms = ms > 0 ? ms : CHAT_POLL_IDLE_MS;
 }
 
 
