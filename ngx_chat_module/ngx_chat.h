@@ -27,12 +27,13 @@
  *   ngx_chat_presence.c      presence: who watches whom, queries, events
  *   ngx_chat_session.c       one WebSocket connection's I/O, and the table
  *                            of this process's sessions
+ *   ngx_chat_media.c         a module of its own: the upload settings,
+ *                            the signature check of attachments' files
+ *                            (PUT and GET), the workers told of a PUT
+ *                            that stored one
  *   ngx_chat_kafka.c         the Kafka producer
  *   ngx_chat_redis.c         the two Redis links and their scripts
  *   ngx_chat_redis_adapter.c hiredis driven by nginx events
- *   ngx_chat_media.c         a module of its own: the upload settings,
- *                            and the signature check of attachments'
- *                            files (PUT and GET)
  *
  * and the pure C below them all, without nginx types (the unit tests and
  * fuzzers link these): ngx_chat_proto.c with ngx_chat_send.c (the client

@@ -12,7 +12,13 @@
  *     exactly the signed size; a GET needs a GET signature. What passes is
  *     nginx's own to serve: dav_methods PUT writes the file (under a
  *     temporary name, renamed when complete) and the static module reads
- *     it back, both under the location's root.
+ *     it back, both under the location's root;
+ *   - on the same location, a log-phase handler: a PUT answered 201 or
+ *     204 stored the file whole, and the workers are told so with an
+ *     "uploaded" record (ngx_chat_wire.h), so that an image's size and
+ *     thumbnail are made before any send attaches it rather than inside
+ *     the send's batch. Producing is handing the record to librdkafka's
+ *     queue: nothing waits.
  *
  * The store is therefore a directory that nginx writes and reads; another
  * store (an S3-compatible one) would take the same signed requests in
@@ -51,6 +57,7 @@ static char *ngx_chat_media_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static ngx_int_t ngx_chat_media_init(ngx_conf_t *cf);
 static ngx_int_t ngx_chat_media_access(ngx_http_request_t *r);
+static ngx_int_t ngx_chat_media_stored(ngx_http_request_t *r);
 
 
 static char *ngx_chat_media_check(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -262,6 +269,13 @@ ngx_chat_media_init(ngx_conf_t *cf)
 
     *h = ngx_chat_media_access;
 
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_chat_media_stored;
+
     return NGX_OK;
 }
 
@@ -297,6 +311,23 @@ ngx_chat_media_arg(ngx_http_request_t *r, const char *name, size_t len)
 }
 
 
+/* the URI's last segment: the attachment id, or its thumbnail's name */
+static u_char *
+ngx_chat_media_name(ngx_http_request_t *r, size_t *len)
+{
+    u_char  *p;
+
+    p = r->uri.data + r->uri.len;
+    while (p > r->uri.data && p[-1] != '/') {
+        p--;
+    }
+
+    *len = r->uri.data + r->uri.len - p;
+
+    return p;
+}
+
+
 /*
  * The signature, the expiry and, for a PUT, the size, of a request for
  * <location>/<attachment_id> or its thumbnail <attachment_id>.t; a GET of
@@ -309,7 +340,7 @@ ngx_chat_media_access(ngx_http_request_t *r)
     ngx_chat_media_main_conf_t  *mmcf;
     ngx_str_t                    sig;
     ngx_time_t                  *tp;
-    u_char                      *p, *name;
+    u_char                      *name;
     size_t                       len;
     int64_t                      size, expires, now;
     const char                  *method;
@@ -338,14 +369,7 @@ ngx_chat_media_access(ngx_http_request_t *r)
         return NGX_HTTP_NOT_ALLOWED;
     }
 
-    /* the name is the URI's last segment */
-    p = r->uri.data + r->uri.len;
-    while (p > r->uri.data && p[-1] != '/') {
-        p--;
-    }
-
-    name = p;
-    len = r->uri.data + r->uri.len - p;
+    name = ngx_chat_media_name(r, &len);
 
     if (!(ngx_chat_media_valid_id((char *) name, len)
           || (len == NGX_CHAT_MEDIA_ID_LEN + 2 && method[0] == 'G'
@@ -392,4 +416,72 @@ ngx_chat_media_access(ngx_http_request_t *r)
     }
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * A PUT that passed the access check and that the dav module answered 201
+ * or 204 has its file in place under the announced name and size: the
+ * workers hear of it through Kafka, keyed by the attachment id (a PUT
+ * names nothing else, and the images' work spreads over the partitions).
+ * A record Kafka does not take costs only time: the send that attaches
+ * the upload makes what is missing itself.
+ */
+static ngx_int_t
+ngx_chat_media_stored(ngx_http_request_t *r)
+{
+    ngx_chat_media_loc_conf_t  *mlcf;
+    ngx_chat_main_conf_t       *mcf;
+    ngx_time_t                 *tp;
+    ngx_uint_t                  status;
+    u_char                     *name, *record;
+    size_t                      len, n;
+    int64_t                     size;
+
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_chat_media_module);
+
+    if (!mlcf->check || r != r->main || !(r->method & NGX_HTTP_PUT)) {
+        return NGX_OK;
+    }
+
+    status = r->err_status ? r->err_status : r->headers_out.status;
+
+    if (status != NGX_HTTP_CREATED && status != NGX_HTTP_NO_CONTENT) {
+        return NGX_OK;
+    }
+
+    name = ngx_chat_media_name(r, &len);
+    size = ngx_chat_media_arg(r, "n", 1);
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_chat_module);
+
+    /* the access check let only an attachment id through */
+    if (!ngx_chat_media_valid_id((char *) name, len) || size < 1
+        || mcf == NULL || !mcf->enabled || mcf->node.len == 0)
+    {
+        return NGX_OK;
+    }
+
+    /* handed to Kafka, which frees it */
+    record = malloc(NGX_CHAT_WIRE_UPLOADED_MAX);
+    if (record == NULL) {
+        return NGX_OK;
+    }
+
+    tp = ngx_timeofday();
+
+    n = ngx_chat_wire_uploaded_record((char *) record,
+                                      (char *) mcf->node.data, mcf->node.len,
+                                      (int64_t) tp->sec * 1000 + tp->msec,
+                                      (char *) name, len, size);
+
+    if (ngx_chat_kafka_produce(name, len, record, n) != NGX_OK) {
+        free(record);
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "chat_media: the workers were not told that \"%*s\" "
+                      "is stored: its first send makes its thumbnail",
+                      len, name);
+    }
+
+    return NGX_OK;
 }

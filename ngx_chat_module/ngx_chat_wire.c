@@ -36,7 +36,8 @@ static const char  *ngx_chat_wire_ops[NGX_CHAT_WIRE_OP_COUNT] = {
     "react",
     "block",
     "unblock",
-    "search"
+    "search",
+    "uploaded"
 };
 
 
@@ -276,6 +277,29 @@ ngx_chat_wire_op_find(const char *name, size_t len)
 
 #define ngx_chat_wire_putn(p, s, n)                                          \
     (memcpy(p, s, n), (p) + (n))
+
+
+size_t
+ngx_chat_wire_uploaded_record(char *buf, const char *node, size_t node_len,
+    int64_t ts, const char *id, size_t id_len, int64_t size)
+{
+    char  *p = buf;
+
+    p = ngx_chat_wire_put(p, "{\"" NGX_CHAT_WIRE_F_OP "\":\"");
+    p = ngx_chat_wire_putn(p, ngx_chat_wire_ops[NGX_CHAT_WIRE_OP_UPLOADED],
+                           strlen(ngx_chat_wire_ops[NGX_CHAT_WIRE_OP_UPLOADED]));
+    p = ngx_chat_wire_put(p, "\",\"" NGX_CHAT_WIRE_F_NODE "\":\"");
+    p = ngx_chat_wire_putn(p, node, node_len);
+    p = ngx_chat_wire_put(p, "\",\"" NGX_CHAT_WIRE_F_TS "\":");
+    p += sprintf(p, "%lld", (long long) ts);
+    p = ngx_chat_wire_put(p, ",\"" NGX_CHAT_WIRE_F_ATTACHMENT_ID "\":\"");
+    p = ngx_chat_wire_putn(p, id, id_len);
+    p = ngx_chat_wire_put(p, "\",\"" NGX_CHAT_WIRE_F_SIZE "\":");
+    p += sprintf(p, "%lld", (long long) size);
+    *p++ = '}';
+
+    return p - buf;
+}
 
 
 size_t

@@ -173,6 +173,7 @@ typedef enum {
     NGX_CHAT_WIRE_OP_BLOCK,
     NGX_CHAT_WIRE_OP_UNBLOCK,
     NGX_CHAT_WIRE_OP_SEARCH,
+    NGX_CHAT_WIRE_OP_UPLOADED,
     NGX_CHAT_WIRE_OP_COUNT
 } ngx_chat_wire_op_t;
 
@@ -262,6 +263,25 @@ int ngx_chat_wire_op_find(const char *name, size_t len);
 #define NGX_CHAT_WIRE_F_UPTO             "upto"
 /* ms: the node's start; it needs nothing older (after may be -1) */
 #define NGX_CHAT_WIRE_F_SINCE            "since"
+
+/*
+ * nginx's own word that an upload's bytes are stored (its chat_media
+ * location answered the PUT with 201 or 204), never a client's: the
+ * fields op, node (the nginx that stored it), ts and these two, keyed by
+ * the attachment id, the one thing a PUT names. chat_worker then makes
+ * an image's size in pixels and its thumbnail, off the sends' path.
+ */
+#define NGX_CHAT_WIRE_UPLOADED_MAX                                          \
+    (sizeof("{\"\":\"\",\"\":\"\",\"\":,\"\":\"\",\"\":}")                    \
+     + sizeof(NGX_CHAT_WIRE_F_OP NGX_CHAT_WIRE_F_NODE NGX_CHAT_WIRE_F_TS    \
+              NGX_CHAT_WIRE_F_ATTACHMENT_ID NGX_CHAT_WIRE_F_SIZE "uploaded") \
+     + NGX_CHAT_WIRE_NODE_MAX + NGX_CHAT_WIRE_ID_MAX + 2 * 20)
+
+/* into buf of NGX_CHAT_WIRE_UPLOADED_MAX bytes (not NUL terminated), the
+ * node and the id valid; returns the length */
+size_t ngx_chat_wire_uploaded_record(char *buf, const char *node,
+    size_t node_len, int64_t ts, const char *id, size_t id_len,
+    int64_t size);
 
 /*
  * An operator's request (chatctl), not a session's: the fields op, ts,

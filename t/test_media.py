@@ -529,3 +529,174 @@ def test_search_attachment_names_membership(stack):
     finally:
         ca.close()
         cc.close()
+
+
+def media_dir(stack):
+    return "%s/nginx/media" % stack.dir
+
+
+def dims(stack, aid):
+    return stack.psql("select coalesce(width || 'x' || height, '') from"
+                      " attachments where attachment_id = '%s'" % aid)
+
+
+def test_thumbnail_made_after_put_before_any_send(stack):
+    """nginx tells the workers of a stored PUT: the size in pixels and the
+    thumbnail are there before anything attaches the image, and the send
+    that does carries them."""
+    import os
+    from chatlib import wait_for
+    a, b = unique("ma"), unique("mb")
+    conv = dm_id(a, b)
+    png = make_png(120, 400)
+    ca = stack.connect(a, "phone")
+    cb = stack.connect(b, "phone")
+    try:
+        pid = put_file(stack, ca, conv, png)
+        wait_for(lambda: dims(stack, pid) == "120x400", T, interval=0.1,
+                 what="the size in pixels stored after the PUT")
+        thumb = "%s/%s.t" % (media_dir(stack), pid)
+        assert os.path.exists(thumb)
+        with open(thumb, "rb") as f:
+            assert png_size(f.read()) == (76, 256)
+        assert stack.psql("select message_id is null from attachments where"
+                          " attachment_id = '%s'" % pid) == "t"
+        ack = send_att(ca, "pre", conv, [pid], body="tall")
+        assert ack["type"] == "ack", ack
+        m = cb.recv_type("message", T, client_msg_id="pre")
+        e = m["attachments"][0]
+        assert (e["width"], e["height"]) == (120, 400), e
+        st, body = http("GET", e["thumbnail_url"])
+        assert st == 200 and png_size(body) == (76, 256), st
+    finally:
+        ca.close()
+        cb.close()
+
+
+def test_send_makes_what_nginx_did_not_announce(stack):
+    """An upload whose bytes arrived without nginx's word (written to the
+    store directly, as another store or an nginx that could not tell the
+    workers would leave it): the send makes its size and thumbnail."""
+    a, b = unique("ma"), unique("mb")
+    conv = dm_id(a, b)
+    png = make_png(64, 32)
+    ca = stack.connect(a, "phone")
+    cb = stack.connect(b, "phone")
+    try:
+        up = upload(ca, conv, len(png))
+        assert up["type"] == "upload", up
+        aid = up["attachment_id"]
+        with open("%s/%s" % (media_dir(stack), aid), "wb") as f:
+            f.write(png)
+        assert dims(stack, aid) == ""
+        ack = send_att(ca, "inline", conv, [aid])
+        assert ack["type"] == "ack", ack
+        m = cb.recv_type("message", T, client_msg_id="inline")
+        e = m["attachments"][0]
+        assert (e["width"], e["height"]) == (64, 32), e
+        st, body = http("GET", e["thumbnail_url"])
+        assert st == 200 and png_size(body) == (64, 32), st
+        assert dims(stack, aid) == "64x32"
+    finally:
+        ca.close()
+        cb.close()
+
+
+@pytest.mark.parametrize("frame", [
+    {"type": "uploaded", "req_id": "f", "attachment_id": "0" * 32,
+     "size": 10},
+    {"op": "uploaded", "req_id": "f", "attachment_id": "0" * 32,
+     "size": 10, "node": "x:0"},
+])
+def test_clients_cannot_say_uploaded(stack, frame):
+    """Only nginx says an upload is stored: a client's frame that tries
+    is refused."""
+    a = unique("ma")
+    c = stack.connect(a, "phone")
+    try:
+        c.send_json(frame)
+        e = expect_error(c, T, req_id="f")
+        assert e["code"] == "bad_request", e
+    finally:
+        c.close()
+
+
+def produce_request(stack, key, value):
+    import json
+    import subprocess
+    p = subprocess.run(["kcat", "-b", "127.0.0.1:%d" % stack.kafka_port,
+                        "-P", "-t", "chat.requests", "-K", "\t"],
+                       input=("%s\t%s\n" % (key, json.dumps(value)))
+                       .encode(),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=30)
+    assert p.returncode == 0, p.stderr.decode(errors="replace")
+
+
+def test_uploaded_records_that_do_not_fit_are_skipped(stack):
+    """uploaded records for an unknown id, a file that is missing or of
+    another size than announced, a non-image, bytes that are no image:
+    each logged and skipped; the worker goes on (a good one after them
+    gets its thumbnail)."""
+    import glob
+    import os
+    from chatlib import wait_for
+    a, b = unique("ma"), unique("mb")
+    conv = dm_id(a, b)
+    ca = stack.connect(a, "phone")
+    try:
+        def rec(aid, size):
+            return {"op": "uploaded", "node": "t:0",
+                    "ts": int(time.time() * 1000), "attachment_id": aid,
+                    "size": size}
+
+        png = make_png(40, 40)
+        unknown = uuid.uuid4().hex
+        missing = upload(ca, conv, len(png), req_id="m")["attachment_id"]
+        short = upload(ca, conv, len(png), req_id="s")["attachment_id"]
+        with open("%s/%s" % (media_dir(stack), short), "wb") as f:
+            f.write(png[:-10])
+        # announced with one size, stored whole, the record says another
+        # (nginx never told: the file was written to the store directly)
+        other = upload(ca, conv, len(png), req_id="o")["attachment_id"]
+        with open("%s/%s" % (media_dir(stack), other), "wb") as f:
+            f.write(png)
+        text = put_file(stack, ca, conv, b"notes", ctype="text/plain",
+                        name="n.txt", req_id="t")
+        fake = put_file(stack, ca, conv, b"no png at all", req_id="f",
+                        name="f.png")
+        for aid, size in ((unknown, 10), (missing, len(png)),
+                          (short, len(png)), (other, len(png) + 1),
+                          (text, 5), (fake, 13)):
+            produce_request(stack, aid, rec(aid, size))
+        produce_request(stack, "x", {"op": "uploaded", "node": "t:0",
+                                     "attachment_id": "../../etc/passwd",
+                                     "size": 1})
+        good = put_file(stack, ca, conv, make_png(10, 20), req_id="g")
+        wait_for(lambda: dims(stack, good) == "10x20", T,
+                 what="the good upload's size")
+
+        def logged():
+            text_ = ""
+            for path in glob.glob(os.path.join(stack.dir, "log",
+                                               "worker*.log")):
+                with open(path, errors="replace") as f:
+                    text_ += f.read()
+            return all(s in text_ for s in (
+                "uploaded %s: no such upload" % unknown,
+                "uploaded %s: its file is missing" % missing,
+                "uploaded %s: its file is missing" % short,
+                "uploaded %s: its file is missing" % other,
+                "uploaded %s: text/plain is no image" % text,
+                "attachment %s: not a readable image/png" % fake,
+                "missing or invalid attachment_id"))
+        wait_for(logged, T, what="each record logged")
+        for aid in (missing, short, other, text, fake):
+            assert dims(stack, aid) == "", aid
+        for aid in (missing, short, other, text, fake):
+            assert not os.path.exists("%s/%s.t" % (media_dir(stack), aid))
+        # and the sends go on
+        ack = send_att(ca, "after", conv, [good])
+        assert ack["type"] == "ack", ack
+    finally:
+        ca.close()

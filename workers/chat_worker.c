@@ -330,6 +330,10 @@ typedef struct {
     chat_httpd_t         *httpd;
     chat_index_t          index;
     chat_store_t         *index_store;  /* the search index's connection */
+    /* partitions cut for an image (paused until it is made), and cuts
+     * resumed a moment ago: how long their sends have waited */
+    chat_batch_cut_t      waiting[CHAT_BATCH_CUTS_MAX];
+    size_t                nwaiting;
 } chat_worker_t;
 
 
@@ -409,6 +413,14 @@ chat_worker_open(chat_worker_t *w, const chat_options_t *o,
     w->index_store = chat_store_open(o->pg, w->ctx.stop);
     if (w->index_store == NULL) {
         return false;
+    }
+
+    /* uploaded images decoded beside the batches, not in them */
+    if (w->ctx.media) {
+        w->ctx.images = chat_images_start(o->pg, w->ctx.media, w->ctx.stop);
+        if (w->ctx.images == NULL) {
+            return false;
+        }
     }
 
     w->ctx.control = chat_control_open(o->redis, w->ctx.stop, &w->metrics);
@@ -614,13 +626,82 @@ chat_worker_index(chat_worker_t *w, bool stopping)
 
 
 /* collect a batch -> process it -> commit it, until stopped */
+/* the batch's cuts, paused now, among those waited on */
+static void
+chat_worker_cuts(chat_worker_t *w)
+{
+    chat_batch_cut_t  *c;
+    size_t             i, k;
+
+    for (i = 0; i < w->ctx.ncuts; i++) {
+        c = &w->ctx.cuts[i];
+
+        for (k = 0; k < w->nwaiting; k++) {
+            if (w->waiting[k].partition == c->partition) {
+                break;
+            }
+        }
+
+        if (k == w->nwaiting) {
+            if (w->nwaiting == CHAT_BATCH_CUTS_MAX) {
+                continue;   /* resumed at once: cut again, or taken */
+            }
+
+            w->nwaiting++;
+        }
+
+        w->waiting[k] = *c;
+        w->waiting[k].paused = true;
+    }
+}
+
+
+/*
+ * The partitions paused for an image are consumed again once it is made
+ * (or they have waited long enough); a resumed one is remembered a while
+ * for its since. While any is paused, an idle poll waits little, so that
+ * the image's send follows its image closely.
+ */
+static void
+chat_worker_waiting(chat_worker_t *w)
+{
+    chat_batch_cut_t  *c;
+    int64_t            now = chat_now_ms();
+    size_t             i, kept, paused = 0;
+
+    for (i = 0, kept = 0; i < w->nwaiting; i++) {
+        c = &w->waiting[i];
+
+        if (c->paused
+            && (!chat_images_pending(w->ctx.images, c->id)
+                || now - c->since >= CHAT_BATCH_CUT_MAX_MS))
+        {
+            chat_kafka_undefer(w->kafka, c->partition);
+            c->paused = false;
+        }
+
+        if (!c->paused && now - c->since >= 2 * CHAT_BATCH_CUT_MAX_MS) {
+            continue;
+        }
+
+        paused += c->paused;
+        w->waiting[kept++] = *c;
+    }
+
+    w->nwaiting = kept;
+    w->ctx.waiting = w->waiting;
+    w->ctx.nwaiting = w->nwaiting;
+    chat_kafka_set_idle(w->kafka, paused ? 5 : 0);
+}
+
+
 static void
 chat_worker_run(chat_worker_t *w)
 {
     chat_stats_t  stats;
     unsigned      rebalances = 0;
     int64_t       started, started_us, sweep_every, next_sweep = 0;
-    size_t        n;
+    size_t        n, i;
 
     chat_stats_start(&stats, chat_now_ms());
 
@@ -633,6 +714,10 @@ chat_worker_run(chat_worker_t *w)
         if (w->ctx.media && chat_now_ms() >= next_sweep) {
             chat_worker_sweep(w);
             next_sweep = chat_now_ms() + sweep_every;
+        }
+
+        if (w->nwaiting) {
+            chat_worker_waiting(w);
         }
 
         n = chat_kafka_collect(w->kafka, w->records, CHAT_BATCH_MAX);
@@ -670,7 +755,14 @@ chat_worker_run(chat_worker_t *w)
             }
 
             chat_worker_fenced(w);
+
+            for (i = 0; i < w->ctx.ncuts; i++) {
+                chat_kafka_defer(w->kafka, w->ctx.cuts[i].partition,
+                                 w->ctx.cuts[i].offset);
+            }
+
             chat_kafka_commit(w->kafka);
+            chat_worker_cuts(w);
             chat_kafka_resume(w->kafka);
             chat_stats_batch(&stats, w->records, n, started, chat_now_ms());
             chat_metrics_batch(&w->metrics, n, started_us,
@@ -705,6 +797,7 @@ chat_worker_close(chat_worker_t *w)
     chat_stream_free(&w->stream);
     chat_lists_close(w->lists);
     chat_redis_close(w->ctx.redis);
+    chat_images_stop(w->ctx.images);
     chat_store_close(w->ctx.store);
     chat_store_close(w->index_store);
     chat_members_clear(&w->members);

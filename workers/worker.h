@@ -14,6 +14,8 @@
  *   worker_ops.c       the table of ops: a record's fields -> a request;
  *                      the request -> the store (worker_item.h: what
  *                      travels from here on)
+ *   worker_images.c    uploaded images' sizes and thumbnails, on a
+ *                      thread with its own store connection
  *   worker_store*.c    PostgreSQL: results, never frames
  *   worker_answer.c    results -> frames for the requester
  *   worker_fanout.c    results -> frames for everyone else

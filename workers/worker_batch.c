@@ -15,6 +15,8 @@
  * each item is answered and fanned out, in record order. The pushes of a
  * batch's text messages to devices without a live session go to the push
  * topic after the delivery, and the batch is done when Kafka has them.
+ * Work that no answer waits for (an uploaded image's thumbnail) runs
+ * after all that, so that it never delays the batch's sends.
  *
  * A record that cannot be parsed is logged and skipped (answered with
  * bad_request when it says where to); it never stops the partition, and
@@ -28,6 +30,7 @@
  */
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,14 +79,182 @@ chat_batch_free(chat_batch_t *b)
 }
 
 
-/* every record counts, answered or skipped: the positions say how far the
- * batch got in each partition */
+/* does the record wait for a later batch (at or after its partition's
+ * cut)? */
+static bool
+chat_batch_left(const chat_batch_ctx_t *ctx, const chat_record_t *r)
+{
+    size_t  i;
+
+    for (i = 0; i < ctx->ncuts; i++) {
+        if (ctx->cuts[i].partition == r->partition) {
+            return r->offset >= ctx->cuts[i].offset;
+        }
+    }
+
+    return false;
+}
+
+
+static bool
+chat_batch_has(const chat_record_t *r, const char *needle)
+{
+    size_t  i, n = strlen(needle);
+
+    for (i = 0; i + n <= r->len; i++) {
+        if (memcmp(r->payload + i, needle, n) == 0) {
+            return true;
+        }
+    }
+
+    return false;
+}
+
+
+/*
+ * The batch's uploaded records go to the images' thread first. A send
+ * that attaches an image the thread has yet to make (queued, or being
+ * decoded) would hold the whole batch while it waits for it. Instead its partition
+ * is cut there: what comes before goes through now, the send and what
+ * follows it in its partition (their order kept) are left for a later
+ * batch, by when the image is made; the other partitions are not held at
+ * all. A send left that long (CHAT_BATCH_CUT_MAX_MS) is taken as it is
+ * and waits, or makes the image itself. Only records that name an upload
+ * are read for this, and only with an images' thread.
+ */
 static void
-chat_batch_positions(chat_batch_t *b, const chat_record_t *records, size_t n)
+chat_batch_cut(chat_batch_ctx_t *ctx, const chat_record_t *records, size_t n)
+{
+    const chat_batch_cut_t  *c;
+    json_t                 **docs, *o, *list, *id, *size;
+    const char              *op, *image;
+    size_t                   i, k;
+    int64_t                  now;
+
+    ctx->ncuts = 0;
+
+    if (ctx->images == NULL) {
+        return;
+    }
+
+    docs = chat_alloc(n * sizeof(json_t *));
+    now = chat_now_ms();
+
+    for (i = 0; i < n; i++) {
+        docs[i] = NULL;
+
+        if (records[i].payload
+            && (chat_batch_has(&records[i], "\"attachments\"")
+                || chat_batch_has(&records[i], "\"uploaded\"")))
+        {
+            docs[i] = json_loadb(records[i].payload, records[i].len, 0,
+                                 NULL);
+        }
+
+        op = json_string_value(json_object_get(docs[i],
+                                               NGX_CHAT_WIRE_F_OP));
+        id = json_object_get(docs[i], NGX_CHAT_WIRE_F_ATTACHMENT_ID);
+        size = json_object_get(docs[i], NGX_CHAT_WIRE_F_SIZE);
+
+        /* the thread starts on it now, while the batch is stored */
+        if (op && json_is_string(id) && json_is_integer(size)
+            && strcmp(op, ngx_chat_wire_op_name(NGX_CHAT_WIRE_OP_UPLOADED))
+               == 0)
+        {
+            (void) chat_images_queue(ctx->images, json_string_value(id),
+                                     json_integer_value(size));
+        }
+    }
+
+    for (i = 0; i < n; i++) {
+        o = docs[i];
+        op = json_string_value(json_object_get(o, NGX_CHAT_WIRE_F_OP));
+        list = json_object_get(o, NGX_CHAT_WIRE_F_ATTACHMENTS);
+
+        if (op == NULL || strcmp(op, ngx_chat_wire_op_name(
+                                         NGX_CHAT_WIRE_OP_SEND)) != 0
+            || !json_is_array(list))
+        {
+            continue;
+        }
+
+        image = NULL;
+
+        json_array_foreach(list, k, id) {
+            if (json_is_string(id)
+                && chat_images_pending(ctx->images, json_string_value(id)))
+            {
+                image = json_string_value(id);
+            }
+        }
+
+        if (image == NULL || chat_batch_left(ctx, &records[i])) {
+            continue;
+        }
+
+        /* cut there before: since then, not since now */
+        c = NULL;
+
+        for (k = 0; k < ctx->nwaiting; k++) {
+            if (ctx->waiting[k].partition == records[i].partition
+                && ctx->waiting[k].offset == records[i].offset)
+            {
+                c = &ctx->waiting[k];
+            }
+        }
+
+        if (c && now - c->since >= CHAT_BATCH_CUT_MAX_MS) {
+            log_warn("partition %d offset %" PRId64 ": a send waited %lld ms"
+                     " for its image: taken as it is", records[i].partition,
+                     records[i].offset, (long long) (now - c->since));
+            continue;
+        }
+
+        for (k = 0; k < ctx->ncuts; k++) {
+            if (ctx->cuts[k].partition == records[i].partition) {
+                break;
+            }
+        }
+
+        if (k == ctx->ncuts) {
+            if (ctx->ncuts == CHAT_BATCH_CUTS_MAX) {
+                continue;
+            }
+
+            ctx->ncuts++;
+
+        } else if (ctx->cuts[k].offset <= records[i].offset) {
+            continue;
+        }
+
+        ctx->cuts[k].partition = records[i].partition;
+        ctx->cuts[k].offset = records[i].offset;
+        ctx->cuts[k].since = c ? c->since : now;
+        ctx->cuts[k].paused = false;
+        snprintf(ctx->cuts[k].id, sizeof(ctx->cuts[k].id), "%s", image);
+    }
+
+    for (i = 0; i < n; i++) {
+        json_decref(docs[i]);
+    }
+
+    free(docs);
+}
+
+
+/* every record counts, answered or skipped, but those left for a later
+ * batch: the positions say how far the batch got in each partition */
+static void
+chat_batch_positions(chat_batch_ctx_t *ctx, chat_batch_t *b,
+    const chat_record_t *records, size_t n)
 {
     size_t  i, k;
 
     for (i = 0; i < n; i++) {
+        if (chat_batch_left(ctx, &records[i])) {
+            continue;
+        }
+
         for (k = 0; k < b->npositions; k++) {
             if (b->positions[k].partition == records[i].partition) {
                 break;
@@ -131,6 +302,16 @@ chat_batch_parse(chat_batch_ctx_t *ctx, chat_batch_t *b,
 
         rc = chat_ops_parse(req, records[i].payload, records[i].len,
                             why, sizeof(why));
+
+        /* left for a later batch, but an uploaded record: it answers
+         * nothing, and its image is wanted by then */
+        if (chat_batch_left(ctx, &records[i])
+            && !(rc == CHAT_PARSE_OK && req->op == NGX_CHAT_WIRE_OP_UPLOADED))
+        {
+            chat_request_free(req);
+            continue;
+        }
+
         chat_metrics_record(b->op.metrics, (int) req->op);
 
         switch (rc) {
@@ -434,6 +615,7 @@ chat_batch_process(chat_batch_ctx_t *ctx, const chat_record_t *records,
     b.op.receipt_fanout_max = ctx->receipt_fanout_max;
     b.op.push_endpoints = ctx->push_endpoints;
     b.op.media = ctx->media;
+    b.op.images = ctx->images;
     b.op.out = &b.out;
     b.op.stream = ctx->stream;
     b.op.arena = &b.arena;
@@ -442,7 +624,8 @@ chat_batch_process(chat_batch_ctx_t *ctx, const chat_record_t *records,
     b.op.index = ctx->index;
 
     chat_outbox_from(&b.out, -1);
-    chat_batch_positions(&b, records, n);
+    chat_batch_cut(ctx, records, n);
+    chat_batch_positions(ctx, &b, records, n);
 
     if (!chat_batch_marks(ctx, &b)) {
         goto stopped;
@@ -494,6 +677,13 @@ chat_batch_process(chat_batch_ctx_t *ctx, const chat_record_t *records,
                          chat_metrics_now_us() - published);
 
     if (!chat_batch_pushes(ctx, &b)) {
+        goto stopped;
+    }
+
+    /* what nobody in the batch waits for, once their answers are out;
+     * before the commit, so that a worker dying in it leaves it to the
+     * next one */
+    if (!chat_batch_stage(&b, CHAT_STAGE_AFTER, 0, b.nitems)) {
         goto stopped;
     }
 

@@ -13,6 +13,7 @@
 
 #include "worker_control.h"
 #include "worker_index.h"
+#include "worker_images.h"
 #include "worker_media.h"
 #include "worker_members.h"
 #include "worker_outbox.h"
@@ -70,6 +71,8 @@ typedef struct {
     const char            *push_endpoints;  /* allowed URL prefixes, comma
                                              * separated; NULL: any */
     const chat_media_t    *media;           /* attachments' files */
+    chat_images_t         *images;          /* their thread, or NULL:
+                                             * made on this one */
     chat_outbox_t         *out;
     chat_stream_t         *stream;
     chat_arena_t          *arena;

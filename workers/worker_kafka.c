@@ -98,6 +98,11 @@ struct chat_kafka_s {
     size_t                             stash_cap;
     rd_kafka_topic_partition_list_t   *fenced;
 
+    /* partitions whose records from an offset on the batch left for a
+     * later one: not committed, consumed again from there */
+    rd_kafka_topic_partition_list_t   *deferred;
+    int                                idle_ms;     /* an idle poll's wait */
+
     int64_t                            commit_every;
 };
 
@@ -342,6 +347,13 @@ chat_kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         }
 
         chat_kafka_unfence(k, parts);
+
+        /* a pause outlives a reassignment: a partition cut for an image
+         * and taken from this worker before it was resumed would come
+         * back paused for good */
+        if (!k->paused && parts->cnt) {
+            (void) rd_kafka_resume_partitions(rk, parts);
+        }
         break;
 
     case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
@@ -575,7 +587,9 @@ chat_kafka_collect(chat_kafka_t *k, chat_record_t *records, size_t max)
                 break;
             }
 
-            m = rd_kafka_consumer_poll(k->rk, CHAT_POLL_IDLE_MS);
+            m = rd_kafka_consumer_poll(k->rk, k->idle_ms
+                                              ? k->idle_ms
+                                              : CHAT_POLL_IDLE_MS);
 
         } else {
             left = deadline - chat_monotonic_ms();
@@ -641,6 +655,131 @@ chat_kafka_release(chat_kafka_t *k)
 }
 
 
+static bool
+chat_kafka_is_deferred(chat_kafka_t *k, rd_kafka_message_t *m)
+{
+    rd_kafka_topic_partition_t  *p;
+
+    if (k->deferred == NULL) {
+        return false;
+    }
+
+    p = rd_kafka_topic_partition_list_find(k->deferred,
+                                           rd_kafka_topic_name(m->rkt),
+                                           m->partition);
+
+    return p != NULL && m->offset >= p->offset;
+}
+
+
+void
+chat_kafka_defer(chat_kafka_t *k, int32_t partition, int64_t offset)
+{
+    rd_kafka_topic_partition_t  *p;
+
+    if (k->deferred == NULL) {
+        k->deferred = rd_kafka_topic_partition_list_new(4);
+    }
+
+    p = rd_kafka_topic_partition_list_find(k->deferred, k->topic, partition);
+    if (p == NULL) {
+        p = rd_kafka_topic_partition_list_add(k->deferred, k->topic,
+                                              partition);
+        p->offset = offset;
+
+    } else if (offset < p->offset) {
+        p->offset = offset;
+    }
+}
+
+
+/* the deferred partitions read again from their cut: what a hold had
+ * polled of them goes, the seek brings it back */
+static void
+chat_kafka_seek_deferred(chat_kafka_t *k)
+{
+    rd_kafka_topic_partition_list_t  *assigned = NULL, *seek;
+    rd_kafka_error_t                 *error;
+    size_t                            i, kept;
+    int                               j;
+
+    if (k->deferred == NULL) {
+        return;
+    }
+
+    for (i = 0, kept = 0; i < k->nstash; i++) {
+        if (chat_kafka_is_deferred(k, k->stash[i])) {
+            rd_kafka_message_destroy(k->stash[i]);
+        } else {
+            k->stash[kept++] = k->stash[i];
+        }
+    }
+
+    k->nstash = kept;
+
+    seek = rd_kafka_topic_partition_list_new(k->deferred->cnt);
+
+    if (rd_kafka_assignment(k->rk, &assigned) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (j = 0; j < k->deferred->cnt; j++) {
+            if (rd_kafka_topic_partition_list_find(assigned,
+                    k->deferred->elems[j].topic,
+                    k->deferred->elems[j].partition))
+            {
+                rd_kafka_topic_partition_list_add(seek,
+                    k->deferred->elems[j].topic,
+                    k->deferred->elems[j].partition)->offset =
+                    k->deferred->elems[j].offset;
+            }
+        }
+
+        rd_kafka_topic_partition_list_destroy(assigned);
+    }
+
+    if (seek->cnt) {
+        /* paused first: nothing of them is fetched again until the loop
+         * says (chat_kafka_undefer) */
+        (void) rd_kafka_pause_partitions(k->rk, seek);
+
+        error = rd_kafka_seek_partitions(k->rk, seek, 5000);
+
+        if (error) {
+            log_error("kafka: seeking back to a cut: %s",
+                      rd_kafka_error_string(error));
+            rd_kafka_error_destroy(error);
+        }
+    }
+
+    rd_kafka_topic_partition_list_destroy(seek);
+    rd_kafka_topic_partition_list_destroy(k->deferred);
+    k->deferred = NULL;
+}
+
+
+void
+chat_kafka_undefer(chat_kafka_t *k, int32_t partition)
+{
+    rd_kafka_topic_partition_list_t  *one;
+
+    if (k->fenced
+        && rd_kafka_topic_partition_list_find(k->fenced, k->topic, partition))
+    {
+        return;
+    }
+
+    one = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(one, k->topic, partition);
+    (void) rd_kafka_resume_partitions(k->rk, one);
+    rd_kafka_topic_partition_list_destroy(one);
+}
+
+
+void
+chat_kafka_set_idle(chat_kafka_t *k, int ms)
+{
+    k->idle_ms = ms > 0 ? ms : CHAT_POLL_IDLE_MS;
+}
+
+
 void
 chat_kafka_commit(chat_kafka_t *k)
 {
@@ -666,6 +805,10 @@ chat_kafka_commit(chat_kafka_t *k)
             continue;       /* its successor's to commit */
         }
 
+        if (chat_kafka_is_deferred(k, m)) {
+            continue;       /* a later batch's */
+        }
+
         p = rd_kafka_topic_partition_list_find(offsets, topic, m->partition);
         if (p == NULL) {
             p = rd_kafka_topic_partition_list_add(offsets, topic,
@@ -681,6 +824,7 @@ chat_kafka_commit(chat_kafka_t *k)
     chat_kafka_pend(k, offsets);
     rd_kafka_topic_partition_list_destroy(offsets);
     chat_kafka_send_commit(k);
+    chat_kafka_seek_deferred(k);
 }
 
 
@@ -886,6 +1030,11 @@ chat_kafka_abandon(chat_kafka_t *k)
     rd_kafka_topic_partition_list_destroy(seek);
     rd_kafka_topic_partition_list_destroy(lowest);
 
+    if (k->deferred) {
+        rd_kafka_topic_partition_list_destroy(k->deferred);
+        k->deferred = NULL;
+    }
+
     if (k->revoked) {
         rd_kafka_topic_partition_list_destroy(k->revoked);
         k->revoked = NULL;
@@ -952,6 +1101,10 @@ chat_kafka_close(chat_kafka_t *k)
 
     if (k->fenced) {
         rd_kafka_topic_partition_list_destroy(k->fenced);
+    }
+
+    if (k->deferred) {
+        rd_kafka_topic_partition_list_destroy(k->deferred);
     }
 
     for (i = 0; i < k->nstash; i++) {

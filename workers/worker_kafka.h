@@ -67,6 +67,14 @@ void chat_kafka_resume(chat_kafka_t *k);
 /* gives the batch in hand up: nothing committed, the partitions still
  * held consumed again from its first record */
 void chat_kafka_abandon(chat_kafka_t *k);
+/* the batch in hand left this partition's records from offset on for a
+ * later one: the commit stops before them, and the partition is read
+ * again from there once chat_kafka_undefer says so */
+void chat_kafka_defer(chat_kafka_t *k, int32_t partition, int64_t offset);
+/* the batch's commit left it paused: consumed again (from the cut) */
+void chat_kafka_undefer(chat_kafka_t *k, int32_t partition);
+/* how long a poll with nothing in hand waits (ms; 0: the default) */
+void chat_kafka_set_idle(chat_kafka_t *k, int ms);
 /* a newer owner fenced this partition: its records in hand are not
  * committed, and it is not consumed until it is assigned again */
 void chat_kafka_fence(chat_kafka_t *k, int32_t partition);

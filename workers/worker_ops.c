@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ngx_chat_media_sign.h"
 #include "worker_answer.h"
 #include "worker_fanout.h"
 #include "worker_ops.h"
@@ -622,6 +623,28 @@ chat_ops_parse_upload(chat_request_t *req, char *why, size_t why_size)
 }
 
 
+/* uploaded: nginx's word that an upload's bytes are stored */
+static chat_parse_rc_t
+chat_ops_parse_uploaded(chat_request_t *req, char *why, size_t why_size)
+{
+    req->upload.id = chat_request_string(req, NGX_CHAT_WIRE_F_ATTACHMENT_ID);
+
+    if (req->upload.id == NULL
+        || !ngx_chat_media_valid_id(req->upload.id, strlen(req->upload.id)))
+    {
+        chat_bad("missing or invalid attachment_id");
+    }
+
+    if (!chat_request_int(req, NGX_CHAT_WIRE_F_SIZE, 0, &req->upload.size)
+        || req->upload.size < 1)
+    {
+        chat_bad("size is not a positive integer");
+    }
+
+    return CHAT_PARSE_OK;
+}
+
+
 /* ---- store: the items to the store, its results into the items ---- */
 
 /* the group conversations named, into the cache; false on stop (a load
@@ -634,8 +657,10 @@ chat_ops_load(chat_op_ctx_t *ctx, const char **convs, size_t n)
 }
 
 
-/* an image's size in pixels and its thumbnail, made once, when it is
- * first attached; what members see of it, with them */
+/* an image's size in pixels and its thumbnail, made when a send attaches
+ * it and they are not there yet: the uploaded record that makes them
+ * (chat_ops_store_uploaded) was overtaken, or never came, or its thread
+ * is on it; what members see of it, with them */
 static const char *
 chat_ops_image(chat_op_ctx_t *ctx, chat_upload_row_t *u)
 {
@@ -643,11 +668,30 @@ chat_ops_image(chat_op_ctx_t *ctx, chat_upload_row_t *u)
     char    *text;
     int      w, h;
 
-    if (u->has_dims
-        || !chat_thumb_make(ctx->media, u->id, u->content_type, &w, &h)
-        || chat_store_upload_dims(ctx->store, u->id, w, h) != CHAT_STORE_OK)
-    {
+    if (u->has_dims) {
         return u->json;
+    }
+
+    /* the images' thread may be making it now: waited for, not made
+     * twice */
+    switch (ctx->images ? chat_images_claim(ctx->images, u->id, &w, &h)
+                        : CHAT_IMAGES_YOURS)
+    {
+    case CHAT_IMAGES_MADE:
+        break;
+
+    case CHAT_IMAGES_NONE:
+        return u->json;
+
+    case CHAT_IMAGES_YOURS:
+        if (!chat_thumb_make(ctx->media, u->id, u->content_type, &w, &h)
+            || chat_store_upload_dims(ctx->store, u->id, w, h)
+               != CHAT_STORE_OK)
+        {
+            return u->json;
+        }
+
+        break;
     }
 
     u->has_dims = true;
@@ -1465,6 +1509,42 @@ chat_ops_store_uploads(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
 }
 
 
+/*
+ * Uploaded records, after the batch's answers went out: each upload's
+ * size in pixels and thumbnail, handed to the images' thread when there
+ * is one (worker_images.h), so that the next batch does not wait for the
+ * decoding either; made here when there is none or its queue is full.
+ * Whatever does not fit (no such upload, no file or another size, no
+ * image, bytes that do not decode) is logged and skipped: nobody waits
+ * for an answer, and a send that attaches it checks the same again.
+ */
+static chat_store_rc_t
+chat_ops_store_uploaded(chat_op_ctx_t *ctx, chat_item_t **items, size_t n)
+{
+    const chat_request_t  *req;
+    size_t                 i;
+    int                    w, h;
+
+    for (i = 0; i < n; i++) {
+        req = items[i]->req;
+
+        /* the batch queued it when it began (worker_batch.c) */
+        if (ctx->images
+            && (chat_images_pending(ctx->images, req->upload.id)
+                || chat_images_queue(ctx->images, req->upload.id,
+                                     req->upload.size)))
+        {
+            continue;
+        }
+
+        (void) chat_images_make(ctx->store, ctx->media, req->upload.id,
+                                req->upload.size, &w, &h);
+    }
+
+    return CHAT_STORE_OK;
+}
+
+
 /* ---- the table ---- */
 
 static const chat_op_t  chat_ops[NGX_CHAT_WIRE_OP_COUNT] = {
@@ -1746,6 +1826,22 @@ static const chat_op_t  chat_ops[NGX_CHAT_WIRE_OP_COUNT] = {
         .parse = chat_ops_parse_upload,
         .store = chat_ops_store_uploads,
         .answer = chat_answer_upload,
+        .fanout = NULL
+    },
+
+    /* nginx's own record (a node's, never a session's: no client frame
+     * becomes one): after the batch's delivery, so that no answer in the
+     * batch waits for an image to be decoded */
+    [NGX_CHAT_WIRE_OP_UPLOADED] = {
+        .op = NGX_CHAT_WIRE_OP_UPLOADED,
+        .stage = CHAT_STAGE_AFTER,
+        .tag = CHAT_TAG_REQ_ID,
+        .split = false,
+        .nosession = true,
+        .refused = "the upload's thumbnail could not be made",
+        .parse = chat_ops_parse_uploaded,
+        .store = chat_ops_store_uploaded,
+        .answer = chat_answer_none,
         .fanout = NULL
     },
 

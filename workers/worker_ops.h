@@ -22,7 +22,8 @@
 /*
  * Where an op runs in a batch (worker_batch.c). Membership changes cut
  * the batch into segments; a segment runs its stages in this order, then
- * the change that ends it, alone; reads come after every segment.
+ * the change that ends it, alone; reads come after every segment, and
+ * the after stage once the batch's answers are delivered.
  */
 typedef enum {
     CHAT_STAGE_SEND,            /* stored together, first */
@@ -30,7 +31,9 @@ typedef enum {
     CHAT_STAGE_TYPING,          /* then: never stored */
     CHAT_STAGE_MEMBERS,         /* ends a segment, alone: a membership
                                  * change, or a change to a message */
-    CHAT_STAGE_READ             /* after every segment, in one snapshot */
+    CHAT_STAGE_READ,            /* after every segment, in one snapshot */
+    CHAT_STAGE_AFTER            /* after the batch's delivery: slow work
+                                 * that no answer of the batch waits for */
 } chat_stage_t;
 
 /*

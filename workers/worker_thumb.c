@@ -7,9 +7,12 @@
  * CHAT_THUMB_SIDE, and is a PNG whatever the original.
  */
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <magick/api.h>
 
@@ -45,17 +48,40 @@ chat_thumb_decoder(const char *content_type)
 }
 
 
+static void
+chat_thumb_once(void)
+{
+    InitializeMagick(NULL);
+}
+
+
+void
+chat_thumb_init(void)
+{
+    static pthread_once_t  once = PTHREAD_ONCE_INIT;
+
+    (void) pthread_once(&once, chat_thumb_once);
+}
+
+
+bool
+chat_thumb_type(const char *content_type)
+{
+    return content_type != NULL && chat_thumb_decoder(content_type) != NULL;
+}
+
+
 bool
 chat_thumb_make(const chat_media_t *m, const char *id,
     const char *content_type, int *width, int *height)
 {
-    static bool     initialized;
     const char     *decoder;
     ImageInfo      *info;
     Image          *img, *thumb = NULL;
     ExceptionInfo   ex;
     unsigned long   tw, th;
     bool            ok = false;
+    char            tmp[MaxTextExtent - 8], path[MaxTextExtent];
 
     decoder = chat_thumb_decoder(content_type);
 
@@ -65,10 +91,7 @@ chat_thumb_make(const chat_media_t *m, const char *id,
         return false;
     }
 
-    if (!initialized) {
-        InitializeMagick(NULL);
-        initialized = true;
-    }
+    chat_thumb_init();
 
     GetExceptionInfo(&ex);
     info = CloneImageInfo(NULL);
@@ -101,12 +124,24 @@ chat_thumb_make(const chat_media_t *m, const char *id,
         goto done;
     }
 
-    snprintf(thumb->filename, sizeof(thumb->filename), "png:%s/%s.t",
-             m->root, id);
+    /* under a name of this process, then renamed: a GET never reads half
+     * a thumbnail, nor two workers making the same one (the uploaded
+     * record's and an overtaking send's) each other's */
+    snprintf(tmp, sizeof(tmp), "%s/%s.t.%ld", m->root, id, (long) getpid());
+    snprintf(path, sizeof(path), "%s/%s.t", m->root, id);
+    snprintf(thumb->filename, sizeof(thumb->filename), "png:%s", tmp);
 
     if (!WriteImage(info, thumb)) {
         log_warn("attachment %s: thumbnail not written: %s", id,
                  thumb->exception.reason ? thumb->exception.reason : "?");
+        (void) unlink(tmp);
+        goto done;
+    }
+
+    if (rename(tmp, path) != 0) {
+        log_warn("attachment %s: thumbnail not renamed: %s", id,
+                 strerror(errno));
+        (void) unlink(tmp);
         goto done;
     }
 

@@ -14,6 +14,13 @@
 /* the longest side of a thumbnail, in pixels */
 #define CHAT_THUMB_SIDE  256
 
+/* GraphicsMagick set up, once whatever the threads (chat_thumb_make does
+ * it too) */
+void chat_thumb_init(void);
+
+/* is content_type one whose images chat_thumb_make decodes? */
+bool chat_thumb_type(const char *content_type);
+
 /*
  * For an upload stored under m->root of a decodable image type: its width
  * and height, and a PNG thumbnail written next to it as <id>.t. false for

@@ -127,6 +127,41 @@ test_ops(void)
 }
 
 
+/* nginx's uploaded record: what chat_worker's row reads back */
+static void
+test_uploaded(void)
+{
+    char            buf[NGX_CHAT_WIRE_UPLOADED_MAX + 1], node[200], why[160];
+    const char     *id = "0123456789abcdef0123456789abcdef";
+    chat_request_t  req;
+    size_t          n;
+
+    n = ngx_chat_wire_uploaded_record(buf, "s1:0", 4, 1714128000123, id,
+                                      strlen(id), 1048576);
+    buf[n] = '\0';
+    CHECK(strcmp(buf, "{\"op\":\"uploaded\",\"node\":\"s1:0\","
+                      "\"ts\":1714128000123,\"attachment_id\":"
+                      "\"0123456789abcdef0123456789abcdef\","
+                      "\"size\":1048576}") == 0, "uploaded: %s", buf);
+
+    memset(&req, 0, sizeof(req));
+    CHECK(chat_ops_parse(&req, buf, n, why, sizeof(why)) == CHAT_PARSE_OK,
+          "uploaded parsed: %s", why);
+    CHECK(req.op == NGX_CHAT_WIRE_OP_UPLOADED && req.sid == NULL
+          && strcmp(req.node, "s1:0") == 0 && req.ts == 1714128000123
+          && strcmp(req.upload.id, id) == 0
+          && req.upload.size == 1048576, "uploaded's fields");
+    chat_request_free(&req);
+
+    /* the longest node and the largest numbers fit */
+    memset(node, 'n', NGX_CHAT_WIRE_NODE_MAX);
+    n = ngx_chat_wire_uploaded_record(buf, node, NGX_CHAT_WIRE_NODE_MAX,
+                                      INT64_MIN, id, NGX_CHAT_WIRE_ID_MAX,
+                                      INT64_MIN);
+    CHECK(n <= NGX_CHAT_WIRE_UPLOADED_MAX, "uploaded: %zu bytes", n);
+}
+
+
 static const ngx_chat_wire_peer_t  alice = {
     "alice", 5, "phone", 5, "s1:0.k", 6, "00000000000000ab", 1714128000123,
     NULL, 900000
@@ -533,6 +568,7 @@ main(void)
     test_ids();
     test_direct();
     test_ops();
+    test_uploaded();
     test_record_common();
     test_keys_sessions();
     test_presence();

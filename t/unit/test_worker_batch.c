@@ -45,6 +45,10 @@
 static chat_members_cache_t  cache;
 static chat_chain_t          chain;
 static size_t                fanout_max;    /* the batches' receipt limit */
+static chat_images_t        *images;        /* fake.pending says what it
+                                             * has */
+static chat_batch_cut_t      cuts[CHAT_BATCH_CUTS_MAX];   /* the last's */
+static size_t                ncuts;
 
 /* what the membership loads find: alice and bob, carol gone */
 static const chat_fake_group_t  groups[] = {
@@ -76,6 +80,7 @@ batch(const char *const *json, size_t n)
     ctx.chain = &chain;
     ctx.max_group_members = 256;
     ctx.receipt_fanout_max = fanout_max;
+    ctx.images = images;
     chat_stream_init(&stream, NULL);
     ctx.stream = &stream;
 
@@ -86,6 +91,8 @@ batch(const char *const *json, size_t n)
 
     done = chat_batch_process(&ctx, records, n);
     chat_stream_free(&stream);
+    memcpy(cuts, ctx.cuts, sizeof(cuts));
+    ncuts = ctx.ncuts;
 
     return done;
 }
@@ -294,6 +301,71 @@ test_unknown_op(void)
                       "\"req_id\":\"q\"}\n"
                       "@bob {\"type\":\"typing\",\"conversation_id\":\"g:1\","
                       "\"user_id\":\"alice\",\"state\":\"start\"}\n");
+}
+
+
+/* nginx's uploaded records, whatever their place in the batch, are looked
+ * at once the batch's sends are stored and delivered: no send waits for
+ * an image to decode; they say nothing to anyone */
+static void
+test_uploaded_after_delivery(void)
+{
+    const char  *r[] = { "{\"op\":\"uploaded\",\"node\":\"s1:0\",\"ts\":1,"
+                         "\"attachment_id\":"
+                         "\"0123456789abcdef0123456789abcdef\",\"size\":9}",
+                         SEND("g:1", "c1"),
+                         "{\"op\":\"uploaded\",\"node\":\"s1:0\",\"ts\":1,"
+                         "\"attachment_id\":"
+                         "\"fedcba9876543210fedcba9876543210\",\"size\":9}",
+                         SEND("g:1", "c2") };
+
+    start();
+    check(batch(r, 4));
+    check_str(trace(), "sends 2|load 2|deliver 6|images 1|images 1");
+    check(count("\"type\":\"ack\"") == 2);
+    check(count("uploaded") == 0);
+}
+
+
+/* a send whose image the images' thread is making cuts its partition
+ * there: what came before goes through, it and what follows in its
+ * partition wait for a later batch (not answered, not in the positions);
+ * the other partitions are not held */
+static void
+test_cut_for_an_image(void)
+{
+    const char  *r[] = { SEND("g:1", "c1"),
+                         "{\"op\":\"send\"," HEAD ",\"conv\":\"g:1\","
+                         "\"cmid\":\"c2\",\"body\":\"\",\"attachments\":"
+                         "[\"0123456789abcdef0123456789abcdef\"]}",
+                         SEND("g:1", "c3"),
+                         "{\"op\":\"uploaded\",\"node\":\"s1:0\",\"ts\":1,"
+                         "\"attachment_id\":"
+                         "\"fedcba9876543210fedcba9876543210\",\"size\":9}" };
+
+    start();
+    images = (chat_images_t *) &cache;      /* any: the fake's */
+    fake.pending = "0123456789abcdef0123456789abcdef";
+    check(batch(r, 4));
+    check(ncuts == 1 && cuts[0].partition == 3 && cuts[0].offset == 11);
+    check_str(trace(), "sends 1|load 1|deliver 3|images 1");
+    check(count("\"client_msg_id\":\"c1\"") > 0);
+    check(count("\"client_msg_id\":\"c2\"") == 0);
+    check(count("\"client_msg_id\":\"c3\"") == 0);
+    check(strncmp(sent(), "position 3 10\n", 14) == 0);
+
+    /* made meanwhile: the next batch takes them all */
+    start();
+    check(batch(r, 3));
+    check(ncuts == 0);
+    check_str(trace(), "upload_rows 1|sends 3|load 3|deliver 9");
+
+    /* without an images' thread, nothing is ever cut */
+    start();
+    images = NULL;
+    fake.pending = "0123456789abcdef0123456789abcdef";
+    check(batch(r, 3));
+    check(ncuts == 0);
 }
 
 
@@ -559,6 +631,8 @@ main(void)
     test_typing_blocked();
     test_coalesced_receipts();
     test_unknown_op();
+    test_uploaded_after_delivery();
+    test_cut_for_an_image();
     test_refused();
     test_replay();
     test_pushes();

@@ -72,7 +72,7 @@ test_table(void)
         check(row->parse != NULL && row->answer != NULL);
         check(row->store != NULL);
         check(row->refused != NULL && row->refused[0] != '\0');
-        check(row->stage <= CHAT_STAGE_READ);
+        check(row->stage <= CHAT_STAGE_AFTER);
         check(row->tag == (op == NGX_CHAT_WIRE_OP_SEND
                            || op == NGX_CHAT_WIRE_OP_EDIT
                            || op == NGX_CHAT_WIRE_OP_DELETE
@@ -100,6 +100,11 @@ test_table(void)
     check(chat_ops_find(NGX_CHAT_WIRE_OP_REPAIR)->stage == CHAT_STAGE_READ);
     check(chat_ops_find(NGX_CHAT_WIRE_OP_REPAIR)->nosession);
     check(!chat_ops_find(NGX_CHAT_WIRE_OP_SEND)->nosession);
+    /* an image's thumbnail after the batch's delivery, on nginx's word */
+    check(chat_ops_find(NGX_CHAT_WIRE_OP_UPLOADED)->stage
+          == CHAT_STAGE_AFTER);
+    check(chat_ops_find(NGX_CHAT_WIRE_OP_UPLOADED)->nosession);
+    check(chat_ops_find(NGX_CHAT_WIRE_OP_UPLOADED)->fanout == NULL);
 
     /* a change to a message runs alone where it comes, like a
      * membership change, and is answered and fanned out like a send */
@@ -222,6 +227,38 @@ test_no_row(void)
     r = "{\"op\":\"repair\",\"node\":\"s1:0\",\"partition\":\"3\"}";
     check(chat_ops_parse(&req, r, strlen(r), why, sizeof(why))
           == CHAT_PARSE_DROP);
+    chat_request_free(&req);
+
+    /* nginx's word that an upload is stored: a node's record, and one
+     * that is not whole is dropped */
+    r = "{\"op\":\"uploaded\",\"node\":\"s1:0\",\"ts\":7,"
+        "\"attachment_id\":\"0123456789abcdef0123456789abcdef\","
+        "\"size\":10}";
+    check(chat_ops_parse(&req, r, strlen(r), why, sizeof(why))
+          == CHAT_PARSE_OK);
+    check(req.op == NGX_CHAT_WIRE_OP_UPLOADED && req.upload.size == 10);
+    check_str(req.upload.id, "0123456789abcdef0123456789abcdef");
+    chat_request_free(&req);
+    r = "{\"op\":\"uploaded\",\"node\":\"s1:0\","
+        "\"attachment_id\":\"../etc/passwd\",\"size\":10}";
+    check(chat_ops_parse(&req, r, strlen(r), why, sizeof(why))
+          == CHAT_PARSE_DROP);
+    check_str(why, "missing or invalid attachment_id");
+    chat_request_free(&req);
+    r = "{\"op\":\"uploaded\",\"node\":\"s1:0\","
+        "\"attachment_id\":\"0123456789abcdef0123456789abcdef\","
+        "\"size\":0}";
+    check(chat_ops_parse(&req, r, strlen(r), why, sizeof(why))
+          == CHAT_PARSE_DROP);
+    chat_request_free(&req);
+    /* a session's record of that op is still a node's: no session to
+     * answer, no user it could stand for */
+    r = "{\"op\":\"uploaded\"," HEAD ","
+        "\"attachment_id\":\"0123456789abcdef0123456789abcdef\","
+        "\"size\":10}";
+    check(chat_ops_parse(&req, r, strlen(r), why, sizeof(why))
+          == CHAT_PARSE_OK);
+    check(req.sid == NULL);
     chat_request_free(&req);
 
     /* an unknown one without a session is dropped, still unknown */

@@ -75,6 +75,7 @@ static struct {
     size_t                    npush_devices;
     const char               *online_device;
     bool                      produce_fail;
+    const char               *pending;        /* the images' thread's */
 } fake;
 
 
@@ -602,6 +603,63 @@ chat_lists_wait(chat_lists_t *l)
     fake.waits++;
 
     return true;
+}
+
+
+chat_images_rc_t
+chat_images_make(chat_store_t *st, const chat_media_t *media, const char *id,
+    int64_t size, int *width, int *height)
+{
+    (void) st;
+    (void) media;
+    (void) id;
+    (void) size;
+    (void) width;
+    (void) height;
+
+    fake_trace("images", 1);
+
+    return CHAT_IMAGES_NONE;
+}
+
+
+bool
+chat_images_queue(chat_images_t *im, const char *id, int64_t size)
+{
+    (void) im;
+    (void) id;
+    (void) size;
+
+    return false;
+}
+
+
+bool
+chat_images_pending(chat_images_t *im, const char *id)
+{
+    (void) im;
+
+    return fake.pending != NULL && strstr(fake.pending, id) != NULL;
+}
+
+
+chat_images_rc_t
+chat_images_claim(chat_images_t *im, const char *id, int *width,
+    int *height)
+{
+    (void) im;
+    (void) id;
+    (void) width;
+    (void) height;
+
+    return CHAT_IMAGES_YOURS;
+}
+
+
+bool
+chat_thumb_type(const char *content_type)
+{
+    return content_type != NULL && strncmp(content_type, "image/", 6) == 0;
 }
 
 
