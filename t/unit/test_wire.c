@@ -132,6 +132,7 @@ static void
 test_uploaded(void)
 {
     char            buf[NGX_CHAT_WIRE_UPLOADED_MAX + 1], node[200], why[160];
+    char            longest[NGX_CHAT_WIRE_ID_MAX];
     const char     *id = "0123456789abcdef0123456789abcdef";
     chat_request_t  req;
     size_t          n;
@@ -155,9 +156,10 @@ test_uploaded(void)
 
     /* the longest node and the largest numbers fit */
     memset(node, 'n', NGX_CHAT_WIRE_NODE_MAX);
+    memset(longest, 'a', NGX_CHAT_WIRE_ID_MAX);
     n = ngx_chat_wire_uploaded_record(buf, node, NGX_CHAT_WIRE_NODE_MAX,
-                                      INT64_MIN, id, NGX_CHAT_WIRE_ID_MAX,
-                                      INT64_MIN);
+                                      INT64_MIN, longest,
+                                      NGX_CHAT_WIRE_ID_MAX, INT64_MIN);
     CHECK(n <= NGX_CHAT_WIRE_UPLOADED_MAX, "uploaded: %zu bytes", n);
 }
 
