@@ -104,12 +104,12 @@ void
 chat_http_post(chat_http_t *h, chat_push_job_t *jobs, const bool *todo,
     size_t n)
 {
-    CURL     **easy;
-    char     **bodies;
-    CURLMsg   *msg;
-    curl_off_t total;
-    size_t     i;
-    int        running, left, numfds;
+    CURL       **easy;
+    char       **bodies;
+    CURLMsg     *msg;
+    curl_off_t   total;
+    size_t       i;
+    int          running, left, numfds;
 
     easy = chat_alloc((n + 1) * sizeof(CURL *));
     bodies = chat_alloc((n + 1) * sizeof(char *));

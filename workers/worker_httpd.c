@@ -176,7 +176,7 @@ chat_httpd_request(chat_httpd_t *h, chat_httpd_conn_t *c)
 
     } else {
         chat_httpd_answer(h, c, 404, "Not Found", "text/plain",
-                          "/metrics only\n", 14);
+                          "not found\n", 10);
         return;
     }
 
