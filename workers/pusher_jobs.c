@@ -298,7 +298,9 @@ chat_jobs_claim_attempt(chat_store_t *st, void *data)
         return rc;
     }
 
-    a->lapsed = strtol(PQcmdTuples(res), NULL, 10);
+    /* committed as it returns, whatever the claim after it does: an
+     * attempt again adds its own */
+    a->lapsed += strtol(PQcmdTuples(res), NULL, 10);
     PQclear(res);
     res = NULL;
 
