@@ -118,14 +118,15 @@ CHATCTL_OBJS := $(patsubst workers/%.c,$(BUILD)/obj/chatctl/%.o,$(CHATCTL_SRCS))
 CHATCTL_LIBS := -lrdkafka -lpq -lhiredis -ljansson -lcrypto
 
 # chat_pusher: its files, and chat_worker's consumer, PostgreSQL plumbing,
-# Redis connections and tools
+# Redis connections, metrics endpoint, group lag and tools
 PUSHER_OBJS := $(patsubst workers/%.c,$(BUILD)/obj/workers/%.o,\
                  $(wildcard $(PUSHER_MAIN)) workers/worker_kafka.c \
                  workers/worker_topic.c workers/worker_pg.c \
+                 workers/worker_httpd.c workers/worker_lag.c \
                  workers/worker_redis_link.c workers/worker_util.c) \
                $(BUILD)/obj/workers/ngx_chat_wire.o
 # libcrypto: worker_redis_link.c names Redis scripts by their SHA1
-PUSHER_LIBS := -lrdkafka -lpq -lhiredis -ljansson -lcurl -lcrypto
+PUSHER_LIBS := -lrdkafka -lpq -lhiredis -ljansson -lcurl -lcrypto -lpthread
 
 WORKER_BINS := $(if $(WORKER_SRCS),$(BUILD)/bin/chat_worker) \
                $(if $(wildcard workers/chat_pusher.c),$(BUILD)/bin/chat_pusher) \

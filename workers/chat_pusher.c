@@ -11,6 +11,10 @@
  * its consumer group and exits 0. Any number of pushers may run in one
  * group against one database: the topic's partitions are spread over
  * them, and a row of the outbox is claimed by one of them only.
+ *
+ * --metrics starts worker_httpd.c's thread: /metrics from the loop's
+ * counters (pusher_metrics.h) and the look of pusher_watch.c every few
+ * seconds, /health from that look (PostgreSQL and Kafka answering).
  */
 
 #include <getopt.h>
@@ -20,9 +24,16 @@
 
 #include "pusher_http.h"
 #include "pusher_jobs.h"
+#include "pusher_metrics.h"
 #include "pusher_online.h"
+#include "pusher_watch.h"
+#include "worker_httpd.h"
 #include "worker_kafka.h"
 #include "worker_util.h"
+
+
+/* how often the metrics thread looks at the outbox, PostgreSQL and Kafka */
+#define CHAT_PUSHER_LOOK_MS  2000
 
 
 typedef struct {
@@ -34,6 +45,7 @@ typedef struct {
     const char           *redis;
     long                  batch;
     long                  poll_ms;
+    const char           *metrics;
     chat_http_options_t   http;
     chat_push_policy_t    policy;
 } chat_pusher_options_t;
@@ -61,6 +73,10 @@ chat_usage(FILE *f)
         "  --retry-max-ms N       the longest delay (300000)\n"
         "  --max-attempts N       POSTs of one push at most (8)\n"
         "  --no-body              leave the message's text out\n"
+        "  --metrics HOST:PORT    serve Prometheus metrics on"
+        " http://HOST:PORT/metrics\n"
+        "                         and PostgreSQL's and Kafka's health on"
+        " /health\n"
         "  --help\n");
 }
 
@@ -82,6 +98,7 @@ chat_parse_options(int argc, char **argv, chat_pusher_options_t *o)
         { "retry-max-ms", required_argument, NULL, 'M' },
         { "max-attempts", required_argument, NULL, 'a' },
         { "no-body",      no_argument,       NULL, 'B' },
+        { "metrics",      required_argument, NULL, 'm' },
         { "help",         no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -99,6 +116,7 @@ chat_parse_options(int argc, char **argv, chat_pusher_options_t *o)
     o->redis = "127.0.0.1:6379";
     o->batch = 64;
     o->poll_ms = 200;
+    o->metrics = NULL;
     o->http.timeout_ms = 5000;
     o->http.with_body = true;
     o->policy.retry_ms = 1000;
@@ -187,6 +205,10 @@ chat_parse_options(int argc, char **argv, chat_pusher_options_t *o)
             o->http.with_body = false;
             break;
 
+        case 'm':
+            o->metrics = optarg;
+            break;
+
         case 'h':
             chat_usage(stdout);
             exit(0);
@@ -239,12 +261,20 @@ chat_outcome(const chat_push_job_t *j, bool posted, int max_attempts)
 static long
 chat_pusher_round(const chat_pusher_options_t *o, chat_stop_t *stop,
     chat_store_t *st, chat_online_t *online, chat_http_t *http,
-    chat_push_job_t *jobs, bool *todo, chat_push_outcome_t *outcomes)
+    chat_push_job_t *jobs, bool *todo, chat_push_outcome_t *outcomes,
+    chat_pusher_metrics_t *m)
 {
-    long    n, i, sent = 0, skipped = 0, retried = 0, failed = 0;
-    bool    ok;
+    long           n, i, lapsed, sent = 0, skipped = 0, retried = 0,
+                   failed = 0;
+    chat_pushed_e  counted;
+    bool           ok;
 
-    n = chat_jobs_claim(st, &o->policy, jobs, (size_t) o->batch);
+    n = chat_jobs_claim(st, &o->policy, jobs, (size_t) o->batch, &lapsed);
+
+    if (lapsed > 0) {
+        chat_metrics_add(&m->pushed[CHAT_PUSHED_UNKNOWN], (uint64_t) lapsed);
+    }
+
     if (n <= 0) {
         return n;
     }
@@ -271,6 +301,10 @@ chat_pusher_round(const chat_pusher_options_t *o, chat_stop_t *stop,
     for (i = 0; i < n; i++) {
         outcomes[i] = chat_outcome(&jobs[i], todo[i], o->policy.max_attempts);
 
+        if (todo[i]) {
+            chat_pusher_metrics_post(m, jobs[i].status, jobs[i].elapsed_us);
+        }
+
         switch (outcomes[i]) {
         case CHAT_PUSH_SENT:    sent++;    break;
         case CHAT_PUSH_SKIPPED: skipped++; break;
@@ -280,6 +314,27 @@ chat_pusher_round(const chat_pusher_options_t *o, chat_stop_t *stop,
     }
 
     ok = chat_jobs_finish(st, &o->policy, jobs, outcomes, (size_t) n);
+
+    /* counted once recorded: a scrape that sees them sees the outbox so */
+    for (i = 0; ok && i < n; i++) {
+        switch (outcomes[i]) {
+        case CHAT_PUSH_SENT:
+            counted = CHAT_PUSHED_DELIVERED;
+            break;
+        case CHAT_PUSH_SKIPPED:
+            counted = jobs[i].registered ? CHAT_PUSHED_ONLINE
+                                         : CHAT_PUSHED_UNREGISTERED;
+            break;
+        case CHAT_PUSH_RETRY:
+            counted = CHAT_PUSHED_RETRY;
+            break;
+        default:
+            counted = CHAT_PUSHED_GIVEN_UP;
+            break;
+        }
+
+        chat_metrics_add(&m->pushed[counted], 1);
+    }
 
     log_info("pushes: %ld claimed, %ld sent, %ld skipped, %ld to retry,"
              " %ld failed", n, sent, skipped, retried, failed);
@@ -303,11 +358,15 @@ chat_pusher_keepalive(void *data)
  * committed; false on stop */
 static bool
 chat_pusher_enter(chat_kafka_t *kafka, chat_store_t *st,
-    const chat_record_t *records, size_t n, chat_stop_t *stop)
+    const chat_record_t *records, size_t n, chat_stop_t *stop,
+    chat_pusher_metrics_t *m)
 {
-    long  entered;
+    long  entered, fresh = 0;
 
-    entered = chat_jobs_enter(st, records, n);
+    chat_metrics_add(&m->records, n);
+    chat_metrics_set(&m->last_record_ms, chat_now_ms());
+
+    entered = chat_jobs_enter(st, records, n, &fresh);
 
     if (entered < 0) {
         if (*stop) {
@@ -323,10 +382,39 @@ chat_pusher_enter(chat_kafka_t *kafka, chat_store_t *st,
         return true;
     }
 
+    chat_metrics_add(&m->malformed, n - (size_t) entered);
+    chat_metrics_add(&m->entered_new, (uint64_t) fresh);
+    chat_metrics_add(&m->entered_known, (uint64_t) (entered - fresh));
+
     chat_kafka_commit(kafka);
     chat_kafka_resume(kafka);
 
     return true;
+}
+
+
+/* the metrics thread's pages (worker_httpd.h) */
+static void
+chat_pusher_metrics_page(void *data, chat_buf_t *b)
+{
+    chat_pusher_metrics_text(data, b);
+}
+
+
+static bool
+chat_pusher_health_page(void *data, chat_buf_t *b)
+{
+    return chat_pusher_metrics_health(data, b);
+}
+
+
+static chat_watch_t  *chat_pusher_watch;
+
+static void
+chat_pusher_look(void *data)
+{
+    (void) data;
+    chat_watch_look(chat_pusher_watch);
 }
 
 
@@ -344,6 +432,8 @@ main(int argc, char **argv)
     chat_http_t            *http;
     chat_push_job_t        *jobs;
     chat_push_outcome_t    *outcomes;
+    chat_pusher_metrics_t   metrics;
+    chat_httpd_t           *httpd = NULL;
     bool                   *todo, due = true;
     int64_t                 last_claim = 0;
     size_t                  n;
@@ -363,8 +453,29 @@ main(int argc, char **argv)
              o.http.timeout_ms, o.policy.retry_ms, o.policy.max_attempts,
              o.http.with_body ? "in" : "left out");
 
+    chat_pusher_metrics_init(&metrics);
+
+    /* first, so that /health answers while the rest waits for servers */
+    if (o.metrics) {
+        chat_httpd_site_t  site = { chat_pusher_metrics_page,
+                                    chat_pusher_health_page,
+                                    chat_pusher_look, CHAT_PUSHER_LOOK_MS,
+                                    &metrics };
+
+        chat_pusher_watch = chat_watch_open(o.pg, o.brokers, o.topic,
+                                            o.group, &metrics);
+        httpd = chat_httpd_start(o.metrics, &site);
+
+        if (httpd == NULL) {
+            chat_watch_close(chat_pusher_watch);
+            return 1;
+        }
+    }
+
     st = chat_jobs_open(o.pg, stop);
     if (st == NULL) {
+        chat_httpd_stop(httpd);
+        chat_watch_close(chat_pusher_watch);
         return *stop ? 0 : 1;
     }
 
@@ -417,7 +528,7 @@ main(int argc, char **argv)
         }
 
         if (n > 0) {
-            if (!chat_pusher_enter(kafka, st, records, n, stop)) {
+            if (!chat_pusher_enter(kafka, st, records, n, stop, &metrics)) {
                 break;
             }
 
@@ -432,7 +543,7 @@ main(int argc, char **argv)
 
         last_claim = chat_now_ms();
         claimed = chat_pusher_round(&o, stop, st, online, http, jobs, todo,
-                                    outcomes);
+                                    outcomes, &metrics);
         chat_kafka_resume(kafka);
 
         if (claimed < 0) {
@@ -452,6 +563,8 @@ main(int argc, char **argv)
     chat_online_close(online);
     chat_http_close(http);
     chat_jobs_close(st);
+    chat_httpd_stop(httpd);
+    chat_watch_close(chat_pusher_watch);
 
     return 0;
 }

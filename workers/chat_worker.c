@@ -36,6 +36,8 @@
 #include "worker_batch.h"
 #include "worker_contacts.h"
 #include "worker_httpd.h"
+#include "worker_lag.h"
+#include "worker_metrics.h"
 #include "worker_stats.h"
 
 
@@ -366,6 +368,25 @@ chat_worker_keepalive(void *data)
 }
 
 
+/* the metrics thread's pages (worker_httpd.h) */
+static void
+chat_worker_metrics_page(void *data, chat_buf_t *b)
+{
+    chat_worker_t  *w = data;
+
+    chat_metrics_text(&w->metrics, b);
+}
+
+
+static void
+chat_worker_metrics_tick(void *data)
+{
+    chat_worker_t  *w = data;
+
+    chat_lag_refresh(w->lag, &w->metrics);
+}
+
+
 static bool
 chat_worker_open(chat_worker_t *w, const chat_options_t *o,
     chat_stop_t *stop)
@@ -394,8 +415,15 @@ chat_worker_open(chat_worker_t *w, const chat_options_t *o,
 
     /* first, so that a scrape answers while the rest waits for servers */
     if (o->metrics) {
+        chat_httpd_site_t  site = { chat_worker_metrics_page, NULL, NULL,
+                                    5000, w };
+
         w->lag = chat_lag_open(o->brokers, o->topic, o->group);
-        w->httpd = chat_httpd_start(o->metrics, &w->metrics, w->lag);
+        if (w->lag) {
+            site.tick = chat_worker_metrics_tick;
+        }
+
+        w->httpd = chat_httpd_start(o->metrics, &site);
 
         if (w->httpd == NULL) {
             return false;

@@ -16,9 +16,13 @@
  *   pusher_online.c    Redis: which claimed devices have a live session
  *                      (again: one may have come back since)
  *   pusher_http.c      libcurl's multi interface: a batch of POSTs at once
+ *   pusher_watch.c     the metrics thread's look every few seconds: the
+ *                      outbox's rows to push, PostgreSQL and Kafka up
+ *   pusher_metrics.c   the figures, /metrics' and /health's text
  *
  * and under them chat_worker's worker_kafka.c (the consumer group, offset
- * commits), worker_topic.c, worker_pg.c (the connection, statements,
+ * commits), worker_httpd.c (--metrics: the thread serving /metrics and
+ * /health), worker_lag.c (the group's lag), worker_topic.c, worker_pg.c (the connection, statements,
  * retried transactions), worker_redis_link.c (a Redis connection from the
  * --redis address) and worker_util.c (log, clock, sleeps, buffers).
  *
@@ -55,6 +59,7 @@ typedef struct {
     /* the outcome */
     bool         online;        /* a live session: no push needed */
     long         status;        /* HTTP status, 0: none (no answer) */
+    int64_t      elapsed_us;    /* the POST's whole time */
     char         error[128];
 } chat_push_job_t;
 

@@ -104,11 +104,12 @@ void
 chat_http_post(chat_http_t *h, chat_push_job_t *jobs, const bool *todo,
     size_t n)
 {
-    CURL     **easy;
-    char     **bodies;
-    CURLMsg   *msg;
-    size_t     i;
-    int        running, left, numfds;
+    CURL       **easy;
+    char       **bodies;
+    CURLMsg     *msg;
+    curl_off_t   total;
+    size_t       i;
+    int          running, left, numfds;
 
     easy = chat_alloc((n + 1) * sizeof(CURL *));
     bodies = chat_alloc((n + 1) * sizeof(char *));
@@ -121,6 +122,7 @@ chat_http_post(chat_http_t *h, chat_push_job_t *jobs, const bool *todo,
         }
 
         jobs[i].status = 0;
+        jobs[i].elapsed_us = 0;
         bodies[i] = chat_http_payload(h, &jobs[i]);
         easy[i] = curl_easy_init();
 
@@ -157,6 +159,9 @@ chat_http_post(chat_http_t *h, chat_push_job_t *jobs, const bool *todo,
 
             curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE,
                               (char **) &j);
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_TOTAL_TIME_T,
+                              &total);
+            j->elapsed_us = (int64_t) total;
 
             if (msg->data.result == CURLE_OK) {
                 curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE,

@@ -125,6 +125,7 @@ typedef struct {
     const chat_record_t  *records;
     size_t                n;
     size_t                entered;
+    long                  fresh;
 } chat_enter_args_t;
 
 
@@ -136,6 +137,8 @@ chat_jobs_enter_attempt(chat_store_t *st, void *data)
     chat_buf_t            *d = &st->arrays[2], *t = &st->arrays[3];
     ngx_chat_wire_push_t   push;
     const char            *params[4];
+    PGresult              *res = NULL;
+    chat_pg_rc_t           rc;
     char                   user[NGX_CHAT_WIRE_ID_MAX + 1];
     char                   device[NGX_CHAT_WIRE_ID_MAX + 1];
     size_t                 i;
@@ -145,6 +148,7 @@ chat_jobs_enter_attempt(chat_store_t *st, void *data)
     chat_pg_array_begin(d);
     chat_pg_array_begin(t);
     a->entered = 0;
+    a->fresh = 0;
 
     for (i = 0; i < a->n; i++) {
         if (!ngx_chat_wire_push_parse(a->records[i].payload,
@@ -178,19 +182,27 @@ chat_jobs_enter_attempt(chat_store_t *st, void *data)
     params[3] = chat_pg_array_end(t);
 
     /* one statement: its own transaction, committed as it returns */
-    return chat_pg_run(st, "push_enter", 4, params, NULL);
+    rc = chat_pg_run(st, "push_enter", 4, params, &res);
+    if (rc == CHAT_PG_OK) {
+        a->fresh = strtol(PQcmdTuples(res), NULL, 10);
+        PQclear(res);
+    }
+
+    return rc;
 }
 
 
 long
-chat_jobs_enter(chat_store_t *st, const chat_record_t *records, size_t n)
+chat_jobs_enter(chat_store_t *st, const chat_record_t *records, size_t n,
+    long *fresh)
 {
-    chat_enter_args_t  args = { records, n, 0 };
+    chat_enter_args_t  args = { records, n, 0, 0 };
 
     for ( ;; ) {
         switch (chat_pg_retry(st, chat_jobs_enter_attempt, &args)) {
 
         case CHAT_STORE_OK:
+            *fresh = args.fresh;
             return (long) args.entered;
 
         case CHAT_STORE_REFUSED:
@@ -258,6 +270,7 @@ typedef struct {
     chat_push_job_t           *jobs;
     size_t                     max;
     size_t                     n;
+    long                       lapsed;
 } chat_claim_args_t;
 
 
@@ -280,10 +293,16 @@ chat_jobs_claim_attempt(chat_store_t *st, void *data)
     snprintf(lease, sizeof(lease), "%ld", a->policy->lease_ms);
 
     params[0] = now;
-    rc = chat_pg_run(st, "push_lapsed", 1, params, NULL);
+    rc = chat_pg_run(st, "push_lapsed", 1, params, &res);
     if (rc != CHAT_PG_OK) {
         return rc;
     }
+
+    /* committed as it returns, whatever the claim after it does: an
+     * attempt again adds its own */
+    a->lapsed += strtol(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    res = NULL;
 
     params[1] = max;
     params[2] = lease;
@@ -321,13 +340,16 @@ chat_jobs_claim_attempt(chat_store_t *st, void *data)
 
 long
 chat_jobs_claim(chat_store_t *st, const chat_push_policy_t *policy,
-    chat_push_job_t *jobs, size_t max)
+    chat_push_job_t *jobs, size_t max, long *lapsed)
 {
-    chat_claim_args_t  args = { policy, jobs, max, 0 };
+    chat_claim_args_t  args = { policy, jobs, max, 0, 0 };
+
+    *lapsed = 0;
 
     switch (chat_pg_retry(st, chat_jobs_claim_attempt, &args)) {
 
     case CHAT_STORE_OK:
+        *lapsed = args.lapsed;
         return (long) args.n;
 
     case CHAT_STORE_REFUSED:

@@ -25,16 +25,16 @@ void chat_jobs_close(chat_store_t *st);
 
 /* the push topic's records into the outbox, due at once, each (message,
  * user, device) once ever; a record that is not a push record is logged
- * and skipped. Returns how many were well formed, -1 when the wait for
- * PostgreSQL was given up */
+ * and skipped. Returns how many were well formed (*fresh: of them, how
+ * many rows were new), -1 when the wait for PostgreSQL was given up */
 long chat_jobs_enter(chat_store_t *st, const chat_record_t *records,
-    size_t n);
+    size_t n, long *fresh);
 
 /* claims up to max due rows into jobs (each job's strings are its own);
- * rows whose claim has lapsed become 'unknown'. Returns how many, or -1
- * on stop */
+ * rows whose claim has lapsed become 'unknown' (*lapsed: how many).
+ * Returns how many, or -1 on stop */
 long chat_jobs_claim(chat_store_t *st, const chat_push_policy_t *policy,
-    chat_push_job_t *jobs, size_t max);
+    chat_push_job_t *jobs, size_t max, long *lapsed);
 
 /* records the outcome of each job; false on stop */
 bool chat_jobs_finish(chat_store_t *st, const chat_push_policy_t *policy,

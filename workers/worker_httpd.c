@@ -1,15 +1,18 @@
 /*
  * worker_httpd.c: the metrics endpoint, chat_worker --metrics ADDR:PORT:
  * a small non-blocking HTTP/1.x server that answers GET /metrics with
- * worker_metrics.c's text and closes every connection after its answer.
+ * the program's text (worker_metrics.c's for chat_worker), GET /health
+ * when the program has one (chat_pusher), and closes every connection
+ * after its answer.
  *
  * It runs in a thread of its own, not in the worker's loop: the loop
  * blocks by design (a Kafka poll; the waits for PostgreSQL or Redis,
  * which last as long as an outage does), and an outage is when a scrape
  * matters most. The thread shares nothing with the loop but the atomic
- * figures of worker_metrics.h and the stop pipe; it blocks every signal,
- * so that SIGTERM reaches the loop's handler. Between requests it asks
- * Kafka for the group's lag (worker_lag.c) every CHAT_HTTPD_LAG_MS.
+ * figures (worker_metrics.h, pusher_metrics.h) and the stop pipe; it blocks
+ * every signal, so that SIGTERM reaches the loop's handler. Between
+ * requests it runs the program's tick (Kafka asked for the group's lag,
+ * worker_lag.c; PostgreSQL for the outbox's count) every tick_ms.
  *
  * One poll() over the listening socket, the connections (at most
  * CHAT_HTTPD_CONNS, each with a deadline) and the stop pipe. A request
@@ -39,7 +42,6 @@
 #define CHAT_HTTPD_CONNS        16
 #define CHAT_HTTPD_REQUEST_MAX  8192
 #define CHAT_HTTPD_DEADLINE_MS  10000
-#define CHAT_HTTPD_LAG_MS       5000
 
 
 typedef struct {
@@ -55,9 +57,8 @@ struct chat_httpd_s {
     int                 wake[2];        /* a byte: stop */
     pthread_t           thread;
     bool                running;
-    chat_metrics_t     *metrics;
-    chat_lag_t         *lag;
-    int64_t             lag_next;
+    chat_httpd_site_t   site;
+    int64_t             tick_next;
     chat_httpd_conn_t   conns[CHAT_HTTPD_CONNS];
 };
 
@@ -146,7 +147,8 @@ chat_httpd_request(chat_httpd_t *h, chat_httpd_conn_t *c)
 {
     chat_buf_t   body = { 0 };
     const char  *req = chat_buf_cstr(&c->in);
-    bool         head;
+    bool         head, well;
+    int          status;
 
     head = strncmp(req, "HEAD ", 5) == 0;
 
@@ -158,17 +160,25 @@ chat_httpd_request(chat_httpd_t *h, chat_httpd_conn_t *c)
 
     req += head ? 5 : 4;
 
-    if (strncmp(req, "/metrics", 8) != 0
-        || (req[8] != ' ' && req[8] != '?'))
+    if (strncmp(req, "/metrics", 8) == 0 && (req[8] == ' ' || req[8] == '?'))
     {
+        h->site.metrics(h->site.data, &body);
+        chat_httpd_answer(h, c, 200, "OK", "text/plain; version=0.0.4", NULL,
+                          body.len);
+
+    } else if (h->site.health && strncmp(req, "/health", 7) == 0
+               && (req[7] == ' ' || req[7] == '?'))
+    {
+        well = h->site.health(h->site.data, &body);
+        status = well ? 200 : 503;
+        chat_httpd_answer(h, c, status, well ? "OK" : "Service Unavailable",
+                          "text/plain", NULL, body.len);
+
+    } else {
         chat_httpd_answer(h, c, 404, "Not Found", "text/plain",
-                          "/metrics only\n", 14);
+                          "not found\n", 10);
         return;
     }
-
-    chat_metrics_text(h->metrics, &body);
-    chat_httpd_answer(h, c, 200, "OK", "text/plain; version=0.0.4", NULL,
-                      body.len);
 
     if (!head) {
         chat_buf_add(&c->out, body.data, body.len);
@@ -284,13 +294,13 @@ chat_httpd_main(void *data)
     for ( ;; ) {
         now = chat_now_ms();
 
-        if (h->lag && now >= h->lag_next) {
-            chat_lag_refresh(h->lag, h->metrics);
+        if (h->site.tick && now >= h->tick_next) {
+            h->site.tick(h->site.data);
             now = chat_now_ms();
-            h->lag_next = now + CHAT_HTTPD_LAG_MS;
+            h->tick_next = now + h->site.tick_ms;
         }
 
-        wait = h->lag ? h->lag_next - now : CHAT_HTTPD_LAG_MS;
+        wait = h->site.tick ? h->tick_next - now : 5000;
 
         fds[0].fd = h->wake[0];
         fds[0].events = POLLIN;
@@ -358,7 +368,7 @@ chat_httpd_main(void *data)
 
 
 chat_httpd_t *
-chat_httpd_start(const char *addr, chat_metrics_t *metrics, chat_lag_t *lag)
+chat_httpd_start(const char *addr, const chat_httpd_site_t *site)
 {
     chat_httpd_t        *h;
     chat_log_line_t      l;
@@ -372,8 +382,7 @@ chat_httpd_start(const char *addr, chat_metrics_t *metrics, chat_lag_t *lag)
 
     h = chat_alloc(sizeof(chat_httpd_t));
     memset(h, 0, sizeof(*h));
-    h->metrics = metrics;
-    h->lag = lag;
+    h->site = *site;
     h->wake[0] = h->wake[1] = -1;
 
     for (i = 0; i < CHAT_HTTPD_CONNS; i++) {

@@ -8,7 +8,8 @@
  * partition).
  *
  * The handle never subscribes, so it never joins the group; it only asks.
- * The metrics server's thread calls it every few seconds, with short
+ * chat_pusher asks the same of the push topic. The metrics server's
+ * thread calls it every few seconds, with short
  * timeouts, so that a Kafka that is gone costs a scrape a second, not the
  * worker's loop anything.
  */
@@ -116,8 +117,8 @@ chat_lag_partitions(chat_lag_t *lag)
 }
 
 
-void
-chat_lag_refresh(chat_lag_t *lag, chat_metrics_t *m)
+int
+chat_lag_query(chat_lag_t *lag, int64_t *lags, int max)
 {
     rd_kafka_topic_partition_list_t  *parts;
     rd_kafka_topic_partition_t       *p;
@@ -127,13 +128,11 @@ chat_lag_refresh(chat_lag_t *lag, chat_metrics_t *m)
     n = chat_lag_partitions(lag);
 
     if (n < 0) {
-        /* not known: no figures rather than old ones */
-        chat_metrics_set(&m->lag_partitions, -1);
-        return;
+        return -1;
     }
 
-    if (n > CHAT_METRICS_PARTITIONS) {
-        n = CHAT_METRICS_PARTITIONS;
+    if (n > max) {
+        n = max;
     }
 
     parts = rd_kafka_topic_partition_list_new(n);
@@ -145,9 +144,8 @@ chat_lag_refresh(chat_lag_t *lag, chat_metrics_t *m)
     if (rd_kafka_committed(lag->rk, parts, CHAT_LAG_TIMEOUT_MS)
         != RD_KAFKA_RESP_ERR_NO_ERROR)
     {
-        chat_metrics_set(&m->lag_partitions, -1);
         rd_kafka_topic_partition_list_destroy(parts);
-        return;
+        return -1;
     }
 
     for (i = 0; i < n; i++) {
@@ -157,19 +155,27 @@ chat_lag_refresh(chat_lag_t *lag, chat_metrics_t *m)
                                              CHAT_LAG_TIMEOUT_MS)
             != RD_KAFKA_RESP_ERR_NO_ERROR)
         {
-            chat_metrics_set(&m->lag_partitions, -1);
+            n = -1;
             break;
         }
 
         done = p->err == 0 && p->offset >= 0 ? p->offset : lo;
-        chat_metrics_set(&m->lag[i], hi > done ? hi - done : 0);
-    }
-
-    if (i == n) {
-        chat_metrics_set(&m->lag_partitions, (int32_t) n);
+        chat_metrics_set(&lags[i], hi > done ? hi - done : 0);
     }
 
     rd_kafka_topic_partition_list_destroy(parts);
+
+    return n;
+}
+
+
+void
+chat_lag_refresh(chat_lag_t *lag, chat_metrics_t *m)
+{
+    /* not known: no figures rather than old ones */
+    chat_metrics_set(&m->lag_partitions,
+                     (int32_t) chat_lag_query(lag, m->lag,
+                                              CHAT_METRICS_PARTITIONS));
 }
 
 

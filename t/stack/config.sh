@@ -60,6 +60,12 @@ config_from_env() {
     fi
     [[ $CHAT_WORKER_METRICS_PORTS =~ ^[0-9]+(,[0-9]+)*$ ]] \
         || die "CHAT_WORKER_METRICS_PORTS=$CHAT_WORKER_METRICS_PORTS: ports, comma separated"
+    # chat_pusher's, chosen the same way
+    if [ -z "${CHAT_PUSHER_METRICS_PORT:-}" ]; then
+        CHAT_PUSHER_METRICS_PORT=$(spare_ports 1)
+    fi
+    [[ $CHAT_PUSHER_METRICS_PORT =~ ^[0-9]+$ ]] \
+        || die "CHAT_PUSHER_METRICS_PORT=$CHAT_PUSHER_METRICS_PORT: not a port"
     [[ $CHAT_SERVER_ID =~ ^[A-Za-z0-9_.-]+$ ]] \
         || die "CHAT_SERVER_ID=$CHAT_SERVER_ID: use [A-Za-z0-9_.-]"
 
@@ -99,6 +105,7 @@ write_env() {
         env_line CHAT_JWT_SECRET_FILE "$DIR/jwt_secret"
         env_line CHAT_WORKERS "$CHAT_WORKERS"
         env_line CHAT_WORKER_METRICS_PORTS "$CHAT_WORKER_METRICS_PORTS"
+        env_line CHAT_PUSHER_METRICS_PORT "$CHAT_PUSHER_METRICS_PORT"
         env_line CHAT_SQL_DIR "$ROOT/sql"
         env_line CHAT_TOPIC "$CHAT_TOPIC"
         env_line CHAT_PARTITIONS "$CHAT_PARTITIONS"

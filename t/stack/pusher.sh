@@ -4,11 +4,13 @@
 # up), PostgreSQL (the push outbox) and Redis (the sessions); it starts
 # after the workers.
 
+# --metrics on CHAT_PUSHER_METRICS_PORT (stack.env) when there is one;
 # CHAT_PUSHER_ARGS: more options (the tests' retries are fast)
 pusher_args() {
     # shellcheck disable=SC2086
     echo --brokers "127.0.0.1:$KAFKA_PORT" --group chat-pushers \
          --partitions "$CHAT_PARTITIONS" --redis "127.0.0.1:$REDIS_PORT" \
+         ${CHAT_PUSHER_METRICS_PORT:+--metrics "127.0.0.1:$CHAT_PUSHER_METRICS_PORT"} \
          ${CHAT_PUSHER_ARGS:-}
 }
 
