@@ -13,19 +13,7 @@
 #include "../../workers/worker_util.c"
 #include "../../workers/worker_index.c"
 
-static int  passed, failed;
-
-#define CHECK(cond, ...)                                                    \
-    do {                                                                    \
-        if (cond) {                                                         \
-            passed++;                                                       \
-        } else {                                                            \
-            failed++;                                                       \
-            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);          \
-            printf(__VA_ARGS__);                                            \
-            printf("\n");                                                   \
-        }                                                                   \
-    } while (0)
+#include "unit.h"
 
 
 static void
@@ -185,7 +173,7 @@ main(void)
     test_due();
     test_partitions();
 
-    printf("%d passed, %d failed\n", passed, failed);
+    printf("%u passed, %u failed\n", passed, failed);
 
     return failed ? 1 : 0;
 }
